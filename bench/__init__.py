@@ -1,0 +1,1 @@
+"""jaxattn's command line: grid runs, performance benchmarks, solving user patterns."""

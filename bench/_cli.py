@@ -1,0 +1,11 @@
+"""Shared command-line plumbing: one error type, reported as one line."""
+
+from __future__ import annotations
+
+
+class CommandError(Exception):
+  """A user-facing failure: printed as one line, no traceback, exit ``status``."""
+
+  def __init__(self, message: str, status: int = 2):
+    super().__init__(message)
+    self.status = status

@@ -1,0 +1,1 @@
+"""Private implementation; the public API is re-exported by ``jaxattn``."""

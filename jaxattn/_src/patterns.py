@@ -1,0 +1,121 @@
+"""Pattern generators: ``f(key, length, nnz, a_min) -> SparsePattern``.
+
+Every generator is a pure function of its key, jit-able with ``length`` and
+``nnz`` static, and vmappable over keys. Nonzero weights are log-uniform in
+[a_min, 1]: ln A_ij ~ U(ln a_min, 0), so every row's ratio min/max ≥ a_min.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from jaxattn._src.pattern import SparsePattern, from_rows
+
+_static = functools.partial(jax.jit, static_argnames=("length", "nnz", "a_min"))
+
+
+def _log_uniform(key: PRNGKeyArray, shape: tuple[int, ...], a_min: float) -> Float[Array, "..."]:
+  """Samples exp(U(ln a_min, 0)) ∈ [a_min, 1]."""
+  return jnp.exp(jax.random.uniform(key, shape, minval=jnp.log(a_min), maxval=0.0))
+
+
+def _check(length: int, nnz: int, a_min: float) -> None:
+  if length < 1 or nnz < 1 or nnz > length:
+    raise ValueError(f"need 1 <= nnz <= length, got length={length}, nnz={nnz}")
+  if not 0 < a_min <= 1:
+    raise ValueError(f"a_min must be in (0, 1], got {a_min}")
+
+
+def _with_weights(cols: Int[Array, "L N"], valid: Bool[Array, "L N"], key: PRNGKeyArray,
+                  a_min: float) -> SparsePattern:
+  """Pattern on ``cols`` (where ``valid``) with weights log-uniform in [a_min, 1]."""
+  return from_rows(cols, _log_uniform(key, cols.shape, a_min), valid)
+
+
+@_static
+def random_regular(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1) -> SparsePattern:
+  """Random pattern with exactly N distinct nonzeros in every row and every column.
+
+  S_i = {π₂((π₁(i) + s_k) mod L) : k < N} for random permutations π₁, π₂ and N
+  distinct random shifts s_k: a relabelled circulant, so row i and column j
+  each meet exactly N nonzeros. Weights log-uniform in [a_min, 1].
+  Row bound: N. Column bound: N.
+  """
+  _check(length, nnz, a_min)
+  k_rows, k_cols, k_shift, k_w = jax.random.split(key, 4)
+  rows_perm = jax.random.permutation(k_rows, length)
+  cols_perm = jax.random.permutation(k_cols, length)
+  shifts = jax.random.choice(k_shift, length, (nnz,), replace=False)
+  cols = cols_perm[(rows_perm[:, None] + shifts[None, :]) % length]
+  return _with_weights(cols, jnp.ones(cols.shape, bool), k_w, a_min)
+
+
+@functools.partial(jax.jit, static_argnames=("length", "nnz", "a_min", "keep"))
+def random_sparse(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1,
+                  keep: float = 0.5) -> SparsePattern:
+  """Random pattern whose rows have between 1 and N nonzeros.
+
+  ``random_regular`` with each slot but the first kept with probability ``keep``.
+  Row bound: N (at least 1). Column bound: N.
+  """
+  if not 0 <= keep <= 1:
+    raise ValueError(f"keep must be in [0, 1], got {keep}")
+  k_pattern, k_keep = jax.random.split(key)
+  full = random_regular(k_pattern, length, nnz, a_min)
+  valid = jax.random.bernoulli(k_keep, keep, full.valid.shape).at[:, 0].set(True)
+  return from_rows(full.cols, full.weights, valid)
+
+
+@_static
+def banded(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1) -> SparsePattern:
+  """Local window: row i attends to j ∈ [i − ⌊(N−1)/2⌋, i + ⌈(N−1)/2⌉] ∩ [0, L).
+
+  The key draws only the weights. Row bound: N (fewer at the edges).
+  Column bound: N.
+  """
+  _check(length, nnz, a_min)
+  cols = jnp.arange(length)[:, None] - (nnz - 1) // 2 + jnp.arange(nnz)[None, :]
+  in_range = (cols >= 0) & (cols < length)
+  return _with_weights(jnp.clip(cols, 0, length - 1), in_range, key, a_min)
+
+
+@_static
+def block_diagonal(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1) -> SparsePattern:
+  """Dense N×N blocks on the diagonal (the last block is L mod N if N ∤ L).
+
+  The key draws only the weights. Row bound: N. Column bound: N.
+  """
+  _check(length, nnz, a_min)
+  cols = (jnp.arange(length) // nnz * nnz)[:, None] + jnp.arange(nnz)[None, :]
+  in_range = cols < length
+  return _with_weights(jnp.minimum(cols, length - 1), in_range, key, a_min)
+
+
+@functools.partial(jax.jit, static_argnames=("length", "nnz", "a_min", "stride"))
+def strided(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1,
+            stride: int | None = None) -> SparsePattern:
+  """Strided attention: S_i = {(i + k·stride) mod L : k < N}, stride = ⌊L/N⌋ by default.
+
+  The key draws only the weights. Row bound: N. Column bound: N.
+  Raises ValueError if the N offsets k·stride are not distinct mod L.
+  """
+  _check(length, nnz, a_min)
+  stride = length // nnz if stride is None else stride
+  offsets = [k * stride % length for k in range(nnz)]
+  if len(set(offsets)) != nnz:
+    raise ValueError(f"stride={stride} gives repeated offsets mod length={length} for nnz={nnz}")
+  cols = (jnp.arange(length)[:, None] + jnp.asarray(offsets)[None, :]) % length
+  return _with_weights(cols, jnp.ones(cols.shape, bool), key, a_min)
+
+
+GENERATORS = {
+    "random_regular": random_regular,
+    "random_sparse": random_sparse,
+    "banded": banded,
+    "block_diagonal": block_diagonal,
+    "strided": strided,
+}

@@ -1,0 +1,147 @@
+"""Minimal d: the smallest grid d at which a method succeeds on ≥ 1 − δ of T trials."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.stats
+from jaxtyping import Array, Bool, PRNGKeyArray
+
+from jaxattn._src import construct
+from jaxattn._src.pattern import SparsePattern
+from jaxattn._src.verify import DEFAULT_BLOCK, ROW_BLOCK, row_ok, row_stats
+
+Sampler = Callable[[PRNGKeyArray], SparsePattern]
+
+# Bytes of [G, rows, block] logit tiles one vmapped batch of trials may hold.
+_TILE_BUDGET = 1 << 28
+
+
+class MinDResult(NamedTuple):
+  """Outcome of ``min_d``: success counts over the d grid and the minimal d.
+
+  ``d_min`` is None when no grid d reaches a success rate of 1 − δ.
+  ``ci_low``/``ci_high`` are Clopper–Pearson intervals at ``confidence``.
+  """
+
+  d_min: int | None
+  d_grid: np.ndarray        # int [G]
+  successes: np.ndarray     # int [G]
+  trials: int
+  success_rate: np.ndarray  # float [G]
+  ci_low: np.ndarray        # float [G]
+  ci_high: np.ndarray       # float [G]
+
+
+def clopper_pearson(successes: np.ndarray, trials: int, confidence: float = 0.95
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """Exact binomial interval: Beta(α/2; k, n−k+1) ≤ p ≤ Beta(1−α/2; k+1, n−k)."""
+  k = np.asarray(successes, float)
+  alpha = 1.0 - confidence
+  with np.errstate(invalid="ignore"):
+    low = np.where(k > 0, scipy.stats.beta.ppf(alpha / 2, k, trials - k + 1), 0.0)
+    high = np.where(k < trials, scipy.stats.beta.ppf(1 - alpha / 2, k + 1, trials - k), 1.0)
+  return low, high
+
+
+def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
+                 d_grid: tuple[int, ...], eps1, eps2,
+                 block_size: int | None = None) -> Bool[Array, "G"]:
+  """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key.
+
+  Methods in ``construct.NESTED`` are drawn once at d_max and every d is read
+  off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
+  other methods are built at each d inside one compiled loop, padded to d_max.
+  Either way the shapes, and so the compiled program, depend on d_max only.
+  """
+  factors = construct.METHODS[method]
+  d_max = d_grid[-1]
+  if method in construct.NESTED:
+    queries, keys = factors(key, pattern, d_max, d_max, eps1, eps2)
+    scales = d_max / jnp.asarray(d_grid, queries.dtype)
+    stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size, full=False)
+    return jnp.all(row_ok(stats, eps1, eps2), axis=-1)
+
+  def at_d(d):
+    queries, keys = factors(key, pattern, d, d_max, eps1, eps2)
+    stats = row_stats(queries, keys, pattern, (d_max,), jnp.ones((1,), queries.dtype),
+                      block_size=block_size, full=False)
+    return jnp.all(row_ok(stats, eps1, eps2))
+
+  return jax.lax.map(at_d, jnp.asarray(d_grid))
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "sampler", "method", "d_grid", "trials", "trial_batch", "block_size"))
+def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size):
+  def trial(trial_key):
+    pattern_key, method_key = jax.random.split(trial_key)
+    return grid_success(method_key, sampler(pattern_key), method=method, d_grid=d_grid,
+                        eps1=eps1, eps2=eps2, block_size=block_size)
+
+  success = jax.lax.map(trial, jax.random.split(key, trials), batch_size=trial_batch)
+  return jnp.sum(success, axis=0)
+
+
+def _trial_batch(length: int, grid_size: int, block_size: int | None, trials: int) -> int:
+  """Trials per vmapped batch so that the logit tiles stay within _TILE_BUDGET."""
+  block = min(block_size or DEFAULT_BLOCK, length)
+  tile = 4 * grid_size * min(max(ROW_BLOCK, block), length) * block
+  return int(max(1, min(trials, _TILE_BUDGET // tile)))
+
+
+def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: float,
+          eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
+          confidence: float = 0.95, block_size: int | None = None) -> MinDResult:
+  """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials.
+
+  Trial t draws a fresh pattern ``sampler(k_A)`` and a fresh construction
+  ``method(k_X, A, d)`` from split keys, and succeeds at d iff ``verify``
+  passes. Trials are vmapped (in batches bounded by memory); the whole
+  search compiles once per (L, N, d_max, grid) and never per d.
+
+  Args:
+    key: PRNG key; the same key gives the same result on the same device.
+    sampler: key -> SparsePattern, e.g.
+      ``functools.partial(ja.patterns.random_regular, length=256, nnz=2, a_min=0.2)``.
+    d_grid: increasing positive dimensions to test.
+    eps1: ratio tolerance ε1 > 0.
+    eps2: zero tolerance ε2 ∈ (0, 1).
+    method: a construction name (``ja.construct.METHODS``).
+    trials: T ≥ 1.
+    delta: allowed failure fraction δ ∈ [0, 1).
+    confidence: level of the Clopper–Pearson intervals.
+    block_size: keys per streamed block in verification.
+
+  Returns:
+    ``MinDResult`` with d_min, success counts and rates with intervals.
+  """
+  d_grid = tuple(int(d) for d in d_grid)
+  if not d_grid or d_grid[0] < 1 or list(d_grid) != sorted(set(d_grid)):
+    raise ValueError(f"d_grid must be increasing positive integers, got {d_grid}")
+  if method not in construct.METHODS:
+    raise ValueError(f"unknown method {method!r}; choose from {sorted(construct.METHODS)}")
+  if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+    raise ValueError(f"trials must be a positive integer, got {trials!r}")
+  if not 0.0 <= delta < 1.0:
+    raise ValueError(f"delta must be in [0, 1), got {delta}")
+  if not 0.0 < confidence < 1.0:
+    raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+  construct.check_eps(eps1, eps2)
+  length = jax.eval_shape(sampler, key).length
+  grid_levels = len(d_grid) if method in construct.NESTED else 1
+  successes = np.asarray(_success_counts(
+      key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
+      trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size))
+  rate = successes / trials
+  needed = math.ceil((1.0 - delta) * trials - 1e-9)  # successes/T ≥ 1 − δ, free of rounding
+  passing = np.flatnonzero(successes >= needed)
+  low, high = clopper_pearson(successes, trials, confidence)
+  return MinDResult(d_min=int(d_grid[passing[0]]) if passing.size else None,
+                    d_grid=np.asarray(d_grid), successes=successes, trials=trials,
+                    success_rate=rate, ci_low=low, ci_high=high)
