@@ -1,5 +1,7 @@
 """Constructions of the input X for fixed W_Q, W_K: ``method(key, pattern, d, eps1, eps2)``."""
 
-from jaxattn._src.construct import METHODS, Solution, build, identity_params, jl, target_logits
+from jaxattn._src.construct import (METHODS, PARAMS, Solution, build, identity_params, jl, lstsq,
+                                    random_params, solution_from_factors, target_logits)
 
-__all__ = ["METHODS", "Solution", "build", "identity_params", "jl", "target_logits"]
+__all__ = ["METHODS", "PARAMS", "Solution", "build", "identity_params", "jl", "lstsq",
+           "random_params", "solution_from_factors", "target_logits"]

@@ -126,46 +126,142 @@ def prefix_gaussian(key: PRNGKeyArray, length: int, width: int, dtype=jnp.float3
 
 
 def jl_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
-               eps1, eps2) -> Factors:
+               eps1, eps2, *, dtype=None) -> Factors:
   """Factors of the paper's construction at dimension d, padded to ``width``.
 
   R = G[:, :d]/√d with G = ``prefix_gaussian(key, L, width)``; Q = B R, K = R,
-  columns ≥ d zero. Q Kᵀ = B R Rᵀ is an unbiased estimate of B.
+  columns ≥ d zero. Q Kᵀ = B R Rᵀ is an unbiased estimate of B. Computed in
+  the pattern's float dtype; the evaluation ``dtype`` does not change it.
   """
-  gauss = prefix_gaussian(key, pattern.length, width)
+  del dtype
+  gauss = prefix_gaussian(key, pattern.length, width, pattern.weights.dtype)
   r = jnp.where(jnp.arange(width) < d, gauss, 0.0) / jnp.sqrt(jnp.asarray(d, gauss.dtype))
   return sparse_matmul(pattern, target_logits(pattern, eps1, eps2), r), r
 
 
-def solution_from_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"]) -> Solution:
-  """Solution with X = [Q, K] and the identity parameters of DESIGN §2."""
-  w_q, w_k = identity_params(queries.shape[-1], queries.dtype)
-  return Solution(X=jnp.concatenate([queries, keys], axis=-1), w_q=w_q, w_k=w_k)
+PARAMS = ("identity", "random")
+PARAMS_SEED = 0  # the seed of params="random": fixed, so W_Q, W_K never depend on A or the key
+DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32, "float64": jnp.float64}
+
+
+def random_params(d: int, dtype=jnp.float32) -> tuple[Float[Array, "4d d"], Float[Array, "4d d"]]:
+  """Fixed dense Gaussian W_Q, W_K ∈ R^{D×d}, D = 4d, entries N(0, 1/D), from ``PARAMS_SEED``.
+
+  [W_Q, W_K] ∈ R^{D×2d} has full column rank 2d (D ≥ 2d) with condition number
+  about (1 + √½)/(1 − √½) ≈ 6, so X can be solved for any Q, K.
+  """
+  depth = 4 * d
+  w = jax.random.normal(jax.random.PRNGKey(PARAMS_SEED), (depth, 2 * d), dtype) / jnp.sqrt(
+      jnp.asarray(depth, dtype))
+  return w[:, :d], w[:, d:]
+
+
+def solution_from_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"],
+                          params: str = "identity") -> Solution:
+  """Solution whose fixed W_Q, W_K reproduce the factors: X W_Q = Q, X W_K = K.
+
+  ``params="identity"``: X = [Q, K], W_Q = [I_d; 0], W_K = [0; I_d] (DESIGN §2).
+  ``params="random"``: W_Q, W_K = ``random_params(d)`` and X = [Q, K] W⁺, the
+  least-squares solution of X [W_Q, W_K] = [Q, K], computed from W = U R
+  (thin QR) as X = [Q, K] R⁻¹ Uᵀ; since W has full column rank the equations
+  hold to float precision. Q and K are first rescaled to Q·2^k, K·2^−k with
+  ‖Q·2^k‖ ≈ ‖K·2^−k‖ (exact in binary, Q Kᵀ unchanged), so that rounding X,
+  which mixes both, costs each factor the same relative precision.
+  """
+  if params == "identity":
+    w_q, w_k = identity_params(queries.shape[-1], queries.dtype)
+    return Solution(X=jnp.concatenate([queries, keys], axis=-1), w_q=w_q, w_k=w_k)
+  if params == "random":
+    w_q, w_k = random_params(queries.shape[-1], queries.dtype)
+    ratio = jnp.linalg.norm(keys) / jnp.maximum(jnp.linalg.norm(queries), jnp.finfo(keys.dtype).tiny)
+    scale = jnp.exp2(jnp.round(jnp.log2(ratio) / 2)).astype(queries.dtype)
+    queries, keys = queries * scale, keys / scale
+    u, r = jnp.linalg.qr(jnp.concatenate([w_q, w_k], axis=-1))
+    factors = jnp.concatenate([queries, keys], axis=-1)
+    x = jax.scipy.linalg.solve_triangular(r, factors.T, trans="T", lower=False).T
+    return Solution(X=jnp.matmul(x, u.T, precision=HIGHEST), w_q=w_q, w_k=w_k)
+  raise ValueError(f"unknown params {params!r}; choose from {PARAMS}")
+
+
+def resolve_dtype(dtype) -> tuple[jnp.dtype, jnp.dtype]:
+  """(evaluation dtype, compute dtype) for ``dtype`` in ``DTYPES`` (a name or a dtype); None: float32.
+
+  Constructions compute in float64 for float64 and in float32 otherwise, then
+  round to the evaluation dtype. ValueError for other dtypes, and for float64
+  unless ``jax_enable_x64`` is set.
+  """
+  if dtype is None:
+    dtype = jnp.asarray(0.0).dtype
+  names = {jnp.dtype(v).name: jnp.dtype(v) for v in DTYPES.values()}
+  name = dtype if isinstance(dtype, str) else getattr(jnp.dtype(dtype), "name", None)
+  if name not in names:
+    raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
+  if name == "float64" and not jax.config.jax_enable_x64:
+    raise ValueError("dtype float64 needs 64-bit JAX: jax.config.update('jax_enable_x64', True) "
+                     "or JAX_ENABLE_X64=1")
+  evaluate = names[name]
+  return evaluate, jnp.dtype(jnp.float64 if name == "float64" else jnp.float32)
+
+
+def cast_pattern(pattern: SparsePattern, dtype) -> SparsePattern:
+  """The pattern with its weights in ``dtype``."""
+  return pattern._replace(weights=pattern.weights.astype(dtype))
 
 
 # name -> factor function. Methods listed in NESTED have prefix-consistent
 # factors: factors(d) = sqrt(width/d) · (first d columns of factors(width)), so
-# one draw at d_max evaluates every d ≤ d_max (``ja.min_d``).
+# one draw at d_max evaluates every d ≤ d_max (``ja.min_d``). Every factor
+# function takes ``dtype=``, the dtype its logits will be evaluated in.
 METHODS: dict[str, FactorFn] = {"jl": jl_factors}
 NESTED = frozenset({"jl"})
 
 
-@functools.partial(jax.jit, static_argnames=("method", "d"))
-def _build(method: str, key, pattern, d, eps1, eps2) -> Solution:
-  return solution_from_factors(*METHODS[method](key, pattern, d, d, eps1, eps2))
+@functools.partial(jax.jit, static_argnames=("method", "d", "params", "dtype"))
+def _build(method: str, key, pattern, d, eps1, eps2, params, dtype) -> Solution:
+  evaluate, compute = resolve_dtype(dtype)
+  queries, keys = METHODS[method](key, cast_pattern(pattern, compute), d, d, eps1, eps2,
+                                  dtype=evaluate)
+  solution = solution_from_factors(queries, keys, params)
+  return jax.tree.map(lambda x: x.astype(evaluate), solution)
 
 
 def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float,
-          eps2: float) -> Solution:
-  """``Solution`` of the named method (a key of ``METHODS``) at dimension d."""
+          eps2: float, *, params: str = "identity", dtype=None) -> Solution:
+  """``Solution`` of the named method (a key of ``METHODS``) at dimension d.
+
+  ``params``: the fixed W_Q, W_K (``solution_from_factors``). ``dtype``: the
+  precision of the solution (bfloat16, float32 or float64; default float32).
+  """
   if method not in METHODS:
     raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
+  if params not in PARAMS:
+    raise ValueError(f"unknown params {params!r}; choose from {PARAMS}")
   check_d(d)
   check_eps(eps1, eps2)
-  return _build(method, key, pattern, int(d), eps1, eps2)
+  evaluate, _ = resolve_dtype(dtype)
+  return _build(method, key, pattern, int(d), eps1, eps2, params, evaluate.name)
 
 
-def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float) -> Solution:
+def lstsq(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
+          params: str = "identity", dtype=None) -> Solution:
+  """Exact-support least squares: random unit keys, minimum-norm queries.
+
+  K = X W_K has unit rows g_j/‖g_j‖, g_j Gaussian, drawn from ``key`` alone
+  (independent of A). Query i is the minimum-norm solution of the |S_i|×d
+  system K_S q = ln A_{i,S_i} + c_i (batched N×N solves), so support ratios
+  hold to float precision (spread = 0) and only the zeros condition is at
+  stake. It holds once S_i is an exposed face of the keys and c_i is large
+  enough: c_i = 32 c_jl,i, clipped to [c_jl,i, ln(1+ε1)/(4u√(N d))] for unit
+  roundoff u of ``dtype`` (derivation: ``jaxattn._src.lstsq``, docs/beyond.md).
+  Expected d_min ≈ 4 N ln L.
+
+  Args and returns: as ``jl``.
+  """
+  return build("lstsq", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
+
+
+def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
+       params: str = "identity", dtype=None) -> Solution:
   """The paper's construction (Likhosherstov et al. 2021, Thm. 1): X = [B R, R].
 
   B_ij = ln A_ij + c_i on the support S_i and 0 elsewhere, with c_i =
@@ -184,8 +280,16 @@ def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: flo
     d: query/key dimension (X has 2d columns).
     eps1: ratio tolerance ε1 > 0.
     eps2: zero tolerance ε2 ∈ (0, 1).
+    params: fixed W_Q, W_K: "identity" (above) or "random" (``solution_from_factors``).
+    dtype: precision of the solution: "bfloat16", "float32" (default) or "float64".
 
   Returns:
-    ``Solution(X [L, 2d], w_q [2d, d], w_k [2d, d])``.
+    ``Solution(X [L, D], w_q [D, d], w_k [D, d])``, D = 2d (identity) or 4d (random).
   """
-  return build("jl", key, pattern, d, eps1, eps2)
+  return build("jl", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
+
+
+# Methods beyond the paper live in their own modules, which import the helpers above.
+from jaxattn._src import lstsq as _lstsq  # noqa: E402  (import cycle: registers methods)
+
+METHODS.update(lstsq=_lstsq.lstsq_factors)

@@ -51,24 +51,29 @@ def clopper_pearson(successes: np.ndarray, trials: int, confidence: float = 0.95
 
 def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
                  d_grid: tuple[int, ...], eps1, eps2,
-                 block_size: int | None = None) -> Bool[Array, "G"]:
+                 block_size: int | None = None, dtype=None) -> Bool[Array, "G"]:
   """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key.
 
   Methods in ``construct.NESTED`` are drawn once at d_max and every d is read
   off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
   other methods are built at each d inside one compiled loop, padded to d_max.
   Either way the shapes, and so the compiled program, depend on d_max only.
+  Factors are computed in float32 (float64 for ``dtype`` float64) and
+  verified in ``dtype`` (``construct.resolve_dtype``).
   """
-  factors = construct.METHODS[method]
+  evaluate, compute = construct.resolve_dtype(dtype)
+  pattern = construct.cast_pattern(pattern, compute)
+  factors = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), construct.METHODS[method](
+      key, pattern, d, width, eps1, eps2, dtype=evaluate))
   d_max = d_grid[-1]
   if method in construct.NESTED:
-    queries, keys = factors(key, pattern, d_max, d_max, eps1, eps2)
+    queries, keys = factors(d_max, d_max)
     scales = d_max / jnp.asarray(d_grid, queries.dtype)
     stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size, full=False)
     return jnp.all(row_ok(stats, eps1, eps2), axis=-1)
 
   def at_d(d):
-    queries, keys = factors(key, pattern, d, d_max, eps1, eps2)
+    queries, keys = factors(d, d_max)
     stats = row_stats(queries, keys, pattern, (d_max,), jnp.ones((1,), queries.dtype),
                       block_size=block_size, full=False)
     return jnp.all(row_ok(stats, eps1, eps2))
@@ -77,12 +82,13 @@ def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "sampler", "method", "d_grid", "trials", "trial_batch", "block_size"))
-def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size):
+    "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "dtype"))
+def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size,
+                    dtype):
   def trial(trial_key):
     pattern_key, method_key = jax.random.split(trial_key)
     return grid_success(method_key, sampler(pattern_key), method=method, d_grid=d_grid,
-                        eps1=eps1, eps2=eps2, block_size=block_size)
+                        eps1=eps1, eps2=eps2, block_size=block_size, dtype=dtype)
 
   success = jax.lax.map(trial, jax.random.split(key, trials), batch_size=trial_batch)
   return jnp.sum(success, axis=0)
@@ -97,7 +103,7 @@ def _trial_batch(length: int, grid_size: int, block_size: int | None, trials: in
 
 def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: float,
           eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
-          confidence: float = 0.95, block_size: int | None = None) -> MinDResult:
+          confidence: float = 0.95, block_size: int | None = None, dtype=None) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials.
 
   Trial t draws a fresh pattern ``sampler(k_A)`` and a fresh construction
@@ -117,6 +123,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     delta: allowed failure fraction δ ∈ [0, 1).
     confidence: level of the Clopper–Pearson intervals.
     block_size: keys per streamed block in verification.
+    dtype: precision of solutions and verification: "bfloat16", "float32"
+      (default) or "float64" (needs jax_enable_x64).
 
   Returns:
     ``MinDResult`` with d_min, success counts and rates with intervals.
@@ -133,11 +141,13 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   if not 0.0 < confidence < 1.0:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
   construct.check_eps(eps1, eps2)
+  evaluate, _ = construct.resolve_dtype(dtype)
   length = jax.eval_shape(sampler, key).length
   grid_levels = len(d_grid) if method in construct.NESTED else 1
   successes = np.asarray(_success_counts(
       key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
-      trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size))
+      trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size,
+      dtype=evaluate.name))
   rate = successes / trials
   needed = math.ceil((1.0 - delta) * trials - 1e-9)  # successes/T ≥ 1 − δ, free of rounding
   passing = np.flatnonzero(successes >= needed)
