@@ -1,7 +1,8 @@
 """Constructions of the input X for fixed W_Q, W_K: ``method(key, pattern, d, eps1, eps2)``."""
 
 from jaxattn._src.construct import (METHODS, PARAMS, Solution, build, identity_params, jl, lstsq,
-                                    random_params, solution_from_factors, target_logits)
+                                    moment_curve, random_params, solution_from_factors,
+                                    target_logits)
 
 __all__ = ["METHODS", "PARAMS", "Solution", "build", "identity_params", "jl", "lstsq",
-           "random_params", "solution_from_factors", "target_logits"]
+           "moment_curve", "random_params", "solution_from_factors", "target_logits"]

@@ -260,6 +260,23 @@ def lstsq(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: 
   return build("lstsq", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
 
 
+def moment_curve(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
+                 params: str = "identity", dtype=None) -> Solution:
+  """Deterministic keys on the trigonometric moment curve: d = 2N for every L.
+
+  k_j = (cos mθ_j, sin mθ_j)_{m=1..N}, θ_j = 2πj/L; query i is the
+  trigonometric polynomial λ_i g_i + h_i with g_i = −∏_{s∈S_i}(1 − cos(θ − θ_s))
+  (maximal exactly on S_i) and h_i the minimum-norm interpolant of ln A_{i,S_i};
+  λ_i = (max h_i + c_jl,i)/min_{j∉S_i}|g_i(θ_j)| (``jaxattn._src.moment_curve``).
+  Needs d ≥ 2N (columns beyond 2N are zero; for d < 2N the solution is zero
+  and fails verification). Logits grow like L^{2N}, so the largest L that
+  verifies depends on ``dtype``. ``key`` is unused.
+
+  Args and returns: as ``jl``.
+  """
+  return build("moment_curve", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
+
+
 def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
        params: str = "identity", dtype=None) -> Solution:
   """The paper's construction (Likhosherstov et al. 2021, Thm. 1): X = [B R, R].
@@ -291,5 +308,6 @@ def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: flo
 
 # Methods beyond the paper live in their own modules, which import the helpers above.
 from jaxattn._src import lstsq as _lstsq  # noqa: E402  (import cycle: registers methods)
+from jaxattn._src import moment_curve as _moment_curve  # noqa: E402
 
-METHODS.update(lstsq=_lstsq.lstsq_factors)
+METHODS.update(lstsq=_lstsq.lstsq_factors, moment_curve=_moment_curve.moment_curve_factors)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-from jaxattn._src.construct import HIGHEST, Solution, check_eps
+from jaxattn._src.construct import HIGHEST, Solution, check_eps, resolve_dtype
 from jaxattn._src.pattern import SparsePattern
 
 DEFAULT_BLOCK = 512
@@ -162,7 +162,7 @@ def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, block_size) 
 
 
 def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
-           block_size: int | None = None) -> Report:
+           block_size: int | None = None, *, dtype=None) -> Report:
   """Checks whether row-softmax((X W_Q)(X W_K)ᵀ) (ε1, ε2)-approximates A.
 
   ratio_error = exp(max_i spread_i) − 1 and leak = exp(max_i gap_i), with
@@ -180,10 +180,15 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     eps1: ratio tolerance ε1 > 0.
     eps2: zero tolerance ε2 ∈ (0, 1).
     block_size: keys per streamed block.
+    dtype: if given ("bfloat16", "float32", "float64"), X, W_Q, W_K are
+      rounded to it and every step runs in it; default: X's dtype.
 
   Returns:
     ``Report``; its figures are JAX scalars (``float(rep.leak)``).
   """
+  if dtype is not None:
+    evaluate, _ = resolve_dtype(dtype)
+    solution = jax.tree.map(lambda x: jnp.asarray(x).astype(evaluate), solution)
   check_eps(eps1, eps2)
   length = solution.X.shape[0]
   if pattern.length != length:
