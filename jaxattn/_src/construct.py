@@ -309,5 +309,7 @@ def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: flo
 # Methods beyond the paper live in their own modules, which import the helpers above.
 from jaxattn._src import lstsq as _lstsq  # noqa: E402  (import cycle: registers methods)
 from jaxattn._src import moment_curve as _moment_curve  # noqa: E402
+from jaxattn._src import optimize as _optimize  # noqa: E402
 
-METHODS.update(lstsq=_lstsq.lstsq_factors, moment_curve=_moment_curve.moment_curve_factors)
+METHODS.update(lstsq=_lstsq.lstsq_factors, moment_curve=_moment_curve.moment_curve_factors,
+               optimize=_optimize.optimize_factors)

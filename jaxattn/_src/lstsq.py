@@ -81,18 +81,19 @@ def precision_shift(eps1, nnz: int, d, dtype) -> Float[Array, ""]:
 
 
 def lstsq_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
-                  eps1, eps2, *, dtype=None) -> Factors:
+                  eps1, eps2, *, dtype=None, shift_factor: float = SHIFT_FACTOR) -> Factors:
   """Factors (Q, K) of ``lstsq`` at dimension d, padded to ``width`` (module docstring).
 
-  ``dtype`` is the dtype the logits will be evaluated in (it sets c); the
-  factors are computed in the pattern's float dtype.
+  ``dtype`` is the dtype the logits will be evaluated in (it caps c); the
+  factors are computed in the pattern's float dtype. c_i = ``shift_factor``·c_jl,i
+  before clipping.
   """
   compute = pattern.weights.dtype
   keys = unit_keys(key, pattern.length, d, width, compute)
   jl_target = target_logits(pattern, eps1, eps2).astype(compute)
   jl_shift = jl_target - pattern.log_weights.astype(compute)
   cap = precision_shift(eps1, pattern.nnz, d, dtype or compute).astype(compute)
-  shift = jnp.maximum(jl_shift, jnp.minimum(SHIFT_FACTOR * jl_shift, cap))
+  shift = jnp.maximum(jl_shift, jnp.minimum(shift_factor * jl_shift, cap))
   target = pattern.log_weights.astype(compute) + shift
   queries = min_norm_solve(keys[pattern.cols], pattern.valid, target)
   return queries, keys
