@@ -110,3 +110,15 @@ def test_jit_and_vmap_over_keys():
   single = jax.jit(lambda k: ja.construct.jl(k, p, d=8, eps1=0.5, eps2=0.5).X)(keys[1])
   np.testing.assert_allclose(batch[1], single, rtol=1e-6)
   assert batch.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("d, expected", [(8, False), (256, False), (2048, True)])
+def test_jl_and_verify_agree_with_float64_reference(d, expected):
+  """Independent NumPy float64 check of construct.jl + verify: every figure and verdict."""
+  p = _pattern(32, 2, jax.random.PRNGKey(d))
+  sol = ja.construct.jl(jax.random.PRNGKey(7), p, d=d, eps1=0.5, eps2=0.5)
+  rep = ja.verify(sol, p, eps1=0.5, eps2=0.5)
+  ref = reference_figures(sol.X, sol.w_q, sol.w_k, p.to_dense())
+  for name in ("ratio_error", "leak", "outside_mass_max", "outside_mass_mean", "max_abs_logit"):
+    np.testing.assert_allclose(float(getattr(rep, name)), ref[name], rtol=1e-3, err_msg=name)
+  assert bool(rep.ok) == reference_ok(ref, 0.5, 0.5) == expected
