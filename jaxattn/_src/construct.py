@@ -173,7 +173,9 @@ def solution_from_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"
     return Solution(X=jnp.concatenate([queries, keys], axis=-1), w_q=w_q, w_k=w_k)
   if params == "random":
     w_q, w_k = random_params(queries.shape[-1], queries.dtype)
-    ratio = jnp.linalg.norm(keys) / jnp.maximum(jnp.linalg.norm(queries), jnp.finfo(keys.dtype).tiny)
+    q_norm, k_norm = jnp.linalg.norm(queries), jnp.linalg.norm(keys)
+    both = (q_norm > 0) & (k_norm > 0)
+    ratio = jnp.where(both, k_norm, 1.0) / jnp.where(both, q_norm, 1.0)
     scale = jnp.exp2(jnp.round(jnp.log2(ratio) / 2)).astype(queries.dtype)
     queries, keys = queries * scale, keys / scale
     u, r = jnp.linalg.qr(jnp.concatenate([w_q, w_k], axis=-1))
@@ -275,6 +277,22 @@ def moment_curve(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float,
   Args and returns: as ``jl``.
   """
   return build("moment_curve", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
+
+
+def optimize(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
+             params: str = "identity", dtype=None) -> Solution:
+  """Gradient descent on X with W_Q, W_K fixed: the empirical lower envelope of d.
+
+  Starts from ``lstsq`` (at shift c_jl,i) and runs optax Adam on both factors
+  Q = X W_Q, K = X W_K against a squared hinge on both conditions' violations
+  with margin ¼ ln(1 + ε1), over the dense L×L logits, in one jitted
+  ``lax.while_loop`` that stops as soon as the conditions hold (with half that
+  margin) or after 200 steps (``jaxattn._src.optimize``; ``optimize_run``
+  also returns the step count). Dense: O(L²·N) memory, for moderate L.
+
+  Args and returns: as ``jl``.
+  """
+  return build("optimize", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
 
 
 def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,

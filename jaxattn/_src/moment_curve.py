@@ -66,6 +66,20 @@ def vanishing_coefficients(theta: Float[Array, "L N"], valid) -> Float[Array, "L
   return -jnp.concatenate([2 * positive.real, -2 * positive.imag], axis=-1)
 
 
+def vanishing_depth(pattern: SparsePattern, dtype) -> Float[Array, "L"]:
+  """m_i = min_{j∉S_i} |g_i(θ_j)| = min over j ∈ {s ± 1 : s ∈ S_i} \\ S_i of ∏_s 2 sin²(π(j − s)/L).
+
+  Exact by concavity of log|g_i| between consecutive zeros (module
+  docstring); +inf when every column is in S_i. O(N²) per row.
+  """
+  length, cols, valid = pattern.length, pattern.cols, pattern.valid
+  near = jnp.concatenate([cols - 1, cols + 1], axis=-1) % length  # [L, 2N]
+  in_support = jnp.any((near[:, :, None] == cols[:, None, :]) & valid[:, None, :], axis=-1)
+  half = angles(near[:, :, None] - cols[:, None, :], length, dtype) / 2
+  factor = jnp.where(valid[:, None, :], 2 * jnp.sin(half) ** 2, 1.0)
+  return jnp.min(jnp.where(in_support, jnp.inf, jnp.prod(factor, axis=-1)), axis=-1)
+
+
 def moment_curve_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int,
                          width: int, eps1, eps2, *, dtype=None) -> Factors:
   """Factors of ``moment_curve`` (module docstring): 2N nonzero columns when d ≥ 2N.
@@ -88,12 +102,7 @@ def moment_curve_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array
   basis = jnp.concatenate([jnp.ones(cols.shape + (1,), compute), keys[cols]], axis=-1)
   h_coef = min_norm_solve(basis, valid, pattern.log_weights.astype(compute))
   h_max = h_coef[:, 0] + jnp.sum(jnp.hypot(h_coef[:, 1:nnz + 1], h_coef[:, nnz + 1:]), axis=-1)
-  # m_i = min over j ∈ {s ± 1} \ S_i of ∏_s 2 sin²(π (j − s)/L).
-  near = jnp.concatenate([cols - 1, cols + 1], axis=-1) % length  # [L, 2N]
-  in_support = jnp.any((near[:, :, None] == cols[:, None, :]) & valid[:, None, :], axis=-1)
-  half = angles(near[:, :, None] - cols[:, None, :], length, compute) / 2
-  factor = jnp.where(valid[:, None, :], 2 * jnp.sin(half) ** 2, 1.0)
-  depth = jnp.min(jnp.where(in_support, jnp.inf, jnp.prod(factor, axis=-1)), axis=-1)
+  depth = vanishing_depth(pattern, compute)
   shift = jnp.max(target_logits(pattern, eps1, eps2) - pattern.log_weights, axis=-1)  # c_jl,i
   scale = jnp.where(jnp.isfinite(depth), (h_max + shift.astype(compute)) / depth, 0.0)
   queries = scale[:, None] * g_coef + h_coef[:, 1:]

@@ -77,29 +77,36 @@ def loss(queries, keys, pattern: SparsePattern, eps1, eps2) -> Float[Array, ""]:
   return (hinge(ratio) + hinge(zeros)) / pattern.length
 
 
+def _passes(params, pattern, eps1, eps2, slack, dtype) -> Bool[Array, ""]:
+  """Whether the factors, rounded to ``dtype``, meet both conditions with margin slack·ln(1 + ε1)."""
+  queries, keys = (x.astype(dtype) for x in params)
+  ratio, zeros = excess(queries, keys, pattern, eps1, eps2, slack)
+  return (jnp.max(ratio) <= 0) & (jnp.max(zeros) <= 0)
+
+
 def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
                  eps1, eps2, *, dtype=None, train_keys: bool = True, max_steps: int = MAX_STEPS,
                  learning_rate: float = LEARNING_RATE) -> OptimizeResult:
   """Adam on ``loss`` from the ``lstsq`` factors, in one ``lax.while_loop`` (jit- and vmap-able).
 
-  The start is ``lstsq`` at the shift c_i = c_jl,i (``shift_factor=1``):
-  logits of order ln(1/(ε2 a_min)), the scale Adam's fixed step size suits
-  (from lstsq's default 32× larger logits it needs more steps and stalls).
+  The start is ``lstsq`` if it already passes (0 steps), and otherwise
+  ``lstsq`` at the shift c_i = c_jl,i (``shift_factor=1``): logits of order
+  ln(1/(ε2 a_min)), the scale Adam's fixed step size suits (from lstsq's 32×
+  larger logits it needs more steps and stalls).
 
   Only the first d columns move (the rest stay zero); keys move only if
   ``train_keys``. Stops at the first step whose factors, rounded to ``dtype``,
   pass ``excess`` at margin SLACK/2, or after ``max_steps``.
   """
   evaluate = dtype or pattern.weights.dtype
-  queries, keys = lstsq_factors(key, pattern, d, width, eps1, eps2, dtype=dtype, shift_factor=1.0)
+  passes = lambda params, slack=SLACK / 2: _passes(params, pattern, eps1, eps2, slack, evaluate)
+  start = lstsq_factors(key, pattern, d, width, eps1, eps2, dtype=dtype)
+  moderate = lstsq_factors(key, pattern, d, width, eps1, eps2, dtype=dtype, shift_factor=1.0)
+  start_passes = passes(start)
+  queries, keys = jax.tree.map(lambda a, b: jnp.where(start_passes, a, b), start, moderate)
   columns = (jnp.arange(width) < d).astype(queries.dtype)
   mask = (columns, columns if train_keys else jnp.zeros_like(columns))
   optimizer = optax.adam(learning_rate)
-
-  def passes(params):
-    q, k = (x.astype(evaluate) for x in params)
-    ratio, zeros = excess(q, k, pattern, eps1, eps2, SLACK / 2)
-    return (jnp.max(ratio) <= 0) & (jnp.max(zeros) <= 0)
 
   def cond(state):
     step, _, _, passed = state
@@ -114,7 +121,7 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
     return step + 1, params, opt_state, passes(params)
 
   params = (queries, keys)
-  init = (jnp.zeros((), jnp.int32), params, optimizer.init(params), passes(params))
+  init = (jnp.zeros((), jnp.int32), params, optimizer.init(params), start_passes)
   steps, (queries, keys), _, passed = jax.lax.while_loop(cond, body, init)
   return OptimizeResult(queries, keys, steps, passed)
 
