@@ -56,15 +56,20 @@ def save_solution(path: str, solution: Solution, pattern: SparsePattern, report:
                 jaxattn_version=np.str_(version), format=np.str_(FORMAT))
   arrays.update({f"report_{name}": np.asarray(value) for name, value in report._asdict().items()})
   folder = os.path.dirname(os.path.abspath(path))
-  handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+  try:
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+  except OSError as error:
+    raise CommandError(f"{path}: cannot write: {error}") from None
   try:
     with os.fdopen(handle, "wb") as file:
       np.savez(file, **arrays)
       file.flush()
       os.fsync(file.fileno())
     os.replace(temporary, path)
-  except BaseException:
+  except BaseException as error:
     os.unlink(temporary)
+    if isinstance(error, OSError):
+      raise CommandError(f"{path}: cannot write: {error}") from None
     raise
 
 

@@ -90,10 +90,10 @@ def main(args) -> int:
     ok = ja.verify_grid(key, pattern, d_grid, eps1=args.eps1, eps2=args.eps2,
                         method=args.method, block_size=args.block_size)
     candidates = [d for d, passed in zip(d_grid, ok) if passed] or [d_grid[-1]]
-    print(f"search       {args.method} on d in {d_grid[0]}..{d_grid[-1]} ({len(d_grid)} values): "
-          + (f"smallest verifying d = {candidates[0]} ({int(ok.sum())} verify)" if ok.any()
-             else f"no d verifies; trying d = {d_grid[-1]}")
-          + f"  [{time.perf_counter() - start:.2f} s]")
+    found = (f"smallest verifying d = {candidates[0]} ({int(ok.sum())} of {len(d_grid)} verify)"
+             if ok.any() else f"no d verifies; trying d = {d_grid[-1]}")
+    print(f"search       {args.method} on d in {d_grid[0]}..{d_grid[-1]}: {found}  "
+          f"[{time.perf_counter() - start:.2f} s]")
   else:
     candidates = [args.d]
   # A grid d can, in rare borderline cases, pass in the nested-prefix pass and
