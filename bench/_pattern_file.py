@@ -46,11 +46,6 @@ class UserPattern(NamedTuple):
   dense_columns: np.ndarray  # int [k]: columns with more than pattern.nnz nonzeros
 
 
-def _one_line(error: BaseException) -> str:
-  text = " ".join(str(error).split())
-  return text or type(error).__name__
-
-
 def _listed(indices: np.ndarray) -> str:
   shown = ", ".join(str(i) for i in indices[:_SHOWN])
   return shown + (f", ... ({indices.size} in all)" if indices.size > _SHOWN else "")
@@ -80,7 +75,8 @@ def read_matrix(path: str) -> np.ndarray | scipy.sparse.sparray:
     raise
   except (OSError, ValueError, EOFError, TypeError, IndexError, KeyError,
           zipfile.BadZipFile) as error:
-    raise CommandError(f"{path}: cannot read as {suffix}: {_one_line(error)}") from None
+    raise CommandError(f"{path}: cannot read as {suffix}: {error or type(error).__name__}"
+                       ) from None
   if scipy.sparse.issparse(matrix):
     matrix = scipy.sparse.csr_array(matrix)
   else:
@@ -138,7 +134,7 @@ def load_pattern(path: str, top_n: int | None = None) -> UserPattern:
     pattern = (SparsePattern.from_scipy if sparse else SparsePattern.from_dense)(
         matrix, check_columns=False)
   except ValueError as error:
-    raise CommandError(f"{path}: {_one_line(error)}") from None
+    raise CommandError(f"{path}: {error}") from None
   changes = []
   if top_n is not None:
     row_counts = np.sum(np.asarray(pattern.valid), axis=-1)

@@ -86,8 +86,8 @@ def load_solution(path: str) -> dict[str, np.ndarray]:
   except CommandError:
     raise
   except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-    message = " ".join(str(error).split())
-    raise CommandError(f"{path}: cannot read as .npz: {message}") from None
+    raise CommandError(f"{path}: cannot read as .npz: {error or type(error).__name__}"
+                       ) from None
   missing = [k for k in SOLUTION_KEYS + PATTERN_KEYS + SETTING_KEYS if k not in arrays]
   if missing:
     raise CommandError(f"{path}: not a solution file of `python -m bench solve` "
