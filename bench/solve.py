@@ -17,12 +17,13 @@ import jax
 
 import jaxattn as ja
 from bench._cli import CommandError
+from bench.min_d import geometric_grid
 from bench._pattern_file import load_pattern
 from bench._solution_file import check_destination, format_report, save_solution
 from jaxattn._src.construct import check_d, check_eps
 
-# 2, 3, 4, 6, 8, 12, ..., 3072, 4096: powers of two and their midpoints 1.5·2^k.
-DEFAULT_D_GRID = tuple(sorted({2**k for k in range(1, 13)} | {3 * 2**k for k in range(11)}))
+# 1, 2, 3, 4, 6, 8, 11, 16, ..., 2896, 4096: two values per doubling of d.
+DEFAULT_D_GRID = geometric_grid(4096, per_octave=2)
 
 
 def _d_grid(text: str) -> tuple[int, ...]:

@@ -25,6 +25,7 @@ import jaxattn as ja
 from bench import _pattern_file
 from bench.__main__ import main
 from bench.check import dense_figures
+from tests.reference import reference_figures
 
 L = 16
 D_OK = 1024
@@ -78,28 +79,6 @@ def _error_line(capsys, path: str) -> str:
   return lines[0]
 
 
-def _reference(x, w_q, w_k, a):
-  """ratio_error and leak of DESIGN §2 straight from P = softmax(ℓ), in float64.
-
-  Written from the definition on P (ratios of attention), independently of
-  the logit formulation used by ``ja.verify`` and ``bench.check``.
-  """
-  x, w_q, w_k = (np.asarray(m, np.float64) for m in (x, w_q, w_k))
-  logits = (x @ w_q) @ (x @ w_k).T
-  p = np.exp(logits - logits.max(axis=1, keepdims=True))
-  p /= p.sum(axis=1, keepdims=True)
-  ratio_error, leak = 0.0, 0.0
-  for i in range(a.shape[0]):
-    support = np.flatnonzero(a[i] > 0)
-    outside = np.flatnonzero(a[i] == 0)
-    for j in support:
-      for k in support:
-        ratio_error = max(ratio_error, (p[i, j] / p[i, k]) / (a[i, j] / a[i, k]) - 1.0)
-      for k in outside:
-        leak = max(leak, p[i, k] / p[i, j])
-  return ratio_error, leak
-
-
 @pytest.fixture(scope="module")
 def solved(tmp_path_factory):
   """A certified solution file of A, and what `solve` printed."""
@@ -133,8 +112,9 @@ def test_independent_float64_check_agrees_with_printed_report(solved):
   out, printed = solved
   figure = lambda name: float(re.search(rf"^{name}\s+(\S+)", printed, re.M).group(1))
   with np.load(out) as saved:
-    ratio_error, leak = _reference(saved["X"], saved["w_q"], saved["w_k"], A)
+    reference = reference_figures(saved["X"], saved["w_q"], saved["w_k"], A)
     spread, gap = dense_figures(saved["X"], saved["w_q"], saved["w_k"], A)
+  ratio_error, leak = reference["ratio_error"], reference["leak"]
   np.testing.assert_allclose(ratio_error, figure("ratio_error"), rtol=1e-4)
   np.testing.assert_allclose(leak, figure("leak"), rtol=1e-4)
   np.testing.assert_allclose([np.expm1(spread.max()), np.exp(gap.max())], [ratio_error, leak],
