@@ -34,8 +34,9 @@ def global_columns(rng: np.random.Generator, length: int = LENGTH) -> scipy.spar
   return scipy.sparse.coo_array(np.where(support, rng.uniform(0.3, 1.0, (length, length)), 0.0))
 
 
-def main() -> None:
-  folder = pathlib.Path(__file__).parent
+def main(folder: pathlib.Path = pathlib.Path(__file__).parent) -> None:
+  """Writes both examples into ``folder`` (by default, next to this script)."""
+  folder = pathlib.Path(folder)
   rng = np.random.default_rng(0)
   np.save(folder / "banded.npy", banded(rng).astype(np.float32))
   scipy.io.mmwrite(folder / "global_columns.mtx", global_columns(rng),

@@ -9,6 +9,7 @@ seed 0, and fails at d = 2.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import re
@@ -308,10 +309,29 @@ def test_dense_columns_are_kept_and_reported(tmp_path, capsys):
   assert user.pattern.nnz == 2 and user.dense_columns.tolist() == [3]
   np.testing.assert_array_equal(np.asarray(user.pattern.to_dense()), a)
   assert "column 3; up to 16 nonzeros" in user.changes[0]
-  assert _solve(path, "--d", 2, "--out", tmp_path / "out.npz") == 1
+  out = str(tmp_path / "out.npz")
+  assert _solve(path, "--d", 2, "--out", out, "--save-uncertified") == 1
   printed = capsys.readouterr().out
   assert "outside the theorem: 1 column(s) have more than N=2" in printed
   assert "failing rows" in printed
+  assert main(["check", out]) == 1  # a sink pattern is re-read, not refused
+
+
+def test_examples_are_what_the_script_writes_and_certify(tmp_path, capsys):
+  spec = importlib.util.spec_from_file_location(
+      "make_examples", os.path.join(REPO, "examples", "make_examples.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  module.main(tmp_path)
+  for name in ("banded.npy", "global_columns.mtx"):
+    with open(tmp_path / name, "rb") as fresh, open(os.path.join(REPO, "examples", name),
+                                                    "rb") as committed:
+      assert fresh.read() == committed.read(), name
+  out = str(tmp_path / "global_solution.npz")
+  assert _solve(os.path.join(REPO, "examples", "global_columns.mtx"), "--d", 2048,
+                "--out", out) == 0  # as in README
+  assert "column 0, 1; up to 64 nonzeros" in capsys.readouterr().out
+  assert main(["check", out, "--float64"]) == 0
 
 
 def test_from_dense_check_columns():
@@ -323,6 +343,17 @@ def test_from_dense_check_columns():
     ja.SparsePattern.from_dense(a, nnz=2)
   with pytest.raises(ValueError, match="row 1 of A has 2 nonzeros, more than nnz=1"):
     ja.SparsePattern.from_scipy(scipy.sparse.csr_array(a), nnz=1, check_columns=False)
+
+
+def test_verify_grid_rejects_bad_arguments():
+  pattern = ja.SparsePattern.from_dense(A)
+  key = jax.random.PRNGKey(0)
+  for grid, method, words in (((8, 4), "jl", "increasing"), ((0, 4), "jl", "increasing"),
+                              ((4, 8), "nope", "unknown method")):
+    with pytest.raises(ValueError, match=words):
+      ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2, method=method)
+  with pytest.raises(ValueError, match="eps2"):
+    ja.verify_grid(key, pattern, (4, 8), eps1=EPS1, eps2=1.5)
 
 
 def test_dense_figures_on_a_hand_computed_case():
