@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 
 import jax
@@ -39,8 +38,10 @@ def add_parser(subparsers) -> None:
 def main(args) -> int:
   if args.d_max < 1 or args.per_octave < 1:
     raise CommandError("--d-max and --per-octave must be positive")
-  sampler = functools.partial(ja.patterns.GENERATORS[args.family], length=args.length,
-                              nnz=args.nnz, a_min=args.a_min)
+  try:
+    sampler = ja.patterns.Sampler(args.family, length=args.length, nnz=args.nnz, a_min=args.a_min)
+  except ValueError as error:
+    raise CommandError(str(error)) from None
   grid = geometric_grid(args.d_max, args.per_octave)
   start = time.perf_counter()
   try:

@@ -97,3 +97,18 @@ def test_bad_arguments(kwargs, message):
   args = dict(d_grid=(4, 8), eps1=EPS1, eps2=EPS2) | kwargs
   with pytest.raises(ValueError, match=message):
     ja.min_d(jax.random.PRNGKey(0), _sampler(), **args)
+
+
+def test_equal_samplers_share_one_compilation():
+  compiled = search._success_counts._cache_size()
+  for seed, eps1 in ((0, 0.5), (1, 0.3)):
+    sampler = ja.patterns.Sampler("random_regular", length=16, nnz=1, a_min=0.2)
+    ja.min_d(jax.random.PRNGKey(seed), sampler, (4, 8, 16), eps1=eps1, eps2=EPS2, trials=2)
+  assert search._success_counts._cache_size() == compiled + 1
+
+
+def test_sampler_validates():
+  with pytest.raises(ValueError, match="unknown pattern family"):
+    ja.patterns.Sampler("nope", length=8, nnz=2)
+  with pytest.raises(ValueError, match="nnz <= length"):
+    ja.patterns.Sampler("banded", length=8, nnz=9)

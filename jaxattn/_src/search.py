@@ -142,8 +142,9 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
 
   Args:
     key: PRNG key; the same key gives the same result on the same device.
-    sampler: key -> SparsePattern, e.g.
-      ``functools.partial(ja.patterns.random_regular, length=256, nnz=2, a_min=0.2)``.
+    sampler: key -> SparsePattern, hashable; best ``ja.patterns.Sampler("random_regular",
+      length=256, nnz=2, a_min=0.2)``, which compiles once for equal arguments (a
+      ``functools.partial`` works too but compiles per new object).
     d_grid: increasing positive dimensions to test.
     eps1: ratio tolerance ε1 > 0.
     eps2: zero tolerance ε2 ∈ (0, 1).
