@@ -82,12 +82,12 @@ def _error_line(capsys, path: str) -> str:
 
 @pytest.fixture(scope="module")
 def solved(tmp_path_factory):
-  """A certified solution file of A, and what `solve` printed."""
+  """A certified solution file of A (read from a Matrix Market file), and what `solve` printed."""
   folder = tmp_path_factory.mktemp("solved")
   out = str(folder / "out.npz")
   printed = io.StringIO()
   with contextlib.redirect_stdout(printed):
-    status = _solve(_write(str(folder), "npy", A), "--d", D_OK, "--out", out)
+    status = _solve(_write(str(folder), "mtx", A), "--d", D_OK, "--out", out)
   assert status == 0, printed.getvalue()
   return out, printed.getvalue()
 
