@@ -26,13 +26,32 @@ _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
 SeriesKey = tuple[tuple[str, Any], ...]
 
 
+def _problem(record: Record) -> tuple:
+  """The fields that decide a point's draws: everything but SETTINGS, and the seed."""
+  return tuple(sorted((k, v) for k, v in record.params.items() if k not in SETTINGS)), record.seed
+
+
+def distinct(records: Sequence[Record]) -> list[Record]:
+  """One record per problem and seed: the one searched on the most grid d.
+
+  Points that differ only in their search settings share their PRNG key and
+  so their draws (``bench.grid.point_key``): they are one measurement, not two.
+  """
+  best: dict[tuple, Record] = {}
+  for record in records:
+    kept = best.setdefault(_problem(record), record)
+    if len(record.d) > len(kept.d):
+      best[_problem(record)] = record
+  return list(best.values())
+
+
 def series(records: Sequence[Record], x: str, min_values: int = 2) -> dict[SeriesKey, list[Record]]:
-  """Records grouped by every field except ``x`` and SETTINGS, sorted by ``x``.
+  """``distinct`` records grouped by every field except ``x`` and SETTINGS, sorted by ``x``.
 
   Only groups with at least ``min_values`` distinct values of ``x`` are kept.
   """
   groups: dict[SeriesKey, list[Record]] = {}
-  for record in records:
+  for record in distinct(records):
     key = tuple(sorted((k, v) for k, v in record.params.items() if k != x and k not in SETTINGS))
     groups.setdefault(key, []).append(record)
   return {key: sorted(group, key=lambda r: r.params[x]) for key, group in groups.items()
@@ -72,13 +91,33 @@ def _mark_points(ax, x: np.ndarray, group: list[Record], color: str) -> None:
   ax.plot(x[~reached], y[~reached], "^", mfc="white", color=color, ms=8, mew=1.5)
 
 
-def _marker_legend(ax, loc: str) -> None:
-  handles = [Line2D([], [], ls="", marker="o", color="k", label="d_min < L"),
-             Line2D([], [], ls="", marker="o", mfc="white", color="k", label="d_min ≥ L"),
-             Line2D([], [], ls="", marker="^", mfc="white", color="k",
-                    label="not reached (top of d grid)"),
-             Line2D([], [], ls="--", color="k", label="jl_dim (provable d)")]
-  ax.add_artist(ax.legend(handles=handles, loc=loc, fontsize=8, framealpha=0.9))
+def _marker_handles() -> list[Line2D]:
+  return [Line2D([], [], ls="", marker="o", color="k", label="d_min < L"),
+          Line2D([], [], ls="", marker="o", mfc="white", color="k", label="d_min ≥ L"),
+          Line2D([], [], ls="", marker="^", mfc="white", color="k",
+                 label="not reached (drawn at top of d grid)"),
+          Line2D([], [], ls="--", color="k", label="jl_dim (provable d)")]
+
+
+def _legend(ax, loc: str = "best") -> None:
+  """One legend: the axes' labelled lines, then the marker key."""
+  handles, _ = ax.get_legend_handles_labels()
+  ax.legend(handles=handles + _marker_handles(), loc=loc, fontsize=8, framealpha=0.9)
+
+
+def _settings(records: Sequence[Record]) -> str:
+  """'T=16, δ=0.1' when shared by all records, else what varies."""
+  trials = sorted({r.trials for r in records})
+  deltas = sorted({r.params["delta"] for r in records})
+  seeds = sorted({r.seed for r in records})
+  join = lambda values: "/".join(f"{v:g}" for v in values)
+  return f"T={join(trials)} trials, δ={join(deltas)}, seed {join(seeds)}"
+
+
+def _data_ticks(ax, values) -> None:
+  values = sorted(set(values))
+  ax.set_xticks(values, [f"{v:g}" for v in values])
+  ax.minorticks_off()
 
 
 def fits(records: Sequence[Record]) -> list[tuple[SeriesKey, LawFit, LawFit, dict[str, int]]]:
@@ -109,7 +148,7 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
   groups = series(records, "length")
   if not groups:
     return None
-  fitted = {key: log_fit for key, log_fit, _, _ in fits(records)}
+  fitted = {key: (log_fit, power_fit) for key, log_fit, power_fit, _ in fits(records)}
   varying, shared = _varying(list(groups))
   fig = Figure(figsize=(12, 5.2), layout="constrained")
   linear, log = fig.subplots(1, 2, sharex=True)
@@ -122,7 +161,7 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
     for ax in (linear, log):
       _mark_points(ax, lengths, group, color)
     if key in fitted:
-      fit = fitted[key]
+      fit, power = fitted[key]
       xs = np.geomspace(lengths.min(), lengths.max(), 200)
       low, high = fit.band(xs)
       linear.fill_between(xs, low, high, color=color, alpha=0.2, lw=0)
@@ -130,6 +169,9 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
                f"{abs(fit.constant):.0f}, a ∈ [{fit.param_low:.1f}, {fit.param_high:.1f}], "
                f"R² = {fit.r2:.2f}, n = {fit.n}")
       linear.plot(xs, fit.predict(xs), "-", color=color, lw=2, label=name)
+      linear.plot(xs, power.predict(xs), "-.", color=color, lw=1,
+                  label=f"power law: d = {power.constant:.3g}·L^{power.param:.2f}, "
+                        f"R² = {power.r2:.2f}")
     else:
       linear.plot([], [], "-", color=color, lw=2, label=name + " (too few points to fit)")
     bound = [(r.params["length"], r.jl_dim) for r in group if r.jl_dim is not None]
@@ -147,8 +189,9 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
   log.set_yscale("log", base=2)
   log.set_ylabel("d (log scale)")
   log.set_title("measured d_min and the provable jl_dim (dashed)", fontsize=10)
-  _marker_legend(log, "lower right")
-  fig.suptitle(label(next(iter(groups)), shared), fontsize=10)
+  _legend(log, "lower right")
+  shown = [r for g in groups.values() for r in g]
+  fig.suptitle(f"{label(next(iter(groups)), shared)}; {_settings(shown)}", fontsize=10)
   return fig
 
 
@@ -171,15 +214,14 @@ def _figure_against(records: Sequence[Record], x: str, xlabel: str, title: str,
       ax.plot(*zip(*bound), "--", color=color, lw=1.2)
   if log_x:
     ax.set_xscale("log", base=2)
-  else:
-    ax.set_xticks(sorted({r.params[x] for g in groups.values() for r in g}))
+  shown = [r for g in groups.values() for r in g]
+  _data_ticks(ax, [r.params[x] for r in shown])
   ax.set_yscale("log", base=2)
   ax.set_xlabel(xlabel)
   ax.set_ylabel("minimal dimension d_min")
-  ax.set_title(f"{title}\n{label(next(iter(groups)), shared)}", fontsize=10)
+  ax.set_title(f"{title}\n{label(next(iter(groups)), shared)}; {_settings(shown)}", fontsize=9)
   ax.grid(True, which="major", alpha=0.3)
-  _marker_legend(ax, "upper left")
-  ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+  _legend(ax)
   return fig
 
 
@@ -223,13 +265,16 @@ def figure_success_rate(records: Sequence[Record]) -> Figure | None:
   if record.d_min is not None:
     ax.axvline(record.d_min, color="k", ls=":", lw=1.2, label=f"d_min = {record.d_min}")
   ax.set_xscale("log", base=2)
+  _data_ticks(ax, record.d)
+  ax.tick_params(axis="x", labelrotation=60, labelsize=7)
   ax.set_ylim(-0.03, 1.03)
   ax.set_xlabel("dimension d")
   ax.set_ylabel("fraction of trials that verify")
   shown = [n for n in ("family", "method", "length", "nnz", "a_min", "eps1", "eps2")
            if n in record.params]
   ax.set_title("(d) success rate against d\n"
-               + label(tuple((n, record.params[n]) for n in shown), shown), fontsize=10)
+               + label(tuple((n, record.params[n]) for n in shown), shown)
+               + f", seed {record.seed}", fontsize=9)
   ax.grid(True, alpha=0.3)
   ax.legend(loc="upper left", fontsize=8)
   return fig

@@ -93,7 +93,7 @@ def test_figures_written_at_the_end(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--preset", "nope"], "error: unknown preset 'nope'"),
-    (["--preset", "{bad}"], "error: preset bad, grid block 1: unknown field(s) ['colour']"),
+    (["--preset", "{bad}"], "error: preset bad: unknown field(s) ['colour']"),
     (["--preset", "quick", "--seed", "-1"], "error: --seed must be >= 0"),
     (["--preset", "quick", "--results", "{junk}"], "is not a results file"),
 ])
