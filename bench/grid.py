@@ -106,7 +106,7 @@ def point_key(seed: int, point: Point) -> jax.Array:
   axes = {name: getattr(point, name) for name in AXES}
   digest = hashlib.sha256(canonical(axes).encode()).digest()
   key = jax.random.PRNGKey(seed)
-  for word in np.frombuffer(digest[:8], np.uint32):
+  for word in np.frombuffer(digest[:8], "<u4"):
     key = jax.random.fold_in(key, int(word))
   return key
 

@@ -26,22 +26,23 @@ _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
 SeriesKey = tuple[tuple[str, Any], ...]
 
 
-def _problem(record: Record) -> tuple:
-  """The fields that decide a point's draws: everything but SETTINGS, and the seed."""
-  return tuple(sorted((k, v) for k, v in record.params.items() if k not in SETTINGS)), record.seed
+def _draws(record: Record) -> tuple:
+  """What decides a point's trials: every field but the d grid, and the seed."""
+  return tuple(sorted((k, v) for k, v in record.params.items() if k != "d_grid")), record.seed
 
 
 def distinct(records: Sequence[Record]) -> list[Record]:
-  """One record per problem and seed: the one searched on the most grid d.
+  """One record per set of trials: of points that differ only in their d grid, the one
+  searched on the most d.
 
-  Points that differ only in their search settings share their PRNG key and
-  so their draws (``bench.grid.point_key``): they are one measurement, not two.
+  Such points share their PRNG key (``bench.grid.point_key``) and so their
+  patterns and projections: they are one measurement, not two.
   """
   best: dict[tuple, Record] = {}
   for record in records:
-    kept = best.setdefault(_problem(record), record)
+    kept = best.setdefault(_draws(record), record)
     if len(record.d) > len(kept.d):
-      best[_problem(record)] = record
+      best[_draws(record)] = record
   return list(best.values())
 
 
@@ -61,10 +62,15 @@ def series(records: Sequence[Record], x: str, min_values: int = 2) -> dict[Serie
 def label(key: SeriesKey, names: Sequence[str]) -> str:
   """'jl, N=1' from the fields ``names`` of a series key (methods and families bare)."""
   values = dict(key)
-  parts = [str(values[n]) if n in ("method", "family") else f"{_SHORT.get(n, n)}={values[n]:g}"
-           if isinstance(values[n], float) else f"{_SHORT.get(n, n)}={values[n]}"
-           for n in names if n in values]
-  return ", ".join(parts)
+
+  def part(name):
+    value = values[name]
+    if name in ("method", "family"):
+      return str(value)
+    return f"{_SHORT.get(name, name)}={value:g}" if isinstance(value, float) else \
+        f"{_SHORT.get(name, name)}={value}"
+
+  return ", ".join(part(n) for n in names if n in values)
 
 
 def _varying(keys: Sequence[SeriesKey]) -> tuple[list[str], list[str]]:

@@ -114,3 +114,18 @@ def test_plots_cli_errors(tmp_path, capsys):
   assert plots_main(["--results", str(tmp_path / "missing.sqlite")]) == 2
   err = capsys.readouterr().err
   assert err.startswith("python -m plots: error: no results file") and err.count("\n") == 1
+
+
+def test_points_differing_only_in_d_grid_count_once(tmp_path):
+  synthetic_store(tmp_path / "r.sqlite")
+  with ResultsStore(tmp_path / "r.sqlite") as store:
+    run = store.start_run({"seed": 0})
+    records = store.records()
+    longest = max(records, key=lambda r: len(r.d))
+    coarse = {**longest.params, "d_grid": [64, 4096]}
+    store.add(run, coarse, 0, _result([64, 4096], 4096), 1, 1.0)
+    store.add(run, coarse, 1, _result([64, 4096], 4096), 1, 1.0)  # another seed: new trials
+    records = store.records()
+  kept = figures.distinct(records)
+  assert len(records) == len(kept) + 1 and longest.params in [r.params for r in kept]
+  assert sum(r.params["d_grid"] == [64, 4096] for r in kept) == 1
