@@ -1,25 +1,25 @@
 """``python -m bench beyond``: the constructions beyond the paper, side by side.
 
-Four measurements, all on random_regular patterns with N = 2, ε1 = ε2 = 0.5,
-a_min = 0.2 unless stated, every number from ``ja.min_d`` / ``ja.verify``:
+Runs the ``beyond`` preset through the grid runner (``bench.run``: resumable
+results store, the runner's figures and fit table), then adds what the
+runner does not measure and prints the README "Beyond the paper" tables:
 
-1. d_min against L for every method (float32): figure ``dmin_vs_lnL.png``
-   with the least-squares slope of d_min = a + b ln L per method.
-2. The logit range max|ℓ| each method needs at its d_min, against L
-   (``logit_range.png``); for ``optimize`` also the Adam steps and time.
-3. ``moment_curve`` (d = 2N): the largest L = 2^k at which every trial
-   verifies, in float32 and float64, for N = 1 and 2, with its logit range.
-4. Precision as an axis: d_min per method and dtype at one L.
-
-Prints the README "Beyond the paper" tables (Markdown) and writes the figures
-and ``beyond.json`` to ``--out``.
+1. d_min against L for every method (float32, N = 2, ε1 = ε2 = 0.5,
+   a_min = 0.2): ``dmin_vs_lnL.png`` with each method's fitted slope a of
+   d_min = a ln L + b in the legend, and the ratio jl / lstsq.
+2. The logit range max|ℓ| (``Report.max_abs_logit``) each method needs at
+   its d_min, on the very trials of the search (same keys), against L:
+   ``logit_range.png``; for ``optimize`` also the Adam steps and time.
+3. ``moment_curve`` at d = 2N: the largest L at which every trial verifies,
+   in float32 and float64, for N = 1 and 2, and the logit range it needs.
+4. Precision as an axis: d_min per method and dtype at L = 256.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
-import math
 import pathlib
 import time
 
@@ -29,238 +29,269 @@ import numpy as np
 from tqdm import tqdm
 
 import jaxattn as ja
-from bench._cli import CommandError
-from bench.min_d import geometric_grid
+from bench import grid, run
+from bench.store import ResultsStore
+from plots.figures import distinct
+from plots.fit import LawFit, fit_log_law
 
-FAMILY, NNZ, EPS1, EPS2, A_MIN, TRIALS, DELTA = "random_regular", 2, 0.5, 0.5, 0.2, 8, 0.1
-LENGTHS = (64, 128, 256, 512, 1024)
+PRESET = "beyond"
 METHODS = ("jl", "lstsq", "optimize", "moment_curve")
-
-
-def _grid(start: int, stop: int, per_octave: int) -> tuple[int, ...]:
-  return tuple(d for d in geometric_grid(stop, per_octave) if d >= start)
-
-
-D_GRIDS = {"jl": _grid(128, 8192, 2), "lstsq": _grid(8, 512, 4), "optimize": _grid(2, 64, 2),
-           "moment_curve": (2, 4, 8)}
-DTYPE_LENGTH = 256
 DTYPES = ("bfloat16", "float32", "float64")
-CURVE_LENGTHS = tuple(4**k for k in range(2, 8))
+MAIN = dict(nnz=2, dtype="float32", trials=8)  # the d_min-against-L series
+CURVE_TRIALS = 4                                # the moment_curve precision series
+DTYPE_LENGTH = 256
 
 
 def add_parser(subparsers) -> None:
-  parser = subparsers.add_parser("beyond", help="lstsq, optimize, moment_curve vs jl: d_min, "
-                                 "logit range, precision")
-  parser.add_argument("--out", default="results/beyond", help="folder for figures and JSON")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS),
-                      help="L values of measurements 1 and 2")
-  parser.add_argument("--trials", type=int, default=TRIALS)
+  parser = subparsers.add_parser("beyond", help="lstsq, optimize, moment_curve against jl: "
+                                 "d_min, logit range, precision (preset beyond + tables)",
+                                 description=__doc__.splitlines()[0])
+  parser.add_argument("--results", type=pathlib.Path, default=pathlib.Path("results/beyond.sqlite"),
+                      help="SQLite results store of the preset (resumable)")
+  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/beyond"),
+                      help="folder for the figures, fit files and beyond.json")
+  parser.add_argument("--seed", type=int, help="seed (default: the preset's)")
   parser.set_defaults(func=main)
 
 
 def _precision(dtype: str):
-  """Context in which ``dtype`` is available (64-bit JAX for float64 only)."""
   return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
 
 
-def _sampler(length: int, nnz: int = NNZ) -> ja.patterns.Sampler:
-  return ja.patterns.Sampler(FAMILY, length=length, nnz=nnz, a_min=A_MIN)
+def _point(record) -> grid.Point:
+  return grid.Point(**{**record.params, "d_grid": tuple(record.params["d_grid"])})
 
 
-def _min_d(key, method: str, length: int, trials: int, dtype: str = "float32") -> int | None:
-  with _precision(dtype):
-    return ja.min_d(key, _sampler(length), D_GRIDS[method], eps1=EPS1, eps2=EPS2, method=method,
-                    trials=trials, delta=DELTA, dtype=dtype).d_min
+def trial_logit_range(point: grid.Point, seed: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+  """(ok [T], max|ℓ| [T]) of the point's method at d on the point's own trials.
 
-
-def _verify_trials(key, method: str, sampler, d: int, trials: int, dtype: str = "float32"):
-  """(ok [T], max|ℓ| [T]) of ``method`` at d on T fresh patterns, one compiled loop."""
+  The keys are those of ``ja.min_d`` for the point (split into T trials, each
+  into pattern and method keys), so these are the searched solutions at d.
+  """
+  sampler = point.sampler()
 
   @jax.jit
-  def run(keys):
+  def measure(keys):
     def one(trial_key):
       pattern_key, method_key = jax.random.split(trial_key)
       pattern = sampler(pattern_key)
-      solution = ja.construct.build(method, method_key, pattern, d, EPS1, EPS2, dtype=dtype)
-      report = ja.verify(solution, pattern, EPS1, EPS2)
+      solution = ja.construct.build(point.method, method_key, pattern, d, point.eps1, point.eps2,
+                                    dtype=point.dtype)
+      report = ja.verify(solution, pattern, point.eps1, point.eps2)
       return report.ok, report.max_abs_logit.astype(jnp.float32)
     return jax.lax.map(one, keys)
 
-  with _precision(dtype):
-    ok, logits = run(jax.random.split(key, trials))
+  with _precision(point.dtype):
+    ok, logits = measure(jax.random.split(grid.point_key(seed, point), point.trials))
     return np.asarray(ok), np.asarray(logits)
 
 
-def _optimize_steps(key, length: int, d: int, trials: int) -> tuple[float, float, float]:
-  """(mean steps, seconds per trial, passed fraction) of ``optimize_run`` vmapped over trials."""
-  sampler = _sampler(length)
+def optimize_steps(point: grid.Point, seed: int, d: int) -> dict:
+  """Mean Adam steps, seconds per trial (compiled, vmapped) and passed fraction at d."""
+  sampler = point.sampler()
 
   @jax.jit
-  def run(keys):
+  def fit(keys):
     def one(trial_key):
       pattern_key, method_key = jax.random.split(trial_key)
-      return ja.construct.optimize_run(method_key, sampler(pattern_key), d, d, EPS1, EPS2)
+      return ja.construct.optimize_run(method_key, sampler(pattern_key), d, d, point.eps1,
+                                       point.eps2)
     return jax.vmap(one)(keys)
 
-  keys = jax.random.split(key, trials)
-  jax.block_until_ready(run(keys))  # compile
+  keys = jax.random.split(grid.point_key(seed, point), point.trials)
+  jax.block_until_ready(fit(keys))
   start = time.perf_counter()
-  result = jax.block_until_ready(run(keys))
-  seconds = (time.perf_counter() - start) / trials
-  return float(np.mean(result.steps)), seconds, float(np.mean(result.passed))
+  result = jax.block_until_ready(fit(keys))
+  seconds = (time.perf_counter() - start) / point.trials
+  return dict(steps=float(np.mean(result.steps)), seconds=seconds,
+              passed=float(np.mean(result.passed)))
 
 
-def _fit(lengths, dims) -> tuple[float, float] | None:
-  """(a, b) of the least-squares line d = a + b ln L over the points with a d_min."""
-  points = [(math.log(n), d) for n, d in zip(lengths, dims) if d is not None]
-  if len(points) < 2:
+def _select(records, **fields) -> list:
+  return [r for r in distinct(records)
+          if all((r.trials if k == "trials" else r.params[k]) == v for k, v in fields.items())]
+
+
+def _fit(rows: list) -> LawFit | None:
+  reached = [r for r in rows if r.d_min is not None]
+  if len({r.params["length"] for r in reached}) < 3:
     return None
-  slope, intercept = np.polyfit(*zip(*points), 1)
-  return float(intercept), float(slope)
+  return fit_log_law(np.array([r.params["length"] for r in reached], float),
+                     np.array([r.d_min for r in reached], float))
 
 
-def _largest_verified(key, nnz: int, dtype: str, bar) -> dict:
-  """Largest L of ``CURVE_LENGTHS`` up to which every trial of moment_curve verifies at d = 2N."""
-  largest, ranges = None, {}
-  for count, length in enumerate(CURVE_LENGTHS, 1):
-    ok, logits = _verify_trials(jax.random.fold_in(key, length), "moment_curve", _sampler(length, nnz),
-                                2 * nnz, 4, dtype)
-    bar.update()
-    ranges[length] = float(logits.max())
-    if not ok.all():
-      break
-    largest = length
-  bar.update(len(CURVE_LENGTHS) - count)
-  return {"largest_length": largest, "tested_up_to": length, "max_abs_logit": ranges}
-
-
-def _figures(out: pathlib.Path, data: dict) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  lengths = data["lengths"]
-  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+def collect(records, seed: int) -> dict:
+  """The numbers of the tables and figures, from stored records plus logit ranges."""
+  data = {"seed": seed, "main": {}, "fit": {}, "curve": {}, "dtype": {}}
+  main = {m: sorted(_select(records, method=m, **MAIN), key=lambda r: r.params["length"])
+          for m in METHODS}
+  curve = {(n, t): sorted(_select(records, method="moment_curve", nnz=n, dtype=t,
+                                  trials=CURVE_TRIALS), key=lambda r: r.params["length"])
+           for n in (1, 2) for t in ("float32", "float64")}
+  work = sum(len(rows) for rows in main.values()) + len(main["optimize"]) + sum(
+      len(rows) for (_, t), rows in curve.items() if t == "float64")
+  with tqdm(total=work, desc="logit ranges", unit="point") as bar:
+    for method, rows in main.items():
+      fit = _fit(rows)
+      data["fit"][method] = None if fit is None else dict(
+          slope=fit.param, low=fit.param_low, high=fit.param_high, intercept=fit.constant,
+          r2=fit.r2, n=fit.n)
+      data["main"][method] = []
+      for record in rows:
+        entry = {"length": record.params["length"], "d_min": record.d_min,
+                 "top": int(record.d[-1]), "logit_range": None, "optimize": None}
+        if record.d_min is not None:
+          _, logits = trial_logit_range(_point(record), seed, record.d_min)
+          entry["logit_range"] = float(logits.max())
+          if method == "optimize":
+            bar.update()
+            entry["optimize"] = optimize_steps(_point(record), seed, record.d_min)
+        bar.update()
+        data["main"][method].append(entry)
+    for (nnz, dtype), rows in curve.items():
+      verified = [r.params["length"] for r in rows if r.d_min is not None]
+      failed = [r.params["length"] for r in rows if r.d_min is None]
+      entry = {"largest": max(verified) if verified else None,
+               "first_failure": min(failed) if failed else None,
+               "tested_up_to": max(r.params["length"] for r in rows) if rows else None,
+               "logit_range": {}}
+      if dtype == "float64":  # the range the construction needs, computed where it is exact
+        for record in rows:
+          _, logits = trial_logit_range(_point(record), seed, 2 * nnz)
+          entry["logit_range"][record.params["length"]] = float(logits.max())
+          bar.update()
+      data["curve"][f"N={nnz} {dtype}"] = entry
   for method in METHODS:
-    dims = data["d_min"][method]
-    xs = [math.log(n) for n, d in zip(lengths, dims) if d is not None]
-    ys = [d for d in dims if d is not None]
+    by_dtype = {r.params["dtype"]: r.d_min if r.d_min is not None else f"> {int(r.d[-1])}"
+                for r in _select(records, method=method, nnz=2, length=DTYPE_LENGTH, trials=8)}
+    data["dtype"][method] = {t: by_dtype.get(t) for t in DTYPES}
+  return data
+
+
+def figures(data: dict, out: pathlib.Path) -> list[pathlib.Path]:
+  """d_min against ln L with fitted slopes, and the logit range against L."""
+  from matplotlib.figure import Figure
+
+  written = []
+  fig = Figure(figsize=(6.8, 4.6), layout="constrained")
+  ax = fig.subplots()
+  for method in METHODS:
+    rows = data["main"][method]
+    reached = [(np.log(e["length"]), e["d_min"]) for e in rows if e["d_min"] is not None]
+    missed = [(np.log(e["length"]), e["top"]) for e in rows if e["d_min"] is None]
     fit = data["fit"][method]
-    label = method if fit is None else f"{method}: d ≈ {fit[1]:.1f}·ln L {fit[0]:+.0f}"
-    line, = ax.plot(xs, ys, "o", label=label)
+    name = method if fit is None else (
+        f"{method}: slope {fit['slope']:.1f} [{fit['low']:.1f}, {fit['high']:.1f}]")
+    line, = ax.plot(*zip(*reached), "o", label=name) if reached else ax.plot([], [], "o")
+    if missed:
+      ax.plot(*zip(*missed), "^", mfc="white", color=line.get_color())
     if fit is not None:
-      grid = np.linspace(min(xs), max(xs), 50)
-      ax.plot(grid, np.maximum(fit[0] + fit[1] * grid, 1), "-", color=line.get_color(), lw=1)
+      xs = np.linspace(min(x for x, _ in reached), max(x for x, _ in reached), 50)
+      ax.plot(xs, np.maximum(fit["intercept"] + fit["slope"] * xs, 1.0), "-",
+              color=line.get_color(), lw=1)
   ax.set_yscale("log", base=2)
   ax.set_xlabel("ln L")
   ax.set_ylabel("d_min")
-  ax.set_title(f"{FAMILY}, N={NNZ}, ε1=ε2={EPS1}, a_min={A_MIN}, T={data['trials']}, float32",
-               fontsize=9)
+  ax.set_title("d_min against ln L; slope a of d = a ln L + b (95% CI); "
+               "△ not reached (top of grid)", fontsize=9)
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(out / "dmin_vs_lnL.png", dpi=130)
-  plt.close(fig)
+  ax.grid(True, alpha=0.3)
+  written.append(out / "dmin_vs_lnL.png")
+  fig.savefig(written[-1], dpi=130)
 
-  fig, ax = plt.subplots(figsize=(6.4, 4.4))
+  fig = Figure(figsize=(6.8, 4.6), layout="constrained")
+  ax = fig.subplots()
   for method in METHODS:
-    ranges = data["logit_range"][method]
-    points = [(n, r) for n, r in zip(lengths, ranges) if r is not None]
+    points = [(e["length"], e["logit_range"]) for e in data["main"][method]
+              if e["logit_range"] is not None]
     if points:
-      ax.plot(*zip(*points), "o-", label=f"{method} at d_min (N={NNZ})")
-  for key, curve in data["moment_curve"].items():
-    points = sorted((int(n), r) for n, r in curve["max_abs_logit"].items())
-    ax.plot(*zip(*points), ".--", lw=1, label=f"moment_curve {key} (d=2N), until it fails")
+      ax.plot(*zip(*points), "o-", label=f"{method} at d_min (N=2)")
+  for name, entry in data["curve"].items():
+    points = sorted((int(n), r) for n, r in entry["logit_range"].items())
+    if points:
+      ax.plot(*zip(*points), "s--", lw=1, ms=4,
+              label=f"moment_curve d=2N, {name.split()[0]} (float64)")
+  for dtype, style in (("float32", ":"), ("float64", "-.")):
+    limits = [e["largest"] for k, e in data["curve"].items() if k.endswith(dtype) and e["largest"]]
+    for limit in limits:
+      ax.axvline(limit, ls=style, color="gray", lw=0.8)
   ax.set_xscale("log", base=2)
   ax.set_yscale("log")
   ax.set_xlabel("L")
-  ax.set_ylabel("max |logit|")
-  ax.set_title("logit range each construction needs", fontsize=9)
+  ax.set_ylabel("max |logit| needed")
+  ax.set_title("logit range; grey lines: largest L where moment_curve verifies "
+               "(dotted float32, dash-dot float64)", fontsize=8)
   ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(out / "logit_range.png", dpi=130)
-  plt.close(fig)
+  ax.grid(True, alpha=0.3)
+  written.append(out / "logit_range.png")
+  fig.savefig(written[-1], dpi=130)
+  return written
 
 
-def _tables(data: dict) -> str:
-  fmt = lambda d: "—" if d is None else str(d)
-  lines = ["| L | " + " | ".join(f"d_min {m}" for m in METHODS) + " | jl / lstsq |",
-           "|---:|" + "---:|" * (len(METHODS) + 1)]
-  for i, length in enumerate(data["lengths"]):
-    dims = [data["d_min"][m][i] for m in METHODS]
-    jl, lstsq = data["d_min"]["jl"][i], data["d_min"]["lstsq"][i]
-    ratio = "—" if jl is None or lstsq is None else f"{jl / lstsq:.0f}×"
-    lines.append(f"| {length} | " + " | ".join(map(fmt, dims)) + f" | {ratio} |")
-  fits = ", ".join(f"{m} {f[1]:.1f}" for m, f in data["fit"].items() if f is not None)
-  lines += ["", f"Fitted slope b of d_min = a + b ln L: {fits}.", ""]
-  lines += ["| L | max\\|ℓ\\| " + " | max\\|ℓ\\| ".join(METHODS) + " | optimize steps | optimize s/trial |",
-            "|---:|" + "---:|" * (len(METHODS) + 2)]
-  for i, length in enumerate(data["lengths"]):
-    ranges = ["—" if r is None else f"{r:.3g}" for r in (data["logit_range"][m][i] for m in METHODS)]
-    steps = data["optimize_steps"][i]
-    extra = ["—", "—"] if steps is None else [f"{steps['steps']:.0f}", f"{steps['seconds']:.2f}"]
-    lines.append(f"| {length} | " + " | ".join(ranges + extra) + " |")
-  lines += ["", "| moment_curve (d = 2N) | largest L verified | max\\|ℓ\\| there |", "|---|---:|---:|"]
-  for key, curve in data["moment_curve"].items():
-    largest = curve["largest_length"]
-    shown = f"≥ {largest}" if largest == CURVE_LENGTHS[-1] else fmt(largest)
-    logit = "—" if largest is None else f"{curve['max_abs_logit'][largest]:.3g}"
-    lines.append(f"| {key} | {shown} | {logit} |")
-  lines += ["", f"| d_min at L = {DTYPE_LENGTH} | " + " | ".join(DTYPES) + " |",
+def tables(data: dict) -> str:
+  """The README "Beyond the paper" tables (Markdown)."""
+  show = lambda value: "—" if value is None else str(value)
+  lengths = sorted({e["length"] for rows in data["main"].values() for e in rows})
+  at = {m: {e["length"]: e for e in rows} for m, rows in data["main"].items()}
+
+  def d_cell(method, length):
+    entry = at[method].get(length)
+    if entry is None:
+      return "n/a"
+    return show(entry["d_min"]) if entry["d_min"] is not None else f"> {entry['top']}"
+
+  lines = ["| L | " + " | ".join(METHODS) + " | jl / lstsq |", "|---:|" + "---:|" * 5]
+  for length in lengths:
+    jl, lstsq = (at[m].get(length, {}).get("d_min") for m in ("jl", "lstsq"))
+    ratio = f"{jl / lstsq:.0f}×" if jl and lstsq else "—"
+    lines.append(f"| {length} | " + " | ".join(d_cell(m, length) for m in METHODS)
+                 + f" | {ratio} |")
+  slopes = [f"{m} {f['slope']:.1f} [{f['low']:.1f}, {f['high']:.1f}]"
+            for m, f in data["fit"].items() if f is not None]
+  lines += ["", "Fitted slope a of d_min = a ln L + b (95% CI): " + "; ".join(slopes) + ".", ""]
+  lines += ["| L | " + " | ".join(f"max\\|ℓ\\| {m}" for m in METHODS)
+            + " | optimize: Adam steps | optimize: s / trial |", "|---:|" + "---:|" * 6]
+  for length in lengths:
+    cells = []
+    for method in METHODS:
+      value = at[method].get(length, {}).get("logit_range")
+      cells.append("—" if value is None else f"{value:.3g}")
+    steps = at["optimize"].get(length, {}).get("optimize")
+    cells += ["—", "—"] if steps is None else [f"{steps['steps']:.0f}", f"{steps['seconds']:.2f}"]
+    lines.append(f"| {length} | " + " | ".join(cells) + " |")
+  lines += ["", "| moment_curve, d = 2N | largest L verified | first L failing | "
+            "max\\|ℓ\\| at largest L |", "|---|---:|---:|---:|"]
+  for name, entry in data["curve"].items():
+    nnz = name.split()[0]
+    exact = data["curve"][f"{nnz} float64"]["logit_range"]
+    largest = entry["largest"]
+    logit = "—" if largest is None or largest not in exact else f"{exact[largest]:.3g}"
+    first = show(entry["first_failure"]) if entry["first_failure"] else \
+        f"none ≤ {entry['tested_up_to']}"
+    lines.append(f"| {name} | {show(largest)} | {first} | {logit} |")
+  lines += ["", f"| d_min at L = {DTYPE_LENGTH}, N = 2 | " + " | ".join(DTYPES) + " |",
             "|---|" + "---:|" * len(DTYPES)]
   for method in METHODS:
-    lines.append(f"| {method} | " + " | ".join(fmt(data['dtype'][method][t]) for t in DTYPES) + " |")
+    lines.append(f"| {method} | " + " | ".join(show(data["dtype"][method][t]) for t in DTYPES)
+                 + " |")
   return "\n".join(lines)
 
 
 def main(args) -> int:
-  if args.trials < 1 or any(n < 2 * NNZ for n in args.lengths):
-    raise CommandError(f"need --trials >= 1 and every length >= {2 * NNZ}")
-  lengths = sorted(set(args.lengths))
-  out = pathlib.Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
-  key = jax.random.PRNGKey(args.seed)
-  data = {"lengths": lengths, "trials": args.trials, "d_grid": D_GRIDS,
-          "d_min": {m: [] for m in METHODS}, "logit_range": {m: [] for m in METHODS},
-          "optimize_steps": [], "moment_curve": {}, "dtype": {m: {} for m in METHODS}}
   start = time.perf_counter()
-  total = len(lengths) * len(METHODS) * 2 + 4 * len(CURVE_LENGTHS) + len(METHODS) * len(DTYPES)
-  with tqdm(total=total, desc="beyond", unit="step") as bar:
-    for length in lengths:
-      for m_index, method in enumerate(METHODS):
-        point_key = jax.random.fold_in(jax.random.fold_in(key, length), m_index)
-        bar.set_postfix_str(f"{method} L={length}")
-        d_min = _min_d(point_key, method, length, args.trials)
-        data["d_min"][method].append(d_min)
-        bar.update()
-        if d_min is None:
-          data["logit_range"][method].append(None)
-        else:
-          _, logits = _verify_trials(jax.random.fold_in(point_key, 1), method, _sampler(length),
-                                     d_min, args.trials)
-          data["logit_range"][method].append(float(logits.max()))
-        bar.update()
-      d_opt = data["d_min"]["optimize"][-1]
-      data["optimize_steps"].append(None if d_opt is None else dict(zip(
-          ("steps", "seconds", "passed"), _optimize_steps(jax.random.fold_in(key, length), length,
-                                                          d_opt, args.trials))))
-    for nnz in (1, 2):
-      for dtype in ("float32", "float64"):
-        bar.set_postfix_str(f"moment_curve N={nnz} {dtype}")
-        curve = _largest_verified(jax.random.fold_in(key, nnz), nnz, dtype, bar)
-        data["moment_curve"][f"N={nnz} {dtype}"] = curve
-    for m_index, method in enumerate(METHODS):
-      for dtype in DTYPES:
-        bar.set_postfix_str(f"{method} {dtype}")
-        data["dtype"][method][dtype] = _min_d(jax.random.fold_in(key, 7 + m_index), method,
-                                              DTYPE_LENGTH, args.trials, dtype)
-        bar.update()
-  data["fit"] = {m: _fit(lengths, data["d_min"][m]) for m in METHODS}
+  run.main(argparse.Namespace(preset=PRESET, results=args.results, seed=args.seed,
+                              export_csv=None, figures=args.out, no_figures=False, plan=False))
+  seed = grid.load_preset(PRESET).seed if args.seed is None else args.seed
+  with ResultsStore(args.results) as store:
+    records = [r for r in store.records() if r.seed == seed]
+  data = collect(records, seed)
   data["seconds"] = time.perf_counter() - start
-  (out / "beyond.json").write_text(json.dumps(data, indent=1))
-  _figures(out, data)
-  print(f"{FAMILY}, N={NNZ}, eps1=eps2={EPS1}, a_min={A_MIN}, T={args.trials}, delta={DELTA}, "
-        f"seed={args.seed} ({jax.devices()[0].device_kind}, {data['seconds']:.0f} s)")
-  print(_tables(data))
-  print(f"\nwrote {out / 'dmin_vs_lnL.png'}, {out / 'logit_range.png'}, {out / 'beyond.json'}")
+  args.out.mkdir(parents=True, exist_ok=True)
+  (args.out / "beyond.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+  written = figures(data, args.out)
+  print(f"\nBeyond the paper: random_regular, eps1 = eps2 = 0.5, a_min = 0.2, T = 8 "
+        f"(moment_curve limits T = {CURVE_TRIALS}), delta = 0.1, seed {seed}, "
+        f"{jax.devices()[0].device_kind}, {data['seconds']:.0f} s\n")
+  print(tables(data))
+  print(f"\nwrote {', '.join(map(str, written))}, {args.out / 'beyond.json'}")
   return 0

@@ -1,4 +1,4 @@
-"""Presets: TOML grids of points (pattern family, method, L, N, a_min, ε1, ε2).
+"""Presets: TOML grids of points (pattern family, method, L, N, a_min, ε1, ε2, dtype).
 
 A preset is a TOML file (``bench/presets/*.toml``, or any path)::
 
@@ -15,6 +15,7 @@ A preset is a TOML file (``bench/presets/*.toml``, or any path)::
   a_min = 0.2
   eps1 = [0.5, 1.0]
   eps2 = 0.5
+  dtype = "float32"                      # optional: bfloat16, float32 (default), float64
   d_grid = { start = 64, stop = 1024, per_octave = 4 }   # or a list of d
 
 Each block is the Cartesian product of its axes; the preset is the union of
@@ -24,8 +25,9 @@ settings ``d_grid`` (increasing dimensions to search), ``trials`` (T) and
 unknown families or methods raise ``CommandError`` naming the field before
 any work starts.
 
-To add an axis (say ``dtype``), add a field to ``Point`` and a parser to
-``_FIELDS``; it becomes part of each point's identity and key.
+To add an axis, add a field to ``Point`` and a parser to ``_FIELDS``; it
+becomes part of each point's identity and key (``dtype`` is the one axis left
+out of the key: every precision draws with the same key).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from bench._cli import CommandError
 from bench.store import canonical
 
 # Fields that describe the problem (they derive the point's PRNG key) ...
-AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2")
+AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2", "dtype")
 # ... and fields that describe how d_min is searched.
 SETTINGS = ("d_grid", "trials", "delta")
 
@@ -66,6 +68,7 @@ class Point(NamedTuple):
   a_min: float
   eps1: float
   eps2: float
+  dtype: str  # precision of solutions and verification (``ja.min_d``); default float32
   d_grid: tuple[int, ...]
   trials: int
   delta: float
@@ -102,8 +105,9 @@ def point_key(seed: int, point: Point) -> jax.Array:
   The key depends on the seed and the problem (``AXES``) only, not on the
   point's position in the grid or on its search settings, so resuming or
   reordering a grid gives the same draws, and a finer d grid reuses them.
+  Nor does it depend on ``dtype``: every precision gets the same key.
   """
-  axes = {name: getattr(point, name) for name in AXES}
+  axes = {name: getattr(point, name) for name in AXES if name != "dtype"}
   digest = hashlib.sha256(canonical(axes).encode()).digest()
   key = jax.random.PRNGKey(seed)
   for word in np.frombuffer(digest[:8], "<u4"):
@@ -181,6 +185,7 @@ _FIELDS: dict[str, tuple[Callable, bool]] = {
     "a_min": (_real(0.0, 1.0, closed_high=True), True),
     "eps1": (_real(0.0, math.inf), True),
     "eps2": (_real(0.0, 1.0), True),
+    "dtype": (_name(lambda: ja.construct.DTYPES), True),
     "d_grid": (_d_grid, False),
     "trials": (_integer(1), False),
     "delta": (_real(0.0, 1.0, closed_low=True), False),
@@ -225,7 +230,7 @@ def parse_preset(text: str, name: str) -> Preset:
   blocks = data.get("grid")
   if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) for b in blocks):
     _fail(f"preset {name}", "needs at least one [[grid]] block")
-  defaults = {k: v for k, v in data.items() if k in _FIELDS}
+  defaults = {"dtype": "float32", **{k: v for k, v in data.items() if k in _FIELDS}}
   points: dict[Point, None] = {}
   for index, block in enumerate(blocks, 1):
     where = f"preset {name}, grid block {index}"

@@ -9,6 +9,7 @@ figures and the fit table (``plots``), and optionally a tidy CSV.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import pathlib
 import platform
@@ -84,9 +85,15 @@ def environment(preset: grid.Preset, seed: int) -> dict:
 
 
 def solve_point(point: grid.Point, seed: int) -> ja.MinDResult:
-  """d_min of one point: ``ja.min_d`` with the point's key, sampler and settings."""
-  return ja.min_d(grid.point_key(seed, point), point.sampler(), point.d_grid, eps1=point.eps1,
-                  eps2=point.eps2, method=point.method, trials=point.trials, delta=point.delta)
+  """d_min of one point: ``ja.min_d`` with the point's key, sampler and settings.
+
+  float64 points run with 64-bit JAX enabled for their duration only.
+  """
+  precision = jax.enable_x64(True) if point.dtype == "float64" else contextlib.nullcontext()
+  with precision:
+    return ja.min_d(grid.point_key(seed, point), point.sampler(), point.d_grid, eps1=point.eps1,
+                    eps2=point.eps2, method=point.method, trials=point.trials, delta=point.delta,
+                    dtype=point.dtype)
 
 
 def theory_dim(point: grid.Point) -> int | None:
