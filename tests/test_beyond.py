@@ -194,3 +194,17 @@ def test_bad_dtype_and_params():
     ja.construct.jl(KEY, _pattern(16, 1), 4, EPS1, EPS2, dtype="float16")
   with pytest.raises(ValueError, match="unknown params"):
     ja.construct.jl(KEY, _pattern(16, 1), 4, EPS1, EPS2, params="orthogonal")
+
+
+def test_beyond_preset_and_dtype_axis():
+  from bench import grid
+  points = grid.load_preset("beyond").points
+  assert {p.method for p in points} == set(DOCUMENTED) | {"jl"}
+  assert {p.dtype for p in points} == {"bfloat16", "float32", "float64"}
+  assert all(p.dtype == "float32" for p in grid.load_preset("quick").points)
+  point = points[0]
+  assert grid.point_key(0, point).tolist() == grid.point_key(0, point._replace(dtype="float64")).tolist()
+  with pytest.raises(Exception, match="dtype"):
+    grid.parse_preset('method = "jl"\n[[grid]]\nfamily = "banded"\nlength = 8\nnnz = 1\n'
+                      'a_min = 0.5\neps1 = 0.5\neps2 = 0.5\ndtype = "float16"\nd_grid = [2]\n'
+                      'trials = 1\ndelta = 0.0', "bad")

@@ -75,7 +75,10 @@ SHIFT_FACTOR = 32.0  # c_i = 32 c_jl,i: the margin per unit of logit range withi
 
 
 def precision_shift(eps1, nnz: int, d, dtype) -> Float[Array, ""]:
-  """ln(1 + ε1) / (4 u √(N d)): the largest logit shift whose rounding error (≈ u·c·√(N d)) is ¼ of the ratio budget."""
+  """c_max = ln(1 + ε1) / (4 u √(N d)): rounding error u·c·√(N d) within ¼ of the ratio budget.
+
+  u = eps(dtype)/2 is the unit roundoff of the dtype the logits are evaluated in.
+  """
   roundoff = jnp.finfo(dtype).eps / 2
   return jnp.log1p(eps1) / (4 * roundoff * jnp.sqrt(jnp.asarray(nnz * d, jnp.float32)))
 
@@ -92,7 +95,8 @@ def lstsq_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] |
   keys = unit_keys(key, pattern.length, d, width, compute)
   jl_target = target_logits(pattern, eps1, eps2).astype(compute)
   jl_shift = jl_target - pattern.log_weights.astype(compute)
-  cap = precision_shift(eps1, pattern.nnz, d, dtype or compute).astype(compute)
+  evaluate = compute if dtype is None else dtype
+  cap = precision_shift(eps1, pattern.nnz, d, evaluate).astype(compute)
   shift = jnp.maximum(jl_shift, jnp.minimum(shift_factor * jl_shift, cap))
   target = pattern.log_weights.astype(compute) + shift
   queries = min_norm_solve(keys[pattern.cols], pattern.valid, target)

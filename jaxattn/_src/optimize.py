@@ -98,7 +98,7 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   ``train_keys``. Stops at the first step whose factors, rounded to ``dtype``,
   pass ``excess`` at margin SLACK/2, or after ``max_steps``.
   """
-  evaluate = dtype or pattern.weights.dtype
+  evaluate = pattern.weights.dtype if dtype is None else dtype
   passes = lambda params, slack=SLACK / 2: _passes(params, pattern, eps1, eps2, slack, evaluate)
   start = lstsq_factors(key, pattern, d, width, eps1, eps2, dtype=dtype)
   moderate = lstsq_factors(key, pattern, d, width, eps1, eps2, dtype=dtype, shift_factor=1.0)
