@@ -14,7 +14,8 @@ from jaxtyping import Array, Bool, PRNGKeyArray
 
 from jaxattn._src import construct
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.verify import DEFAULT_BLOCK, ROW_BLOCK, row_ok, row_stats
+from jaxattn._src.verify import (DEFAULT_BLOCK, ROW_BLOCK, local_mesh, row_ok, row_stats,
+                                 shard_leading)
 
 Sampler = Callable[[PRNGKeyArray], SparsePattern]
 
@@ -50,60 +51,78 @@ def clopper_pearson(successes: np.ndarray, trials: int, confidence: float = 0.95
 
 
 def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
-                 d_grid: tuple[int, ...], eps1, eps2,
-                 block_size: int | None = None) -> Bool[Array, "G"]:
+                 d_grid: tuple[int, ...], eps1, eps2, block_size: int | None = None,
+                 matmul_dtype=None, mesh=None) -> Bool[Array, "G"]:
   """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key.
 
   Methods in ``construct.NESTED`` are drawn once at d_max and every d is read
   off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
   other methods are built at each d inside one compiled loop, padded to d_max.
   Either way the shapes, and so the compiled program, depend on d_max only.
+  ``matmul_dtype`` and ``mesh`` (query row blocks split over its devices) are
+  passed to ``row_stats``.
   """
   factors = construct.METHODS[method]
   d_max = d_grid[-1]
   if method in construct.NESTED:
     queries, keys = factors(key, pattern, d_max, d_max, eps1, eps2)
     scales = d_max / jnp.asarray(d_grid, queries.dtype)
-    stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size, full=False)
+    stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size, full=False,
+                      matmul_dtype=matmul_dtype, mesh=mesh)
     return jnp.all(row_ok(stats, eps1, eps2), axis=-1)
 
   def at_d(d):
     queries, keys = factors(key, pattern, d, d_max, eps1, eps2)
     stats = row_stats(queries, keys, pattern, (d_max,), jnp.ones((1,), queries.dtype),
-                      block_size=block_size, full=False)
+                      block_size=block_size, full=False, matmul_dtype=matmul_dtype, mesh=mesh)
     return jnp.all(row_ok(stats, eps1, eps2))
 
   return jax.lax.map(at_d, jnp.asarray(d_grid))
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "sampler", "method", "d_grid", "trials", "trial_batch", "block_size"))
-def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size):
+    "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "matmul_dtype", "mesh"))
+def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size,
+                    matmul_dtype, mesh):
+  """Σ_t success_t(d) over trials t; trials (or, if fewer than devices, row blocks) split over ``mesh``."""
+  shard_trials = trials >= mesh.size
+
   def trial(trial_key):
     pattern_key, method_key = jax.random.split(trial_key)
     return grid_success(method_key, sampler(pattern_key), method=method, d_grid=d_grid,
-                        eps1=eps1, eps2=eps2, block_size=block_size)
+                        eps1=eps1, eps2=eps2, block_size=block_size, matmul_dtype=matmul_dtype,
+                        mesh=None if shard_trials else mesh)
 
-  success = jax.lax.map(trial, jax.random.split(key, trials), batch_size=trial_batch)
-  return jnp.sum(success, axis=0)
+  keys = jax.random.split(key, trials)
+  devices = mesh.size if shard_trials else 1
+  # Every device runs whole batches of trial_batch trials, aligned as on one device.
+  padded = math.ceil(trials / (devices * trial_batch)) * devices * trial_batch
+  keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (padded - trials, *keys.shape[1:]))])
+  success = shard_leading(lambda k: jax.lax.map(trial, k, batch_size=trial_batch),
+                          mesh if shard_trials else None, keys)
+  return jnp.sum(success[:trials], axis=0)
 
 
 def _trial_batch(length: int, grid_size: int, block_size: int | None, trials: int) -> int:
-  """Trials per vmapped batch so that the logit tiles stay within _TILE_BUDGET."""
+  """Trials per vmapped batch: ≈ ROW_BLOCK rows of work per step, tiles within _TILE_BUDGET."""
   block = min(block_size or DEFAULT_BLOCK, length)
-  tile = 4 * grid_size * min(max(ROW_BLOCK, block), length) * block
-  return int(max(1, min(trials, _TILE_BUDGET // tile)))
+  tile = 4 * grid_size * min(ROW_BLOCK, length) * block
+  return int(max(1, min(trials, ROW_BLOCK // length, _TILE_BUDGET // tile)))
 
 
 def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: float,
           eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
-          confidence: float = 0.95, block_size: int | None = None) -> MinDResult:
+          confidence: float = 0.95, block_size: int | None = None,
+          matmul_dtype=None) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials.
 
   Trial t draws a fresh pattern ``sampler(k_A)`` and a fresh construction
   ``method(k_X, A, d)`` from split keys, and succeeds at d iff ``verify``
-  passes. Trials are vmapped (in batches bounded by memory); the whole
-  search compiles once per (L, N, d_max, grid) and never per d.
+  passes. Trials are split over this process's devices and vmapped in
+  batches (for small L); with fewer trials than devices, query row blocks
+  are split instead. The whole search is one compiled program per
+  (L, N, d_max, grid), never one per d, with no host round trip inside; its
+  result does not depend on the number of devices.
 
   Args:
     key: PRNG key; the same key gives the same result on the same device.
@@ -117,6 +136,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     delta: allowed failure fraction δ ∈ [0, 1).
     confidence: level of the Clopper–Pearson intervals.
     block_size: keys per streamed block in verification.
+    matmul_dtype: e.g. ``jnp.bfloat16``: logits from Q, K rounded to it,
+      accumulated in float32 (see ``verify``).
 
   Returns:
     ``MinDResult`` with d_min, success counts and rates with intervals.
@@ -137,7 +158,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   grid_levels = len(d_grid) if method in construct.NESTED else 1
   successes = np.asarray(_success_counts(
       key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
-      trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size))
+      trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size,
+      matmul_dtype=None if matmul_dtype is None else jnp.dtype(matmul_dtype), mesh=local_mesh()))
   rate = successes / trials
   needed = math.ceil((1.0 - delta) * trials - 1e-9)  # successes/T ≥ 1 − δ, free of rounding
   passing = np.flatnonzero(successes >= needed)
