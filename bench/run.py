@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 
 import jax
@@ -29,8 +28,8 @@ def main(args) -> int:
   print(f"{'L':>6} {'d_min':>6} {'jl_dim':>7} {'seconds':>8}")
   for length in grid["lengths"]:
     start = time.perf_counter()
-    sampler = functools.partial(ja.patterns.random_regular, length=length, nnz=grid["nnz"],
-                                a_min=grid["a_min"])
+    sampler = ja.patterns.Sampler("random_regular", length=length, nnz=grid["nnz"],
+                                  a_min=grid["a_min"])
     result = ja.min_d(jax.random.fold_in(key, length), sampler, grid["d_grid"],
                       eps1=grid["eps1"], eps2=grid["eps2"], trials=grid["trials"],
                       delta=grid["delta"])
