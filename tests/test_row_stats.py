@@ -31,7 +31,7 @@ def dense_stats(queries, keys, pattern, splits, scales):
   return verify_lib.RowStats(*(np.stack(x) for x in zip(*out)))
 
 
-def _problem(length=77, nnz=3, width=24):
+def _problem(length=77, nnz=3, width=200):
   pattern = ja.patterns.random_sparse(jax.random.PRNGKey(3), length=length, nnz=nnz, a_min=0.3)
   queries, keys = ja.construct.METHODS["jl"](jax.random.PRNGKey(4), pattern, width, width, 0.5, 0.5)
   return pattern, queries, keys
@@ -43,7 +43,8 @@ class RowStatsTest(chex.TestCase):
   @parameterized.parameters((None, 2048, True), (13, 32, True), (16, 2048, False), (13, 32, False))
   def test_nested_levels_match_dense(self, block_size, row_block, full):
     pattern, queries, keys = _problem()
-    splits, scales = (3, 8, 9, 24), np.array([8.0, 3.0, 24 / 9, 1.0])
+    splits = (3, 8, 64, 65, 66, 200)  # level_plan: 1, 2 fresh; 3 kept; 4, 5, 6 read off 3
+    scales = 200 / np.array(splits, np.float64)
     self.enter_context(mock.patch.object(verify_lib, "ROW_BLOCK", row_block))
     stats = self.variant(functools.partial(
         verify_lib.row_stats, splits=splits, block_size=block_size, full=full))(
@@ -59,7 +60,7 @@ class RowStatsTest(chex.TestCase):
       np.testing.assert_array_equal(stats.outside_mass, 0.0)
 
   def test_levels_agree_with_separate_single_level_passes(self):
-    pattern, queries, keys = _problem()
+    pattern, queries, keys = _problem(width=24)
     nested = verify_lib.row_stats(queries, keys, pattern, (5, 24), jnp.array([2.0, 1.0]),
                                   block_size=16, full=False)
     for g, split in enumerate((5, 24)):
@@ -67,8 +68,24 @@ class RowStatsTest(chex.TestCase):
                                     jnp.array([(2.0, 1.0)[g]]), block_size=16, full=False)
       np.testing.assert_allclose(nested.gap[g], single.gap[0], rtol=1e-6, atol=1e-6)
 
+  @parameterized.parameters(((3, 8, 64, 65, 66, 200),), ((1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64,
+                                                          91, 128, 181, 256),), ((7,),))
+  def test_level_plan_forms_every_level_once_from_kept_levels(self, splits):
+    dims = (0,) + splits
+    for full in (False, True):
+      plan = verify_lib.level_plan(splits, full)
+      self.assertEqual([level for level, _, _ in plan], list(range(1, len(splits) + 1)))
+      kept = {0}
+      for level, source, keep in plan:
+        self.assertIn(source, kept)
+        self.assertLess(dims[source], dims[level])
+        if keep:
+          kept.add(level)
+      self.assertEqual(len(kept) - 1, len(splits) if full else sum(k for _, _, k in plan))
+    self.assertTrue(all(keep for _, _, keep in verify_lib.level_plan(splits, True)))
+
   def test_bfloat16_matmul_is_exact_for_rounded_factors(self):
-    pattern, queries, keys = _problem()
+    pattern, queries, keys = _problem(width=24)
     stats = verify_lib.row_stats(queries, keys, pattern, (24,), jnp.ones(1), block_size=16,
                                  matmul_dtype=jnp.bfloat16)
     self.assertEqual(stats.gap.dtype, jnp.float32)
@@ -80,6 +97,6 @@ class RowStatsTest(chex.TestCase):
 
   def test_bad_splits(self):
     pattern, queries, keys = _problem()
-    for splits in [(0, 24), (8, 4), (8, 8), (25,)]:
+    for splits in [(0, 24), (8, 4), (8, 8), (201,)]:
       with self.assertRaisesRegex(ValueError, "splits"):
         verify_lib.row_stats(queries, keys, pattern, splits, jnp.ones(len(splits)))
