@@ -1,39 +1,170 @@
-"""``python -m bench run``: minimal d of the paper's construction over a small grid of L."""
+"""``python -m bench run``: minimal d over a preset grid -> results store -> figures -> fit.
+
+For every point of the preset (``bench.grid``), d_min comes from ``ja.min_d``
+with T vmapped trials, keyed by the seed and the point's parameters. Finished
+points are stored at once (``bench.store``); a rerun skips them, so an
+interrupted run resumes where it stopped. At the end: a summary table, the
+figures and the fit table (``plots``), and optionally a tidy CSV.
+"""
 
 from __future__ import annotations
 
+import datetime
+import pathlib
+import platform
+import subprocess
+import sys
 import time
 
 import jax
+import jaxlib
+from tqdm import tqdm
 
 import jaxattn as ja
+from bench import grid
 from bench._cli import CommandError
+from bench.store import ResultsStore, canonical, export_csv, record_key
 
-PRESETS = {"quick": dict(lengths=(32, 64, 128, 256), nnz=1, eps1=0.5, eps2=0.5, a_min=0.2,
-                         d_grid=(8, 16, 32, 64, 128, 256, 512, 1024), trials=8, delta=0.1)}
+# Rough cost model for the progress bar: seconds ∝ T·L²·(d_max + 330·G) + a compile.
+_LEVEL_COST, _COMPILE_COST = 330, 7e10
 
 
 def add_parser(subparsers) -> None:
-  parser = subparsers.add_parser("run", help="search the minimal d over a preset grid")
-  parser.add_argument("--preset", default="quick", help=f"one of {sorted(PRESETS)}")
-  parser.add_argument("--seed", type=int, default=0)
+  parser = subparsers.add_parser("run", help="search the minimal d over a preset grid",
+                                 description=__doc__.splitlines()[0])
+  parser.add_argument("--preset", default="quick", metavar="NAME|PATH.toml",
+                      help=f"one of {grid.preset_names()} or a TOML file (default: quick)")
+  parser.add_argument("--results", type=pathlib.Path, metavar="PATH",
+                      help="SQLite results file (default: results/<preset>.sqlite)")
+  parser.add_argument("--seed", type=int, help="seed of every point's key (default: the preset's)")
+  parser.add_argument("--export-csv", type=pathlib.Path, metavar="PATH",
+                      help="also write every stored point as a tidy CSV, one row per (point, d)")
+  parser.add_argument("--figures", type=pathlib.Path, metavar="DIR",
+                      help="folder for figures and fit files (default: results path without "
+                           "its suffix)")
+  parser.add_argument("--no-figures", action="store_true", help="skip figures and the fit")
+  parser.add_argument("--plan", action="store_true",
+                      help="list the points and their work, then stop (nothing is run)")
   parser.set_defaults(func=main)
 
 
+def point_work(point: grid.Point) -> float:
+  """Σ over trials of the verification matmul size T·L²·d_max (multiply-adds)."""
+  return float(point.trials) * point.length**2 * point.d_grid[-1]
+
+
+def _cost(point: grid.Point) -> float:
+  levels = len(point.d_grid)
+  return point.trials * point.length**2 * (point.d_grid[-1] + _LEVEL_COST * levels) + _COMPILE_COST
+
+
+def _git_commit() -> str | None:
+  root = pathlib.Path(__file__).resolve().parent.parent
+  try:
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                            "--untracked-files=no"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return commit + ("-dirty" if dirty else "")
+
+
+def environment(preset: grid.Preset, seed: int) -> dict:
+  """Run metadata for the store (``bench.store.RUN_FIELDS``)."""
+  device = jax.devices()[0]
+  return dict(started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              preset=preset.name, preset_source=preset.source, seed=seed,
+              argv=" ".join(sys.argv), jax_version=jax.__version__,
+              jaxlib_version=jaxlib.__version__, backend=jax.default_backend(),
+              device_kind=device.device_kind, device_count=jax.device_count(),
+              git_commit=_git_commit(), python=platform.python_version(),
+              platform=platform.platform())
+
+
+def solve_point(point: grid.Point, seed: int) -> ja.MinDResult:
+  """d_min of one point: ``ja.min_d`` with the point's key, sampler and settings."""
+  return ja.min_d(grid.point_key(seed, point), point.sampler(), point.d_grid, eps1=point.eps1,
+                  eps2=point.eps2, method=point.method, trials=point.trials, delta=point.delta)
+
+
+def theory_dim(point: grid.Point) -> int | None:
+  """``ja.theory.jl_dim`` of the point; None when δ = 0 (no finite bound)."""
+  if point.delta == 0:
+    return None
+  return ja.theory.jl_dim(point.length, point.nnz, point.eps1, point.eps2, point.a_min,
+                          point.delta)
+
+
+def _describe(point: grid.Point, names: list[str]) -> str:
+  return " ".join(f"{name}={getattr(point, name)}" for name in names)
+
+
+def _varying_axes(points) -> list[str]:
+  names = [n for n in grid.AXES if len({getattr(p, n) for p in points}) > 1]
+  return names or ["length"]
+
+
+def _table(points, records, fresh: set) -> str:
+  """Summary: one line per preset point (the axes that vary), d_min, jl_dim, seconds."""
+  names = _varying_axes(points)
+  widths = [max(len(n), *(len(str(getattr(p, n))) for p in points)) for n in names]
+  header = " ".join(f"{n:>{w}}" for n, w in zip(names, widths))
+  lines = [f"{header} {'d_min':>7} {'top d':>6} {'jl_dim':>7} {'seconds':>8}  status"]
+  for point, record in zip(points, records):
+    cells = " ".join(f"{str(getattr(point, n)):>{w}}" for n, w in zip(names, widths))
+    d_min = str(record.d_min) if record.d_min is not None else "> top"
+    status = "new" if record_key(record) in fresh else "stored"
+    lines.append(f"{cells} {d_min:>7} {int(record.d[-1]):>6} {str(record.jl_dim):>7} "
+                 f"{record.wall_s:>8.1f}  {status}")
+  return "\n".join(lines)
+
+
 def main(args) -> int:
-  if args.preset not in PRESETS:
-    raise CommandError(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
-  grid = PRESETS[args.preset]
-  key = jax.random.PRNGKey(args.seed)
-  print(f"{'L':>6} {'d_min':>6} {'jl_dim':>7} {'seconds':>8}")
-  for length in grid["lengths"]:
-    start = time.perf_counter()
-    sampler = ja.patterns.Sampler("random_regular", length=length, nnz=grid["nnz"],
-                                  a_min=grid["a_min"])
-    result = ja.min_d(jax.random.fold_in(key, length), sampler, grid["d_grid"],
-                      eps1=grid["eps1"], eps2=grid["eps2"], trials=grid["trials"],
-                      delta=grid["delta"])
-    bound = ja.theory.jl_dim(length, grid["nnz"], grid["eps1"], grid["eps2"], grid["a_min"],
-                             grid["delta"])
-    print(f"{length:>6} {str(result.d_min):>6} {bound:>7} {time.perf_counter() - start:>8.1f}")
+  preset = grid.load_preset(args.preset)
+  seed = preset.seed if args.seed is None else args.seed
+  if seed < 0:
+    raise CommandError(f"--seed must be >= 0, got {seed}")
+  points = preset.points
+  if args.plan:
+    names = _varying_axes(points)
+    for point in points:
+      print(f"{_describe(point, names)} d_max={point.d_grid[-1]} G={len(point.d_grid)} "
+            f"T={point.trials} work={point_work(point):.3g}")
+    print(f"{len(points)} points, total work Σ T·L²·d_max = {sum(map(point_work, points)):.3g} "
+          "multiply-adds")
+    return 0
+  results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
+  with ResultsStore(results) as store:
+    done = store.finished()
+    pending = [p for p in points if (canonical(p.params()), seed) not in done]
+    print(f"preset {preset.name}: {len(points)} points, {len(points) - len(pending)} stored in "
+          f"{results}, {len(pending)} to run on {jax.default_backend()} "
+          f"({jax.devices()[0].device_kind})", flush=True)
+    fresh = set()
+    if pending:
+      run_id = store.start_run(environment(preset, seed))
+      names = _varying_axes(points)
+      bar_format = "{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
+      with tqdm(total=sum(map(_cost, pending)), bar_format=bar_format, file=sys.stderr,
+                dynamic_ncols=True) as bar:
+        for index, point in enumerate(pending, 1):
+          bar.set_description(f"{index}/{len(pending)} {_describe(point, names)}")
+          start = time.perf_counter()
+          result = solve_point(point, seed)
+          wall = time.perf_counter() - start
+          store.add(run_id, point.params(), seed, result, theory_dim(point), wall)
+          fresh.add((canonical(point.params()), seed))
+          bar.update(_cost(point))
+    by_key = {record_key(r): r for r in store.records()}
+    all_records = list(by_key.values())
+  records = [by_key[(canonical(p.params()), seed)] for p in points]
+  print(_table(points, records, fresh))
+  if args.export_csv:
+    export_csv(all_records, args.export_csv)
+    print(f"wrote {len(all_records)} points to {args.export_csv}")
+  if not args.no_figures:
+    from plots import write_report  # matplotlib only when figures are wanted
+    print(write_report(records, args.figures or results.with_suffix("")).text())
   return 0

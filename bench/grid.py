@@ -1,0 +1,259 @@
+"""Presets: TOML grids of points (pattern family, method, L, N, a_min, ε1, ε2).
+
+A preset is a TOML file (``bench/presets/*.toml``, or any path)::
+
+  description = "what the grid is for"   # optional
+  seed = 0                               # optional (default 0); --seed overrides
+  trials = 16                            # any field below may be set here as a
+  delta = 0.1                            # default for every [[grid]] block
+  family = "random_regular"
+  method = "jl"
+
+  [[grid]]                               # one or more blocks
+  length = [32, 64, 128]                 # axes: a value or a list of values
+  nnz = 1
+  a_min = 0.2
+  eps1 = [0.5, 1.0]
+  eps2 = 0.5
+  d_grid = { start = 64, stop = 1024, per_octave = 4 }   # or a list of d
+
+Each block is the Cartesian product of its axes; the preset is the union of
+its blocks in order (repeated points run once). Every point carries the
+settings ``d_grid`` (increasing dimensions to search), ``trials`` (T) and
+``delta`` (δ). Unknown fields, values of the wrong type or out of range, and
+unknown families or methods raise ``CommandError`` naming the field before
+any work starts.
+
+To add an axis (say ``dtype``), add a field to ``Point`` and a parser to
+``_FIELDS``; it becomes part of each point's identity and key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+import itertools
+import math
+import pathlib
+from typing import Any, Callable, NamedTuple
+
+import jax
+import numpy as np
+
+try:
+  import tomllib
+except ModuleNotFoundError:  # Python 3.10
+  import tomli as tomllib
+
+import jaxattn as ja
+from bench._cli import CommandError
+from bench.store import canonical
+
+# Fields that describe the problem (they derive the point's PRNG key) ...
+AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2")
+# ... and fields that describe how d_min is searched.
+SETTINGS = ("d_grid", "trials", "delta")
+
+
+class Point(NamedTuple):
+  """One grid point: minimal d of ``method`` on patterns of ``family``."""
+
+  family: str
+  method: str
+  length: int
+  nnz: int
+  a_min: float
+  eps1: float
+  eps2: float
+  d_grid: tuple[int, ...]
+  trials: int
+  delta: float
+
+  def params(self) -> dict[str, Any]:
+    """All fields as a JSON-ready dict (the point's identity in a results store)."""
+    return {**self._asdict(), "d_grid": list(self.d_grid)}
+
+  def sampler(self) -> Callable[[jax.Array], ja.SparsePattern]:
+    """key -> pattern of this point's family, L, N and a_min."""
+    return _sampler(self.family, self.length, self.nnz, self.a_min)
+
+
+class Preset(NamedTuple):
+  """A parsed preset: its name, source text, default seed and points in order."""
+
+  name: str
+  source: str
+  seed: int
+  description: str
+  points: tuple[Point, ...]
+
+
+@functools.lru_cache(maxsize=None)
+def _sampler(family: str, length: int, nnz: int, a_min: float):
+  # One object per distinct sampler, so that jit caches hit across points
+  # that differ only in traced arguments (ε1, ε2).
+  return functools.partial(ja.patterns.GENERATORS[family], length=length, nnz=nnz, a_min=a_min)
+
+
+def point_key(seed: int, point: Point) -> jax.Array:
+  """PRNG key of a point: fold_in(PRNGKey(seed), sha256 of its axes), two 32-bit words.
+
+  The key depends on the seed and the problem (``AXES``) only, not on the
+  point's position in the grid or on its search settings, so resuming or
+  reordering a grid gives the same draws, and a finer d grid reuses them.
+  """
+  axes = {name: getattr(point, name) for name in AXES}
+  digest = hashlib.sha256(canonical(axes).encode()).digest()
+  key = jax.random.PRNGKey(seed)
+  for word in np.frombuffer(digest[:8], "<u4"):
+    key = jax.random.fold_in(key, int(word))
+  return key
+
+
+def geometric_grid(start: int, stop: int, per_octave: int) -> tuple[int, ...]:
+  """d_k = round(start · 2^(k/per_octave)) for d_k ≤ stop, without repeats."""
+  count = math.floor(per_octave * math.log2(stop / start) + 1e-9) + 1
+  return tuple(sorted({round(start * 2 ** (k / per_octave)) for k in range(count)}))
+
+
+# --- field parsers: value -> normalised value, or CommandError ---------------------------
+
+def _fail(where: str, message: str):
+  raise CommandError(f"{where}: {message}")
+
+
+def _integer(minimum: int):
+  def parse(value, where):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+      _fail(where, f"expected an integer >= {minimum}, got {value!r}")
+    return value
+  return parse
+
+
+def _real(low: float, high: float, *, closed_low: bool = False, closed_high: bool = False):
+  interval = f"{'[' if closed_low else '('}{low}, {high}{']' if closed_high else ')'}"
+
+  def parse(value, where):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      _fail(where, f"expected a number in {interval}, got {value!r}")
+    value = float(value)
+    above = value >= low if closed_low else value > low
+    below = value <= high if closed_high else value < high
+    if not (above and below):
+      _fail(where, f"expected a number in {interval}, got {value!r}")
+    return value
+  return parse
+
+
+def _name(registry: Callable[[], dict]):
+  def parse(value, where):
+    choices = sorted(registry())
+    if value not in choices:
+      _fail(where, f"unknown value {value!r}; choose from {choices}")
+    return value
+  return parse
+
+
+def _d_grid(value, where):
+  if isinstance(value, dict):
+    unknown = sorted(set(value) - {"start", "stop", "per_octave"})
+    if unknown or len(value) != 3:
+      _fail(where, "expected a list of d or a table {start, stop, per_octave}, got "
+            f"keys {sorted(value)}")
+    start = _integer(1)(value["start"], f"{where}.start")
+    stop = _integer(start)(value["stop"], f"{where}.stop")
+    return geometric_grid(start, stop, _integer(1)(value["per_octave"], f"{where}.per_octave"))
+  if not isinstance(value, list) or not value:
+    _fail(where, f"expected a list of d or a table {{start, stop, per_octave}}, got {value!r}")
+  grid = tuple(_integer(1)(d, where) for d in value)
+  if list(grid) != sorted(set(grid)):
+    _fail(where, f"d values must increase strictly, got {list(grid)}")
+  return grid
+
+
+# name -> (parser, whether a list sweeps it)
+_FIELDS: dict[str, tuple[Callable, bool]] = {
+    "family": (_name(lambda: ja.patterns.GENERATORS), True),
+    "method": (_name(lambda: ja.construct.METHODS), True),
+    "length": (_integer(1), True),
+    "nnz": (_integer(1), True),
+    "a_min": (_real(0.0, 1.0, closed_high=True), True),
+    "eps1": (_real(0.0, math.inf), True),
+    "eps2": (_real(0.0, 1.0), True),
+    "d_grid": (_d_grid, False),
+    "trials": (_integer(1), False),
+    "delta": (_real(0.0, 1.0, closed_low=True), False),
+}
+_TOP_LEVEL = {"description", "seed", "grid"}
+
+
+def _block_points(block: dict, where: str) -> list[Point]:
+  missing = [name for name in Point._fields if name not in block]
+  if missing:
+    _fail(where, f"missing {', '.join(missing)}")
+  values = {}
+  for name, (parse, sweeps) in _FIELDS.items():
+    raw = block[name]
+    if sweeps:
+      raw = raw if isinstance(raw, list) else [raw]
+      if not raw:
+        _fail(f"{where}.{name}", "empty list")
+      values[name] = [parse(v, f"{where}.{name}") for v in raw]
+    else:
+      values[name] = [parse(raw, f"{where}.{name}")]
+  points = [Point(**dict(zip(Point._fields, combo)))
+            for combo in itertools.product(*(values[name] for name in Point._fields))]
+  for point in points:  # generator errors (nnz > L, bad stride) before any work
+    try:
+      jax.eval_shape(point.sampler(), jax.random.PRNGKey(0))
+    except ValueError as error:
+      _fail(where, f"{point.family}(length={point.length}, nnz={point.nnz}): {error}")
+  return points
+
+
+def parse_preset(text: str, name: str) -> Preset:
+  """Parses and validates preset TOML ``text``; CommandError on any problem."""
+  try:
+    data = tomllib.loads(text)
+  except tomllib.TOMLDecodeError as error:
+    _fail(f"preset {name}", f"invalid TOML: {error}")
+  unknown = sorted(set(data) - _TOP_LEVEL - set(_FIELDS))
+  if unknown:
+    _fail(f"preset {name}", f"unknown field(s) {unknown}; allowed: "
+          f"{sorted(_TOP_LEVEL | set(_FIELDS))}")
+  blocks = data.get("grid")
+  if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) for b in blocks):
+    _fail(f"preset {name}", "needs at least one [[grid]] block")
+  defaults = {k: v for k, v in data.items() if k in _FIELDS}
+  points: dict[Point, None] = {}
+  for index, block in enumerate(blocks, 1):
+    where = f"preset {name}, grid block {index}"
+    unknown = sorted(set(block) - set(_FIELDS))
+    if unknown:
+      _fail(where, f"unknown field(s) {unknown}; allowed: {sorted(_FIELDS)}")
+    points.update(dict.fromkeys(_block_points({**defaults, **block}, where)))
+  seed = _integer(0)(data.get("seed", 0), f"preset {name}.seed")
+  description = data.get("description", "")
+  if not isinstance(description, str):
+    _fail(f"preset {name}.description", f"expected a string, got {description!r}")
+  return Preset(name=name, source=text, seed=seed, description=description,
+                points=tuple(points))
+
+
+def preset_names() -> list[str]:
+  """Names of the presets shipped in ``bench/presets``."""
+  folder = importlib.resources.files("bench") / "presets"
+  return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(spec: str) -> Preset:
+  """A shipped preset by name (``quick``) or a TOML file by path."""
+  if spec in preset_names():
+    resource = importlib.resources.files("bench") / "presets" / f"{spec}.toml"
+    return parse_preset(resource.read_text(encoding="utf-8"), spec)
+  path = pathlib.Path(spec)
+  if path.suffix != ".toml" or not path.is_file():
+    raise CommandError(f"unknown preset {spec!r}: not one of {preset_names()} "
+                       "and not an existing .toml file")
+  return parse_preset(path.read_text(encoding="utf-8"), path.stem)

@@ -1,0 +1,34 @@
+"""``python -m plots --results FILE [--out DIR]``: figures (a)–(d) and the fit table."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from bench._cli import CommandError
+from bench.store import ResultsStore
+from plots import write_report
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m plots", description=__doc__.splitlines()[0])
+  parser.add_argument("--results", required=True, type=pathlib.Path,
+                      help="results file written by python -m bench run")
+  parser.add_argument("--out", type=pathlib.Path,
+                      help="output folder (default: the results path without its suffix)")
+  args = parser.parse_args(argv)
+  try:
+    with ResultsStore(args.results, create=False) as store:
+      records = store.records()
+    if not records:
+      raise CommandError(f"{str(args.results)!r} holds no finished points")
+    print(write_report(records, args.out or args.results.with_suffix("")).text())
+  except CommandError as error:
+    print(f"python -m plots: error: {error}", file=sys.stderr)
+    return error.status
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

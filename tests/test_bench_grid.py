@@ -1,0 +1,108 @@
+"""Presets: parsing, validation, expansion and per-point keys (bench.grid)."""
+
+import jax
+import numpy as np
+import pytest
+
+from bench import grid
+from bench._cli import CommandError
+
+TINY = """
+trials = 4
+delta = 0.25
+family = "random_regular"
+method = "jl"
+a_min = 0.5
+eps2 = 0.5
+[[grid]]
+length = [8, 16]
+nnz = 1
+eps1 = [1.0, 2]
+d_grid = [8, 16, 32]
+[[grid]]
+length = 16
+nnz = [1, 2]
+eps1 = 1
+trials = 2
+d_grid = {start = 8, stop = 64, per_octave = 2}
+"""
+
+
+def test_expansion_order_defaults_and_overrides():
+  preset = grid.parse_preset(TINY, "tiny")
+  assert preset.name == "tiny" and preset.seed == 0
+  got = [(p.length, p.nnz, p.eps1, p.trials, p.d_grid) for p in preset.points]
+  fine = (8, 11, 16, 23, 32, 45, 64)
+  assert got == [(8, 1, 1.0, 4, (8, 16, 32)), (8, 1, 2.0, 4, (8, 16, 32)),
+                 (16, 1, 1.0, 4, (8, 16, 32)), (16, 1, 2.0, 4, (8, 16, 32)),
+                 (16, 1, 1.0, 2, fine), (16, 2, 1.0, 2, fine)]
+  assert all(isinstance(p.eps1, float) for p in preset.points)
+
+
+def test_repeated_points_run_once():
+  text = TINY.replace("length = 16\nnnz = [1, 2]\neps1 = 1\ntrials = 2\n"
+                      "d_grid = {start = 8, stop = 64, per_octave = 2}",
+                      "length = 8\nnnz = 1\neps1 = 1\nd_grid = [8, 16, 32]")
+  assert len(grid.parse_preset(text, "t").points) == 4
+
+
+def test_geometric_grid():
+  assert grid.geometric_grid(64, 128, 4) == (64, 76, 91, 108, 128)
+  assert grid.geometric_grid(1, 4, 4) == (1, 2, 3, 4)  # rounding repeats removed
+  assert grid.geometric_grid(16, 16, 4) == (16,)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("trials = 4", "trials = 4\ncolour = 1"), "unknown field(s) ['colour']"),
+    (("nnz = 1\n", "nnz = 1\nfoo = 2\n"), "grid block 1: unknown field(s) ['foo']"),
+    (('family = "random_regular"', 'family = "nope"'), "unknown value 'nope'"),
+    (('method = "jl"', 'method = "magic"'), "unknown value 'magic'"),
+    (("eps2 = 0.5", "eps2 = 1.5"), "eps2: expected a number in (0.0, 1.0)"),
+    (("length = [8, 16]", "length = [8, 2.5]"), "length: expected an integer >= 1"),
+    (("trials = 4", "trials = [4, 8]"), "trials: expected an integer >= 1"),
+    (("d_grid = [8, 16, 32]", "d_grid = [16, 8]"), "d values must increase"),
+    (("per_octave = 2", "per_octve = 2"), "d_grid: expected a list of d or a table"),
+    (("a_min = 0.5\n", ""), "missing a_min"),
+    (("nnz = [1, 2]", "nnz = [1, 20]"), "random_regular(length=16, nnz=20)"),
+    (("trials = 4", "trials = 4\n[broken"), "invalid TOML"),
+])
+def test_bad_presets_name_the_problem(edit, message):
+  text = TINY.replace(*edit, 1)
+  assert text != TINY
+  with pytest.raises(CommandError) as error:
+    grid.parse_preset(text, "bad")
+  assert message in str(error.value)
+  assert "\n" not in str(error.value)
+
+
+def test_no_grid_block():
+  with pytest.raises(CommandError, match="at least one"):
+    grid.parse_preset("trials = 4\n", "empty")
+
+
+def test_unknown_preset_name():
+  with pytest.raises(CommandError, match="unknown preset 'nope'"):
+    grid.load_preset("nope")
+
+
+@pytest.mark.parametrize("name", ["quick", "paper", "scale"])
+def test_shipped_presets_parse(name):
+  assert name in grid.preset_names()
+  preset = grid.load_preset(name)
+  assert preset.points and preset.description
+
+
+def test_every_point_field_has_a_parser():
+  assert list(grid._FIELDS) == list(grid.Point._fields)
+  assert set(grid.AXES) | set(grid.SETTINGS) == set(grid.Point._fields)
+
+
+def test_point_key_depends_on_seed_and_axes_only():
+  first, *_ = grid.parse_preset(TINY, "tiny").points
+  key = grid.point_key(0, first)
+  np.testing.assert_array_equal(key, grid.point_key(0, first))
+  np.testing.assert_array_equal(key, grid.point_key(0, first._replace(d_grid=(4, 8), trials=9)))
+  assert not np.array_equal(key, grid.point_key(1, first))
+  assert not np.array_equal(key, grid.point_key(0, first._replace(eps1=1.5)))
+  assert not np.array_equal(key, grid.point_key(0, first._replace(length=9)))
+  assert jax.random.PRNGKey(0).shape == key.shape
