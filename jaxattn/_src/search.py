@@ -38,6 +38,19 @@ class MinDResult(NamedTuple):
   ci_low: np.ndarray        # float [G]
   ci_high: np.ndarray       # float [G]
 
+  @classmethod
+  def from_counts(cls, d_grid: Sequence[int], successes: np.ndarray, trials: int, delta: float,
+                  confidence: float = 0.95) -> MinDResult:
+    """The result for ``successes[g]`` of T = ``trials`` at each ``d_grid[g]``:
+    d_min = min{d : successes/T ≥ 1 − δ}, rates and Clopper–Pearson intervals."""
+    successes = np.asarray(successes)
+    needed = math.ceil((1.0 - delta) * trials - 1e-9)  # successes/T ≥ 1 − δ, free of rounding
+    passing = np.flatnonzero(successes >= needed)
+    low, high = clopper_pearson(successes, trials, confidence)
+    return cls(d_min=int(d_grid[passing[0]]) if passing.size else None,
+               d_grid=np.asarray(d_grid), successes=successes, trials=trials,
+               success_rate=successes / trials, ci_low=low, ci_high=high)
+
 
 def clopper_pearson(successes: np.ndarray, trials: int, confidence: float = 0.95
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -192,10 +205,4 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
       key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
       trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size,
       matmul_dtype=None if matmul_dtype is None else jnp.dtype(matmul_dtype), mesh=local_mesh()))
-  rate = successes / trials
-  needed = math.ceil((1.0 - delta) * trials - 1e-9)  # successes/T ≥ 1 − δ, free of rounding
-  passing = np.flatnonzero(successes >= needed)
-  low, high = clopper_pearson(successes, trials, confidence)
-  return MinDResult(d_min=int(d_grid[passing[0]]) if passing.size else None,
-                    d_grid=np.asarray(d_grid), successes=successes, trials=trials,
-                    success_rate=rate, ci_low=low, ci_high=high)
+  return MinDResult.from_counts(d_grid, successes, trials, delta, confidence)
