@@ -139,7 +139,8 @@ def _run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, b
     mine = shares[processes.index][round_:round_ + 1]
     for index in mine:
       point = pending[index]
-      bar.set_description(f"{_describe(point, names)}")
+      count = len(shares[processes.index])
+      bar.set_description(f"{round_ + 1}/{count} {_describe(point, names)}")
       start = time.perf_counter()
       counts[processes.index, :len(point.d_grid)] = solve_point(point, seed).successes
       walls[processes.index] = time.perf_counter() - start

@@ -132,7 +132,7 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
     "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "matmul_dtype", "mesh"))
 def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size,
                     matmul_dtype, mesh):
-  """Σ_t success_t(d) over trials t; trials (or, if fewer than devices, row blocks) split over ``mesh``."""
+  """Σ_t success_t(d) over trials t, split over ``mesh`` (row blocks if fewer trials than devices)."""
   shard_trials = trials >= mesh.size
 
   def trial(trial_key):

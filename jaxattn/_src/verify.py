@@ -33,7 +33,7 @@ SHARD_AXIS = "devices"
 
 
 def local_mesh() -> Mesh:
-  """A 1-D mesh over this process's devices (axis ``SHARD_AXIS``): the unit that work is split over."""
+  """A 1-D mesh over this process's devices (axis ``SHARD_AXIS``), over which work is split."""
   return Mesh(np.array(jax.local_devices()), (SHARD_AXIS,))
 
 
@@ -91,9 +91,9 @@ def _dot(a: Array, b: Array, out_dtype) -> Array:
 
 
 # Cost of forming one level's tile, in columns of matmul width per logit
-# (measured on a 2-core CPU, XLA:CPU): a tile kept for later levels is
-# written, added and reduced in separate passes; a tile read once is one
-# fused dot + add + max.
+# (rough estimates from microbenchmarks on a loaded 2-core CPU, XLA:CPU): a
+# tile kept for later levels is written, added and reduced in separate
+# passes; a tile read once is one fused dot + add + max.
 _KEEP_COST, _READ_COST = 48, 4
 
 
