@@ -94,7 +94,7 @@ def _dot(a: Array, b: Array, out_dtype) -> Array:
 # (rough estimates from microbenchmarks on a loaded 2-core CPU, XLA:CPU): a
 # tile kept for later levels is written, added and reduced in separate
 # passes; a tile read once is one fused dot + add + max.
-_KEEP_COST, _READ_COST = 48, 4
+_KEEP_COST, _READ_COST = 24, 4
 
 
 def level_plan(splits: tuple[int, ...], full: bool = False) -> tuple[tuple[int, int, bool], ...]:
