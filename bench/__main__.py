@@ -13,7 +13,7 @@ import sys
 
 from bench._cli import CommandError
 
-COMMANDS = ("run",)
+COMMANDS = ("run", "min_d", "solve", "check")
 
 
 def main(argv: list[str] | None = None) -> int:

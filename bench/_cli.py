@@ -7,5 +7,5 @@ class CommandError(Exception):
   """A user-facing failure: printed as one line, no traceback, exit ``status``."""
 
   def __init__(self, message: str, status: int = 2):
-    super().__init__(message)
+    super().__init__(" ".join(message.split()))  # one line, whatever it quotes
     self.status = status

@@ -9,7 +9,7 @@ choosing its input X, once d = O(log L). See DESIGN §2 and docs/theory.md.
 from jaxattn import construct, patterns, theory
 from jaxattn._src.construct import Solution
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.search import MinDResult, min_d
+from jaxattn._src.search import MinDResult, min_d, verify_grid
 from jaxattn._src.verify import Report, verify
 
 __version__ = "0.1.0"
@@ -24,4 +24,5 @@ __all__ = [
     "patterns",
     "theory",
     "verify",
+    "verify_grid",
 ]

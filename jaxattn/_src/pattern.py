@@ -74,22 +74,29 @@ class SparsePattern(NamedTuple):
         shape=(self.length, self.length))
 
   @classmethod
-  def from_dense(cls, a: Any, nnz: int | None = None) -> SparsePattern:
+  def from_dense(cls, a: Any, nnz: int | None = None, *,
+                 check_columns: bool = True) -> SparsePattern:
     """Pattern of a dense square matrix (NumPy or JAX); ValueError on bad input.
 
     With ``nnz=None``, N is the largest nonzero count over rows and columns.
+    With ``check_columns=False``, N bounds the rows only and columns may hold
+    more than N nonzeros (attention sinks: outside the theorem, but every
+    kernel works, the layout being row-wise); ``nnz=None`` then gives the
+    largest row count.
     """
     a = np.asarray(a)
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
       raise ValueError(f"A must be a square matrix, got shape {a.shape}")
     rows, cols = np.nonzero(a)
-    return _from_coo(rows, cols, a[rows, cols], a.shape[0], nnz, dense=a)
+    return _from_coo(rows, cols, a[rows, cols], a.shape[0], nnz, check_columns, dense=a)
 
   @classmethod
-  def from_scipy(cls, a: Any, nnz: int | None = None) -> SparsePattern:
+  def from_scipy(cls, a: Any, nnz: int | None = None, *,
+                 check_columns: bool = True) -> SparsePattern:
     """Pattern of any ``scipy.sparse`` matrix or array; ValueError on bad input.
 
-    Duplicate entries are summed; stored zeros are ignored.
+    Duplicate entries are summed; stored zeros are ignored. ``nnz`` and
+    ``check_columns`` as in ``from_dense``.
     """
     if not scipy.sparse.issparse(a):
       raise ValueError(f"expected a scipy.sparse matrix, got {type(a).__name__}")
@@ -99,7 +106,8 @@ class SparsePattern(NamedTuple):
     coo.sum_duplicates()
     _check_values(coo.row, coo.col, coo.data)
     keep = coo.data != 0
-    return _from_coo(coo.row[keep], coo.col[keep], coo.data[keep], a.shape[0], nnz)
+    return _from_coo(coo.row[keep], coo.col[keep], coo.data[keep], a.shape[0], nnz,
+                     check_columns)
 
 
 def _check_values(rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> None:
@@ -117,7 +125,8 @@ def _check_values(rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> Non
 
 
 def _from_coo(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, length: int,
-              nnz: int | None, dense: np.ndarray | None = None) -> SparsePattern:
+              nnz: int | None, check_columns: bool = True,
+              dense: np.ndarray | None = None) -> SparsePattern:
   """Validated SparsePattern from the nonzero entries of an L×L matrix."""
   if dense is not None:
     # Scan the whole matrix: NaN compares unequal to 0 and is found by nonzero(),
@@ -133,11 +142,12 @@ def _from_coo(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, length: in
   empty = np.flatnonzero(row_counts == 0)
   if empty.size:
     raise ValueError(f"row {empty[0]} of A has no nonzero entry; every row needs at least one")
+  bounded = (("row", row_counts), ("column", col_counts))[:2 if check_columns else 1]
   if nnz is None:
-    nnz = int(max(row_counts.max(), col_counts.max()))
+    nnz = int(max(counts.max() for _, counts in bounded))
   elif isinstance(nnz, bool) or not isinstance(nnz, (int, np.integer)) or nnz < 1:
     raise ValueError(f"nnz must be a positive integer, got {nnz!r}")
-  for axis, counts in (("row", row_counts), ("column", col_counts)):
+  for axis, counts in bounded:
     over = np.flatnonzero(counts > nnz)
     if over.size:
       raise ValueError(f"{axis} {over[0]} of A has {counts[over[0]]} nonzeros, "

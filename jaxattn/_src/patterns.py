@@ -7,6 +7,7 @@ Every generator is a pure function of its key, jit-able with ``length`` and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -119,3 +120,25 @@ GENERATORS = {
     "block_diagonal": block_diagonal,
     "strided": strided,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+  """``key -> GENERATORS[family](key, length, nnz, a_min)``, hashable by value.
+
+  Pass it to ``ja.min_d``: equal samplers share one compiled search, whereas
+  every new ``functools.partial`` would compile again.
+  """
+
+  family: str
+  length: int
+  nnz: int
+  a_min: float = 0.1
+
+  def __post_init__(self):
+    if self.family not in GENERATORS:
+      raise ValueError(f"unknown pattern family {self.family!r}; choose from {sorted(GENERATORS)}")
+    _check(self.length, self.nnz, self.a_min)
+
+  def __call__(self, key: PRNGKeyArray) -> SparsePattern:
+    return GENERATORS[self.family](key, length=self.length, nnz=self.nnz, a_min=self.a_min)

@@ -76,6 +76,41 @@ def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   return jax.lax.map(at_d, jnp.asarray(d_grid))
 
 
+def _checked_grid(d_grid: Sequence[int], method: str) -> tuple[int, ...]:
+  """``d_grid`` as a tuple of ints; ValueError unless increasing and positive, or method unknown."""
+  d_grid = tuple(int(d) for d in d_grid)
+  if not d_grid or d_grid[0] < 1 or list(d_grid) != sorted(set(d_grid)):
+    raise ValueError(f"d_grid must be increasing positive integers, got {d_grid}")
+  if method not in construct.METHODS:
+    raise ValueError(f"unknown method {method!r}; choose from {sorted(construct.METHODS)}")
+  return d_grid
+
+
+_grid_success = jax.jit(grid_success, static_argnames=("method", "d_grid", "block_size"))
+
+
+def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int], *,
+                eps1: float, eps2: float, method: str = "jl",
+                block_size: int | None = None) -> np.ndarray:
+  """ok(d) = ``verify(build(method, key, pattern, d), pattern, eps1, eps2).ok`` for every grid d.
+
+  For one fixed pattern and key, in one compiled pass (``grid_success``):
+  nested prefixes of one d_max draw for methods in ``construct.NESTED``,
+  one loop padded to d_max otherwise. Compiles once per (L, N, d_grid),
+  never per d. The smallest d with ok(d) is the pattern's own minimal d
+  for this key.
+
+  Returns:
+    bool [G], host array.
+  """
+  d_grid = _checked_grid(d_grid, method)
+  construct.check_eps(eps1, eps2)
+  if block_size is not None and block_size < 1:
+    raise ValueError(f"block_size must be >= 1, got {block_size}")
+  return np.asarray(_grid_success(key, pattern, method=method, d_grid=d_grid, eps1=eps1,
+                                  eps2=eps2, block_size=block_size))
+
+
 @functools.partial(jax.jit, static_argnames=(
     "sampler", "method", "d_grid", "trials", "trial_batch", "block_size"))
 def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size):
@@ -107,8 +142,9 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
 
   Args:
     key: PRNG key; the same key gives the same result on the same device.
-    sampler: key -> SparsePattern, e.g.
-      ``functools.partial(ja.patterns.random_regular, length=256, nnz=2, a_min=0.2)``.
+    sampler: key -> SparsePattern, hashable; best ``ja.patterns.Sampler("random_regular",
+      length=256, nnz=2, a_min=0.2)``, which compiles once for equal arguments (a
+      ``functools.partial`` works too but compiles per new object).
     d_grid: increasing positive dimensions to test.
     eps1: ratio tolerance ε1 > 0.
     eps2: zero tolerance ε2 ∈ (0, 1).
@@ -121,11 +157,7 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   Returns:
     ``MinDResult`` with d_min, success counts and rates with intervals.
   """
-  d_grid = tuple(int(d) for d in d_grid)
-  if not d_grid or d_grid[0] < 1 or list(d_grid) != sorted(set(d_grid)):
-    raise ValueError(f"d_grid must be increasing positive integers, got {d_grid}")
-  if method not in construct.METHODS:
-    raise ValueError(f"unknown method {method!r}; choose from {sorted(construct.METHODS)}")
+  d_grid = _checked_grid(d_grid, method)
   if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
     raise ValueError(f"trials must be a positive integer, got {trials!r}")
   if not 0.0 <= delta < 1.0:

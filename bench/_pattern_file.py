@@ -1,0 +1,157 @@
+"""A user's own attention pattern, read from a file into a ``SparsePattern``.
+
+Formats, told apart by the file's suffix:
+
+  .npy             a dense L×L array (``numpy.save``)
+  .npz             one dense L×L array (``numpy.savez``), or a scipy.sparse
+                   matrix saved with ``scipy.sparse.save_npz``
+  .mtx, .mtx.gz    Matrix Market, coordinate or array (``scipy.io.mmwrite``)
+
+Boolean masks are read as 0/1. Entries must be finite and ≥ 0 and every row
+needs a nonzero (DESIGN §2). The pattern's N is its largest *row* count;
+columns with more than N nonzeros (attention sinks, global tokens) lie outside
+the theorem and are reported, not refused. Every failure is a ``CommandError``
+whose one line names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+import scipy.io
+import scipy.sparse
+
+from bench._cli import CommandError
+from jaxattn import SparsePattern
+
+SUFFIXES = (".npy", ".npz", ".mtx", ".mtx.gz")
+# Keys that scipy.sparse.save_npz always writes.
+_SAVE_NPZ_KEYS = frozenset({"format", "shape", "data"})
+_SHOWN = 8  # rows or columns listed by name in a note
+
+
+class UserPattern(NamedTuple):
+  """A validated pattern and what was done to it on the way in.
+
+  ``changes`` are one-line notes (entries dropped by ``top_n``, columns with
+  more than N nonzeros); ``dense_columns`` lists those columns.
+  """
+
+  pattern: SparsePattern
+  changes: tuple[str, ...]
+  dense_columns: np.ndarray  # int [k]: columns with more than pattern.nnz nonzeros
+
+
+def _listed(indices: np.ndarray) -> str:
+  shown = ", ".join(str(i) for i in indices[:_SHOWN])
+  return shown + (f", ... ({indices.size} in all)" if indices.size > _SHOWN else "")
+
+
+def read_matrix(path: str) -> np.ndarray | scipy.sparse.sparray:
+  """The matrix stored in ``path``: a dense array or a scipy.sparse array.
+
+  Checks only that the file exists and parses in the format its suffix names;
+  shape and values are checked by ``load_pattern``.
+  """
+  if not os.path.exists(path):
+    raise CommandError(f"{path}: no such file")
+  if os.path.isdir(path):
+    raise CommandError(f"{path}: is a directory, expected a pattern file")
+  suffix = next((s for s in SUFFIXES if path.lower().endswith(s)), None)
+  if suffix is None:
+    raise CommandError(f"{path}: unknown format; expected one of {', '.join(SUFFIXES)}")
+  try:
+    if suffix == ".npy":
+      matrix = np.load(path, allow_pickle=False)
+    elif suffix == ".npz":
+      matrix = _read_npz(path)
+    else:
+      matrix = scipy.io.mmread(path)
+  except CommandError:
+    raise
+  except (OSError, ValueError, EOFError, TypeError, IndexError, KeyError,
+          zipfile.BadZipFile) as error:
+    raise CommandError(f"{path}: cannot read as {suffix}: {error or type(error).__name__}"
+                       ) from None
+  if scipy.sparse.issparse(matrix):
+    matrix = scipy.sparse.csr_array(matrix)
+  else:
+    matrix = np.asarray(matrix)
+  if matrix.dtype == bool:
+    matrix = matrix.astype(np.float32)
+  return matrix
+
+
+def _read_npz(path: str) -> np.ndarray | scipy.sparse.sparray:
+  """One dense array, or the scipy.sparse matrix that ``save_npz`` wrote."""
+  if not zipfile.is_zipfile(path):
+    raise CommandError(f"{path}: cannot read as .npz: not a zip archive")
+  with np.load(path, allow_pickle=False) as archive:
+    names = sorted(archive.files)
+    if _SAVE_NPZ_KEYS <= set(names):
+      return scipy.sparse.load_npz(path)
+    if len(names) != 1:
+      raise CommandError(
+          f"{path}: holds {len(names)} arrays ({', '.join(names) or 'none'}); expected one "
+          "dense array or a scipy.sparse matrix saved with scipy.sparse.save_npz")
+    return archive[names[0]]
+
+
+def keep_top_n(pattern: SparsePattern, top_n: int) -> tuple[SparsePattern, np.ndarray]:
+  """Pattern keeping the ``top_n`` largest entries of every row, and the dropped weight.
+
+  Within a row, slots are ranked by weight, largest first, ties broken by
+  the smaller column. Returns the new pattern (N = min(top_n, old N)) and,
+  per row, the share of the row's total weight that was dropped.
+  """
+  cols, weights, valid = (np.asarray(x) for x in pattern)
+  order = np.lexsort((cols, -weights, ~valid), axis=-1)
+  cols, weights, valid = (np.take_along_axis(x, order, axis=-1) for x in (cols, weights, valid))
+  total = np.sum(np.where(valid, weights, 0.0), axis=-1)
+  kept = min(top_n, pattern.nnz)
+  dropped = np.sum(np.where(valid[:, kept:], weights[:, kept:], 0.0), axis=-1) / total
+  trimmed = SparsePattern(cols=jnp.asarray(cols[:, :kept]), weights=jnp.asarray(weights[:, :kept]),
+                          valid=jnp.asarray(valid[:, :kept]))
+  return trimmed, dropped
+
+
+def load_pattern(path: str, top_n: int | None = None) -> UserPattern:
+  """The validated pattern in ``path``, with N its largest row count.
+
+  With ``top_n``, every row keeps its ``top_n`` largest entries (the rest
+  are dropped and the change is noted). Columns with more than N nonzeros
+  are kept and noted. No printing: the notes are returned.
+  """
+  if top_n is not None and top_n < 1:
+    raise CommandError(f"--top-n must be >= 1, got {top_n}")
+  matrix = read_matrix(path)
+  sparse = scipy.sparse.issparse(matrix)
+  try:
+    pattern = (SparsePattern.from_scipy if sparse else SparsePattern.from_dense)(
+        matrix, check_columns=False)
+  except ValueError as error:
+    raise CommandError(f"{path}: {error}") from None
+  changes = []
+  if top_n is not None:
+    row_counts = np.sum(np.asarray(pattern.valid), axis=-1)
+    pattern, dropped_share = keep_top_n(pattern, top_n)
+    cut = np.flatnonzero(row_counts > top_n)
+    changes.append(
+        f"--top-n {top_n}: kept the {top_n} largest entries of every row (ties: smaller column "
+        f"first); dropped {int(np.sum(row_counts - np.minimum(row_counts, top_n)))} of "
+        f"{int(row_counts.sum())} nonzeros from {cut.size} of {pattern.length} rows"
+        + (f", at most {dropped_share.max():.3g} (mean {dropped_share[cut].mean():.3g}) of a "
+           "row's total weight" if cut.size else ""))
+  col_counts = np.bincount(np.asarray(pattern.cols)[np.asarray(pattern.valid)],
+                           minlength=pattern.length)
+  dense_columns = np.flatnonzero(col_counts > pattern.nnz)
+  if dense_columns.size:
+    changes.append(
+        f"outside the theorem: {dense_columns.size} column(s) have more than N={pattern.nnz} "
+        f"nonzeros (column {_listed(dense_columns)}; up to {col_counts.max()} nonzeros); "
+        "kept as they are, N bounds the rows only")
+  return UserPattern(pattern, tuple(changes), dense_columns)

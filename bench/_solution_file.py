@@ -1,0 +1,119 @@
+"""The solution file of ``python -m bench solve``, read back by ``python -m bench check``.
+
+An uncompressed ``.npz`` (no pickles) holding
+
+  X, w_q, w_k                          the solution: logits (X W_Q)(X W_K)ᵀ
+  pattern_cols, pattern_weights,       the pattern A, row-padded as in SparsePattern:
+  pattern_valid                        A[i, cols[i,k]] = weights[i,k] where valid[i,k]
+  method, d, eps1, eps2, seed          how X was built (``ja.construct.build``)
+  report_<field>                       every field of the ``ja.Report`` at solve time
+  source, changes, jaxattn_version,    provenance: the input file, notes on what
+  format, seconds                      was changed in it, versions, solve time
+
+It is written to a temporary file in the destination's folder and renamed
+over the destination (``os.replace``, atomic on POSIX and Windows), so an
+existing file is never half-overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from bench._cli import CommandError
+from jaxattn import Report, Solution, SparsePattern
+
+FORMAT = "jaxattn-solution-1"
+SOLUTION_KEYS = ("X", "w_q", "w_k")
+PATTERN_KEYS = ("pattern_cols", "pattern_weights", "pattern_valid")
+SETTING_KEYS = ("method", "d", "eps1", "eps2", "seed")
+_SHOWN_ROWS = 10
+
+
+def check_destination(path: str) -> None:
+  """CommandError unless ``path`` can be (re)placed: its folder exists and it is no folder."""
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise CommandError(f"{path}: folder {folder} does not exist")
+  if os.path.isdir(path):
+    raise CommandError(f"{path}: is a directory")
+
+
+def save_solution(path: str, solution: Solution, pattern: SparsePattern, report: Report, *,
+                  method: str, d: int, eps1: float, eps2: float, seed: int, source: str,
+                  changes: tuple[str, ...], seconds: float, version: str) -> None:
+  """Writes the solution file atomically: a temporary file, then ``os.replace``."""
+  check_destination(path)
+  arrays: dict[str, Any] = dict(zip(SOLUTION_KEYS, map(np.asarray, solution)))
+  arrays.update(zip(PATTERN_KEYS, map(np.asarray, pattern)))
+  arrays.update(method=np.str_(method), d=np.int64(d), eps1=np.float64(eps1),
+                eps2=np.float64(eps2), seed=np.int64(seed), source=np.str_(source),
+                changes=np.array(changes, dtype=str), seconds=np.float64(seconds),
+                jaxattn_version=np.str_(version), format=np.str_(FORMAT))
+  arrays.update({f"report_{name}": np.asarray(value) for name, value in report._asdict().items()})
+  folder = os.path.dirname(os.path.abspath(path))
+  try:
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+  except OSError as error:
+    raise CommandError(f"{path}: cannot write: {error}") from None
+  try:
+    with os.fdopen(handle, "wb") as file:
+      np.savez(file, **arrays)
+      file.flush()
+      os.fsync(file.fileno())
+    os.replace(temporary, path)
+  except BaseException as error:
+    os.unlink(temporary)
+    if isinstance(error, OSError):
+      raise CommandError(f"{path}: cannot write: {error}") from None
+    raise
+
+
+def load_solution(path: str) -> dict[str, np.ndarray]:
+  """The arrays of a solution file; CommandError (one line) if it is missing or not one."""
+  if not os.path.isfile(path):
+    raise CommandError(f"{path}: no such file")
+  if not zipfile.is_zipfile(path):
+    raise CommandError(f"{path}: not a solution file of `python -m bench solve` "
+                       "(not a .npz archive)")
+  try:
+    with np.load(path, allow_pickle=False) as archive:
+      arrays = {name: archive[name] for name in archive.files}
+  except CommandError:
+    raise
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    raise CommandError(f"{path}: cannot read as .npz: {error or type(error).__name__}"
+                       ) from None
+  missing = [k for k in SOLUTION_KEYS + PATTERN_KEYS + SETTING_KEYS if k not in arrays]
+  if missing:
+    raise CommandError(f"{path}: not a solution file of `python -m bench solve` "
+                       f"(missing {', '.join(missing)})")
+  return arrays
+
+
+def format_report(report: Report, d: int, seconds: float) -> list[str]:
+  """Lines describing a ``Report``: verdict, figures against their limits, failing rows."""
+  ok, eps1, eps2 = bool(report.ok), float(report.eps1), float(report.eps2)
+  row_ok = np.asarray(report.row_ok)
+  lines = [
+      f"ok           {ok}  ({'CERTIFIED' if ok else 'NOT certified'} at d={d})",
+      f"ratio_error  {float(report.ratio_error):.6g}  (limit eps1={eps1:g})",
+      f"leak         {float(report.leak):.6g}  (limit eps2={eps2:g})",
+      f"outside mass max {float(report.outside_mass_max):.3g}, mean "
+      f"{float(report.outside_mass_mean):.3g};  max |logit| {float(report.max_abs_logit):.4g}",
+      f"time         {seconds:.2f} s",
+  ]
+  failing = np.flatnonzero(~row_ok)
+  if failing.size:
+    ratio_error, leak = np.expm1(np.asarray(report.spread)), np.exp(np.asarray(report.gap))
+    lines.append(f"failing rows {failing.size} of {row_ok.size}"
+                 + (f" (first {_SHOWN_ROWS} shown)" if failing.size > _SHOWN_ROWS else "") + ":")
+    lines += [f"  row {i}: ratio_error {ratio_error[i]:.4g}"
+              + (" > eps1" if ratio_error[i] > eps1 else "")
+              + f", leak {leak[i]:.4g}" + (" > eps2" if leak[i] > eps2 else "")
+              for i in failing[:_SHOWN_ROWS]]
+  return lines

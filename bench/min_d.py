@@ -1,0 +1,62 @@
+"""``python -m bench min_d``: minimal d at one (family, L, N, ε1, ε2, a_min) point."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+import jaxattn as ja
+from bench._cli import CommandError
+
+
+def geometric_grid(d_max: int, per_octave: int = 4) -> tuple[int, ...]:
+  """Integers round(2^(k/per_octave)) from 1 to d_max, deduplicated, d_max included."""
+  steps = int(np.floor(np.log2(d_max) * per_octave + 1e-9))
+  grid = {int(round(2 ** (k / per_octave))) for k in range(steps + 1)} | {d_max}
+  return tuple(sorted(grid))
+
+
+def add_parser(subparsers) -> None:
+  parser = subparsers.add_parser("min_d", help="minimal d of a method at one grid point")
+  parser.add_argument("--family", default="random_regular", choices=sorted(ja.patterns.GENERATORS))
+  parser.add_argument("--method", default="jl")
+  parser.add_argument("--length", type=int, required=True, help="L")
+  parser.add_argument("--nnz", type=int, required=True, help="N")
+  parser.add_argument("--eps1", type=float, default=0.5)
+  parser.add_argument("--eps2", type=float, default=0.5)
+  parser.add_argument("--a-min", type=float, default=0.2)
+  parser.add_argument("--trials", type=int, default=16)
+  parser.add_argument("--delta", type=float, default=0.1)
+  parser.add_argument("--d-max", type=int, default=8192, help="largest d of the geometric grid")
+  parser.add_argument("--per-octave", type=int, default=4, help="grid points per doubling of d")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.set_defaults(func=main)
+
+
+def main(args) -> int:
+  if args.d_max < 1 or args.per_octave < 1:
+    raise CommandError("--d-max and --per-octave must be positive")
+  try:
+    sampler = ja.patterns.Sampler(args.family, length=args.length, nnz=args.nnz, a_min=args.a_min)
+  except ValueError as error:
+    raise CommandError(str(error)) from None
+  grid = geometric_grid(args.d_max, args.per_octave)
+  start = time.perf_counter()
+  try:
+    result = ja.min_d(jax.random.PRNGKey(args.seed), sampler, grid, eps1=args.eps1,
+                      eps2=args.eps2, method=args.method, trials=args.trials, delta=args.delta)
+    bound = ja.theory.jl_dim(args.length, args.nnz, args.eps1, args.eps2, args.a_min, args.delta)
+  except ValueError as error:
+    raise CommandError(str(error)) from None
+  seconds = time.perf_counter() - start
+  print(f"{args.family} L={args.length} N={args.nnz} eps1={args.eps1} eps2={args.eps2} "
+        f"a_min={args.a_min} method={args.method} trials={args.trials} delta={args.delta} "
+        f"seed={args.seed} ({jax.devices()[0].device_kind}, {seconds:.1f} s)")
+  print(f"{'d':>6} {'success':>8} {'95% CI':>15}")
+  for d, rate, low, high in zip(result.d_grid, result.success_rate, result.ci_low, result.ci_high):
+    print(f"{d:>6} {rate:>8.3f}   [{low:.3f}, {high:.3f}]")
+  print(f"d_min = {result.d_min if result.d_min is not None else f'not reached (> {grid[-1]})'}")
+  print(f"jl_dim = {bound}  (provable d for jl at delta={args.delta})")
+  return 0

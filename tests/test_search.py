@@ -1,0 +1,114 @@
+"""min_d: nested-prefix search, consistency with per-d construction, compilation."""
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+import jaxattn as ja
+from jaxattn._src import search
+
+EPS1, EPS2 = 0.5, 0.5
+GRID = (16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+def _sampler(length=32, nnz=1, a_min=0.2):
+  return functools.partial(ja.patterns.random_regular, length=length, nnz=nnz, a_min=a_min)
+
+
+def test_nested_prefixes_match_independent_constructions():
+  """The one-pass grid verdicts equal verify(jl(key, A, d)) at every d."""
+  key, grid = jax.random.PRNGKey(1), (64, 256, 1024, 2048)
+  for trial in range(2):
+    pattern_key, method_key = jax.random.split(jax.random.fold_in(key, trial))
+    p = _sampler(nnz=2)(pattern_key)
+    nested = np.asarray(search.grid_success(method_key, p, method="jl", d_grid=grid,
+                                            eps1=EPS1, eps2=EPS2))
+    for g, d in enumerate(grid):
+      rep = ja.verify(ja.construct.jl(method_key, p, d, EPS1, EPS2), p, EPS1, EPS2)
+      near = (abs(float(rep.ratio_error) - EPS1) < 1e-4) or (abs(float(rep.leak) - EPS2) < 1e-4)
+      assert near or nested[g] == bool(rep.ok), (trial, d)
+    assert not nested[0] and nested[-1]
+
+
+def test_min_d_result_and_determinism():
+  res = ja.min_d(jax.random.PRNGKey(0), _sampler(), GRID, eps1=EPS1, eps2=EPS2, trials=8,
+                 delta=0.1)
+  assert res.trials == 8
+  np.testing.assert_array_equal(res.d_grid, GRID)
+  assert res.d_min is not None and res.d_min in GRID
+  first = GRID.index(res.d_min)
+  assert res.successes[first] >= 8 * 0.9 and np.all(res.successes[:first] < 8 * 0.9)
+  np.testing.assert_allclose(res.success_rate, res.successes / 8)
+  assert np.all(res.ci_low <= res.success_rate) and np.all(res.success_rate <= res.ci_high)
+  again = ja.min_d(jax.random.PRNGKey(0), _sampler(), GRID, eps1=EPS1, eps2=EPS2, trials=8,
+                   delta=0.1)
+  np.testing.assert_array_equal(again.successes, res.successes)
+
+
+def test_unreached_grid_gives_none():
+  res = ja.min_d(jax.random.PRNGKey(0), _sampler(nnz=2), (2, 4), eps1=EPS1, eps2=EPS2, trials=4)
+  assert res.d_min is None
+  np.testing.assert_array_equal(res.successes, [0, 0])
+
+
+def test_compiles_once_for_the_whole_grid():
+  traces = []
+
+  def counting_sampler(key):
+    traces.append(1)  # runs at trace time only
+    return ja.patterns.random_regular(key, length=32, nnz=1, a_min=0.2)
+
+  compiled = search._success_counts._cache_size()
+  ja.min_d(jax.random.PRNGKey(0), counting_sampler, GRID, eps1=EPS1, eps2=EPS2, trials=4)
+  ja.min_d(jax.random.PRNGKey(1), counting_sampler, GRID, eps1=0.3, eps2=0.2, trials=4)
+  assert search._success_counts._cache_size() == compiled + 1  # new key, new eps: no recompile
+  assert len(traces) <= 2  # one shape probe and one trace, not one per grid d
+
+
+@pytest.mark.parametrize("length", [16, 64])
+def test_empirical_d_min_is_below_theory(length):
+  res = ja.min_d(jax.random.PRNGKey(2), _sampler(length, nnz=2), GRID + (4096,), eps1=EPS1,
+                 eps2=EPS2, trials=4, delta=0.1)
+  bound = ja.theory.jl_dim(length, 2, EPS1, EPS2, 0.2, delta=0.1)
+  assert res.d_min is not None and res.d_min <= bound
+
+
+def test_clopper_pearson_known_values():
+  low, high = search.clopper_pearson(np.array([0, 10, 5]), 10, confidence=0.95)
+  np.testing.assert_allclose(high[0], 1 - 0.025 ** (1 / 10), rtol=1e-9)
+  np.testing.assert_allclose(low[1], 0.025 ** (1 / 10), rtol=1e-9)
+  assert low[0] == 0.0 and high[1] == 1.0
+  np.testing.assert_allclose([low[2], high[2]], [0.18708, 0.81292], atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(d_grid=(8, 4)), "increasing"),
+    (dict(d_grid=()), "increasing"),
+    (dict(d_grid=(0, 4)), "increasing"),
+    (dict(method="nope"), "unknown method"),
+    (dict(trials=0), "trials"),
+    (dict(delta=1.0), "delta"),
+    (dict(confidence=1.0), "confidence"),
+    (dict(eps2=2.0), "eps2"),
+])
+def test_bad_arguments(kwargs, message):
+  args = dict(d_grid=(4, 8), eps1=EPS1, eps2=EPS2) | kwargs
+  with pytest.raises(ValueError, match=message):
+    ja.min_d(jax.random.PRNGKey(0), _sampler(), **args)
+
+
+def test_equal_samplers_share_one_compilation():
+  compiled = search._success_counts._cache_size()
+  for seed, eps1 in ((0, 0.5), (1, 0.3)):
+    sampler = ja.patterns.Sampler("random_regular", length=16, nnz=1, a_min=0.2)
+    ja.min_d(jax.random.PRNGKey(seed), sampler, (4, 8, 16), eps1=eps1, eps2=EPS2, trials=2)
+  assert search._success_counts._cache_size() == compiled + 1
+
+
+def test_sampler_validates():
+  with pytest.raises(ValueError, match="unknown pattern family"):
+    ja.patterns.Sampler("nope", length=8, nnz=2)
+  with pytest.raises(ValueError, match="nnz <= length"):
+    ja.patterns.Sampler("banded", length=8, nnz=9)
