@@ -13,7 +13,7 @@ import sys
 
 from bench._cli import CommandError
 
-COMMANDS = ("run", "min_d", "solve", "check", "beyond")
+COMMANDS = ("run", "min_d", "solve", "check", "perf", "beyond")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -277,10 +277,18 @@ def tables(data: dict) -> str:
   return "\n".join(lines)
 
 
+def run_preset(results: pathlib.Path, out: pathlib.Path, seed: int | None) -> int:
+  """``python -m bench run --preset beyond --results RESULTS --figures OUT [--seed SEED]``."""
+  parser = argparse.ArgumentParser(prog="python -m bench")
+  run.add_parser(parser.add_subparsers(dest="command"))
+  argv = ["run", "--preset", PRESET, "--results", str(results), "--figures", str(out)]
+  args = parser.parse_args(argv + ([] if seed is None else ["--seed", str(seed)]))
+  return args.func(args)
+
+
 def main(args) -> int:
   start = time.perf_counter()
-  run.main(argparse.Namespace(preset=PRESET, results=args.results, seed=args.seed,
-                              export_csv=None, figures=args.out, no_figures=False, plan=False))
+  run_preset(args.results, args.out, args.seed)
   seed = grid.load_preset(PRESET).seed if args.seed is None else args.seed
   with ResultsStore(args.results) as store:
     records = [r for r in store.records() if r.seed == seed]

@@ -32,7 +32,6 @@ out of the key: every precision draws with the same key).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.resources
 import itertools
@@ -49,6 +48,7 @@ except ModuleNotFoundError:  # Python 3.10
   import tomli as tomllib
 
 import jaxattn as ja
+from bench import min_d
 from bench._cli import CommandError
 from bench.store import canonical
 
@@ -77,9 +77,9 @@ class Point(NamedTuple):
     """All fields as a JSON-ready dict (the point's identity in a results store)."""
     return {**self._asdict(), "d_grid": list(self.d_grid)}
 
-  def sampler(self) -> Callable[[jax.Array], ja.SparsePattern]:
-    """key -> pattern of this point's family, L, N and a_min."""
-    return _sampler(self.family, self.length, self.nnz, self.a_min)
+  def sampler(self) -> ja.patterns.Sampler:
+    """key -> pattern of this point's family, L, N and a_min (hashable by value)."""
+    return ja.patterns.Sampler(self.family, self.length, self.nnz, self.a_min)
 
 
 class Preset(NamedTuple):
@@ -90,13 +90,6 @@ class Preset(NamedTuple):
   seed: int
   description: str
   points: tuple[Point, ...]
-
-
-@functools.lru_cache(maxsize=None)
-def _sampler(family: str, length: int, nnz: int, a_min: float):
-  # One object per distinct sampler, so that jit caches hit across points
-  # that differ only in traced arguments (ε1, ε2).
-  return functools.partial(ja.patterns.GENERATORS[family], length=length, nnz=nnz, a_min=a_min)
 
 
 def point_key(seed: int, point: Point) -> jax.Array:
@@ -116,9 +109,9 @@ def point_key(seed: int, point: Point) -> jax.Array:
 
 
 def geometric_grid(start: int, stop: int, per_octave: int) -> tuple[int, ...]:
-  """d_k = round(start · 2^(k/per_octave)) for d_k ≤ stop, without repeats."""
-  count = math.floor(per_octave * math.log2(stop / start) + 1e-9) + 1
-  return tuple(sorted({round(start * 2 ** (k / per_octave)) for k in range(count)}))
+  """The d of ``bench.min_d.geometric_grid(stop, per_octave)`` that are ≥ start:
+  round(2^(k/per_octave)) in [start, stop], and stop itself."""
+  return tuple(d for d in min_d.geometric_grid(stop, per_octave) if d >= start)
 
 
 # --- field parsers: value -> normalised value, or CommandError ---------------------------

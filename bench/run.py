@@ -5,6 +5,11 @@ with T vmapped trials, keyed by the seed and the point's parameters. Finished
 points are stored at once (``bench.store``); a rerun skips them, so an
 interrupted run resumes where it stopped. At the end: a summary table, the
 figures and the fit table (``plots``), and optionally a tidy CSV.
+
+With several processes (``bench.hosts``: ``--coordinator``, ``--num-processes``,
+``--process-id``, or ``--distributed``) the pending points are split by cost;
+each round every process runs its next point, the results are all-gathered,
+and process 0 alone stores them and reports.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import time
 
 import jax
 import jaxlib
+import numpy as np
 from tqdm import tqdm
 
 import jaxattn as ja
-from bench import grid
+from bench import grid, hosts
 from bench._cli import CommandError
 from bench.store import ResultsStore, canonical, export_csv, record_key
 
@@ -46,6 +52,7 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--no-figures", action="store_true", help="skip figures and the fit")
   parser.add_argument("--plan", action="store_true",
                       help="list the points and their work, then stop (nothing is run)")
+  hosts.add_arguments(parser)
   parser.set_defaults(func=main)
 
 
@@ -128,7 +135,49 @@ def _table(points, records, fresh: set) -> str:
   return "\n".join(lines)
 
 
+def _run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, bar, names):
+  """Runs ``pending`` split over the processes; process 0 stores each round's results."""
+  shares = hosts.split_work([_cost(p) for p in pending], processes.count)
+  levels = max(len(p.d_grid) for p in pending)
+  fresh = set()
+  for round_ in range(max(map(len, shares))):
+    counts = np.zeros((processes.count, levels), np.int32)
+    walls = np.zeros(processes.count, np.float32)
+    mine = shares[processes.index][round_:round_ + 1]
+    for index in mine:
+      point = pending[index]
+      count = len(shares[processes.index])
+      bar.set_description(f"{round_ + 1}/{count} {_describe(point, names)}")
+      start = time.perf_counter()
+      counts[processes.index, :len(point.d_grid)] = solve_point(point, seed).successes
+      walls[processes.index] = time.perf_counter() - start
+    counts, walls = hosts.gather_sum(counts, processes), hosts.gather_sum(walls, processes)
+    for process, share in enumerate(shares):
+      if round_ < len(share) and store is not None:
+        point = pending[share[round_]]
+        result = ja.MinDResult.from_counts(point.d_grid, counts[process, :len(point.d_grid)],
+                                           point.trials, point.delta)
+        store.add(run_id, point.params(), seed, result, theory_dim(point), float(walls[process]))
+        fresh.add((canonical(point.params()), seed))
+        bar.update(_cost(point))
+  return fresh
+
+
+class _NoStore:
+  """Stands in for the results store on processes other than 0: they neither read nor write it."""
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return None
+
+  def finished(self) -> set:
+    return set()
+
+
 def main(args) -> int:
+  processes = hosts.initialize(args)
   preset = grid.load_preset(args.preset)
   seed = preset.seed if args.seed is None else args.seed
   if seed < 0:
@@ -143,27 +192,27 @@ def main(args) -> int:
           "multiply-adds")
     return 0
   results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
-  with ResultsStore(results) as store:
+  lead = processes.index == 0
+  with (ResultsStore(results) if lead else _NoStore()) as store:
     done = store.finished()
-    pending = [p for p in points if (canonical(p.params()), seed) not in done]
-    print(f"preset {preset.name}: {len(points)} points, {len(points) - len(pending)} stored in "
-          f"{results}, {len(pending)} to run on {jax.default_backend()} "
-          f"({jax.devices()[0].device_kind})", flush=True)
+    is_pending = hosts.broadcast(np.array(
+        [(canonical(p.params()), seed) not in done for p in points]), processes)
+    pending = [p for p, flag in zip(points, is_pending) if flag]
+    if lead:
+      print(f"preset {preset.name}: {len(points)} points, {len(points) - len(pending)} stored in "
+            f"{results}, {len(pending)} to run on {jax.default_backend()} "
+            f"({jax.devices()[0].device_kind})"
+            + (f", {processes.count} processes" if processes.count > 1 else ""), flush=True)
     fresh = set()
     if pending:
-      run_id = store.start_run(environment(preset, seed))
-      names = _varying_axes(points)
+      run_id = store.start_run(environment(preset, seed)) if lead else None
       bar_format = "{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]"
       with tqdm(total=sum(map(_cost, pending)), bar_format=bar_format, file=sys.stderr,
-                dynamic_ncols=True) as bar:
-        for index, point in enumerate(pending, 1):
-          bar.set_description(f"{index}/{len(pending)} {_describe(point, names)}")
-          start = time.perf_counter()
-          result = solve_point(point, seed)
-          wall = time.perf_counter() - start
-          store.add(run_id, point.params(), seed, result, theory_dim(point), wall)
-          fresh.add((canonical(point.params()), seed))
-          bar.update(_cost(point))
+                dynamic_ncols=True, disable=not lead) as bar:
+        fresh = _run_rounds(pending, seed, processes, store if lead else None, run_id, bar,
+                            _varying_axes(points))
+    if not lead:
+      return 0
     by_key = {record_key(r): r for r in store.records()}
     all_records = list(by_key.values())
   records = [by_key[(canonical(p.params()), seed)] for p in points]

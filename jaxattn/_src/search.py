@@ -14,7 +14,8 @@ from jaxtyping import Array, Bool, PRNGKeyArray
 
 from jaxattn._src import construct
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.verify import DEFAULT_BLOCK, ROW_BLOCK, row_ok, row_stats
+from jaxattn._src.verify import (DEFAULT_BLOCK, ROW_BLOCK, local_mesh, row_ok, row_stats,
+                                 shard_leading)
 
 Sampler = Callable[[PRNGKeyArray], SparsePattern]
 
@@ -37,6 +38,19 @@ class MinDResult(NamedTuple):
   ci_low: np.ndarray        # float [G]
   ci_high: np.ndarray       # float [G]
 
+  @classmethod
+  def from_counts(cls, d_grid: Sequence[int], successes: np.ndarray, trials: int, delta: float,
+                  confidence: float = 0.95) -> MinDResult:
+    """The result for ``successes[g]`` of T = ``trials`` at each ``d_grid[g]``:
+    d_min = min{d : successes/T ≥ 1 − δ}, rates and Clopper–Pearson intervals."""
+    successes = np.asarray(successes)
+    needed = math.ceil((1.0 - delta) * trials - 1e-9)  # successes/T ≥ 1 − δ, free of rounding
+    passing = np.flatnonzero(successes >= needed)
+    low, high = clopper_pearson(successes, trials, confidence)
+    return cls(d_min=int(d_grid[passing[0]]) if passing.size else None,
+               d_grid=np.asarray(d_grid), successes=successes, trials=trials,
+               success_rate=successes / trials, ci_low=low, ci_high=high)
+
 
 def clopper_pearson(successes: np.ndarray, trials: int, confidence: float = 0.95
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -50,14 +64,16 @@ def clopper_pearson(successes: np.ndarray, trials: int, confidence: float = 0.95
 
 
 def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
-                 d_grid: tuple[int, ...], eps1, eps2,
-                 block_size: int | None = None, dtype=None) -> Bool[Array, "G"]:
+                 d_grid: tuple[int, ...], eps1, eps2, block_size: int | None = None,
+                 matmul_dtype=None, mesh=None, dtype=None) -> Bool[Array, "G"]:
   """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key.
 
   Methods in ``construct.NESTED`` are drawn once at d_max and every d is read
   off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
   other methods are built at each d inside one compiled loop, padded to d_max.
   Either way the shapes, and so the compiled program, depend on d_max only.
+  ``matmul_dtype`` and ``mesh`` (query row blocks split over its devices) are
+  passed to ``row_stats``.
   Factors are computed in float32 (float64 for ``dtype`` float64) and
   verified in ``dtype`` (``construct.resolve_dtype``).
   """
@@ -69,13 +85,14 @@ def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   if method in construct.NESTED:
     queries, keys = factors(d_max, d_max)
     scales = d_max / jnp.asarray(d_grid, queries.dtype)
-    stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size, full=False)
+    stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size, full=False,
+                      matmul_dtype=matmul_dtype, mesh=mesh)
     return jnp.all(row_ok(stats, eps1, eps2), axis=-1)
 
   def at_d(d):
     queries, keys = factors(d, d_max)
     stats = row_stats(queries, keys, pattern, (d_max,), jnp.ones((1,), queries.dtype),
-                      block_size=block_size, full=False)
+                      block_size=block_size, full=False, matmul_dtype=matmul_dtype, mesh=mesh)
     return jnp.all(row_ok(stats, eps1, eps2))
 
   return jax.lax.map(at_d, jnp.asarray(d_grid))
@@ -117,34 +134,49 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "dtype"))
+    "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "matmul_dtype", "mesh",
+    "dtype"))
 def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size,
-                    dtype):
+                    matmul_dtype, mesh, dtype):
+  """Σ_t success_t(d) over trials t, split over ``mesh`` (row blocks if fewer trials than devices)."""
+  shard_trials = trials >= mesh.size
+
   def trial(trial_key):
     pattern_key, method_key = jax.random.split(trial_key)
     return grid_success(method_key, sampler(pattern_key), method=method, d_grid=d_grid,
-                        eps1=eps1, eps2=eps2, block_size=block_size, dtype=dtype)
+                        eps1=eps1, eps2=eps2, block_size=block_size, matmul_dtype=matmul_dtype,
+                        mesh=None if shard_trials else mesh, dtype=dtype)
 
-  success = jax.lax.map(trial, jax.random.split(key, trials), batch_size=trial_batch)
-  return jnp.sum(success, axis=0)
+  keys = jax.random.split(key, trials)
+  devices = mesh.size if shard_trials else 1
+  # Every device runs whole batches of trial_batch trials, aligned as on one device.
+  padded = math.ceil(trials / (devices * trial_batch)) * devices * trial_batch
+  keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (padded - trials, *keys.shape[1:]))])
+  success = shard_leading(lambda k: jax.lax.map(trial, k, batch_size=trial_batch),
+                          mesh if shard_trials else None, keys)
+  return jnp.sum(success[:trials], axis=0)
 
 
 def _trial_batch(length: int, grid_size: int, block_size: int | None, trials: int) -> int:
-  """Trials per vmapped batch so that the logit tiles stay within _TILE_BUDGET."""
+  """Trials per vmapped batch: ≈ ROW_BLOCK rows of work per step, tiles within _TILE_BUDGET."""
   block = min(block_size or DEFAULT_BLOCK, length)
-  tile = 4 * grid_size * min(max(ROW_BLOCK, block), length) * block
-  return int(max(1, min(trials, _TILE_BUDGET // tile)))
+  tile = 4 * grid_size * min(ROW_BLOCK, length) * block
+  return int(max(1, min(trials, ROW_BLOCK // length, _TILE_BUDGET // tile)))
 
 
 def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: float,
           eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
-          confidence: float = 0.95, block_size: int | None = None, dtype=None) -> MinDResult:
+          confidence: float = 0.95, block_size: int | None = None,
+          matmul_dtype=None, dtype=None) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials.
 
   Trial t draws a fresh pattern ``sampler(k_A)`` and a fresh construction
   ``method(k_X, A, d)`` from split keys, and succeeds at d iff ``verify``
-  passes. Trials are vmapped (in batches bounded by memory); the whole
-  search compiles once per (L, N, d_max, grid) and never per d.
+  passes. Trials are split over this process's devices and vmapped in
+  batches (for small L); with fewer trials than devices, query row blocks
+  are split instead. The whole search is one compiled program per
+  (L, N, d_max, grid), never one per d, with no host round trip inside; its
+  result does not depend on the number of devices.
 
   Args:
     key: PRNG key; the same key gives the same result on the same device.
@@ -159,6 +191,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     delta: allowed failure fraction δ ∈ [0, 1).
     confidence: level of the Clopper–Pearson intervals.
     block_size: keys per streamed block in verification.
+    matmul_dtype: e.g. ``jnp.bfloat16``: logits from Q, K rounded to it,
+      accumulated in float32 (see ``verify``).
     dtype: precision of solutions and verification: "bfloat16", "float32"
       (default) or "float64" (needs jax_enable_x64).
 
@@ -179,11 +213,6 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   successes = np.asarray(_success_counts(
       key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
       trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size,
+      matmul_dtype=None if matmul_dtype is None else jnp.dtype(matmul_dtype), mesh=local_mesh(),
       dtype=evaluate.name))
-  rate = successes / trials
-  needed = math.ceil((1.0 - delta) * trials - 1e-9)  # successes/T ≥ 1 − δ, free of rounding
-  passing = np.flatnonzero(successes >= needed)
-  low, high = clopper_pearson(successes, trials, confidence)
-  return MinDResult(d_min=int(d_grid[passing[0]]) if passing.size else None,
-                    d_grid=np.asarray(d_grid), successes=successes, trials=trials,
-                    success_rate=rate, ci_low=low, ci_high=high)
+  return MinDResult.from_counts(d_grid, successes, trials, delta, confidence)

@@ -20,13 +20,35 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Bool, Float
 
 from jaxattn._src.construct import HIGHEST, Solution, check_eps, resolve_dtype
 from jaxattn._src.pattern import SparsePattern
 
 DEFAULT_BLOCK = 512
-ROW_BLOCK = 2048
+ROW_BLOCK = 512
+SHARD_AXIS = "devices"
+
+
+def local_mesh() -> Mesh:
+  """A 1-D mesh over this process's devices (axis ``SHARD_AXIS``), over which work is split."""
+  return Mesh(np.array(jax.local_devices()), (SHARD_AXIS,))
+
+
+def shard_leading(fn, mesh: Mesh | None, *args):
+  """``fn(*args)`` with every arg and output split along its leading axis over ``mesh``.
+
+  Each device runs ``fn`` on its contiguous slice; the leading axis must be a
+  multiple of the mesh size. With no mesh, or one device, it is ``fn(*args)``.
+  A device computes exactly what one device would for the same slice, so
+  results do not depend on the number of devices.
+  """
+  if mesh is None or mesh.size == 1:
+    return fn(*args)
+  spec = PartitionSpec(SHARD_AXIS)
+  return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)(*args)
 
 
 class RowStats(NamedTuple):
@@ -62,9 +84,55 @@ def _pad_rows(x: Array, rows: int, value=0) -> Array:
   return jnp.pad(x, pad, constant_values=value)
 
 
+def _dot(a: Array, b: Array, out_dtype) -> Array:
+  """a bᵀ in ``out_dtype`` (products of narrower operands accumulate in ``out_dtype``)."""
+  return jax.lax.dot_general(a, b, (((a.ndim - 1,), (b.ndim - 1,)), ((), ())),
+                             precision=HIGHEST, preferred_element_type=out_dtype)
+
+
+# Cost of forming one level's tile, in columns of matmul width per logit
+# (rough estimates from microbenchmarks on a loaded 2-core CPU, XLA:CPU): a
+# tile kept for later levels is written, added and reduced in separate
+# passes; a tile read once is one fused dot + add + max.
+_KEEP_COST, _READ_COST = 24, 4
+
+
+def level_plan(splits: tuple[int, ...], full: bool = False) -> tuple[tuple[int, int, bool], ...]:
+  """How ``row_stats`` forms the nested levels of a tile: (level, source, keep), level order.
+
+  Level g = 1..G is C_g = C_source + Q[:, s:e] K[:, s:e]ᵀ with s = d_source,
+  e = d_g (d_0 = 0, C_0 the tile's mask: −∞ on support and padding, else 0),
+  where source is 0 or an earlier level with keep = True, whose C is held
+  for later levels. Cost Σ (e − s) + (_KEEP_COST if keep else _READ_COST) is
+  minimised by dynamic programming over the kept levels: prefix sums where
+  levels are wide, fresh products where they are narrow. ``full`` needs every
+  C_g in memory anyway: the plain running sum, source g − 1, all kept.
+  """
+  d = (0,) + tuple(splits)
+  levels = len(splits)
+  if full:
+    return tuple((g, g - 1, True) for g in range(1, levels + 1))
+
+  def read_off(source, stop):  # levels source+1 .. stop−1 read once from C_source
+    steps = tuple((g, source, False) for g in range(source + 1, stop))
+    return sum(d[g] - d[source] + _READ_COST for g, _, _ in steps), steps
+
+  best = {0: (0, ())}  # kept level -> (cost, plan up to and including it)
+  for kept in range(1, levels):
+    options = []
+    for source, (cost, plan) in best.items():
+      read_cost, steps = read_off(source, kept)
+      options.append((cost + read_cost + d[kept] - d[source] + _KEEP_COST,
+                      plan + steps + ((kept, source, True),)))
+    best[kept] = min(options)
+  finals = [(cost + read_off(source, levels + 1)[0], plan + read_off(source, levels + 1)[1])
+            for source, (cost, plan) in best.items()]
+  return min(finals)[1]
+
+
 def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
               splits: tuple[int, ...], scales: Float[Array, "G"], *, block_size: int | None = None,
-              full: bool = True) -> RowStats:
+              full: bool = True, matmul_dtype=None, mesh: Mesh | None = None) -> RowStats:
   """spread_i, gap_i (and, if ``full``, outside mass and |ℓ| max) of the logits
 
     ℓ^(g) = scales[g] · Q[:, :splits[g]] K[:, :splits[g]]ᵀ,   g = 0..G−1,
@@ -72,54 +140,86 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   for every row, in one pass over key blocks of ``block_size`` and row
   blocks of ``ROW_BLOCK``. With ``splits = (w,)`` and ``scales = [1]`` these
   are the figures of ℓ = Q Kᵀ; a grid of splits evaluates nested prefixes.
+
+  A [rows, block] tile is never recomputed per level: the prefix logits
+  C_g = Q_{:, :d_g} K_{:, :d_g}ᵀ are sums of products over column ranges,
+  arranged by ``level_plan`` (running sums where levels are wide), and
+  since scales[g] > 0, max_j ℓ^(g)_ij = scales[g] · max_j C_g,ij. Without
+  ``full`` the support and padding columns are −∞ in the tile's mask C_0
+  and so in every C_g: a level costs its product and one fused max.
+  Support membership compares a tile's column ids with the row's N columns
+  (no L×L mask); support logits are gathered, O(L·N·w).
+
+  ``matmul_dtype`` (e.g. ``jnp.bfloat16``) rounds Q and K to that dtype once,
+  for support and streamed logits alike, and accumulates every product in
+  Q's dtype: the figures are exact for the rounded factors. With a ``mesh``
+  the row blocks are split over its devices (each holds all keys).
   """
   length, width = keys.shape
   if splits[-1] > width or list(splits) != sorted(set(splits)) or splits[0] < 1:
     raise ValueError(f"splits must increase within [1, {width}], got {splits}")
+  dtype = queries.dtype
+  if matmul_dtype is not None:
+    queries, keys = queries.astype(matmul_dtype), keys.astype(matmul_dtype)
   block = min(block_size or DEFAULT_BLOCK, length)
-  row_block = min(max(ROW_BLOCK, block), length)
-  n_blocks, n_row_blocks = math.ceil(length / block), math.ceil(length / row_block)
-  key_blocks = _pad_rows(keys, n_blocks * block).reshape(n_blocks, block, width)
+  row_block = min(ROW_BLOCK, length)
+  n_blocks = math.ceil(length / block)
+  devices = mesh.size if mesh else 1
+  n_row_blocks = math.ceil(length / row_block / devices) * devices
   bounds = list(zip((0,) + splits[:-1], splits))
-  scales = jnp.asarray(scales, queries.dtype)[:, None, None]
-  log_w = pattern.log_weights.astype(queries.dtype)
-
-  def cumulative(dot_segment) -> Array:  # [G, ...] nested-prefix logits
-    return scales * jnp.cumsum(jnp.stack([dot_segment(lo, hi) for lo, hi in bounds]), axis=0)
+  dims = (0,) + tuple(splits)
+  plan = level_plan(tuple(splits), full)
+  ranges = sorted({(dims[source], dims[level]) for level, source, _ in plan})
+  padded_keys = _pad_rows(keys, n_blocks * block)
+  key_ranges = {r: padded_keys[:, r[0]:r[1]].reshape(n_blocks, block, r[1] - r[0]) for r in ranges}
+  scales = jnp.asarray(scales, dtype)
+  log_w = pattern.log_weights.astype(dtype)
+  neg_inf = jnp.asarray(-jnp.inf, dtype)
 
   def one_row_block(args):
     q, cols, valid, lw = args
+    q_ranges = {r: q[:, r[0]:r[1]] for r in ranges}
     k_support = keys[cols]  # [R, N, w]
-    support = cumulative(lambda lo, hi: jnp.einsum(
-        "rw,rnw->rn", q[:, lo:hi], k_support[:, :, lo:hi], precision=HIGHEST))
-    neg_inf = jnp.asarray(-jnp.inf, q.dtype)
+    support = scales[:, None, None] * jnp.cumsum(jnp.stack([
+        jnp.einsum("rw,rnw->rn", q[:, lo:hi], k_support[:, :, lo:hi], precision=HIGHEST,
+                   preferred_element_type=dtype) for lo, hi in bounds]), axis=0)  # [G, R, N]
     shifted = support - lw
     spread = (jnp.max(jnp.where(valid, shifted, -jnp.inf), -1)
               - jnp.min(jnp.where(valid, shifted, jnp.inf), -1))
     support_min = jnp.min(jnp.where(valid, support, jnp.inf), -1)
 
     def key_block(carry, inputs):
-      out_max, out_sum, abs_max = carry
-      k_block, start = inputs
+      k_ranges, start = inputs
       col_ids = start + jnp.arange(block)
-      logits = cumulative(lambda lo, hi: jnp.matmul(
-          q[:, lo:hi], k_block[:, lo:hi].T, precision=HIGHEST))  # [G, R, B]
-      in_support = jnp.any(valid[:, :, None] & (cols[:, :, None] == col_ids), axis=1)
-      in_range = col_ids < length
-      outside = jnp.where(in_support | ~in_range, neg_inf, logits)
-      new_max = jnp.maximum(out_max, jnp.max(outside, -1))
+      excluded = (jnp.any(valid[:, :, None] & (cols[:, :, None] == col_ids), axis=1)
+                  | (col_ids >= length))  # [R, B]: support or padding
+      kept = {0: None if full else jnp.where(excluded, neg_inf, jnp.zeros((), dtype))}
+      levels = []
+      for level, source, keep in plan:
+        r = (dims[source], dims[level])
+        tile = _dot(q_ranges[r], k_ranges[r], dtype)
+        if kept[source] is not None:
+          tile = kept[source] + tile
+        if keep:
+          kept[level] = tile
+        g = level - 1
+        if full:
+          logits = scales[g] * tile
+          levels.append(_outside_update(
+              jax.tree.map(lambda c: c[g], carry), jnp.where(excluded, neg_inf, logits),
+              jnp.max(jnp.where(excluded, 0.0, jnp.abs(logits)), -1)))
+        else:
+          levels.append(jnp.maximum(carry[0][g], jnp.max(tile, -1)))
       if full:
-        ref = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
-        out_sum = (out_sum * jnp.exp(out_max - ref)
-                   + jnp.sum(jnp.exp(outside - ref[..., None]), -1))
-        abs_max = jnp.maximum(abs_max, jnp.max(jnp.where(in_range, jnp.abs(logits), 0.0), -1))
-      return (new_max, out_sum, abs_max), None
+        return jax.tree.map(lambda *c: jnp.stack(c), *levels), None
+      return (jnp.stack(levels),) + carry[1:], None
 
     shape = (len(splits), q.shape[0])
-    init = (jnp.full(shape, -jnp.inf, q.dtype), jnp.zeros(shape, q.dtype),
-            jnp.zeros(shape, q.dtype))
+    init = (jnp.full(shape, -jnp.inf, dtype), jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
     starts = jnp.arange(n_blocks) * block
-    (out_max, out_sum, abs_max), _ = jax.lax.scan(key_block, init, (key_blocks, starts))
+    (out_max, out_sum, abs_max), _ = jax.lax.scan(key_block, init, (key_ranges, starts))
+    if not full:
+      out_max = scales[:, None] * out_max  # max_j s·C_ij = s · max_j C_ij for s > 0
     gap = out_max - support_min
     if full:
       support_lse = jax.nn.logsumexp(jnp.where(valid, support, -jnp.inf), -1)
@@ -134,10 +234,22 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   rows = n_row_blocks * row_block
   blocked = lambda x: _pad_rows(x, rows).reshape(n_row_blocks, row_block, *x.shape[1:])
   valid = _pad_rows(pattern.valid, rows, True)  # padded rows: a support of one slot
-  stats = jax.lax.map(one_row_block, (blocked(queries), blocked(pattern.cols),
-                                      valid.reshape(n_row_blocks, row_block, -1), blocked(log_w)))
+  stats = shard_leading(lambda *blocks: jax.lax.map(one_row_block, blocks), mesh,
+                        blocked(queries), blocked(pattern.cols),
+                        valid.reshape(n_row_blocks, row_block, -1), blocked(log_w))
+  if mesh is not None and mesh.size > 1:  # gathered: later reductions run as on one device
+    stats = jax.lax.with_sharding_constraint(stats, NamedSharding(mesh, PartitionSpec()))
   # [n_row_blocks, G, R] -> [G, L]
   return jax.tree.map(lambda s: jnp.moveaxis(s, 0, 1).reshape(len(splits), rows)[:, :length], stats)
+
+
+def _outside_update(carry, outside: Array, abs_max: Array):
+  """Online (max, Σ exp(· − max), |·| max) over the logits ``outside`` (−∞ where excluded)."""
+  out_max, out_sum, old_abs = carry
+  new_max = jnp.maximum(out_max, jnp.max(outside, -1))
+  ref = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
+  out_sum = out_sum * jnp.exp(out_max - ref) + jnp.sum(jnp.exp(outside - ref[..., None]), -1)
+  return new_max, out_sum, jnp.maximum(old_abs, abs_max)
 
 
 def row_ok(stats: RowStats, eps1, eps2) -> Bool[Array, "... L"]:
@@ -145,12 +257,14 @@ def row_ok(stats: RowStats, eps1, eps2) -> Bool[Array, "... L"]:
   return (jnp.expm1(stats.spread) <= eps1) & (jnp.exp(stats.gap) <= eps2)
 
 
-@functools.partial(jax.jit, static_argnames=("block_size",))
-def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, block_size) -> Report:
+@functools.partial(jax.jit, static_argnames=("block_size", "matmul_dtype", "mesh"))
+def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, block_size, matmul_dtype,
+            mesh) -> Report:
   queries, keys = solution.queries(), solution.keys()
   ones = jnp.ones((1,), queries.dtype)
   stats = jax.tree.map(lambda s: s[0], row_stats(
-      queries, keys, pattern, (queries.shape[-1],), ones, block_size=block_size, full=True))
+      queries, keys, pattern, (queries.shape[-1],), ones, block_size=block_size, full=True,
+      matmul_dtype=matmul_dtype, mesh=mesh))
   ratio_error = jnp.expm1(jnp.max(stats.spread))
   leak = jnp.exp(jnp.max(stats.gap))
   eps1, eps2 = jnp.asarray(eps1, queries.dtype), jnp.asarray(eps2, queries.dtype)
@@ -162,7 +276,7 @@ def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, block_size) 
 
 
 def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
-           block_size: int | None = None, *, dtype=None) -> Report:
+           block_size: int | None = None, matmul_dtype=None, *, dtype=None) -> Report:
   """Checks whether row-softmax((X W_Q)(X W_K)ᵀ) (ε1, ε2)-approximates A.
 
   ratio_error = exp(max_i spread_i) − 1 and leak = exp(max_i gap_i), with
@@ -172,7 +286,9 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
 
   so ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2. Streams over key blocks of
   ``block_size`` (default 512): memory O(L·(N + d) + block·rows), never
-  an L×L matrix. Matmuls run at ``Precision.HIGHEST`` in X's dtype.
+  an L×L matrix. Matmuls run at ``Precision.HIGHEST`` in X's dtype, or
+  in ``matmul_dtype`` with accumulation in X's dtype. Query row blocks are
+  split over this process's devices; the result does not depend on how many.
 
   Args:
     solution: X, W_Q, W_K.
@@ -180,6 +296,9 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     eps1: ratio tolerance ε1 > 0.
     eps2: zero tolerance ε2 ∈ (0, 1).
     block_size: keys per streamed block.
+    matmul_dtype: e.g. ``jnp.bfloat16``: round Q = X W_Q and K = X W_K to it
+      and accumulate the logits in X's dtype (``preferred_element_type``);
+      the verdict is then exact for the rounded Q, K. None: X's dtype.
     dtype: if given ("bfloat16", "float32", "float64"), X, W_Q, W_K are
       rounded to it and every step runs in it; default: X's dtype.
 
@@ -198,4 +317,8 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
                      f"{solution.w_q.shape} and {solution.w_k.shape}")
   if block_size is not None and block_size < 1:
     raise ValueError(f"block_size must be >= 1, got {block_size}")
-  return _verify(solution, pattern, eps1, eps2, block_size)
+  if matmul_dtype is not None:
+    matmul_dtype = jnp.dtype(matmul_dtype)
+    if not jnp.issubdtype(matmul_dtype, jnp.floating):
+      raise ValueError(f"matmul_dtype must be a floating dtype, got {matmul_dtype}")
+  return _verify(solution, pattern, eps1, eps2, block_size, matmul_dtype, local_mesh())

@@ -1,0 +1,64 @@
+"""Several processes on one grid: the work split, and two processes on 127.0.0.1."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bench.hosts import split_work
+from tests.test_bench_run import TINY, table
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_split_is_a_balanced_deterministic_partition(count):
+  costs = np.random.default_rng(count).pareto(1.5, size=23).tolist()
+  shares = split_work(costs, count)
+  assert len(shares) == count and shares == split_work(costs, count)
+  items = sorted(i for share in shares for i in share)
+  assert items == list(range(len(costs)))  # every point once: nothing twice, nothing skipped
+  loads = [sum(costs[i] for i in share) for share in shares]
+  assert max(loads) <= sum(costs) / count + max(costs) + 1e-9
+  for share in shares:  # dealt in decreasing cost: round r holds comparable points
+    assert [costs[i] for i in share] == sorted((costs[i] for i in share), reverse=True)
+
+
+def test_split_of_equal_costs_deals_round_robin():
+  assert split_work([1.0] * 5, 2) == ((0, 2, 4), (1, 3))
+  assert split_work([], 3) == ((), (), ())
+  with pytest.raises(ValueError, match="count"):
+    split_work([1.0], 0)
+
+
+def _free_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    return sock.getsockname()[1]
+
+
+def test_two_processes_on_loopback_match_one_process(tmp_path):
+  preset = tmp_path / "tiny.toml"
+  preset.write_text(TINY)
+  common = [sys.executable, "-m", "bench", "run", "--preset", str(preset), "--seed", "3",
+            "--no-figures"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  single = subprocess.run(common + ["--results", str(tmp_path / "one.sqlite")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert single.returncode == 0, single.stderr
+  port = _free_port()
+  procs = [subprocess.Popen(
+      common + ["--results", str(tmp_path / f"two_{i}.sqlite"), "--coordinator",
+                f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  outputs = [proc.communicate(timeout=300) for proc in procs]
+  for proc, (_, err) in zip(procs, outputs):
+    assert proc.returncode == 0, err
+  assert "2 processes" in outputs[0][0] and "preset" not in outputs[1][0]  # process 0 alone reports
+  assert not (tmp_path / "two_1.sqlite").exists()  # ... and alone touches the store
+  assert table(tmp_path / "two_0.sqlite") == table(tmp_path / "one.sqlite")

@@ -1,0 +1,40 @@
+"""``bench perf``: its NumPy baseline checks the same thing as ``ja.verify``; the CLI runs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxattn as ja
+from bench.__main__ import main as bench_main
+from bench.perf import numpy_check
+
+
+@pytest.mark.parametrize("d", [8, 512])  # fails, then passes
+def test_numpy_baseline_agrees_with_verify(d):
+  pattern = ja.patterns.random_sparse(jax.random.PRNGKey(d), length=64, nnz=2, a_min=0.3)
+  sol = ja.construct.jl(jax.random.PRNGKey(1), pattern, d=d, eps1=1.0, eps2=0.5)
+  report = ja.verify(sol, pattern, eps1=1.0, eps2=0.5)
+  ok, ratio_error, leak = numpy_check(*(np.asarray(a) for a in (
+      sol.X, sol.w_q, sol.w_k, pattern.cols, pattern.weights, pattern.valid)), 1.0, 0.5)
+  assert ok == bool(report.ok) == (d == 512)
+  np.testing.assert_allclose([ratio_error, leak], [report.ratio_error, report.leak], rtol=1e-4)
+
+
+def test_bfloat16_option_and_bad_dtype():
+  pattern = ja.patterns.random_regular(jax.random.PRNGKey(0), length=32, nnz=1, a_min=0.5)
+  sol = ja.construct.jl(jax.random.PRNGKey(1), pattern, d=64, eps1=1.0, eps2=0.5)
+  report = ja.verify(sol, pattern, 1.0, 0.5, matmul_dtype=jnp.bfloat16)
+  assert report.leak.dtype == jnp.float32
+  assert float(report.leak) != float(ja.verify(sol, pattern, 1.0, 0.5).leak)  # rounding shows
+  with pytest.raises(ValueError, match="matmul_dtype"):
+    ja.verify(sol, pattern, 1.0, 0.5, matmul_dtype=jnp.int32)
+
+
+def test_cli_prints_ratios_and_child_memory(capsys):
+  status = bench_main(["perf", "--length", "256", "--d", "32", "--repeats", "1", "--memory",
+                       "--memory-length", "512", "--memory-d", "16"])
+  out = capsys.readouterr().out
+  assert status == 0
+  for figure in ("a/d", "b/a", "e/a", "peak RSS", "(d) bare matmul"):
+    assert figure in out

@@ -1,0 +1,102 @@
+"""The streaming kernel ``row_stats`` against a dense float64 NumPy reference."""
+
+import functools
+from unittest import mock
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import parameterized
+
+import jaxattn as ja
+from jaxattn._src import verify as verify_lib
+
+
+def dense_stats(queries, keys, pattern, splits, scales):
+  """spread, gap, outside mass, max |ℓ| of ℓ^(g) = s_g Q_{:, :k} K_{:, :k}ᵀ, densely, in float64."""
+  q, k = np.asarray(queries, np.float64), np.asarray(keys, np.float64)
+  dense = np.asarray(pattern.to_dense(), np.float64)
+  support = dense > 0
+  log_a = np.log(np.where(support, dense, 1.0))
+  out = []
+  for split, scale in zip(splits, scales):
+    logits = scale * q[:, :split] @ k[:, :split].T
+    shifted = np.where(support, logits - log_a, np.nan)
+    spread = np.nanmax(shifted, 1) - np.nanmin(shifted, 1)
+    gap = np.where(support, -np.inf, logits).max(1) - np.where(support, logits, np.inf).min(1)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    mass = np.where(support, 0.0, p).sum(1) / p.sum(1)
+    out.append((spread, gap, mass, np.abs(logits).max(1)))
+  return verify_lib.RowStats(*(np.stack(x) for x in zip(*out)))
+
+
+def _problem(length=77, nnz=3, width=200):
+  pattern = ja.patterns.random_sparse(jax.random.PRNGKey(3), length=length, nnz=nnz, a_min=0.3)
+  queries, keys = ja.construct.METHODS["jl"](jax.random.PRNGKey(4), pattern, width, width, 0.5, 0.5)
+  return pattern, queries, keys
+
+
+class RowStatsTest(chex.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters((None, 2048, True), (13, 32, True), (16, 2048, False), (13, 32, False))
+  def test_nested_levels_match_dense(self, block_size, row_block, full):
+    pattern, queries, keys = _problem()
+    splits = (3, 8, 64, 65, 66, 200)  # level_plan: 1, 2 fresh; 3 kept; 4, 5, 6 read off 3
+    scales = 200 / np.array(splits, np.float64)
+    self.enter_context(mock.patch.object(verify_lib, "ROW_BLOCK", row_block))
+    stats = self.variant(functools.partial(
+        verify_lib.row_stats, splits=splits, block_size=block_size, full=full))(
+            queries, keys, pattern, scales=jnp.asarray(scales, jnp.float32))
+    want = dense_stats(queries, keys, pattern, splits, scales)
+    chex.assert_shape(list(stats), (len(splits), pattern.length))
+    np.testing.assert_allclose(stats.spread, want.spread, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(stats.gap, want.gap, rtol=1e-4, atol=1e-4)
+    if full:
+      np.testing.assert_allclose(stats.outside_mass, want.outside_mass, rtol=1e-3, atol=1e-7)
+      np.testing.assert_allclose(stats.max_abs_logit, want.max_abs_logit, rtol=1e-5)
+    else:
+      np.testing.assert_array_equal(stats.outside_mass, 0.0)
+
+  def test_levels_agree_with_separate_single_level_passes(self):
+    pattern, queries, keys = _problem(width=24)
+    nested = verify_lib.row_stats(queries, keys, pattern, (5, 24), jnp.array([2.0, 1.0]),
+                                  block_size=16, full=False)
+    for g, split in enumerate((5, 24)):
+      single = verify_lib.row_stats(queries[:, :split], keys[:, :split], pattern, (split,),
+                                    jnp.array([(2.0, 1.0)[g]]), block_size=16, full=False)
+      np.testing.assert_allclose(nested.gap[g], single.gap[0], rtol=1e-6, atol=1e-6)
+
+  @parameterized.parameters(((3, 8, 64, 65, 66, 200),), ((1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64,
+                                                          91, 128, 181, 256),), ((7,),))
+  def test_level_plan_forms_every_level_once_from_kept_levels(self, splits):
+    dims = (0,) + splits
+    for full in (False, True):
+      plan = verify_lib.level_plan(splits, full)
+      self.assertEqual([level for level, _, _ in plan], list(range(1, len(splits) + 1)))
+      kept = {0}
+      for level, source, keep in plan:
+        self.assertIn(source, kept)
+        self.assertLess(dims[source], dims[level])
+        if keep:
+          kept.add(level)
+      self.assertEqual(len(kept) - 1, len(splits) if full else sum(k for _, _, k in plan))
+    self.assertTrue(all(keep for _, _, keep in verify_lib.level_plan(splits, True)))
+
+  def test_bfloat16_matmul_is_exact_for_rounded_factors(self):
+    pattern, queries, keys = _problem(width=24)
+    stats = verify_lib.row_stats(queries, keys, pattern, (24,), jnp.ones(1), block_size=16,
+                                 matmul_dtype=jnp.bfloat16)
+    self.assertEqual(stats.gap.dtype, jnp.float32)
+    rounded = [x.astype(jnp.bfloat16).astype(jnp.float32) for x in (queries, keys)]
+    want = dense_stats(*rounded, pattern, (24,), (1.0,))
+    np.testing.assert_allclose(stats.gap, want.gap, rtol=1e-4, atol=1e-4)
+    exact = dense_stats(queries, keys, pattern, (24,), (1.0,))
+    self.assertGreater(np.max(np.abs(exact.gap - want.gap)), 1e-3)  # rounding is visible
+
+  def test_bad_splits(self):
+    pattern, queries, keys = _problem()
+    for splits in [(0, 24), (8, 4), (8, 8), (201,)]:
+      with self.assertRaisesRegex(ValueError, "splits"):
+        verify_lib.row_stats(queries, keys, pattern, splits, jnp.ones(len(splits)))
