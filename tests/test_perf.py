@@ -34,7 +34,8 @@ def test_bfloat16_option_and_bad_dtype():
 def test_cli_prints_ratios_and_child_memory(capsys):
   status = bench_main(["perf", "--length", "256", "--d", "32", "--repeats", "1", "--memory",
                        "--memory-length", "512", "--memory-d", "16"])
-  out = capsys.readouterr().out
-  assert status == 0
+  captured = capsys.readouterr()
+  out = captured.out
+  assert status == 0, captured.err
   for figure in ("a/d", "b/a", "e/a", "peak RSS", "(d) bare matmul"):
     assert figure in out
