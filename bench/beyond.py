@@ -18,7 +18,6 @@ runner does not measure and prints the README "Beyond the paper" tables:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import pathlib
 import time
@@ -54,10 +53,6 @@ def add_parser(subparsers) -> None:
   parser.set_defaults(func=main)
 
 
-def _precision(dtype: str):
-  return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
-
-
 def _point(record) -> grid.Point:
   return grid.Point(**{**record.params, "d_grid": tuple(record.params["d_grid"])})
 
@@ -81,7 +76,7 @@ def trial_logit_range(point: grid.Point, seed: int, d: int) -> tuple[np.ndarray,
       return report.ok, report.max_abs_logit.astype(jnp.float32)
     return jax.lax.map(one, keys)
 
-  with _precision(point.dtype):
+  with run.precision(point.dtype):
     ok, logits = measure(jax.random.split(grid.point_key(seed, point), point.trials))
     return np.asarray(ok), np.asarray(logits)
 

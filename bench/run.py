@@ -91,13 +91,14 @@ def environment(preset: grid.Preset, seed: int) -> dict:
               platform=platform.platform())
 
 
-def solve_point(point: grid.Point, seed: int) -> ja.MinDResult:
-  """d_min of one point: ``ja.min_d`` with the point's key, sampler and settings.
+def precision(dtype: str):
+  """Context in which a point of ``dtype`` runs: 64-bit JAX for float64 only, for its duration."""
+  return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
 
-  float64 points run with 64-bit JAX enabled for their duration only.
-  """
-  precision = jax.enable_x64(True) if point.dtype == "float64" else contextlib.nullcontext()
-  with precision:
+
+def solve_point(point: grid.Point, seed: int) -> ja.MinDResult:
+  """d_min of one point: ``ja.min_d`` with the point's key, sampler and settings, in ``precision``."""
+  with precision(point.dtype):
     return ja.min_d(grid.point_key(seed, point), point.sampler(), point.d_grid, eps1=point.eps1,
                     eps2=point.eps2, method=point.method, trials=point.trials, delta=point.delta,
                     dtype=point.dtype)

@@ -14,8 +14,8 @@ from jaxtyping import Array, Bool, PRNGKeyArray
 
 from jaxattn._src import construct
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.verify import (DEFAULT_BLOCK, ROW_BLOCK, local_mesh, row_ok, row_stats,
-                                 shard_leading)
+from jaxattn._src.verify import (DEFAULT_BLOCK, ROW_BLOCK, check_block_size, local_mesh, row_ok,
+                                 row_stats, shard_leading)
 
 Sampler = Callable[[PRNGKeyArray], SparsePattern]
 
@@ -127,8 +127,7 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   """
   d_grid = _checked_grid(d_grid, method)
   construct.check_eps(eps1, eps2)
-  if block_size is not None and block_size < 1:
-    raise ValueError(f"block_size must be >= 1, got {block_size}")
+  check_block_size(block_size)
   return np.asarray(_grid_success(key, pattern, method=method, d_grid=d_grid, eps1=eps1,
                                   eps2=eps2, block_size=block_size))
 

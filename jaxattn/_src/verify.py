@@ -252,6 +252,12 @@ def _outside_update(carry, outside: Array, abs_max: Array):
   return new_max, out_sum, jnp.maximum(old_abs, abs_max)
 
 
+def check_block_size(block_size: int | None) -> None:
+  """ValueError unless ``block_size`` is None (the default) or at least 1."""
+  if block_size is not None and block_size < 1:
+    raise ValueError(f"block_size must be >= 1, got {block_size}")
+
+
 def row_ok(stats: RowStats, eps1, eps2) -> Bool[Array, "... L"]:
   """expm1(spread_i) ≤ ε1 and exp(gap_i) ≤ ε2, row by row."""
   return (jnp.expm1(stats.spread) <= eps1) & (jnp.exp(stats.gap) <= eps2)
@@ -315,8 +321,7 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
   if solution.w_q.shape != solution.w_k.shape or solution.w_q.shape[0] != solution.X.shape[1]:
     raise ValueError(f"need w_q, w_k of shape [{solution.X.shape[1]}, d], got "
                      f"{solution.w_q.shape} and {solution.w_k.shape}")
-  if block_size is not None and block_size < 1:
-    raise ValueError(f"block_size must be >= 1, got {block_size}")
+  check_block_size(block_size)
   if matmul_dtype is not None:
     matmul_dtype = jnp.dtype(matmul_dtype)
     if not jnp.issubdtype(matmul_dtype, jnp.floating):
