@@ -28,7 +28,7 @@ from jaxattn._src.construct import HIGHEST, Solution, check_eps, resolve_dtype
 from jaxattn._src.pattern import SparsePattern
 
 DEFAULT_BLOCK = 512
-ROW_BLOCK = 512
+ROW_BLOCK = 1024
 SHARD_AXIS = "devices"
 
 
@@ -91,7 +91,8 @@ def _dot(a: Array, b: Array, out_dtype) -> Array:
 
 
 # Cost of forming one level's tile, in columns of matmul width per logit
-# (rough estimates from microbenchmarks on a loaded 2-core CPU, XLA:CPU): a
+# (rough estimates from microbenchmarks on a 2-core CPU, XLA:CPU; re-checked
+# idle with 1024-row tiles against other constants' plans): a
 # tile kept for later levels is written, added and reduced in separate
 # passes; a tile read once is one fused dot + add + max.
 _KEEP_COST, _READ_COST = 24, 4
