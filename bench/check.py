@@ -10,7 +10,6 @@ the file is missing or not a solution file.
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import jax
@@ -21,6 +20,7 @@ import scipy.sparse
 import jaxattn as ja
 from bench._cli import CommandError
 from bench._solution_file import PATTERN_KEYS, SOLUTION_KEYS, format_report, load_solution
+from bench.run import precision
 
 DENSE_MAX_LENGTH = 2048  # the dense reference holds a few L×L float64 matrices
 
@@ -81,9 +81,8 @@ def main(args) -> int:
   matrix = saved_matrix(arrays, path)
   method, d = str(arrays["method"]), int(arrays["d"])
   eps1, eps2 = float(arrays["eps1"]), float(arrays["eps2"])
-  precision = jax.enable_x64(True) if args.float64 else contextlib.nullcontext()
   start = time.perf_counter()
-  with precision:
+  with precision("float64" if args.float64 else "float32"):
     dtype = jnp.float64 if args.float64 else jnp.float32
     try:
       pattern = ja.SparsePattern.from_scipy(matrix, check_columns=False)
