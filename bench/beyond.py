@@ -185,14 +185,9 @@ def figures(data: dict, out: pathlib.Path) -> list[pathlib.Path]:
       ax.plot(xs, np.maximum(fit["intercept"] + fit["slope"] * xs, 1.0), "-",
               color=line.get_color(), lw=1)
   ax.set_yscale("log", base=2)
-  ax.set_xlabel("ln L")
-  ax.set_ylabel("d_min")
-  ax.set_title("d_min against ln L; slope a of d = a ln L + b (95% CI); "
-               "△ not reached (top of grid)", fontsize=9)
-  ax.legend(fontsize=8)
-  ax.grid(True, alpha=0.3)
-  written.append(out / "dmin_vs_lnL.png")
-  fig.savefig(written[-1], dpi=130)
+  written.append(_finish(fig, ax, out / "dmin_vs_lnL.png", "ln L", "d_min",
+                         "d_min against ln L; slope a of d = a ln L + b (95% CI); "
+                         "△ not reached (top of grid)", title_size=9, legend_size=8))
 
   fig = Figure(figsize=(6.8, 4.6), layout="constrained")
   ax = fig.subplots()
@@ -212,15 +207,22 @@ def figures(data: dict, out: pathlib.Path) -> list[pathlib.Path]:
       ax.axvline(limit, ls=style, color="gray", lw=0.8)
   ax.set_xscale("log", base=2)
   ax.set_yscale("log")
-  ax.set_xlabel("L")
-  ax.set_ylabel("max |logit| needed")
-  ax.set_title("logit range; grey lines: largest L where moment_curve verifies "
-               "(dotted float32, dash-dot float64)", fontsize=8)
-  ax.legend(fontsize=7)
-  ax.grid(True, alpha=0.3)
-  written.append(out / "logit_range.png")
-  fig.savefig(written[-1], dpi=130)
+  written.append(_finish(fig, ax, out / "logit_range.png", "L", "max |logit| needed",
+                         "logit range; grey lines: largest L where moment_curve verifies "
+                         "(dotted float32, dash-dot float64)", title_size=8, legend_size=7))
   return written
+
+
+def _finish(fig, ax, path: pathlib.Path, xlabel: str, ylabel: str, title: str, *,
+            title_size: int, legend_size: int) -> pathlib.Path:
+  """Labels, title, legend and grid of ``ax``; ``fig`` saved to ``path``, which is returned."""
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=title_size)
+  ax.legend(fontsize=legend_size)
+  ax.grid(True, alpha=0.3)
+  fig.savefig(path, dpi=130)
+  return path
 
 
 def tables(data: dict) -> str:
