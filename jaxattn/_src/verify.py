@@ -95,7 +95,7 @@ def _dot(a: Array, b: Array, out_dtype) -> Array:
 # 1024-row tiles no plan from other constants measured faster): a
 # tile kept for later levels is written, added and reduced in separate
 # passes; a tile read once is one fused dot + add + max.
-_KEEP_COST, _READ_COST = 24, 4
+_KEEP_COST, _READ_COST = 32, 4
 
 
 def level_plan(splits: tuple[int, ...], full: bool = False) -> tuple[tuple[int, int, bool], ...]:
@@ -148,8 +148,8 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   since scales[g] > 0, max_j ℓ^(g)_ij = scales[g] · max_j C_g,ij. Without
   ``full`` the support and padding columns are −∞ in the tile's mask C_0
   and so in every C_g: a level costs its product and one fused max.
-  Support membership compares a tile's column ids with the row's N columns
-  (no L×L mask); support logits are gathered, O(L·N·w).
+  Support and padding columns become −∞ by scattering each row's N column
+  slots into the tile (no L×L mask); support logits are gathered, O(L·N·w).
 
   ``matmul_dtype`` (e.g. ``jnp.bfloat16``) rounds Q and K to that dtype once,
   for support and streamed logits alike, and accumulates every product in
@@ -167,7 +167,7 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   n_blocks = math.ceil(length / block)
   devices = mesh.size if mesh else 1
   n_row_blocks = math.ceil(length / row_block / devices) * devices
-  bounds = list(zip((0,) + splits[:-1], splits))
+  prefix = (jnp.arange(width)[:, None] < jnp.asarray(splits)).astype(dtype)  # [w, G]
   dims = (0,) + tuple(splits)
   plan = level_plan(tuple(splits), full)
   ranges = sorted({(dims[source], dims[level]) for level, source, _ in plan})
@@ -180,10 +180,13 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   def one_row_block(args):
     q, cols, valid, lw = args
     q_ranges = {r: q[:, r[0]:r[1]] for r in ranges}
-    k_support = keys[cols]  # [R, N, w]
-    support = scales[:, None, None] * jnp.cumsum(jnp.stack([
-        jnp.einsum("rw,rnw->rn", q[:, lo:hi], k_support[:, :, lo:hi], precision=HIGHEST,
-                   preferred_element_type=dtype) for lo, hi in bounds]), axis=0)  # [G, R, N]
+    row_ids = jnp.arange(q.shape[0])[:, None]
+    # Σ_{c < d_g} q_c k_c for every level g at once: the products (exact in
+    # ``dtype`` for narrower operands) contracted with the prefix indicator.
+    products = q.astype(dtype)[:, None, :] * keys[cols].astype(dtype)  # [R, N, w]
+    support = scales[:, None, None] * jnp.moveaxis(jax.lax.dot_general(
+        products, prefix, (((2,), (0,)), ((), ())), precision=HIGHEST,
+        preferred_element_type=dtype), -1, 0)  # [G, R, N]
     shifted = support - lw
     spread = (jnp.max(jnp.where(valid, shifted, -jnp.inf), -1)
               - jnp.min(jnp.where(valid, shifted, jnp.inf), -1))
@@ -192,14 +195,23 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
     def key_block(carry, inputs):
       k_ranges, start = inputs
       col_ids = start + jnp.arange(block)
-      excluded = (jnp.any(valid[:, :, None] & (cols[:, :, None] == col_ids), axis=1)
-                  | (col_ids >= length))  # [R, B]: support or padding
-      kept = {0: None if full else jnp.where(excluded, neg_inf, jnp.zeros((), dtype))}
+      slots = jnp.where(valid & (cols >= start), cols - start, block)  # [R, N]; block: not here
+
+      def exclude(tile):  # −∞ at each row's support columns (R·N scattered slots) and padding
+        if n_blocks * block > length:
+          tile = jnp.where(col_ids >= length, neg_inf, tile)
+        return tile.at[row_ids, slots].set(neg_inf, mode="drop")
+
+      mask = exclude(jnp.zeros((q.shape[0], block), dtype))  # C_0
+      excluded = mask < 0  # [R, B]: support or padding
+      kept = {0: None if full else mask}
       levels = []
       for level, source, keep in plan:
         r = (dims[source], dims[level])
         tile = _dot(q_ranges[r], k_ranges[r], dtype)
-        if kept[source] is not None:
+        if source == 0 and keep and not full:
+          tile = exclude(tile)  # = C_0 + tile, without a pass over C_0
+        elif kept[source] is not None:
           tile = kept[source] + tile
         if keep:
           kept[level] = tile
