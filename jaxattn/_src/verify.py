@@ -93,8 +93,9 @@ def _dot(a: Array, b: Array, out_dtype) -> Array:
 # Cost of forming one level's tile, in columns of matmul width per logit
 # (rough estimates from microbenchmarks on a 2-core CPU, XLA:CPU; with
 # 1024-row tiles no plan from other constants measured faster): a
-# tile kept for later levels is written, added and reduced in separate
-# passes; a tile read once is one fused dot + add + max.
+# tile kept for later levels is written, added (or, from C_0, given its −∞
+# by a scatter) and reduced in separate passes; a tile read once is one
+# fused dot + add + max.
 _KEEP_COST, _READ_COST = 32, 4
 
 
