@@ -43,7 +43,8 @@ class RowStatsTest(chex.TestCase):
   @parameterized.parameters((None, 2048, True), (13, 32, True), (16, 2048, False), (13, 32, False))
   def test_nested_levels_match_dense(self, block_size, row_block, full):
     pattern, queries, keys = _problem()
-    splits = (3, 8, 64, 65, 66, 200)  # level_plan: 1, 2 fresh; 3 kept; 4, 5, 6 read off 3
+    # full: running sums; else 3, 8 by rank-1 updates, then level_plan: 64 kept, 65, 66, 200 read off it
+    splits = (3, 8, 64, 65, 66, 200)
     scales = 200 / np.array(splits, np.float64)
     self.enter_context(mock.patch.object(verify_lib, "ROW_BLOCK", row_block))
     stats = self.variant(functools.partial(
@@ -58,6 +59,20 @@ class RowStatsTest(chex.TestCase):
       np.testing.assert_allclose(stats.max_abs_logit, want.max_abs_logit, rtol=1e-5)
     else:
       np.testing.assert_array_equal(stats.outside_mass, 0.0)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(None, 13)
+  def test_rank1_levels_alone_match_dense(self, block_size):
+    pattern, queries, keys = _problem(width=16)
+    splits = (1, 2, 5, 16)  # every level d <= _RANK1_MAX_D: one pass, no level_plan
+    self.assertLessEqual(splits[-1], verify_lib._RANK1_MAX_D)
+    scales = 16 / np.array(splits, np.float64)
+    stats = self.variant(functools.partial(
+        verify_lib.row_stats, splits=splits, block_size=block_size, full=False))(
+            queries, keys, pattern, scales=jnp.asarray(scales, jnp.float32))
+    want = dense_stats(queries, keys, pattern, splits, scales)
+    np.testing.assert_allclose(stats.spread, want.spread, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(stats.gap, want.gap, rtol=1e-4, atol=1e-4)
 
   def test_levels_agree_with_separate_single_level_passes(self):
     pattern, queries, keys = _problem(width=24)

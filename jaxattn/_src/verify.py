@@ -98,6 +98,30 @@ def _dot(a: Array, b: Array, out_dtype) -> Array:
 # fused dot + add + max.
 _KEEP_COST, _READ_COST = 32, 4
 
+# Without ``full``, levels with d ≤ _RANK1_MAX_D are formed by rank-1 updates
+# in one fused pass (``_rank1_row_max``): per logit a column costs about 4×
+# a matmul column there, but no level needs a pass of its own over the tile
+# (up to 16 measured fastest on the 2-core CPU).
+_RANK1_MAX_D = 16
+
+
+def _rank1_row_max(queries: Float[Array, "R w"], keys_t: Float[Array, "w B"],
+                   base: Float[Array, "R B"], dims: tuple[int, ...]) -> tuple[Array, ...]:
+  """max_j C_g,ij for C_g = base + Σ_{c < dims[g]} q_c k_cᵀ, every g, in one pass.
+
+  The running sum takes one rank-1 update per column, in column order, and
+  the row maxima of all levels are one variadic reduce, which XLA fuses
+  with the updates: no [R, B] tile is written per level.
+  """
+  acc, snapshots = base, []
+  for c in range(dims[-1]):
+    acc = acc + queries[:, c:c + 1] * keys_t[c]
+    if c + 1 in dims:
+      snapshots.append(acc)
+  neg_inf = jnp.asarray(-jnp.inf, base.dtype)
+  return jax.lax.reduce(tuple(snapshots), (neg_inf,) * len(dims),
+                        lambda x, y: tuple(map(jnp.maximum, x, y)), (1,))
+
 
 def level_plan(splits: tuple[int, ...], full: bool = False) -> tuple[tuple[int, int, bool], ...]:
   """How ``row_stats`` forms the nested levels of a tile: (level, source, keep), level order.
@@ -148,7 +172,8 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   arranged by ``level_plan`` (running sums where levels are wide), and
   since scales[g] > 0, max_j ℓ^(g)_ij = scales[g] · max_j C_g,ij. Without
   ``full`` the support and padding columns are −∞ in the tile's mask C_0
-  and so in every C_g: a level costs its product and one fused max.
+  and so in every C_g: a level costs its product and one fused max, and
+  the levels with d_g ≤ ``_RANK1_MAX_D`` share one pass of rank-1 updates.
   Support and padding columns become −∞ by scattering each row's N column
   slots into the tile (no L×L mask); support logits are gathered, O(L·N·w).
 
@@ -169,11 +194,16 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   devices = mesh.size if mesh else 1
   n_row_blocks = math.ceil(length / row_block / devices) * devices
   prefix = (jnp.arange(width)[:, None] < jnp.asarray(splits)).astype(dtype)  # [w, G]
-  dims = (0,) + tuple(splits)
-  plan = level_plan(tuple(splits), full)
+  rank1_dims = () if full else tuple(d for d in splits if d <= _RANK1_MAX_D)
+  n_rank1 = len(rank1_dims)  # levels 1..n_rank1 by rank-1 updates, the rest by level_plan
+  dims = (0,) + tuple(splits[n_rank1:])
+  plan = level_plan(dims[1:], full) if dims[1:] else ()
   ranges = sorted({(dims[source], dims[level]) for level, source, _ in plan})
   padded_keys = _pad_rows(keys, n_blocks * block)
   key_ranges = {r: padded_keys[:, r[0]:r[1]].reshape(n_blocks, block, r[1] - r[0]) for r in ranges}
+  rank1_width = rank1_dims[-1] if rank1_dims else 0
+  keys_t = jnp.swapaxes(padded_keys[:, :rank1_width].reshape(n_blocks, block, rank1_width),
+                        1, 2).astype(dtype)  # [blocks, d, B]: key columns as rows
   scales = jnp.asarray(scales, dtype)
   log_w = pattern.log_weights.astype(dtype)
   neg_inf = jnp.asarray(-jnp.inf, dtype)
@@ -194,7 +224,7 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
     support_min = jnp.min(jnp.where(valid, support, jnp.inf), -1)
 
     def key_block(carry, inputs):
-      k_ranges, start = inputs
+      k_ranges, k_t, start = inputs
       col_ids = start + jnp.arange(block)
       slots = jnp.where(valid & (cols >= start), cols - start, block)  # [R, N]; block: not here
 
@@ -207,6 +237,9 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
       excluded = mask < 0  # [R, B]: support or padding
       kept = {0: None if full else mask}
       levels = []
+      if rank1_dims:
+        levels += [jnp.maximum(carry[0][g], m) for g, m in
+                   enumerate(_rank1_row_max(q.astype(dtype), k_t, mask, rank1_dims))]
       for level, source, keep in plan:
         r = (dims[source], dims[level])
         tile = _dot(q_ranges[r], k_ranges[r], dtype)
@@ -216,7 +249,7 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
           tile = kept[source] + tile
         if keep:
           kept[level] = tile
-        g = level - 1
+        g = n_rank1 + level - 1
         if full:
           logits = scales[g] * tile
           levels.append(_outside_update(
@@ -231,7 +264,7 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
     shape = (len(splits), q.shape[0])
     init = (jnp.full(shape, -jnp.inf, dtype), jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
     starts = jnp.arange(n_blocks) * block
-    (out_max, out_sum, abs_max), _ = jax.lax.scan(key_block, init, (key_ranges, starts))
+    (out_max, out_sum, abs_max), _ = jax.lax.scan(key_block, init, (key_ranges, keys_t, starts))
     if not full:
       out_max = scales[:, None] * out_max  # max_j s·C_ij = s · max_j C_ij for s > 0
     gap = out_max - support_min
