@@ -43,7 +43,7 @@ class RowStatsTest(chex.TestCase):
   @parameterized.parameters((None, 2048, True), (13, 32, True), (16, 2048, False), (13, 32, False))
   def test_nested_levels_match_dense(self, block_size, row_block, full):
     pattern, queries, keys = _problem()
-    # full: running sums; else 3, 8 by rank-1 updates, then level_plan: 64 kept, 65, 66, 200 read off it
+    # full: running sums of matmuls; else 3, 8 by rank-1 updates, then 64 ... 200 as running sums
     splits = (3, 8, 64, 65, 66, 200)
     scales = 200 / np.array(splits, np.float64)
     self.enter_context(mock.patch.object(verify_lib, "ROW_BLOCK", row_block))
@@ -64,7 +64,7 @@ class RowStatsTest(chex.TestCase):
   @parameterized.parameters(None, 13)
   def test_rank1_levels_alone_match_dense(self, block_size):
     pattern, queries, keys = _problem(width=16)
-    splits = (1, 2, 5, 16)  # every level d <= _RANK1_MAX_D: one pass, no level_plan
+    splits = (1, 2, 5, 16)  # every level d <= _RANK1_MAX_D: rank-1 updates only, no matmul
     self.assertLessEqual(splits[-1], verify_lib._RANK1_MAX_D)
     scales = 16 / np.array(splits, np.float64)
     stats = self.variant(functools.partial(
@@ -82,22 +82,6 @@ class RowStatsTest(chex.TestCase):
       single = verify_lib.row_stats(queries[:, :split], keys[:, :split], pattern, (split,),
                                     jnp.array([(2.0, 1.0)[g]]), block_size=16, full=False)
       np.testing.assert_allclose(nested.gap[g], single.gap[0], rtol=1e-6, atol=1e-6)
-
-  @parameterized.parameters(((3, 8, 64, 65, 66, 200),), ((1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64,
-                                                          91, 128, 181, 256),), ((7,),))
-  def test_level_plan_forms_every_level_once_from_kept_levels(self, splits):
-    dims = (0,) + splits
-    for full in (False, True):
-      plan = verify_lib.level_plan(splits, full)
-      self.assertEqual([level for level, _, _ in plan], list(range(1, len(splits) + 1)))
-      kept = {0}
-      for level, source, keep in plan:
-        self.assertIn(source, kept)
-        self.assertLess(dims[source], dims[level])
-        if keep:
-          kept.add(level)
-      self.assertEqual(len(kept) - 1, len(splits) if full else sum(k for _, _, k in plan))
-    self.assertTrue(all(keep for _, _, keep in verify_lib.level_plan(splits, True)))
 
   def test_bfloat16_matmul_is_exact_for_rounded_factors(self):
     pattern, queries, keys = _problem(width=24)

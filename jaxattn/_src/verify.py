@@ -15,6 +15,7 @@ never O(L²).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from typing import NamedTuple
 
@@ -90,70 +91,23 @@ def _dot(a: Array, b: Array, out_dtype) -> Array:
                              precision=HIGHEST, preferred_element_type=out_dtype)
 
 
-# Cost of forming one level's tile, in columns of matmul width per logit
-# (rough estimates from microbenchmarks on a 2-core CPU, XLA:CPU; with
-# 1024-row tiles no plan from other constants measured faster): a
-# tile kept for later levels is written, added (or, from C_0, given its −∞
-# by a scatter) and reduced in separate passes; a tile read once is one
-# fused dot + add + max.
-_KEEP_COST, _READ_COST = 32, 4
-
 # Without ``full``, levels with d ≤ _RANK1_MAX_D are formed by rank-1 updates
-# in one fused pass (``_rank1_row_max``): per logit a column costs about 4×
-# a matmul column there, but no level needs a pass of its own over the tile
-# (up to 16 measured fastest on the 2-core CPU).
+# (one per column) rather than matmuls: a column costs about 4× a matmul
+# column per logit there, but saves a product tile per level (up to 16
+# measured fastest on the 2-core CPU).
 _RANK1_MAX_D = 16
 
 
-def _rank1_row_max(queries: Float[Array, "R w"], keys_t: Float[Array, "w B"],
-                   base: Float[Array, "R B"], dims: tuple[int, ...]) -> tuple[Array, ...]:
-  """max_j C_g,ij for C_g = base + Σ_{c < dims[g]} q_c k_cᵀ, every g, in one pass.
+def _row_maxima(tiles: list[Float[Array, "R B"]]) -> tuple[Float[Array, "R"], ...]:
+  """max_j T_ij for every tile T, as one variadic reduce.
 
-  The running sum takes one rank-1 update per column, in column order, and
-  the row maxima of all levels are one variadic reduce, which XLA fuses
-  with the updates: no [R, B] tile is written per level.
+  XLA fuses the elementwise ops that form the tiles (running sums, rank-1
+  updates) into the reduce: one pass over their inputs, and the sums are
+  never written.
   """
-  acc, snapshots = base, []
-  for c in range(dims[-1]):
-    acc = acc + queries[:, c:c + 1] * keys_t[c]
-    if c + 1 in dims:
-      snapshots.append(acc)
-  neg_inf = jnp.asarray(-jnp.inf, base.dtype)
-  return jax.lax.reduce(tuple(snapshots), (neg_inf,) * len(dims),
+  neg_inf = jnp.asarray(-jnp.inf, tiles[0].dtype)
+  return jax.lax.reduce(tuple(tiles), (neg_inf,) * len(tiles),
                         lambda x, y: tuple(map(jnp.maximum, x, y)), (1,))
-
-
-def level_plan(splits: tuple[int, ...], full: bool = False) -> tuple[tuple[int, int, bool], ...]:
-  """How ``row_stats`` forms the nested levels of a tile: (level, source, keep), level order.
-
-  Level g = 1..G is C_g = C_source + Q[:, s:e] K[:, s:e]ᵀ with s = d_source,
-  e = d_g (d_0 = 0, C_0 the tile's mask: −∞ on support and padding, else 0),
-  where source is 0 or an earlier level with keep = True, whose C is held
-  for later levels. Cost Σ (e − s) + (_KEEP_COST if keep else _READ_COST) is
-  minimised by dynamic programming over the kept levels: prefix sums where
-  levels are wide, fresh products where they are narrow. ``full`` needs every
-  C_g in memory anyway: the plain running sum, source g − 1, all kept.
-  """
-  d = (0,) + tuple(splits)
-  levels = len(splits)
-  if full:
-    return tuple((g, g - 1, True) for g in range(1, levels + 1))
-
-  def read_off(source, stop):  # levels source+1 .. stop−1 read once from C_source
-    steps = tuple((g, source, False) for g in range(source + 1, stop))
-    return sum(d[g] - d[source] + _READ_COST for g, _, _ in steps), steps
-
-  best = {0: (0, ())}  # kept level -> (cost, plan up to and including it)
-  for kept in range(1, levels):
-    options = []
-    for source, (cost, plan) in best.items():
-      read_cost, steps = read_off(source, kept)
-      options.append((cost + read_cost + d[kept] - d[source] + _KEEP_COST,
-                      plan + steps + ((kept, source, True),)))
-    best[kept] = min(options)
-  finals = [(cost + read_off(source, levels + 1)[0], plan + read_off(source, levels + 1)[1])
-            for source, (cost, plan) in best.items()]
-  return min(finals)[1]
 
 
 def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
@@ -168,14 +122,16 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   are the figures of ℓ = Q Kᵀ; a grid of splits evaluates nested prefixes.
 
   A [rows, block] tile is never recomputed per level: the prefix logits
-  C_g = Q_{:, :d_g} K_{:, :d_g}ᵀ are sums of products over column ranges,
-  arranged by ``level_plan`` (running sums where levels are wide), and
-  since scales[g] > 0, max_j ℓ^(g)_ij = scales[g] · max_j C_g,ij. Without
-  ``full`` the support and padding columns are −∞ in the tile's mask C_0
-  and so in every C_g: a level costs its product and one fused max, and
-  the levels with d_g ≤ ``_RANK1_MAX_D`` share one pass of rank-1 updates.
-  Support and padding columns become −∞ by scattering each row's N column
-  slots into the tile (no L×L mask); support logits are gathered, O(L·N·w).
+  C_g = Q_{:, :d_g} K_{:, :d_g}ᵀ are running sums of the products over the
+  consecutive column ranges [d_{g−1}, d_g), and since scales[g] > 0,
+  max_j ℓ^(g)_ij = scales[g] · max_j C_g,ij. Without ``full`` the sums
+  start from the tile's mask C_0 (−∞ at support and padding columns, else
+  0), the levels with d_g ≤ ``_RANK1_MAX_D`` are C_0 plus rank-1 updates,
+  and every level's row max comes from one fused pass (``_row_maxima``):
+  the sums are never written, so a level costs its product and no pass of
+  its own. Support and padding columns become −∞ by scattering each row's
+  N column slots into the tile (no L×L mask); support logits are gathered,
+  O(L·N·w).
 
   ``matmul_dtype`` (e.g. ``jnp.bfloat16``) rounds Q and K to that dtype once,
   for support and streamed logits alike, and accumulates every product in
@@ -195,12 +151,10 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   n_row_blocks = math.ceil(length / row_block / devices) * devices
   prefix = (jnp.arange(width)[:, None] < jnp.asarray(splits)).astype(dtype)  # [w, G]
   rank1_dims = () if full else tuple(d for d in splits if d <= _RANK1_MAX_D)
-  n_rank1 = len(rank1_dims)  # levels 1..n_rank1 by rank-1 updates, the rest by level_plan
-  dims = (0,) + tuple(splits[n_rank1:])
-  plan = level_plan(dims[1:], full) if dims[1:] else ()
-  ranges = sorted({(dims[source], dims[level]) for level, source, _ in plan})
+  summed_dims = tuple(splits[len(rank1_dims):])  # levels formed as running sums of matmuls
+  ranges = list(zip((0,) + summed_dims[:-1], summed_dims))
   padded_keys = _pad_rows(keys, n_blocks * block)
-  key_ranges = {r: padded_keys[:, r[0]:r[1]].reshape(n_blocks, block, r[1] - r[0]) for r in ranges}
+  key_ranges = [padded_keys[:, lo:hi].reshape(n_blocks, block, hi - lo) for lo, hi in ranges]
   rank1_width = rank1_dims[-1] if rank1_dims else 0
   keys_t = jnp.swapaxes(padded_keys[:, :rank1_width].reshape(n_blocks, block, rank1_width),
                         1, 2).astype(dtype)  # [blocks, d, B]: key columns as rows
@@ -210,7 +164,7 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
 
   def one_row_block(args):
     q, cols, valid, lw = args
-    q_ranges = {r: q[:, r[0]:r[1]] for r in ranges}
+    q_ranges = [q[:, lo:hi] for lo, hi in ranges]
     row_ids = jnp.arange(q.shape[0])[:, None]
     # Σ_{c < d_g} q_c k_c for every level g at once: the products (exact in
     # ``dtype`` for narrower operands) contracted with the prefix indicator.
@@ -227,39 +181,29 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
       k_ranges, k_t, start = inputs
       col_ids = start + jnp.arange(block)
       slots = jnp.where(valid & (cols >= start), cols - start, block)  # [R, N]; block: not here
-
-      def exclude(tile):  # −∞ at each row's support columns (R·N scattered slots) and padding
-        if n_blocks * block > length:
-          tile = jnp.where(col_ids >= length, neg_inf, tile)
-        return tile.at[row_ids, slots].set(neg_inf, mode="drop")
-
-      mask = exclude(jnp.zeros((q.shape[0], block), dtype))  # C_0
-      excluded = mask < 0  # [R, B]: support or padding
-      kept = {0: None if full else mask}
-      levels = []
-      if rank1_dims:
-        levels += [jnp.maximum(carry[0][g], m) for g, m in
-                   enumerate(_rank1_row_max(q.astype(dtype), k_t, mask, rank1_dims))]
-      for level, source, keep in plan:
-        r = (dims[source], dims[level])
-        tile = _dot(q_ranges[r], k_ranges[r], dtype)
-        if source == 0 and keep and not full:
-          tile = exclude(tile)  # = C_0 + tile, without a pass over C_0
-        elif kept[source] is not None:
-          tile = kept[source] + tile
-        if keep:
-          kept[level] = tile
-        g = n_rank1 + level - 1
-        if full:
+      mask = jnp.zeros((q.shape[0], block), dtype)  # C_0: −∞ at support and padding, else 0
+      if n_blocks * block > length:
+        mask = jnp.where(col_ids >= length, neg_inf, mask)
+      mask = mask.at[row_ids, slots].set(neg_inf, mode="drop")  # R·N scattered slots
+      products = [_dot(q_r, k_r, dtype) for q_r, k_r in zip(q_ranges, k_ranges)]
+      if full:
+        excluded = mask < 0  # [R, B]: support or padding
+        levels = []
+        for g, tile in enumerate(itertools.accumulate(products)):
           logits = scales[g] * tile
           levels.append(_outside_update(
               jax.tree.map(lambda c: c[g], carry), jnp.where(excluded, neg_inf, logits),
               jnp.max(jnp.where(excluded, 0.0, jnp.abs(logits)), -1)))
-        else:
-          levels.append(jnp.maximum(carry[0][g], jnp.max(tile, -1)))
-      if full:
         return jax.tree.map(lambda *c: jnp.stack(c), *levels), None
-      return (jnp.stack(levels),) + carry[1:], None
+      row_max = ()
+      if rank1_dims:  # C_0 + Σ_{c < d} q_c k_cᵀ, one rank-1 update per column
+        q_cols = q.astype(dtype)
+        sums = list(itertools.accumulate(
+            (q_cols[:, c:c + 1] * k_t[c] for c in range(rank1_width)), initial=mask))
+        row_max += _row_maxima([sums[d] for d in rank1_dims])
+      if summed_dims:
+        row_max += _row_maxima(list(itertools.accumulate(products, initial=mask))[1:])
+      return (jnp.maximum(carry[0], jnp.stack(row_max)),) + carry[1:], None
 
     shape = (len(splits), q.shape[0])
     init = (jnp.full(shape, -jnp.inf, dtype), jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
