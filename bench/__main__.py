@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from bench._cli import CommandError
+# Before NumPy loads OpenBLAS: its idle threads then sleep at once instead of
+# spinning for about 0.1 s after each call (its default thread timeout,
+# 2^28 cycles), which would hold a core while `bench perf` times the next,
+# JAX, check. NumPy's own time is unchanged: a call wakes its threads.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+from bench._cli import CommandError  # noqa: E402  (after the environment is set)
 
 COMMANDS = ("run", "min_d", "solve", "check", "perf", "beyond")
 
