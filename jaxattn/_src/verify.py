@@ -168,9 +168,9 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
     row_ids = jnp.arange(q.shape[0])[:, None]
     # Σ_{c < d_g} q_c k_c for every level g at once: the products (exact in
     # ``dtype`` for narrower operands) contracted with the prefix indicator.
-    products = q.astype(dtype)[:, None, :] * keys[cols].astype(dtype)  # [R, N, w]
+    support_terms = q.astype(dtype)[:, None, :] * keys[cols].astype(dtype)  # [R, N, w]
     support = scales[:, None, None] * jnp.moveaxis(jax.lax.dot_general(
-        products, prefix, (((2,), (0,)), ((), ())), precision=HIGHEST,
+        support_terms, prefix, (((2,), (0,)), ((), ())), precision=HIGHEST,
         preferred_element_type=dtype), -1, 0)  # [G, R, N]
     shifted = support - lw
     spread = (jnp.max(jnp.where(valid, shifted, -jnp.inf), -1)
