@@ -165,10 +165,11 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   def one_row_block(args):
     q, cols, valid, lw = args
     q_ranges = [q[:, lo:hi] for lo, hi in ranges]
+    q_exact = q.astype(dtype)  # for elementwise products, exact in ``dtype`` for narrower q
     row_ids = jnp.arange(q.shape[0])[:, None]
-    # Σ_{c < d_g} q_c k_c for every level g at once: the products (exact in
-    # ``dtype`` for narrower operands) contracted with the prefix indicator.
-    support_terms = q.astype(dtype)[:, None, :] * keys[cols].astype(dtype)  # [R, N, w]
+    # Σ_{c < d_g} q_c k_c for every level g at once: the products contracted
+    # with the prefix indicator.
+    support_terms = q_exact[:, None, :] * keys[cols].astype(dtype)  # [R, N, w]
     support = scales[:, None, None] * jnp.moveaxis(jax.lax.dot_general(
         support_terms, prefix, (((2,), (0,)), ((), ())), precision=HIGHEST,
         preferred_element_type=dtype), -1, 0)  # [G, R, N]
@@ -197,9 +198,8 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
         return jax.tree.map(lambda *c: jnp.stack(c), *levels), None
       row_max = ()
       if rank1_dims:  # C_0 + Σ_{c < d} q_c k_cᵀ, one rank-1 update per column
-        q_cols = q.astype(dtype)
         sums = list(itertools.accumulate(
-            (q_cols[:, c:c + 1] * k_t[c] for c in range(rank1_width)), initial=mask))
+            (q_exact[:, c:c + 1] * k_t[c] for c in range(rank1_width)), initial=mask))
         row_max += _row_maxima([sums[d] for d in rank1_dims])
       if summed_dims:
         row_max += _row_maxima(list(itertools.accumulate(products, initial=mask))[1:])
