@@ -48,14 +48,8 @@ except ModuleNotFoundError:  # Python 3.10
   import tomli as tomllib
 
 import jaxattn as ja
-from bench import min_d
-from bench._cli import CommandError
-from bench.store import canonical
-
-# Fields that describe the problem (they derive the point's PRNG key) ...
-AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2", "dtype")
-# ... and fields that describe how d_min is searched.
-SETTINGS = ("d_grid", "trials", "delta")
+from jaxattn_bench.errors import CommandError
+from jaxattn_bench.store import AXES, canonical
 
 
 class Point(NamedTuple):
@@ -108,12 +102,6 @@ def point_key(seed: int, point: Point) -> jax.Array:
   return key
 
 
-def geometric_grid(start: int, stop: int, per_octave: int) -> tuple[int, ...]:
-  """The d of ``bench.min_d.geometric_grid(stop, per_octave)`` that are ≥ start:
-  round(2^(k/per_octave)) in [start, stop], and stop itself."""
-  return tuple(d for d in min_d.geometric_grid(stop, per_octave) if d >= start)
-
-
 # --- field parsers: value -> normalised value, or CommandError ---------------------------
 
 def _fail(where: str, message: str):
@@ -160,13 +148,16 @@ def _d_grid(value, where):
             f"keys {sorted(value)}")
     start = _integer(1)(value["start"], f"{where}.start")
     stop = _integer(start)(value["stop"], f"{where}.stop")
-    return geometric_grid(start, stop, _integer(1)(value["per_octave"], f"{where}.per_octave"))
+    per_octave = _integer(1)(value["per_octave"], f"{where}.per_octave")
+    return ja.geometric_grid(stop, per_octave, start)
   if not isinstance(value, list) or not value:
     _fail(where, f"expected a list of d or a table {{start, stop, per_octave}}, got {value!r}")
-  grid = tuple(_integer(1)(d, where) for d in value)
-  if list(grid) != sorted(set(grid)):
-    _fail(where, f"d values must increase strictly, got {list(grid)}")
-  return grid
+  for d in value:
+    _integer(1)(d, where)
+  try:
+    return ja.check_d_grid(value)
+  except ValueError as error:
+    _fail(where, str(error))
 
 
 # name -> (parser, whether a list sweeps it)
@@ -241,14 +232,14 @@ def parse_preset(text: str, name: str) -> Preset:
 
 def preset_names() -> list[str]:
   """Names of the presets shipped in ``bench/presets``."""
-  folder = importlib.resources.files("bench") / "presets"
+  folder = importlib.resources.files("jaxattn_bench") / "presets"
   return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
 def load_preset(spec: str) -> Preset:
   """A shipped preset by name (``quick``) or a TOML file by path."""
   if spec in preset_names():
-    resource = importlib.resources.files("bench") / "presets" / f"{spec}.toml"
+    resource = importlib.resources.files("jaxattn_bench") / "presets" / f"{spec}.toml"
     return parse_preset(resource.read_text(encoding="utf-8"), spec)
   path = pathlib.Path(spec)
   if path.suffix != ".toml" or not path.is_file():

@@ -25,7 +25,7 @@ from typing import NamedTuple, Sequence
 import jax
 import numpy as np
 
-from bench._cli import CommandError
+from jaxattn_bench.errors import CommandError
 
 
 class Processes(NamedTuple):
@@ -37,7 +37,7 @@ class Processes(NamedTuple):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """The multi-process options of a command (all off: one process)."""
-  group = parser.add_argument_group("several processes (hosts); see bench/hosts.py")
+  group = parser.add_argument_group("several processes (hosts); see jaxattn_bench.hosts")
   group.add_argument("--coordinator", metavar="HOST:PORT",
                      help="address of process 0, the same for every process")
   group.add_argument("--num-processes", type=int, metavar="P", help="number of processes")

@@ -1,18 +1,18 @@
-"""``python -m bench perf``: verification speed against the matmul ceiling, and peak memory.
+"""What ``python -m bench perf`` times: checks of one solution, the search, and peak memory.
 
-One run, one set of inputs (a ``jl`` solution at L, d for a random N-regular
-pattern), four ways to check it, timed round-robin after a warm-up so that a
-loaded machine slows them alike; medians of ``--repeats``:
+One set of inputs (a ``jl`` solution at L, d for a random N-regular
+pattern), four ways to check it:
 
   (a) ``ja.verify``: streamed over key blocks, never an L×L array;
-  (b) NumPy float32: dense logits, boolean support mask, row max (``numpy_check``);
-  (c) dense JAX: the same dense computation, jitted;
-  (d) bare ceiling: ℓ = Q Kᵀ and one row max, jitted: the matmul alone.
+  (b) NumPy float32: dense logits, boolean support mask, row max (``numpy_check``),
+      the baseline a user would write;
+  (c) dense JAX: the same dense computation, jitted (``dense_jax``);
+  (d) bare ceiling: ℓ = Q Kᵀ and one row max, jitted: the matmul alone;
 
-Throughput is 2·L²·d flops per check. Also timed: the whole-grid search
-(every d of a geometric grid up to d_max in one nested pass, as ``ja.min_d``
-runs it per trial) against one ``ja.verify`` at d_max. ``--memory`` verifies
-once at a large L in a child process and reports its peak resident memory.
+and (e) the whole-grid search (every d of a geometric grid up to d_max in
+one nested pass of ``ja.row_stats``, as ``ja.min_d`` runs it per trial).
+``python -m jaxattn_bench.perf L d N seed`` verifies once and prints its
+figures and peak resident memory as JSON (the ``--memory`` child).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 
@@ -31,38 +30,19 @@ import jaxlib
 import numpy as np
 
 import jaxattn as ja
-from bench._cli import CommandError
-from bench.min_d import geometric_grid
-from jaxattn._src.construct import HIGHEST
-from jaxattn._src.verify import row_stats
 
 EPS1, EPS2, A_MIN = 0.5, 0.5, 0.2
-MEMORY_LIMIT_GIB = 2.0
-
-
-def add_parser(subparsers) -> None:
-  parser = subparsers.add_parser("perf", help="verification speed vs NumPy and the bare matmul")
-  parser.add_argument("--length", type=int, default=4096, help="L")
-  parser.add_argument("--d", type=int, default=256, help="d (also d_max of the search grid)")
-  parser.add_argument("--nnz", type=int, default=4, help="N")
-  parser.add_argument("--repeats", type=int, default=7, help="timed runs of each, after a warm-up")
-  parser.add_argument("--per-octave", type=int, default=2,
-                      help="search grid: geometric_grid(d, per_octave) (2 gives 16 values to 256)")
-  parser.add_argument("--matmul-dtype", choices=("float32", "bfloat16"), default="float32",
-                      help="operand dtype of the JAX matmuls (accumulation stays float32)")
-  parser.add_argument("--memory", action="store_true",
-                      help="also verify once at --memory-length in a child process: peak RSS")
-  parser.add_argument("--memory-length", type=int, default=65536)
-  parser.add_argument("--memory-d", type=int, default=128)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.set_defaults(func=main)
+HIGHEST = jax.lax.Precision.HIGHEST
+# The float64 dense reference verdict is computed up to this L (a few L×L float64 arrays).
+REFERENCE_MAX_LENGTH = 4096
 
 
 def numpy_check(x, w_q, w_k, cols, weights, valid, eps1, eps2) -> tuple[bool, float, float]:
-  """The check a user would write in NumPy float32: (ok, ratio_error, leak), densely.
+  """The baseline: the check a user would write in NumPy float32, (ok, ratio_error, leak), densely.
 
-  ℓ = (X W_Q)(X W_K)ᵀ; spread_i and gap_i of DESIGN §2 from a boolean L×L
-  support mask; ratio_error = exp(max spread) − 1, leak = exp(max gap).
+  Timed, not trusted: ``ja.reference.dense_check`` is the float64 reference.
+  ℓ = (X W_Q)(X W_K)ᵀ; spread_i and gap_i (docs/definitions.md) from a
+  boolean L×L support mask; ratio_error = exp(max spread) − 1, leak = exp(max gap).
   """
   logits = (x @ w_q) @ (x @ w_k).T
   length = logits.shape[0]
@@ -79,8 +59,8 @@ def numpy_check(x, w_q, w_k, cols, weights, valid, eps1, eps2) -> tuple[bool, fl
   return bool(ratio_error <= eps1 and leak <= eps2), float(ratio_error), float(leak)
 
 
-def _dense_jax(solution, pattern, eps1, eps2, matmul_dtype):
-  """``numpy_check`` in JAX: dense logits and mask, jitted."""
+def dense_jax(solution, pattern, eps1, eps2, matmul_dtype):
+  """The dense JAX baseline: ``numpy_check`` in JAX, dense logits and mask (jit it)."""
   queries, keys = (m.astype(matmul_dtype) for m in (solution.queries(), solution.keys()))
   logits = jnp.matmul(queries, keys.T, precision=HIGHEST, preferred_element_type=jnp.float32)
   rows = jnp.arange(pattern.length)[:, None]
@@ -94,14 +74,14 @@ def _dense_jax(solution, pattern, eps1, eps2, matmul_dtype):
   return (ratio_error <= eps1) & (leak <= eps2), ratio_error, leak
 
 
-def _bare(queries, keys, matmul_dtype):
-  """The ceiling: max_j (Q Kᵀ)_ij, the same matmul and one row max."""
+def bare_ceiling(queries, keys, matmul_dtype):
+  """The ceiling: max_j (Q Kᵀ)_ij, the same matmul and one row max (jit it)."""
   logits = jnp.matmul(queries.astype(matmul_dtype), keys.astype(matmul_dtype).T,
                       precision=HIGHEST, preferred_element_type=jnp.float32)
   return jnp.max(logits, axis=-1)
 
 
-def _time_round_robin(fns: dict, repeats: int) -> dict:
+def time_round_robin(fns: dict, repeats: int) -> dict:
   """Median wall seconds of each thunk, run in turn ``repeats`` times after one warm-up each."""
   for fn in fns.values():
     jax.block_until_ready(fn())
@@ -114,13 +94,15 @@ def _time_round_robin(fns: dict, repeats: int) -> dict:
   return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def _problem(seed: int, length: int, d: int, nnz: int):
+def problem(seed: int, length: int, d: int, nnz: int) -> tuple[ja.SparsePattern, ja.Solution]:
+  """The inputs every check times: a random N-regular pattern and its ``jl`` solution at d."""
   key_p, key_x = jax.random.split(jax.random.PRNGKey(seed))
   pattern = ja.patterns.random_regular(key_p, length=length, nnz=nnz, a_min=A_MIN)
   return pattern, ja.construct.jl(key_x, pattern, d=d, eps1=EPS1, eps2=EPS2)
 
 
-def _environment() -> str:
+def environment() -> str:
+  """One line naming the device, host cores and versions."""
   device = jax.devices()[0]
   return (f"device: {device.platform} {device.device_kind} x{jax.local_device_count()} "
           f"({os.cpu_count()} host cores, {platform.machine()}); jax {jax.__version__}, "
@@ -128,67 +110,28 @@ def _environment() -> str:
           f"numpy {np.__version__}, python {platform.python_version()}")
 
 
-def speed(args) -> None:
-  length, d = args.length, args.d
-  matmul_dtype = jnp.dtype(args.matmul_dtype)
-  pattern, solution = _problem(args.seed, length, d, args.nnz)
-  queries, keys = solution.queries(), solution.keys()
-  host = [np.asarray(a) for a in (solution.X, solution.w_q, solution.w_k, pattern.cols,
-                                  pattern.weights, pattern.valid)]
-  dense = jax.jit(_dense_jax, static_argnames="matmul_dtype")
-  bare = jax.jit(_bare, static_argnames="matmul_dtype")
-  fns = {
-      "(a) ja.verify": lambda: ja.verify(solution, pattern, EPS1, EPS2, matmul_dtype=(
-          None if matmul_dtype == jnp.float32 else matmul_dtype)),
-      "(b) NumPy float32": lambda: numpy_check(*host, EPS1, EPS2),
-      "(c) dense JAX": lambda: dense(solution, pattern, EPS1, EPS2, matmul_dtype=matmul_dtype),
-      "(d) bare matmul + row max": lambda: bare(queries, keys, matmul_dtype=matmul_dtype),
-  }
-  verdicts = {name: (bool(out[0]), float(out[2])) for name, out in (
-      ("(a) ja.verify", (lambda r: (r.ok, r.ratio_error, r.leak))(fns["(a) ja.verify"]())),
-      ("(b) NumPy float32", fns["(b) NumPy float32"]()),
-      ("(c) dense JAX", fns["(c) dense JAX"]()))}
-  grid = geometric_grid(d, args.per_octave)
-  scales = d / jnp.asarray(grid, jnp.float32)
-  search = jax.jit(lambda q, k, p: row_stats(q, k, p, grid, scales, full=False, matmul_dtype=(
-      None if matmul_dtype == jnp.float32 else matmul_dtype)).gap)
-  fns[f"(e) search, {len(grid)} d <= {d}"] = lambda: search(queries, keys, pattern)
-  seconds = _time_round_robin(fns, args.repeats)
-
-  flops = 2.0 * length * length * d
-  print(_environment())
-  print(f"L={length} d={d} N={args.nnz} matmul dtype {args.matmul_dtype}; medians of "
-        f"{args.repeats} after warm-up, round-robin; GFLOP/s = 2·L²·d / time")
-  print(f"{'check':<30} {'ms':>9} {'GFLOP/s':>9}  verdict (ok, leak)")
-  for name, t in seconds.items():
-    ok_leak = verdicts.get(name)
-    note = f"  {ok_leak[0]}, {ok_leak[1]:.4g}" if ok_leak else ""
-    print(f"{name:<30} {1e3 * t:>9.1f} {flops / t / 1e9:>9.1f}{note}")
-  t_a, t_b, t_d = (seconds[k] for k in ("(a) ja.verify", "(b) NumPy float32",
-                                        "(d) bare matmul + row max"))
-  t_e = seconds[f"(e) search, {len(grid)} d <= {d}"]
-  print(f"a/d  verify throughput / bare matmul throughput = {t_d / t_a:.2f}   (target >= 0.7)")
-  print(f"b/a  NumPy time / verify time                   = {t_b / t_a:.2f}   (target >= 1.5)")
-  print(f"e/a  whole-grid search / one verify at d_max     = {t_e / t_a:.2f}   (target <= 1.5); "
-        f"grid {grid}")
-  if len({v[0] for v in verdicts.values()}) != 1:
-    raise CommandError(f"the checks disagree on ok: {verdicts}", status=1)
+def search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul_dtype):
+  """A thunk running the nested-prefix search over ``grid`` on Q, K (jitted, as ``ja.min_d`` does)."""
+  scales = grid[-1] / jnp.asarray(grid, jnp.float32)
+  search = jax.jit(lambda q, k, p: ja.row_stats(q, k, p, grid, scales, full=False,
+                                                matmul_dtype=matmul_dtype).gap)
+  return lambda: search(queries, keys, pattern)
 
 
-def _verify_once(length: int, d: int, nnz: int, seed: int) -> dict:
-  """Child process: build and verify once at L; timings and verdict as a dict."""
+def verify_once(length: int, d: int, nnz: int, seed: int) -> dict:
+  """Builds and verifies once at L (in the ``--memory`` child): timings, verdict, peak RSS."""
   start = time.perf_counter()
-  pattern, solution = _problem(seed, length, d, nnz)
+  pattern, solution = problem(seed, length, d, nnz)
   jax.block_until_ready(solution)
   built = time.perf_counter()
   report = jax.block_until_ready(ja.verify(solution, pattern, EPS1, EPS2))
   done = time.perf_counter()
   return dict(build_s=built - start, verify_s=done - built, ok=bool(report.ok),
               leak=float(report.leak), ratio_error=float(report.ratio_error),
-              peak_rss_kib=_peak_rss_kib())
+              peak_rss_kib=peak_rss_kib())
 
 
-def _peak_rss_kib() -> int:
+def peak_rss_kib() -> int:
   """This process's peak resident memory in KiB: VmHWM of its own address space.
 
   ``getrusage(...).ru_maxrss`` is not used on Linux: across fork and exec it
@@ -206,33 +149,5 @@ def _peak_rss_kib() -> int:
   return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
 
 
-def memory(args) -> None:
-  length, d = args.memory_length, args.memory_d
-  command = [sys.executable, "-m", "bench.perf", str(length), str(d), str(args.nnz), str(args.seed)]
-  child = subprocess.run(command, capture_output=True, text=True)
-  if child.returncode != 0:
-    raise CommandError(f"child verification failed: {child.stderr.strip().splitlines()[-1:]}",
-                       status=1)
-  result = json.loads(child.stdout.strip().splitlines()[-1])
-  peak_gib = result["peak_rss_kib"] / 2**20
-  dense_gib = 4.0 * length * length / 2**30
-  print(f"memory: L={length} d={d} N={args.nnz}: build {result['build_s']:.1f} s, verify "
-        f"{result['verify_s']:.1f} s ({2.0 * length * length * d / result['verify_s'] / 1e9:.1f} "
-        f"GFLOP/s), ok={result['ok']} leak={result['leak']:.4g}; peak RSS of the process "
-        f"{peak_gib:.2f} GiB (limit {MEMORY_LIMIT_GIB} GiB; a dense float32 ℓ alone: "
-        f"{dense_gib:.0f} GiB)")
-  if peak_gib >= MEMORY_LIMIT_GIB:
-    raise CommandError(f"peak RSS {peak_gib:.2f} GiB >= {MEMORY_LIMIT_GIB} GiB", status=1)
-
-
-def main(args) -> int:
-  if min(args.length, args.d, args.nnz, args.repeats, args.memory_length, args.memory_d) < 1:
-    raise CommandError("--length, --d, --nnz, --repeats and the memory sizes must be positive")
-  if args.memory:
-    memory(args)
-  speed(args)
-  return 0
-
-
-if __name__ == "__main__":  # the --memory child: python -m bench.perf L d N seed
-  print(json.dumps(_verify_once(*(int(a) for a in sys.argv[1:5]))))
+if __name__ == "__main__":  # the --memory child: python -m jaxattn_bench.perf L d N seed
+  print(json.dumps(verify_once(*(int(a) for a in sys.argv[1:5]))))

@@ -1,4 +1,4 @@
-"""Results store: one SQLite file per grid run, resumable and safe to kill.
+"""Results store: one SQLite file per grid run, resumable and safe to kill. No JAX.
 
 Tables::
 
@@ -22,13 +22,18 @@ import csv
 import json
 import pathlib
 import sqlite3
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from bench._cli import CommandError
+from jaxattn_bench.errors import CommandError
 
 SCHEMA_VERSION = 1
+# The fields of a stored point's ``params``: those that describe the problem
+# (they derive the point's PRNG key) ...
+AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2", "dtype")
+# ... and those that describe how d_min is searched.
+SETTINGS = ("d_grid", "trials", "delta")
 RUN_FIELDS = ("started_at", "preset", "preset_source", "seed", "argv", "jax_version",
               "jaxlib_version", "backend", "device_kind", "device_count", "git_commit",
               "python", "platform")
@@ -146,6 +151,26 @@ class ResultsStore:
                             wall_s=wall_s, d=d, successes=successes, trials=int(trials[0]),
                             rate=rate, ci_low=low, ci_high=high, run=runs[run_id]))
     return records
+
+
+def _draws(record: Record) -> tuple:
+  """What decides a point's trials: every field but the d grid, and the seed."""
+  return tuple(sorted((k, v) for k, v in record.params.items() if k != "d_grid")), record.seed
+
+
+def distinct(records: Sequence[Record]) -> list[Record]:
+  """One record per set of trials: of points that differ only in their d grid, the one
+  searched on the most d.
+
+  Such points share their PRNG key (``jaxattn_bench.grid.point_key``) and so their
+  patterns and projections: they are one measurement, not two.
+  """
+  best: dict[tuple, Record] = {}
+  for record in records:
+    kept = best.setdefault(_draws(record), record)
+    if len(record.d) > len(kept.d):
+      best[_draws(record)] = record
+  return list(best.values())
 
 
 def record_key(record: Record) -> tuple[str, int]:

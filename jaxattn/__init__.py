@@ -3,26 +3,44 @@
 Likhosherstov, Choromanski & Weller, *On the Expressive Power of
 Self-Attention Matrices* (arXiv 2106.03764): a layer with fixed W_Q, W_K
 (ε1, ε2)-approximates any pattern with ≤ N nonzeros per row and column, by
-choosing its input X, once d = O(log L). See DESIGN §2 and docs/theory.md.
+choosing its input X, once d = O(log L). Definitions: docs/definitions.md;
+proofs and bounds: docs/theory.md.
+
+Modules: ``construct`` (the constructions and their registry), ``patterns``
+(pattern generators), ``reference`` (a dense float64 check), ``stats``
+(binomial intervals), ``theory`` (provable bounds).
 """
 
-from jaxattn import construct, patterns, theory
-from jaxattn._src.construct import Solution
+from jaxattn import construct, patterns, reference, stats, theory
+from jaxattn._src.base import (DTYPES, Solution, check_d, check_d_grid, check_eps,
+                               dtype_context)
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.search import MinDResult, min_d, verify_grid
-from jaxattn._src.verify import Report, verify
+from jaxattn._src.search import MinDResult, geometric_grid, min_d, trial_keys, verify_grid
+from jaxattn._src.verify import Report, RowStats, check_block_size, row_stats, verify
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DTYPES",
     "MinDResult",
     "Report",
+    "RowStats",
     "Solution",
     "SparsePattern",
+    "check_block_size",
+    "check_d",
+    "check_d_grid",
+    "check_eps",
     "construct",
+    "dtype_context",
+    "geometric_grid",
     "min_d",
     "patterns",
+    "reference",
+    "row_stats",
+    "stats",
     "theory",
+    "trial_keys",
     "verify",
     "verify_grid",
 ]

@@ -1,53 +1,13 @@
-"""Figures and fits of stored grid runs: ``python -m plots --results FILE [--out DIR]``."""
+"""Figures and fits of stored grid runs: ``python -m plots --results FILE [--out DIR]``.
 
-from __future__ import annotations
+Installed as ``jaxattn_plots``. Reads records of the results store
+(``jaxattn_bench.store``, which needs no JAX); imports neither JAX nor the
+runner. Modules: ``figures`` (figures (a)–(d) and the fit table), ``fit``
+(the least-squares laws), ``report`` (everything written to a folder),
+``beyond`` (the figures and tables of ``python -m bench beyond``).
+"""
 
-import csv
-import json
-import pathlib
-from typing import NamedTuple, Sequence
-
-from bench.store import Record
-from plots.figures import FIGURES, FitRow, fit_table, format_fit_table
+from jaxattn_plots.figures import FIGURES, FitRow, fit_table, format_fit_table
+from jaxattn_plots.report import PlotReport, write_report
 
 __all__ = ["FIGURES", "FitRow", "PlotReport", "fit_table", "format_fit_table", "write_report"]
-
-
-class PlotReport(NamedTuple):
-  """What ``write_report`` wrote: files, figures without data, and the fit rows."""
-
-  out: pathlib.Path
-  written: list[pathlib.Path]
-  skipped: list[str]
-  rows: list[FitRow]
-
-  def text(self) -> str:
-    """The fit table and a line naming what was written."""
-    note = f"; no data for figure(s) {', '.join(self.skipped)}" if self.skipped else ""
-    return (f"{format_fit_table(self.rows)}\n"
-            f"wrote {len(self.written)} files (figures as PNG and PDF, fit.csv, fit.json) "
-            f"to {self.out}/{note}")
-
-
-def write_report(records: Sequence[Record], out: str | pathlib.Path) -> PlotReport:
-  """Writes every figure as PNG and PDF, and the fit table as fit.csv and fit.json, to ``out``."""
-  out = pathlib.Path(out)
-  out.mkdir(parents=True, exist_ok=True)
-  written, skipped = [], []
-  for name, make in FIGURES.items():
-    figure = make(records)
-    if figure is None:
-      skipped.append(name)
-      continue
-    for suffix in ("png", "pdf"):
-      path = out / f"{name}.{suffix}"
-      figure.savefig(path, dpi=150)
-      written.append(path)
-  rows = fit_table(records)
-  with (out / "fit.csv").open("w", newline="", encoding="utf-8") as handle:
-    writer = csv.writer(handle)
-    writer.writerow(FitRow._fields)
-    writer.writerows(rows)
-  (out / "fit.json").write_text(json.dumps([r._asdict() for r in rows], indent=1) + "\n",
-                                encoding="utf-8")
-  return PlotReport(out, written + [out / "fit.csv", out / "fit.json"], skipped, rows)

@@ -6,9 +6,9 @@ import argparse
 import pathlib
 import sys
 
-from bench._cli import CommandError
-from bench.store import ResultsStore
-from plots import write_report
+from jaxattn_bench.errors import CommandError
+from jaxattn_bench.store import ResultsStore
+from jaxattn_plots.report import write_report
 
 
 def main(argv: list[str] | None = None) -> int:

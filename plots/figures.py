@@ -16,34 +16,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.grid import SETTINGS
-from bench.store import Record
-from plots.fit import LawFit, fit_log_law, fit_power_law
+from jaxattn_bench.store import SETTINGS, Record, distinct
+from jaxattn_plots.fit import LawFit, fit_log_law, fit_power_law
 
 _SHORT = {"nnz": "N", "length": "L", "eps1": "ε1", "eps2": "ε2", "a_min": "a_min"}
 _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
            "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
 SeriesKey = tuple[tuple[str, Any], ...]
-
-
-def _draws(record: Record) -> tuple:
-  """What decides a point's trials: every field but the d grid, and the seed."""
-  return tuple(sorted((k, v) for k, v in record.params.items() if k != "d_grid")), record.seed
-
-
-def distinct(records: Sequence[Record]) -> list[Record]:
-  """One record per set of trials: of points that differ only in their d grid, the one
-  searched on the most d.
-
-  Such points share their PRNG key (``bench.grid.point_key``) and so their
-  patterns and projections: they are one measurement, not two.
-  """
-  best: dict[tuple, Record] = {}
-  for record in records:
-    kept = best.setdefault(_draws(record), record)
-    if len(record.d) > len(kept.d):
-      best[_draws(record)] = record
-  return list(best.values())
 
 
 def series(records: Sequence[Record], x: str, min_values: int = 2) -> dict[SeriesKey, list[Record]]:

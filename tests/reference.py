@@ -1,4 +1,4 @@
-"""Independent float64 NumPy reference of DESIGN §2, written from the definitions.
+"""Independent float64 NumPy reference of docs/definitions.md, written from the definitions.
 
 It forms the dense attention P and compares probability ratios directly, so it
 shares no code (and no log-domain shortcut) with ``jaxattn.verify``.

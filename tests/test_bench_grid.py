@@ -1,11 +1,12 @@
-"""Presets: parsing, validation, expansion and per-point keys (bench.grid)."""
+"""Presets: parsing, validation, expansion and per-point keys (jaxattn_bench.grid)."""
 
 import jax
 import numpy as np
 import pytest
 
-from bench import grid
-from bench._cli import CommandError
+import jaxattn as ja
+from jaxattn_bench import grid, store
+from jaxattn_bench.errors import CommandError
 
 TINY = """
 trials = 4
@@ -47,9 +48,9 @@ def test_repeated_points_run_once():
 
 
 def test_geometric_grid():
-  assert grid.geometric_grid(64, 128, 4) == (64, 76, 91, 108, 128)
-  assert grid.geometric_grid(1, 4, 4) == (1, 2, 3, 4)  # rounding repeats removed
-  assert grid.geometric_grid(16, 16, 4) == (16,)
+  assert ja.geometric_grid(128, 4, start=64) == (64, 76, 91, 108, 128)
+  assert ja.geometric_grid(4, 4) == (1, 2, 3, 4)  # rounding repeats removed
+  assert ja.geometric_grid(16, 4, start=16) == (16,)
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -60,7 +61,7 @@ def test_geometric_grid():
     (("eps2 = 0.5", "eps2 = 1.5"), "eps2: expected a number in (0.0, 1.0)"),
     (("length = [8, 16]", "length = [8, 2.5]"), "length: expected an integer >= 1"),
     (("trials = 4", "trials = [4, 8]"), "trials: expected an integer >= 1"),
-    (("d_grid = [8, 16, 32]", "d_grid = [16, 8]"), "d values must increase"),
+    (("d_grid = [8, 16, 32]", "d_grid = [16, 8]"), "d_grid must be increasing"),
     (("per_octave = 2", "per_octve = 2"), "d_grid: expected a list of d or a table"),
     (("a_min = 0.5\n", ""), "missing a_min"),
     (("nnz = [1, 2]", "nnz = [1, 20]"), "random_regular(length=16, nnz=20)"),
@@ -94,7 +95,7 @@ def test_shipped_presets_parse(name):
 
 def test_every_point_field_has_a_parser():
   assert list(grid._FIELDS) == list(grid.Point._fields)
-  assert set(grid.AXES) | set(grid.SETTINGS) == set(grid.Point._fields)
+  assert set(store.AXES) | set(store.SETTINGS) == set(grid.Point._fields)
 
 
 def test_point_key_depends_on_seed_and_axes_only():

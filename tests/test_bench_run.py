@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from bench.__main__ import main as bench_main
-from bench.store import ResultsStore
+from jaxattn_bench.cli import main as bench_main
+from jaxattn_bench.store import ResultsStore
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -104,7 +104,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
   assert bench_main(["run", *args]) == 2
   captured = capsys.readouterr()
   assert message in captured.err and captured.err.count("\n") == 1
-  assert captured.err.startswith("python -m bench run: error:")
+  assert captured.err.startswith("jaxattn run: error:")
 
 
 def test_cli_error_in_a_real_process_has_no_traceback(tmp_path):

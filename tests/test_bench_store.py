@@ -1,4 +1,4 @@
-"""Results store: round trip, identity, atomic writes, CSV export (bench.store)."""
+"""Results store: round trip, identity, atomic writes, CSV export (jaxattn_bench.store)."""
 
 import csv
 import sqlite3
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import jaxattn as ja
-from bench._cli import CommandError
-from bench.store import RUN_FIELDS, ResultsStore, canonical, export_csv, record_key
+from jaxattn_bench.errors import CommandError
+from jaxattn_bench.store import RUN_FIELDS, ResultsStore, canonical, export_csv, record_key
 
 PARAMS = {"family": "random_regular", "method": "jl", "length": 64, "nnz": 1, "a_min": 0.2,
           "eps1": 0.5, "eps2": 0.5, "d_grid": [8, 16, 32], "trials": 4, "delta": 0.25}
@@ -16,7 +16,7 @@ PARAMS = {"family": "random_regular", "method": "jl", "length": 64, "nnz": 1, "a
 
 def result(successes, d_min, d_grid=(8, 16, 32), trials=4):
   successes = np.asarray(successes)
-  low, high = ja._src.search.clopper_pearson(successes, trials)
+  low, high = ja.stats.clopper_pearson(successes, trials)
   return ja.MinDResult(d_min=d_min, d_grid=np.asarray(d_grid), successes=successes,
                        trials=trials, success_rate=successes / trials, ci_low=low, ci_high=high)
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import jaxattn as ja
-from jaxattn._src import construct, moment_curve, optimize
+from jaxattn import construct
+from jaxattn._src import base, moment_curve, optimize
 from tests.reference import reference_figures, reference_ok
 
 KEY = jax.random.PRNGKey(0)
@@ -62,7 +63,7 @@ def test_moment_curve_fails_gracefully_where_float32_runs_out():
   assert not bool(rep.ok) and float(rep.max_abs_logit) > 1e7
   assert not np.isnan(float(rep.ratio_error)) and not np.isnan(float(rep.leak))
   with jax.enable_x64(True):
-    p64 = construct.cast_pattern(p, jnp.float64)
+    p64 = base.cast_pattern(p, jnp.float64)
     sol = ja.construct.moment_curve(KEY, p64, 4, EPS1, EPS2, dtype="float64")
     assert sol.X.dtype == jnp.float64
     assert bool(ja.verify(sol, p64, EPS1, EPS2).ok)
@@ -197,7 +198,7 @@ def test_bad_dtype_and_params():
 
 
 def test_beyond_preset_and_dtype_axis():
-  from bench import grid
+  from jaxattn_bench import grid
   points = grid.load_preset("beyond").points
   assert {p.method for p in points} == set(DOCUMENTED) | {"jl"}
   assert {p.dtype for p in points} == {"bfloat16", "float32", "float64"}

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from bench.hosts import split_work
+from jaxattn_bench.hosts import split_work
 from tests.test_bench_run import TINY, table
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import jaxattn as ja
-from bench.__main__ import main as bench_main
-from bench.perf import numpy_check
+from jaxattn_bench.cli import main as bench_main
+from jaxattn_bench.perf import numpy_check
 
 
 @pytest.mark.parametrize("d", [8, 512])  # fails, then passes

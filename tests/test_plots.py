@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import jaxattn as ja
-from bench.store import ResultsStore
-from plots import fit as fitting
-from plots import figures
-from plots.__main__ import main as plots_main
+from jaxattn_bench.store import ResultsStore
+from jaxattn_plots import fit as fitting
+from jaxattn_plots import figures
+from jaxattn_plots.__main__ import main as plots_main
 
 LENGTHS = np.array([32, 64, 128, 256, 512, 1024, 2048], float)
 
@@ -52,7 +52,7 @@ def test_fit_needs_three_points():
 def _result(d_grid, d_min, trials=8):
   d_grid = np.asarray(d_grid)
   successes = np.where(d_grid >= (d_min or 10**9), trials, 0)
-  low, high = ja._src.search.clopper_pearson(successes, trials)
+  low, high = ja.stats.clopper_pearson(successes, trials)
   return ja.MinDResult(d_min=d_min, d_grid=d_grid, successes=successes, trials=trials,
                        success_rate=successes / trials, ci_low=low, ci_high=high)
 

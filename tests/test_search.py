@@ -76,7 +76,7 @@ def test_empirical_d_min_is_below_theory(length):
 
 
 def test_clopper_pearson_known_values():
-  low, high = search.clopper_pearson(np.array([0, 10, 5]), 10, confidence=0.95)
+  low, high = ja.stats.clopper_pearson(np.array([0, 10, 5]), 10, confidence=0.95)
   np.testing.assert_allclose(high[0], 1 - 0.025 ** (1 / 10), rtol=1e-9)
   np.testing.assert_allclose(low[1], 0.025 ** (1 / 10), rtol=1e-9)
   assert low[0] == 0.0 and high[1] == 1.0

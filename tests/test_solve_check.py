@@ -1,6 +1,6 @@
 """`python -m bench solve` and `python -m bench check`: a user's own pattern, end to end.
 
-The CLI runs in-process through ``bench.__main__.main(argv)`` (one compile
+The CLI runs in-process through ``jaxattn_bench.cli.main(argv)`` (one compile
 cache for the whole file); one subprocess test guards the no-traceback
 promise. The pattern is small (L = 16, N = 2) and certifies at d = 1024 with
 seed 0, and fails at d = 2.
@@ -23,9 +23,8 @@ import scipy.io
 import scipy.sparse
 
 import jaxattn as ja
-from bench import _pattern_file
-from bench.__main__ import main
-from bench.check import dense_figures
+from jaxattn_bench import pattern_file
+from jaxattn_bench.cli import main
 from tests.reference import reference_figures
 
 L = 16
@@ -74,7 +73,7 @@ def _solve(*args) -> int:
 def _error_line(capsys, path: str) -> str:
   """The single stderr line of a failed command; asserts it names ``path``."""
   err = capsys.readouterr().err
-  lines = [line for line in err.splitlines() if line.startswith("python -m bench")]
+  lines = [line for line in err.splitlines() if line.startswith("jaxattn ")]
   assert len(lines) == 1 and "Traceback" not in err, err
   assert "error:" in lines[0] and path in lines[0], err
   return lines[0]
@@ -114,7 +113,8 @@ def test_independent_float64_check_agrees_with_printed_report(solved):
   figure = lambda name: float(re.search(rf"^{name}\s+(\S+)", printed, re.M).group(1))
   with np.load(out) as saved:
     reference = reference_figures(saved["X"], saved["w_q"], saved["w_k"], A)
-    spread, gap = dense_figures(saved["X"], saved["w_q"], saved["w_k"], A)
+    dense = ja.reference.dense_check(saved["X"], saved["w_q"], saved["w_k"], A, 0.5, 0.5)
+    spread, gap = dense.spread, dense.gap
   ratio_error, leak = reference["ratio_error"], reference["leak"]
   np.testing.assert_allclose(ratio_error, figure("ratio_error"), rtol=1e-4)
   np.testing.assert_allclose(leak, figure("leak"), rtol=1e-4)
@@ -228,8 +228,8 @@ def test_bad_input_exits_2_with_one_line_and_keeps_out(name, solved, tmp_path, c
     (["--d", "0"], "d must be >= 1"),
     (["--d", "4", "--eps2", "1"], "eps2 must be in (0, 1)"),
     (["--d", "4", "--eps1", "-1"], "eps1 must be in (0, inf)"),
-    (["--search", "--d-grid", "8,4"], "--d-grid must be increasing"),
-    (["--search", "--d-grid", "8,x"], "--d-grid must be comma-separated"),
+    (["--search", "--d-grid", "8,4"], "d_grid must be increasing"),
+    (["--search", "--d-grid", "8,x"], "d_grid must be integers"),
     (["--d", "4", "--d-grid", "8"], "--d-grid needs --search"),
     (["--d", "4", "--top-n", "0"], "--top-n must be >= 1"),
 ])
@@ -290,7 +290,7 @@ def test_top_n_keeps_the_largest_entries_and_says_what_it_dropped(tmp_path):
   a = np.array([[4.0, 3.0, 2.0, 1.0], [1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 5.0, 0.0],
                 [1.0, 2.0, 0.0, 3.0]])
   np.save(tmp_path / "dense.npy", a)
-  user = _pattern_file.load_pattern(str(tmp_path / "dense.npy"), top_n=2)
+  user = pattern_file.load_pattern(str(tmp_path / "dense.npy"), top_n=2)
   expected = np.array([[4.0, 3.0, 0, 0], [1.0, 1.0, 0, 0], [0, 0, 5.0, 0], [0, 2.0, 0, 3.0]])
   np.testing.assert_array_equal(np.asarray(user.pattern.to_dense()), expected)
   assert user.pattern.nnz == 2
@@ -305,7 +305,7 @@ def test_dense_columns_are_kept_and_reported(tmp_path, capsys):
   a[:, 3] = 0.5  # an attention sink: every row attends to column 3
   path = str(tmp_path / "sink.npy")
   np.save(path, a)
-  user = _pattern_file.load_pattern(path)
+  user = pattern_file.load_pattern(path)
   assert user.pattern.nnz == 2 and user.dense_columns.tolist() == [3]
   np.testing.assert_array_equal(np.asarray(user.pattern.to_dense()), a)
   assert "column 3; up to 16 nonzeros" in user.changes[0]
@@ -356,10 +356,11 @@ def test_verify_grid_rejects_bad_arguments():
     ja.verify_grid(key, pattern, (4, 8), eps1=EPS1, eps2=1.5)
 
 
-def test_dense_figures_on_a_hand_computed_case():
+def test_dense_check_on_a_hand_computed_case():
   # X W_Q = X W_K = X = [[1, 0], [0, 2]]: logits [[1, 0], [0, 4]].
   x, eye = np.array([[1.0, 0.0], [0.0, 2.0]]), np.eye(2)
-  spread, gap = dense_figures(x, eye, eye, np.array([[1.0, 0.5], [0.0, 1.0]]))
+  dense = ja.reference.dense_check(x, eye, eye, np.array([[1.0, 0.5], [0.0, 1.0]]), 0.5, 0.5)
+  spread, gap = dense.spread, dense.gap
   np.testing.assert_allclose(spread, [1.0 - np.log(2.0), 0.0])  # (1 − 0) − (0 − ln ½)
   np.testing.assert_allclose(gap, [-np.inf, 0.0 - 4.0])
 

@@ -8,7 +8,7 @@ import pytest
 
 import jaxattn as ja
 from jaxattn._src import verify as verify_lib
-from jaxattn._src.construct import solution_from_factors, target_logits
+from jaxattn.construct import solution_from_factors, target_logits
 from tests.reference import reference_figures, reference_ok
 
 EPS1, EPS2 = 0.5, 0.5

@@ -35,11 +35,10 @@ the cap is below c_jl,i and c_i = c_jl,i.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jaxattn._src.construct import HIGHEST, Factors, prefix_gaussian, target_logits
+from jaxattn._src.base import Factors, min_norm_solve, prefix_gaussian, target_logits
 from jaxattn._src.pattern import SparsePattern
 
 
@@ -51,24 +50,6 @@ def unit_keys(key: PRNGKeyArray, length: int, d: Int[Array, ""] | int, width: in
   """
   gauss = jnp.where(jnp.arange(width) < d, prefix_gaussian(key, length, width, dtype), 0.0)
   return gauss / jnp.linalg.norm(gauss, axis=-1, keepdims=True)
-
-
-def min_norm_solve(rows: Float[Array, "L N w"], valid: Bool[Array, "L N"],
-                   rhs: Float[Array, "L N"]) -> Float[Array, "L w"]:
-  """Minimum-norm x_i with rows[i, s]·x_i = rhs[i, s] for every valid slot s, batched over i.
-
-  x_i = M_iᵀ (M_i M_iᵀ + τ I)⁻¹ rhs_i over the valid rows M_i (invalid slots are
-  replaced by the identity in the N×N Gram matrix). The ridge τ = N·eps(dtype)
-  keeps a (near-)singular Gram matrix finite: such a row then fails
-  verification instead of producing NaN.
-  """
-  rows = jnp.where(valid[..., None], rows, 0.0)
-  gram = jnp.einsum("lsw,ltw->lst", rows, rows, precision=HIGHEST)
-  nnz = valid.shape[-1]
-  pad = jnp.eye(nnz, dtype=rows.dtype) * ~valid[..., None]
-  ridge = nnz * jnp.finfo(rows.dtype).eps * jnp.eye(nnz, dtype=rows.dtype)
-  coef = jnp.linalg.solve(gram + pad + ridge, jnp.where(valid, rhs, 0.0)[..., None])[..., 0]
-  return jnp.einsum("ls,lsw->lw", coef, rows, precision=HIGHEST)
 
 
 SHIFT_FACTOR = 32.0  # c_i = 32 c_jl,i: the margin per unit of logit range within 1/32 of its supremum

@@ -30,8 +30,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jaxattn._src.construct import Factors, target_logits
-from jaxattn._src.lstsq import min_norm_solve
+from jaxattn._src.base import Factors, min_norm_solve, target_logits
 from jaxattn._src.pattern import SparsePattern
 
 

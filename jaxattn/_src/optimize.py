@@ -25,10 +25,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from jaxattn._src.construct import HIGHEST, Factors
+from jaxattn._src.base import HIGHEST, Factors
 from jaxattn._src.lstsq import lstsq_factors
 from jaxattn._src.pattern import SparsePattern
 
@@ -98,6 +97,8 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   ``train_keys``. Stops at the first step whose factors, rounded to ``dtype``,
   pass ``excess`` at margin SLACK/2, or after ``max_steps``.
   """
+  import optax  # here, not at the top: importing jaxattn or the verifier does not load optax
+
   evaluate = pattern.weights.dtype if dtype is None else dtype
   passes = lambda params, slack=SLACK / 2: _passes(params, pattern, eps1, eps2, slack, evaluate)
   start = lstsq_factors(key, pattern, d, width, eps1, eps2, dtype=dtype)

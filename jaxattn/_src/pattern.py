@@ -73,6 +73,27 @@ class SparsePattern(NamedTuple):
         (np.asarray(self.weights)[valid], (rows[valid], np.asarray(self.cols)[valid])),
         shape=(self.length, self.length))
 
+  def keep_top_n(self, top_n: int) -> tuple[SparsePattern, np.ndarray]:
+    """The pattern keeping the ``top_n`` largest entries of every row, and each row's dropped share.
+
+    Within a row, entries are ranked by weight, largest first, ties broken
+    by the smaller column. Returns the new pattern (N = min(top_n, old N))
+    and, per row, Σ(dropped weights) / Σ(weights). ValueError unless
+    top_n ≥ 1. Host-side (NumPy).
+    """
+    if isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer)) or top_n < 1:
+      raise ValueError(f"top_n must be a positive integer, got {top_n!r}")
+    cols, weights, valid = (np.asarray(x) for x in self)
+    order = np.lexsort((cols, -weights, ~valid), axis=-1)
+    cols, weights, valid = (np.take_along_axis(x, order, axis=-1) for x in (cols, weights, valid))
+    total = np.sum(np.where(valid, weights, 0.0), axis=-1)
+    kept = min(top_n, self.nnz)
+    dropped = np.sum(np.where(valid[:, kept:], weights[:, kept:], 0.0), axis=-1) / total
+    trimmed = SparsePattern(cols=jnp.asarray(cols[:, :kept]),
+                            weights=jnp.asarray(weights[:, :kept]),
+                            valid=jnp.asarray(valid[:, :kept]))
+    return trimmed, dropped
+
   @classmethod
   def from_dense(cls, a: Any, nnz: int | None = None, *,
                  check_columns: bool = True) -> SparsePattern:

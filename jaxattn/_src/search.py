@@ -9,11 +9,12 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.stats
 from jaxtyping import Array, Bool, PRNGKeyArray
 
-from jaxattn._src import construct
+from jaxattn._src.base import cast_pattern, check_d_grid, check_eps, resolve_dtype
+from jaxattn._src.construct import METHODS, NESTED
 from jaxattn._src.pattern import SparsePattern
+from jaxattn._src.stats import clopper_pearson
 from jaxattn._src.verify import (DEFAULT_BLOCK, ROW_BLOCK, check_block_size, local_mesh, row_ok,
                                  row_stats, shard_leading)
 
@@ -52,23 +53,12 @@ class MinDResult(NamedTuple):
                success_rate=successes / trials, ci_low=low, ci_high=high)
 
 
-def clopper_pearson(successes: np.ndarray, trials: int, confidence: float = 0.95
-                    ) -> tuple[np.ndarray, np.ndarray]:
-  """Exact binomial interval: Beta(α/2; k, n−k+1) ≤ p ≤ Beta(1−α/2; k+1, n−k)."""
-  k = np.asarray(successes, float)
-  alpha = 1.0 - confidence
-  with np.errstate(invalid="ignore"):
-    low = np.where(k > 0, scipy.stats.beta.ppf(alpha / 2, k, trials - k + 1), 0.0)
-    high = np.where(k < trials, scipy.stats.beta.ppf(1 - alpha / 2, k + 1, trials - k), 1.0)
-  return low, high
-
-
 def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
                  d_grid: tuple[int, ...], eps1, eps2, block_size: int | None = None,
                  matmul_dtype=None, mesh=None, dtype=None) -> Bool[Array, "G"]:
   """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key.
 
-  Methods in ``construct.NESTED`` are drawn once at d_max and every d is read
+  Methods in ``NESTED`` are drawn once at d_max and every d is read
   off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
   other methods are built at each d inside one compiled loop, padded to d_max.
   Either way the shapes, and so the compiled program, depend on d_max only.
@@ -77,12 +67,12 @@ def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   Factors are computed in float32 (float64 for ``dtype`` float64) and
   verified in ``dtype`` (``construct.resolve_dtype``).
   """
-  evaluate, compute = construct.resolve_dtype(dtype)
-  pattern = construct.cast_pattern(pattern, compute)
-  factors = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), construct.METHODS[method](
+  evaluate, compute = resolve_dtype(dtype)
+  pattern = cast_pattern(pattern, compute)
+  factors = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), METHODS[method](
       key, pattern, d, width, eps1, eps2, dtype=evaluate))
   d_max = d_grid[-1]
-  if method in construct.NESTED:
+  if method in NESTED:
     queries, keys = factors(d_max, d_max)
     scales = d_max / jnp.asarray(d_grid, queries.dtype)
     stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size, full=False,
@@ -99,13 +89,39 @@ def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
 
 
 def _checked_grid(d_grid: Sequence[int], method: str) -> tuple[int, ...]:
-  """``d_grid`` as a tuple of ints; ValueError unless increasing and positive, or method unknown."""
-  d_grid = tuple(int(d) for d in d_grid)
-  if not d_grid or d_grid[0] < 1 or list(d_grid) != sorted(set(d_grid)):
-    raise ValueError(f"d_grid must be increasing positive integers, got {d_grid}")
-  if method not in construct.METHODS:
-    raise ValueError(f"unknown method {method!r}; choose from {sorted(construct.METHODS)}")
+  """``check_d_grid(d_grid)``; ValueError also if ``method`` is not registered."""
+  d_grid = check_d_grid(d_grid)
+  if method not in METHODS:
+    raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
   return d_grid
+
+
+def geometric_grid(stop: int, per_octave: int = 4, start: int = 1) -> tuple[int, ...]:
+  """The integers round(2^(k/per_octave)), k = 0, 1, ..., that lie in [start, stop], and stop itself.
+
+  Deduplicated and increasing: ``geometric_grid(256, 2)`` = (1, 2, 3, 4, 6,
+  8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256). ValueError unless
+  1 ≤ start ≤ stop and per_octave ≥ 1.
+  """
+  if not (1 <= start <= stop and per_octave >= 1):
+    raise ValueError(f"need 1 <= start <= stop and per_octave >= 1, got start={start}, "
+                     f"stop={stop}, per_octave={per_octave}")
+  steps = int(np.floor(np.log2(stop) * per_octave + 1e-9))
+  grid = {int(round(2 ** (k / per_octave))) for k in range(steps + 1)} | {stop}
+  return tuple(sorted(d for d in grid if d >= start))
+
+
+def trial_keys(key: PRNGKeyArray, trials: int) -> tuple[PRNGKeyArray, PRNGKeyArray]:
+  """(pattern keys [T], method keys [T]) of the T trials of ``min_d``: split(split(key, T)[t]).
+
+  Trial t samples its pattern from ``pattern_keys[t]`` and its construction
+  from ``method_keys[t]``: independent keys, so pattern and projection are
+  independent draws. Re-running a trial of a search (its solution, its
+  logit range) starts from these keys.
+  """
+  pattern_keys, method_keys = jnp.moveaxis(
+      jax.vmap(jax.random.split)(jax.random.split(key, trials)), 1, 0)
+  return pattern_keys, method_keys
 
 
 _grid_success = jax.jit(grid_success, static_argnames=("method", "d_grid", "block_size"))
@@ -117,7 +133,7 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   """ok(d) = ``verify(build(method, key, pattern, d), pattern, eps1, eps2).ok`` for every grid d.
 
   For one fixed pattern and key, in one compiled pass (``grid_success``):
-  nested prefixes of one d_max draw for methods in ``construct.NESTED``,
+  nested prefixes of one d_max draw for methods in ``NESTED``,
   one loop padded to d_max otherwise. Compiles once per (L, N, d_grid),
   never per d. The smallest d with ok(d) is the pattern's own minimal d
   for this key.
@@ -126,7 +142,7 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
     bool [G], host array.
   """
   d_grid = _checked_grid(d_grid, method)
-  construct.check_eps(eps1, eps2)
+  check_eps(eps1, eps2)
   check_block_size(block_size)
   return np.asarray(_grid_success(key, pattern, method=method, d_grid=d_grid, eps1=eps1,
                                   eps2=eps2, block_size=block_size))
@@ -140,19 +156,20 @@ def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_b
   """Σ_t success_t(d) over trials t, split over ``mesh`` (row blocks if fewer trials than devices)."""
   shard_trials = trials >= mesh.size
 
-  def trial(trial_key):
-    pattern_key, method_key = jax.random.split(trial_key)
+  def trial(keys):
+    pattern_key, method_key = keys
     return grid_success(method_key, sampler(pattern_key), method=method, d_grid=d_grid,
                         eps1=eps1, eps2=eps2, block_size=block_size, matmul_dtype=matmul_dtype,
                         mesh=None if shard_trials else mesh, dtype=dtype)
 
-  keys = jax.random.split(key, trials)
   devices = mesh.size if shard_trials else 1
-  # Every device runs whole batches of trial_batch trials, aligned as on one device.
+  # Every device runs whole batches of trial_batch trials, aligned as on one device;
+  # padding trials repeat trial 0 and are dropped from the sum.
   padded = math.ceil(trials / (devices * trial_batch)) * devices * trial_batch
-  keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (padded - trials, *keys.shape[1:]))])
-  success = shard_leading(lambda k: jax.lax.map(trial, k, batch_size=trial_batch),
-                          mesh if shard_trials else None, keys)
+  keys = jax.tree.map(lambda k: jnp.concatenate(
+      [k, jnp.broadcast_to(k[:1], (padded - trials, *k.shape[1:]))]), trial_keys(key, trials))
+  success = shard_leading(lambda *k: jax.lax.map(trial, k, batch_size=trial_batch),
+                          mesh if shard_trials else None, *keys)
   return jnp.sum(success[:trials], axis=0)
 
 
@@ -185,7 +202,7 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     d_grid: increasing positive dimensions to test.
     eps1: ratio tolerance ε1 > 0.
     eps2: zero tolerance ε2 ∈ (0, 1).
-    method: a construction name (``ja.construct.METHODS``).
+    method: a construction name (``ja.METHODS``).
     trials: T ≥ 1.
     delta: allowed failure fraction δ ∈ [0, 1).
     confidence: level of the Clopper–Pearson intervals.
@@ -205,10 +222,10 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     raise ValueError(f"delta must be in [0, 1), got {delta}")
   if not 0.0 < confidence < 1.0:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-  construct.check_eps(eps1, eps2)
-  evaluate, _ = construct.resolve_dtype(dtype)
+  check_eps(eps1, eps2)
+  evaluate, _ = resolve_dtype(dtype)
   length = jax.eval_shape(sampler, key).length
-  grid_levels = len(d_grid) if method in construct.NESTED else 1
+  grid_levels = len(d_grid) if method in NESTED else 1
   successes = np.asarray(_success_counts(
       key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
       trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size,

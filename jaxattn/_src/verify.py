@@ -1,4 +1,4 @@
-"""Streaming verification of the (ε1, ε2)-approximation (DESIGN §2).
+"""Streaming verification of the (ε1, ε2)-approximation (docs/definitions.md).
 
 For logits ℓ = Q Kᵀ and a pattern with supports S_i, row i is judged by
 
@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Bool, Float
 
-from jaxattn._src.construct import HIGHEST, Solution, check_eps, resolve_dtype
+from jaxattn._src.base import HIGHEST, Solution, check_eps, resolve_dtype
 from jaxattn._src.pattern import SparsePattern
 
 DEFAULT_BLOCK = 512
@@ -62,7 +62,7 @@ class RowStats(NamedTuple):
 
 
 class Report(NamedTuple):
-  """Verdict and figures of ``verify`` (DESIGN §2).
+  """Verdict and figures of ``verify`` (docs/definitions.md).
 
   ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2 ⇔ all(row_ok).
   """

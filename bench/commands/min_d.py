@@ -5,17 +5,9 @@ from __future__ import annotations
 import time
 
 import jax
-import numpy as np
 
 import jaxattn as ja
-from bench._cli import CommandError
-
-
-def geometric_grid(d_max: int, per_octave: int = 4) -> tuple[int, ...]:
-  """Integers round(2^(k/per_octave)) from 1 to d_max, deduplicated, d_max included."""
-  steps = int(np.floor(np.log2(d_max) * per_octave + 1e-9))
-  grid = {int(round(2 ** (k / per_octave))) for k in range(steps + 1)} | {d_max}
-  return tuple(sorted(grid))
+from jaxattn_bench.errors import CommandError
 
 
 def add_parser(subparsers) -> None:
@@ -42,7 +34,7 @@ def main(args) -> int:
     sampler = ja.patterns.Sampler(args.family, length=args.length, nnz=args.nnz, a_min=args.a_min)
   except ValueError as error:
     raise CommandError(str(error)) from None
-  grid = geometric_grid(args.d_max, args.per_octave)
+  grid = ja.geometric_grid(args.d_max, args.per_octave)
   start = time.perf_counter()
   try:
     result = ja.min_d(jax.random.PRNGKey(args.seed), sampler, grid, eps1=args.eps1,

@@ -1,7 +1,7 @@
 """``python -m bench solve PATTERN --out OUT.npz``: inputs X that reproduce a user's own pattern.
 
 Reads A from PATTERN (.npy, .npz dense or scipy.sparse, .mtx; see
-``bench._pattern_file``), builds X for the fixed W_Q, W_K of the chosen
+``jaxattn_bench.pattern_file``), builds X for the fixed W_Q, W_K of the chosen
 method at dimension d (``--d D``, or ``--search`` for the smallest grid d at
 which the method verifies for this pattern and seed), verifies it
 (``ja.verify``), prints the report and writes the solution file. Exit status
@@ -16,24 +16,19 @@ import time
 import jax
 
 import jaxattn as ja
-from bench._cli import CommandError
-from bench.min_d import geometric_grid
-from bench._pattern_file import load_pattern
-from bench._solution_file import check_destination, format_report, save_solution
-from jaxattn._src.construct import check_d, check_eps
+from jaxattn_bench.errors import CommandError
+from jaxattn_bench.pattern_file import load_pattern
+from jaxattn_bench.solution_file import check_destination, format_report, save_solution
 
 # 1, 2, 3, 4, 6, 8, 11, 16, ..., 2896, 4096: two values per doubling of d.
-DEFAULT_D_GRID = geometric_grid(4096, per_octave=2)
+DEFAULT_D_GRID = ja.geometric_grid(4096, per_octave=2)
 
 
 def _d_grid(text: str) -> tuple[int, ...]:
   try:
-    grid = tuple(int(d) for d in text.split(","))
-  except ValueError:
-    raise CommandError(f"--d-grid must be comma-separated integers, got {text!r}") from None
-  if not grid or grid[0] < 1 or list(grid) != sorted(set(grid)):
-    raise CommandError(f"--d-grid must be increasing positive integers, got {text!r}")
-  return grid
+    return ja.check_d_grid(text.split(","))
+  except ValueError as error:
+    raise CommandError(f"--d-grid {text!r}: {error}") from None
 
 
 def add_parser(subparsers) -> None:
@@ -68,13 +63,12 @@ def add_parser(subparsers) -> None:
 
 def main(args) -> int:
   try:
-    check_eps(args.eps1, args.eps2)
+    ja.check_eps(args.eps1, args.eps2)
     if args.d is not None:
-      check_d(args.d)
+      ja.check_d(args.d)
+    ja.check_block_size(args.block_size)
   except ValueError as error:
     raise CommandError(f"bad option: {error}") from None
-  if args.block_size is not None and args.block_size < 1:
-    raise CommandError(f"--block-size must be >= 1, got {args.block_size}")
   if args.d_grid is not None and not args.search:
     raise CommandError("--d-grid needs --search")
   d_grid = _d_grid(args.d_grid) if args.d_grid is not None else DEFAULT_D_GRID

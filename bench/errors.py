@@ -1,4 +1,4 @@
-"""Shared command-line plumbing: one error type, reported as one line."""
+"""The one error type of the commands: a user-facing failure, reported as one line."""
 
 from __future__ import annotations
 

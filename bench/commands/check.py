@@ -14,13 +14,9 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import scipy.sparse
-
 import jaxattn as ja
-from bench._cli import CommandError
-from bench._solution_file import PATTERN_KEYS, SOLUTION_KEYS, format_report, load_solution
-from bench.run import precision
+from jaxattn_bench.errors import CommandError
+from jaxattn_bench.solution_file import SOLUTION_KEYS, format_report, load_solution, saved_matrix
 
 DENSE_MAX_LENGTH = 2048  # the dense reference holds a few L×L float64 matrices
 
@@ -37,52 +33,18 @@ def add_parser(subparsers) -> None:
   parser.set_defaults(func=main)
 
 
-def saved_matrix(arrays: dict[str, np.ndarray], path: str) -> scipy.sparse.csr_array:
-  """The L×L pattern A stored row-padded in a solution file (CommandError if malformed)."""
-  cols, weights, valid = (arrays[k] for k in PATTERN_KEYS)
-  if cols.ndim != 2 or cols.shape != weights.shape or cols.shape != valid.shape:
-    raise CommandError(f"{path}: pattern arrays must share one [L, N] shape, got "
-                       f"{cols.shape}, {weights.shape}, {valid.shape}")
-  if valid.dtype != bool or not np.issubdtype(cols.dtype, np.integer):
-    raise CommandError(f"{path}: pattern_valid must be bool and pattern_cols integer")
-  length = cols.shape[0]
-  bad = valid & ((cols < 0) | (cols >= length))
-  if bad.any():
-    row = np.flatnonzero(bad.any(axis=-1))[0]
-    raise CommandError(f"{path}: pattern row {row} has a column outside [0, {length})")
-  rows = np.broadcast_to(np.arange(length)[:, None], cols.shape)
-  return scipy.sparse.csr_array((weights[valid], (rows[valid], cols[valid])),
-                                shape=(length, length))
-
-
-def dense_figures(x: np.ndarray, w_q: np.ndarray, w_k: np.ndarray, a: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
-  """spread_i and gap_i of DESIGN §2 from dense float64 logits: an independent reference.
-
-  ℓ = (X W_Q)(X W_K)ᵀ; spread_i = max_{S_i}(ℓ − ln A) − min_{S_i}(ℓ − ln A);
-  gap_i = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij (−inf for a full row).
-  """
-  x, w_q, w_k, a = (np.asarray(m, np.float64) for m in (x, w_q, w_k, a))
-  logits = (x @ w_q) @ (x @ w_k).T
-  support = a > 0
-  shifted = logits - np.log(np.where(support, a, 1.0))
-  spread = (np.max(np.where(support, shifted, -np.inf), axis=-1)
-            - np.min(np.where(support, shifted, np.inf), axis=-1))
-  gap = (np.max(np.where(support, -np.inf, logits), axis=-1)
-         - np.min(np.where(support, logits, np.inf), axis=-1))
-  return spread, gap
-
-
 def main(args) -> int:
-  if args.block_size is not None and args.block_size < 1:
-    raise CommandError(f"--block-size must be >= 1, got {args.block_size}")
+  try:
+    ja.check_block_size(args.block_size)
+  except ValueError as error:
+    raise CommandError(f"bad option: {error}") from None
   path = args.solution
   arrays = load_solution(path)
   matrix = saved_matrix(arrays, path)
   method, d = str(arrays["method"]), int(arrays["d"])
   eps1, eps2 = float(arrays["eps1"]), float(arrays["eps2"])
   start = time.perf_counter()
-  with precision("float64" if args.float64 else "float32"):
+  with ja.dtype_context("float64" if args.float64 else "float32"):
     dtype = jnp.float64 if args.float64 else jnp.float32
     try:
       pattern = ja.SparsePattern.from_scipy(matrix, check_columns=False)
@@ -99,11 +61,11 @@ def main(args) -> int:
     print(line)
   ok = bool(report.ok)
   if args.float64 and pattern.length <= DENSE_MAX_LENGTH:
-    spread, gap = dense_figures(*(arrays[k] for k in SOLUTION_KEYS), matrix.toarray())
-    ratio_error, leak = np.expm1(spread.max()), np.exp(gap.max())
-    dense_ok = bool(ratio_error <= eps1 and leak <= eps2)
-    print(f"dense NumPy  float64: ok {dense_ok}, ratio_error {ratio_error:.6g}, leak {leak:.6g}")
-    if dense_ok != ok:
+    dense = ja.reference.dense_check(*(arrays[k] for k in SOLUTION_KEYS), matrix.toarray(),
+                                     eps1, eps2)
+    print(f"dense NumPy  float64: ok {dense.ok}, ratio_error {dense.ratio_error:.6g}, "
+          f"leak {dense.leak:.6g}")
+    if dense.ok != ok:
       print("DISAGREE     the dense reference and ja.verify differ: not certified")
       ok = False
   if "report_ok" in arrays and bool(arrays["report_ok"]) != bool(report.ok):

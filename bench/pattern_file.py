@@ -8,7 +8,7 @@ Formats, told apart by the file's suffix:
   .mtx, .mtx.gz    Matrix Market, coordinate or array (``scipy.io.mmwrite``)
 
 Boolean masks are read as 0/1. Entries must be finite and ≥ 0 and every row
-needs a nonzero (DESIGN §2). The pattern's N is its largest *row* count;
+needs a nonzero (docs/definitions.md). The pattern's N is its largest *row* count;
 columns with more than N nonzeros (attention sinks, global tokens) lie outside
 the theorem and are reported, not refused. Every failure is a ``CommandError``
 whose one line names the file and the problem.
@@ -20,13 +20,12 @@ import os
 import zipfile
 from typing import NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 import scipy.io
 import scipy.sparse
 
-from bench._cli import CommandError
 from jaxattn import SparsePattern
+from jaxattn_bench.errors import CommandError
 
 SUFFIXES = (".npy", ".npz", ".mtx", ".mtx.gz")
 # Keys that scipy.sparse.save_npz always writes.
@@ -101,24 +100,6 @@ def _read_npz(path: str) -> np.ndarray | scipy.sparse.sparray:
     return archive[names[0]]
 
 
-def keep_top_n(pattern: SparsePattern, top_n: int) -> tuple[SparsePattern, np.ndarray]:
-  """Pattern keeping the ``top_n`` largest entries of every row, and the dropped weight.
-
-  Within a row, slots are ranked by weight, largest first, ties broken by
-  the smaller column. Returns the new pattern (N = min(top_n, old N)) and,
-  per row, the share of the row's total weight that was dropped.
-  """
-  cols, weights, valid = (np.asarray(x) for x in pattern)
-  order = np.lexsort((cols, -weights, ~valid), axis=-1)
-  cols, weights, valid = (np.take_along_axis(x, order, axis=-1) for x in (cols, weights, valid))
-  total = np.sum(np.where(valid, weights, 0.0), axis=-1)
-  kept = min(top_n, pattern.nnz)
-  dropped = np.sum(np.where(valid[:, kept:], weights[:, kept:], 0.0), axis=-1) / total
-  trimmed = SparsePattern(cols=jnp.asarray(cols[:, :kept]), weights=jnp.asarray(weights[:, :kept]),
-                          valid=jnp.asarray(valid[:, :kept]))
-  return trimmed, dropped
-
-
 def load_pattern(path: str, top_n: int | None = None) -> UserPattern:
   """The validated pattern in ``path``, with N its largest row count.
 
@@ -138,7 +119,7 @@ def load_pattern(path: str, top_n: int | None = None) -> UserPattern:
   changes = []
   if top_n is not None:
     row_counts = np.sum(np.asarray(pattern.valid), axis=-1)
-    pattern, dropped_share = keep_top_n(pattern, top_n)
+    pattern, dropped_share = pattern.keep_top_n(top_n)
     cut = np.flatnonzero(row_counts > top_n)
     changes.append(
         f"--top-n {top_n}: kept the {top_n} largest entries of every row (ties: smaller column "

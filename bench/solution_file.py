@@ -23,8 +23,9 @@ import zipfile
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 
-from bench._cli import CommandError
+from jaxattn_bench.errors import CommandError
 from jaxattn import Report, Solution, SparsePattern
 
 FORMAT = "jaxattn-solution-1"
@@ -117,3 +118,21 @@ def format_report(report: Report, d: int, seconds: float) -> list[str]:
               + f", leak {leak[i]:.4g}" + (" > eps2" if leak[i] > eps2 else "")
               for i in failing[:_SHOWN_ROWS]]
   return lines
+
+
+def saved_matrix(arrays: dict[str, np.ndarray], path: str) -> scipy.sparse.csr_array:
+  """The L×L pattern A stored row-padded in a solution file (CommandError if malformed)."""
+  cols, weights, valid = (arrays[k] for k in PATTERN_KEYS)
+  if cols.ndim != 2 or cols.shape != weights.shape or cols.shape != valid.shape:
+    raise CommandError(f"{path}: pattern arrays must share one [L, N] shape, got "
+                       f"{cols.shape}, {weights.shape}, {valid.shape}")
+  if valid.dtype != bool or not np.issubdtype(cols.dtype, np.integer):
+    raise CommandError(f"{path}: pattern_valid must be bool and pattern_cols integer")
+  length = cols.shape[0]
+  bad = valid & ((cols < 0) | (cols >= length))
+  if bad.any():
+    row = np.flatnonzero(bad.any(axis=-1))[0]
+    raise CommandError(f"{path}: pattern row {row} has a column outside [0, {length})")
+  rows = np.broadcast_to(np.arange(length)[:, None], cols.shape)
+  return scipy.sparse.csr_array((weights[valid], (rows[valid], cols[valid])),
+                                shape=(length, length))

@@ -1,0 +1,65 @@
+"""``python -m bench beyond``: the constructions beyond the paper, side by side.
+
+Runs the ``beyond`` preset through the grid runner (resumable results store,
+the runner's figures and fit table), then measures what the runner does not
+(``jaxattn_bench.beyond``: logit ranges, Adam steps, moment_curve's largest
+L, d_min per dtype) and writes ``dmin_vs_lnL.png``, ``logit_range.png``,
+``beyond.json`` and the README "Beyond the paper" tables
+(``jaxattn_plots.beyond``).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import jax
+
+from jaxattn_bench import beyond, grid, hosts, runner
+from jaxattn_bench.errors import CommandError
+from jaxattn_bench.store import ResultsStore
+from jaxattn_plots import beyond as beyond_plots
+from jaxattn_plots import write_report
+
+
+def add_parser(subparsers) -> None:
+  parser = subparsers.add_parser("beyond", help="lstsq, optimize, moment_curve against jl: "
+                                 "d_min, logit range, precision (preset beyond + tables)",
+                                 description=__doc__.splitlines()[0])
+  parser.add_argument("--results", type=pathlib.Path, default=pathlib.Path("results/beyond.sqlite"),
+                      help="SQLite results store of the preset (resumable)")
+  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/beyond"),
+                      help="folder for the figures, fit files and beyond.json")
+  parser.add_argument("--seed", type=int, help="seed (default: the preset's)")
+  parser.set_defaults(func=main)
+
+
+def main(args) -> int:
+  start = time.perf_counter()
+  preset = grid.load_preset(beyond.PRESET)
+  seed = preset.seed if args.seed is None else args.seed
+  if seed < 0:
+    raise CommandError(f"--seed must be >= 0, got {seed}")
+  processes = hosts.Processes(0, 1)
+  with ResultsStore(args.results) as store:
+    pending = runner.pending_points(preset.points, seed, store, processes)
+    print(f"preset {preset.name}: {len(preset.points)} points, {len(pending)} to run", flush=True)
+    fresh = set()
+    if pending:
+      with runner.progress_bar(pending, True) as bar:
+        fresh = runner.run_pending(preset, pending, seed, store, processes, bar)
+    records, all_records = runner.stored_records(store, preset.points, seed)
+  print(runner.summary_table(preset.points, records, fresh))
+  print(write_report(records, args.out).text())
+  data = beyond.collect([r for r in all_records if r.seed == seed], seed)
+  data["fit"] = beyond_plots.fit_slopes(data)
+  data["seconds"] = time.perf_counter() - start
+  (args.out / "beyond.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+  written = beyond_plots.figures(data, args.out)
+  print(f"\nBeyond the paper: random_regular, eps1 = eps2 = 0.5, a_min = 0.2, T = 8 "
+        f"(moment_curve limits T = {beyond.CURVE_TRIALS}), delta = 0.1, seed {seed}, "
+        f"{jax.devices()[0].device_kind}, {data['seconds']:.0f} s\n")
+  print(beyond_plots.tables(data))
+  print(f"\nwrote {', '.join(map(str, written))}, {args.out / 'beyond.json'}")
+  return 0

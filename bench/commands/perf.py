@@ -1,0 +1,122 @@
+"""``python -m bench perf``: verification speed against the matmul ceiling, and peak memory.
+
+Times the checks of ``jaxattn_bench.perf`` round-robin after a warm-up, so
+that a loaded machine slows them alike, and prints medians of ``--repeats``
+with their throughput (2·L²·d flops per check) and the ratios a/d, b/a and
+e/a. ``--memory`` verifies once at a large L in a child process and reports
+its peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxattn as ja
+from jaxattn_bench import perf
+from jaxattn_bench.errors import CommandError
+
+MEMORY_LIMIT_GIB = 2.0
+
+
+def add_parser(subparsers) -> None:
+  parser = subparsers.add_parser("perf", help="verification speed vs NumPy and the bare matmul")
+  parser.add_argument("--length", type=int, default=4096, help="L")
+  parser.add_argument("--d", type=int, default=256, help="d (also d_max of the search grid)")
+  parser.add_argument("--nnz", type=int, default=4, help="N")
+  parser.add_argument("--repeats", type=int, default=7, help="timed runs of each, after a warm-up")
+  parser.add_argument("--per-octave", type=int, default=2,
+                      help="search grid: geometric_grid(d, per_octave) (2 gives 16 values to 256)")
+  parser.add_argument("--matmul-dtype", choices=("float32", "bfloat16"), default="float32",
+                      help="operand dtype of the JAX matmuls (accumulation stays float32)")
+  parser.add_argument("--memory", action="store_true",
+                      help="also verify once at --memory-length in a child process: peak RSS")
+  parser.add_argument("--memory-length", type=int, default=65536)
+  parser.add_argument("--memory-d", type=int, default=128)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.set_defaults(func=main)
+
+
+def speed(args) -> None:
+  length, d = args.length, args.d
+  matmul_dtype = jnp.dtype(args.matmul_dtype)
+  pattern, solution = perf.problem(args.seed, length, d, args.nnz)
+  queries, keys = solution.queries(), solution.keys()
+  host = [np.asarray(a) for a in (solution.X, solution.w_q, solution.w_k, pattern.cols,
+                                  pattern.weights, pattern.valid)]
+  dense = jax.jit(perf.dense_jax, static_argnames="matmul_dtype")
+  bare = jax.jit(perf.bare_ceiling, static_argnames="matmul_dtype")
+  fns = {
+      "(a) ja.verify": lambda: ja.verify(solution, pattern, perf.EPS1, perf.EPS2, matmul_dtype=(
+          None if matmul_dtype == jnp.float32 else matmul_dtype)),
+      "(b) NumPy float32": lambda: perf.numpy_check(*host, perf.EPS1, perf.EPS2),
+      "(c) dense JAX": lambda: dense(solution, pattern, perf.EPS1, perf.EPS2, matmul_dtype=matmul_dtype),
+      "(d) bare matmul + row max": lambda: bare(queries, keys, matmul_dtype=matmul_dtype),
+  }
+  verdicts = {name: (bool(out[0]), float(out[2])) for name, out in (
+      ("(a) ja.verify", (lambda r: (r.ok, r.ratio_error, r.leak))(fns["(a) ja.verify"]())),
+      ("(b) NumPy float32", fns["(b) NumPy float32"]()),
+      ("(c) dense JAX", fns["(c) dense JAX"]()))}
+  if length <= perf.REFERENCE_MAX_LENGTH:
+    reference = ja.reference.dense_check(*host[:3], pattern.to_dense(), perf.EPS1, perf.EPS2)
+    verdicts["float64 dense reference"] = (reference.ok, reference.leak)
+  grid = ja.geometric_grid(d, args.per_octave)
+  fns[f"(e) search, {len(grid)} d <= {d}"] = perf.search_thunk(
+      queries, keys, pattern, grid, None if matmul_dtype == jnp.float32 else matmul_dtype)
+  seconds = perf.time_round_robin(fns, args.repeats)
+
+  flops = 2.0 * length * length * d
+  print(perf.environment())
+  print(f"L={length} d={d} N={args.nnz} matmul dtype {args.matmul_dtype}; medians of "
+        f"{args.repeats} after warm-up, round-robin; GFLOP/s = 2·L²·d / time")
+  print(f"{'check':<30} {'ms':>9} {'GFLOP/s':>9}  verdict (ok, leak)")
+  for name, t in seconds.items():
+    ok_leak = verdicts.get(name)
+    note = f"  {ok_leak[0]}, {ok_leak[1]:.4g}" if ok_leak else ""
+    print(f"{name:<30} {1e3 * t:>9.1f} {flops / t / 1e9:>9.1f}{note}")
+  if "float64 dense reference" in verdicts:
+    ok, leak = verdicts["float64 dense reference"]
+    print(f"{'float64 dense reference':<30} {'':>9} {'':>9}  {ok}, {leak:.4g}  (not timed)")
+  t_a, t_b, t_d = (seconds[k] for k in ("(a) ja.verify", "(b) NumPy float32",
+                                        "(d) bare matmul + row max"))
+  t_e = seconds[f"(e) search, {len(grid)} d <= {d}"]
+  print(f"a/d  verify throughput / bare matmul throughput = {t_d / t_a:.2f}   (target >= 0.7)")
+  print(f"b/a  NumPy time / verify time                   = {t_b / t_a:.2f}   (target >= 1.5)")
+  print(f"e/a  whole-grid search / one verify at d_max     = {t_e / t_a:.2f}   (target <= 1.5); "
+        f"grid {grid}")
+  if len({v[0] for v in verdicts.values()}) != 1:
+    raise CommandError(f"the checks disagree on ok: {verdicts}", status=1)
+
+
+def memory(args) -> None:
+  length, d = args.memory_length, args.memory_d
+  command = [sys.executable, "-m", "jaxattn_bench.perf", str(length), str(d), str(args.nnz),
+             str(args.seed)]
+  child = subprocess.run(command, capture_output=True, text=True)
+  if child.returncode != 0:
+    raise CommandError(f"child verification failed: {child.stderr.strip().splitlines()[-1:]}",
+                       status=1)
+  result = json.loads(child.stdout.strip().splitlines()[-1])
+  peak_gib = result["peak_rss_kib"] / 2**20
+  dense_gib = 4.0 * length * length / 2**30
+  print(f"memory: L={length} d={d} N={args.nnz}: build {result['build_s']:.1f} s, verify "
+        f"{result['verify_s']:.1f} s ({2.0 * length * length * d / result['verify_s'] / 1e9:.1f} "
+        f"GFLOP/s), ok={result['ok']} leak={result['leak']:.4g}; peak RSS of the process "
+        f"{peak_gib:.2f} GiB (limit {MEMORY_LIMIT_GIB} GiB; a dense float32 ℓ alone: "
+        f"{dense_gib:.0f} GiB)")
+  if peak_gib >= MEMORY_LIMIT_GIB:
+    raise CommandError(f"peak RSS {peak_gib:.2f} GiB >= {MEMORY_LIMIT_GIB} GiB", status=1)
+
+
+def main(args) -> int:
+  if min(args.length, args.d, args.nnz, args.repeats, args.memory_length, args.memory_d) < 1:
+    raise CommandError("--length, --d, --nnz, --repeats and the memory sizes must be positive")
+  if args.memory:
+    memory(args)
+  speed(args)
+  return 0

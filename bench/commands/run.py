@@ -1,0 +1,80 @@
+"""``python -m bench run``: minimal d over a preset grid -> results store -> figures -> fit.
+
+Finished points are stored at once (``jaxattn_bench.store``); a rerun skips
+them, so an interrupted run resumes where it stopped. At the end: a summary
+table, the figures and the fit table (``jaxattn_plots``), and optionally a
+tidy CSV. The work itself: ``jaxattn_bench.runner``; several processes:
+``jaxattn_bench.hosts``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+
+from jaxattn_bench import grid, hosts, runner
+from jaxattn_bench.errors import CommandError
+from jaxattn_bench.store import ResultsStore, export_csv
+
+
+def add_parser(subparsers) -> None:
+  parser = subparsers.add_parser("run", help="search the minimal d over a preset grid",
+                                 description=__doc__.splitlines()[0])
+  parser.add_argument("--preset", default="quick", metavar="NAME|PATH.toml",
+                      help=f"one of {grid.preset_names()} or a TOML file (default: quick)")
+  parser.add_argument("--results", type=pathlib.Path, metavar="PATH",
+                      help="SQLite results file (default: results/<preset>.sqlite)")
+  parser.add_argument("--seed", type=int, help="seed of every point's key (default: the preset's)")
+  parser.add_argument("--export-csv", type=pathlib.Path, metavar="PATH",
+                      help="also write every stored point as a tidy CSV, one row per (point, d)")
+  parser.add_argument("--figures", type=pathlib.Path, metavar="DIR",
+                      help="folder for figures and fit files (default: results path without "
+                           "its suffix)")
+  parser.add_argument("--no-figures", action="store_true", help="skip figures and the fit")
+  parser.add_argument("--plan", action="store_true",
+                      help="list the points and their work, then stop (nothing is run)")
+  hosts.add_arguments(parser)
+  parser.set_defaults(func=main)
+
+
+def main(args) -> int:
+  processes = hosts.initialize(args)
+  preset = grid.load_preset(args.preset)
+  seed = preset.seed if args.seed is None else args.seed
+  if seed < 0:
+    raise CommandError(f"--seed must be >= 0, got {seed}")
+  points = preset.points
+  if args.plan:
+    names = runner.varying_axes(points)
+    for point in points:
+      print(f"{runner.describe(point, names)} d_max={point.d_grid[-1]} G={len(point.d_grid)} "
+            f"T={point.trials} work={runner.point_work(point):.3g}")
+    print(f"{len(points)} points, total work Σ T·L²·d_max = {sum(map(runner.point_work, points)):.3g} "
+          "multiply-adds")
+    return 0
+  results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
+  lead = processes.index == 0
+  with (ResultsStore(results) if lead else runner.NoStore()) as store:
+    pending = runner.pending_points(points, seed, store, processes)
+    if lead:
+      print(f"preset {preset.name}: {len(points)} points, {len(points) - len(pending)} stored in "
+            f"{results}, {len(pending)} to run on {jax.default_backend()} "
+            f"({jax.devices()[0].device_kind})"
+            + (f", {processes.count} processes" if processes.count > 1 else ""), flush=True)
+    fresh = set()
+    if pending:
+      with runner.progress_bar(pending, lead) as bar:
+        fresh = runner.run_pending(preset, pending, seed, store, processes, bar)
+    if not lead:
+      return 0
+    records, all_records = runner.stored_records(store, points, seed)
+  print(runner.summary_table(points, records, fresh))
+  if args.export_csv:
+    export_csv(all_records, args.export_csv)
+    print(f"wrote {len(all_records)} points to {args.export_csv}")
+  if not args.no_figures:
+    from jaxattn_plots import write_report  # matplotlib only when figures are wanted
+    print(write_report(records, args.figures or results.with_suffix("")).text())
+  return 0
+

@@ -1,0 +1,179 @@
+"""The grid runner: minimal d for each point of a preset, split over processes, into a results store.
+
+For every point (``grid.Point``), d_min comes from ``ja.min_d`` with T
+vmapped trials, keyed by the seed and the point's parameters
+(``grid.point_key``). With several processes (``hosts``) the pending points
+are split by cost; each round every process runs its next point, the
+results are all-gathered, and process 0 alone stores them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+import jax
+import jaxlib
+import numpy as np
+from tqdm import tqdm
+
+import jaxattn as ja
+from jaxattn_bench import grid, hosts
+from jaxattn_bench.store import Record, canonical, record_key
+
+# Rough cost model: seconds ∝ T·L²·(d_max + 330·G) + a compile.
+_LEVEL_COST, _COMPILE_COST = 330, 7e10
+
+
+def point_work(point: grid.Point) -> float:
+  """Σ over trials of the verification matmul size T·L²·d_max (multiply-adds)."""
+  return float(point.trials) * point.length**2 * point.d_grid[-1]
+
+
+def point_cost(point: grid.Point) -> float:
+  """The progress bar's and the work split's cost model of a point (``_LEVEL_COST``, ``_COMPILE_COST``)."""
+  levels = len(point.d_grid)
+  return point.trials * point.length**2 * (point.d_grid[-1] + _LEVEL_COST * levels) + _COMPILE_COST
+
+
+def _git_commit() -> str | None:
+  root = pathlib.Path(__file__).resolve().parent.parent
+  try:
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                            "--untracked-files=no"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+  return commit + ("-dirty" if dirty else "")
+
+
+def environment(preset: grid.Preset, seed: int) -> dict:
+  """Run metadata for the store (``bench.store.RUN_FIELDS``)."""
+  device = jax.devices()[0]
+  return dict(started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              preset=preset.name, preset_source=preset.source, seed=seed,
+              argv=" ".join(sys.argv), jax_version=jax.__version__,
+              jaxlib_version=jaxlib.__version__, backend=jax.default_backend(),
+              device_kind=device.device_kind, device_count=jax.device_count(),
+              git_commit=_git_commit(), python=platform.python_version(),
+              platform=platform.platform())
+
+
+def solve_point(point: grid.Point, seed: int) -> ja.MinDResult:
+  """d_min of one point: ``ja.min_d`` with the point's key, sampler and settings, in ``precision``."""
+  with ja.dtype_context(point.dtype):
+    return ja.min_d(grid.point_key(seed, point), point.sampler(), point.d_grid, eps1=point.eps1,
+                    eps2=point.eps2, method=point.method, trials=point.trials, delta=point.delta,
+                    dtype=point.dtype)
+
+
+def theory_dim(point: grid.Point) -> int | None:
+  """``ja.theory.jl_dim`` of the point; None when δ = 0 (no finite bound)."""
+  if point.delta == 0:
+    return None
+  return ja.theory.jl_dim(point.length, point.nnz, point.eps1, point.eps2, point.a_min,
+                          point.delta)
+
+
+def describe(point: grid.Point, names: list[str]) -> str:
+  return " ".join(f"{name}={getattr(point, name)}" for name in names)
+
+
+def varying_axes(points) -> list[str]:
+  names = [n for n in grid.AXES if len({getattr(p, n) for p in points}) > 1]
+  return names or ["length"]
+
+
+def summary_table(points, records, fresh: set) -> str:
+  """Summary: one line per preset point (the axes that vary), d_min, jl_dim, seconds."""
+  names = varying_axes(points)
+  widths = [max(len(n), *(len(str(getattr(p, n))) for p in points)) for n in names]
+  header = " ".join(f"{n:>{w}}" for n, w in zip(names, widths))
+  lines = [f"{header} {'d_min':>7} {'top d':>6} {'jl_dim':>7} {'seconds':>8}  status"]
+  for point, record in zip(points, records):
+    cells = " ".join(f"{str(getattr(point, n)):>{w}}" for n, w in zip(names, widths))
+    d_min = str(record.d_min) if record.d_min is not None else "> top"
+    status = "new" if record_key(record) in fresh else "stored"
+    lines.append(f"{cells} {d_min:>7} {int(record.d[-1]):>6} {str(record.jl_dim):>7} "
+                 f"{record.wall_s:>8.1f}  {status}")
+  return "\n".join(lines)
+
+
+def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, bar, names):
+  """Runs ``pending`` split over the processes; process 0 stores each round's results.
+
+  ``bar`` is a tqdm-like progress bar (``set_description``, ``update`` by cost).
+  Returns the (canonical params, seed) of the points stored.
+  """
+  shares = hosts.split_work([point_cost(p) for p in pending], processes.count)
+  levels = max(len(p.d_grid) for p in pending)
+  fresh = set()
+  for round_ in range(max(map(len, shares))):
+    counts = np.zeros((processes.count, levels), np.int32)
+    walls = np.zeros(processes.count, np.float32)
+    mine = shares[processes.index][round_:round_ + 1]
+    for index in mine:
+      point = pending[index]
+      count = len(shares[processes.index])
+      bar.set_description(f"{round_ + 1}/{count} {describe(point, names)}")
+      start = time.perf_counter()
+      counts[processes.index, :len(point.d_grid)] = solve_point(point, seed).successes
+      walls[processes.index] = time.perf_counter() - start
+    counts, walls = hosts.gather_sum(counts, processes), hosts.gather_sum(walls, processes)
+    for process, share in enumerate(shares):
+      if round_ < len(share) and store is not None:
+        point = pending[share[round_]]
+        result = ja.MinDResult.from_counts(point.d_grid, counts[process, :len(point.d_grid)],
+                                           point.trials, point.delta)
+        store.add(run_id, point.params(), seed, result, theory_dim(point), float(walls[process]))
+        fresh.add((canonical(point.params()), seed))
+        bar.update(point_cost(point))
+  return fresh
+
+
+class NoStore:
+  """Stands in for the results store on processes other than 0: they neither read nor write it."""
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return None
+
+  def finished(self) -> set:
+    return set()
+
+
+def pending_points(points, seed: int, store, processes: hosts.Processes) -> list[grid.Point]:
+  """The points not yet stored for ``seed``, as process 0's store says (broadcast to all)."""
+  done = store.finished()
+  is_pending = hosts.broadcast(np.array(
+      [(canonical(p.params()), seed) not in done for p in points]), processes)
+  return [p for p, flag in zip(points, is_pending) if flag]
+
+
+def run_pending(preset: grid.Preset, pending, seed: int, store, processes: hosts.Processes,
+                bar) -> set:
+  """Records the run's environment (process 0) and runs ``pending``: ``run_rounds``."""
+  run_id = store.start_run(environment(preset, seed)) if processes.index == 0 else None
+  return run_rounds(pending, seed, processes, store if processes.index == 0 else None, run_id,
+                    bar, varying_axes(preset.points))
+
+
+def stored_records(store, points, seed: int) -> tuple[list[Record], list[Record]]:
+  """(the records of ``points`` at ``seed``, in order; every record in the store)."""
+  by_key = {record_key(r): r for r in store.records()}
+  return [by_key[(canonical(p.params()), seed)] for p in points], list(by_key.values())
+
+
+def progress_bar(pending, shown: bool) -> tqdm:
+  """A progress bar with ETA over the points' cost (``point_cost``); on stderr."""
+  return tqdm(total=sum(map(point_cost, pending)),
+              bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
+              file=sys.stderr, dynamic_ncols=True, disable=not shown)

@@ -1,0 +1,42 @@
+"""A dense float64 NumPy check of the (ε1, ε2)-approximation, straight from the definitions.
+
+For small L: it forms the L×L logits. ``bench check`` uses it to re-check a
+saved solution independently of the streaming kernel, and the tests to
+check constructions (docs/definitions.md).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class DenseReport(NamedTuple):
+  """Figures of ``dense_check``, NumPy float64; ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2."""
+
+  ok: bool
+  ratio_error: float  # exp(max_i spread_i) − 1
+  leak: float         # exp(max_i gap_i)
+  spread: np.ndarray  # [L]
+  gap: np.ndarray     # [L]; −inf for a row whose support is every column
+
+
+def dense_check(x, w_q, w_k, a, eps1: float, eps2: float) -> DenseReport:
+  """(ε1, ε2) check of ℓ = (X W_Q)(X W_K)ᵀ against a dense A, in float64:
+
+    spread_i = max_{j∈S_i}(ℓ_ij − ln A_ij) − min_{j∈S_i}(ℓ_ij − ln A_ij),
+    gap_i    = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij,   S_i = {j : A_ij > 0},
+
+  ratio_error = exp(max_i spread_i) − 1, leak = exp(max_i gap_i).
+  """
+  x, w_q, w_k, a = (np.asarray(m, np.float64) for m in (x, w_q, w_k, a))
+  logits = (x @ w_q) @ (x @ w_k).T
+  support = a > 0
+  shifted = logits - np.log(np.where(support, a, 1.0))
+  spread = (np.max(np.where(support, shifted, -np.inf), axis=-1)
+            - np.min(np.where(support, shifted, np.inf), axis=-1))
+  gap = (np.max(np.where(support, -np.inf, logits), axis=-1)
+         - np.min(np.where(support, logits, np.inf), axis=-1))
+  ratio_error, leak = float(np.expm1(spread.max())), float(np.exp(gap.max()))
+  return DenseReport(ratio_error <= eps1 and leak <= eps2, ratio_error, leak, spread, gap)
