@@ -150,6 +150,27 @@ class TestOptimizeLoop(chex.TestCase):
     np.testing.assert_array_equal(hard.queries[:, 8:], 0.0)
     np.testing.assert_array_equal(hard.keys[:, 8:], 0.0)
 
+  def test_excess_is_the_reference_figures_shifted_by_the_margins(self):
+    """optimize's loss sees the conditions of ``ja.reference.dense_check``, shifted by its margins.
+
+    max ratio excess = max_i spread_i − (1 − s) ln(1 + ε1) and max zeros excess
+    = max_i gap_i − ln ε2 + s ln(1 + ε1), with spread and gap from the dense
+    float64 reference; guards a loss whose pairs or margins drift from the
+    definitions (the stopping test and the hinge both read ``excess``).
+    """
+    p = _pattern(32, 2)
+    queries, keys = construct.METHODS["lstsq"](KEY, p, 6, 6, EPS1, EPS2)
+    slack = 0.3
+    ratio, zeros = optimize.excess(queries, keys, p, EPS1, EPS2, slack)
+    identity = np.eye(6)
+    dense = ja.reference.dense_check(np.concatenate([queries, keys], 1), np.vstack(
+        [identity, 0 * identity]), np.vstack([0 * identity, identity]), p.to_dense(), EPS1, EPS2)
+    margin = np.log1p(EPS1)
+    np.testing.assert_allclose(np.max(ratio), dense.spread.max() - (1 - slack) * margin,
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.max(zeros), dense.gap.max() - np.log(EPS2) + slack * margin,
+                               rtol=1e-4, atol=1e-4)
+
   def test_queries_only_keeps_keys(self):
     p = _pattern(16, 2)
     result = optimize.optimize_run(KEY, p, 16, 16, EPS1, EPS2, train_keys=False, max_steps=5)
