@@ -176,11 +176,12 @@ def resolve_dtype(dtype) -> tuple[jnp.dtype, jnp.dtype]:
   """(evaluation dtype, compute dtype) for ``dtype`` in ``DTYPES`` (a name or a dtype); None: float32.
 
   Constructions compute in float64 for float64 and in float32 otherwise, then
-  round to the evaluation dtype. ValueError for other dtypes, and for float64
-  unless ``jax_enable_x64`` is set.
+  round to the evaluation dtype. The default is float32 whatever the global
+  ``jax_enable_x64`` flag says, so float32 results do not depend on it.
+  ValueError for other dtypes, and for float64 unless ``jax_enable_x64`` is set.
   """
   if dtype is None:
-    dtype = jnp.asarray(0.0).dtype
+    dtype = "float32"
   names = {jnp.dtype(v).name: jnp.dtype(v) for v in DTYPES.values()}
   name = dtype if isinstance(dtype, str) else getattr(jnp.dtype(dtype), "name", None)
   if name not in names:

@@ -182,9 +182,8 @@ def _from_coo(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, length: in
   weights[rows, slot] = values
   valid = np.zeros((length, nnz), dtype=bool)
   valid[rows, slot] = True
-  float_dtype = jnp.asarray(0.0).dtype  # float32, or float64 under jax_enable_x64
   return SparsePattern(cols=jnp.asarray(pad_cols, jnp.int32),
-                       weights=jnp.asarray(weights, float_dtype),
+                       weights=jnp.asarray(weights, jnp.float32),  # whatever jax_enable_x64 says
                        valid=jnp.asarray(valid))
 
 

@@ -20,8 +20,8 @@ _static = functools.partial(jax.jit, static_argnames=("length", "nnz", "a_min"))
 
 
 def _log_uniform(key: PRNGKeyArray, shape: tuple[int, ...], a_min: float) -> Float[Array, "..."]:
-  """Samples exp(U(ln a_min, 0)) ∈ [a_min, 1]."""
-  return jnp.exp(jax.random.uniform(key, shape, minval=jnp.log(a_min), maxval=0.0))
+  """Samples exp(U(ln a_min, 0)) ∈ [a_min, 1] in float32, whether or not 64-bit JAX is enabled."""
+  return jnp.exp(jax.random.uniform(key, shape, jnp.float32, minval=jnp.log(a_min), maxval=0.0))
 
 
 def _check(length: int, nnz: int, a_min: float) -> None:

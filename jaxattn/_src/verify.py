@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Bool, Float
 
-from jaxattn._src.base import HIGHEST, Solution, check_eps, resolve_dtype
+from jaxattn._src.base import HIGHEST, Solution, cast_pattern, check_eps, resolve_dtype
 from jaxattn._src.pattern import SparsePattern
 
 DEFAULT_BLOCK = 512
@@ -258,6 +258,8 @@ def row_ok(stats: RowStats, eps1, eps2) -> Bool[Array, "... L"]:
 def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, block_size, matmul_dtype,
             mesh) -> Report:
   queries, keys = solution.queries(), solution.keys()
+  # ln A in float32, or in float64 for a float64 X (weights are stored in float32)
+  pattern = cast_pattern(pattern, jnp.promote_types(queries.dtype, jnp.float32))
   ones = jnp.ones((1,), queries.dtype)
   stats = jax.tree.map(lambda s: s[0], row_stats(
       queries, keys, pattern, (queries.shape[-1],), ones, block_size=block_size, full=True,
