@@ -20,7 +20,7 @@ import sys
 # JAX, check. NumPy's own time is unchanged: a call wakes its threads.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from jaxattn_bench.errors import CommandError  # noqa: E402  (after the environment is set)
+from jaxattn_bench.errors import CommandError, report_internal_error  # noqa: E402  (after the environment)
 
 COMMANDS = ("run", "min_d", "solve", "check", "perf", "beyond")
 
@@ -40,3 +40,5 @@ def main(argv: list[str] | None = None, prog: str = "jaxattn") -> int:
   except KeyboardInterrupt:
     print(f"{prog} {args.command}: interrupted", file=sys.stderr)
     return 130
+  except Exception:  # a bug, not a verdict: exit 3 and a log, never 1 ("not certified")
+    return report_internal_error(f"{prog} {args.command}")

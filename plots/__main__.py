@@ -6,7 +6,7 @@ import argparse
 import pathlib
 import sys
 
-from jaxattn_bench.errors import CommandError
+from jaxattn_bench.errors import CommandError, report_internal_error
 from jaxattn_bench.store import ResultsStore
 from jaxattn_plots.report import write_report
 
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
   except CommandError as error:
     print(f"python -m plots: error: {error}", file=sys.stderr)
     return error.status
+  except Exception:  # a bug: exit 3 and a log with the traceback
+    return report_internal_error("python -m plots")
   return 0
 
 
