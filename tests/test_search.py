@@ -133,7 +133,7 @@ def test_from_counts_needs_the_full_one_minus_delta():
 
 
 def _per_trial_successes(key, sampler, d_grid, trials):
-  """Σ_t verify_grid(method_keys[t], sampler(pattern_keys[t])): ``min_d``'s count, trial by trial."""
+  """Σ_t verify_grid(method_keys[t], sampler(pattern_keys[t])): min_d's count, trial by trial."""
   pattern_keys, method_keys = ja.trial_keys(key, trials)
   return sum(ja.verify_grid(method_keys[t], sampler(pattern_keys[t]), d_grid, eps1=EPS1,
                             eps2=EPS2).astype(int) for t in range(trials))
