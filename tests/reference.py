@@ -10,7 +10,7 @@ import numpy as np
 
 
 def reference_figures(x, w_q, w_k, a) -> dict:
-  """ratio_error, leak (overall and per row), outside mass of row-softmax((X W_Q)(X W_K)ᵀ) vs A."""
+  """ratio_error, leak (overall, per row), outside mass of row-softmax((X W_Q)(X W_K)ᵀ) vs A."""
   x, w_q, w_k, a = (np.asarray(v, np.float64) for v in (x, w_q, w_k, a))
   logits = (x @ w_q) @ (x @ w_k).T
   p = np.exp(logits - logits.max(axis=1, keepdims=True))
