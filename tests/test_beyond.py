@@ -10,7 +10,7 @@ import pytest
 
 import jaxattn as ja
 from jaxattn import construct
-from jaxattn._src import base, moment_curve, optimize
+from jaxattn._src import base, lstsq, moment_curve, optimize
 from tests.reference import reference_figures, reference_ok
 
 KEY = jax.random.PRNGKey(0)
@@ -104,9 +104,10 @@ def test_factors_padded_to_width_equal_factors_at_d(method):
   """factors(d, width) = [factors(d, d), 0] with d traced: what min_d relies on."""
   p = _pattern(16, 2)
   factors = jax.jit(construct.METHODS[method], static_argnums=3)
-  for d in (3, 8):
+  for d in (4, 6):  # ≥ 2N: moment_curve's factors are zero below
     wide, narrow = factors(KEY, p, jnp.asarray(d), 8, EPS1, EPS2), factors(KEY, p, d, d, EPS1, EPS2)
     for w, n in zip(wide, narrow):
+      assert np.all(np.any(np.asarray(n) != 0, axis=-1))  # a nonzero row each: not 0 == 0
       np.testing.assert_allclose(w[:, :d], n, rtol=1e-4, atol=1e-4 * float(jnp.max(jnp.abs(n))))
       np.testing.assert_array_equal(w[:, d:], 0.0)
 
@@ -120,6 +121,19 @@ def test_lstsq_support_logits_are_exact_and_keys_unit():
   # keys do not depend on A
   other = ja.construct.lstsq(KEY, _pattern(64, 2, jax.random.PRNGKey(9)), 16, EPS1, EPS2)
   chex.assert_trees_all_equal(sol.keys(), other.keys())
+
+
+def test_lstsq_shift_is_clipped_below_at_c_jl():
+  """Guards the lower clip c_i ≥ c_jl,i of ``lstsq``: in bfloat16 at ε1 = ε2 = 0.1 the rounding
+  cap is below c_jl,i, so without the clip the support logits would sit only cap above ln A."""
+  eps1, eps2, d = 0.1, 0.1, 32
+  p = _pattern(32, 2)
+  c_jl = np.asarray(construct.target_logits(p, eps1, eps2) - p.log_weights)
+  assert float(lstsq.precision_shift(eps1, p.nnz, d, jnp.bfloat16)) < c_jl.min()
+  factors = jax.jit(construct.METHODS["lstsq"], static_argnums=3, static_argnames="dtype")
+  queries, keys = factors(KEY, p, d, d, eps1, eps2, dtype=jnp.bfloat16)
+  support = jnp.take_along_axis(queries @ keys.T, p.cols, axis=1)
+  np.testing.assert_allclose(support - p.log_weights, c_jl, rtol=1e-5)
 
 
 def test_moment_curve_depth_is_the_minimum_over_all_outside_points():
@@ -162,14 +176,26 @@ class TestOptimizeLoop(chex.TestCase):
     queries, keys = construct.METHODS["lstsq"](KEY, p, 6, 6, EPS1, EPS2)
     slack = 0.3
     ratio, zeros = optimize.excess(queries, keys, p, EPS1, EPS2, slack)
-    identity = np.eye(6)
-    dense = ja.reference.dense_check(np.concatenate([queries, keys], 1), np.vstack(
-        [identity, 0 * identity]), np.vstack([0 * identity, identity]), p.to_dense(), EPS1, EPS2)
+    sol = construct.solution_from_factors(queries, keys)
+    dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), EPS1, EPS2)
     margin = np.log1p(EPS1)
     np.testing.assert_allclose(np.max(ratio), dense.spread.max() - (1 - slack) * margin,
                                rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.max(zeros), dense.gap.max() - np.log(EPS2) + slack * margin,
                                rtol=1e-4, atol=1e-4)
+
+  def test_stops_with_half_the_margin(self):
+    """Guards the stopping margin SLACK/2: the loop stops only once the float64 dense check
+    passes with spread ≤ (1 − SLACK/2) ln(1 + ε1) and gap ≤ ln ε2 − SLACK/2 ln(1 + ε1)
+    (with margin 0 it stops earlier, at spread ≈ ln(1 + ε1))."""
+    p = _pattern(32, 2)
+    result = optimize.optimize_run(KEY, p, 6, 6, EPS1, EPS2)
+    assert int(result.steps) > 0 and bool(result.passed)
+    sol = construct.solution_from_factors(result.queries, result.keys)
+    rep = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), EPS1, EPS2)
+    margin, rounding = optimize.SLACK / 2 * np.log1p(EPS1), 1e-4
+    assert rep.spread.max() <= np.log1p(EPS1) - margin + rounding
+    assert rep.gap.max() <= np.log(EPS2) - margin + rounding
 
   def test_queries_only_keeps_keys(self):
     p = _pattern(16, 2)

@@ -1,6 +1,7 @@
 """min_d: nested-prefix search, consistency with per-d construction, compilation."""
 
 import functools
+from unittest import mock
 
 import jax
 import numpy as np
@@ -53,26 +54,34 @@ def test_unreached_grid_gives_none():
   np.testing.assert_array_equal(res.successes, [0, 0])
 
 
+def _count_traces():
+  """Patch ``grid_success`` with a counting wrapper: ``min_d`` calls it once per trace."""
+  return mock.patch.object(search, "grid_success", wraps=search.grid_success)
+
+
 def test_compiles_once_for_the_whole_grid():
-  traces = []
+  sampler_traces = []
 
   def counting_sampler(key):
-    traces.append(1)  # runs at trace time only
+    sampler_traces.append(1)  # runs at trace time only
     return ja.patterns.random_regular(key, length=32, nnz=1, a_min=0.2)
 
-  compiled = search._success_counts._cache_size()
-  ja.min_d(jax.random.PRNGKey(0), counting_sampler, GRID, eps1=EPS1, eps2=EPS2, trials=4)
-  ja.min_d(jax.random.PRNGKey(1), counting_sampler, GRID, eps1=0.3, eps2=0.2, trials=4)
-  assert search._success_counts._cache_size() == compiled + 1  # new key, new eps: no recompile
-  assert len(traces) <= 2  # one shape probe and one trace, not one per grid d
+  with _count_traces() as traced:
+    ja.min_d(jax.random.PRNGKey(0), counting_sampler, GRID, eps1=EPS1, eps2=EPS2, trials=4)
+    ja.min_d(jax.random.PRNGKey(1), counting_sampler, GRID, eps1=0.3, eps2=0.2, trials=4)
+  assert traced.call_count == 1  # one trace for the whole grid; new key, new eps: no retrace
+  assert len(sampler_traces) <= 2  # one shape probe and one trace, not one per grid d
 
 
 @pytest.mark.parametrize("length", [16, 64])
 def test_empirical_d_min_is_below_theory(length):
-  res = ja.min_d(jax.random.PRNGKey(2), _sampler(length, nnz=2), GRID + (4096,), eps1=EPS1,
-                 eps2=EPS2, trials=4, delta=0.1)
+  """At d = jl_dim every trial succeeds (the bound holds), and d_min is found strictly below it."""
   bound = ja.theory.jl_dim(length, 2, EPS1, EPS2, 0.2, delta=0.1)
-  assert res.d_min is not None and res.d_min <= bound
+  assert GRID[-1] < bound
+  res = ja.min_d(jax.random.PRNGKey(2), _sampler(length, nnz=2), GRID + (bound,), eps1=EPS1,
+                 eps2=EPS2, trials=4, delta=0.1)
+  assert res.successes[-1] == 4
+  assert res.d_min is not None and res.d_min < bound
 
 
 def test_clopper_pearson_known_values():
@@ -100,11 +109,12 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_equal_samplers_share_one_compilation():
-  compiled = search._success_counts._cache_size()
-  for seed, eps1 in ((0, 0.5), (1, 0.3)):
-    sampler = ja.patterns.Sampler("random_regular", length=16, nnz=1, a_min=0.2)
-    ja.min_d(jax.random.PRNGKey(seed), sampler, (4, 8, 16), eps1=eps1, eps2=EPS2, trials=2)
-  assert search._success_counts._cache_size() == compiled + 1
+  with _count_traces() as traced:
+    for seed, eps1 in ((0, 0.5), (1, 0.3)):
+      # settings used by no other test, so nothing is cached before the first call
+      sampler = ja.patterns.Sampler("random_regular", length=16, nnz=1, a_min=0.3)
+      ja.min_d(jax.random.PRNGKey(seed), sampler, (4, 8, 16), eps1=eps1, eps2=EPS2, trials=2)
+  assert traced.call_count == 1
 
 
 def test_sampler_validates():
@@ -112,3 +122,51 @@ def test_sampler_validates():
     ja.patterns.Sampler("nope", length=8, nnz=2)
   with pytest.raises(ValueError, match="nnz <= length"):
     ja.patterns.Sampler("banded", length=8, nnz=9)
+
+
+def test_from_counts_needs_the_full_one_minus_delta():
+  """Guards ``needed = ceil((1 − δ)T)``: with floor, 7/8 = 0.875 < 0.9 would pass at δ = 0.1."""
+  res = ja.MinDResult.from_counts((4, 8, 16), np.array([6, 7, 8]), trials=8, delta=0.1)
+  assert res.d_min == 16
+  exact = ja.MinDResult.from_counts((4, 8), np.array([8, 9]), trials=10, delta=0.1)
+  assert exact.d_min == 8  # 9/10 = 1 − δ exactly passes despite (1 − 0.1)·10 rounding
+
+
+def _per_trial_successes(key, sampler, d_grid, trials):
+  """Σ_t verify_grid(method_keys[t], sampler(pattern_keys[t])): min_d's count, trial by trial."""
+  pattern_keys, method_keys = ja.trial_keys(key, trials)
+  return sum(ja.verify_grid(method_keys[t], sampler(pattern_keys[t]), d_grid, eps1=EPS1,
+                            eps2=EPS2).astype(int) for t in range(trials))
+
+
+MIXED_GRID = (362, 609, 2048)  # the trials of key 0 pass at different d here
+MIXED_SAMPLER = ja.patterns.Sampler("random_regular", length=32, nnz=2, a_min=0.2)
+
+
+def test_trials_use_independent_pattern_and_method_keys():
+  """Guards against one key serving both the pattern and the construction of a trial.
+
+  trial_keys gives 2T distinct keys, and min_d's counts are those of building with
+  method_keys[t] on sampler(pattern_keys[t]); with the pattern key passed to the
+  construction the counts differ on this grid.
+  """
+  key, trials = jax.random.PRNGKey(0), 4
+  pattern_keys, method_keys = ja.trial_keys(key, trials)
+  all_keys = np.concatenate([jax.random.key_data(k) for k in (pattern_keys, method_keys)])
+  assert len({tuple(k) for k in all_keys}) == 2 * trials
+  expected = _per_trial_successes(key, MIXED_SAMPLER, MIXED_GRID, trials)
+  assert np.any((0 < expected) & (expected < trials))  # some trials pass where others fail
+  res = ja.min_d(key, MIXED_SAMPLER, MIXED_GRID, eps1=EPS1, eps2=EPS2, trials=trials)
+  np.testing.assert_array_equal(res.successes, expected)
+
+
+def test_padding_trials_are_not_counted(monkeypatch):
+  """Guards the sum over ``success[:trials]``: 3 trials in batches of 2 pad one trial (a repeat
+  of trial 0), which must not be counted."""
+  monkeypatch.setattr(search, "_trial_batch", lambda *args: 2)
+  key = jax.random.PRNGKey(0)
+  res = ja.min_d(key, MIXED_SAMPLER, MIXED_GRID, eps1=EPS1, eps2=EPS2, trials=3)
+  expected = _per_trial_successes(key, MIXED_SAMPLER, MIXED_GRID, 3)
+  assert expected[-1] == 3  # trial 0 succeeds at the top, so a counted repeat would show
+  np.testing.assert_array_equal(res.successes, expected)
+  assert np.all(res.successes <= 3)
