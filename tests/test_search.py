@@ -60,10 +60,10 @@ def test_compiles_once_for_the_whole_grid():
     traces.append(1)  # runs at trace time only
     return ja.patterns.random_regular(key, length=32, nnz=1, a_min=0.2)
 
-  compiled = search._success_counts._cache_size()
+  compiled = search._trial_verdicts._cache_size()
   ja.min_d(jax.random.PRNGKey(0), counting_sampler, GRID, eps1=EPS1, eps2=EPS2, trials=4)
   ja.min_d(jax.random.PRNGKey(1), counting_sampler, GRID, eps1=0.3, eps2=0.2, trials=4)
-  assert search._success_counts._cache_size() == compiled + 1  # new key, new eps: no recompile
+  assert search._trial_verdicts._cache_size() == compiled + 1  # new key, new eps: no recompile
   assert len(traces) <= 2  # one shape probe and one trace, not one per grid d
 
 
@@ -100,11 +100,11 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_equal_samplers_share_one_compilation():
-  compiled = search._success_counts._cache_size()
+  compiled = search._trial_verdicts._cache_size()
   for seed, eps1 in ((0, 0.5), (1, 0.3)):
     sampler = ja.patterns.Sampler("random_regular", length=16, nnz=1, a_min=0.2)
     ja.min_d(jax.random.PRNGKey(seed), sampler, (4, 8, 16), eps1=eps1, eps2=EPS2, trials=2)
-  assert search._success_counts._cache_size() == compiled + 1
+  assert search._trial_verdicts._cache_size() == compiled + 1
 
 
 def test_sampler_validates():
