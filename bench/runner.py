@@ -113,9 +113,10 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
   """
   shares = hosts.split_work([point_cost(p) for p in pending], processes.count)
   levels = max(len(p.d_grid) for p in pending)
+  most_trials = max(p.trials for p in pending)
   fresh = set()
   for round_ in range(max(map(len, shares))):
-    counts = np.zeros((processes.count, levels), np.int32)
+    verdicts = np.zeros((processes.count, most_trials, levels), np.int8)
     walls = np.zeros(processes.count, np.float32)
     mine = shares[processes.index][round_:round_ + 1]
     for index in mine:
@@ -123,14 +124,15 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
       count = len(shares[processes.index])
       bar.set_description(f"{round_ + 1}/{count} {describe(point, names)}")
       start = time.perf_counter()
-      counts[processes.index, :len(point.d_grid)] = solve_point(point, seed).successes
+      verdicts[processes.index, :point.trials, :len(point.d_grid)] = solve_point(point,
+                                                                                 seed).verdicts
       walls[processes.index] = time.perf_counter() - start
-    counts, walls = hosts.gather_sum(counts, processes), hosts.gather_sum(walls, processes)
+    verdicts, walls = hosts.gather_sum(verdicts, processes), hosts.gather_sum(walls, processes)
     for process, share in enumerate(shares):
       if round_ < len(share) and store is not None:
         point = pending[share[round_]]
-        result = ja.MinDResult.from_counts(point.d_grid, counts[process, :len(point.d_grid)],
-                                           point.trials, point.delta)
+        result = ja.MinDResult.from_verdicts(
+            point.d_grid, verdicts[process, :point.trials, :len(point.d_grid)], point.delta)
         store.add(run_id, point.params(), seed, result, theory_dim(point), float(walls[process]))
         fresh.add((canonical(point.params()), seed))
         bar.update(point_cost(point))
