@@ -90,17 +90,31 @@ def varying_axes(points) -> list[str]:
   return names or ["length"]
 
 
+def _grid_d(d: float, bound: bool = True) -> str:
+  """A grid d; an estimate of inf is '>top' (above the grid), an interval end '-' / 'inf'."""
+  if not bound and d == float("inf"):
+    return ">top"
+  return {float("inf"): "inf", float("-inf"): "-"}.get(d) or str(int(d))
+
+
 def summary_table(points, records, fresh: set) -> str:
-  """Summary: one line per preset point (the axes that vary), d_min, jl_dim, seconds."""
+  """Summary: one line per preset point (the axes that vary), d_min, d_50 [95% interval],
+  d_{1−δ}, jl_dim, seconds. '>top': above the grid; '-'/'inf': an unbounded interval end."""
   names = varying_axes(points)
   widths = [max(len(n), *(len(str(getattr(p, n))) for p in points)) for n in names]
   header = " ".join(f"{n:>{w}}" for n, w in zip(names, widths))
-  lines = [f"{header} {'d_min':>7} {'top d':>6} {'jl_dim':>7} {'seconds':>8}  status"]
+  lines = [f"{header} {'d_min':>7} {'d_50 [95% CI]':>19} {'d_1-δ':>6} {'top d':>6} "
+           f"{'jl_dim':>7} {'seconds':>8}  status"]
   for point, record in zip(points, records):
     cells = " ".join(f"{str(getattr(point, n)):>{w}}" for n, w in zip(names, widths))
     d_min = str(record.d_min) if record.d_min is not None else "> top"
     status = "new" if record_key(record) in fresh else "stored"
-    lines.append(f"{cells} {d_min:>7} {int(record.d[-1]):>6} {str(record.jl_dim):>7} "
+    median = "" if record.d_median is None else (
+        f"{_grid_d(record.d_median, False)} [{_grid_d(record.d_median_low)}, "
+        f"{_grid_d(record.d_median_high)}]")
+    quantile = "" if record.d_quantile is None else _grid_d(record.d_quantile, False)
+    lines.append(f"{cells} {d_min:>7} {median:>19} {quantile:>6} {int(record.d[-1]):>6} "
+                 f"{str(record.jl_dim):>7} "
                  f"{record.wall_s:>8.1f}  {status}")
   return "\n".join(lines)
 
