@@ -384,7 +384,9 @@ def paper_scans(records: Sequence[Record], reference: Sequence[Record]) -> list[
         key not in best or record.trials > best[key].trials):
       best[key] = record
   out = []
-  for key, group in sorted(scans.items(), key=lambda item: repr(item[0])):
+  by_problem = lambda item: (repr([(k, v) for k, v in item[0] if k != "length"]),
+                            dict(item[0])["length"])
+  for key, group in sorted(scans.items(), key=by_problem):
     if len({r.seed for r in group}) >= 2:
       values = [float(r.d_min) if r.d_min is not None else np.inf
                 for r in sorted(group, key=lambda r: r.seed)]
