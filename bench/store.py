@@ -209,21 +209,23 @@ def _unpack_d(blob: bytes) -> np.ndarray:
 
 
 def _draws(record: Record) -> tuple:
-  """What decides a point's trials: every field but the d grid, and the seed."""
-  return tuple(sorted((k, v) for k, v in record.params.items() if k != "d_grid")), record.seed
+  """What decides a point's trials: every field but the search settings, and the seed."""
+  return tuple(sorted((k, v) for k, v in record.params.items() if k not in SETTINGS)), record.seed
 
 
 def distinct(records: Sequence[Record]) -> list[Record]:
-  """One record per set of trials: of points that differ only in their d grid, the one
-  searched on the most d.
+  """One record per set of draws: of points that differ only in their settings (d grid,
+  trials, δ), the one with the most trials, then searched on the most d.
 
-  Such points share their PRNG key (``jaxattn_bench.grid.point_key``) and so their
-  patterns and projections: they are one measurement, not two.
+  Such points share their PRNG key (``jaxattn_bench.grid.point_key``), and trial t's
+  keys do not depend on T (``ja.trial_keys``), so their patterns and projections are
+  the first trials of the largest one: one measurement, not two.
   """
   best: dict[tuple, Record] = {}
+  size = lambda r: (r.trials, len(r.d))
   for record in records:
     kept = best.setdefault(_draws(record), record)
-    if len(record.d) > len(kept.d):
+    if size(record) > size(kept):
       best[_draws(record)] = record
   return list(best.values())
 

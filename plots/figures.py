@@ -374,9 +374,8 @@ def paper_scans(records: Sequence[Record], reference: Sequence[Record]) -> list[
   most trials (T > 1), if any.
   """
   scans: dict[tuple, list[Record]] = {}
-  for record in distinct(records):
-    if record.trials == 1:
-      scans.setdefault(_axes_key(record), []).append(record)
+  for record in distinct([r for r in records if r.trials == 1]):
+    scans.setdefault(_axes_key(record), []).append(record)
   best: dict[tuple, Record] = {}
   for record in distinct(reference):
     key = _axes_key(record)

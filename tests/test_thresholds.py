@@ -91,3 +91,10 @@ def test_quantile_interval_censored_and_bad_input():
     ja.stats.quantile_ranks(10, 1.0)
   with pytest.raises(ValueError, match="non-empty"):
     ja.stats.quantile_interval([], 0.5)
+
+
+def test_trial_keys_do_not_depend_on_the_number_of_trials():
+  """What lets ``distinct`` treat a T = 1 scan as the first trial of a larger point."""
+  key = jax.random.PRNGKey(3)
+  for few, many in zip(ja.trial_keys(key, 1), ja.trial_keys(key, 16)):
+    np.testing.assert_array_equal(few[0], many[0])

@@ -178,7 +178,9 @@ def trial_keys(key: PRNGKeyArray, trials: int) -> tuple[PRNGKeyArray, PRNGKeyArr
   Trial t samples its pattern from ``pattern_keys[t]`` and its construction
   from ``method_keys[t]``: independent keys, so pattern and projection are
   independent draws. Re-running a trial of a search (its solution, its
-  logit range) starts from these keys.
+  logit range) starts from these keys. Trial t's keys do not depend on T
+  (``split`` is counter-based), so the T trials of a search are the first T
+  of any larger search with the same key.
   """
   pattern_keys, method_keys = jnp.moveaxis(
       jax.vmap(jax.random.split)(jax.random.split(key, trials)), 1, 0)
