@@ -90,17 +90,31 @@ def varying_axes(points) -> list[str]:
   return names or ["length"]
 
 
+def _grid_d(d: float, bound: bool = True) -> str:
+  """A grid d; an estimate of inf is '>top' (above the grid), an interval end '-' / 'inf'."""
+  if not bound and d == float("inf"):
+    return ">top"
+  return {float("inf"): "inf", float("-inf"): "-"}.get(d) or str(int(d))
+
+
 def summary_table(points, records, fresh: set) -> str:
-  """Summary: one line per preset point (the axes that vary), d_min, jl_dim, seconds."""
+  """Summary: one line per preset point (the axes that vary), d_min, d_50 [95% interval],
+  d_{1−δ}, jl_dim, seconds. '>top': above the grid; '-'/'inf': an unbounded interval end."""
   names = varying_axes(points)
   widths = [max(len(n), *(len(str(getattr(p, n))) for p in points)) for n in names]
   header = " ".join(f"{n:>{w}}" for n, w in zip(names, widths))
-  lines = [f"{header} {'d_min':>7} {'top d':>6} {'jl_dim':>7} {'seconds':>8}  status"]
+  lines = [f"{header} {'d_min':>7} {'d_50 [95% CI]':>19} {'d_1-δ':>6} {'top d':>6} "
+           f"{'jl_dim':>7} {'seconds':>8}  status"]
   for point, record in zip(points, records):
     cells = " ".join(f"{str(getattr(point, n)):>{w}}" for n, w in zip(names, widths))
     d_min = str(record.d_min) if record.d_min is not None else "> top"
     status = "new" if record_key(record) in fresh else "stored"
-    lines.append(f"{cells} {d_min:>7} {int(record.d[-1]):>6} {str(record.jl_dim):>7} "
+    median = "" if record.d_median is None else (
+        f"{_grid_d(record.d_median, False)} [{_grid_d(record.d_median_low)}, "
+        f"{_grid_d(record.d_median_high)}]")
+    quantile = "" if record.d_quantile is None else _grid_d(record.d_quantile, False)
+    lines.append(f"{cells} {d_min:>7} {median:>19} {quantile:>6} {int(record.d[-1]):>6} "
+                 f"{str(record.jl_dim):>7} "
                  f"{record.wall_s:>8.1f}  {status}")
   return "\n".join(lines)
 
@@ -113,9 +127,10 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
   """
   shares = hosts.split_work([point_cost(p) for p in pending], processes.count)
   levels = max(len(p.d_grid) for p in pending)
+  most_trials = max(p.trials for p in pending)
   fresh = set()
   for round_ in range(max(map(len, shares))):
-    counts = np.zeros((processes.count, levels), np.int32)
+    verdicts = np.zeros((processes.count, most_trials, levels), np.int8)
     walls = np.zeros(processes.count, np.float32)
     mine = shares[processes.index][round_:round_ + 1]
     for index in mine:
@@ -123,14 +138,15 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
       count = len(shares[processes.index])
       bar.set_description(f"{round_ + 1}/{count} {describe(point, names)}")
       start = time.perf_counter()
-      counts[processes.index, :len(point.d_grid)] = solve_point(point, seed).successes
+      verdicts[processes.index, :point.trials, :len(point.d_grid)] = solve_point(point,
+                                                                                 seed).verdicts
       walls[processes.index] = time.perf_counter() - start
-    counts, walls = hosts.gather_sum(counts, processes), hosts.gather_sum(walls, processes)
+    verdicts, walls = hosts.gather_sum(verdicts, processes), hosts.gather_sum(walls, processes)
     for process, share in enumerate(shares):
       if round_ < len(share) and store is not None:
         point = pending[share[round_]]
-        result = ja.MinDResult.from_counts(point.d_grid, counts[process, :len(point.d_grid)],
-                                           point.trials, point.delta)
+        result = ja.MinDResult.from_verdicts(
+            point.d_grid, verdicts[process, :point.trials, :len(point.d_grid)], point.delta)
         store.add(run_id, point.params(), seed, result, theory_dim(point), float(walls[process]))
         fresh.add((canonical(point.params()), seed))
         bar.update(point_cost(point))

@@ -1,5 +1,5 @@
-"""Statistics of success counts over trials."""
+"""Statistics over trials: binomial intervals on success rates, order-statistic quantile intervals."""
 
-from jaxattn._src.stats import clopper_pearson
+from jaxattn._src.stats import clopper_pearson, quantile_interval, quantile_ranks
 
-__all__ = ["clopper_pearson"]
+__all__ = ["clopper_pearson", "quantile_interval", "quantile_ranks"]

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
       records = store.records()
     if not records:
       raise CommandError(f"{str(args.results)!r} holds no finished points")
-    print(write_report(records, args.out or args.results.with_suffix("")).text())
+    print(write_report(records, args.out or args.results.with_suffix(""), records).text())
   except CommandError as error:
     print(f"python -m plots: error: {error}", file=sys.stderr)
     return error.status

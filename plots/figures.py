@@ -1,11 +1,14 @@
-"""Figures (a)–(d) and the fit table from stored grid points.
+"""Figures (a)–(e) and the fit table from stored grid points.
 
-A *series* is the set of records that agree on every field except the plotted
-one (and the search settings d_grid, trials, δ). Markers distinguish
+A *series* is the set of records of one seed that agree on every field except
+the plotted one (and the search settings d_grid, trials, δ). Markers distinguish
 
-  filled circle    d_min < L
-  open circle      d_min ≥ L (the construction is no smaller than trivial d = L)
-  open triangle    not reached: no grid d reached 1 − δ; drawn at the top of the grid
+  filled circle    d < L
+  open circle      d ≥ L (the construction is no smaller than trivial d = L)
+  open triangle    not reached: above the grid; drawn at the top of the grid
+
+where d is d_min, or in figure (a)'s left panel the median threshold d_50
+(points stored without per-trial data fall back to d_min there).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from jaxattn_bench.store import SETTINGS, Record, distinct
-from jaxattn_plots.fit import LawFit, fit_log_law, fit_power_law
+from jaxattn_plots.fit import (LawFit, WeightedFit, fit_log_law, fit_power_law, fit_weighted,
+                               ols_preference, weighted_preference)
 
 _SHORT = {"nnz": "N", "length": "L", "eps1": "ε1", "eps2": "ε2", "a_min": "a_min"}
 _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -26,13 +30,14 @@ SeriesKey = tuple[tuple[str, Any], ...]
 
 
 def series(records: Sequence[Record], x: str, min_values: int = 2) -> dict[SeriesKey, list[Record]]:
-  """``distinct`` records grouped by every field except ``x`` and SETTINGS, sorted by ``x``.
+  """``distinct`` records grouped by seed and every field except ``x`` and SETTINGS, sorted by ``x``.
 
   Only groups with at least ``min_values`` distinct values of ``x`` are kept.
   """
   groups: dict[SeriesKey, list[Record]] = {}
   for record in distinct(records):
-    key = tuple(sorted((k, v) for k, v in record.params.items() if k != x and k not in SETTINGS))
+    key = tuple(sorted([(k, v) for k, v in record.params.items() if k != x and k not in SETTINGS]
+                       + [("seed", record.seed)]))
     groups.setdefault(key, []).append(record)
   return {key: sorted(group, key=lambda r: r.params[x]) for key, group in groups.items()
           if len({r.params[x] for r in group}) >= min_values}
@@ -65,20 +70,27 @@ def _plotted_d(record: Record) -> float:
   return float(record.d_min if record.d_min is not None else record.d[-1])
 
 
-def _mark_points(ax, x: np.ndarray, group: list[Record], color: str) -> None:
-  """Line through the points; filled / open / triangle markers as in the module docstring."""
-  y = np.array([_plotted_d(r) for r in group])
-  reached = np.array([r.d_min is not None for r in group])
-  trivial = np.array([r.d_min is not None and r.d_min >= r.params["length"] for r in group])
-  ax.plot(x, y, "-", color=color, lw=1, alpha=0.6)
+def _mark_points(ax, x: np.ndarray, group: list[Record], color: str,
+                 values: Sequence[float | None] | None = None, line: bool = True) -> None:
+  """Line through the points; filled / open / triangle markers as in the module docstring.
+
+  ``values``: d per record (None or inf: not reached); default d_min.
+  """
+  if values is None:
+    values = [r.d_min for r in group]
+  reached = np.array([v is not None and np.isfinite(v) for v in values])
+  y = np.array([float(v) if ok else float(r.d[-1]) for v, ok, r in zip(values, reached, group)])
+  trivial = reached & (y >= np.array([r.params["length"] for r in group]))
+  if line:
+    ax.plot(x, y, "-", color=color, lw=1, alpha=0.6)
   ax.plot(x[reached & ~trivial], y[reached & ~trivial], "o", color=color, ms=6)
   ax.plot(x[trivial], y[trivial], "o", mfc="white", color=color, ms=6, mew=1.5)
   ax.plot(x[~reached], y[~reached], "^", mfc="white", color=color, ms=8, mew=1.5)
 
 
-def _marker_handles() -> list[Line2D]:
-  return [Line2D([], [], ls="", marker="o", color="k", label="d_min < L"),
-          Line2D([], [], ls="", marker="o", mfc="white", color="k", label="d_min ≥ L"),
+def _marker_handles(name: str = "d_min") -> list[Line2D]:
+  return [Line2D([], [], ls="", marker="o", color="k", label=f"{name} < L"),
+          Line2D([], [], ls="", marker="o", mfc="white", color="k", label=f"{name} ≥ L"),
           Line2D([], [], ls="", marker="^", mfc="white", color="k",
                  label="not reached (drawn at top of d grid)"),
           Line2D([], [], ls="--", color="k", label="jl_dim (provable d)")]
@@ -105,60 +117,138 @@ def _data_ticks(ax, values) -> None:
   ax.minorticks_off()
 
 
-def fits(records: Sequence[Record]) -> list[tuple[SeriesKey, LawFit, LawFit, dict[str, int]]]:
-  """Log-law and power-law fits of every series over L with ≥ 3 reached points.
+ESTIMATORS = ("d_median", "d_quantile", "d_min")
 
-  Points where d_min was not reached are left out of the fit (they are
-  censored, not measured) and counted; points with d_min ≥ L are fitted
-  and counted.
+
+def estimate(record: Record, estimator: str) -> tuple[float, float, float] | None:
+  """(d, low, high) of ``estimator`` at a record; None where the record lacks it (d_min not
+  reached, or a point stored without per-trial data). Bounds may be ±inf (unbounded)."""
+  if estimator == "d_min":
+    return None if record.d_min is None else (float(record.d_min),) * 3
+  value = getattr(record, estimator)
+  if value is None or not np.isfinite(value):
+    return None
+  return value, getattr(record, f"{estimator}_low"), getattr(record, f"{estimator}_high")
+
+
+def sigma(record: Record, value: float, low: float, high: float) -> float:
+  """The σ of a weighted fit: the interval's half-width, at least half the local grid step."""
+  grid = np.asarray(record.d, float)
+  g = int(np.clip(np.searchsorted(grid, value), 1, grid.size - 1)) if grid.size > 1 else 0
+  step = float(grid[g] - grid[g - 1]) if grid.size > 1 else 1.0
+  return max((high - low) / 2, step / 2)
+
+
+class SeriesFit(NamedTuple):
+  """Both laws fitted to one estimator over one series over L, and the preferred law."""
+
+  key: SeriesKey
+  estimator: str            # "d_median" | "d_quantile" | "d_min"
+  log: LawFit | WeightedFit
+  power: LawFit | WeightedFit
+  preferred: str            # "log" | "power" | "undecided"
+  delta_aic: float          # the criterion (plots.fit): > 0 favours the log law
+  counts: dict[str, int]    # not_reached (left out), d_ge_L (fitted points with d ≥ L)
+
+
+def fits(records: Sequence[Record]) -> list[SeriesFit]:
+  """Log-law and power-law fits of every series over L, for each estimator with ≥ 3 usable points.
+
+  d_50 and d_{1−δ}: weighted least squares over the points whose estimate is
+  reached and whose interval is bounded (``plots.fit.fit_weighted``, σ from
+  ``sigma``); d_min: ordinary least squares over the points where it was
+  reached, as before per-trial data existed. Points left out (not reached,
+  unbounded interval, no per-trial data) are counted as ``not_reached``;
+  fitted points with d ≥ L are fitted and counted.
   """
   out = []
   for key, group in series(records, "length", min_values=3).items():
-    reached = [r for r in group if r.d_min is not None]
-    lengths = np.array([r.params["length"] for r in reached], float)
-    if len(reached) < 3 or len(set(lengths)) < 2:
-      continue
-    d = np.array([r.d_min for r in reached], float)
-    counts = {"not_reached": len(group) - len(reached), "d_ge_L": int(np.sum(d >= lengths))}
-    out.append((key, fit_log_law(lengths, d), fit_power_law(lengths, d), counts))
+    for estimator in ESTIMATORS:
+      points = [(r, e) for r in group if (e := estimate(r, estimator)) is not None
+                and np.isfinite(e[1]) and np.isfinite(e[2])]
+      lengths = np.array([r.params["length"] for r, _ in points], float)
+      if len(points) < 3 or len(set(lengths)) < 2:
+        continue
+      d = np.array([e[0] for _, e in points])
+      counts = {"not_reached": len(group) - len(points), "d_ge_L": int(np.sum(d >= lengths))}
+      if estimator == "d_min":
+        log_fit, power_fit = fit_log_law(lengths, d), fit_power_law(lengths, d)
+        preferred, delta = ols_preference(lengths, d, log_fit, power_fit)
+      else:
+        sigmas = np.array([sigma(r, *e) for r, e in points])
+        log_fit, power_fit = (fit_weighted(law, lengths, d, sigmas) for law in ("log", "power"))
+        preferred, delta = weighted_preference(log_fit, power_fit)
+      out.append(SeriesFit(key, estimator, log_fit, power_fit, preferred, delta, counts))
   return out
 
 
-def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
-  """(a) d_min against L (log₂ axis) with the fitted d = a ln L + b and its 95% band.
+def _law_label(fit: SeriesFit) -> str:
+  """'d_50 = 35.1 ln L − 9, a ∈ [.., ..], χ²/dof = 1.2' (or R² for d_min)."""
+  log = fit.log
+  quality = (f"χ²/dof = {log.chi2:.1f}/{log.dof}" if isinstance(log, WeightedFit)
+             else f"R² = {log.r2:.2f}")
+  return (f"{_ESTIMATOR_NAMES[fit.estimator]} = {log.param:.1f} ln L "
+          f"{'+' if log.constant >= 0 else '−'} {abs(log.constant):.0f}, "
+          f"a ∈ [{log.param_low:.1f}, {log.param_high:.1f}], {quality}")
 
-  Left, a linear d axis, on which the log law is a straight line; right, a
-  log d axis that also shows the provable ``jl_dim`` dashed.
+
+_ESTIMATOR_NAMES = {"d_median": "d_50", "d_quantile": "d_{1−δ}", "d_min": "d_min"}
+
+
+def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
+  """(a) d against L (log₂ axis). Left: the median threshold d_50 with its 95% order-statistic
+  bars, d_{1−δ} (diamonds), and both laws fitted to d_50 (solid: log, dash-dotted: power),
+  with the preferred law; points without per-trial data fall back to d_min and its OLS fit.
+  Right: d_min on a log d axis with the provable ``jl_dim`` dashed. With
+  several seeds, the smallest seed's series only.
   """
+  first_seed = min((r.seed for r in records), default=0)
+  records = [r for r in records if r.seed == first_seed]  # one seed: fit.csv has every seed
   groups = series(records, "length")
   if not groups:
     return None
-  fitted = {key: (log_fit, power_fit) for key, log_fit, power_fit, _ in fits(records)}
+  fitted = {(f.key, f.estimator): f for f in fits(records)}
   varying, shared = _varying(list(groups))
-  fig = Figure(figsize=(12, 5.2), layout="constrained")
+  fig = Figure(figsize=(13, 5.6), layout="constrained")
   linear, log = fig.subplots(1, 2, sharex=True)
   lengths_all = np.array(sorted({r.params["length"] for g in groups.values() for r in g}), float)
-  top = max(_plotted_d(r) for g in groups.values() for r in g)
+  top = 0.0
   for i, (key, group) in enumerate(groups.items()):
     color = _COLORS[i % len(_COLORS)]
     lengths = np.array([r.params["length"] for r in group], float)
     name = label(key, varying) or label(key, ("method",))
-    for ax in (linear, log):
-      _mark_points(ax, lengths, group, color)
-    if key in fitted:
-      fit, power = fitted[key]
+    per_trial = all(r.d_median is not None for r in group)
+    estimator = "d_median" if per_trial else "d_min"
+    values = [r.d_median if per_trial else r.d_min for r in group]
+    _mark_points(linear, lengths, group, color, values, line=False)
+    _mark_points(log, lengths, group, color)
+    top = max(top, *(_plotted_d(r) for r in group))
+    if per_trial:
+      shown = [(x, r.d_median, r.d_median_low, r.d_median_high)
+               for x, r in zip(lengths, group) if np.isfinite(r.d_median)]
+      if shown:
+        x, y, low, high = (np.array(v, float) for v in zip(*shown))
+        bounded_high = np.where(np.isfinite(high), high, y)
+        bounded_low = np.where(np.isfinite(low), low, y)
+        linear.errorbar(x, y, yerr=[y - bounded_low, bounded_high - y], fmt="none", ecolor=color,
+                        elinewidth=1.2, capsize=3)
+        top = max(top, float(np.max(bounded_high)))
+      quantile = [(x, r.d_quantile) for x, r in zip(lengths, group)
+                  if r.d_quantile is not None and np.isfinite(r.d_quantile)]
+      if quantile:
+        linear.plot(*zip(*quantile), "D", color=color, ms=4, mfc="none", mew=1)
+        top = max(top, max(q for _, q in quantile))
+    fit = fitted.get((key, estimator))
+    if fit is not None:
       xs = np.geomspace(lengths.min(), lengths.max(), 200)
-      low, high = fit.band(xs)
-      linear.fill_between(xs, low, high, color=color, alpha=0.2, lw=0)
-      name += (f": d = {fit.param:.1f} ln L {'+' if fit.constant >= 0 else '−'} "
-               f"{abs(fit.constant):.0f}, a ∈ [{fit.param_low:.1f}, {fit.param_high:.1f}], "
-               f"R² = {fit.r2:.2f}, n = {fit.n}")
-      linear.plot(xs, fit.predict(xs), "-", color=color, lw=2, label=name)
-      linear.plot(xs, power.predict(xs), "-.", color=color, lw=1,
-                  label=f"power law: d = {power.constant:.3g}·L^{power.param:.2f}, "
-                        f"R² = {power.r2:.2f}")
+      linear.plot(xs, fit.log.predict(xs), "-", color=color, lw=2,
+                  label=f"{name}: {_law_label(fit)}" if name else _law_label(fit))
+      linear.plot(xs, fit.power.predict(xs), "-.", color=color, lw=1,
+                  label=f"power: {_ESTIMATOR_NAMES[estimator]} = {fit.power.constant:.3g}·"
+                        f"L^{fit.power.param:.2f}; preferred: {fit.preferred} "
+                        f"(ΔAIC = {fit.delta_aic:.1f})")
     else:
-      linear.plot([], [], "-", color=color, lw=2, label=name + " (too few points to fit)")
+      linear.plot([], [], "-", color=color, lw=2, label=(name or "series") + " (too few points to fit)")
     bound = [(r.params["length"], r.jl_dim) for r in group if r.jl_dim is not None]
     if bound:
       log.plot(*zip(*bound), "--", color=color, lw=1.2)
@@ -167,16 +257,21 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequence length L")
     ax.grid(True, which="major", alpha=0.3)
-  linear.set_ylim(0, 1.1 * top)
-  linear.set_ylabel("minimal dimension d_min")
-  linear.set_title("(a) d_min against L; fit d = a·ln L + b with 95% band", fontsize=10)
-  linear.legend(loc="upper left", fontsize=8, framealpha=0.9)
+  linear.set_ylim(0, 1.15 * top)
+  linear.set_ylabel("d_50: median threshold d*_t, 95% interval (bars)")
+  linear.set_title("(a) d_50 and d_{1−δ} (◇) against L; laws fitted to d_50 by weighted least "
+                   "squares", fontsize=10)
+  handles, _ = linear.get_legend_handles_labels()
+  linear.legend(handles=handles + [Line2D([], [], ls="", marker="D", mfc="none", color="k",
+                                          ms=4, label="d_{1−δ}: (1−δ)-quantile of d*_t")],
+                loc="upper left", fontsize=7, framealpha=0.9)
   log.set_yscale("log", base=2)
-  log.set_ylabel("d (log scale)")
-  log.set_title("measured d_min and the provable jl_dim (dashed)", fontsize=10)
+  log.set_ylabel("d_min (log scale)")
+  log.set_title("d_min (≥ 1 − δ of trials verify) and the provable jl_dim (dashed)", fontsize=10)
   _legend(log, "lower right")
   shown = [r for g in groups.values() for r in g]
-  fig.suptitle(f"{label(next(iter(groups)), shared)}; {_settings(shown)}", fontsize=10)
+  fig.suptitle(f"{label(next(iter(groups)), [n for n in shared if n != 'seed'])}; "
+               f"{_settings(shown)}", fontsize=10)
   return fig
 
 
@@ -265,6 +360,97 @@ def figure_success_rate(records: Sequence[Record]) -> Figure | None:
   return fig
 
 
+def _axes_key(record: Record) -> tuple:
+  """The problem of a record: its params without SETTINGS (shared by every seed and T)."""
+  return tuple(sorted((k, v) for k, v in record.params.items() if k not in SETTINGS))
+
+
+def paper_scans(records: Sequence[Record], reference: Sequence[Record]) -> list[tuple]:
+  """(problem key, L, [scan d_min per seed, inf = not reached], top of the scans' grid,
+  reference record or None) for every problem with
+  single-trial points (T = 1: the paper's protocol) at ≥ 2 seeds, sorted by problem and L.
+
+  The reference is the record of ``reference`` with the same problem, per-trial data and the
+  most trials (T > 1), if any.
+  """
+  scans: dict[tuple, list[Record]] = {}
+  for record in distinct([r for r in records if r.trials == 1]):
+    scans.setdefault(_axes_key(record), []).append(record)
+  best: dict[tuple, Record] = {}
+  for record in distinct(reference):
+    key = _axes_key(record)
+    if record.trials > 1 and record.d_median is not None and (
+        key not in best or record.trials > best[key].trials):
+      best[key] = record
+  out = []
+  by_problem = lambda item: (repr([(k, v) for k, v in item[0] if k != "length"]),
+                            dict(item[0])["length"])
+  for key, group in sorted(scans.items(), key=by_problem):
+    if len({r.seed for r in group}) >= 2:
+      values = [float(r.d_min) if r.d_min is not None else np.inf
+                for r in sorted(group, key=lambda r: r.seed)]
+      out.append((key, dict(key)["length"], values, float(max(r.d[-1] for r in group)),
+                  best.get(key)))
+  return out
+
+
+def figure_paper_scan(records: Sequence[Record], reference: Sequence[Record] = ()) -> Figure | None:
+  """(e) The paper's protocol: one trial per L and seed, first success on an ascending grid.
+
+  Dots: the single-draw d_min of every seed (jittered in L; triangles: not
+  reached, at the top of the grid). Against them, where the reference holds
+  the same problem with T > 1 trials: d_50 with its 95% interval, d_{1−δ}
+  (diamond) and the central 95% of that point's per-trial first successes
+  (shaded), the distribution a single scan samples from.
+  """
+  scans = paper_scans(records, list(reference) + list(records))
+  if not scans:
+    return None
+  fig = Figure(figsize=(7.5, 5), layout="constrained")
+  ax = fig.add_subplot()
+  rng = np.random.default_rng(0)
+  problems = list(dict.fromkeys(tuple((k, v) for k, v in key if k != "length")
+                                for key, *_ in scans))
+  for i, problem in enumerate(problems):
+    color = _COLORS[i % len(_COLORS)]
+    rows = [(length, values, top, ref) for key, length, values, top, ref in scans
+            if tuple((k, v) for k, v in key if k != "length") == problem]
+    for length, values, top, ref in rows:
+      values = np.array(values)
+      jitter = length * 2 ** rng.uniform(-0.12, 0.12, values.size)
+      finite = np.isfinite(values)
+      ax.plot(jitter[finite], values[finite], ".", color=color, ms=5, alpha=0.8)
+      ax.plot(jitter[~finite], np.full((~finite).sum(), top), "^", mfc="white", color=color)
+      if ref is not None:
+        low = ref.d_median - ref.d_median_low if np.isfinite(ref.d_median_low) else 0
+        high = ref.d_median_high - ref.d_median if np.isfinite(ref.d_median_high) else 0
+        ax.errorbar([length], [ref.d_median], yerr=[[low], [high]], fmt="s", color="k", ms=4,
+                    capsize=3, zorder=3)
+        if np.isfinite(ref.d_quantile):
+          ax.plot([length], [ref.d_quantile], "D", mfc="none", color="k", ms=5, zorder=3)
+        first = ref.first_success[np.isfinite(ref.first_success)]
+        if first.size:
+          lo, hi = np.quantile(first, [0.025, 0.975])
+          ax.fill_between([length / 2**0.2, length * 2**0.2], lo, hi, color="gray", alpha=0.25,
+                          lw=0)
+    ax.plot([], [], ".", color=color, label=f"{label(problem, ('nnz', 'eps1'))}: one-trial scan "
+                                            "d_min, one dot per seed")
+  ax.errorbar([], [], yerr=[], fmt="s", color="k", ms=4, label="reference d_50, 95% interval")
+  ax.plot([], [], "D", mfc="none", color="k", label="reference d_{1−δ}")
+  ax.fill_between([], [], [], color="gray", alpha=0.25, label="central 95% of per-trial first "
+                                                               "successes")
+  ax.set_xscale("log", base=2)
+  _data_ticks(ax, [length for _, length, *_ in scans])
+  ax.set_xlabel("sequence length L")
+  ax.set_ylabel("d")
+  seeds = sorted({r.seed for r in records if r.trials == 1})
+  ax.set_title(f"(e) the paper's protocol (T = 1 per L, ascending scan) at {len(seeds)} seeds\n"
+               f"against per-trial quantiles of the same problem", fontsize=9)
+  ax.grid(True, alpha=0.3)
+  ax.legend(loc="upper left", fontsize=7)
+  return fig
+
+
 FIGURES = {
     "a_d_vs_length": figure_d_vs_length,
     "b_d_vs_nnz": figure_d_vs_nnz,
@@ -274,7 +460,7 @@ FIGURES = {
 
 
 class FitRow(NamedTuple):
-  """One row of the fit table."""
+  """One row of the fit table: one law fitted to one estimator of one series."""
 
   series: str
   law: str          # "log: d = a ln L + b" or "power: d = c L^alpha"
@@ -284,33 +470,49 @@ class FitRow(NamedTuple):
   constant: float   # b or c
   r2: float         # on d
   n: int
-  not_reached: int  # points left out: no grid d reached 1 − δ
-  d_ge_L: int       # fitted points with d_min ≥ L
+  not_reached: int  # points left out: not reached, unbounded interval or no per-trial data
+  d_ge_L: int       # fitted points with d ≥ L
+  estimator: str    # "d_median" | "d_quantile" (weighted fit) | "d_min" (OLS)
+  preferred: str    # "log" | "power" | "undecided": the same on both rows of a series and estimator
+  delta_aic: float  # the criterion: ΔAIC = AIC_power − AIC_log (plots.fit)
+  constant_low: float
+  constant_high: float
+  chi2: float       # weighted χ² (nan for d_min)
+  dof: int
+  p_value: float    # P(χ²_dof ≥ chi2) (nan for d_min)
 
 
 def fit_table(records: Sequence[Record]) -> list[FitRow]:
-  """Rows of both laws for every series over L (``fits``)."""
+  """Rows of both laws for every series over L and estimator (``fits``)."""
   rows = []
-  for key, log_fit, power_fit, counts in fits(records):
-    name = label(key, [n for n, _ in key])
-    for law, fit in (("log: d = a ln L + b", log_fit), ("power: d = c L^alpha", power_fit)):
-      rows.append(FitRow(name, law, fit.param, fit.param_low, fit.param_high, fit.constant,
-                         fit.r2, fit.n, counts["not_reached"], counts["d_ge_L"]))
+  for fit in fits(records):
+    name = label(fit.key, [n for n, _ in fit.key])
+    for law, line in (("log: d = a ln L + b", fit.log), ("power: d = c L^alpha", fit.power)):
+      weighted = isinstance(line, WeightedFit)
+      rows.append(FitRow(
+          name, law, line.param, line.param_low, line.param_high, line.constant, line.r2, line.n,
+          fit.counts["not_reached"], fit.counts["d_ge_L"], fit.estimator, fit.preferred,
+          fit.delta_aic, line.constant_low if weighted else float("nan"),
+          line.constant_high if weighted else float("nan"),
+          line.chi2 if weighted else float("nan"), line.n - 2,
+          line.p_value if weighted else float("nan")))
   return rows
 
 
 def format_fit_table(rows: Sequence[FitRow]) -> str:
-  """The fit table as aligned text."""
+  """The fit table as aligned text, grouped by series, one block per estimator."""
   if not rows:
-    return "no series over L with >= 3 points where d_min was reached: nothing to fit"
-  header = (f"{'law':<22} {'a|alpha':>8} {'95% CI':>18} {'b|c':>9} {'R2(d)':>6} {'n':>3} "
-            f"{'>top':>4} {'d>=L':>4}")
+    return "no series over L with >= 3 fitted points: nothing to fit"
+  header = (f"{'estimator':<10} {'law':<21} {'a|alpha':>8} {'95% CI':>18} {'b|c':>9} "
+            f"{'chi2/dof':>10} {'p':>7} {'R2(d)':>6} {'n':>3} {'left':>4} {'d>=L':>4}  preferred")
   lines = []
   for name in dict.fromkeys(r.series for r in rows):
     lines += [name, header]
     for r in (r for r in rows if r.series == name):
       ci = f"[{r.ci_low:.3g}, {r.ci_high:.3g}]"
-      lines.append(f"{r.law:<22} {r.param:>8.3g} {ci:>18} {r.constant:>9.4g} "
-                   f"{r.r2:>6.3f} {r.n:>3} "
-                   f"{r.not_reached:>4} {r.d_ge_L:>4}")
+      chi2 = "-" if np.isnan(r.chi2) else f"{r.chi2:.1f}/{r.dof}"
+      p = "-" if np.isnan(r.p_value) else f"{r.p_value:.2g}"
+      lines.append(f"{r.estimator:<10} {r.law:<21} {r.param:>8.3g} {ci:>18} {r.constant:>9.4g} "
+                   f"{chi2:>10} {p:>7} {r.r2:>6.3f} {r.n:>3} {r.not_reached:>4} {r.d_ge_L:>4}  "
+                   f"{r.preferred} (ΔAIC {r.delta_aic:+.1f})")
   return "\n".join(lines)

@@ -1,10 +1,27 @@
-"""Least-squares fits of d_min against L: the log law and a power law (pure functions).
+"""Fits of d against L: the log law and a power law (pure functions).
 
-  log law    d = a · ln L + b         ordinary least squares of d on ln L
-  power law  d = c · L^α              ordinary least squares of ln d on ln L
+For d_min (no per-point uncertainty), ordinary least squares:
+
+  log law    d = a · ln L + b         OLS of d on ln L
+  power law  d = c · L^α              OLS of ln d on ln L
 
 Both report R² of their predictions of d itself (not of ln d), so the two
-numbers compare the laws on the same scale.
+numbers compare the laws on the same scale; ``ols_preference`` compares them
+by AIC with an unknown common variance, ΔAIC = n · ln(RSS_power / RSS_log).
+
+For the quantile estimators d_50 and d_{1−δ} (each with an order-statistic
+interval), weighted least squares in d (``fit_weighted``): σ_i is the
+interval's half-width, floored at half the local grid step (the intervals
+are at grid resolution), and each law minimises χ² = Σ ((d_i − f(L_i))/σ_i)².
+The goodness of fit is χ² with n − 2 degrees of freedom and its p-value;
+parameter intervals are t_{n−2} · se · √ĉ with ĉ = max(1, χ²/(n − 2)), so
+a poor fit widens them instead of leaving them overconfident.
+
+The preferred law (``weighted_preference``): both laws have 2 parameters, so
+ΔAIC = (χ²_power − χ²_log)/ĉ, with ĉ = max(1, χ²_best/(n − 2)) of the better
+law (quasi-AIC: σ that are too small cannot manufacture a decision).
+ΔAIC ≥ 10 prefers the log law, ≤ −10 the power law, anything between is
+"undecided" (``PREFERENCE_THRESHOLD``).
 """
 
 from __future__ import annotations
@@ -12,7 +29,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import scipy.optimize
 import scipy.stats
+
+PREFERENCE_THRESHOLD = 10.0  # |ΔAIC| needed to prefer one law
 
 
 class LineFit(NamedTuple):
@@ -110,3 +130,88 @@ def fit_power_law(length: np.ndarray, d: np.ndarray, confidence: float = 0.95) -
   fit = LawFit("power", line.slope, line.slope_low, line.slope_high, float(np.exp(line.intercept)),
                float("nan"), line.n, line)
   return fit._replace(r2=r_squared(d, fit.predict(length)))
+
+
+class WeightedFit(NamedTuple):
+  """One law fitted to (L, d ± σ) by weighted least squares (module docstring)."""
+
+  law: str             # "log": d = a ln L + b;  "power": d = c L^α
+  param: float         # a or α
+  param_low: float
+  param_high: float
+  constant: float      # b or c
+  constant_low: float
+  constant_high: float
+  r2: float            # unweighted R² of the prediction of d, for comparison with OLS
+  n: int
+  chi2: float          # Σ ((d_i − f(L_i)) / σ_i)²
+  dof: int             # n − 2
+  p_value: float       # P(χ²_dof ≥ chi2)
+
+  def predict(self, length: np.ndarray) -> np.ndarray:
+    """d predicted at sequence lengths L."""
+    return _LAWS[self.law](np.asarray(length, float), self.param, self.constant)
+
+
+_LAWS = {"log": lambda length, a, b: a * np.log(length) + b,
+         "power": lambda length, alpha, c: c * length**alpha}
+
+
+def fit_weighted(law: str, length: np.ndarray, d: np.ndarray, sigma: np.ndarray,
+                 confidence: float = 0.95) -> WeightedFit:
+  """Weighted least squares of ``law`` ("log" or "power") to d ± σ at L: min Σ ((d − f(L))/σ)².
+
+  Intervals t_{n−2}(confidence) · se · √max(1, χ²/(n − 2)), se from the
+  covariance (JᵀΣ⁻¹J)⁻¹. The power law starts from OLS of ln d on ln L.
+  Needs ≥ 3 points, two distinct L, d > 0 and σ > 0.
+  """
+  length, d, sigma = (np.asarray(v, float) for v in (length, d, sigma))
+  if not (length.shape == d.shape == sigma.shape and length.ndim == 1):
+    raise ValueError(f"length, d and sigma must be 1-d of equal length, got {length.shape}, "
+                     f"{d.shape} and {sigma.shape}")
+  if length.size < 3 or np.ptp(length) == 0:
+    raise ValueError(f"a weighted fit needs >= 3 points and two distinct L, got n={length.size}")
+  if np.any(d <= 0) or np.any(sigma <= 0) or not np.all(np.isfinite(d * sigma)):
+    raise ValueError("d and sigma must be positive and finite")
+  if law == "log":
+    start = np.polyfit(np.log(length), d, 1)
+  elif law == "power":
+    slope, intercept = np.polyfit(np.log(length), np.log(d), 1)
+    start = (slope, np.exp(intercept))
+  else:
+    raise ValueError(f"unknown law {law!r}; choose 'log' or 'power'")
+  params, covariance = scipy.optimize.curve_fit(_LAWS[law], length, d, p0=start, sigma=sigma,
+                                                absolute_sigma=True, maxfev=20000)
+  n, dof = length.size, length.size - 2
+  prediction = _LAWS[law](length, *params)
+  chi2 = float(np.sum(((d - prediction) / sigma) ** 2))
+  half = (scipy.stats.t.ppf(0.5 + confidence / 2, dof) * np.sqrt(np.diag(covariance))
+          * np.sqrt(max(1.0, chi2 / dof)))
+  return WeightedFit(law, float(params[0]), float(params[0] - half[0]), float(params[0] + half[0]),
+                     float(params[1]), float(params[1] - half[1]), float(params[1] + half[1]),
+                     r_squared(d, prediction), n, chi2, dof, float(scipy.stats.chi2.sf(chi2, dof)))
+
+
+def _verdict(delta_aic: float) -> str:
+  if delta_aic >= PREFERENCE_THRESHOLD:
+    return "log"
+  return "power" if delta_aic <= -PREFERENCE_THRESHOLD else "undecided"
+
+
+def weighted_preference(log_fit: WeightedFit, power_fit: WeightedFit) -> tuple[str, float]:
+  """("log" | "power" | "undecided", ΔAIC) with ΔAIC = (χ²_power − χ²_log)/ĉ,
+  ĉ = max(1, min(χ²_log, χ²_power)/(n − 2)); a verdict needs |ΔAIC| ≥ PREFERENCE_THRESHOLD."""
+  scale = max(1.0, min(log_fit.chi2, power_fit.chi2) / log_fit.dof)
+  delta = (power_fit.chi2 - log_fit.chi2) / scale
+  return _verdict(delta), float(delta)
+
+
+def ols_preference(length: np.ndarray, d: np.ndarray, log_fit: LawFit,
+                   power_fit: LawFit) -> tuple[str, float]:
+  """("log" | "power" | "undecided", ΔAIC) for OLS fits with unknown common variance:
+  ΔAIC = n · ln(RSS_power / RSS_log), RSS of d; a verdict needs |ΔAIC| ≥ PREFERENCE_THRESHOLD."""
+  d = np.asarray(d, float)
+  rss = [max(float(np.sum((d - fit.predict(length)) ** 2)), 1e-12 * float(np.sum(d**2)))
+         for fit in (log_fit, power_fit)]
+  delta = d.size * float(np.log(rss[1] / rss[0]))
+  return _verdict(delta), delta

@@ -27,6 +27,20 @@ def add_parser(subparsers) -> None:
   parser.set_defaults(func=main)
 
 
+def _value(d: float, top: int) -> str:
+  """A grid d, or '> top' for a threshold above the grid (not reached)."""
+  return f"> {top}" if d == float("inf") else str(int(d))
+
+
+def _bound(d: float) -> str:
+  """An interval end at grid resolution; ±∞ where the order statistics leave it unbounded."""
+  return {float("inf"): "∞", float("-inf"): "-∞"}.get(d) or str(int(d))
+
+
+def _thresholds(values, top: int) -> str:
+  return " ".join(_value(v, top) for v in values)
+
+
 def main(args) -> int:
   if args.d_max < 1 or args.per_octave < 1:
     raise CommandError("--d-max and --per-octave must be positive")
@@ -49,6 +63,17 @@ def main(args) -> int:
   print(f"{'d':>6} {'success':>8} {'95% CI':>15}")
   for d, rate, low, high in zip(result.d_grid, result.success_rate, result.ci_low, result.ci_high):
     print(f"{d:>6} {rate:>8.3f}   [{low:.3f}, {high:.3f}]")
-  print(f"d_min = {result.d_min if result.d_min is not None else f'not reached (> {grid[-1]})'}")
+  print(f"d_min = {result.d_min if result.d_min is not None else f'not reached (> {grid[-1]})'}"
+        f"  (first grid d where >= {1 - args.delta:g} of the trials verify)")
+  print(f"thresholds d*_t = {_thresholds(result.thresholds, grid[-1])}  (per trial: verifies at"
+        " every grid d from d*_t on)")
+  print(f"first success   = {_thresholds(result.first_success, grid[-1])}  (per trial: the paper's"
+        " ascending scan)")
+  for name, p, (value, low, high) in (
+      ("d_50", 0.5, (result.d_median, result.d_median_low, result.d_median_high)),
+      (f"d_{1 - args.delta:g}", 1 - args.delta,
+       (result.d_quantile, result.d_quantile_low, result.d_quantile_high))):
+    print(f"{name} = {_value(value, grid[-1])}  95% CI [{_bound(low)}, {_bound(high)}]  "
+          f"({p:g}-quantile of the thresholds; interval from order statistics)")
   print(f"jl_dim = {bound}  (provable d for jl at delta={args.delta})")
   return 0

@@ -3,7 +3,9 @@
 Finished points are stored at once (``jaxattn_bench.store``); a rerun skips
 them, so an interrupted run resumes where it stopped. At the end: a summary
 table, the figures and the fit table (``jaxattn_plots``), and optionally a
-tidy CSV. The work itself: ``jaxattn_bench.runner``; several processes:
+tidy CSV. ``--seeds 0-4`` (or ``0,2,7``) runs the preset at each seed into
+the same store and reports the fitted slope and law verdict per seed, and
+whether they agree. The work itself: ``jaxattn_bench.runner``; several processes:
 ``jaxattn_bench.hosts``.
 """
 
@@ -26,6 +28,9 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--results", type=pathlib.Path, metavar="PATH",
                       help="SQLite results file (default: results/<preset>.sqlite)")
   parser.add_argument("--seed", type=int, help="seed of every point's key (default: the preset's)")
+  parser.add_argument("--seeds", metavar="A-B|A,B,...",
+                      help="run the preset at each of these seeds (a range or a comma list) into "
+                           "one store; report slope and law verdict per seed")
   parser.add_argument("--export-csv", type=pathlib.Path, metavar="PATH",
                       help="also write every stored point as a tidy CSV, one row per (point, d)")
   parser.add_argument("--figures", type=pathlib.Path, metavar="DIR",
@@ -38,12 +43,33 @@ def add_parser(subparsers) -> None:
   parser.set_defaults(func=main)
 
 
+def parse_seeds(spec: str) -> list[int]:
+  """'0-4' -> [0, 1, 2, 3, 4]; '0,2,7' -> [0, 2, 7]; CommandError on anything else."""
+  try:
+    if "-" in spec and "," not in spec:
+      first, last = (int(part) for part in spec.split("-"))
+      seeds = list(range(first, last + 1))
+      if last < first:
+        raise ValueError
+    else:
+      seeds = [int(part) for part in spec.split(",")]
+  except ValueError:
+    raise CommandError(f"--seeds: expected A-B with 0 <= A <= B or a comma list of seeds >= 0, "
+                       f"got {spec!r}") from None
+  if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+    raise CommandError(f"--seeds: expected distinct seeds >= 0, got {spec!r}")
+  return seeds
+
+
 def main(args) -> int:
   processes = hosts.initialize(args)
   preset = grid.load_preset(args.preset)
-  seed = preset.seed if args.seed is None else args.seed
-  if seed < 0:
-    raise CommandError(f"--seed must be >= 0, got {seed}")
+  if args.seeds is not None and args.seed is not None:
+    raise CommandError("give --seed or --seeds, not both")
+  seeds = parse_seeds(args.seeds) if args.seeds is not None else [
+      preset.seed if args.seed is None else args.seed]
+  if seeds[0] < 0:
+    raise CommandError(f"--seed must be >= 0, got {seeds[0]}")
   points = preset.points
   if args.plan:
     names = runner.varying_axes(points)
@@ -55,26 +81,31 @@ def main(args) -> int:
     return 0
   results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
   lead = processes.index == 0
+  records = []
   with (ResultsStore(results) if lead else runner.NoStore()) as store:
-    pending = runner.pending_points(points, seed, store, processes)
-    if lead:
-      print(f"preset {preset.name}: {len(points)} points, {len(points) - len(pending)} stored in "
-            f"{results}, {len(pending)} to run on {jax.default_backend()} "
-            f"({jax.devices()[0].device_kind})"
-            + (f", {processes.count} processes" if processes.count > 1 else ""), flush=True)
-    fresh = set()
-    if pending:
-      with runner.progress_bar(pending, lead) as bar:
-        fresh = runner.run_pending(preset, pending, seed, store, processes, bar)
-    if not lead:
-      return 0
-    records, all_records = runner.stored_records(store, points, seed)
-  print(runner.summary_table(points, records, fresh))
+    for seed in seeds:
+      pending = runner.pending_points(points, seed, store, processes)
+      if lead:
+        print(f"preset {preset.name}, seed {seed}: {len(points)} points, "
+              f"{len(points) - len(pending)} stored in {results}, {len(pending)} to run on "
+              f"{jax.default_backend()} ({jax.devices()[0].device_kind})"
+              + (f", {processes.count} processes" if processes.count > 1 else ""), flush=True)
+      fresh = set()
+      if pending:
+        with runner.progress_bar(pending, lead) as bar:
+          fresh = runner.run_pending(preset, pending, seed, store, processes, bar)
+      if not lead:
+        continue
+      seed_records, all_records = runner.stored_records(store, points, seed)
+      records += seed_records
+      print(runner.summary_table(points, seed_records, fresh))
+  if not lead:
+    return 0
   if args.export_csv:
     export_csv(all_records, args.export_csv)
     print(f"wrote {len(all_records)} points to {args.export_csv}")
   if not args.no_figures:
     from jaxattn_plots import write_report  # matplotlib only when figures are wanted
-    print(write_report(records, args.figures or results.with_suffix("")).text())
+    print(write_report(records, args.figures or results.with_suffix(""),
+                       reference=all_records).text())
   return 0
-

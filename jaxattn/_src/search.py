@@ -1,4 +1,5 @@
-"""Minimal d: the smallest grid d at which a method succeeds on ≥ 1 − δ of T trials."""
+"""Minimal d: the smallest grid d at which a method succeeds on ≥ 1 − δ of T trials, and
+per-trial thresholds with their quantiles."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from jaxtyping import Array, Bool, PRNGKeyArray
 from jaxattn._src.base import cast_pattern, check_d_grid, check_eps, resolve_dtype
 from jaxattn._src.construct import METHODS, NESTED
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.stats import clopper_pearson
+from jaxattn._src.stats import clopper_pearson, quantile_interval
 from jaxattn._src.verify import (DEFAULT_BLOCK, ROW_BLOCK, check_block_size, local_mesh, row_ok,
                                  row_stats, shard_leading)
 
@@ -25,10 +26,30 @@ _TILE_BUDGET = 1 << 28
 
 
 class MinDResult(NamedTuple):
-  """Outcome of ``min_d``: success counts over the d grid and the minimal d.
+  """Outcome of ``min_d``: per-trial verdicts over the d grid, success counts and estimators of d.
 
-  ``d_min`` is None when no grid d reaches a success rate of 1 − δ.
-  ``ci_low``/``ci_high`` are Clopper–Pearson intervals at ``confidence``.
+  ``d_min`` = min{d : successes(d)/T ≥ 1 − δ} (§2), None when no grid d
+  reaches it; ``ci_low``/``ci_high`` are Clopper–Pearson intervals on the
+  success rates at ``confidence``.
+
+  Per trial t (None when built by ``from_counts``, which has counts only):
+  ``verdicts[t, g]`` whether the trial verifies at ``d_grid[g]``;
+  ``thresholds[t]`` = d*_t, the smallest grid d from which the trial
+  verifies at every larger grid d; ``first_success[t]`` the first grid d at
+  which it verifies (the paper's ascending scan). Both are +inf where the
+  trial never qualifies on the grid (``not reached``: d*_t lies above the
+  grid; it fails at the top), and both equal ``d_grid[0]`` for a trial that
+  verifies everywhere (d*_t ≤ d_grid[0]: the bottom of the grid is a bound).
+
+  Estimators over the T thresholds (``ja.stats.quantile_interval``):
+  ``d_median`` = X_(⌈T/2⌉) and ``d_quantile`` = X_(⌈(1−δ)T⌉) of the sorted
+  thresholds, each with a distribution-free interval [X_(r), X_(s)] at
+  ``confidence`` (``*_low``, ``*_high``), at grid resolution. +inf: the order
+  statistic is a trial that was not reached; −inf/+inf bounds: too few trials
+  for a rank on that side. With δ = 0, d_quantile is the largest threshold
+  and its interval is unbounded. Since a trial that verifies from d*_t on verifies
+  at d*_t, d_quantile ≥ d_min, with equality when every trial's verdicts are
+  monotone in d.
   """
 
   d_min: int | None
@@ -38,6 +59,15 @@ class MinDResult(NamedTuple):
   success_rate: np.ndarray  # float [G]
   ci_low: np.ndarray        # float [G]
   ci_high: np.ndarray       # float [G]
+  verdicts: np.ndarray | None = None       # bool [T, G]
+  thresholds: np.ndarray | None = None     # float [T]: grid d, +inf = not reached
+  first_success: np.ndarray | None = None  # float [T]: grid d, +inf = never verified
+  d_median: float | None = None
+  d_median_low: float | None = None
+  d_median_high: float | None = None
+  d_quantile: float | None = None
+  d_quantile_low: float | None = None
+  d_quantile_high: float | None = None
 
   @classmethod
   def from_counts(cls, d_grid: Sequence[int], successes: np.ndarray, trials: int, delta: float,
@@ -51,6 +81,37 @@ class MinDResult(NamedTuple):
     return cls(d_min=int(d_grid[passing[0]]) if passing.size else None,
                d_grid=np.asarray(d_grid), successes=successes, trials=trials,
                success_rate=successes / trials, ci_low=low, ci_high=high)
+
+  @classmethod
+  def from_verdicts(cls, d_grid: Sequence[int], verdicts: np.ndarray, delta: float,
+                    confidence: float = 0.95) -> MinDResult:
+    """The result for per-trial ``verdicts`` bool [T, G]: ``from_counts`` of their column sums,
+    the thresholds and first successes of ``trial_thresholds`` and the quantile estimators."""
+    verdicts = np.asarray(verdicts, bool)
+    trials = verdicts.shape[0]
+    thresholds, first = trial_thresholds(d_grid, verdicts)
+    median = quantile_interval(thresholds, 0.5, confidence)
+    quantile = quantile_interval(thresholds, 1.0 - delta, confidence) if delta > 0 else (
+        float(thresholds.max()), -math.inf, math.inf)
+    return cls.from_counts(d_grid, verdicts.sum(axis=0), trials, delta, confidence)._replace(
+        verdicts=verdicts, thresholds=thresholds, first_success=first,
+        d_median=median[0], d_median_low=median[1], d_median_high=median[2],
+        d_quantile=quantile[0], d_quantile_low=quantile[1], d_quantile_high=quantile[2])
+
+
+def trial_thresholds(d_grid: Sequence[int], verdicts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(d*_t, first success_t) of every trial t from its verdicts bool [T, G] over ``d_grid``.
+
+  d*_t = d_grid[min{g : verdicts[t, g'] for all g' ≥ g}] and
+  first_t = d_grid[min{g : verdicts[t, g]}]; +inf where the set is empty
+  (d*_t: the trial fails at the top of the grid). float [T] each.
+  """
+  d_grid = np.asarray(d_grid, float)
+  verdicts = np.asarray(verdicts, bool)
+  from_here = np.logical_and.accumulate(verdicts[:, ::-1], axis=1)[:, ::-1]  # all of g.. pass
+  thresholds = np.where(from_here[:, -1], d_grid[np.argmax(from_here, axis=1)], np.inf)
+  first = np.where(verdicts.any(axis=1), d_grid[np.argmax(verdicts, axis=1)], np.inf)
+  return thresholds, first
 
 
 def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
@@ -117,7 +178,9 @@ def trial_keys(key: PRNGKeyArray, trials: int) -> tuple[PRNGKeyArray, PRNGKeyArr
   Trial t samples its pattern from ``pattern_keys[t]`` and its construction
   from ``method_keys[t]``: independent keys, so pattern and projection are
   independent draws. Re-running a trial of a search (its solution, its
-  logit range) starts from these keys.
+  logit range) starts from these keys. Trial t's keys do not depend on T
+  (``split`` is counter-based), so the T trials of a search are the first T
+  of any larger search with the same key.
   """
   pattern_keys, method_keys = jnp.moveaxis(
       jax.vmap(jax.random.split)(jax.random.split(key, trials)), 1, 0)
@@ -151,9 +214,10 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
 @functools.partial(jax.jit, static_argnames=(
     "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "matmul_dtype", "mesh",
     "dtype"))
-def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size,
+def _trial_verdicts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size,
                     matmul_dtype, mesh, dtype):
-  """Σ_t success_t(d) over trials t, split over ``mesh`` (row blocks if fewer trials than devices)."""
+  """success_t(d), bool [T, G], of every trial t, split over ``mesh`` (row blocks if fewer trials
+  than devices)."""
   shard_trials = trials >= mesh.size
 
   def trial(keys):
@@ -164,13 +228,13 @@ def _success_counts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_b
 
   devices = mesh.size if shard_trials else 1
   # Every device runs whole batches of trial_batch trials, aligned as on one device;
-  # padding trials repeat trial 0 and are dropped from the sum.
+  # padding trials repeat trial 0 and are dropped.
   padded = math.ceil(trials / (devices * trial_batch)) * devices * trial_batch
   keys = jax.tree.map(lambda k: jnp.concatenate(
       [k, jnp.broadcast_to(k[:1], (padded - trials, *k.shape[1:]))]), trial_keys(key, trials))
   success = shard_leading(lambda *k: jax.lax.map(trial, k, batch_size=trial_batch),
                           mesh if shard_trials else None, *keys)
-  return jnp.sum(success[:trials], axis=0)
+  return success[:trials]
 
 
 def _trial_batch(length: int, grid_size: int, block_size: int | None, trials: int) -> int:
@@ -184,7 +248,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
           eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
           confidence: float = 0.95, block_size: int | None = None,
           matmul_dtype=None, dtype=None) -> MinDResult:
-  """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials.
+  """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials, and per trial
+  its verdicts, threshold d*_t and first success, with the quantiles d_50 and d_{1−δ}.
 
   Trial t draws a fresh pattern ``sampler(k_A)`` and a fresh construction
   ``method(k_X, A, d)`` from split keys, and succeeds at d iff ``verify``
@@ -213,7 +278,9 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
       (default) or "float64" (needs jax_enable_x64).
 
   Returns:
-    ``MinDResult`` with d_min, success counts and rates with intervals.
+    ``MinDResult`` with d_min, success counts and rates with intervals, the [T, G]
+    verdicts (from the same single pass), thresholds, first successes, and
+    d_median, d_quantile with order-statistic intervals.
   """
   d_grid = _checked_grid(d_grid, method)
   if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
@@ -226,9 +293,9 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   evaluate, _ = resolve_dtype(dtype)
   length = jax.eval_shape(sampler, key).length
   grid_levels = len(d_grid) if method in NESTED else 1
-  successes = np.asarray(_success_counts(
+  verdicts = np.asarray(_trial_verdicts(
       key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
       trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size,
       matmul_dtype=None if matmul_dtype is None else jnp.dtype(matmul_dtype), mesh=local_mesh(),
       dtype=evaluate.name))
-  return MinDResult.from_counts(d_grid, successes, trials, delta, confidence)
+  return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)
