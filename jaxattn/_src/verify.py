@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Int
 
 from jaxattn._src.base import HIGHEST, Solution, cast_pattern, check_eps, resolve_dtype
 from jaxattn._src.pattern import SparsePattern
@@ -110,6 +110,109 @@ def _row_maxima(tiles: list[Float[Array, "R B"]]) -> tuple[Float[Array, "R"], ..
                         lambda x, y: tuple(map(jnp.maximum, x, y)), (1,))
 
 
+def _tile_mask(cols: Int[Array, "R N"], valid: Bool[Array, "R N"], start: Int[Array, ""],
+               block: int, length: int, dtype) -> Float[Array, "R B"]:
+  """C_0 of the key block [start, start + block): where every running sum starts (and, with
+  ``full``, which columns are excluded).
+
+    C_0,ij = −∞ if column start + j ∈ S_i or start + j ≥ L (padding), else 0.
+
+  The support columns come from scattering each row's N slots into the tile
+  (R·N writes; slots outside the block are dropped), so no L×L mask exists.
+  """
+  neg_inf = jnp.asarray(-jnp.inf, dtype)
+  slots = jnp.where(valid & (cols >= start), cols - start, block)  # [R, N]; block: not here
+  mask = jnp.zeros((cols.shape[0], block), dtype)
+  if length % block:  # the last block runs past L
+    mask = jnp.where(start + jnp.arange(block) >= length, neg_inf, mask)
+  return mask.at[jnp.arange(cols.shape[0])[:, None], slots].set(neg_inf, mode="drop")
+
+
+def _support_stats(q: Float[Array, "R w"], support_keys: Float[Array, "R N w"],
+                   log_w: Float[Array, "R N"], valid: Bool[Array, "R N"],
+                   prefix: Float[Array, "w G"], scales: Float[Array, "G"],
+                   ) -> tuple[Float[Array, "G R N"], Float[Array, "G R"], Float[Array, "G R"]]:
+  """Support logits of every level, and spread_i and min_{j∈S_i} ℓ_ij from them.
+
+    ℓ^(g)_is = scales[g] · Σ_c q_ic k_{cols_is, c} prefix_cg,   prefix_cg = [c < d_g],
+    spread^(g)_i = max_s(ℓ^(g)_is − ln A_is) − min_s(ℓ^(g)_is − ln A_is)   over valid slots s,
+
+  all levels in one contraction of the products q_ic k_{cols_is, c} with the
+  prefix indicator (O(R·N·w·G), never a tile).
+  """
+  support_terms = q[:, None, :] * support_keys  # [R, N, w]
+  support = scales[:, None, None] * jnp.moveaxis(jax.lax.dot_general(
+      support_terms, prefix, (((2,), (0,)), ((), ())), precision=HIGHEST,
+      preferred_element_type=q.dtype), -1, 0)  # [G, R, N]
+  shifted = support - log_w
+  spread = (jnp.max(jnp.where(valid, shifted, -jnp.inf), -1)
+            - jnp.min(jnp.where(valid, shifted, jnp.inf), -1))
+  return support, spread, jnp.min(jnp.where(valid, support, jnp.inf), -1)
+
+
+def _full_update(carry: tuple[Float[Array, "G R"], Float[Array, "G R"], Float[Array, "G R"]],
+                 mask: Float[Array, "R B"], products: list[Float[Array, "R B"]],
+                 scales: Float[Array, "G"]) -> tuple[Float[Array, "G R"], ...]:
+  """The online outside statistics (m, s, a) of every level after one key block (``full``).
+
+  With the level's logits ℓ_ij = scales[g] · C_g,ij, C_g = Σ_{r ≤ g} products[r],
+  over the block's columns j not excluded by ``mask`` (support or padding):
+
+    m' = max(m, max_j ℓ_ij),   s' = s·e^{m − m'} + Σ_j e^{ℓ_ij − m'},   a' = max(a, max_j |ℓ_ij|)
+
+  (m' read as 0 in the exponents while it is −∞), so s·e^m = Σ_{j∉S_i} e^{ℓ_ij} so far.
+  """
+  neg_inf = jnp.asarray(-jnp.inf, mask.dtype)
+  excluded = mask < 0  # [R, B]: support or padding
+  levels = []
+  for g, tile in enumerate(itertools.accumulate(products)):
+    logits = scales[g] * tile
+    outside = jnp.where(excluded, neg_inf, logits)
+    tile_abs = jnp.max(jnp.where(excluded, 0.0, jnp.abs(logits)), -1)
+    out_max, out_sum, abs_max = (c[g] for c in carry)
+    new_max = jnp.maximum(out_max, jnp.max(outside, -1))
+    ref = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
+    out_sum = out_sum * jnp.exp(out_max - ref) + jnp.sum(jnp.exp(outside - ref[..., None]), -1)
+    levels.append((new_max, out_sum, jnp.maximum(abs_max, tile_abs)))
+  return jax.tree.map(lambda *c: jnp.stack(c), *levels)
+
+
+def _level_maxima(mask: Float[Array, "R B"], products: list[Float[Array, "R B"]],
+                  q: Float[Array, "R w"], keys_t: Float[Array, "d B"],
+                  rank1_dims: tuple[int, ...]) -> Float[Array, "G R"]:
+  """max_j C_g,ij of every level's tile over one key block, without writing a tile (not ``full``).
+
+  The first levels (d ∈ ``rank1_dims``) are C_0 plus one rank-1 update per column,
+  C_0 + Σ_{c < d} q_:c k_cᵀ (``keys_t`` holds the key columns as rows); the
+  others are running sums C_0 + Σ_{r ≤ g} products[r]. Each kind's maxima
+  come from one fused reduce (``_row_maxima``), so a level costs its product
+  or updates and no pass of its own.
+  """
+  row_max = ()
+  if rank1_dims:
+    sums = list(itertools.accumulate(
+        (q[:, c:c + 1] * keys_t[c] for c in range(rank1_dims[-1])), initial=mask))
+    row_max += _row_maxima([sums[d] for d in rank1_dims])
+  if products:
+    row_max += _row_maxima(list(itertools.accumulate(products, initial=mask))[1:])
+  return jnp.stack(row_max)
+
+
+def _full_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
+                  abs_max: Float[Array, "G R"], support: Float[Array, "G R N"],
+                  valid: Bool[Array, "R N"]) -> tuple[Float[Array, "G R"], Float[Array, "G R"]]:
+  """Outside mass and max |ℓ| per row (``full``): the streamed (m, s, a) joined with the support.
+
+    Σ_{j∉S_i} P_ij = e^λ / (e^λ + Σ_{j∈S_i} e^{ℓ_ij}),   λ = ln s + m   (−∞ if nothing is outside),
+    max_j |ℓ_ij|   = max(a, max_{j∈S_i} |ℓ_ij|).
+  """
+  support_lse = jax.nn.logsumexp(jnp.where(valid, support, -jnp.inf), -1)
+  ref = jnp.where(jnp.isfinite(out_max), out_max, 0.0)
+  out_lse = jnp.log(out_sum) + ref
+  outside_mass = jnp.exp(out_lse - jnp.logaddexp(out_lse, support_lse))
+  return outside_mass, jnp.maximum(abs_max, jnp.max(jnp.where(valid, jnp.abs(support), 0.0), -1))
+
+
 def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
               splits: tuple[int, ...], scales: Float[Array, "G"], *, block_size: int | None = None,
               full: bool = True, matmul_dtype=None, mesh: Mesh | None = None) -> RowStats:
@@ -160,67 +263,33 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
                         1, 2).astype(dtype)  # [blocks, d, B]: key columns as rows
   scales = jnp.asarray(scales, dtype)
   log_w = pattern.log_weights.astype(dtype)
-  neg_inf = jnp.asarray(-jnp.inf, dtype)
 
   def one_row_block(args):
     q, cols, valid, lw = args
     q_ranges = [q[:, lo:hi] for lo, hi in ranges]
     q_exact = q.astype(dtype)  # for elementwise products, exact in ``dtype`` for narrower q
-    row_ids = jnp.arange(q.shape[0])[:, None]
-    # Σ_{c < d_g} q_c k_c for every level g at once: the products contracted
-    # with the prefix indicator.
-    support_terms = q_exact[:, None, :] * keys[cols].astype(dtype)  # [R, N, w]
-    support = scales[:, None, None] * jnp.moveaxis(jax.lax.dot_general(
-        support_terms, prefix, (((2,), (0,)), ((), ())), precision=HIGHEST,
-        preferred_element_type=dtype), -1, 0)  # [G, R, N]
-    shifted = support - lw
-    spread = (jnp.max(jnp.where(valid, shifted, -jnp.inf), -1)
-              - jnp.min(jnp.where(valid, shifted, jnp.inf), -1))
-    support_min = jnp.min(jnp.where(valid, support, jnp.inf), -1)
+    support, spread, support_min = _support_stats(q_exact, keys[cols].astype(dtype), lw, valid,
+                                                  prefix, scales)
 
     def key_block(carry, inputs):
       k_ranges, k_t, start = inputs
-      col_ids = start + jnp.arange(block)
-      slots = jnp.where(valid & (cols >= start), cols - start, block)  # [R, N]; block: not here
-      mask = jnp.zeros((q.shape[0], block), dtype)  # C_0: −∞ at support and padding, else 0
-      if n_blocks * block > length:
-        mask = jnp.where(col_ids >= length, neg_inf, mask)
-      mask = mask.at[row_ids, slots].set(neg_inf, mode="drop")  # R·N scattered slots
+      mask = _tile_mask(cols, valid, start, block, length, dtype)
       products = [_dot(q_r, k_r, dtype) for q_r, k_r in zip(q_ranges, k_ranges)]
       if full:
-        excluded = mask < 0  # [R, B]: support or padding
-        levels = []
-        for g, tile in enumerate(itertools.accumulate(products)):
-          logits = scales[g] * tile
-          levels.append(_outside_update(
-              jax.tree.map(lambda c: c[g], carry), jnp.where(excluded, neg_inf, logits),
-              jnp.max(jnp.where(excluded, 0.0, jnp.abs(logits)), -1)))
-        return jax.tree.map(lambda *c: jnp.stack(c), *levels), None
-      row_max = ()
-      if rank1_dims:  # C_0 + Σ_{c < d} q_c k_cᵀ, one rank-1 update per column
-        sums = list(itertools.accumulate(
-            (q_exact[:, c:c + 1] * k_t[c] for c in range(rank1_width)), initial=mask))
-        row_max += _row_maxima([sums[d] for d in rank1_dims])
-      if summed_dims:
-        row_max += _row_maxima(list(itertools.accumulate(products, initial=mask))[1:])
-      return (jnp.maximum(carry[0], jnp.stack(row_max)),) + carry[1:], None
+        return _full_update(carry, mask, products, scales), None
+      row_max = _level_maxima(mask, products, q_exact, k_t, rank1_dims)
+      return (jnp.maximum(carry[0], row_max),) + carry[1:], None
 
     shape = (len(splits), q.shape[0])
     init = (jnp.full(shape, -jnp.inf, dtype), jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
     starts = jnp.arange(n_blocks) * block
     (out_max, out_sum, abs_max), _ = jax.lax.scan(key_block, init, (key_ranges, keys_t, starts))
-    if not full:
-      out_max = scales[:, None] * out_max  # max_j s·C_ij = s · max_j C_ij for s > 0
-    gap = out_max - support_min
     if full:
-      support_lse = jax.nn.logsumexp(jnp.where(valid, support, -jnp.inf), -1)
-      ref = jnp.where(jnp.isfinite(out_max), out_max, 0.0)
-      out_lse = jnp.log(out_sum) + ref  # −inf where nothing lies outside the support
-      outside_mass = jnp.exp(out_lse - jnp.logaddexp(out_lse, support_lse))
-      abs_max = jnp.maximum(abs_max, jnp.max(jnp.where(valid, jnp.abs(support), 0.0), -1))
+      outside_mass, abs_max = _full_figures(out_max, out_sum, abs_max, support, valid)
     else:
-      outside_mass = jnp.zeros_like(gap)
-    return RowStats(spread, gap, outside_mass, abs_max)
+      out_max = scales[:, None] * out_max  # max_j s·C_ij = s · max_j C_ij for s > 0
+      outside_mass = jnp.zeros_like(out_max)
+    return RowStats(spread, out_max - support_min, outside_mass, abs_max)
 
   rows = n_row_blocks * row_block
   blocked = lambda x: _pad_rows(x, rows).reshape(n_row_blocks, row_block, *x.shape[1:])
@@ -232,15 +301,6 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
     stats = jax.lax.with_sharding_constraint(stats, NamedSharding(mesh, PartitionSpec()))
   # [n_row_blocks, G, R] -> [G, L]
   return jax.tree.map(lambda s: jnp.moveaxis(s, 0, 1).reshape(len(splits), rows)[:, :length], stats)
-
-
-def _outside_update(carry, outside: Array, abs_max: Array):
-  """Online (max, Σ exp(· − max), |·| max) over the logits ``outside`` (−∞ where excluded)."""
-  out_max, out_sum, old_abs = carry
-  new_max = jnp.maximum(out_max, jnp.max(outside, -1))
-  ref = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
-  out_sum = out_sum * jnp.exp(out_max - ref) + jnp.sum(jnp.exp(outside - ref[..., None]), -1)
-  return new_max, out_sum, jnp.maximum(old_abs, abs_max)
 
 
 def check_block_size(block_size: int | None) -> None:
