@@ -128,8 +128,9 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
     ℓ^(g) = scales[g] · Q[:, :splits[g]] K[:, :splits[g]]ᵀ,   g = 0..G−1,
 
   for every row, in one pass over key blocks of ``block_size`` and row
-  blocks of ``row_block`` (defaults: ``default_tiles()``). With ``splits = (w,)`` and ``scales = [1]`` these
-  are the figures of ℓ = Q Kᵀ; a grid of splits evaluates nested prefixes.
+  blocks of ``row_block`` (defaults: ``default_tiles()``). With
+  ``splits = (w,)`` and ``scales = [1]`` these are the figures of ℓ = Q Kᵀ;
+  a grid of splits evaluates nested prefixes.
 
   A [rows, block] tile is never recomputed per level: the prefix logits
   C_g = Q_{:, :d_g} K_{:, :d_g}ᵀ are running sums of the products over the
