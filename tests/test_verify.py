@@ -100,7 +100,7 @@ def test_row_blocks():
 
 
 def test_default_tiles_follow_the_backend_table(monkeypatch):
-  """Defaults come from TILES[jax.default_backend()]: scan lengths are ⌈L/rows⌉, ⌈L/keys⌉."""
+  """Defaults come from TILES[jax.default_backend()]: scans of ⌈L/rows⌉ and ⌈L/keys⌉ steps."""
   assert ja.default_tiles("cpu") == (1024, 512) == ja.default_tiles("no such backend")
   p, sol = _noisy_case(3, length=30, noise=0.3)
   monkeypatch.setitem(verify_lib.TILES, jax.default_backend(), (8, 5))

@@ -136,7 +136,8 @@ def sweep(args) -> None:
   print(f"tile sweep: L={length} d={d} N={args.nnz} matmul dtype {args.matmul_dtype}, search over "
         f"{len(grid)} d <= {d}; medians of {args.repeats} after warm-up, round-robin; default "
         f"(rows, keys) on {jax.default_backend()}: {ja.default_tiles()}")
-  print(f"{'rows':>6} {'keys':>6} {'verify ms':>10} {'GFLOP/s':>9} {'search ms':>10} {'GFLOP/s':>9}")
+  print(f"{'rows':>6} {'keys':>6} {'verify ms':>10} {'GFLOP/s':>9} {'search ms':>10} "
+        f"{'GFLOP/s':>9}")
   for (rows, keys), (t_verify, t_search) in times.items():
     print(f"{rows:>6} {keys:>6} {1e3 * t_verify:>10.1f} {flops / t_verify / 1e9:>9.1f} "
           f"{1e3 * t_search:>10.1f} {flops / t_search / 1e9:>9.1f}")

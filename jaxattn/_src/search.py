@@ -239,6 +239,7 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   successes = np.asarray(_success_counts(
       key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
       trial_batch=_trial_batch(length, grid_levels, block_size, row_block, trials),
-      block_size=block_size, row_block=row_block, matmul_dtype=None if matmul_dtype is None else jnp.dtype(matmul_dtype), mesh=local_mesh(),
+      block_size=block_size, row_block=row_block,
+      matmul_dtype=None if matmul_dtype is None else jnp.dtype(matmul_dtype), mesh=local_mesh(),
       dtype=evaluate.name))
   return MinDResult.from_counts(d_grid, successes, trials, delta, confidence)

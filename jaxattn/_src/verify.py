@@ -256,7 +256,7 @@ def _outside_update(carry, outside: Array, abs_max: Array):
 
 
 def check_block_size(block_size: int | None, name: str = "block_size") -> None:
-  """ValueError unless ``block_size`` (a tile size called ``name``) is None (the default) or ≥ 1."""
+  """ValueError unless the tile size ``block_size`` (named ``name``) is None (default) or ≥ 1."""
   if block_size is not None and block_size < 1:
     raise ValueError(f"{name} must be >= 1, got {block_size}")
 
@@ -296,8 +296,9 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
 
   so ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2. Streams over key blocks of
   ``block_size`` in row blocks of ``row_block`` (defaults per backend:
-  ``default_tiles``): memory O(L·(N + d) + block·rows), never an L×L matrix. Matmuls run at ``Precision.HIGHEST`` in X's dtype, or
-  in ``matmul_dtype`` with accumulation in X's dtype. Query row blocks are
+  ``default_tiles``): memory O(L·(N + d) + block·rows), never an L×L
+  matrix. Matmuls run at ``Precision.HIGHEST`` in X's dtype, or in
+  ``matmul_dtype`` with accumulation in X's dtype. Query row blocks are
   split over this process's devices; the result does not depend on how many.
 
   Args:
