@@ -11,12 +11,14 @@ pattern), four ways to check it:
 
 and (e) the whole-grid search (every d of a geometric grid up to d_max in
 one nested pass of ``ja.row_stats``, as ``ja.min_d`` runs it per trial).
+``sweep_tiles`` times (a) and (e) over a set of tile sizes.
 ``python -m jaxattn_bench.perf L d N seed`` verifies once and prints its
 figures and peak resident memory as JSON (the ``--memory`` child).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -110,12 +112,38 @@ def environment() -> str:
           f"numpy {np.__version__}, python {platform.python_version()}")
 
 
-def search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul_dtype):
-  """A thunk running the nested-prefix search over ``grid`` on Q, K (jitted, as ``ja.min_d`` does)."""
+def search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul_dtype,
+                 block_size: int | None = None, row_block: int | None = None):
+  """A thunk running the nested-prefix search over ``grid`` on Q, K (jitted, as ``ja.min_d`` does),
+  in tiles of ``row_block`` × ``block_size`` (default: ``ja.default_tiles()``)."""
   scales = grid[-1] / jnp.asarray(grid, jnp.float32)
-  search = jax.jit(lambda q, k, p: ja.row_stats(q, k, p, grid, scales, full=False,
+  search = jax.jit(lambda q, k, p: ja.row_stats(q, k, p, grid, scales, block_size=block_size,
+                                                row_block=row_block, full=False,
                                                 matmul_dtype=matmul_dtype).gap)
   return lambda: search(queries, keys, pattern)
+
+
+def sweep_tiles(solution, pattern, grid: tuple[int, ...], tiles, matmul_dtype,
+                repeats: int) -> tuple[dict, dict]:
+  """Median seconds of ``ja.verify`` and of the search over ``grid`` for every (rows, keys) tile.
+
+  Tiles are clamped to L (as ``row_stats`` does) and deduplicated; all are
+  timed round-robin (``time_round_robin``). Returns ({tile: (verify s,
+  search s)}, {tile: verify ok}): the verdict must not depend on the tile.
+  """
+  length = pattern.length
+  tiles = sorted({(min(rows, length), min(keys, length)) for rows, keys in tiles})
+  queries, keys = solution.queries(), solution.keys()
+  fns = {}
+  for rows, block in tiles:
+    fns[rows, block, "verify"] = functools.partial(
+        ja.verify, solution, pattern, EPS1, EPS2, block_size=block, row_block=rows,
+        matmul_dtype=matmul_dtype)
+    fns[rows, block, "search"] = search_thunk(queries, keys, pattern, grid, matmul_dtype,
+                                              block_size=block, row_block=rows)
+  seconds = time_round_robin(fns, repeats)
+  times = {tile: (seconds[(*tile, "verify")], seconds[(*tile, "search")]) for tile in tiles}
+  return times, {tile: bool(fns[(*tile, "verify")]().ok) for tile in tiles}
 
 
 def verify_once(length: int, d: int, nnz: int, seed: int) -> dict:

@@ -188,6 +188,12 @@ def stored_records(store, points, seed: int) -> tuple[list[Record], list[Record]
   return [by_key[(canonical(p.params()), seed)] for p in points], list(by_key.values())
 
 
+def stored_seconds(store, points, seed: int) -> list[float | None]:
+  """Wall seconds of each of ``points`` stored for ``seed``; None where it is pending."""
+  by_key = {record_key(r): r.wall_s for r in store.records()}
+  return [by_key.get((canonical(p.params()), seed)) for p in points]
+
+
 def progress_bar(pending, shown: bool) -> tqdm:
   """A progress bar with ETA over the points' cost (``point_cost``); on stderr."""
   return tqdm(total=sum(map(point_cost, pending)),

@@ -74,7 +74,7 @@ def scan_spread(records: Sequence[Record], reference: Sequence[Record]) -> str:
   scans = paper_scans(records, reference)
   if not scans:
     return ""
-  lines = [f"paper scan (T = 1 per seed): d_min spread over seeds against per-trial quantiles",
+  lines = ["paper scan (T = 1 per seed): d_min spread over seeds against per-trial quantiles",
            f"{'L':>6} {'seeds':>5} {'min':>5} {'median':>6} {'max':>5} {'max/min':>7}  "
            "reference d_50 [95% CI], d_1-δ (T)"]
   for key, length, values, _, ref in scans:

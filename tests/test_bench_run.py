@@ -50,7 +50,7 @@ def table(path):
                    r.d.tolist()) for r in store.records())
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
   preset = tmp_path / "tiny.toml"
   preset.write_text(TINY)
   common = ["run", "--preset", str(preset), "--seed", "3", "--no-figures"]
@@ -67,6 +67,11 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
   process.wait()
   done = stored(resumed)
   assert 0 < done < 6, f"kill landed with {done} of 6 points stored: cannot test resuming"
+  assert bench_main(["run", "--preset", str(preset), "--seed", "3", "--plan",
+                     "--results", str(resumed)]) == 0
+  plan = capsys.readouterr().out
+  assert plan.count("  pending\n") == 6 - done and plan.count(" s\n") == done
+  assert f"progress: {done} of 6 points stored in {resumed} for seed 3" in plan
 
   rerun = bench(*common, "--results", str(resumed), timeout=300)
   assert rerun.returncode == 0, rerun.stderr

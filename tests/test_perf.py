@@ -1,5 +1,7 @@
 """``bench perf``: its NumPy baseline checks the same thing as ``ja.verify``; the CLI runs."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,3 +41,26 @@ def test_cli_prints_ratios_and_child_memory(capsys):
   assert status == 0, captured.err
   for figure in ("a/d", "b/a", "e/a", "peak RSS", "(d) bare matmul"):
     assert figure in out
+
+
+def test_cli_without_numpy_skips_b(capsys):
+  assert bench_main(["perf", "--length", "64", "--d", "16", "--repeats", "1", "--no-numpy"]) == 0
+  out = capsys.readouterr().out
+  assert "(b) NumPy" not in out and "(a) ja.verify" in out
+  assert "b/a  NumPy time / verify time                   = skipped (--no-numpy)" in out
+
+
+def test_cli_sweeps_tiles_and_prints_the_best(capsys):
+  status = bench_main(["perf", "--sweep-tiles", "--length", "64", "--d", "16", "--repeats", "1",
+                       "--matmul-dtype", "bfloat16", "--tile-rows", "16,64,512",
+                       "--tile-keys", "32,100"])
+  out = capsys.readouterr().out
+  assert status == 0
+  tiles = [tuple(line.split()[:2]) for line in out.splitlines() if line[:6].strip().isdigit()]
+  # 512 rows and 100 keys clamp to L = 64
+  assert tiles == [("16", "32"), ("16", "64"), ("64", "32"), ("64", "64")]
+  for name in ("verify", "search"):
+    best = re.findall(rf"^best {name} tile \(bfloat16\): rows=(\d+) keys=(\d+) ", out, re.M)
+    assert len(best) == 1 and best[0] in tiles
+  with pytest.raises(SystemExit):
+    bench_main(["perf", "--sweep-tiles", "--tile-rows", "0,16"])

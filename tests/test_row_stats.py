@@ -1,8 +1,6 @@
 """The streaming kernel ``row_stats`` against a dense float64 NumPy reference."""
 
 import functools
-from unittest import mock
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -46,9 +44,9 @@ class RowStatsTest(chex.TestCase):
     # full: running sums of matmuls; else 3, 8 by rank-1 updates, then 64 ... 200 as running sums
     splits = (3, 8, 64, 65, 66, 200)
     scales = 200 / np.array(splits, np.float64)
-    self.enter_context(mock.patch.object(verify_lib, "ROW_BLOCK", row_block))
     stats = self.variant(functools.partial(
-        verify_lib.row_stats, splits=splits, block_size=block_size, full=full))(
+        verify_lib.row_stats, splits=splits, block_size=block_size, row_block=row_block,
+        full=full))(
             queries, keys, pattern, scales=jnp.asarray(scales, jnp.float32))
     want = dense_stats(queries, keys, pattern, splits, scales)
     chex.assert_shape(list(stats), (len(splits), pattern.length))

@@ -90,14 +90,27 @@ def test_block_size_does_not_change_figures(block_size):
   chex.assert_trees_all_close(rep, base, rtol=1e-6)
 
 
-def test_row_blocks(monkeypatch):
+def test_row_blocks():
   """Row blocking (padded to a multiple of the row block) changes nothing."""
   p, sol = _noisy_case(3, length=30, noise=0.3)
   ones = jnp.ones((1,))
   whole = verify_lib.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4)
-  monkeypatch.setattr(verify_lib, "ROW_BLOCK", 8)
-  blocked = verify_lib.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4)
+  blocked = verify_lib.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4,
+                                 row_block=8)
   chex.assert_trees_all_close(blocked, whole, rtol=1e-6)
+  chex.assert_trees_all_close(ja.verify(sol, p, EPS1, EPS2, row_block=8),
+                              ja.verify(sol, p, EPS1, EPS2), rtol=1e-6)
+
+
+def test_default_tiles_follow_the_backend_table(monkeypatch):
+  """Defaults come from TILES[jax.default_backend()]: scans of ⌈L/rows⌉ and ⌈L/keys⌉ steps."""
+  assert ja.default_tiles("cpu") == (1024, 512) == ja.default_tiles("no such backend")
+  p, sol = _noisy_case(3, length=30, noise=0.3)
+  monkeypatch.setitem(verify_lib.TILES, jax.default_backend(), (8, 5))
+  assert ja.default_tiles() == (8, 5)
+  program = str(jax.make_jaxpr(lambda q, k: verify_lib.row_stats(q, k, p, (30,), jnp.ones(1)))(
+      sol.queries(), sol.keys()))
+  assert "length=4" in program and "length=6" in program  # 4 row blocks of 8, 6 key blocks of 5
 
 
 def test_row_scaling_of_a_changes_nothing():
@@ -158,3 +171,5 @@ def test_bad_inputs():
     ja.verify(sol, p, -0.1, EPS2)
   with pytest.raises(ValueError, match="block_size"):
     ja.verify(sol, p, EPS1, EPS2, block_size=0)
+  with pytest.raises(ValueError, match="row_block"):
+    ja.verify(sol, p, EPS1, EPS2, row_block=0)

@@ -3,12 +3,16 @@
 Times the checks of ``jaxattn_bench.perf`` round-robin after a warm-up, so
 that a loaded machine slows them alike, and prints medians of ``--repeats``
 with their throughput (2·L²·d flops per check) and the ratios a/d, b/a and
-e/a. ``--memory`` verifies once at a large L in a child process and reports
-its peak resident memory.
+e/a. ``--no-numpy`` leaves out the NumPy check (and b/a), e.g. on an
+accelerator host. ``--memory`` verifies once at a large L in a child process
+and reports its peak resident memory. ``--sweep-tiles`` instead times
+``ja.verify`` and the search for every (rows, keys) tile of ``--tile-rows`` ×
+``--tile-keys`` and prints the fastest of each.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -22,6 +26,17 @@ from jaxattn_bench import perf
 from jaxattn_bench.errors import CommandError
 
 MEMORY_LIMIT_GIB = 2.0
+
+
+def positive_ints(text: str) -> tuple[int, ...]:
+  """Parses "256,512" as (256, 512): positive integers separated by commas."""
+  try:
+    values = tuple(int(v) for v in text.split(","))
+  except ValueError:
+    values = ()
+  if not values or min(values) < 1:
+    raise argparse.ArgumentTypeError(f"expected positive integers, comma-separated, got {text!r}")
+  return values
 
 
 def add_parser(subparsers) -> None:
@@ -38,6 +53,15 @@ def add_parser(subparsers) -> None:
                       help="also verify once at --memory-length in a child process: peak RSS")
   parser.add_argument("--memory-length", type=int, default=65536)
   parser.add_argument("--memory-d", type=int, default=128)
+  parser.add_argument("--no-numpy", action="store_true",
+                      help="leave out (b), the NumPy check, and b/a (e.g. on a GPU host)")
+  parser.add_argument("--sweep-tiles", action="store_true",
+                      help="instead of the table: time ja.verify and the search for every "
+                           "(rows, keys) tile and print the fastest")
+  parser.add_argument("--tile-rows", type=positive_ints, default=(512, 1024, 2048),
+                      metavar="R,R,...", help="rows per tile to sweep (default 512,1024,2048)")
+  parser.add_argument("--tile-keys", type=positive_ints, default=(256, 512, 1024, 2048),
+                      metavar="K,K,...", help="keys per tile to sweep (default 256,512,1024,2048)")
   parser.add_argument("--seed", type=int, default=0)
   parser.set_defaults(func=main)
 
@@ -58,10 +82,14 @@ def speed(args) -> None:
       "(c) dense JAX": lambda: dense(solution, pattern, perf.EPS1, perf.EPS2, matmul_dtype=matmul_dtype),
       "(d) bare matmul + row max": lambda: bare(queries, keys, matmul_dtype=matmul_dtype),
   }
-  verdicts = {name: (bool(out[0]), float(out[2])) for name, out in (
-      ("(a) ja.verify", (lambda r: (r.ok, r.ratio_error, r.leak))(fns["(a) ja.verify"]())),
-      ("(b) NumPy float32", fns["(b) NumPy float32"]()),
-      ("(c) dense JAX", fns["(c) dense JAX"]()))}
+  if args.no_numpy:
+    del fns["(b) NumPy float32"]
+  report = fns["(a) ja.verify"]()
+  verdicts = {"(a) ja.verify": (bool(report.ok), float(report.leak))}
+  for name in ("(b) NumPy float32", "(c) dense JAX"):
+    if name in fns:
+      ok, _, leak = fns[name]()
+      verdicts[name] = (bool(ok), float(leak))
   if length <= perf.REFERENCE_MAX_LENGTH:
     reference = ja.reference.dense_check(*host[:3], pattern.to_dense(), perf.EPS1, perf.EPS2)
     verdicts["float64 dense reference"] = (reference.ok, reference.leak)
@@ -82,15 +110,43 @@ def speed(args) -> None:
   if "float64 dense reference" in verdicts:
     ok, leak = verdicts["float64 dense reference"]
     print(f"{'float64 dense reference':<30} {'':>9} {'':>9}  {ok}, {leak:.4g}  (not timed)")
-  t_a, t_b, t_d = (seconds[k] for k in ("(a) ja.verify", "(b) NumPy float32",
-                                        "(d) bare matmul + row max"))
+  t_a, t_d = seconds["(a) ja.verify"], seconds["(d) bare matmul + row max"]
   t_e = seconds[f"(e) search, {len(grid)} d <= {d}"]
   print(f"a/d  verify throughput / bare matmul throughput = {t_d / t_a:.2f}   (target >= 0.7)")
-  print(f"b/a  NumPy time / verify time                   = {t_b / t_a:.2f}   (target >= 1.5)")
+  if args.no_numpy:
+    print("b/a  NumPy time / verify time                   = skipped (--no-numpy)")
+  else:
+    t_b = seconds["(b) NumPy float32"]
+    print(f"b/a  NumPy time / verify time                   = {t_b / t_a:.2f}   (target >= 1.5)")
   print(f"e/a  whole-grid search / one verify at d_max     = {t_e / t_a:.2f}   (target <= 1.5); "
         f"grid {grid}")
   if len({v[0] for v in verdicts.values()}) != 1:
     raise CommandError(f"the checks disagree on ok: {verdicts}", status=1)
+
+
+def sweep(args) -> None:
+  length, d = args.length, args.d
+  matmul_dtype = None if args.matmul_dtype == "float32" else jnp.dtype(args.matmul_dtype)
+  pattern, solution = perf.problem(args.seed, length, d, args.nnz)
+  grid = ja.geometric_grid(d, args.per_octave)
+  tiles = [(rows, keys) for rows in args.tile_rows for keys in args.tile_keys]
+  times, oks = perf.sweep_tiles(solution, pattern, grid, tiles, matmul_dtype, args.repeats)
+  flops = 2.0 * length * length * d
+  print(perf.environment())
+  print(f"tile sweep: L={length} d={d} N={args.nnz} matmul dtype {args.matmul_dtype}, search over "
+        f"{len(grid)} d <= {d}; medians of {args.repeats} after warm-up, round-robin; default "
+        f"(rows, keys) on {jax.default_backend()}: {ja.default_tiles()}")
+  print(f"{'rows':>6} {'keys':>6} {'verify ms':>10} {'GFLOP/s':>9} {'search ms':>10} "
+        f"{'GFLOP/s':>9}")
+  for (rows, keys), (t_verify, t_search) in times.items():
+    print(f"{rows:>6} {keys:>6} {1e3 * t_verify:>10.1f} {flops / t_verify / 1e9:>9.1f} "
+          f"{1e3 * t_search:>10.1f} {flops / t_search / 1e9:>9.1f}")
+  for index, name in enumerate(("verify", "search")):
+    rows, keys = min(times, key=lambda tile: times[tile][index])
+    print(f"best {name} tile ({args.matmul_dtype}): rows={rows} keys={keys} "
+          f"({1e3 * times[rows, keys][index]:.1f} ms)")
+  if len(set(oks.values())) != 1:
+    raise CommandError(f"the verdict depends on the tile: {oks}", status=1)
 
 
 def memory(args) -> None:
@@ -118,5 +174,8 @@ def main(args) -> int:
     raise CommandError("--length, --d, --nnz, --repeats and the memory sizes must be positive")
   if args.memory:
     memory(args)
-  speed(args)
+  if args.sweep_tiles:
+    sweep(args)
+  else:
+    speed(args)
   return 0

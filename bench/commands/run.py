@@ -38,7 +38,8 @@ def add_parser(subparsers) -> None:
                            "its suffix)")
   parser.add_argument("--no-figures", action="store_true", help="skip figures and the fit")
   parser.add_argument("--plan", action="store_true",
-                      help="list the points and their work, then stop (nothing is run)")
+                      help="list the points and their work (and, if the results file exists, "
+                           "which are stored, with their seconds), then stop (nothing is run)")
   hosts.add_arguments(parser)
   parser.set_defaults(func=main)
 
@@ -61,6 +62,27 @@ def parse_seeds(spec: str) -> list[int]:
   return seeds
 
 
+def plan(points, seed: int, results: pathlib.Path) -> None:
+  """Prints each point's work; if ``results`` exists, its stored seconds and the share done."""
+  stored = results.is_file()
+  seconds = [None] * len(points)
+  if stored:
+    with ResultsStore(results, create=False) as store:
+      seconds = runner.stored_seconds(store, points, seed)
+  names = runner.varying_axes(points)
+  for point, wall in zip(points, seconds):
+    status = "" if not stored else "  pending" if wall is None else f"  stored {wall:.1f} s"
+    print(f"{runner.describe(point, names)} d_max={point.d_grid[-1]} G={len(point.d_grid)} "
+          f"T={point.trials} work={runner.point_work(point):.3g}{status}")
+  print(f"{len(points)} points, total work Σ T·L²·d_max = {sum(map(runner.point_work, points)):.3g} "
+        "multiply-adds")
+  if stored:
+    done = [(p, wall) for p, wall in zip(points, seconds) if wall is not None]
+    cost = sum(runner.point_cost(p) for p, _ in done) / sum(map(runner.point_cost, points))
+    print(f"progress: {len(done)} of {len(points)} points stored in {results} for seed {seed}, "
+          f"{cost:.1%} of the cost model's total, in {sum(w for _, w in done):.1f} s of point time")
+
+
 def main(args) -> int:
   processes = hosts.initialize(args)
   preset = grid.load_preset(args.preset)
@@ -71,15 +93,11 @@ def main(args) -> int:
   if seeds[0] < 0:
     raise CommandError(f"--seed must be >= 0, got {seeds[0]}")
   points = preset.points
-  if args.plan:
-    names = runner.varying_axes(points)
-    for point in points:
-      print(f"{runner.describe(point, names)} d_max={point.d_grid[-1]} G={len(point.d_grid)} "
-            f"T={point.trials} work={runner.point_work(point):.3g}")
-    print(f"{len(points)} points, total work Σ T·L²·d_max = {sum(map(runner.point_work, points)):.3g} "
-          "multiply-adds")
-    return 0
   results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
+  if args.plan:
+    for seed in seeds:
+      plan(points, seed, results)
+    return 0
   lead = processes.index == 0
   records = []
   with (ResultsStore(results) if lead else runner.NoStore()) as store:

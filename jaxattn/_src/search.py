@@ -16,8 +16,8 @@ from jaxattn._src.base import cast_pattern, check_d_grid, check_eps, resolve_dty
 from jaxattn._src.construct import METHODS, NESTED
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.stats import clopper_pearson, quantile_interval
-from jaxattn._src.verify import (DEFAULT_BLOCK, ROW_BLOCK, check_block_size, local_mesh, row_ok,
-                                 row_stats, shard_leading)
+from jaxattn._src.verify import (check_block_size, default_tiles, local_mesh, row_ok, row_stats,
+                                 shard_leading)
 
 Sampler = Callable[[PRNGKeyArray], SparsePattern]
 
@@ -116,15 +116,16 @@ def trial_thresholds(d_grid: Sequence[int], verdicts: np.ndarray) -> tuple[np.nd
 
 def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
                  d_grid: tuple[int, ...], eps1, eps2, block_size: int | None = None,
-                 matmul_dtype=None, mesh=None, dtype=None) -> Bool[Array, "G"]:
+                 row_block: int | None = None, matmul_dtype=None, mesh=None,
+                 dtype=None) -> Bool[Array, "G"]:
   """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key.
 
   Methods in ``NESTED`` are drawn once at d_max and every d is read
   off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
   other methods are built at each d inside one compiled loop, padded to d_max.
   Either way the shapes, and so the compiled program, depend on d_max only.
-  ``matmul_dtype`` and ``mesh`` (query row blocks split over its devices) are
-  passed to ``row_stats``.
+  The tile sizes ``block_size`` and ``row_block``, ``matmul_dtype`` and
+  ``mesh`` (query row blocks split over its devices) are passed to ``row_stats``.
   Factors are computed in float32 (float64 for ``dtype`` float64) and
   verified in ``dtype`` (``construct.resolve_dtype``).
   """
@@ -136,14 +137,15 @@ def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   if method in NESTED:
     queries, keys = factors(d_max, d_max)
     scales = d_max / jnp.asarray(d_grid, queries.dtype)
-    stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size, full=False,
-                      matmul_dtype=matmul_dtype, mesh=mesh)
+    stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size,
+                      row_block=row_block, full=False, matmul_dtype=matmul_dtype, mesh=mesh)
     return jnp.all(row_ok(stats, eps1, eps2), axis=-1)
 
   def at_d(d):
     queries, keys = factors(d, d_max)
     stats = row_stats(queries, keys, pattern, (d_max,), jnp.ones((1,), queries.dtype),
-                      block_size=block_size, full=False, matmul_dtype=matmul_dtype, mesh=mesh)
+                      block_size=block_size, row_block=row_block, full=False,
+                      matmul_dtype=matmul_dtype, mesh=mesh)
     return jnp.all(row_ok(stats, eps1, eps2))
 
   return jax.lax.map(at_d, jnp.asarray(d_grid))
@@ -187,12 +189,13 @@ def trial_keys(key: PRNGKeyArray, trials: int) -> tuple[PRNGKeyArray, PRNGKeyArr
   return pattern_keys, method_keys
 
 
-_grid_success = jax.jit(grid_success, static_argnames=("method", "d_grid", "block_size"))
+_grid_success = jax.jit(grid_success,
+                        static_argnames=("method", "d_grid", "block_size", "row_block"))
 
 
 def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int], *,
                 eps1: float, eps2: float, method: str = "jl",
-                block_size: int | None = None) -> np.ndarray:
+                block_size: int | None = None, row_block: int | None = None) -> np.ndarray:
   """ok(d) = ``verify(build(method, key, pattern, d), pattern, eps1, eps2).ok`` for every grid d.
 
   For one fixed pattern and key, in one compiled pass (``grid_success``):
@@ -207,15 +210,16 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   d_grid = _checked_grid(d_grid, method)
   check_eps(eps1, eps2)
   check_block_size(block_size)
+  check_block_size(row_block, "row_block")
   return np.asarray(_grid_success(key, pattern, method=method, d_grid=d_grid, eps1=eps1,
-                                  eps2=eps2, block_size=block_size))
+                                  eps2=eps2, block_size=block_size, row_block=row_block))
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "matmul_dtype", "mesh",
-    "dtype"))
+    "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "row_block",
+    "matmul_dtype", "mesh", "dtype"))
 def _trial_verdicts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size,
-                    matmul_dtype, mesh, dtype):
+                    row_block, matmul_dtype, mesh, dtype):
   """success_t(d), bool [T, G], of every trial t, split over ``mesh`` (row blocks if fewer trials
   than devices)."""
   shard_trials = trials >= mesh.size
@@ -223,8 +227,9 @@ def _trial_verdicts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_b
   def trial(keys):
     pattern_key, method_key = keys
     return grid_success(method_key, sampler(pattern_key), method=method, d_grid=d_grid,
-                        eps1=eps1, eps2=eps2, block_size=block_size, matmul_dtype=matmul_dtype,
-                        mesh=None if shard_trials else mesh, dtype=dtype)
+                        eps1=eps1, eps2=eps2, block_size=block_size, row_block=row_block,
+                        matmul_dtype=matmul_dtype, mesh=None if shard_trials else mesh,
+                        dtype=dtype)
 
   devices = mesh.size if shard_trials else 1
   # Every device runs whole batches of trial_batch trials, aligned as on one device;
@@ -237,17 +242,19 @@ def _trial_verdicts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_b
   return success[:trials]
 
 
-def _trial_batch(length: int, grid_size: int, block_size: int | None, trials: int) -> int:
-  """Trials per vmapped batch: ≈ ROW_BLOCK rows of work per step, tiles within _TILE_BUDGET."""
-  block = min(block_size or DEFAULT_BLOCK, length)
-  tile = 4 * grid_size * min(ROW_BLOCK, length) * block
-  return int(max(1, min(trials, ROW_BLOCK // length, _TILE_BUDGET // tile)))
+def _trial_batch(length: int, grid_size: int, block_size: int | None, row_block: int | None,
+                 trials: int) -> int:
+  """Trials per vmapped batch: ≈ one row block of work per step, tiles within _TILE_BUDGET."""
+  default_rows, default_keys = default_tiles()
+  rows = row_block or default_rows
+  tile = 4 * grid_size * min(rows, length) * min(block_size or default_keys, length)
+  return int(max(1, min(trials, rows // length, _TILE_BUDGET // tile)))
 
 
 def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: float,
           eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
           confidence: float = 0.95, block_size: int | None = None,
-          matmul_dtype=None, dtype=None) -> MinDResult:
+          matmul_dtype=None, dtype=None, row_block: int | None = None) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials, and per trial
   its verdicts, threshold d*_t and first success, with the quantiles d_50 and d_{1−δ}.
 
@@ -276,6 +283,7 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
       accumulated in float32 (see ``verify``).
     dtype: precision of solutions and verification: "bfloat16", "float32"
       (default) or "float64" (needs jax_enable_x64).
+    row_block: query rows per block in verification (default: ``verify``'s).
 
   Returns:
     ``MinDResult`` with d_min, success counts and rates with intervals, the [T, G]
@@ -290,12 +298,15 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   if not 0.0 < confidence < 1.0:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
   check_eps(eps1, eps2)
+  check_block_size(block_size)
+  check_block_size(row_block, "row_block")
   evaluate, _ = resolve_dtype(dtype)
   length = jax.eval_shape(sampler, key).length
   grid_levels = len(d_grid) if method in NESTED else 1
   verdicts = np.asarray(_trial_verdicts(
       key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
-      trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size,
+      trial_batch=_trial_batch(length, grid_levels, block_size, row_block, trials),
+      block_size=block_size, row_block=row_block,
       matmul_dtype=None if matmul_dtype is None else jnp.dtype(matmul_dtype), mesh=local_mesh(),
       dtype=evaluate.name))
   return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)

@@ -28,9 +28,18 @@ from jaxtyping import Array, Bool, Float, Int
 from jaxattn._src.base import HIGHEST, Solution, cast_pattern, check_eps, resolve_dtype
 from jaxattn._src.pattern import SparsePattern
 
-DEFAULT_BLOCK = 512
-ROW_BLOCK = 1024
 SHARD_AXIS = "devices"
+# (rows, keys) per streamed tile, by ``jax.default_backend()``. The CPU values
+# were measured on the 2-core development CPU; the GPU and TPU values are not
+# yet measured (they copy the CPU's until ``bench/device_check.sh`` has swept
+# the tiles there).
+TILES = {"cpu": (1024, 512), "gpu": (1024, 512), "tpu": (1024, 512)}
+
+
+def default_tiles(backend: str | None = None) -> tuple[int, int]:
+  """(row_block, block_size): rows and keys per tile for ``backend`` (default: JAX's default
+  backend) from ``TILES``; a backend not listed gets the CPU's."""
+  return TILES.get(backend or jax.default_backend(), TILES["cpu"])
 
 
 def local_mesh() -> Mesh:
@@ -215,14 +224,16 @@ def _full_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
 
 def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
               splits: tuple[int, ...], scales: Float[Array, "G"], *, block_size: int | None = None,
-              full: bool = True, matmul_dtype=None, mesh: Mesh | None = None) -> RowStats:
+              row_block: int | None = None, full: bool = True, matmul_dtype=None,
+              mesh: Mesh | None = None) -> RowStats:
   """spread_i, gap_i (and, if ``full``, outside mass and |ℓ| max) of the logits
 
     ℓ^(g) = scales[g] · Q[:, :splits[g]] K[:, :splits[g]]ᵀ,   g = 0..G−1,
 
   for every row, in one pass over key blocks of ``block_size`` and row
-  blocks of ``ROW_BLOCK``. With ``splits = (w,)`` and ``scales = [1]`` these
-  are the figures of ℓ = Q Kᵀ; a grid of splits evaluates nested prefixes.
+  blocks of ``row_block`` (defaults: ``default_tiles()``). With
+  ``splits = (w,)`` and ``scales = [1]`` these are the figures of ℓ = Q Kᵀ;
+  a grid of splits evaluates nested prefixes.
 
   A [rows, block] tile is never recomputed per level: the prefix logits
   C_g = Q_{:, :d_g} K_{:, :d_g}ᵀ are running sums of the products over the
@@ -247,8 +258,9 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   dtype = queries.dtype
   if matmul_dtype is not None:
     queries, keys = queries.astype(matmul_dtype), keys.astype(matmul_dtype)
-  block = min(block_size or DEFAULT_BLOCK, length)
-  row_block = min(ROW_BLOCK, length)
+  default_rows, default_keys = default_tiles()
+  block = min(block_size or default_keys, length)
+  row_block = min(row_block or default_rows, length)
   n_blocks = math.ceil(length / block)
   devices = mesh.size if mesh else 1
   n_row_blocks = math.ceil(length / row_block / devices) * devices
@@ -303,10 +315,10 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   return jax.tree.map(lambda s: jnp.moveaxis(s, 0, 1).reshape(len(splits), rows)[:, :length], stats)
 
 
-def check_block_size(block_size: int | None) -> None:
-  """ValueError unless ``block_size`` is None (the default) or at least 1."""
+def check_block_size(block_size: int | None, name: str = "block_size") -> None:
+  """ValueError unless the tile size ``block_size`` (named ``name``) is None (default) or ≥ 1."""
   if block_size is not None and block_size < 1:
-    raise ValueError(f"block_size must be >= 1, got {block_size}")
+    raise ValueError(f"{name} must be >= 1, got {block_size}")
 
 
 def row_ok(stats: RowStats, eps1, eps2) -> Bool[Array, "... L"]:
@@ -314,16 +326,16 @@ def row_ok(stats: RowStats, eps1, eps2) -> Bool[Array, "... L"]:
   return (jnp.expm1(stats.spread) <= eps1) & (jnp.exp(stats.gap) <= eps2)
 
 
-@functools.partial(jax.jit, static_argnames=("block_size", "matmul_dtype", "mesh"))
-def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, block_size, matmul_dtype,
-            mesh) -> Report:
+@functools.partial(jax.jit, static_argnames=("block_size", "row_block", "matmul_dtype", "mesh"))
+def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, block_size, row_block,
+            matmul_dtype, mesh) -> Report:
   queries, keys = solution.queries(), solution.keys()
   # ln A in float32, or in float64 for a float64 X (weights are stored in float32)
   pattern = cast_pattern(pattern, jnp.promote_types(queries.dtype, jnp.float32))
   ones = jnp.ones((1,), queries.dtype)
   stats = jax.tree.map(lambda s: s[0], row_stats(
-      queries, keys, pattern, (queries.shape[-1],), ones, block_size=block_size, full=True,
-      matmul_dtype=matmul_dtype, mesh=mesh))
+      queries, keys, pattern, (queries.shape[-1],), ones, block_size=block_size,
+      row_block=row_block, full=True, matmul_dtype=matmul_dtype, mesh=mesh))
   ratio_error = jnp.expm1(jnp.max(stats.spread))
   leak = jnp.exp(jnp.max(stats.gap))
   eps1, eps2 = jnp.asarray(eps1, queries.dtype), jnp.asarray(eps2, queries.dtype)
@@ -335,7 +347,8 @@ def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, block_size, 
 
 
 def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
-           block_size: int | None = None, matmul_dtype=None, *, dtype=None) -> Report:
+           block_size: int | None = None, matmul_dtype=None, *, dtype=None,
+           row_block: int | None = None) -> Report:
   """Checks whether row-softmax((X W_Q)(X W_K)ᵀ) (ε1, ε2)-approximates A.
 
   ratio_error = exp(max_i spread_i) − 1 and leak = exp(max_i gap_i), with
@@ -344,9 +357,10 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     gap_i    = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij,
 
   so ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2. Streams over key blocks of
-  ``block_size`` (default 512): memory O(L·(N + d) + block·rows), never
-  an L×L matrix. Matmuls run at ``Precision.HIGHEST`` in X's dtype, or
-  in ``matmul_dtype`` with accumulation in X's dtype. Query row blocks are
+  ``block_size`` in row blocks of ``row_block`` (defaults per backend:
+  ``default_tiles``): memory O(L·(N + d) + block·rows), never an L×L
+  matrix. Matmuls run at ``Precision.HIGHEST`` in X's dtype, or in
+  ``matmul_dtype`` with accumulation in X's dtype. Query row blocks are
   split over this process's devices; the result does not depend on how many.
 
   Args:
@@ -354,12 +368,13 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     pattern: the target A (``pattern.length`` must equal X's rows).
     eps1: ratio tolerance ε1 > 0.
     eps2: zero tolerance ε2 ∈ (0, 1).
-    block_size: keys per streamed block.
+    block_size: keys per streamed block (default: ``default_tiles()[1]``).
     matmul_dtype: e.g. ``jnp.bfloat16``: round Q = X W_Q and K = X W_K to it
       and accumulate the logits in X's dtype (``preferred_element_type``);
       the verdict is then exact for the rounded Q, K. None: X's dtype.
     dtype: if given ("bfloat16", "float32", "float64"), X, W_Q, W_K are
       rounded to it and every step runs in it; default: X's dtype.
+    row_block: query rows per block (default: ``default_tiles()[0]``).
 
   Returns:
     ``Report``; its figures are JAX scalars (``float(rep.leak)``).
@@ -375,8 +390,9 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     raise ValueError(f"need w_q, w_k of shape [{solution.X.shape[1]}, d], got "
                      f"{solution.w_q.shape} and {solution.w_k.shape}")
   check_block_size(block_size)
+  check_block_size(row_block, "row_block")
   if matmul_dtype is not None:
     matmul_dtype = jnp.dtype(matmul_dtype)
     if not jnp.issubdtype(matmul_dtype, jnp.floating):
       raise ValueError(f"matmul_dtype must be a floating dtype, got {matmul_dtype}")
-  return _verify(solution, pattern, eps1, eps2, block_size, matmul_dtype, local_mesh())
+  return _verify(solution, pattern, eps1, eps2, block_size, row_block, matmul_dtype, local_mesh())
