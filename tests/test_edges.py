@@ -29,3 +29,140 @@ def test_optimize_search_on_les_miserables_completes(tmp_path):
   assert result.returncode == 0, result.stderr
   assert "smallest verifying d = 1024 (2 of 2 verify)" in result.stdout
   assert "CERTIFIED at d=1024" in result.stdout
+
+
+# ---- a resource plan before any work (issue 16 item 1) ----------------------------------------
+
+import re  # noqa: E402
+import resource as rlimit  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+from collections import namedtuple  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import scipy.io  # noqa: E402
+import scipy.sparse  # noqa: E402
+
+from jaxattn_bench import resources  # noqa: E402
+from jaxattn_bench.cli import main  # noqa: E402
+from jaxattn_bench.errors import CommandError  # noqa: E402
+
+GB = 10 ** 9
+BANDED = os.path.join(REPO, "examples", "banded.npy")
+
+
+def _fake_memory(monkeypatch, size: int) -> None:
+  """The host (and any device) has ``size`` bytes available."""
+  fake = lambda *_: resources.Available(size, "test limit")
+  monkeypatch.setattr(resources, "host_memory", fake)
+  monkeypatch.setattr(resources, "available_memory", fake)
+
+
+def _one_error_line(capsys) -> str:
+  err = capsys.readouterr().err
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and "Traceback" not in err, err
+  return lines[0]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["min_d", "--length", "2000000", "--nnz", "2", "--trials", "64", "--d-max", "4096"],
+     "min_d at L=2000000, N=2, d_max=4096 (one trial) needs about 394 GB"),
+    (["min_d", "--length", "160000", "--nnz", "2", "--trials", "4", "--d-max", "4096"],
+     "min_d at L=160000, N=2, d_max=4096 (one trial) needs about 32.3 GB"),
+    (["solve", BANDED, "--d", "40000", "--out", "OUT"], "solve at d=40000"),
+    (["solve", BANDED, "--d", "1000000000", "--out", "OUT"], "solve at d=1000000000"),
+])
+def test_a_job_that_cannot_fit_is_refused_in_one_line(argv, words, monkeypatch, tmp_path, capsys):
+  _fake_memory(monkeypatch, 16 * GB)
+  out = tmp_path / "x.npz"
+  start = time.perf_counter()
+  assert main([str(out) if a == "OUT" else a for a in argv]) == 2
+  assert time.perf_counter() - start < 10
+  line = _one_error_line(capsys)
+  assert words in line and "but only 16 GB is available (test limit)" in line, line
+  assert not out.exists()
+
+
+def test_a_solution_file_that_would_not_fit_on_disk_is_refused(monkeypatch, tmp_path, capsys):
+  """64×64 at d = 20000: a 6.4 GB file (dense 40000×20000 W_Q, W_K)."""
+  _fake_memory(monkeypatch, 64 * GB)
+  usage = namedtuple("usage", "total used free")
+  monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10 * GB, 9 * GB, GB))
+  assert main(["solve", BANDED, "--d", "20000", "--out", str(tmp_path / "x.npz")]) == 2
+  line = _one_error_line(capsys)
+  assert "the solution file would take about 6.41 GB but" in line and "1 GB free" in line, line
+  assert os.listdir(tmp_path) == []
+
+
+def test_check_refuses_a_solution_it_cannot_hold(monkeypatch, tmp_path, capsys):
+  out = str(tmp_path / "x.npz")
+  assert main(["solve", BANDED, "--d", "1024", "--out", out]) == 0
+  capsys.readouterr()
+  _fake_memory(monkeypatch, 100 << 20)
+  assert main(["check", out]) == 2
+  assert "checking this solution (L=64, d=1024, X 64x2048) needs about" in _one_error_line(capsys)
+
+
+def test_a_refusal_in_a_real_process_is_fast_and_allocates_nothing():
+  result = _bench("min_d", "--length", "2000000", "--nnz", "2", "--trials", "64", "--d-max",
+                  "4096", timeout=120)
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+  assert rlimit.getrusage(rlimit.RUSAGE_CHILDREN).ru_maxrss < 1 << 20  # KiB: under 1 GiB
+
+
+def test_trials_per_batch_shrink_to_what_fits_and_results_do_not_change(monkeypatch, capsys):
+  plan = resources.plan_search("x", length=64, nnz=1, width=64, levels=2, method="jl", trials=8,
+                               available=resources.Available(
+                                   resources.RUNTIME_BYTES + 2 * int(resources.SAFETY * 200_000),
+                                   "test"))
+  assert resources.search_trial_bytes(64, 1, 64, 2, "jl") < 200_000 and plan.max_trial_batch >= 2
+  argv = ["min_d", "--length", "64", "--nnz", "1", "--eps1", "1", "--trials", "8", "--d-max", "64"]
+  assert main(argv) == 0
+  free = capsys.readouterr().out
+  one = resources.RUNTIME_BYTES + int(resources.SAFETY * resources.search_trial_bytes(
+      64, 1, 64, len(__import__("jaxattn").geometric_grid(64, 4)), "jl")) + 1
+  _fake_memory(monkeypatch, one)
+  assert main(argv) == 0
+  tight = capsys.readouterr().out
+  strip = lambda text: re.sub(r"\(.*s\)", "", text)  # the device and time in the header line
+  assert strip(tight) == strip(free)
+
+
+def test_check_points_fit_refuses_a_point_that_cannot_fit():
+  point = namedtuple("point", "length nnz method dtype d_grid trials")
+  small = point(256, 2, "jl", "float32", (64, 128), 8)
+  huge = point(256, 2, "jl", "float32", (64, 1_000_000_000), 8)
+  available = resources.Available(16 * GB, "test")
+  resources.check_points_fit([small], available=available)
+  with pytest.raises(CommandError, match=r"point L=256 N=2 jl d_max=1000000000 \(one trial\)"):
+    resources.check_points_fit([small, huge], available=available)
+
+
+CALIBRATION = r'''
+import sys, jax, jax.numpy as jnp, jaxattn as ja
+hwm = lambda: int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]) << 10
+jax.jit(lambda x: x @ x)(jnp.ones((8, 8))).block_until_ready()
+base = hwm()
+sampler = ja.patterns.Sampler("random_regular", length=8192, nnz=2, a_min=0.2)
+ja.min_d(jax.random.PRNGKey(0), sampler, [256, 512], eps1=1.0, eps2=0.5, trials=1)
+print(hwm() - base)
+'''
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="VmHWM is Linux's")
+def test_the_search_estimate_bounds_the_measured_peak():
+  """One trial at L = 8192, d_max = 512: measured peak growth within the plan, and not far below."""
+  grown = int(subprocess.run([sys.executable, "-c", CALIBRATION], capture_output=True, text=True,
+                             timeout=300, check=True).stdout)
+  estimate = resources.search_trial_bytes(8192, 2, 512, 2, "jl")
+  assert estimate / 2 < grown <= resources.SAFETY * estimate + resources.RUNTIME_BYTES
+
+
+def test_host_memory_is_the_least_of_its_limits(monkeypatch):
+  limit = 1 << 40
+  monkeypatch.setattr(rlimit, "getrlimit", lambda _: (limit, limit))
+  available = resources.host_memory()
+  assert available.bytes <= limit and available.bytes <= resources._meminfo_available()

@@ -183,7 +183,7 @@ def _trial_batch(length: int, grid_size: int, block_size: int | None, trials: in
 def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: float,
           eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
           confidence: float = 0.95, block_size: int | None = None,
-          matmul_dtype=None, dtype=None) -> MinDResult:
+          matmul_dtype=None, dtype=None, max_trial_batch: int | None = None) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials.
 
   Trial t draws a fresh pattern ``sampler(k_A)`` and a fresh construction
@@ -211,6 +211,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
       accumulated in float32 (see ``verify``).
     dtype: precision of solutions and verification: "bfloat16", "float32"
       (default) or "float64" (needs jax_enable_x64).
+    max_trial_batch: at most this many trials per vmapped batch (a memory
+      budget, ``jaxattn_bench.resources``).
 
   Returns:
     ``MinDResult`` with d_min, success counts and rates with intervals.
@@ -228,7 +230,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   grid_levels = len(d_grid) if method in NESTED else 1
   successes = np.asarray(_success_counts(
       key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
-      trial_batch=_trial_batch(length, grid_levels, block_size, trials), block_size=block_size,
+      trial_batch=min(_trial_batch(length, grid_levels, block_size, trials),
+                      max_trial_batch or trials), block_size=block_size,
       matmul_dtype=None if matmul_dtype is None else jnp.dtype(matmul_dtype), mesh=local_mesh(),
       dtype=evaluate.name))
   return MinDResult.from_counts(d_grid, successes, trials, delta, confidence)
