@@ -265,7 +265,7 @@ def cost_line(what: str, plan: Plan, flops: float) -> str | None:
   """One line on what a long job does, its memory and expected duration; None below MENTION_FLOPS."""
   if flops < MENTION_FLOPS:
     return None
-  return (f"{what}: about {gigabytes(plan.need)} of {gigabytes(plan.available.bytes)} available; "
+  return (f"{what}: at most {gigabytes(plan.need)} of {gigabytes(plan.available.bytes)} available; "
           f"{expected_duration(flops, measured_flop_rate())}")
 
 

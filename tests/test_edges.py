@@ -166,3 +166,88 @@ def test_host_memory_is_the_least_of_its_limits(monkeypatch):
   monkeypatch.setattr(rlimit, "getrlimit", lambda _: (limit, limit))
   available = resources.host_memory()
   assert available.bytes <= limit and available.bytes <= resources._meminfo_available()
+
+
+# ---- input sizes checked before allocation (item 4) and the small things (item 9) ---------------
+
+
+def _mtx(tmp_path, name: str, header: str, body: str = "1 1 1.0\n") -> str:
+  path = str(tmp_path / name)
+  with open(path, "w") as file:
+    file.write(f"%%MatrixMarket matrix coordinate real {header}\n{body}")
+  return path
+
+
+def _refused(path: str, tmp_path, capsys) -> str:
+  assert main(["solve", path, "--d", "8", "--out", str(tmp_path / "x.npz")]) == 2
+  return _one_error_line(capsys)
+
+
+def test_headers_are_refused_before_any_allocation(monkeypatch, tmp_path, capsys):
+  assert ("1 stored entries for 4000000000 rows: some row of A has no nonzero" in _refused(
+      _mtx(tmp_path, "huge.mtx", "general\n4000000000 4000000000 1\n"), tmp_path, capsys))
+  assert "must be a square matrix, got shape (3, 4) (from the file's header)" in _refused(
+      _mtx(tmp_path, "rect.mtx", "general\n3 4 3\n"), tmp_path, capsys)
+  sparse = str(tmp_path / "sparse.npz")
+  scipy.sparse.save_npz(sparse, scipy.sparse.csr_array(np.eye(5)[:, :] * (np.arange(5) < 2)))
+  assert "2 stored entries for 5 rows" in _refused(sparse, tmp_path, capsys)
+  dense = str(tmp_path / "dense.npy")  # a header declaring 10^5 × 10^5 float64, and no data
+  with open(dense, "wb") as file:
+    np.lib.format.write_array_header_1_0(file, {"descr": "<f8", "fortran_order": False,
+                                                 "shape": (100_000, 100_000)})
+  _fake_memory(monkeypatch, 16 * GB)
+  assert "reading this 100000x100000 matrix needs about 361 GB" in _refused(dense, tmp_path,
+                                                                            capsys)
+  many = _mtx(tmp_path, "many.mtx", "general\n100000 100000 100000000\n")
+  _fake_memory(monkeypatch, GB)
+  assert "reading this 100000x100000 matrix needs about 11.3 GB" in _refused(many, tmp_path,
+                                                                            capsys)
+
+
+def test_a_text_file_named_npy_is_not_a_numpy_file(tmp_path, capsys):
+  path = tmp_path / "a.npy"
+  path.write_text("1 0\n0 1\n")
+  assert "a.npy: not a NumPy .npy file" in _refused(str(path), tmp_path, capsys)
+
+
+def test_check_of_a_directory_says_so(tmp_path, capsys):
+  assert main(["check", str(tmp_path)]) == 2
+  assert _one_error_line(capsys).endswith(f"{tmp_path}: is a directory, expected a solution file")
+
+
+def test_mtx_errors_say_how_rows_are_counted(tmp_path, capsys):
+  path = _mtx(tmp_path, "nan.mtx", "general\n3 3 3\n", "1 1 1.0\n2 2 1.0\n3 3 nan\n")
+  line = _refused(path, tmp_path, capsys)
+  assert "A[2, 2] = nan" in line and "counted from 0; the .mtx file numbers them from 1" in line
+
+
+@pytest.fixture
+def umask_022():
+  old = os.umask(0o022)
+  yield
+  os.umask(old)
+
+
+def test_solution_files_get_the_umask_mode_and_stale_temporaries_go(umask_022, tmp_path):
+  out = tmp_path / "x.npz"
+  stale, live = tmp_path / ".x.npz.999999999.tmp", tmp_path / f".x.npz.{os.getppid()}.tmp"
+  stale.write_bytes(b"left by a killed solve")
+  live.write_bytes(b"another solve, still running")
+  assert main(["solve", BANDED, "--d", "1024", "--out", str(out)]) == 0
+  assert os.stat(out).st_mode & 0o777 == 0o644
+  assert sorted(os.listdir(tmp_path)) == sorted([live.name, "x.npz"])
+
+
+def test_the_readmes_second_python_block_runs_as_written():
+  """With the first block's key, pattern and sampler (at L = 32), and d = 256 for the random
+  parameters (their QR at d = 2048 alone takes minutes on 2 cores)."""
+  text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+  block = re.findall(r"```python\n(.*?)```", text, re.S)[1]
+  preamble = ("import jax\nimport jaxattn as ja\nkey = jax.random.PRNGKey(0)\n"
+              "p = ja.patterns.random_regular(key, length=32, nnz=2, a_min=0.2)\n"
+              "sampler = ja.patterns.Sampler('random_regular', length=32, nnz=2, a_min=0.2)\n")
+  assert 'jax.config.update("jax_enable_x64", True)' in block and "d=2048" in block
+  block = block.replace("d=2048", "d=256")
+  result = subprocess.run([sys.executable, "-c", preamble + block], capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]

@@ -70,8 +70,8 @@ def _plan(args, grid: tuple[int, ...]) -> resources.Plan:
       change="lower --length, --nnz or --d-max")
   flops = resources.search_flops(args.length, grid[-1], 1 if nested else len(grid), args.method,
                                  args.trials)
-  line = resources.cost_line(f"plan         {args.trials} trials in batches of at most "
-                             f"{plan.max_trial_batch}, {len(grid)} grid d up to {grid[-1]}",
+  line = resources.cost_line(f"plan         {args.trials} trials ({plan.max_trial_batch} at most at "
+                             f"once), {len(grid)} grid d up to {grid[-1]}",
                              plan, flops)
   if line:
     print(line, file=sys.stderr, flush=True)
