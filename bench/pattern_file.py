@@ -8,7 +8,10 @@ Formats, told apart by the file's suffix:
   .mtx, .mtx.gz    Matrix Market, coordinate or array (``scipy.io.mmwrite``)
 
 Boolean masks are read as 0/1. Entries must be finite and ≥ 0 and every row
-needs a nonzero (docs/definitions.md). The pattern's N is its largest *row* count;
+needs a nonzero (docs/definitions.md). Sizes are checked from the file's
+header before its data are read (``check_header``): a matrix that is not
+square, has fewer stored entries than rows, or would not fit in memory
+(``jaxattn_bench.resources``) is refused without allocating it. The pattern's N is its largest *row* count;
 columns with more than N nonzeros (attention sinks, global tokens) lie outside
 the theorem and are reported, not refused. Every failure is a ``CommandError``
 whose one line names the file and the problem.
@@ -16,6 +19,7 @@ whose one line names the file and the problem.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from typing import NamedTuple
@@ -25,12 +29,17 @@ import scipy.io
 import scipy.sparse
 
 from jaxattn import SparsePattern
+from jaxattn_bench import resources
 from jaxattn_bench.errors import CommandError
 
 SUFFIXES = (".npy", ".npz", ".mtx", ".mtx.gz")
 # Keys that scipy.sparse.save_npz always writes.
 _SAVE_NPZ_KEYS = frozenset({"format", "shape", "data"})
 _SHOWN = 8  # rows or columns listed by name in a note
+_NPY_MAGIC = b"\x93NUMPY"
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+_LOAD_COPIES = 3  # the stored arrays, their float/CSR conversion and the pattern built from them
 
 
 class UserPattern(NamedTuple):
@@ -63,6 +72,7 @@ def read_matrix(path: str) -> np.ndarray | scipy.sparse.sparray:
   suffix = next((s for s in SUFFIXES if path.lower().endswith(s)), None)
   if suffix is None:
     raise CommandError(f"{path}: unknown format; expected one of {', '.join(SUFFIXES)}")
+  check_header(path, suffix)
   try:
     if suffix == ".npy":
       matrix = np.load(path, allow_pickle=False)
@@ -83,6 +93,89 @@ def read_matrix(path: str) -> np.ndarray | scipy.sparse.sparray:
   if matrix.dtype == bool:
     matrix = matrix.astype(np.float32)
   return matrix
+
+
+def array_header(file, name: str) -> tuple[tuple[int, ...], np.dtype]:
+  """(shape, dtype) from the header of the .npy data in ``file``, without reading the data.
+
+  CommandError naming ``name`` if it does not start with NumPy's magic bytes
+  or holds pickled objects.
+  """
+  if file.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+    raise CommandError(f"{name}: not a NumPy .npy file (it does not start with NumPy's magic "
+                       "bytes \\x93NUMPY)")
+  version = tuple(file.read(2))
+  if version not in _HEADER_READERS:
+    raise CommandError(f"{name}: cannot read as .npy: unsupported format version {version}")
+  try:
+    shape, _, dtype = _HEADER_READERS[version](file)
+  except ValueError as error:
+    raise CommandError(f"{name}: cannot read as .npy: {error}") from None
+  if dtype.hasobject:
+    raise CommandError(f"{name}: cannot read as .npy: it holds pickled Python objects, not numbers")
+  return shape, dtype
+
+
+def npz_headers(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """name -> (shape, dtype) of every array in a .npz archive, read from the headers alone."""
+  headers = {}
+  try:
+    with zipfile.ZipFile(path) as archive:
+      for member in archive.namelist():
+        if member.endswith(".npy"):
+          with archive.open(member) as file:
+            headers[member[:-4]] = array_header(file, f"{path}: {member}")
+  except (OSError, zipfile.BadZipFile, EOFError) as error:
+    raise CommandError(f"{path}: cannot read as .npz: {error}") from None
+  return headers
+
+
+def check_header(path: str, suffix: str) -> None:
+  """CommandError, before any data are read, if the header declares a matrix that cannot be used.
+
+  Refused: a shape that is not square (L×L), fewer stored entries than rows
+  (some row has none; a symmetric .mtx entry fills at most two rows), and a
+  matrix whose reading would not fit in memory (``_LOAD_COPIES`` × its bytes).
+  """
+  if suffix == ".npy":
+    with open(path, "rb") as file:
+      shape, dtype = array_header(file, path)
+    stored = math.prod(shape)
+    entries, nbytes = None, stored * dtype.itemsize
+  elif suffix == ".npz":
+    if not zipfile.is_zipfile(path):
+      raise CommandError(f"{path}: cannot read as .npz: not a zip archive")
+    headers = npz_headers(path)
+    if _SAVE_NPZ_KEYS <= set(headers):  # scipy.sparse.save_npz: the shape is a small array
+      with np.load(path, allow_pickle=False) as archive:
+        shape = tuple(int(n) for n in np.ravel(archive["shape"]))
+      entries = headers["data"][0][0] if headers["data"][0] else 0
+      nbytes = sum(math.prod(s) * t.itemsize for s, t in headers.values())
+    elif len(headers) == 1:
+      (shape, dtype), = headers.values()
+      entries, nbytes = None, math.prod(shape) * dtype.itemsize
+    else:
+      return  # _read_npz says what is wrong
+  else:
+    try:
+      rows, cols, entries, layout, _, symmetry = scipy.io.mminfo(path)
+    except (OSError, ValueError, IndexError) as error:
+      raise CommandError(f"{path}: cannot read as .mtx: {error or type(error).__name__}"
+                         ) from None
+    shape = (rows, cols)
+    if layout == "array":
+      entries = None
+    elif symmetry != "general":
+      entries *= 2  # (i, j) also stands for (j, i)
+    nbytes = (rows * cols if layout == "array" else entries) * 24  # row, column, float64 value
+  if len(shape) != 2 or shape[0] != shape[1]:
+    raise CommandError(f"{path}: A must be a square matrix, got shape {tuple(shape)} (from the "
+                       "file's header)")
+  if entries is not None and entries < shape[0]:
+    raise CommandError(f"{path}: {entries} stored entries for {shape[0]} rows: some row of A "
+                       "has no nonzero entry; every row needs at least one")
+  resources.check_fits(f"{path}: reading this {shape[0]}x{shape[1]} matrix",
+                       _LOAD_COPIES * nbytes, change="use a smaller pattern")
 
 
 def _read_npz(path: str) -> np.ndarray | scipy.sparse.sparray:
@@ -115,7 +208,9 @@ def load_pattern(path: str, top_n: int | None = None) -> UserPattern:
     pattern = (SparsePattern.from_scipy if sparse else SparsePattern.from_dense)(
         matrix, check_columns=False)
   except ValueError as error:
-    raise CommandError(f"{path}: {error}") from None
+    convention = (" (rows and columns counted from 0; the .mtx file numbers them from 1)"
+                  if ".mtx" in path.lower() and any(c.isdigit() for c in str(error)) else "")
+    raise CommandError(f"{path}: {error}{convention}") from None
   changes = []
   if top_n is not None:
     row_counts = np.sum(np.asarray(pattern.valid), axis=-1)

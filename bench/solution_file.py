@@ -10,22 +10,27 @@ An uncompressed ``.npz`` (no pickles) holding
   source, changes, jaxattn_version,    provenance: the input file, notes on what
   format, seconds                      was changed in it, versions, solve time
 
-It is written to a temporary file in the destination's folder and renamed
-over the destination (``os.replace``, atomic on POSIX and Windows), so an
-existing file is never half-overwritten.
+It is written to a temporary file ``.NAME.PID.tmp`` beside the destination
+and renamed over it (``os.replace``, atomic on POSIX and Windows), so an
+existing file is never half-overwritten; it gets the mode a new file gets
+under the umask (0644 for umask 022). Temporary files of the same
+destination whose process is gone (a killed ``solve``) are removed.
 """
 
 from __future__ import annotations
 
+import glob
+import math
 import os
-import tempfile
 import zipfile
 from typing import Any
 
 import numpy as np
 import scipy.sparse
 
+from jaxattn_bench import resources
 from jaxattn_bench.errors import CommandError
+from jaxattn_bench.pattern_file import npz_headers
 from jaxattn import Report, Solution, SparsePattern
 
 FORMAT = "jaxattn-solution-1"
@@ -56,9 +61,10 @@ def save_solution(path: str, solution: Solution, pattern: SparsePattern, report:
                 changes=np.array(changes, dtype=str), seconds=np.float64(seconds),
                 jaxattn_version=np.str_(version), format=np.str_(FORMAT))
   arrays.update({f"report_{name}": np.asarray(value) for name, value in report._asdict().items()})
-  folder = os.path.dirname(os.path.abspath(path))
+  _remove_stale_temporaries(path)
+  temporary = _temporary_name(path, os.getpid())
   try:
-    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # umask applies
   except OSError as error:
     raise CommandError(f"{path}: cannot write: {error}") from None
   try:
@@ -74,13 +80,48 @@ def save_solution(path: str, solution: Solution, pattern: SparsePattern, report:
     raise
 
 
-def load_solution(path: str) -> dict[str, np.ndarray]:
-  """The arrays of a solution file; CommandError (one line) if it is missing or not one."""
+def _temporary_name(path: str, pid: int) -> str:
+  """``.NAME.PID.tmp`` beside ``path``: the temporary file of process ``pid`` writing ``path``."""
+  folder, name = os.path.split(os.path.abspath(path))
+  return os.path.join(folder, f".{name}.{pid}.tmp")
+
+
+def _remove_stale_temporaries(path: str) -> None:
+  """Removes the temporary files of ``path`` left by processes that no longer run."""
+  folder, name = os.path.split(os.path.abspath(path))
+  for temporary in glob.glob(os.path.join(glob.escape(folder), glob.escape(f".{name}.") + "*.tmp")):
+    pid = temporary[:-len(".tmp")].rsplit(".", 1)[-1]
+    if pid.isdigit() and not _running(int(pid)):
+      try:
+        os.unlink(temporary)
+      except OSError:
+        pass  # another process removed it first
+
+
+def _running(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True  # someone else's process
+  return True
+
+
+def load_solution(path: str, itemsize: int = 4) -> dict[str, np.ndarray]:
+  """The arrays of a solution file; CommandError (one line) if it is missing or not one.
+
+  Also CommandError, before its arrays are read, if they and their
+  verification in ``itemsize``-byte floats would not fit in memory.
+  """
+  if os.path.isdir(path):
+    raise CommandError(f"{path}: is a directory, expected a solution file")
   if not os.path.isfile(path):
     raise CommandError(f"{path}: no such file")
   if not zipfile.is_zipfile(path):
     raise CommandError(f"{path}: not a solution file of `python -m bench solve` "
                        "(not a .npz archive)")
+  _check_fits(path, npz_headers(path), itemsize)
   try:
     with np.load(path, allow_pickle=False) as archive:
       arrays = {name: archive[name] for name in archive.files}
@@ -94,6 +135,19 @@ def load_solution(path: str) -> dict[str, np.ndarray]:
     raise CommandError(f"{path}: not a solution file of `python -m bench solve` "
                        f"(missing {', '.join(missing)})")
   return arrays
+
+
+def _check_fits(path: str, headers: dict[str, tuple[tuple[int, ...], np.dtype]],
+                itemsize: int) -> None:
+  """CommandError if loading and verifying the solution whose array headers are given cannot fit."""
+  shapes = {k: headers[k][0] for k in ("X", "w_q", "pattern_cols") if k in headers}
+  if len(shapes) < 3 or any(len(shape) != 2 for shape in shapes.values()):
+    return  # not a solution file: load_solution says so
+  (length, depth), (_, d), (_, nnz) = shapes["X"], shapes["w_q"], shapes["pattern_cols"]
+  stored = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
+  resources.check_fits(f"{path}: checking this solution (L={length}, d={d}, X {length}x{depth})",
+                       stored + resources.verify_bytes(length, nnz, depth, d, itemsize),
+                       change="check it on a machine with more memory")
 
 
 def format_report(report: Report, d: int, seconds: float) -> list[str]:

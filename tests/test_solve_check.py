@@ -194,7 +194,7 @@ def _bad_inputs(folder) -> dict[str, tuple[str, str]]:
       "truncated npz": (truncated, "cannot read as .npz"),
       "two-array npz": (npz_two, "holds 2 arrays"),
       "corrupt mtx": (raw("corrupt.mtx", b"%%MatrixMarket matrix coordinate real general\n"
-                                          b"4 4 2\n1 1 x\n"), "cannot read as .mtx"),
+                                          b"2 2 2\n1 1 x\n"), "cannot read as .mtx"),
       "no banner mtx": (raw("banner.mtx", b"1 1 1\n"), "cannot read as .mtx"),
       "not square": (save("rect.npy", np.ones((3, 4))), "square"),
       "one-dimensional": (save("vector.npy", np.ones(4)), "square"),

@@ -39,7 +39,7 @@ def main(args) -> int:
   except ValueError as error:
     raise CommandError(f"bad option: {error}") from None
   path = args.solution
-  arrays = load_solution(path)
+  arrays = load_solution(path, itemsize=8 if args.float64 else 4)
   matrix = saved_matrix(arrays, path)
   method, d = str(arrays["method"]), int(arrays["d"])
   eps1, eps2 = float(arrays["eps1"]), float(arrays["eps2"])

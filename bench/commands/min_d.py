@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import jax
 
 import jaxattn as ja
+from jaxattn_bench import resources
 from jaxattn_bench.errors import CommandError
 
 
@@ -49,10 +51,12 @@ def main(args) -> int:
   except ValueError as error:
     raise CommandError(str(error)) from None
   grid = ja.geometric_grid(args.d_max, args.per_octave)
+  plan = _plan(args, grid)
   start = time.perf_counter()
   try:
     result = ja.min_d(jax.random.PRNGKey(args.seed), sampler, grid, eps1=args.eps1,
-                      eps2=args.eps2, method=args.method, trials=args.trials, delta=args.delta)
+                      eps2=args.eps2, method=args.method, trials=args.trials, delta=args.delta,
+                      max_trial_batch=plan.max_trial_batch)
     bound = ja.theory.jl_dim(args.length, args.nnz, args.eps1, args.eps2, args.a_min, args.delta)
   except ValueError as error:
     raise CommandError(str(error)) from None
@@ -77,3 +81,23 @@ def main(args) -> int:
           f"({p:g}-quantile of the thresholds; interval from order statistics)")
   print(f"jl_dim = {bound}  (provable d for jl at delta={args.delta})")
   return 0
+
+
+def _plan(args, grid: tuple[int, ...]) -> resources.Plan:
+  """The memory plan of the search (CommandError if one trial cannot fit); its cost on stderr."""
+  nested = args.method in ja.construct.NESTED
+  if args.trials < 1:
+    raise CommandError(f"--trials must be >= 1, got {args.trials}")
+  plan = resources.plan_search(
+      f"min_d at L={args.length}, N={args.nnz}, d_max={grid[-1]}", length=args.length,
+      nnz=args.nnz, width=grid[-1], levels=len(grid) if nested else 1, method=args.method,
+      trials=args.trials, available=resources.available_memory(jax.devices()[0]),
+      change="lower --length, --nnz or --d-max")
+  flops = resources.search_flops(args.length, grid[-1], 1 if nested else len(grid), args.method,
+                                 args.trials)
+  line = resources.cost_line(f"plan         {args.trials} trials ({plan.max_trial_batch} at most at "
+                             f"once), {len(grid)} grid d up to {grid[-1]}",
+                             plan, flops)
+  if line:
+    print(line, file=sys.stderr, flush=True)
+  return plan

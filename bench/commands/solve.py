@@ -11,11 +11,13 @@ only by a certified solution, unless ``--save-uncertified``.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import jax
 
 import jaxattn as ja
+from jaxattn_bench import resources
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.pattern_file import load_pattern
 from jaxattn_bench.solution_file import check_destination, format_report, save_solution
@@ -79,6 +81,7 @@ def main(args) -> int:
         f"{int(pattern.valid.sum())} nonzeros, a_min={float(pattern.a_min):.4g}")
   for change in user.changes:
     print(f"changed      {change}")
+  _plan(args, pattern, d_grid)
   key = jax.random.PRNGKey(args.seed)
   start = time.perf_counter()
   if args.search:
@@ -94,6 +97,8 @@ def main(args) -> int:
   # A grid d can, in rare borderline cases, pass in the nested-prefix pass and
   # fail when built alone (rounding): the certificate is always the latter.
   for d in candidates:
+    resources.check_disk(args.out, resources.solution_file_bytes(pattern.length, pattern.nnz, d),
+                         change="lower --d or write --out to a folder with more space")
     solution = ja.construct.build(args.method, key, pattern, d, args.eps1, args.eps2)
     report = jax.block_until_ready(
         ja.verify(solution, pattern, args.eps1, args.eps2, block_size=args.block_size))
@@ -112,3 +117,27 @@ def main(args) -> int:
   else:
     print(f"not written  {args.out} (not certified; --save-uncertified writes it anyway)")
   return 0 if report.ok else 1
+
+
+def _plan(args, pattern: ja.SparsePattern, d_grid: tuple[int, ...]) -> None:
+  """CommandError if the search, the solution or its file cannot fit; a long search's cost on stderr."""
+  available = resources.available_memory(jax.devices()[0])
+  length, nnz = pattern.length, pattern.nnz
+  d = d_grid[-1] if args.search else args.d
+  resources.check_fits(f"solve at d={d} (L={length}, N={nnz}, dense {2 * d}x{d} W_Q, W_K)",
+                       resources.solve_bytes(length, nnz, d, args.method), available=available,
+                       change="lower --d" + (" (the largest of --d-grid)" if args.search else ""))
+  if not args.search:
+    resources.check_disk(args.out, resources.solution_file_bytes(length, nnz, d),
+                         change="lower --d or write --out to a folder with more space")
+    return
+  nested = args.method in ja.construct.NESTED
+  plan = resources.plan_search(
+      f"solve --search up to d={d} (L={length}, N={nnz})", length=length, nnz=nnz, width=d,
+      levels=len(d_grid) if nested else 1, method=args.method, trials=1, available=available,
+      change="lower the largest d of --d-grid")
+  line = resources.cost_line(f"plan         {args.method} on {len(d_grid)} grid d up to {d}", plan,
+                             resources.search_flops(length, d, 1 if nested else len(d_grid),
+                                                    args.method, 1))
+  if line:
+    print(line, file=sys.stderr, flush=True)

@@ -215,18 +215,24 @@ def dtype_context(dtype: str):
 
 
 def min_norm_solve(rows: Float[Array, "L N w"], valid: Bool[Array, "L N"],
-                   rhs: Float[Array, "L N"]) -> Float[Array, "L w"]:
+                   rhs: Float[Array, "L N *k"]) -> Float[Array, "L *k w"]:
   """Minimum-norm x_i with rows[i, s]·x_i = rhs[i, s] for every valid slot s, batched over i.
 
   x_i = M_iᵀ (M_i M_iᵀ + τ I)⁻¹ rhs_i over the valid rows M_i (invalid slots are
   replaced by the identity in the N×N Gram matrix). The ridge τ = N·eps(dtype)
   keeps a (near-)singular Gram matrix finite: such a row then fails
-  verification instead of producing NaN.
+  verification instead of producing NaN. Trailing axes k of ``rhs`` are
+  right-hand sides sharing one factorisation: one LAPACK call, whatever k
+  (independent batched LAPACK calls running at once can deadlock XLA's CPU
+  thread pool in jaxlib 0.10: each blocks a pool thread waiting for batch
+  chunks queued on the same pool).
   """
   rows = jnp.where(valid[..., None], rows, 0.0)
   gram = jnp.einsum("lsw,ltw->lst", rows, rows, precision=HIGHEST)
-  nnz = valid.shape[-1]
+  length, nnz = valid.shape
   pad = jnp.eye(nnz, dtype=rows.dtype) * ~valid[..., None]
   ridge = nnz * jnp.finfo(rows.dtype).eps * jnp.eye(nnz, dtype=rows.dtype)
-  coef = jnp.linalg.solve(gram + pad + ridge, jnp.where(valid, rhs, 0.0)[..., None])[..., 0]
-  return jnp.einsum("ls,lsw->lw", coef, rows, precision=HIGHEST)
+  sides = jnp.where(valid.reshape(valid.shape + (1,) * (rhs.ndim - 2)), rhs, 0.0)
+  coef = jnp.linalg.solve(gram + pad + ridge, sides.reshape(length, nnz, -1))
+  solution = jnp.einsum("lsk,lsw->lkw", coef, rows, precision=HIGHEST)
+  return solution.reshape(rhs.shape[:1] + rhs.shape[2:] + rows.shape[-1:])

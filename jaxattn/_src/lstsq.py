@@ -72,13 +72,26 @@ def lstsq_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] |
   factors are computed in the pattern's float dtype. c_i = ``shift_factor``·c_jl,i
   before clipping.
   """
+  queries, keys = lstsq_shifted(key, pattern, d, width, eps1, eps2, (shift_factor,), dtype=dtype)
+  return queries[0], keys
+
+
+def lstsq_shifted(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
+                  eps1, eps2, shift_factors: tuple[float, ...], *,
+                  dtype=None) -> tuple[Float[Array, "S L w"], Float[Array, "L w"]]:
+  """Queries of ``lstsq_factors`` at every shift factor (c_i = factor·c_jl,i, clipped), shared keys.
+
+  q_i^(f) = K_Sᵀ (K_S K_Sᵀ)⁻¹ (u_i + c_i^(f) 1) for each factor f: one
+  ``min_norm_solve`` with S right-hand sides, so one factorisation.
+  """
   compute = pattern.weights.dtype
   keys = unit_keys(key, pattern.length, d, width, compute)
   jl_target = target_logits(pattern, eps1, eps2).astype(compute)
   jl_shift = jl_target - pattern.log_weights.astype(compute)
   evaluate = compute if dtype is None else dtype
   cap = precision_shift(eps1, pattern.nnz, d, evaluate).astype(compute)
-  shift = jnp.maximum(jl_shift, jnp.minimum(shift_factor * jl_shift, cap))
-  target = pattern.log_weights.astype(compute) + shift
-  queries = min_norm_solve(keys[pattern.cols], pattern.valid, target)
-  return queries, keys
+  targets = [pattern.log_weights.astype(compute)
+             + jnp.maximum(jl_shift, jnp.minimum(factor * jl_shift, cap))
+             for factor in shift_factors]
+  queries = min_norm_solve(keys[pattern.cols], pattern.valid, jnp.stack(targets, axis=-1))
+  return jnp.moveaxis(queries, 1, 0), keys

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from jaxattn._src.base import HIGHEST, Factors
-from jaxattn._src.lstsq import lstsq_factors
+from jaxattn._src.lstsq import SHIFT_FACTOR, lstsq_shifted
 from jaxattn._src.pattern import SparsePattern
 
 MAX_STEPS = 200
@@ -101,10 +101,12 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
 
   evaluate = pattern.weights.dtype if dtype is None else dtype
   passes = lambda params, slack=SLACK / 2: _passes(params, pattern, eps1, eps2, slack, evaluate)
-  start = lstsq_factors(key, pattern, d, width, eps1, eps2, dtype=dtype)
-  moderate = lstsq_factors(key, pattern, d, width, eps1, eps2, dtype=dtype, shift_factor=1.0)
-  start_passes = passes(start)
-  queries, keys = jax.tree.map(lambda a, b: jnp.where(start_passes, a, b), start, moderate)
+  # Both starts from one factorisation: two independent LAPACK solves could run
+  # at once and deadlock XLA's CPU thread pool (``min_norm_solve``).
+  (start, moderate), keys = lstsq_shifted(key, pattern, d, width, eps1, eps2,
+                                          (SHIFT_FACTOR, 1.0), dtype=dtype)
+  start_passes = passes((start, keys))
+  queries = jnp.where(start_passes, start, moderate)
   columns = (jnp.arange(width) < d).astype(queries.dtype)
   mask = (columns, columns if train_keys else jnp.zeros_like(columns))
   optimizer = optax.adam(learning_rate)

@@ -254,7 +254,8 @@ def _trial_batch(length: int, grid_size: int, block_size: int | None, row_block:
 def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: float,
           eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
           confidence: float = 0.95, block_size: int | None = None,
-          matmul_dtype=None, dtype=None, row_block: int | None = None) -> MinDResult:
+          matmul_dtype=None, dtype=None, row_block: int | None = None,
+          max_trial_batch: int | None = None) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials, and per trial
   its verdicts, threshold d*_t and first success, with the quantiles d_50 and d_{1−δ}.
 
@@ -284,6 +285,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     dtype: precision of solutions and verification: "bfloat16", "float32"
       (default) or "float64" (needs jax_enable_x64).
     row_block: query rows per block in verification (default: ``verify``'s).
+    max_trial_batch: at most this many trials per vmapped batch (a memory
+      budget, ``jaxattn_bench.resources``).
 
   Returns:
     ``MinDResult`` with d_min, success counts and rates with intervals, the [T, G]
@@ -300,12 +303,14 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   check_eps(eps1, eps2)
   check_block_size(block_size)
   check_block_size(row_block, "row_block")
+  check_block_size(max_trial_batch, "max_trial_batch")
   evaluate, _ = resolve_dtype(dtype)
   length = jax.eval_shape(sampler, key).length
   grid_levels = len(d_grid) if method in NESTED else 1
   verdicts = np.asarray(_trial_verdicts(
       key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
-      trial_batch=_trial_batch(length, grid_levels, block_size, row_block, trials),
+      trial_batch=min(_trial_batch(length, grid_levels, block_size, row_block, trials),
+                      max_trial_batch or trials),
       block_size=block_size, row_block=row_block,
       matmul_dtype=None if matmul_dtype is None else jnp.dtype(matmul_dtype), mesh=local_mesh(),
       dtype=evaluate.name))

@@ -1,0 +1,288 @@
+"""The resource plan of a job: its peak memory and file size from its shapes, against what the machine has.
+
+Every estimate is a formula of the job's shapes (L, N, width, grid levels,
+trials per batch, dtype), computed before anything is compiled or allocated,
+so that a job which cannot fit is refused within seconds (``CommandError``,
+exit status 2) with one line: what it needs, what is available, what to change.
+The formulas count the arrays the compiled programs hold at their peak
+(coefficients read off XLA's buffer assignment, ``memory_analysis()``, at
+L = 256 … 65536) and were checked against the peak resident memory (VmHWM) of
+child processes (``tests/test_resources.py``); a job must fit ``SAFETY`` times
+its estimate plus ``RUNTIME_BYTES``, the JAX runtime and compiled programs.
+
+What is available: on an accelerator, its free memory (``memory_stats()``:
+bytes_limit − bytes_in_use); on a CPU, the least of /proc/meminfo's
+MemAvailable, the cgroup's limit minus its usage (v2 memory.max −
+memory.current, v1 memory.limit_in_bytes − memory.usage_in_bytes) and the
+address-space limit (RLIMIT_AS) minus what the process has mapped. No JAX
+import here: the device, if any, is passed in.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import shutil
+from typing import Iterable, NamedTuple
+
+from jaxattn_bench.errors import CommandError
+
+SAFETY = 1.5               # a job must fit SAFETY × its estimate (+ RUNTIME_BYTES)
+RUNTIME_BYTES = 512 << 20  # JAX/XLA runtime, compiled programs, NumPy copies of small arrays
+ROW_BLOCK = 1024           # query rows per block of the streamed verifier (jaxattn's ROW_BLOCK)
+KEY_BLOCK = 512            # keys per block (jaxattn's DEFAULT_BLOCK)
+PATTERN_BYTES = 9          # per slot of a row-padded pattern: int32 column, float32 weight, bool
+_CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                  "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+
+
+class Available(NamedTuple):
+  """Bytes a job may use, and where the figure comes from (for the refusal line)."""
+
+  bytes: int
+  source: str
+
+
+def _read_int(path: str) -> int | None:
+  try:
+    with open(path) as file:
+      text = file.read().strip()
+  except OSError:
+    return None
+  return int(text) if text.isdigit() else None  # "max": no limit
+
+
+def _meminfo_available() -> int | None:
+  try:
+    with open("/proc/meminfo") as file:
+      for line in file:
+        if line.startswith("MemAvailable:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return None
+
+
+def _mapped_bytes() -> int:
+  """The process's mapped address space (VmSize), 0 if unknown."""
+  try:
+    with open("/proc/self/status") as file:
+      for line in file:
+        if line.startswith("VmSize:"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return 0
+
+
+def host_memory() -> Available:
+  """Memory this process may still use on the host: the least of MemAvailable, cgroup, RLIMIT_AS."""
+  candidates = []
+  if (meminfo := _meminfo_available()) is not None:
+    candidates.append(Available(meminfo, "MemAvailable in /proc/meminfo"))
+  for limit_file, usage_file in _CGROUP_FILES:
+    limit, usage = _read_int(limit_file), _read_int(usage_file)
+    if limit is not None and usage is not None and limit < 1 << 60:
+      candidates.append(Available(max(limit - usage, 0), f"cgroup limit {limit_file}"))
+      break
+  limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+  if limit != resource.RLIM_INFINITY:
+    candidates.append(Available(max(limit - _mapped_bytes(), 0), "address-space limit (ulimit -v)"))
+  if not candidates:  # no /proc (not Linux): trust the machine
+    return Available(1 << 62, "no limit known")
+  return min(candidates)
+
+
+def available_memory(device=None) -> Available:
+  """Free memory of ``device`` (a JAX device) if it reports it, else the host's (``host_memory``)."""
+  stats = None
+  if device is not None and getattr(device, "platform", "cpu") != "cpu":
+    try:
+      stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - a backend without memory statistics
+      stats = None
+  if stats and "bytes_limit" in stats:
+    free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    return Available(free, f"free memory of {getattr(device, 'device_kind', 'the device')}")
+  return host_memory()
+
+
+def gigabytes(size: float) -> str:
+  """``size`` bytes as a short human figure: 1.5 GB, 12 MB, 3e+09 GB."""
+  if size >= 1e15:
+    return f"{size / 1e9:.3g} GB"
+  return f"{size / 1e9:.3g} GB" if size >= 1e9 else f"{size / 1e6:.3g} MB"
+
+
+# ---- estimates -------------------------------------------------------------------------------
+
+
+def _rows(length: int) -> int:
+  """Query rows after padding to whole row blocks."""
+  return math.ceil(length / ROW_BLOCK) * ROW_BLOCK if length > ROW_BLOCK else length
+
+
+def search_trial_bytes(length: int, nnz: int, width: int, levels: int, method: str,
+                       itemsize: int = 4) -> int:
+  """Peak bytes of one trial of a compiled search (``ja.min_d``, ``ja.verify_grid``) at width d_max.
+
+  (6 + N)·L·w for the factors, the padded key copies and the gathered support
+  rows, (levels + 2) tiles of ROW_BLOCK × KEY_BLOCK logits, and for
+  ``optimize`` its dense L×L×N excess tensors and their gradients, 2·L²·N.
+  ``levels``: the grid's size for nested methods (one pass), 1 otherwise.
+  """
+  rows, block = _rows(length), min(KEY_BLOCK, length)
+  elements = (6 + nnz) * rows * width + (levels + 2) * min(ROW_BLOCK, length) * block
+  if method == "optimize":
+    elements += 2 * length * length * nnz
+  return itemsize * elements
+
+
+def verify_bytes(length: int, nnz: int, depth: int, d: int, itemsize: int = 4) -> int:
+  """Peak bytes of ``ja.verify`` of X [L, D], W_Q, W_K [D, d]: inputs, X W_Q, X W_K, copies, tiles."""
+  rows, block = min(ROW_BLOCK, length), min(KEY_BLOCK, length)
+  return itemsize * (length * depth + 2 * depth * d + 4 * length * d + rows * nnz * d
+                     + 4 * rows * block)
+
+
+def solution_file_bytes(length: int, nnz: int, d: int, params: str = "identity",
+                        itemsize: int = 4) -> int:
+  """Bytes of a solution file: X [L, D], W_Q, W_K [D, d] (D = 2d identity, 4d random), the pattern."""
+  depth = (4 if params == "random" else 2) * d
+  return itemsize * (length * depth + 2 * depth * d) + PATTERN_BYTES * length * nnz + (64 << 10)
+
+
+def solve_bytes(length: int, nnz: int, d: int, method: str, params: str = "identity",
+                itemsize: int = 4) -> int:
+  """Peak bytes of ``bench solve --d d``: the construction at width d, then ``verify`` of its solution.
+
+  Dominated, for d ≫ L, by the dense W_Q, W_K (D×d each) that the solution holds.
+  """
+  depth = (4 if params == "random" else 2) * d
+  return (search_trial_bytes(length, nnz, d, 1, method, itemsize)
+          + verify_bytes(length, nnz, depth, d, itemsize))
+
+
+class Plan(NamedTuple):
+  """A job that fits: its estimate, what is available and the trials per batch it may use."""
+
+  need: int
+  available: Available
+  max_trial_batch: int
+
+
+def _refuse(what: str, need: int, available: Available, change: str) -> CommandError:
+  return CommandError(f"{what} needs about {gigabytes(need)} of memory ({SAFETY:g} x the "
+                      f"estimate + {gigabytes(RUNTIME_BYTES)} for the runtime) but only "
+                      f"{gigabytes(available.bytes)} is available ({available.source}); {change}")
+
+
+def plan_search(what: str, *, length: int, nnz: int, width: int, levels: int, method: str,
+                trials: int, itemsize: int = 4, available: Available | None = None,
+                change: str = "use a smaller --length, --nnz or --d-max") -> Plan:
+  """The trials per batch that fit (≤ ``trials``), or CommandError if one trial does not fit."""
+  available = available or host_memory()
+  per_trial = search_trial_bytes(length, nnz, width, levels, method, itemsize)
+  room = available.bytes - RUNTIME_BYTES
+  fitting = int(room // (SAFETY * per_trial)) if room > 0 else 0
+  if fitting < 1:
+    raise _refuse(f"{what} (one trial)", int(SAFETY * per_trial) + RUNTIME_BYTES, available,
+                  change)
+  batch = min(trials, fitting)
+  return Plan(int(SAFETY * per_trial * batch) + RUNTIME_BYTES, available, batch)
+
+
+def check_fits(what: str, need: int, *, available: Available | None = None,
+               change: str) -> Plan:
+  """CommandError unless SAFETY·``need`` + RUNTIME_BYTES fits in the available memory."""
+  available = available or host_memory()
+  total = int(SAFETY * need) + RUNTIME_BYTES
+  if total > available.bytes:
+    raise _refuse(what, total, available, change)
+  return Plan(total, available, 1)
+
+
+def check_disk(path: str, size: int, change: str) -> None:
+  """CommandError unless ``size`` bytes fit in the free space of ``path``'s folder."""
+  folder = os.path.dirname(os.path.abspath(path))
+  try:
+    free = shutil.disk_usage(folder).free
+  except OSError:
+    return  # the write itself will say what is wrong
+  if size > free:
+    raise CommandError(f"{path}: the solution file would take about {gigabytes(size)} but "
+                       f"{folder} has {gigabytes(free)} free; {change}")
+
+
+def search_flops(length: int, width: int, passes: int, method: str, trials: int) -> float:
+  """Floating-point operations of a compiled search: 2·L²·w per trial and pass over the keys.
+
+  A nested method reads every grid d off one pass; the others make one pass
+  per grid d, at width d_max, and ``optimize`` adds up to ``OPTIMIZE_STEPS``
+  steps of a forward and backward dense L×L product (6·L²·w each).
+  """
+  per_pass = 2.0 * length * length * width
+  if method == "optimize":
+    per_pass += OPTIMIZE_STEPS * 6.0 * length * length * width
+  return trials * passes * per_pass
+
+
+OPTIMIZE_STEPS = 200  # jaxattn's optimize.MAX_STEPS: an upper bound of its steps
+
+
+def measured_flop_rate(size: int = 1024) -> float:
+  """Flop/s of a jitted size×size float32 matmul on JAX's default device (best of 3, warm)."""
+  import time
+
+  import jax
+  import jax.numpy as jnp
+
+  matrix = jnp.ones((size, size), jnp.float32)
+  product = jax.jit(lambda x: x @ x)
+  product(matrix).block_until_ready()
+  best = float("inf")
+  for _ in range(3):
+    start = time.perf_counter()
+    product(matrix).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2.0 * size ** 3 / best
+
+
+def expected_duration(flops: float, rate: float) -> str:
+  """"about 40 s (2.1e+12 flop at 52 GFLOP/s)": a cost-model estimate, compilation excluded."""
+  seconds = flops / rate
+  shown = (f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200
+           else f"{seconds / 3600:.1f} h")
+  return f"about {shown} ({flops:.2g} flop at {rate / 1e9:.0f} GFLOP/s measured), plus compilation"
+
+
+MENTION_FLOPS = 1e11  # jobs above this announce their plan and expected duration
+
+
+def cost_line(what: str, plan: Plan, flops: float) -> str | None:
+  """One line on what a long job does, its memory and expected duration; None below MENTION_FLOPS."""
+  if flops < MENTION_FLOPS:
+    return None
+  return (f"{what}: at most {gigabytes(plan.need)} of {gigabytes(plan.available.bytes)} available; "
+          f"{expected_duration(flops, measured_flop_rate())}")
+
+
+ITEMSIZE = {"bfloat16": 2, "float32": 4, "float64": 8}
+
+
+def check_points_fit(points: Iterable, *, available: Available | None = None) -> None:
+  """CommandError for the first grid point whose search cannot fit (``bench run``, ``--plan``).
+
+  Each point needs ``length``, ``nnz``, ``method``, ``dtype``, ``d_grid``
+  (increasing) and ``trials`` (``jaxattn_bench.grid.Point``); one trial of
+  it must fit (the search then batches as many as fit).
+  """
+  available = available or host_memory()
+  for point in points:
+    plan_search(f"point L={point.length} N={point.nnz} {point.method} d_max={point.d_grid[-1]}",
+                length=point.length, nnz=point.nnz, width=point.d_grid[-1],
+                levels=len(point.d_grid), method=point.method, trials=point.trials,
+                itemsize=ITEMSIZE.get(point.dtype, 4), available=available,
+                change="remove the point or lower its length or d grid")
