@@ -129,3 +129,16 @@ def test_plan_lists_points_without_running(tmp_path):
                  timeout=120)
   assert result.returncode == 0 and "6 points" in result.stdout
   assert not (tmp_path / "r.sqlite").exists()
+
+
+@pytest.mark.parametrize("plan", [True, False])
+def test_a_preset_that_cannot_fit_is_refused_before_any_work(tmp_path, capsys, plan):
+  """A d grid of 10^9 (the issue's row): --plan and the run refuse it in one line, exit 2."""
+  preset = tmp_path / "huge.toml"
+  preset.write_text(TINY.replace("d_grid = [4, 8, 16, 32, 64, 128]", "d_grid = [1000000000]"))
+  results = tmp_path / "huge.sqlite"
+  status = bench_main(["run", "--preset", str(preset), "--results", str(results)]
+                      + (["--plan"] if plan else []))
+  err = capsys.readouterr().err
+  assert status == 2 and err.count("\n") == 1 and "needs about" in err, err
+  assert not results.exists()  # refused before the store was opened

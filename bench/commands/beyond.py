@@ -16,7 +16,7 @@ import time
 
 import jax
 
-from jaxattn_bench import beyond, grid, hosts, runner
+from jaxattn_bench import beyond, grid, hosts, resources, runner
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.store import ResultsStore
 from jaxattn_plots import beyond as beyond_plots
@@ -41,6 +41,8 @@ def main(args) -> int:
   seed = preset.seed if args.seed is None else args.seed
   if seed < 0:
     raise CommandError(f"--seed must be >= 0, got {seed}")
+  resources.check_points_fit(preset.points,
+                             available=resources.available_memory(jax.devices()[0]))
   processes = hosts.Processes(0, 1)
   with ResultsStore(args.results) as store:
     pending = runner.pending_points(preset.points, seed, store, processes)

@@ -15,7 +15,7 @@ import pathlib
 
 import jax
 
-from jaxattn_bench import grid, hosts, runner
+from jaxattn_bench import grid, hosts, resources, runner
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.store import ResultsStore, export_csv
 
@@ -93,6 +93,7 @@ def main(args) -> int:
   if seeds[0] < 0:
     raise CommandError(f"--seed must be >= 0, got {seeds[0]}")
   points = preset.points
+  resources.check_points_fit(points, available=resources.available_memory(jax.devices()[0]))
   results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
   if args.plan:
     for seed in seeds:
