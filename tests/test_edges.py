@@ -34,6 +34,7 @@ def test_optimize_search_on_les_miserables_completes(tmp_path):
 # ---- a resource plan before any work (issue 16 item 1) ----------------------------------------
 
 import re  # noqa: E402
+import resource as rlimit  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
 from collections import namedtuple  # noqa: E402
