@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
+import resource as rlimit
+import shutil
 import subprocess
 import sys
+import time
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse
+
+from jaxattn_bench import resources
+from jaxattn_bench.cli import main
+from jaxattn_bench.errors import CommandError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data")
@@ -32,21 +46,6 @@ def test_optimize_search_on_les_miserables_completes(tmp_path):
 
 
 # ---- a resource plan before any work (issue 16 item 1) ----------------------------------------
-
-import re  # noqa: E402
-import resource as rlimit  # noqa: E402
-import shutil  # noqa: E402
-import time  # noqa: E402
-from collections import namedtuple  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import scipy.io  # noqa: E402
-import scipy.sparse  # noqa: E402
-
-from jaxattn_bench import resources  # noqa: E402
-from jaxattn_bench.cli import main  # noqa: E402
-from jaxattn_bench.errors import CommandError  # noqa: E402
 
 GB = 10 ** 9
 BANDED = os.path.join(REPO, "examples", "banded.npy")
