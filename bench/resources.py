@@ -54,27 +54,25 @@ def _read_int(path: str) -> int | None:
   return int(text) if text.isdigit() else None  # "max": no limit
 
 
-def _meminfo_available() -> int | None:
+def _proc_bytes(path: str, field: str) -> int | None:
+  """The ``field:`` line of a /proc file (a size in kB) in bytes; None if unreadable."""
   try:
-    with open("/proc/meminfo") as file:
+    with open(path) as file:
       for line in file:
-        if line.startswith("MemAvailable:"):
+        if line.startswith(f"{field}:"):
           return int(line.split()[1]) * 1024
   except OSError:
     pass
   return None
 
 
+def _meminfo_available() -> int | None:
+  return _proc_bytes("/proc/meminfo", "MemAvailable")
+
+
 def _mapped_bytes() -> int:
   """The process's mapped address space (VmSize), 0 if unknown."""
-  try:
-    with open("/proc/self/status") as file:
-      for line in file:
-        if line.startswith("VmSize:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return 0
+  return _proc_bytes("/proc/self/status", "VmSize") or 0
 
 
 def host_memory() -> Available:
