@@ -1,4 +1,4 @@
-"""Results store: one SQLite file per grid run, resumable and safe to kill. No JAX.
+"""Results store: one SQLite file per grid run, resumable, safe to kill, shareable. No JAX.
 
 Tables::
 
@@ -17,20 +17,49 @@ Tables::
           see ``ja.MinDResult``).
   rates   one row per (point, d): successes out of trials, the success rate
           and its Clopper–Pearson interval.
+  claims  one row per point a run is computing: ``params``, ``seed``, the
+          claimant's ``owner`` (a random token per open store), ``host``,
+          ``pid`` and ``expires_at`` (Unix seconds). Added to any schema-2
+          file opened for writing; readers ignore it.
 
-A point and its rates are written in one transaction, so a killed run loses at
-most the point in progress and the file stays consistent. Opening a schema-1
-file migrates it in place (one transaction adding the schema-2 columns); its
-old points keep NULL per-trial data.
+Several processes may write one file at once (``bench run`` twice on one
+store): every write is one ``BEGIN IMMEDIATE`` transaction, which waits up to
+``BUSY_S`` for another's. A run claims a point (``claim``) before computing
+it and renews its claims while it computes (``heartbeat``); storing the
+point removes its claim. A claim held by another owner is respected until it
+expires (``lease_s`` after its last renewal) or, on the same host, its
+process no longer exists; then it may be taken over. So no point is computed
+twice while its claimant lives, and one whose claimant was killed is not
+lost. Should two results of a point meet anyway, the first stored stands.
+
+A point and its rates are written in one transaction (SQLite's rollback
+journal), so a killed run loses at most the point in progress and the file
+stays consistent. Opening a schema-1 file for writing migrates it in place
+(one transaction adding the schema-2 columns); its old points keep NULL
+per-trial data.
+
+Opening for reading (``create=False``: plots, ``bench run --plan``, a run
+with nothing left to compute) uses SQLite's read-only mode (``mode=ro``):
+the file is never changed, may itself be read-only, and a schema-1 file is
+read as it is. A file with other tables (not a results file) is refused
+unchanged in both modes; a database without tables reads as holding no points.
+A file a killed writer left mid-transaction cannot be read read-only
+(``InterruptedWrite``) until a writer opens it, which rolls that write back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import pathlib
+import secrets
+import socket
 import sqlite3
-from typing import Any, NamedTuple, Sequence
+import threading
+import time
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -47,21 +76,28 @@ ESTIMATORS = ("d_median", "d_median_low", "d_median_high", "d_quantile", "d_quan
               "d_quantile_high")
 _TRIAL_COLUMNS = ("thresholds BLOB", "first_success BLOB", "verdicts BLOB",
                   *(f"{name} REAL" for name in ESTIMATORS))
+_TRIAL_NAMES = tuple(column.split()[0] for column in _TRIAL_COLUMNS)
 RUN_FIELDS = ("started_at", "preset", "preset_source", "seed", "argv", "jax_version",
               "jaxlib_version", "backend", "device_kind", "device_count", "git_commit",
               "python", "platform")
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, {", ".join(RUN_FIELDS)});
-CREATE TABLE IF NOT EXISTS points (
+_TABLES = ("runs", "points", "rates")  # what makes a file a results file; plus claims
+_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, {', '.join(RUN_FIELDS)})",
+    f"""CREATE TABLE IF NOT EXISTS points (
   id INTEGER PRIMARY KEY, params TEXT NOT NULL, seed INTEGER NOT NULL,
   d_min INTEGER, jl_dim INTEGER, wall_s REAL NOT NULL, finished_at TEXT NOT NULL,
   run_id INTEGER NOT NULL REFERENCES runs(id), {", ".join(_TRIAL_COLUMNS)},
-  UNIQUE (params, seed));
-CREATE TABLE IF NOT EXISTS rates (
+  UNIQUE (params, seed))""",
+    """CREATE TABLE IF NOT EXISTS rates (
   point_id INTEGER NOT NULL REFERENCES points(id), d INTEGER NOT NULL,
   successes INTEGER NOT NULL, trials INTEGER NOT NULL, rate REAL NOT NULL,
-  ci_low REAL NOT NULL, ci_high REAL NOT NULL, PRIMARY KEY (point_id, d));
-"""
+  ci_low REAL NOT NULL, ci_high REAL NOT NULL, PRIMARY KEY (point_id, d))""",
+    """CREATE TABLE IF NOT EXISTS claims (
+  params TEXT NOT NULL, seed INTEGER NOT NULL, owner TEXT NOT NULL, host TEXT NOT NULL,
+  pid INTEGER NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (params, seed))""",
+)
+LEASE_S = 60.0  # a claim's life after its last renewal
+BUSY_S = 60.0   # how long a statement waits for another process's write to finish
 
 
 class Record(NamedTuple):
@@ -96,34 +132,138 @@ def canonical(params: dict[str, Any]) -> str:
   return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
+def unwritable(path: str | pathlib.Path, folder: bool = False) -> str | None:
+  """Why ``path`` cannot be written as a folder (``folder``) or a file; None when it can.
+
+  An existing path must be of that kind and writable; a new one needs its
+  nearest existing ancestor to be a writable folder (folders in between are
+  created). Nothing is created or changed.
+  """
+  path = pathlib.Path(path).absolute()
+  if path.exists():
+    if path.is_dir() != folder:
+      return "is a folder" if path.is_dir() else "is not a folder"
+    return None if os.access(path, os.W_OK | (os.X_OK if folder else 0)) else "is read-only"
+  above = next(parent for parent in path.parents if parent.exists())
+  if not above.is_dir():
+    return f"{str(above)!r} is not a folder"
+  return None if os.access(above, os.W_OK | os.X_OK) else f"folder {str(above)!r} is read-only"
+
+
+def check_output(path: str | pathlib.Path, what: str, folder: bool = False) -> None:
+  """CommandError naming ``what`` unless ``path`` can be written (``unwritable``)."""
+  reason = unwritable(path, folder)
+  if reason:
+    raise CommandError(f"cannot write {what} {str(path)!r}: {reason}")
+
+
+def results_unwritable(path: str | pathlib.Path) -> str | None:
+  """Why the results file ``path`` cannot be written (SQLite also writes its journal in
+  the file's folder); None when it can."""
+  path = pathlib.Path(path)
+  folder = path.absolute().parent
+  return unwritable(path) or (unwritable(folder, folder=True) if folder.exists() else None)
+
+
+def _connect(path: pathlib.Path, write: bool) -> sqlite3.Connection:
+  """A connection without implicit transactions (see ``_transaction``); ``write=False``
+  opens the file in SQLite's read-only mode, which never changes it."""
+  target, uri = (path, False) if write else (f"{path.resolve().as_uri()}?mode=ro", True)
+  return sqlite3.connect(target, timeout=BUSY_S, isolation_level=None, uri=uri)
+
+
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+  """One ``BEGIN IMMEDIATE`` transaction: committed at the end, rolled back on any exception."""
+  db.execute("BEGIN IMMEDIATE")
+  try:
+    yield
+  except BaseException:
+    db.execute("ROLLBACK")
+    raise
+  db.execute("COMMIT")
+
+
+def _may_run(host: str, pid: int) -> bool:
+  """False only when ``host`` is this host (POSIX) and it has no process ``pid``."""
+  if host != socket.gethostname() or os.name != "posix":
+    return True
+  try:
+    os.kill(pid, 0)  # signal 0: sends nothing, only checks that the process exists
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # it exists, as another user's
+    pass
+  return True
+
+
+class InterruptedWrite(CommandError):
+  """A results file that a killed writer left mid-transaction (a hot journal beside it): a
+  read-only connection cannot read it, and opening it for writing rolls the write back."""
+
+
 class ResultsStore:
   """An open results file; use as a context manager.
 
-  ``create=False`` opens an existing file only (for reading).
+  ``create=True`` opens it for writing (creating it and its folder if need
+  be; CommandError if it cannot be written). ``create=False`` opens an
+  existing file read-only (``mode=ro``): it is never changed. ``lease_s``:
+  the life of this store's claims after their last renewal.
   """
 
-  def __init__(self, path: str | pathlib.Path, create: bool = True):
+  def __init__(self, path: str | pathlib.Path, create: bool = True, lease_s: float = LEASE_S):
     self.path = pathlib.Path(path)
+    self.writable, self.lease_s = create, lease_s
+    self.owner = secrets.token_hex(8)  # this store's claims
     if not create and not self.path.is_file():
       raise CommandError(f"no results file {str(self.path)!r}")
     if create:
+      reason = results_unwritable(self.path)
+      if reason:
+        raise CommandError(f"cannot write results file {str(self.path)!r}: {reason}")
       self.path.parent.mkdir(parents=True, exist_ok=True)
+    self._db = _connect(self.path, create)
     try:
-      self._db = sqlite3.connect(self.path)
-      version = self._db.execute("PRAGMA user_version").fetchone()[0]
-      tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.DatabaseError as error:
-      raise CommandError(f"{str(self.path)!r} is not a results file: {error}") from None
-    if tables and version not in (1, SCHEMA_VERSION):
+      self.version = self._check_version()
+      if create:
+        self._initialize()
+    except BaseException as error:
       self._db.close()
+      journal = self.path.with_name(self.path.name + "-journal")
+      if not create and isinstance(error, sqlite3.OperationalError) and journal.is_file():
+        raise InterruptedWrite(f"{str(self.path)!r} was left in the middle of a write (by a "
+                               f"killed run: {str(journal)!r}), which only a writer can roll "
+                               "back: run bench run on it first") from None
+      if isinstance(error, sqlite3.DatabaseError):
+        raise CommandError(f"{str(self.path)!r} is not a results file: {error}") from None
+      raise
+
+  def _check_version(self) -> int:
+    """The file's schema version (0: no tables yet); CommandError for any other kind of file."""
+    version = self._db.execute("PRAGMA user_version").fetchone()[0]
+    tables = {name for (name,) in self._db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables:
+      return 0
+    if version not in (1, SCHEMA_VERSION) or not set(_TABLES) <= tables:
       raise CommandError(f"{str(self.path)!r} is not a results file of schema 1 or "
-                         f"{SCHEMA_VERSION} (found user_version {version})")
-    with self._db:
-      if tables and version == 1:  # schema 1 -> 2: per-trial columns, NULL for old points
-        for column in _TRIAL_COLUMNS:
-          self._db.execute(f"ALTER TABLE points ADD COLUMN {column}")
-      self._db.executescript(_SCHEMA)
-      self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                         f"{SCHEMA_VERSION} (found user_version {version}, tables "
+                         f"{sorted(tables)})")
+    return version
+
+  def _initialize(self) -> None:
+    """Creates the tables (schema 1 -> 2: the per-trial columns, NULL for old points)."""
+    try:
+      with _transaction(self._db):
+        if self._check_version() == 1:  # again: another process may have migrated it
+          for column in _TRIAL_COLUMNS:
+            self._db.execute(f"ALTER TABLE points ADD COLUMN {column}")
+        for statement in _SCHEMA:
+          self._db.execute(statement)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except sqlite3.OperationalError as error:  # read-only, or locked for BUSY_S
+      raise CommandError(f"cannot write results file {str(self.path)!r}: {error}") from None
+    self.version = SCHEMA_VERSION
 
   def __enter__(self) -> ResultsStore:
     return self
@@ -132,14 +272,21 @@ class ResultsStore:
     self.close()
 
   def close(self) -> None:
-    self._db.close()
+    """Releases this store's claims (writing) and closes the file; again: nothing."""
+    try:
+      if self.writable:
+        self.writable = False
+        with _transaction(self._db):
+          self._db.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
+    finally:
+      self._db.close()
 
   def start_run(self, metadata: dict[str, Any]) -> int:
     """Records a run's metadata (keys of RUN_FIELDS) and returns its id."""
     unknown = set(metadata) - set(RUN_FIELDS)
     if unknown:
       raise ValueError(f"unknown run metadata {sorted(unknown)}")
-    with self._db:
+    with _transaction(self._db):
       cursor = self._db.execute(
           f"INSERT INTO runs ({', '.join(metadata)}) VALUES ({', '.join('?' * len(metadata))})",
           tuple(metadata.values()))
@@ -147,42 +294,96 @@ class ResultsStore:
 
   def finished(self) -> set[tuple[str, int]]:
     """(canonical params, seed) of every stored point."""
+    if not self.version:
+      return set()
     return set(self._db.execute("SELECT params, seed FROM points"))
 
+  def claim(self, key: tuple[str, int]) -> bool:
+    """Claims the point ``key`` = (canonical params, seed) for this store, for ``lease_s``.
+
+    False when the point is stored, or claimed by another owner whose claim
+    has not expired and whose process may still run (``_may_run``); else the
+    claim is taken (or renewed, or taken over) and True.
+    """
+    now = time.time()
+    with _transaction(self._db):
+      if self._db.execute("SELECT 1 FROM points WHERE params = ? AND seed = ?", key).fetchone():
+        return False
+      held = self._db.execute("SELECT owner, host, pid, expires_at FROM claims "
+                              "WHERE params = ? AND seed = ?", key).fetchone()
+      if held and held[0] != self.owner and held[3] > now and _may_run(held[1], held[2]):
+        return False
+      self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
+                       (*key, self.owner, socket.gethostname(), os.getpid(), now + self.lease_s))
+    return True
+
+  @contextlib.contextmanager
+  def heartbeat(self) -> Iterator[None]:
+    """Extends this store's claims to ``lease_s`` from now, every ``lease_s / 4`` seconds
+    while the block runs (a thread with its own connection: a computation of any length
+    keeps its claims while its process lives)."""
+    stop = threading.Event()
+
+    def beat():
+      db = _connect(self.path, write=True)
+      try:
+        while not stop.wait(self.lease_s / 4):
+          with contextlib.suppress(sqlite3.OperationalError), _transaction(db):  # busy: next beat
+            db.execute("UPDATE claims SET expires_at = ? WHERE owner = ?",
+                       (time.time() + self.lease_s, self.owner))
+      finally:
+        db.close()
+
+    thread = threading.Thread(target=beat, name="results-store-heartbeat", daemon=True)
+    thread.start()
+    try:
+      yield
+    finally:
+      stop.set()
+      thread.join()
+
   def add(self, run_id: int, params: dict[str, Any], seed: int, result, jl_dim: int | None,
-          wall_s: float) -> None:
+          wall_s: float) -> bool:
     """Stores a finished point, its rates and per-trial data (a ``ja.MinDResult``) in one
-    transaction; per-trial columns stay NULL for a result without verdicts."""
+    transaction that also removes the point's claim; per-trial columns stay NULL for a
+    result without verdicts. False (nothing written) when the point is already stored."""
     trial = (None,) * len(_TRIAL_COLUMNS)
     if result.verdicts is not None:
       trial = (_pack_d(result.thresholds), _pack_d(result.first_success),
                np.packbits(np.asarray(result.verdicts, bool)).tobytes(),
                *(float(getattr(result, name)) for name in ESTIMATORS))
-    names = [column.split()[0] for column in _TRIAL_COLUMNS]
-    with self._db:
+    key = (canonical(params), seed)
+    with _transaction(self._db):
       cursor = self._db.execute(
           f"INSERT INTO points (params, seed, d_min, jl_dim, wall_s, finished_at, run_id, "
-          f"{', '.join(names)}) VALUES (?, ?, ?, ?, ?, datetime('now'), ?"
-          f"{', ?' * len(names)})",
-          (canonical(params), seed, result.d_min, jl_dim, wall_s, run_id, *trial))
-      self._db.executemany(
-          "INSERT INTO rates VALUES (?, ?, ?, ?, ?, ?, ?)",
-          [(cursor.lastrowid, int(d), int(k), result.trials, float(r), float(lo), float(hi))
-           for d, k, r, lo, hi in zip(result.d_grid, result.successes, result.success_rate,
-                                      result.ci_low, result.ci_high)])
+          f"{', '.join(_TRIAL_NAMES)}) VALUES (?, ?, ?, ?, ?, datetime('now'), ?"
+          f"{', ?' * len(_TRIAL_NAMES)}) ON CONFLICT (params, seed) DO NOTHING",
+          (*key, result.d_min, jl_dim, wall_s, run_id, *trial))
+      if cursor.rowcount:
+        self._db.executemany(
+            "INSERT INTO rates VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(cursor.lastrowid, int(d), int(k), result.trials, float(r), float(lo), float(hi))
+             for d, k, r, lo, hi in zip(result.d_grid, result.successes, result.success_rate,
+                                        result.ci_low, result.ci_high)])
+      self._db.execute("DELETE FROM claims WHERE params = ? AND seed = ?", key)
+    return bool(cursor.rowcount)
 
   def records(self) -> list[Record]:
     """Every stored point, in the order they were finished."""
+    if not self.version:
+      return []
     runs = {row[0]: dict(zip(RUN_FIELDS, row[1:]))
             for row in self._db.execute(f"SELECT id, {', '.join(RUN_FIELDS)} FROM runs")}
     rates: dict[int, list[tuple]] = {}
     for row in self._db.execute("SELECT * FROM rates ORDER BY point_id, d"):
       rates.setdefault(row[0], []).append(row[1:])
+    # a schema-1 file read as it is: no per-trial columns
+    trial_columns = _TRIAL_NAMES if self.version == SCHEMA_VERSION else ("NULL",) * len(_TRIAL_NAMES)
     records = []
     for (point_id, params, seed, d_min, jl_dim, wall_s, run_id, thresholds, first, verdicts,
          *estimators) in self._db.execute(
-             "SELECT id, params, seed, d_min, jl_dim, wall_s, run_id, thresholds, first_success, "
-             f"verdicts, {', '.join(ESTIMATORS)} FROM points ORDER BY id"):
+             "SELECT id, params, seed, d_min, jl_dim, wall_s, run_id, "
+             f"{', '.join(trial_columns)} FROM points ORDER BY id"):
       d, successes, trials, rate, low, high = (np.asarray(c) for c in zip(*rates[point_id]))
       trial = {}
       if verdicts is not None:

@@ -1,4 +1,5 @@
-"""Results files of schema 1 open, plot and resume; schema 2 round-trips per-trial data."""
+"""Results files of schema 1 are read unchanged, plot and resume (migrated by the run that
+writes); schema 2 round-trips per-trial data."""
 
 import math
 import sqlite3
@@ -65,12 +66,12 @@ def test_v1_file_opens_plots_and_resumes(tmp_path, capsys):
   points = grid.parse_preset(TINY, "tiny").points
   path = tmp_path / "old.sqlite"
   write_v1(path, points[:2], seed=0)
+  unread = path.read_bytes()
   with ResultsStore(path, create=False) as store:
     old = store.records()
   assert [r.d_min for r in old] == [16, 16] and all(r.verdicts is None for r in old)
   assert all(r.thresholds is None and r.d_median is None for r in old)
-  with sqlite3.connect(path) as db:
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+  assert path.read_bytes() == unread  # read as it is: reading migrates nothing
   report = write_report(old, tmp_path / "figures")
   assert (tmp_path / "figures" / "a_d_vs_length.png").is_file() and report.rows == []
 
@@ -82,6 +83,8 @@ def test_v1_file_opens_plots_and_resumes(tmp_path, capsys):
     records = store.records()
   assert len(records) == 3 and records[2].verdicts.shape == (2, 5)
   assert [r.d_min for r in records[:2]] == [16, 16] and records[0].verdicts is None
+  with sqlite3.connect(path) as db:  # the run, which writes, migrated it
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def test_per_trial_data_round_trip(tmp_path):
