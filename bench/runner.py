@@ -5,10 +5,16 @@ vmapped trials, keyed by the seed and the point's parameters
 (``grid.point_key``). With several processes (``hosts``) the pending points
 are split by cost; each round every process runs its next point, the
 results are all-gathered, and process 0 alone stores them.
+
+Several runs may share one store (``jaxattn_bench.store``): process 0 claims
+each round's points before they are computed and skips those another run
+holds; when only such points are left it waits for them to be stored, or
+takes them over if their claim lapses (its run was killed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import pathlib
 import platform
@@ -23,10 +29,14 @@ from tqdm import tqdm
 
 import jaxattn as ja
 from jaxattn_bench import grid, hosts
-from jaxattn_bench.store import Record, canonical, record_key
+from jaxattn_bench.errors import CommandError
+from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonical, record_key,
+                                 results_unwritable)
 
 # Rough cost model: seconds ∝ T·L²·(d_max + 330·G) + a compile.
 _LEVEL_COST, _COMPILE_COST = 330, 7e10
+# Seconds between looks at the store while other runs compute the points left.
+POLL_S = 0.5
 
 
 def point_work(point: grid.Point) -> float:
@@ -119,38 +129,45 @@ def summary_table(points, records, fresh: set) -> str:
   return "\n".join(lines)
 
 
-def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, bar, names):
-  """Runs ``pending`` split over the processes; process 0 stores each round's results.
+def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, bar, names) -> set:
+  """Runs the ``pending`` points this run can claim, split over the processes: each round,
+  process 0 claims the round's points (``ResultsStore.claim``; a point another run holds or
+  has stored is skipped), every process runs its claimed point, and process 0 stores them.
 
   ``bar`` is a tqdm-like progress bar (``set_description``, ``update`` by cost).
-  Returns the (canonical params, seed) of the points stored.
+  Returns the (canonical params, seed) of the points computed.
   """
   shares = hosts.split_work([point_cost(p) for p in pending], processes.count)
   levels = max(len(p.d_grid) for p in pending)
   most_trials = max(p.trials for p in pending)
-  fresh = set()
+  computed = set()
   for round_ in range(max(map(len, shares))):
+    picks = [share[round_] if round_ < len(share) else None for share in shares]
+    claimed = hosts.broadcast(np.array(
+        [store is not None and index is not None
+         and store.claim((canonical(pending[index].params()), seed)) for index in picks]),
+        processes)
     verdicts = np.zeros((processes.count, most_trials, levels), np.int8)
     walls = np.zeros(processes.count, np.float32)
-    mine = shares[processes.index][round_:round_ + 1]
-    for index in mine:
-      point = pending[index]
-      count = len(shares[processes.index])
-      bar.set_description(f"{round_ + 1}/{count} {describe(point, names)}")
+    if claimed[processes.index]:
+      point = pending[picks[processes.index]]
+      bar.set_description(f"{round_ + 1}/{len(shares[processes.index])} {describe(point, names)}")
       start = time.perf_counter()
       verdicts[processes.index, :point.trials, :len(point.d_grid)] = solve_point(point,
                                                                                  seed).verdicts
       walls[processes.index] = time.perf_counter() - start
     verdicts, walls = hosts.gather_sum(verdicts, processes), hosts.gather_sum(walls, processes)
-    for process, share in enumerate(shares):
-      if round_ < len(share) and store is not None:
-        point = pending[share[round_]]
+    for process, index in enumerate(picks):
+      if not claimed[process]:
+        continue
+      point = pending[index]
+      computed.add((canonical(point.params()), seed))
+      if store is not None:
         result = ja.MinDResult.from_verdicts(
             point.d_grid, verdicts[process, :point.trials, :len(point.d_grid)], point.delta)
         store.add(run_id, point.params(), seed, result, theory_dim(point), float(walls[process]))
-        fresh.add((canonical(point.params()), seed))
         bar.update(point_cost(point))
-  return fresh
+  return computed
 
 
 class NoStore:
@@ -166,6 +183,29 @@ class NoStore:
     return set()
 
 
+def open_store(results: pathlib.Path, points, seeds) -> ResultsStore:
+  """Process 0's results store: read-only when it already holds every point at every seed (so
+  a complete store is never changed and may be a read-only file), else open for writing (as
+  is a file a killed run left mid-write, to roll that back); CommandError, before any work,
+  when points are pending and the file cannot be written."""
+  if results.is_file():
+    try:
+      store = ResultsStore(results, create=False)
+    except InterruptedWrite:  # a killed run's write: rolled back by opening it for writing
+      return ResultsStore(results)
+    done = store.finished()
+    missing = sum((canonical(p.params()), seed) not in done for seed in seeds for p in points)
+    if not missing:
+      return store
+    store.close()
+    reason = results_unwritable(results)
+    if reason:
+      raise CommandError(f"{missing} point(s) pending, but results file {str(results)!r} "
+                         f"cannot be written ({reason}); make it writable or give --results "
+                         "another file")
+  return ResultsStore(results)
+
+
 def pending_points(points, seed: int, store, processes: hosts.Processes) -> list[grid.Point]:
   """The points not yet stored for ``seed``, as process 0's store says (broadcast to all)."""
   done = store.finished()
@@ -176,10 +216,26 @@ def pending_points(points, seed: int, store, processes: hosts.Processes) -> list
 
 def run_pending(preset: grid.Preset, pending, seed: int, store, processes: hosts.Processes,
                 bar) -> set:
-  """Records the run's environment (process 0) and runs ``pending``: ``run_rounds``."""
-  run_id = store.start_run(environment(preset, seed)) if processes.index == 0 else None
-  return run_rounds(pending, seed, processes, store if processes.index == 0 else None, run_id,
-                    bar, varying_axes(preset.points))
+  """Records the run's environment (process 0) and runs ``pending`` (``run_rounds``) until
+  every point is stored: points other runs hold are waited for (``POLL_S``), and run here
+  if their claim lapses. Process 0 renews its claims meanwhile (``ResultsStore.heartbeat``).
+  Returns the (canonical params, seed) of the points computed by this run."""
+  lead = processes.index == 0
+  run_id = store.start_run(environment(preset, seed)) if lead else None
+  computed = set()
+  with (store.heartbeat() if lead else contextlib.nullcontext()):
+    while pending:
+      fresh = run_rounds(pending, seed, processes, store if lead else None, run_id, bar,
+                         varying_axes(preset.points))
+      left = pending_points(pending, seed, store, processes)
+      bar.update(sum(point_cost(p) for p in pending  # stored by other runs
+                     if p not in left and (canonical(p.params()), seed) not in fresh))
+      if left and not fresh:
+        bar.set_description(f"waiting for {len(left)} point(s) that other runs are computing")
+        time.sleep(POLL_S)
+      computed |= fresh
+      pending = left
+  return computed
 
 
 def stored_records(store, points, seed: int) -> tuple[list[Record], list[Record]]:

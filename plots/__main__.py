@@ -1,4 +1,8 @@
-"""``python -m plots --results FILE [--out DIR]``: figures (a)–(d) and the fit table."""
+"""``python -m plots --results FILE [--out DIR]``: figures (a)–(d) and the fit table.
+
+The results file is opened read-only and never changed; the output folder is
+checked before anything is drawn.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import pathlib
 import sys
 
 from jaxattn_bench.errors import CommandError, report_internal_error
-from jaxattn_bench.store import ResultsStore
+from jaxattn_bench.store import ResultsStore, check_output
 from jaxattn_plots.report import write_report
 
 
@@ -18,12 +22,14 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--out", type=pathlib.Path,
                       help="output folder (default: the results path without its suffix)")
   args = parser.parse_args(argv)
+  out = args.out or args.results.with_suffix("")
   try:
     with ResultsStore(args.results, create=False) as store:
       records = store.records()
     if not records:
       raise CommandError(f"{str(args.results)!r} holds no finished points")
-    print(write_report(records, args.out or args.results.with_suffix(""), records).text())
+    check_output(out, "output folder (--out)", folder=True)
+    print(write_report(records, out, records).text())
   except CommandError as error:
     print(f"python -m plots: error: {error}", file=sys.stderr)
     return error.status

@@ -18,7 +18,7 @@ import jax
 
 from jaxattn_bench import beyond, grid, hosts, resources, runner
 from jaxattn_bench.errors import CommandError
-from jaxattn_bench.store import ResultsStore
+from jaxattn_bench.store import check_output
 from jaxattn_plots import beyond as beyond_plots
 from jaxattn_plots import write_report
 
@@ -43,8 +43,9 @@ def main(args) -> int:
     raise CommandError(f"--seed must be >= 0, got {seed}")
   resources.check_points_fit(preset.points,
                              available=resources.available_memory(jax.devices()[0]))
+  check_output(args.out, "output folder (--out)", folder=True)
   processes = hosts.Processes(0, 1)
-  with ResultsStore(args.results) as store:
+  with runner.open_store(args.results, preset.points, [seed]) as store:
     pending = runner.pending_points(preset.points, seed, store, processes)
     print(f"preset {preset.name}: {len(preset.points)} points, {len(pending)} to run", flush=True)
     fresh = set()

@@ -1,7 +1,10 @@
 """``python -m bench run``: minimal d over a preset grid -> results store -> figures -> fit.
 
 Finished points are stored at once (``jaxattn_bench.store``); a rerun skips
-them, so an interrupted run resumes where it stopped. At the end: a summary
+them, so an interrupted run resumes where it stopped, and runs started
+together on one store share its points (each computed once). A store that
+already holds every point is only read (it may be a read-only file), and
+the output paths are checked before any work. At the end: a summary
 table, the figures and the fit table (``jaxattn_plots``), and optionally a
 tidy CSV. ``--seeds 0-4`` (or ``0,2,7``) runs the preset at each seed into
 the same store and reports the fitted slope and law verdict per seed, and
@@ -17,7 +20,7 @@ import jax
 
 from jaxattn_bench import grid, hosts, resources, runner
 from jaxattn_bench.errors import CommandError
-from jaxattn_bench.store import ResultsStore, export_csv
+from jaxattn_bench.store import ResultsStore, check_output, export_csv
 
 
 def add_parser(subparsers) -> None:
@@ -83,6 +86,15 @@ def plan(points, seed: int, results: pathlib.Path) -> None:
           f"{cost:.1%} of the cost model's total, in {sum(w for _, w in done):.1f} s of point time")
 
 
+def check_outputs(args, results: pathlib.Path) -> None:
+  """CommandError now, not after the work, if the CSV or the figures cannot be written."""
+  if args.export_csv:
+    check_output(args.export_csv, "--export-csv file")
+  if not args.no_figures:
+    check_output(args.figures or results.with_suffix(""), "figures folder (--figures)",
+                 folder=True)
+
+
 def main(args) -> int:
   processes = hosts.initialize(args)
   preset = grid.load_preset(args.preset)
@@ -100,8 +112,10 @@ def main(args) -> int:
       plan(points, seed, results)
     return 0
   lead = processes.index == 0
+  if lead:
+    check_outputs(args, results)
   records = []
-  with (ResultsStore(results) if lead else runner.NoStore()) as store:
+  with (runner.open_store(results, points, seeds) if lead else runner.NoStore()) as store:
     for seed in seeds:
       pending = runner.pending_points(points, seed, store, processes)
       if lead:
