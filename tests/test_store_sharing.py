@@ -94,7 +94,7 @@ def test_two_runs_on_one_store_compute_each_point_once(tmp_path, capsys):
   path_b, _ = preset(tmp_path, [1.0, 4.0])
   path_all, _ = preset(tmp_path, [1.0, 2.0, 4.0])
   shared = tmp_path / "shared.sqlite"
-  holder = ResultsStore(shared)
+  holder = ResultsStore(shared, lease_s=3600)  # for the whole test, however slow the machine
   assert holder.claim(key(points_a[0]))
   run_a = subprocess.Popen([sys.executable, "-m", "bench", "run", "--preset", path_a, "--results",
                             str(shared), "--seed", "0", "--no-figures"], cwd=ROOT,
