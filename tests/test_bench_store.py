@@ -155,12 +155,12 @@ def test_heartbeat_renews_claims_while_computing(tmp_path):
   """A claim outlives its lease while the claimant's heartbeat runs, and lapses after.
   Guards against a long point being taken over (and computed twice) while still running."""
   path = tmp_path / "r.sqlite"
-  with ResultsStore(path, lease_s=0.6) as claimant, ResultsStore(path) as other:
+  with ResultsStore(path, lease_s=1.0) as claimant, ResultsStore(path) as other:
     assert claimant.claim(KEY)
-    with claimant.heartbeat():
+    with claimant.heartbeat():  # renews every 0.25 s
       time.sleep(1.5)
       assert not other.claim(KEY)
-    time.sleep(0.8)
+    time.sleep(1.1)
     assert other.claim(KEY)
 
 
