@@ -33,6 +33,7 @@ RUNTIME_BYTES = 512 << 20  # JAX/XLA runtime, compiled programs, NumPy copies of
 ROW_BLOCK = 1024           # query rows per block of the streamed verifier (jaxattn's ROW_BLOCK)
 KEY_BLOCK = 512            # keys per block (jaxattn's DEFAULT_BLOCK)
 PATTERN_BYTES = 9          # per slot of a row-padded pattern: int32 column, float32 weight, bool
+REPORT_ROW_BYTES = 9       # per row of a saved Report: bool row_ok, float32 spread and gap
 _CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
                  ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
                   "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
@@ -138,29 +139,46 @@ def search_trial_bytes(length: int, nnz: int, width: int, levels: int, method: s
   return itemsize * elements
 
 
-def verify_bytes(length: int, nnz: int, depth: int, d: int, itemsize: int = 4) -> int:
-  """Peak bytes of ``ja.verify`` of X [L, D], W_Q, W_K [D, d]: inputs, X W_Q, X W_K, copies, tiles."""
+def _depth(d: int, params: str) -> int:
+  """Columns D of X for ``params``: 4d for "random", else 2d."""
+  return (4 if params == "random" else 2) * d
+
+
+def _param_elements(depth: int, d: int, params: str) -> int:
+  """Elements of W_Q, W_K: none for identity parameters (``IdentityBlock``s), else 2·D·d."""
+  return 0 if params == "identity" else 2 * depth * d
+
+
+def verify_bytes(length: int, nnz: int, depth: int, d: int, itemsize: int = 4,
+                 params: str = "identity") -> int:
+  """Peak bytes of ``ja.verify`` of X [L, D] and W_Q, W_K [D, d] (``params``): inputs, X W_Q, X W_K, tiles."""
   rows, block = min(ROW_BLOCK, length), min(KEY_BLOCK, length)
-  return itemsize * (length * depth + 2 * depth * d + 4 * length * d + rows * nnz * d
-                     + 4 * rows * block)
+  return itemsize * (length * depth + _param_elements(depth, d, params) + 4 * length * d
+                     + rows * nnz * d + 4 * rows * block)
 
 
 def solution_file_bytes(length: int, nnz: int, d: int, params: str = "identity",
                         itemsize: int = 4) -> int:
-  """Bytes of a solution file: X [L, D], W_Q, W_K [D, d] (D = 2d identity, 4d random), the pattern."""
-  depth = (4 if params == "random" else 2) * d
-  return itemsize * (length * depth + 2 * depth * d) + PATTERN_BYTES * length * nnz + (64 << 10)
+  """Bytes of a solution file: X [L, D], W_Q, W_K [D, d] unless identity (no W stored), the pattern.
+
+  O(L·(d + N)) for identity parameters: at float32 4·L·2d for X, 9·L·N for the
+  pattern, 9·L for the report's row_ok, spread, gap, and 64 KiB of scalars and
+  headers (``jaxattn_bench.solution_file``).
+  """
+  depth = _depth(d, params)
+  return (itemsize * (length * depth + _param_elements(depth, d, params))
+          + PATTERN_BYTES * length * nnz + REPORT_ROW_BYTES * length + (64 << 10))
 
 
 def solve_bytes(length: int, nnz: int, d: int, method: str, params: str = "identity",
                 itemsize: int = 4) -> int:
   """Peak bytes of ``bench solve --d d``: the construction at width d, then ``verify`` of its solution.
 
-  Dominated, for d ≫ L, by the dense W_Q, W_K (D×d each) that the solution holds.
+  O(L·(N + d)) for identity parameters; dense ones (``random``) add 2·D·d.
   """
-  depth = (4 if params == "random" else 2) * d
+  depth = _depth(d, params)
   return (search_trial_bytes(length, nnz, d, 1, method, itemsize)
-          + verify_bytes(length, nnz, depth, d, itemsize))
+          + verify_bytes(length, nnz, depth, d, itemsize, params))
 
 
 class Plan(NamedTuple):

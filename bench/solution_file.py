@@ -2,13 +2,24 @@
 
 An uncompressed ``.npz`` (no pickles) holding
 
-  X, w_q, w_k                          the solution: logits (X W_Q)(X W_K)ᵀ
+  X, params                            the solution: logits (X W_Q)(X W_K)ᵀ with
+  [w_q, w_k]                           params "identity": W_Q = [I_d; 0], W_K = [0; I_d]
+                                       (X is L×2d, no W stored: X W_Q = X[:, :d],
+                                       X W_K = X[:, d:]), or "dense": W_Q, W_K stored
+                                       as w_q, w_k [D, d] (any other parameters)
   pattern_cols, pattern_weights,       the pattern A, row-padded as in SparsePattern:
   pattern_valid                        A[i, cols[i,k]] = weights[i,k] where valid[i,k]
   method, d, eps1, eps2, seed          how X was built (``ja.construct.build``)
   report_<field>                       every field of the ``ja.Report`` at solve time
   source, changes, jaxattn_version,    provenance: the input file, notes on what
   format, seconds                      was changed in it, versions, solve time
+
+``format`` is "jaxattn-solution-2". Files of format 1 ("jaxattn-solution-1",
+written before 2 existed) have no ``params`` and always hold dense w_q, w_k;
+they are read as params "dense". So a file grows with L·d, not d², for the
+identity parameters (the only ones ``solve`` uses). Parameters like
+``params="random"`` are stored dense, not as their seed: regenerating them
+needs JAX's PRNG, and the file must be checkable with NumPy alone.
 
 It is written to a temporary file ``.NAME.PID.tmp`` beside the destination
 and renamed over it (``os.replace``, atomic on POSIX and Windows), so an
@@ -31,10 +42,12 @@ import scipy.sparse
 from jaxattn_bench import resources
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.pattern_file import npz_headers
+import jaxattn as ja
 from jaxattn import Report, Solution, SparsePattern
 
-FORMAT = "jaxattn-solution-1"
-SOLUTION_KEYS = ("X", "w_q", "w_k")
+FORMAT = "jaxattn-solution-2"
+FORMAT_1 = "jaxattn-solution-1"  # dense w_q, w_k always; no params
+PARAMS_KEYS = ("w_q", "w_k")     # stored for params "dense" only
 PATTERN_KEYS = ("pattern_cols", "pattern_weights", "pattern_valid")
 SETTING_KEYS = ("method", "d", "eps1", "eps2", "seed")
 _SHOWN_ROWS = 10
@@ -54,7 +67,7 @@ def save_solution(path: str, solution: Solution, pattern: SparsePattern, report:
                   changes: tuple[str, ...], seconds: float, version: str) -> None:
   """Writes the solution file atomically: a temporary file, then ``os.replace``."""
   check_destination(path)
-  arrays: dict[str, Any] = dict(zip(SOLUTION_KEYS, map(np.asarray, solution)))
+  arrays: dict[str, Any] = solution_arrays(solution)
   arrays.update(zip(PATTERN_KEYS, map(np.asarray, pattern)))
   arrays.update(method=np.str_(method), d=np.int64(d), eps1=np.float64(eps1),
                 eps2=np.float64(eps2), seed=np.int64(seed), source=np.str_(source),
@@ -78,6 +91,31 @@ def save_solution(path: str, solution: Solution, pattern: SparsePattern, report:
     if isinstance(error, OSError):
       raise CommandError(f"{path}: cannot write: {error}") from None
     raise
+
+
+def solution_arrays(solution: Solution) -> dict[str, np.ndarray]:
+  """X and its parameters as stored: params "identity" (no W arrays) or "dense" (w_q, w_k)."""
+  x = np.asarray(solution.X)
+  if (isinstance(solution.w_q, ja.construct.IdentityBlock)
+      and (solution.w_q, solution.w_k) == ja.construct.identity_params(solution.d)):
+    return dict(X=x, params=np.str_("identity"))
+  return dict(X=x, params=np.str_("dense"), w_q=np.asarray(solution.w_q),
+              w_k=np.asarray(solution.w_k))
+
+
+def saved_params(arrays: dict[str, np.ndarray]) -> str:
+  """The file's params: its ``params`` in format 2 ("" if missing), "dense" in format 1."""
+  if str(arrays.get("format", FORMAT_1)) == FORMAT_1:
+    return "dense"
+  return str(arrays.get("params", ""))
+
+
+def saved_factors(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+  """Q = X W_Q and K = X W_K in float64 with NumPy alone, from the file's arrays (README recipe)."""
+  x, d = np.asarray(arrays["X"], np.float64), int(arrays["d"])
+  if saved_params(arrays) == "identity":
+    return x[:, :d], x[:, d:]
+  return x @ np.asarray(arrays["w_q"], np.float64), x @ np.asarray(arrays["w_k"], np.float64)
 
 
 def _temporary_name(path: str, pid: int) -> str:
@@ -130,23 +168,48 @@ def load_solution(path: str, itemsize: int = 4) -> dict[str, np.ndarray]:
   except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
     raise CommandError(f"{path}: cannot read as .npz: {error or type(error).__name__}"
                        ) from None
-  missing = [k for k in SOLUTION_KEYS + PATTERN_KEYS + SETTING_KEYS if k not in arrays]
+  _check_layout(arrays, path)
+  return arrays
+
+
+def _check_layout(arrays: dict[str, np.ndarray], path: str) -> None:
+  """CommandError unless the arrays are a solution file of a known format, with consistent params."""
+  found = str(arrays.get("format", FORMAT_1))
+  if found not in (FORMAT_1, FORMAT):
+    raise CommandError(f"{path}: solution file format {found!r} is not one this jaxattn reads "
+                       f"({FORMAT_1}, {FORMAT})")
+  missing = [k for k in _required_keys(arrays) if k not in arrays]
   if missing:
     raise CommandError(f"{path}: not a solution file of `python -m bench solve` "
                        f"(missing {', '.join(missing)})")
-  return arrays
+  params, x, d = saved_params(arrays), arrays["X"], int(arrays["d"])
+  if params not in ("identity", "dense"):
+    raise CommandError(f"{path}: unknown params {params!r} (expected 'identity' or 'dense')")
+  if params == "identity" and (x.ndim != 2 or x.shape[1] != 2 * d):
+    raise CommandError(f"{path}: params 'identity' needs X of 2d = {2 * d} columns, "
+                       f"got shape {x.shape}")
+
+
+def _required_keys(arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
+  """The arrays a solution file of its format and params holds."""
+  keys = ("X",) + PATTERN_KEYS + SETTING_KEYS
+  if str(arrays.get("format", FORMAT_1)) == FORMAT:
+    keys += ("params",)
+  return keys + (PARAMS_KEYS if saved_params(arrays) == "dense" else ())
 
 
 def _check_fits(path: str, headers: dict[str, tuple[tuple[int, ...], np.dtype]],
                 itemsize: int) -> None:
   """CommandError if loading and verifying the solution whose array headers are given cannot fit."""
   shapes = {k: headers[k][0] for k in ("X", "w_q", "pattern_cols") if k in headers}
-  if len(shapes) < 3 or any(len(shape) != 2 for shape in shapes.values()):
+  if {"X", "pattern_cols"} - set(shapes) or any(len(shape) != 2 for shape in shapes.values()):
     return  # not a solution file: load_solution says so
-  (length, depth), (_, d), (_, nnz) = shapes["X"], shapes["w_q"], shapes["pattern_cols"]
+  (length, depth), (_, nnz) = shapes["X"], shapes["pattern_cols"]
+  params = "dense" if "w_q" in shapes else "identity"  # format 1 files: always w_q
+  d = shapes["w_q"][1] if "w_q" in shapes else depth // 2
   stored = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
   resources.check_fits(f"{path}: checking this solution (L={length}, d={d}, X {length}x{depth})",
-                       stored + resources.verify_bytes(length, nnz, depth, d, itemsize),
+                       stored + resources.verify_bytes(length, nnz, depth, d, itemsize, params),
                        change="check it on a machine with more memory")
 
 

@@ -1,13 +1,13 @@
 """Constructions of the input X for fixed W_Q, W_K: ``method(key, pattern, d, eps1, eps2)``."""
 
-from jaxattn._src.base import (DTYPES, HIGHEST, PARAMS, FactorFn, Factors, Solution,
-                               identity_params, random_params, solution_from_factors,
+from jaxattn._src.base import (DTYPES, HIGHEST, PARAMS, FactorFn, Factors, IdentityBlock,
+                               Solution, identity_params, random_params, solution_from_factors,
                                target_logits)
 from jaxattn._src.construct import (METHODS, NESTED, build, jl, lstsq, moment_curve, optimize,
                                     register_method)
 from jaxattn._src.optimize import OptimizeResult, optimize_run
 
 __all__ = ["DTYPES", "HIGHEST", "METHODS", "NESTED", "PARAMS", "FactorFn", "Factors",
-           "OptimizeResult", "Solution", "build", "identity_params", "jl", "lstsq",
+           "IdentityBlock", "OptimizeResult", "Solution", "build", "identity_params", "jl", "lstsq",
            "moment_curve", "optimize", "optimize_run", "random_params", "register_method",
            "solution_from_factors", "target_logits"]

@@ -30,6 +30,36 @@ def test_shapes_and_fixed_parameters():
   chex.assert_trees_all_equal((sol.w_q, sol.w_k), (w_q, w_k))
 
 
+def _avals(jaxpr):
+  """Shapes of every constant, input and output of every equation of a (closed) jaxpr."""
+  variables = [v for eqn in jaxpr.jaxpr.eqns for v in (*eqn.invars, *eqn.outvars)]
+  return [np.shape(c) for c in jaxpr.consts] + [v.aval.shape for v in variables
+                                                if hasattr(v, "aval")]
+
+
+def test_identity_queries_and_keys_are_slices_without_a_d_by_d_matrix():
+  """X W_Q = X[:, :d] and X W_K = X[:, d:], equal to the dense products, and O(L·d): no dot
+  and no array with d² or more elements. Guards a queries()/keys() that multiplies by dense
+  identity parameters (X @ I, O(d²) memory) or slices the wrong half of X."""
+  length, d = 12, 64
+  x = jax.random.normal(KEY, (length, 2 * d))
+  sol = ja.construct.solution_from_factors(x[:, :d], x[:, d:])
+  assert isinstance(sol.w_q, ja.construct.IdentityBlock) and sol.w_q.shape == (2 * d, d)
+  dense_q, dense_k = np.asarray(sol.w_q), np.asarray(sol.w_k)
+  np.testing.assert_array_equal(dense_q, np.eye(2 * d)[:, :d])
+  np.testing.assert_array_equal(dense_k, np.eye(2 * d)[:, d:])
+  np.testing.assert_array_equal(sol.queries(), np.asarray(x) @ dense_q)
+  np.testing.assert_array_equal(sol.keys(), np.asarray(x) @ dense_k)
+  np.testing.assert_array_equal(np.asarray(x) @ sol.w_k, np.asarray(x) @ dense_k)  # NumPy's @
+  np.testing.assert_allclose(sol.logits(), np.asarray(x) @ dense_q @ (np.asarray(x) @ dense_k).T,
+                             rtol=1e-5, atol=1e-4)
+  jaxpr = jax.make_jaxpr(lambda s: (s.queries(), s.keys()))(sol)
+  assert not [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"], jaxpr
+  assert max(np.prod(shape) for shape in _avals(jaxpr)) == length * 2 * d, jaxpr
+  with pytest.raises(ValueError, match="does not fit"):
+    ja.construct.IdentityBlock(d + 1, 2 * d, d)
+
+
 def test_same_key_bitwise_identical_and_keys_differ():
   p = _pattern()
   a = ja.construct.jl(KEY, p, d=32, eps1=0.5, eps2=0.5)

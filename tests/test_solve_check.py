@@ -23,7 +23,7 @@ import scipy.io
 import scipy.sparse
 
 import jaxattn as ja
-from jaxattn_bench import pattern_file
+from jaxattn_bench import pattern_file, resources, solution_file
 from jaxattn_bench.cli import main
 from tests.reference import reference_figures
 
@@ -102,7 +102,8 @@ def test_round_trip_every_format(fmt, tmp_path, capsys):
     pattern = ja.SparsePattern(*(saved[k] for k in ("pattern_cols", "pattern_weights",
                                                     "pattern_valid")))
     np.testing.assert_allclose(np.asarray(pattern.to_dense()), expected, rtol=1e-6)
-    assert saved["X"].shape == (L, 2 * D_OK) and saved["w_q"].shape == (2 * D_OK, D_OK)
+    assert saved["X"].shape == (L, 2 * D_OK) and str(saved["params"]) == "identity"
+    assert "w_q" not in saved.files and str(saved["format"]) == "jaxattn-solution-2"
     assert str(saved["method"]) == "jl" and int(saved["d"]) == D_OK and bool(saved["report_ok"])
   assert main(["check", out]) == 0
   assert main(["check", out, "--float64"]) == 0
@@ -111,9 +112,10 @@ def test_round_trip_every_format(fmt, tmp_path, capsys):
 def test_independent_float64_check_agrees_with_printed_report(solved):
   out, printed = solved
   figure = lambda name: float(re.search(rf"^{name}\s+(\S+)", printed, re.M).group(1))
+  w_q, w_k = np.eye(2 * D_OK)[:, :D_OK], np.eye(2 * D_OK)[:, D_OK:]  # params "identity"
   with np.load(out) as saved:
-    reference = reference_figures(saved["X"], saved["w_q"], saved["w_k"], A)
-    dense = ja.reference.dense_check(saved["X"], saved["w_q"], saved["w_k"], A, 0.5, 0.5)
+    reference = reference_figures(saved["X"], w_q, w_k, A)
+    dense = ja.reference.dense_check(saved["X"], w_q, w_k, A, 0.5, 0.5)
     spread, gap = dense.spread, dense.gap
   ratio_error, leak = reference["ratio_error"], reference["leak"]
   np.testing.assert_allclose(ratio_error, figure("ratio_error"), rtol=1e-4)
@@ -137,6 +139,81 @@ def test_check_catches_tampered_x(solved, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "NOT certified" in printed and "row 5:" in printed
     assert "the file's own report said ok=True" in printed
+
+
+FORMAT_1 = os.path.join(REPO, "tests", "data", "solution_format1.npz")
+# FORMAT_1 was written by the format-1 code (commit 30bebbb) with
+#   python -m bench solve a.npy --method lstsq --d 16 --out solution_format1.npz
+# for a.npy = A: dense w_q, w_k [32, 16], no params; certified.
+
+
+def _readme_logits(path: str) -> np.ndarray:
+  """``logits`` of the README's NumPy recipe for the solution file, run as written on ``path``."""
+  text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+  blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "np.load(" in b]
+  assert len(blocks) == 1 and '"banded_solution.npz"' in blocks[0]
+  namespace: dict = {}
+  exec(blocks[0].replace('"banded_solution.npz"', repr(path)), namespace)  # noqa: S102
+  np.testing.assert_allclose(namespace["A"], A, rtol=1e-6)
+  return namespace["logits"]
+
+
+def test_readme_recipe_gives_the_librarys_logits(solved):
+  """The README's NumPy recipe on a file of each format equals the logits the library computes.
+
+  Guards a recipe (or a writer) that takes the wrong half of X for queries or keys, or that
+  does not read format-1 files (dense w_q, w_k)."""
+  library = ja.construct.build("jl", jax.random.PRNGKey(0), ja.SparsePattern.from_dense(A), D_OK,
+                               EPS1, EPS2).logits()
+  scale = float(np.abs(library).max())
+  np.testing.assert_allclose(_readme_logits(solved[0]), library, rtol=1e-5, atol=1e-5 * scale)
+  with np.load(FORMAT_1) as old:
+    library = ja.Solution(*(jax.numpy.asarray(old[k]) for k in ("X", "w_q", "w_k"))).logits()
+  scale = float(np.abs(library).max())
+  np.testing.assert_allclose(_readme_logits(FORMAT_1), library, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_solution_file_grows_with_l_times_d(tmp_path):
+  """Identity parameters are stored as params="identity", not as dense 2d×d W_Q, W_K.
+
+  Doubling d doubles the file; at L = 16, d = 4096 it is X's 0.5 MB where dense W would add
+  268 MB; the plan's estimate (``resources.solution_file_bytes``) bounds it from above, within
+  64 KiB. Guards a writer that stores dense W (size ∝ d²) and an estimate that counts them."""
+  pattern = ja.SparsePattern.from_dense(A)
+  report = ja.verify(ja.construct.build("jl", jax.random.PRNGKey(0), pattern, D_OK, EPS1, EPS2),
+                     pattern, EPS1, EPS2)
+  sizes = {}
+  for d in (1024, 2048, 4096):
+    factors = np.random.default_rng(d).normal(size=(2, L, d)).astype(np.float32)
+    solution = ja.construct.solution_from_factors(*map(jax.numpy.asarray, factors))
+    out = str(tmp_path / f"d{d}.npz")
+    solution_file.save_solution(out, solution, pattern, report, method="jl", d=d, eps1=EPS1,
+                                eps2=EPS2, seed=0, source="test", changes=(), seconds=0.0,
+                                version=ja.__version__)
+    sizes[d] = os.path.getsize(out)
+    estimate = resources.solution_file_bytes(L, pattern.nnz, d)
+    assert 4 * L * 2 * d < sizes[d] <= estimate < sizes[d] + (64 << 10), (d, sizes[d], estimate)
+  assert 1.9 < sizes[2048] / sizes[1024] < 2.1 and 1.9 < sizes[4096] / sizes[2048] < 2.1, sizes
+  assert sizes[4096] < 0.01 * 4 * 2 * (2 * 4096) * 4096  # dense W_Q, W_K at float32
+
+
+def test_check_reads_format_1_files_and_still_catches_a_tampered_one(tmp_path, capsys):
+  """A file written by format 1 (dense w_q, w_k, no params) is re-verified from its own W.
+
+  Guards a reader that refuses format 1, or that takes any L×2d file for identity parameters
+  (then a tampered W_Q goes unnoticed)."""
+  assert main(["check", FORMAT_1, "--float64"]) == 0
+  printed = capsys.readouterr().out
+  assert "params dense" in printed and "CERTIFIED at d=16" in printed
+  assert "dense NumPy  float64: ok True" in printed
+  with np.load(FORMAT_1) as old:
+    arrays = dict(old)
+  assert str(arrays["format"]) == "jaxattn-solution-1" and "params" not in arrays
+  tampered = str(tmp_path / "tampered.npz")
+  np.savez(tampered, **{**arrays, "w_q": -arrays["w_q"]})
+  assert main(["check", tampered, "--float64"]) == 1
+  printed = capsys.readouterr().out
+  assert "NOT certified" in printed and "dense NumPy  float64: ok False" in printed
 
 
 def test_search_picks_the_smallest_verifying_grid_d(tmp_path, capsys):
@@ -264,9 +341,23 @@ def test_failed_write_keeps_existing_out_and_leaves_no_temporary(solved, tmp_pat
   assert sorted(os.listdir(tmp_path)) == ["a.npy", "out.npz"]
 
 
+CHANGED = {  # a solution file changed into a bad one
+    "bad pattern": lambda a: {**a, "pattern_cols": a["pattern_cols"] + L},
+    "format 3": lambda a: {**a, "format": np.str_("jaxattn-solution-3")},
+    "no params": lambda a: {k: v for k, v in a.items() if k != "params"},
+    "dense without W": lambda a: {**a, "params": np.str_("dense")},
+    "unknown params": lambda a: {**a, "params": np.str_("random")},
+    "identity, X too narrow": lambda a: {**a, "X": a["X"][:, 1:]},
+}
+
+
 @pytest.mark.parametrize("content, words", [
     (None, "no such file"), (b"hello", "not a .npz archive"), ("npy", "not a .npz archive"),
     ("other npz", "missing X"), ("bad pattern", "column outside"),
+    ("format 3", "format 'jaxattn-solution-3' is not one this jaxattn reads"),
+    ("no params", "missing params"), ("dense without W", "missing w_q, w_k"),
+    ("unknown params", "unknown params 'random'"),
+    ("identity, X too narrow", "params 'identity' needs X of 2d = 2048 columns"),
 ])
 def test_check_bad_file_exits_2(content, words, solved, tmp_path, capsys):
   path = str(tmp_path / "solution.npz")
@@ -275,11 +366,10 @@ def test_check_bad_file_exits_2(content, words, solved, tmp_path, capsys):
     os.rename(tmp_path / "a.npy", path)
   elif content == "other npz":
     np.savez(path, A=A)
-  elif content == "bad pattern":
+  elif content in CHANGED:
     with np.load(solved[0]) as saved:
       arrays = dict(saved)
-    arrays["pattern_cols"] = arrays["pattern_cols"] + L
-    np.savez(path, **arrays)
+    np.savez(path, **CHANGED[content](arrays))
   elif content is not None:
     open(path, "wb").write(content)
   assert main(["check", path]) == 2

@@ -164,7 +164,7 @@ def test_bad_inputs():
   with pytest.raises(ValueError, match="length 10 but X has 24 rows"):
     ja.verify(sol, other, EPS1, EPS2)
   with pytest.raises(ValueError, match="w_q, w_k"):
-    ja.verify(sol._replace(w_k=sol.w_k[:, :3]), p, EPS1, EPS2)
+    ja.verify(sol._replace(w_k=np.asarray(sol.w_k)[:, :3]), p, EPS1, EPS2)
   with pytest.raises(ValueError, match="eps2"):
     ja.verify(sol, p, EPS1, 1.5)
   with pytest.raises(ValueError, match="eps1"):

@@ -1,11 +1,14 @@
 """``python -m bench check OUT.npz [--float64]``: re-verify a saved solution from scratch.
 
 Rebuilds the pattern A from the file (validating it again), recomputes the
-logits (X W_Q)(X W_K)ᵀ from the saved X, W_Q, W_K and runs ``ja.verify``;
-nothing computed at solve time is trusted. With ``--float64`` the check runs
-in float64 and, for L ≤ ``DENSE_MAX_LENGTH``, also as an independent dense
-NumPy computation that must agree. Exit status 0 if certified, 1 if not, 2 if
-the file is missing or not a solution file.
+logits (X W_Q)(X W_K)ᵀ from the saved X and parameters (identity W_Q, W_K
+from d, or the stored dense ones: ``jaxattn_bench.solution_file``; files of
+format 1 too) and runs ``ja.verify``; nothing computed at solve time is
+trusted. With ``--float64`` the check runs in float64 and, for L ≤
+``DENSE_MAX_LENGTH``, also as an independent dense NumPy computation (the
+logits by the README's NumPy recipe, ``ja.reference.logits_check``) that must
+agree. Exit status 0 if certified, 1 if not, 2 if the file is missing or not a
+solution file.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import jaxattn as ja
 from jaxattn_bench.errors import CommandError
-from jaxattn_bench.solution_file import SOLUTION_KEYS, format_report, load_solution, saved_matrix
+from jaxattn_bench.solution_file import (format_report, load_solution, saved_factors,
+                                         saved_matrix, saved_params)
 
 DENSE_MAX_LENGTH = 2048  # the dense reference holds a few L×L float64 matrices
 
@@ -48,21 +52,22 @@ def main(args) -> int:
     dtype = jnp.float64 if args.float64 else jnp.float32
     try:
       pattern = ja.SparsePattern.from_scipy(matrix, check_columns=False)
-      solution = ja.Solution(*(jnp.asarray(arrays[k], dtype) for k in SOLUTION_KEYS))
+      solution = _solution(arrays, d, dtype)
       report = jax.block_until_ready(
           ja.verify(solution, pattern, eps1, eps2, block_size=args.block_size))
     except ValueError as error:
       raise CommandError(f"{path}: {error}") from None
   seconds = time.perf_counter() - start
-  print(f"solution     {path}: {method}, d={d}, X {tuple(arrays['X'].shape)}, L={pattern.length}, "
-        f"N={pattern.nnz}, from {arrays['source'] if 'source' in arrays else '?'}")
+  print(f"solution     {path}: {method}, d={d}, X {tuple(arrays['X'].shape)}, "
+        f"params {saved_params(arrays)}, L={pattern.length}, N={pattern.nnz}, "
+        f"from {arrays['source'] if 'source' in arrays else '?'}")
   print(f"checked in   {'float64' if args.float64 else 'float32'} (ja.verify)")
   for line in format_report(report, d, seconds):
     print(line)
   ok = bool(report.ok)
   if args.float64 and pattern.length <= DENSE_MAX_LENGTH:
-    dense = ja.reference.dense_check(*(arrays[k] for k in SOLUTION_KEYS), matrix.toarray(),
-                                     eps1, eps2)
+    queries, keys = saved_factors(arrays)
+    dense = ja.reference.logits_check(queries @ keys.T, matrix.toarray(), eps1, eps2)
     print(f"dense NumPy  float64: ok {dense.ok}, ratio_error {dense.ratio_error:.6g}, "
           f"leak {dense.leak:.6g}")
     if dense.ok != ok:
@@ -71,3 +76,10 @@ def main(args) -> int:
   if "report_ok" in arrays and bool(arrays["report_ok"]) != bool(report.ok):
     print(f"note         the file's own report said ok={bool(arrays['report_ok'])}")
   return 0 if ok else 1
+
+
+def _solution(arrays, d: int, dtype) -> ja.Solution:
+  """The file's X with its parameters: identity W_Q, W_K (``IdentityBlock``s) or the stored dense ones."""
+  if saved_params(arrays) == "identity":
+    return ja.Solution(jnp.asarray(arrays["X"], dtype), *ja.construct.identity_params(d))
+  return ja.Solution(*(jnp.asarray(arrays[k], dtype) for k in ("X", "w_q", "w_k")))

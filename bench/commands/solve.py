@@ -124,7 +124,7 @@ def _plan(args, pattern: ja.SparsePattern, d_grid: tuple[int, ...]) -> None:
   available = resources.available_memory(jax.devices()[0])
   length, nnz = pattern.length, pattern.nnz
   d = d_grid[-1] if args.search else args.d
-  resources.check_fits(f"solve at d={d} (L={length}, N={nnz}, dense {2 * d}x{d} W_Q, W_K)",
+  resources.check_fits(f"solve at d={d} (L={length}, N={nnz}, X {length}x{2 * d})",
                        resources.solve_bytes(length, nnz, d, args.method), available=available,
                        change="lower --d" + (" (the largest of --d-grid)" if args.search else ""))
   if not args.search:

@@ -13,15 +13,19 @@ factors into the input X of a layer with fixed parameters (docs/definitions.md):
   X = [Q, K] ∈ R^{L×2d},   W_Q = [I_d; 0],   W_K = [0; I_d],
 
 so that X W_Q = Q and X W_K = K hold exactly and W_Q, W_K depend on d only.
+These W_Q, W_K are held as ``IdentityBlock``s, never as dense 2d×d matrices:
+X W_Q is the column slice X[:, :d], so a solution costs O(L·d) memory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from jaxattn._src.pattern import SparsePattern
@@ -32,16 +36,65 @@ Factors = tuple[Float[Array, "L w"], Float[Array, "L w"]]
 FactorFn = Callable[..., Factors]
 
 
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class IdentityBlock:
+  """The structured depth×d matrix W with W[start + j, j] = 1 and zeros elsewhere.
+
+  W = [I_d; 0] is ``IdentityBlock(0, 2d, d)`` and W = [0; I_d] is
+  ``IdentityBlock(d, 2d, d)``. X @ W = X[..., start:start + d], a column slice
+  (no product, no d×d matrix); ``np.asarray(W)`` is the dense matrix (float32
+  unless a dtype is asked for; exact in every dtype). It has no array leaves:
+  a static pytree node, so it passes through ``jit`` and ``tree.map`` as is.
+  """
+
+  start: int
+  depth: int
+  d: int
+
+  __array_ufunc__ = None  # NumPy's X @ W defers to __rmatmul__ instead of densifying W
+
+  def __post_init__(self):
+    if not 0 <= self.start <= self.depth - self.d or self.d < 1:
+      raise ValueError(f"an identity block of {self.d} columns at row {self.start} does not fit "
+                       f"in {self.depth} rows")
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    """(depth, d)."""
+    return (self.depth, self.d)
+
+  def __rmatmul__(self, x):
+    """X W = X[..., start:start + d]."""
+    return x[..., self.start:self.start + self.d]
+
+  def __array__(self, dtype=None, copy=None):
+    dense = np.zeros(self.shape, dtype or np.float32)
+    dense[self.start + np.arange(self.d), np.arange(self.d)] = 1
+    return dense
+
+
+Params = Float[Array, "D d"] | IdentityBlock
+
+
+def times_params(x: Float[Array, "L D"], w: Params) -> Float[Array, "L d"]:
+  """X W: a column slice for an ``IdentityBlock``, else a matmul at ``HIGHEST`` precision."""
+  if isinstance(w, IdentityBlock):
+    return x @ w
+  return jnp.matmul(x, w, precision=HIGHEST)
+
+
 class Solution(NamedTuple):
   """Input X of a fixed attention layer with parameters W_Q, W_K.
 
   Logits ℓ = (X W_Q)(X W_K)ᵀ and attention P = row-softmax(ℓ). There is no
-  1/√d factor: it can be folded into W_Q.
+  1/√d factor: it can be folded into W_Q. W_Q, W_K are dense [D, d] arrays
+  or ``IdentityBlock``s (``params="identity"``), for which X W is a slice.
   """
 
   X: Float[Array, "L D"]
-  w_q: Float[Array, "D d"]
-  w_k: Float[Array, "D d"]
+  w_q: Params
+  w_k: Params
 
   @property
   def d(self) -> int:
@@ -49,12 +102,12 @@ class Solution(NamedTuple):
     return self.w_q.shape[-1]
 
   def queries(self) -> Float[Array, "L d"]:
-    """X W_Q."""
-    return jnp.matmul(self.X, self.w_q, precision=HIGHEST)
+    """X W_Q: O(L·d) for identity parameters, O(L·D·d) for dense ones."""
+    return times_params(self.X, self.w_q)
 
   def keys(self) -> Float[Array, "L d"]:
-    """X W_K."""
-    return jnp.matmul(self.X, self.w_k, precision=HIGHEST)
+    """X W_K: O(L·d) for identity parameters, O(L·D·d) for dense ones."""
+    return times_params(self.X, self.w_k)
 
   def logits(self) -> Float[Array, "L L"]:
     """ℓ = (X W_Q)(X W_K)ᵀ, dense: for small L only."""
@@ -65,10 +118,9 @@ class Solution(NamedTuple):
     return jax.nn.softmax(self.logits(), axis=-1)
 
 
-def identity_params(d: int, dtype=jnp.float32) -> tuple[Float[Array, "2d d"], Float[Array, "2d d"]]:
-  """The fixed parameters W_Q = [I_d; 0], W_K = [0; I_d] ∈ R^{2d×d}."""
-  eye, zero = jnp.eye(d, dtype=dtype), jnp.zeros((d, d), dtype)
-  return jnp.concatenate([eye, zero]), jnp.concatenate([zero, eye])
+def identity_params(d: int) -> tuple[IdentityBlock, IdentityBlock]:
+  """The fixed parameters W_Q = [I_d; 0], W_K = [0; I_d] ∈ R^{2d×d}, as ``IdentityBlock``s."""
+  return IdentityBlock(0, 2 * d, d), IdentityBlock(d, 2 * d, d)
 
 
 def check_eps(eps1, eps2) -> None:
@@ -147,7 +199,8 @@ def solution_from_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"
                           params: str = "identity") -> Solution:
   """Solution whose fixed W_Q, W_K reproduce the factors: X W_Q = Q, X W_K = K.
 
-  ``params="identity"``: X = [Q, K], W_Q = [I_d; 0], W_K = [0; I_d] (docs/definitions.md).
+  ``params="identity"``: X = [Q, K], W_Q = [I_d; 0], W_K = [0; I_d] (docs/definitions.md),
+  held as ``IdentityBlock``s: memory O(L·d), no d×d matrix.
   ``params="random"``: W_Q, W_K = ``random_params(d)`` and X = [Q, K] W⁺, the
   least-squares solution of X [W_Q, W_K] = [Q, K], computed from W = U R
   (thin QR) as X = [Q, K] R⁻¹ Uᵀ; since W has full column rank the equations
@@ -156,7 +209,7 @@ def solution_from_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"
   which mixes both, costs each factor the same relative precision.
   """
   if params == "identity":
-    w_q, w_k = identity_params(queries.shape[-1], queries.dtype)
+    w_q, w_k = identity_params(queries.shape[-1])
     return Solution(X=jnp.concatenate([queries, keys], axis=-1), w_q=w_q, w_k=w_k)
   if params == "random":
     w_q, w_k = random_params(queries.shape[-1], queries.dtype)

@@ -13,7 +13,7 @@ import numpy as np
 
 
 class DenseReport(NamedTuple):
-  """Figures of ``dense_check``, NumPy float64; ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2."""
+  """Figures of ``dense_check`` and ``logits_check``, NumPy float64; ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2."""
 
   ok: bool
   ratio_error: float  # exp(max_i spread_i) − 1
@@ -23,15 +23,20 @@ class DenseReport(NamedTuple):
 
 
 def dense_check(x, w_q, w_k, a, eps1: float, eps2: float) -> DenseReport:
-  """(ε1, ε2) check of ℓ = (X W_Q)(X W_K)ᵀ against a dense A, in float64:
+  """``logits_check`` of ℓ = (X W_Q)(X W_K)ᵀ, all in float64 (W_Q, W_K made dense)."""
+  x, w_q, w_k = (np.asarray(m, np.float64) for m in (x, w_q, w_k))
+  return logits_check((x @ w_q) @ (x @ w_k).T, a, eps1, eps2)
+
+
+def logits_check(logits, a, eps1: float, eps2: float) -> DenseReport:
+  """(ε1, ε2) check of the L×L logits ℓ against a dense A, in float64:
 
     spread_i = max_{j∈S_i}(ℓ_ij − ln A_ij) − min_{j∈S_i}(ℓ_ij − ln A_ij),
     gap_i    = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij,   S_i = {j : A_ij > 0},
 
   ratio_error = exp(max_i spread_i) − 1, leak = exp(max_i gap_i).
   """
-  x, w_q, w_k, a = (np.asarray(m, np.float64) for m in (x, w_q, w_k, a))
-  logits = (x @ w_q) @ (x @ w_k).T
+  logits, a = np.asarray(logits, np.float64), np.asarray(a, np.float64)
   support = a > 0
   shifted = logits - np.log(np.where(support, a, 1.0))
   spread = (np.max(np.where(support, shifted, -np.inf), axis=-1)
