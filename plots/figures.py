@@ -10,8 +10,8 @@ the plotted one (and the search settings d_grid, trials, δ). Markers distinguis
 where d is d_min, or in figure (a)'s left panel the median threshold d_50
 (points stored without per-trial data fall back to d_min there). The
 subtitle gives the most common number of trials T and δ; a point with other
-settings is marked with its own ("T=16"). Legends lie outside the axes and
-list only what is drawn.
+settings is marked with its own ("T=16"; in (a) on the right panel). Legends
+lie outside the axes and list only what is drawn.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def _settings(records: Sequence[Record]) -> tuple[str, Callable[[Record], str]]:
   """'T=16 trials, δ=0.1, seed 0' from the most common T and δ of ``records``, and the note of a
   record whose T or δ differs from them ('T=8', '' where none), to be written at its point.
 
-  With such records the text says so: 'T=16 trials, δ=0.1 (T=8 where marked), seed 0'.
+  Where some record differs the text says so: 'T=16 trials (other T marked at the points)'.
   """
   trials = _most_common(r.trials for r in records)
   delta = _most_common(r.params["delta"] for r in records)
@@ -178,10 +178,11 @@ def _settings(records: Sequence[Record]) -> tuple[str, Callable[[Record], str]]:
                      + ([f"δ={record.params['delta']:g}"] if record.params["delta"] != delta
                         else []))
 
-  others = sorted({note(r) for r in records} - {""})
-  marked = f" ({'; '.join(others)} where marked)" if others else ""
+  marked = lambda name, differs: f" (other {name} marked at the points)" if differs else ""
   seeds = "/".join(str(s) for s in sorted({r.seed for r in records}))
-  return f"T={trials} trials, δ={delta:g}{marked}, seed {seeds}", note
+  return (f"T={trials} trials{marked('T', any(r.trials != trials for r in records))}, "
+          f"δ={delta:g}{marked('δ', any(r.params['delta'] != delta for r in records))}, "
+          f"seed {seeds}"), note
 
 
 def _data_ticks(ax, values) -> None:
@@ -295,11 +296,11 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
     estimator = "d_median" if per_trial else "d_min"
     values = [r.d_median if per_trial else r.d_min for r in group]
     fit = fitted.get((key, estimator))
-    notes = [note(r) for r in group]
-    kinds[0].update(_mark_points(linear, lengths, group, color, values, line=False, notes=notes,
+    kinds[0].update(_mark_points(linear, lengths, group, color, values, line=False,
                                  label=None if fit else f"{name} (too few points to fit)"))
     estimators.add(estimator)
-    kinds[1].update(_mark_points(log, lengths, group, color, notes=notes, label=name))
+    kinds[1].update(_mark_points(log, lengths, group, color, notes=[note(r) for r in group],
+                                 label=name))
     top = max(top, *(_plotted_d(r) for r in group))
     if per_trial:
       shown_d = [(x, r.d_median, r.d_median_low, r.d_median_high)

@@ -316,7 +316,7 @@ def test_points_say_how_many_trials_they_used(drawn):
   """
   fig = drawn[0]["c_d_vs_eps1"]
   title = fig.get_suptitle()
-  assert "T=8 trials" in title and "(T=16 where marked)" in title and "8/16" not in title
+  assert "T=8 trials (other T marked at the points), δ=0.1, seed 0" in title and "8/16" not in title
   notes = [(text.get_text(), text.xy) for ax in fig.axes for text in ax.texts]
   assert notes == [("T=16", (0.5, round(30 * np.log(256) - 60)))]
   assert "T=16 trials" in drawn[0]["a_d_vs_length"].get_suptitle()
