@@ -32,6 +32,7 @@ import jaxlib
 import numpy as np
 
 import jaxattn as ja
+from jaxattn_bench import resources
 
 EPS1, EPS2, A_MIN = 0.5, 0.5, 0.2
 HIGHEST = jax.lax.Precision.HIGHEST
@@ -160,19 +161,16 @@ def verify_once(length: int, d: int, nnz: int, seed: int) -> dict:
 
 
 def peak_rss_kib() -> int:
-  """This process's peak resident memory in KiB: VmHWM of its own address space.
+  """This process's peak resident memory in KiB: VmHWM of its own address space
+  (``resources.peak_resident_bytes``).
 
-  ``getrusage(...).ru_maxrss`` is not used on Linux: across fork and exec it
-  keeps the high-water mark of the parent's image, so a child started from a
-  large process would report the parent's memory.
+  ``getrusage(...).ru_maxrss`` is only the fallback without /proc: on Linux,
+  across fork and exec it keeps the high-water mark of the parent's image, so a
+  child started from a large process would report the parent's memory.
   """
-  try:
-    with open("/proc/self/status") as status:
-      for line in status:
-        if line.startswith("VmHWM:"):
-          return int(line.split()[1])
-  except OSError:
-    pass
+  peak = resources.peak_resident_bytes()
+  if peak is not None:
+    return peak // 1024
   peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
 

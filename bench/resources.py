@@ -76,6 +76,11 @@ def _mapped_bytes() -> int:
   return _proc_bytes("/proc/self/status", "VmSize") or 0
 
 
+def peak_resident_bytes() -> int | None:
+  """The process's peak resident memory (VmHWM of its own address space); None without /proc."""
+  return _proc_bytes("/proc/self/status", "VmHWM")
+
+
 def host_memory() -> Available:
   """Memory this process may still use on the host: the least of MemAvailable, cgroup, RLIMIT_AS."""
   candidates = []
@@ -118,22 +123,25 @@ def gigabytes(size: float) -> str:
 # ---- estimates -------------------------------------------------------------------------------
 
 
-def _rows(length: int) -> int:
+TILE = (ROW_BLOCK, KEY_BLOCK)
+
+
+def _rows(length: int, row_block: int = ROW_BLOCK) -> int:
   """Query rows after padding to whole row blocks."""
-  return math.ceil(length / ROW_BLOCK) * ROW_BLOCK if length > ROW_BLOCK else length
+  return math.ceil(length / row_block) * row_block if length > row_block else length
 
 
 def search_trial_bytes(length: int, nnz: int, width: int, levels: int, method: str,
-                       itemsize: int = 4) -> int:
+                       itemsize: int = 4, tile: tuple[int, int] = TILE) -> int:
   """Peak bytes of one trial of a compiled search (``ja.min_d``, ``ja.verify_grid``) at width d_max.
 
   (6 + N)·L·w for the factors, the padded key copies and the gathered support
-  rows, (levels + 2) tiles of ROW_BLOCK × KEY_BLOCK logits, and for
-  ``optimize`` its dense L×L×N excess tensors and their gradients, 2·L²·N.
-  ``levels``: the grid's size for nested methods (one pass), 1 otherwise.
+  rows, (levels + 2) tiles of rows × keys logits (``tile``, default ROW_BLOCK ×
+  KEY_BLOCK), and for ``optimize`` its dense L×L×N excess tensors and their
+  gradients, 2·L²·N. ``levels``: the grid's size for nested methods (one pass), 1 otherwise.
   """
-  rows, block = _rows(length), min(KEY_BLOCK, length)
-  elements = (6 + nnz) * rows * width + (levels + 2) * min(ROW_BLOCK, length) * block
+  rows, block = _rows(length, tile[0]), min(tile[1], length)
+  elements = (6 + nnz) * rows * width + (levels + 2) * min(tile[0], length) * block
   if method == "optimize":
     elements += 2 * length * length * nnz
   return itemsize * elements
@@ -150,9 +158,10 @@ def _param_elements(depth: int, d: int, params: str) -> int:
 
 
 def verify_bytes(length: int, nnz: int, depth: int, d: int, itemsize: int = 4,
-                 params: str = "identity") -> int:
-  """Peak bytes of ``ja.verify`` of X [L, D] and W_Q, W_K [D, d] (``params``): inputs, X W_Q, X W_K, tiles."""
-  rows, block = min(ROW_BLOCK, length), min(KEY_BLOCK, length)
+                 params: str = "identity", tile: tuple[int, int] = TILE) -> int:
+  """Peak bytes of ``ja.verify`` of X [L, D] and W_Q, W_K [D, d] (``params``): inputs, X W_Q,
+  X W_K, tiles of ``tile`` (rows, keys)."""
+  rows, block = min(tile[0], length), min(tile[1], length)
   return itemsize * (length * depth + _param_elements(depth, d, params) + 4 * length * d
                      + rows * nnz * d + 4 * rows * block)
 
@@ -179,6 +188,26 @@ def solve_bytes(length: int, nnz: int, d: int, method: str, params: str = "ident
   depth = _depth(d, params)
   return (search_trial_bytes(length, nnz, d, 1, method, itemsize)
           + verify_bytes(length, nnz, depth, d, itemsize, params))
+
+
+# Bytes per entry of the L×L logits of ``bench perf``'s dense checks, rounded up from the
+# growth of the peak resident memory (VmHWM) of one check at L = 4096 on a CPU:
+NUMPY_DENSE = 9       # NumPy float32 (8.8): the logits, one masked copy at a time, the support
+JAX_DENSE = 10        # jitted dense JAX (9.1): the logits, the support and masked copies
+REFERENCE_DENSE = 34  # float64 reference (29.8, and 4 for the float32 dense pattern it reads)
+
+
+def perf_bytes(length: int, nnz: int, d: int, levels: int, *, dense: int = 0,
+               tiles: Iterable[tuple[int, int]] = (TILE,)) -> int:
+  """Peak bytes of ``bench perf`` at L, N, d: the ``jl`` solution and its check (``solve_bytes``),
+  the search over ``levels`` grid d, both at the most demanding of ``tiles``, and the dense
+  checks at ``dense`` bytes per entry of the L×L logits (0: none; NUMPY_DENSE, JAX_DENSE,
+  REFERENCE_DENSE: the largest that runs), all held at once.
+  """
+  tiled = max(search_trial_bytes(length, nnz, d, 1, "jl", tile=tile)
+              + verify_bytes(length, nnz, 2 * d, d, tile=tile)
+              + search_trial_bytes(length, nnz, d, levels, "jl", tile=tile) for tile in tiles)
+  return tiled + dense * length * length
 
 
 class Plan(NamedTuple):

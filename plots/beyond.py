@@ -10,8 +10,11 @@ from __future__ import annotations
 import pathlib
 
 import numpy as np
+from matplotlib.figure import Figure
 
+from jaxattn_plots.figures import outside_legend, wrapped
 from jaxattn_plots.fit import fit_log_law
+
 
 def fit_slopes(data: dict) -> dict:
   """Per method, d_min = a ln L + b over the reached points (None below 3 lengths)."""
@@ -29,37 +32,45 @@ def fit_slopes(data: dict) -> dict:
 
 
 def figures(data: dict, out: pathlib.Path) -> list[pathlib.Path]:
-  """d_min against ln L with fitted slopes, and the logit range against L."""
-  from matplotlib.figure import Figure
-
+  """``dmin_vs_lnL.png`` and ``logit_range.png`` in ``out`` (``figure_dmin`` and
+  ``figure_logit_range``); returns their paths."""
   written = []
-  methods = list(data["main"])
-  fig = Figure(figsize=(6.8, 4.6), layout="constrained")
-  ax = fig.subplots()
-  for method in methods:
-    rows = data["main"][method]
+  for name, make in (("dmin_vs_lnL.png", figure_dmin), ("logit_range.png", figure_logit_range)):
+    make(data).savefig(out / name, dpi=130)
+    written.append(out / name)
+  return written
+
+
+def figure_dmin(data: dict) -> Figure:
+  """d_min against ln L per method, with the fitted d_min = a ln L + b; triangles not reached."""
+  fig, ax = _figure()
+  for i, (method, rows) in enumerate(data["main"].items()):
+    color = f"C{i}"
     reached = [(np.log(e["length"]), e["d_min"]) for e in rows if e["d_min"] is not None]
     missed = [(np.log(e["length"]), e["top"]) for e in rows if e["d_min"] is None]
     fit = data["fit"][method]
     name = method if fit is None else (
         f"{method}: slope {fit['slope']:.1f} [{fit['low']:.1f}, {fit['high']:.1f}]")
-    line, = ax.plot(*zip(*reached), "o", label=name) if reached else ax.plot([], [], "o")
+    if reached:
+      ax.plot(*zip(*reached), "o", color=color, label=name)
     if missed:
-      ax.plot(*zip(*missed), "^", mfc="white", color=line.get_color())
+      ax.plot(*zip(*missed), "^", mfc="white", color=color,
+              label=f"{method}: not reached (top of grid)")
     if fit is not None:
       xs = np.linspace(min(x for x, _ in reached), max(x for x, _ in reached), 50)
-      ax.plot(xs, np.maximum(fit["intercept"] + fit["slope"] * xs, 1.0), "-",
-              color=line.get_color(), lw=1)
+      ax.plot(xs, np.maximum(fit["intercept"] + fit["slope"] * xs, 1.0), "-", color=color, lw=1)
   ax.set_yscale("log", base=2)
-  written.append(_finish(fig, ax, out / "dmin_vs_lnL.png", "ln L", "d_min",
-                         "d_min against ln L; slope a of d = a ln L + b (95% CI); "
-                         "△ not reached (top of grid)", title_size=9, legend_size=8))
+  return _finish(fig, ax, "ln L", "d_min",
+                 "d_min against ln L; slope a of d = a ln L + b (95% CI)", title_size=9,
+                 legend_size=8)
 
-  fig = Figure(figsize=(6.8, 4.6), layout="constrained")
-  ax = fig.subplots()
-  for method in methods:
-    points = [(e["length"], e["logit_range"]) for e in data["main"][method]
-              if e["logit_range"] is not None]
+
+def figure_logit_range(data: dict) -> Figure:
+  """The largest |logit| a verified solution needs against L, per method and for moment_curve
+  at d = 2N; grey verticals: the largest L where moment_curve verifies per dtype."""
+  fig, ax = _figure()
+  for method, rows in data["main"].items():
+    points = [(e["length"], e["logit_range"]) for e in rows if e["logit_range"] is not None]
     if points:
       ax.plot(*zip(*points), "o-", label=f"{method} at d_min (N=2)")
   for name, entry in data["curve"].items():
@@ -73,22 +84,25 @@ def figures(data: dict, out: pathlib.Path) -> list[pathlib.Path]:
       ax.axvline(limit, ls=style, color="gray", lw=0.8)
   ax.set_xscale("log", base=2)
   ax.set_yscale("log")
-  written.append(_finish(fig, ax, out / "logit_range.png", "L", "max |logit| needed",
-                         "logit range; grey lines: largest L where moment_curve verifies "
-                         "(dotted float32, dash-dot float64)", title_size=8, legend_size=7))
-  return written
+  return _finish(fig, ax, "L", "max |logit| needed",
+                 "logit range; grey lines: largest L where moment_curve verifies "
+                 "(dotted float32, dash-dot float64)", title_size=8, legend_size=7)
 
 
-def _finish(fig, ax, path: pathlib.Path, xlabel: str, ylabel: str, title: str, *,
-            title_size: int, legend_size: int) -> pathlib.Path:
-  """Labels, title, legend and grid of ``ax``; ``fig`` saved to ``path``, which is returned."""
+def _figure() -> tuple[Figure, object]:
+  fig = Figure(figsize=(6.8, 5.6), layout="constrained")
+  return fig, fig.subplots()
+
+
+def _finish(fig: Figure, ax, xlabel: str, ylabel: str, title: str, *, title_size: int,
+            legend_size: int) -> Figure:
+  """Labels, a title that fits, a legend under the axes and the grid of ``ax``; ``fig``."""
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
-  ax.set_title(title, fontsize=title_size)
-  ax.legend(fontsize=legend_size)
+  ax.set_title(wrapped(title, fig.get_figwidth(), title_size), fontsize=title_size)
+  outside_legend(fig, ax.get_legend_handles_labels()[0], fontsize=legend_size)
   ax.grid(True, alpha=0.3)
-  fig.savefig(path, dpi=130)
-  return path
+  return fig
 
 
 def tables(data: dict) -> str:

@@ -8,16 +8,21 @@ the plotted one (and the search settings d_grid, trials, δ). Markers distinguis
   open triangle    not reached: above the grid; drawn at the top of the grid
 
 where d is d_min, or in figure (a)'s left panel the median threshold d_50
-(points stored without per-trial data fall back to d_min there).
+(points stored without per-trial data fall back to d_min there). The
+subtitle gives the most common number of trials T and δ; a point with other
+settings is marked with its own ("T=16"; in (a) on the right panel). Legends
+lie outside the axes and list only what is drawn.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+import textwrap
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.transforms import ScaledTranslation
 
 from jaxattn_bench.store import SETTINGS, Record, distinct
 from jaxattn_plots.fit import (LawFit, WeightedFit, fit_log_law, fit_power_law, fit_weighted,
@@ -70,45 +75,114 @@ def _plotted_d(record: Record) -> float:
   return float(record.d_min if record.d_min is not None else record.d[-1])
 
 
+# Marker style and legend text of each kind of point (module docstring).
+_KINDS = {
+    "below": (dict(marker="o", ms=6), "{name} < L"),
+    "trivial": (dict(marker="o", mfc="white", ms=6, mew=1.5), "{name} ≥ L"),
+    "missed": (dict(marker="^", mfc="white", ms=8, mew=1.5), "not reached (drawn at top of d grid)"),
+}
+
+
 def _mark_points(ax, x: np.ndarray, group: list[Record], color: str,
-                 values: Sequence[float | None] | None = None, line: bool = True) -> None:
+                 values: Sequence[float | None] | None = None, line: bool = True,
+                 label: str | None = None, notes: Sequence[str] = ()) -> set[str]:
   """Line through the points; filled / open / triangle markers as in the module docstring.
 
-  ``values``: d per record (None or inf: not reached); default d_min.
+  ``values``: d per record (None or inf: not reached); default d_min. ``label``
+  goes on the first artist drawn; ``notes[i]`` (e.g. 'T=8') is written above
+  point i. Returns the kinds of ``_KINDS`` drawn.
   """
   if values is None:
     values = [r.d_min for r in group]
   reached = np.array([v is not None and np.isfinite(v) for v in values])
   y = np.array([float(v) if ok else float(r.d[-1]) for v, ok, r in zip(values, reached, group)])
   trivial = reached & (y >= np.array([r.params["length"] for r in group]))
-  if line:
-    ax.plot(x, y, "-", color=color, lw=1, alpha=0.6)
-  ax.plot(x[reached & ~trivial], y[reached & ~trivial], "o", color=color, ms=6)
-  ax.plot(x[trivial], y[trivial], "o", mfc="white", color=color, ms=6, mew=1.5)
-  ax.plot(x[~reached], y[~reached], "^", mfc="white", color=color, ms=8, mew=1.5)
+  masks = {"below": reached & ~trivial, "trivial": trivial, "missed": ~reached}
+  artists = ax.plot(x, y, "-", color=color, lw=1, alpha=0.6) if line else []
+  for kind, mask in masks.items():
+    if mask.any():
+      artists += ax.plot(x[mask], y[mask], ls="", color=color, **_KINDS[kind][0])
+  if label is not None and artists:
+    artists[0].set_label(label)
+  for xi, yi, note in zip(x, y, notes):
+    if note:
+      ax.annotate(note, (xi, yi), xytext=(0, 7), textcoords="offset points", ha="center",
+                  va="bottom", fontsize=7, color=color)
+  return {kind for kind, mask in masks.items() if mask.any()}
 
 
-def _marker_handles(name: str = "d_min") -> list[Line2D]:
-  return [Line2D([], [], ls="", marker="o", color="k", label=f"{name} < L"),
-          Line2D([], [], ls="", marker="o", mfc="white", color="k", label=f"{name} ≥ L"),
-          Line2D([], [], ls="", marker="^", mfc="white", color="k",
-                 label="not reached (drawn at top of d grid)"),
-          Line2D([], [], ls="--", color="k", label="jl_dim (provable d)")]
+def _marker_handles(kinds: set[str], bound: bool, name: str = "d_min") -> list[Line2D]:
+  """Legend keys of the kinds of point drawn, and of jl_dim if ``bound`` (it was drawn)."""
+  handles = [Line2D([], [], ls="", color="k", label=text.format(name=name), **style)
+             for kind, (style, text) in _KINDS.items() if kind in kinds]
+  if bound:
+    handles.append(Line2D([], [], ls="--", color="k", label="jl_dim (provable d)"))
+  return handles
 
 
-def _legend(ax, loc: str = "best") -> None:
-  """One legend: the axes' labelled lines, then the marker key."""
-  handles, _ = ax.get_legend_handles_labels()
-  ax.legend(handles=handles + _marker_handles(), loc=loc, fontsize=8, framealpha=0.9)
+def wrapped(text: str, width_inches: float, fontsize: float) -> str:
+  """``text`` with each line broken at spaces to fit ``width_inches`` at ``fontsize`` points.
+
+  A glyph of the default font is taken as 0.65 em wide (wider than its average),
+  so the lines fit: characters per line = 72·width / (0.65·fontsize).
+  """
+  columns = max(int(72 * width_inches / (0.65 * fontsize)), 20)
+  return "\n".join(textwrap.fill(line, columns) for line in text.split("\n"))
 
 
-def _settings(records: Sequence[Record]) -> str:
-  """'T=16, δ=0.1' when shared by all records, else what varies."""
-  trials = sorted({r.trials for r in records})
-  deltas = sorted({r.params["delta"] for r in records})
-  seeds = sorted({r.seed for r in records})
-  join = lambda values: "/".join(f"{v:g}" for v in values)
-  return f"T={join(trials)} trials, δ={join(deltas)}, seed {join(seeds)}"
+def outside_legend(figure, handles: list, loc: str = "outside lower center", fontsize: float = 8,
+                   ncols: int = 2, **kwargs) -> None:
+  """A legend of ``handles`` outside the axes of ``figure`` (by default under them), so that it
+  covers no data; the constrained layout makes room for it."""
+  figure.legend(handles=handles, loc=loc, fontsize=fontsize, ncols=ncols, **kwargs)
+
+
+BELOW = 36  # points under an axes: its tick labels (powers of 2) and x label, with padding
+
+
+def _legend_below(ax, handles: list, **kwargs) -> None:
+  """A legend of ``handles`` under ``ax``, below its tick labels and x label (``BELOW`` points
+  under the axes), so that it covers no data; the constrained layout makes room for it and
+  keeps the axes of a row aligned."""
+  offset = ScaledTranslation(0, -BELOW / 72, ax.figure.dpi_scale_trans)
+  ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0),
+            bbox_transform=ax.transAxes + offset, fontsize=7, **kwargs)
+
+
+def _identity_line(ax, low: float, high: float) -> None:
+  """d = L from L = ``low`` to ``high``, evaluated at 256 points spaced evenly in log L, so that
+  it is drawn as the smooth curve it is on any axes (straight on log–log), not as a polyline
+  through the data's L."""
+  if high > low:
+    xs = np.geomspace(low, high, 256)
+    ax.plot(xs, xs, ":", color="gray", lw=1, label="d = L")
+
+
+def _most_common(values) -> Any:
+  """The most frequent of ``values``; the smallest among ties."""
+  values = list(values)
+  return max(sorted(set(values)), key=values.count)
+
+
+def _settings(records: Sequence[Record]) -> tuple[str, Callable[[Record], str]]:
+  """'T=16 trials, δ=0.1, seed 0' from the most common T and δ of ``records``, and the note of a
+  record whose T or δ differs from them ('T=8', '' where none), to be written at its point.
+
+  Where some record differs the text says so: 'T=16 trials (other T marked at the points)'.
+  """
+  trials = _most_common(r.trials for r in records)
+  delta = _most_common(r.params["delta"] for r in records)
+
+  def note(record: Record) -> str:
+    return ", ".join(([f"T={record.trials}"] if record.trials != trials else [])
+                     + ([f"δ={record.params['delta']:g}"] if record.params["delta"] != delta
+                        else []))
+
+  marked = lambda name, differs: f" (other {name} marked at the points)" if differs else ""
+  seeds = "/".join(str(s) for s in sorted({r.seed for r in records}))
+  return (f"T={trials} trials{marked('T', any(r.trials != trials for r in records))}, "
+          f"δ={delta:g}{marked('δ', any(r.params['delta'] != delta for r in records))}, "
+          f"seed {seeds}"), note
 
 
 def _data_ticks(ax, values) -> None:
@@ -209,10 +283,11 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
     return None
   fitted = {(f.key, f.estimator): f for f in fits(records)}
   varying, shared = _varying(list(groups))
-  fig = Figure(figsize=(13, 5.6), layout="constrained")
+  shown = [r for g in groups.values() for r in g]
+  settings, note = _settings(shown)
+  fig = Figure(figsize=(13, 6.4), layout="constrained")
   linear, log = fig.subplots(1, 2, sharex=True)
-  lengths_all = np.array(sorted({r.params["length"] for g in groups.values() for r in g}), float)
-  top = 0.0
+  top, kinds, bound, quantiles, estimators = 0.0, (set(), set()), False, False, set()
   for i, (key, group) in enumerate(groups.items()):
     color = _COLORS[i % len(_COLORS)]
     lengths = np.array([r.params["length"] for r in group], float)
@@ -220,14 +295,18 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
     per_trial = all(r.d_median is not None for r in group)
     estimator = "d_median" if per_trial else "d_min"
     values = [r.d_median if per_trial else r.d_min for r in group]
-    _mark_points(linear, lengths, group, color, values, line=False)
-    _mark_points(log, lengths, group, color)
+    fit = fitted.get((key, estimator))
+    kinds[0].update(_mark_points(linear, lengths, group, color, values, line=False,
+                                 label=None if fit else f"{name} (too few points to fit)"))
+    estimators.add(estimator)
+    kinds[1].update(_mark_points(log, lengths, group, color, notes=[note(r) for r in group],
+                                 label=name))
     top = max(top, *(_plotted_d(r) for r in group))
     if per_trial:
-      shown = [(x, r.d_median, r.d_median_low, r.d_median_high)
-               for x, r in zip(lengths, group) if np.isfinite(r.d_median)]
-      if shown:
-        x, y, low, high = (np.array(v, float) for v in zip(*shown))
+      shown_d = [(x, r.d_median, r.d_median_low, r.d_median_high)
+                 for x, r in zip(lengths, group) if np.isfinite(r.d_median)]
+      if shown_d:
+        x, y, low, high = (np.array(v, float) for v in zip(*shown_d))
         bounded_high = np.where(np.isfinite(high), high, y)
         bounded_low = np.where(np.isfinite(low), low, y)
         linear.errorbar(x, y, yerr=[y - bounded_low, bounded_high - y], fmt="none", ecolor=color,
@@ -237,8 +316,7 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
                   if r.d_quantile is not None and np.isfinite(r.d_quantile)]
       if quantile:
         linear.plot(*zip(*quantile), "D", color=color, ms=4, mfc="none", mew=1)
-        top = max(top, max(q for _, q in quantile))
-    fit = fitted.get((key, estimator))
+        top, quantiles = max(top, max(q for _, q in quantile)), True
     if fit is not None:
       xs = np.geomspace(lengths.min(), lengths.max(), 200)
       linear.plot(xs, fit.log.predict(xs), "-", color=color, lw=2,
@@ -247,31 +325,34 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
                   label=f"power: {_ESTIMATOR_NAMES[estimator]} = {fit.power.constant:.3g}·"
                         f"L^{fit.power.param:.2f}; preferred: {fit.preferred} "
                         f"(ΔAIC = {fit.delta_aic:.1f})")
-    else:
-      linear.plot([], [], "-", color=color, lw=2, label=(name or "series") + " (too few points to fit)")
-    bound = [(r.params["length"], r.jl_dim) for r in group if r.jl_dim is not None]
-    if bound:
-      log.plot(*zip(*bound), "--", color=color, lw=1.2)
+    jl_dim = [(r.params["length"], r.jl_dim) for r in group if r.jl_dim is not None]
+    if jl_dim:
+      log.plot(*zip(*jl_dim), "--", color=color, lw=1.2)
+      bound = True
+  low, high = float(min(r.params["length"] for r in shown)), float(max(r.params["length"] for r in shown))
+  linear.set_ylim(0, 1.15 * top)
+  _identity_line(linear, low, min(high, 1.15 * top))
+  _identity_line(log, low, high)
   for ax in (linear, log):
-    ax.plot(lengths_all, lengths_all, ":", color="gray", lw=1, label="d = L")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequence length L")
     ax.grid(True, which="major", alpha=0.3)
-  linear.set_ylim(0, 1.15 * top)
   linear.set_ylabel("d_50: median threshold d*_t, 95% interval (bars)")
-  linear.set_title("(a) d_50 and d_{1−δ} (◇) against L; laws fitted to d_50 by weighted least "
-                   "squares", fontsize=10)
-  handles, _ = linear.get_legend_handles_labels()
-  linear.legend(handles=handles + [Line2D([], [], ls="", marker="D", mfc="none", color="k",
-                                          ms=4, label="d_{1−δ}: (1−δ)-quantile of d*_t")],
-                loc="upper left", fontsize=7, framealpha=0.9)
   log.set_yscale("log", base=2)
   log.set_ylabel("d_min (log scale)")
-  log.set_title("d_min (≥ 1 − δ of trials verify) and the provable jl_dim (dashed)", fontsize=10)
-  _legend(log, "lower right")
-  shown = [r for g in groups.values() for r in g]
-  fig.suptitle(f"{label(next(iter(groups)), [n for n in shared if n != 'seed'])}; "
-               f"{_settings(shown)}", fontsize=10)
+  titles = ("(a) d_50 and d_{1−δ} (◇) against L; laws fitted to d_50 by weighted least squares",
+            "d_min (≥ 1 − δ of trials verify) and the provable jl_dim (dashed)")
+  for ax, title in zip((linear, log), titles):
+    ax.set_title(wrapped(title, fig.get_figwidth() / 2, 10), fontsize=10)
+  diamond = [Line2D([], [], ls="", marker="D", mfc="none", color="k", ms=4,
+                    label="d_{1−δ}: (1−δ)-quantile of d*_t")] if quantiles else []
+  _legend_below(linear, linear.get_legend_handles_labels()[0]
+                + _marker_handles(kinds[0], False, "d_50" if estimators == {"d_median"} else "d")
+                + diamond)
+  _legend_below(log, log.get_legend_handles_labels()[0] + _marker_handles(kinds[1], bound),
+                ncols=2)
+  fig.suptitle(wrapped(f"{label(next(iter(groups)), [n for n in shared if n != 'seed'])}; "
+                       f"{settings}", fig.get_figwidth(), 10), fontsize=10)
   return fig
 
 
@@ -282,26 +363,30 @@ def _figure_against(records: Sequence[Record], x: str, xlabel: str, title: str,
   if not groups:
     return None
   varying, shared = _varying(list(groups))
-  fig = Figure(figsize=(6.4, 4.6), layout="constrained")
+  shown = [r for g in groups.values() for r in g]
+  settings, note = _settings(shown)
+  fig = Figure(figsize=(6.4, 5.4), layout="constrained")
   ax = fig.add_subplot()
+  kinds, bound = set(), False
   for i, (key, group) in enumerate(groups.items()):
     color = _COLORS[i % len(_COLORS)]
     xs = np.array([r.params[x] for r in group], float)
-    _mark_points(ax, xs, group, color)
-    ax.plot([], [], "-", color=color, label=label(key, varying) or label(key, ("method",)))
-    bound = [(r.params[x], r.jl_dim) for r in group if r.jl_dim is not None]
-    if bound:
-      ax.plot(*zip(*bound), "--", color=color, lw=1.2)
+    kinds |= _mark_points(ax, xs, group, color, notes=[note(r) for r in group],
+                          label=label(key, varying) or label(key, ("method",)))
+    jl_dim = [(r.params[x], r.jl_dim) for r in group if r.jl_dim is not None]
+    if jl_dim:
+      ax.plot(*zip(*jl_dim), "--", color=color, lw=1.2)
+      bound = True
   if log_x:
     ax.set_xscale("log", base=2)
-  shown = [r for g in groups.values() for r in g]
   _data_ticks(ax, [r.params[x] for r in shown])
   ax.set_yscale("log", base=2)
   ax.set_xlabel(xlabel)
   ax.set_ylabel("minimal dimension d_min")
-  ax.set_title(f"{title}\n{label(next(iter(groups)), shared)}; {_settings(shown)}", fontsize=9)
   ax.grid(True, which="major", alpha=0.3)
-  _legend(ax)
+  fixed = label(next(iter(groups)), [n for n in shared if n != "seed"])
+  fig.suptitle(wrapped(f"{title}\n{fixed}\n{settings}", fig.get_figwidth(), 9), fontsize=9)
+  outside_legend(fig, ax.get_legend_handles_labels()[0] + _marker_handles(kinds, bound))
   return fig
 
 
@@ -335,7 +420,7 @@ def figure_success_rate(records: Sequence[Record]) -> Figure | None:
   record = threshold_record(records)
   if record is None:
     return None
-  fig = Figure(figsize=(6.4, 4.6), layout="constrained")
+  fig = Figure(figsize=(6.4, 5.2), layout="constrained")
   ax = fig.add_subplot()
   delta = record.params["delta"]
   errors = np.stack([record.rate - record.ci_low, record.ci_high - record.rate])
@@ -352,11 +437,11 @@ def figure_success_rate(records: Sequence[Record]) -> Figure | None:
   ax.set_ylabel("fraction of trials that verify")
   shown = [n for n in ("family", "method", "length", "nnz", "a_min", "eps1", "eps2")
            if n in record.params]
-  ax.set_title("(d) success rate against d\n"
-               + label(tuple((n, record.params[n]) for n in shown), shown)
-               + f", seed {record.seed}", fontsize=9)
+  fig.suptitle(wrapped("(d) success rate against d\n"
+                       + label(tuple((n, record.params[n]) for n in shown), shown)
+                       + f", seed {record.seed}", fig.get_figwidth(), 9), fontsize=9)
   ax.grid(True, alpha=0.3)
-  ax.legend(loc="upper left", fontsize=8)
+  outside_legend(fig, ax.get_legend_handles_labels()[0])
   return fig
 
 
@@ -406,48 +491,52 @@ def figure_paper_scan(records: Sequence[Record], reference: Sequence[Record] = (
   scans = paper_scans(records, list(reference) + list(records))
   if not scans:
     return None
-  fig = Figure(figsize=(7.5, 5), layout="constrained")
+  fig = Figure(figsize=(7.5, 5.8), layout="constrained")
   ax = fig.add_subplot()
   rng = np.random.default_rng(0)
   problems = list(dict.fromkeys(tuple((k, v) for k, v in key if k != "length")
                                 for key, *_ in scans))
+  references = dict(median="reference d_50, 95% interval", quantile="reference d_{1−δ}",
+                    band="central 95% of per-trial first successes",
+                    missed="scan not reached (drawn at top of its d grid)")
   for i, problem in enumerate(problems):
     color = _COLORS[i % len(_COLORS)]
     rows = [(length, values, top, ref) for key, length, values, top, ref in scans
             if tuple((k, v) for k, v in key if k != "length") == problem]
+    name = f"{label(problem, ('nnz', 'eps1'))}: one-trial scan d_min, one dot per seed"
     for length, values, top, ref in rows:
       values = np.array(values)
       jitter = length * 2 ** rng.uniform(-0.12, 0.12, values.size)
       finite = np.isfinite(values)
-      ax.plot(jitter[finite], values[finite], ".", color=color, ms=5, alpha=0.8)
-      ax.plot(jitter[~finite], np.full((~finite).sum(), top), "^", mfc="white", color=color)
+      if finite.any():
+        ax.plot(jitter[finite], values[finite], ".", color=color, ms=5, alpha=0.8,
+                label=name)
+        name = None
+      if not finite.all():
+        ax.plot(jitter[~finite], np.full((~finite).sum(), top), "^", mfc="white", color=color,
+                label=references.pop("missed", None))
       if ref is not None:
         low = ref.d_median - ref.d_median_low if np.isfinite(ref.d_median_low) else 0
         high = ref.d_median_high - ref.d_median if np.isfinite(ref.d_median_high) else 0
         ax.errorbar([length], [ref.d_median], yerr=[[low], [high]], fmt="s", color="k", ms=4,
-                    capsize=3, zorder=3)
+                    capsize=3, zorder=3, label=references.pop("median", None))
         if np.isfinite(ref.d_quantile):
-          ax.plot([length], [ref.d_quantile], "D", mfc="none", color="k", ms=5, zorder=3)
+          ax.plot([length], [ref.d_quantile], "D", mfc="none", color="k", ms=5, zorder=3,
+                  label=references.pop("quantile", None))
         first = ref.first_success[np.isfinite(ref.first_success)]
         if first.size:
           lo, hi = np.quantile(first, [0.025, 0.975])
           ax.fill_between([length / 2**0.2, length * 2**0.2], lo, hi, color="gray", alpha=0.25,
-                          lw=0)
-    ax.plot([], [], ".", color=color, label=f"{label(problem, ('nnz', 'eps1'))}: one-trial scan "
-                                            "d_min, one dot per seed")
-  ax.errorbar([], [], yerr=[], fmt="s", color="k", ms=4, label="reference d_50, 95% interval")
-  ax.plot([], [], "D", mfc="none", color="k", label="reference d_{1−δ}")
-  ax.fill_between([], [], [], color="gray", alpha=0.25, label="central 95% of per-trial first "
-                                                               "successes")
+                          lw=0, label=references.pop("band", None))
   ax.set_xscale("log", base=2)
   _data_ticks(ax, [length for _, length, *_ in scans])
   ax.set_xlabel("sequence length L")
   ax.set_ylabel("d")
   seeds = sorted({r.seed for r in records if r.trials == 1})
-  ax.set_title(f"(e) the paper's protocol (T = 1 per L, ascending scan) at {len(seeds)} seeds\n"
+  fig.suptitle(f"(e) the paper's protocol (T = 1 per L, ascending scan) at {len(seeds)} seeds\n"
                f"against per-trial quantiles of the same problem", fontsize=9)
   ax.grid(True, alpha=0.3)
-  ax.legend(loc="upper left", fontsize=7)
+  outside_legend(fig, ax.get_legend_handles_labels()[0], fontsize=7)
   return fig
 
 

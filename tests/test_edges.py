@@ -96,6 +96,32 @@ def test_solve_at_large_d_is_planned_in_l_times_d():
   assert resources.solve_bytes(64, 3, 5000, "jl", params="random") > dense
 
 
+@pytest.mark.parametrize("argv, words", [
+    (["--length", "2000000"], "perf at L=2000000, N=4, d=256 (dense L x L checks) needs about "
+                              "6.01e+04 GB"),
+    (["--length", "40000", "--d", "64"], "perf at L=40000, N=4, d=64 (dense L x L checks)"),
+    (["--length", "64", "--d", "16", "--memory", "--memory-length", "4000000"],
+     "perf --memory at L=4000000, N=4, d=128 needs about 49.7 GB"),
+    (["--sweep-tiles", "--length", "65536", "--tile-rows", "1024,65536", "--tile-keys", "65536"],
+     "perf --sweep-tiles at L=65536, N=4, d=256 needs about 648 GB"),
+])
+def test_perf_refuses_what_cannot_fit_before_building_anything(argv, words, monkeypatch, capsys):
+  """Guards: ``bench perf`` had no resource check: a huge --length built its problem and ran
+  dense L×L checks until the machine ran out of memory. Nothing is built, compiled or
+  spawned before the refusal (``perf.problem`` and the child would fail the test)."""
+  from jaxattn_bench import perf
+
+  _fake_memory(monkeypatch, 16 * GB)
+  never = lambda *_, **__: pytest.fail("perf built or spawned work before refusing it")
+  monkeypatch.setattr(perf, "problem", never)
+  monkeypatch.setattr(subprocess, "run", never)
+  start = time.perf_counter()
+  assert main(["perf", *argv]) == 2
+  assert time.perf_counter() - start < 10
+  line = _one_error_line(capsys)
+  assert words in line and "but only 16 GB is available (test limit)" in line, line
+
+
 def test_a_solution_file_that_would_not_fit_on_disk_is_refused(monkeypatch, tmp_path, capsys):
   """64×64 at d = 20000: a 10.3 MB file (X is 64×40000 float32), refused on a 5 MB disk."""
   _fake_memory(monkeypatch, 64 * GB)

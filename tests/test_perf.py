@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import jaxattn as ja
+from jaxattn_bench import resources
 from jaxattn_bench.cli import main as bench_main
 from jaxattn_bench.perf import numpy_check
 
@@ -43,7 +44,10 @@ def test_cli_prints_ratios_and_child_memory(capsys):
     assert figure in out
 
 
-def test_cli_without_numpy_skips_b(capsys):
+def test_cli_without_numpy_skips_b(monkeypatch, capsys):
+  """Also guards a resource estimate that refuses everything: L = 64 runs within 1 GB."""
+  fake = lambda *_: resources.Available(10 ** 9, "test limit")
+  monkeypatch.setattr(resources, "available_memory", fake)
   assert bench_main(["perf", "--length", "64", "--d", "16", "--repeats", "1", "--no-numpy"]) == 0
   out = capsys.readouterr().out
   assert "(b) NumPy" not in out and "(a) ja.verify" in out

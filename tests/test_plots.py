@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from matplotlib.text import Text
 
 import jaxattn as ja
 from jaxattn_bench.store import ResultsStore
@@ -58,17 +59,21 @@ def _result(d_grid, d_min, trials=8):
 
 
 def synthetic_store(path):
-  """d_min = 30 ln L − 60 over L (one point above the grid), plus N and ε1 sweeps at L = 256."""
+  """d_min = 30 ln L − 60 over L (one point above the grid), plus N and ε1 sweeps at L = 256.
+
+  As in the quick preset, the series over L has T = 16 trials and the sweeps T = 8, so the
+  sweeps' point at L = 256, N = 1, ε1 = 0.5 is the series' one, with T = 16.
+  """
   base = {"family": "random_regular", "method": "jl", "nnz": 1, "a_min": 0.2, "eps1": 0.5,
-          "eps2": 0.5, "trials": 8, "delta": 0.1}
+          "eps2": 0.5, "dtype": "float32", "trials": 8, "delta": 0.1}
   grid = [2**k for k in range(3, 11)]
   with ResultsStore(path) as store:
     run = store.start_run({"seed": 0, "backend": "cpu"})
     for length in [32, 64, 128, 256, 512, 1024, 2048, 4096]:
       d_min = round(30 * np.log(length) - 60) if length < 4096 else None
       grid_l = sorted(set(grid) | ({d_min} if d_min else set()))
-      store.add(run, {**base, "length": length, "d_grid": grid_l}, 0, _result(grid_l, d_min),
-                1000 + length, 1.0)
+      store.add(run, {**base, "length": length, "d_grid": grid_l, "trials": 16}, 0,
+                _result(grid_l, d_min, trials=16), 1000 + length, 1.0)
     for nnz, d_min in [(2, 400), (3, 700)]:
       store.add(run, {**base, "length": 256, "nnz": nnz, "d_grid": grid}, 0,
                 _result(grid, d_min), 2000, 1.0)
@@ -129,3 +134,207 @@ def test_points_differing_only_in_d_grid_count_once(tmp_path):
   kept = figures.distinct(records)
   assert len(records) == len(kept) + 1 and longest.params in [r.params for r in kept]
   assert sum(r.params["d_grid"] == [64, 4096] for r in kept) == 1
+
+
+# ---- figures that show what they say (issue 16 item 9) ---------------------------------------
+
+
+def _per_trial_store(path):
+  """Per-trial data: figure (a) with d_50 bars and d_{1−δ}, and single-trial scans at 3 seeds
+  against a T = 16 reference (figure (e))."""
+  base = {"family": "random_regular", "method": "jl", "nnz": 2, "a_min": 0.2, "eps1": 1.0,
+          "eps2": 0.5, "dtype": "float32", "delta": 0.1}
+  grid = sorted({round(16 * 2 ** (k / 4)) for k in range(25)})  # 16 .. 1024, 4 per octave
+  rng = np.random.default_rng(0)
+  with ResultsStore(path) as store:
+    run = store.start_run({"seed": 0, "backend": "cpu"})
+    for length in [32, 64, 128, 256, 512]:
+      centre = 20 * np.log(length)
+      for seed, trials in [(0, 16), (1, 1), (2, 1), (3, 1)]:
+        thresholds = np.array(grid)[np.searchsorted(grid, rng.normal(centre, 10, trials))
+                                    .clip(0, len(grid) - 1)]
+        verdicts = np.array(grid)[None, :] >= thresholds[:, None]
+        store.add(run, {**base, "length": length, "d_grid": grid, "trials": trials}, seed,
+                  ja.MinDResult.from_verdicts(grid, verdicts, 0.1), 2000, 1.0)
+
+
+def _beyond_data():
+  """``jaxattn_bench.beyond.collect``'s shape: moment_curve and optimize partly not reached."""
+  from jaxattn_plots import beyond
+
+  lengths = [64, 128, 256, 512, 1024]
+  d_min = {"jl": [1400, 1400, 1900, 1900, 2600], "lstsq": [40, 44, 52, 52, 60],
+           "optimize": [6, 6, 8, 12, None], "moment_curve": [4, None, None, None, None]}
+  main = {m: [dict(length=n, d_min=d, top=8, logit_range=None if d is None else 3.0 * (i + 1),
+                   optimize=None) for n, d in zip(lengths, values)]
+          for i, (m, values) in enumerate(d_min.items())}
+  curve = {f"N={n} {t}": dict(largest=64 if t == "float32" else 4096, first_failure=None,
+                              tested_up_to=16384, logit_range={} if t == "float32" else {
+                                  str(length): float(length) ** (2 * n)
+                                  for length in (16, 64, 256, 1024, 4096, 16384)})
+           for n in (1, 2) for t in ("float32", "float64")}
+  data = dict(main=main, curve=curve)
+  data["fit"] = beyond.fit_slopes(data)
+  return data
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+  """Every figure (runner's (a)–(e), beyond's two), drawn, with the original handles and labels
+  of each legend (recorded as the legends are made: a legend keeps only copies)."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.legend import Legend
+
+  from jaxattn_plots import beyond
+
+  folder = tmp_path_factory.mktemp("figures")
+  synthetic_store(folder / "s.sqlite")
+  _per_trial_store(folder / "t.sqlite")
+  with ResultsStore(folder / "s.sqlite") as store:
+    synthetic = store.records()
+  with ResultsStore(folder / "t.sqlite") as store:
+    per_trial = store.records()
+  legends = {}
+  make_legend = Legend.__init__
+
+  def recording(self, parent, handles, labels, *args, **kwargs):
+    legends[id(self)] = (list(handles), list(labels))
+    make_legend(self, parent, handles, labels, *args, **kwargs)
+
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(Legend, "__init__", recording)
+    made = {**{name: make(synthetic) for name, make in figures.FIGURES.items()},
+            "a_d_vs_length per-trial": figures.figure_d_vs_length(per_trial),
+            "e_paper_scan": figures.figure_paper_scan(per_trial),
+            "beyond dmin": beyond.figure_dmin(_beyond_data()),
+            "beyond logit range": beyond.figure_logit_range(_beyond_data())}
+  for fig in made.values():
+    FigureCanvasAgg(fig).draw()
+  return made, legends
+
+
+FIGURE_NAMES = [*figures.FIGURES, "a_d_vs_length per-trial", "e_paper_scan", "beyond dmin",
+                "beyond logit range"]
+
+
+def _legends(fig, recorded):
+  found = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+  assert found, "no legend"
+  return [(legend, *recorded[id(legend)]) for legend in found]
+
+
+@pytest.mark.parametrize("name", FIGURE_NAMES)
+def test_no_text_is_clipped_at_the_figure_edge(drawn, name):
+  """Guards: the subtitles of (b) and (c) ran past the right edge of the figure and were cut."""
+  fig = drawn[0][name]
+  box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, every drawn artist
+  width, height = fig.get_size_inches()
+  assert box.x0 >= -0.01 and box.y0 >= -0.01, (name, box)
+  assert box.x1 <= width + 0.01 and box.y1 <= height + 0.01, (name, box, width)
+
+
+def _has_data(handle) -> bool:
+  if hasattr(handle, "get_xdata"):
+    return len(handle.get_xdata()) > 0
+  if hasattr(handle, "get_paths"):
+    return any(len(path.vertices) for path in handle.get_paths())
+  return any(_has_data(child) for child in handle.get_children() if child is not None)
+
+
+def _style(handle) -> tuple | None:
+  """Marker, line style and whether the marker is open, of a line (None for other artists)."""
+  if not hasattr(handle, "get_marker"):
+    return None
+  return (handle.get_marker(), handle.get_linestyle(), str(handle.get_markerfacecolor()) == "white")
+
+
+@pytest.mark.parametrize("name", FIGURE_NAMES)
+def test_every_legend_entry_names_something_drawn(drawn, name):
+  """Guards: keys drawn for what the figure does not hold ("not reached" with no triangle,
+  "d_min ≥ L" with no open circle, jl_dim where none is drawn), and entries with no label.
+
+  An entry is either an artist with data or a key (a black proxy) in the style of a line
+  with data in the figure.
+  """
+  fig = drawn[0][name]
+  drawn_styles = {_style(line) for ax in fig.axes for line in ax.get_lines()
+                  if len(line.get_xdata())}
+  for _, handles, labels in _legends(fig, drawn[1]):
+    for handle, text in zip(handles, labels):
+      assert text and not text.startswith("_"), (name, text)
+      assert _has_data(handle) or _style(handle) in drawn_styles, (name, text)
+
+
+@pytest.mark.parametrize("name", FIGURE_NAMES)
+def test_legends_cover_neither_axes_nor_titles(drawn, name):
+  """Guards: a legend inside the axes covers data on small grids ((c)'s over jl_dim, (d)'s over
+  the 1 − δ line); every legend is now placed beside the axes, over no title or axis label."""
+  fig = drawn[0][name]
+  renderer = fig.canvas.get_renderer()
+  titles = {fig.get_suptitle(), *(ax.get_title() for ax in fig.axes)} - {""}
+  covered = [ax.get_window_extent(renderer) for ax in fig.axes] + [
+      text.get_window_extent(renderer) for text in fig.findobj(Text) if text.get_text() in titles
+  ] + [label.get_window_extent(renderer) for ax in fig.axes
+       for label in (ax.xaxis.label, ax.yaxis.label)]
+  for legend, *_ in _legends(fig, drawn[1]):
+    box = legend.get_window_extent(renderer)
+    for other in covered:
+      overlap = box.intersection(box, other)
+      assert overlap is None or min(overlap.width, overlap.height) < 1, (name, legend)
+
+
+@pytest.mark.parametrize("name", ["a_d_vs_length", "a_d_vs_length per-trial"])
+def test_the_identity_line_is_smooth_on_both_panels(drawn, name):
+  """Guards: d = L drawn through the data's L only, a kinked polyline on the log–linear panel.
+
+  Every visible segment's midpoint lies within half a pixel of the curve d = L, and the
+  line starts at the smallest L (straight on the log–log panel, smooth on the other).
+  """
+  fig = drawn[0][name]
+  lines = [(ax, line) for ax in fig.axes for line in ax.get_lines() if line.get_label() == "d = L"]
+  assert len(lines) == 2
+  for ax, line in lines:
+    x, y = (np.asarray(v, float) for v in line.get_data())
+    np.testing.assert_allclose(x, y)
+    assert x[0] == 32
+    pixels = ax.transData.transform(np.c_[x, y])
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    visible = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+    both = visible[1:] & visible[:-1]
+    assert both.sum() >= 20
+    middle = (pixels[1:] + pixels[:-1])[both] / 2
+    at = ax.transData.inverted().transform(middle)[:, 0]
+    curve = ax.transData.transform(np.c_[at, at])
+    assert np.max(np.abs(curve[:, 1] - middle[:, 1])) < 0.5
+
+
+def test_points_say_how_many_trials_they_used(drawn):
+  """Guards: the subtitle's "T=8/16 trials" said neither which point used 8 nor which 16.
+
+  (c) sweeps ε1 with T = 8, but its ε1 = 0.5 point is the series' over L, with T = 16: the
+  subtitle gives the common T and the odd point is marked "T=16" where it is drawn.
+  """
+  fig = drawn[0]["c_d_vs_eps1"]
+  title = fig.get_suptitle()
+  assert "T=8 trials (other T marked at the points), δ=0.1, seed 0" in title and "8/16" not in title
+  notes = [(text.get_text(), text.xy) for ax in fig.axes for text in ax.texts]
+  assert notes == [("T=16", (0.5, round(30 * np.log(256) - 60)))]
+  assert "T=16 trials" in drawn[0]["a_d_vs_length"].get_suptitle()
+  assert not [t for ax in drawn[0]["a_d_vs_length"].axes for t in ax.texts]
+
+
+def test_wrapped_text_fits_its_width():
+  """Guards: a title longer than its figure (many fixed fields, a long family name) is cut at
+  the edge; ``wrapped`` breaks it into lines no wider than the width it is given."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  text = ("(b) d_min against N\na_min=0.2, dtype=float32, ε1=1, ε2=0.5, family=random_regular, "
+          "L=128, method=jl, N=4, a_min=0.2, dtype=float32, ε1=1, ε2=0.5, WWWW=MMMM, 0000=8888\n"
+          "T=8 trials, δ=0.1 (T=16 where marked), seed 0")
+  for width in (4.0, 6.4):
+    fig = Figure(figsize=(width, 3))
+    shown = fig.text(0.5, 0.5, figures.wrapped(text, width, 9), ha="center", fontsize=9)
+    FigureCanvasAgg(fig).draw()
+    box = shown.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and shown.get_text().count("\n") > 2

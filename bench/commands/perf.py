@@ -7,7 +7,10 @@ e/a. ``--no-numpy`` leaves out the NumPy check (and b/a), e.g. on an
 accelerator host. ``--memory`` verifies once at a large L in a child process
 and reports its peak resident memory. ``--sweep-tiles`` instead times
 ``ja.verify`` and the search for every (rows, keys) tile of ``--tile-rows`` ×
-``--tile-keys`` and prints the fastest of each.
+``--tile-keys`` and prints the fastest of each. Before anything is built,
+the peak memory of all this (``jaxattn_bench.resources.perf_bytes``, and
+``solve_bytes`` for the child) is checked against what the device has: a job
+that cannot fit is refused in one line, exit status 2.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxattn as ja
-from jaxattn_bench import perf
+from jaxattn_bench import perf, resources
 from jaxattn_bench.errors import CommandError
 
 MEMORY_LIMIT_GIB = 2.0
@@ -169,9 +172,37 @@ def memory(args) -> None:
     raise CommandError(f"peak RSS {peak_gib:.2f} GiB >= {MEMORY_LIMIT_GIB} GiB", status=1)
 
 
+def check_resources(args) -> None:
+  """CommandError (one line, exit 2) unless the ``--memory`` child and the timed checks fit in
+  the memory of JAX's default device (``jaxattn_bench.resources``), before anything is built."""
+  available = resources.available_memory(jax.devices()[0])
+  if args.memory:
+    resources.check_fits(
+        f"perf --memory at L={args.memory_length}, N={args.nnz}, d={args.memory_d}",
+        resources.solve_bytes(args.memory_length, args.nnz, args.memory_d, "jl"),
+        available=available, change="lower --memory-length or --memory-d")
+  levels = len(ja.geometric_grid(args.d, args.per_octave))
+  shape = f"L={args.length}, N={args.nnz}, d={args.d}"
+  if args.sweep_tiles:
+    tiles = [(rows, keys) for rows in args.tile_rows for keys in args.tile_keys]
+    resources.check_fits(f"perf --sweep-tiles at {shape}",
+                         resources.perf_bytes(args.length, args.nnz, args.d, levels, tiles=tiles),
+                         available=available,
+                         change="lower --length, --d or the largest --tile-rows, --tile-keys")
+    return
+  dense = max(resources.JAX_DENSE, 0 if args.no_numpy else resources.NUMPY_DENSE,
+              resources.REFERENCE_DENSE if args.length <= perf.REFERENCE_MAX_LENGTH else 0)
+  resources.check_fits(f"perf at {shape} (dense L x L checks)",
+                       resources.perf_bytes(args.length, args.nnz, args.d, levels, dense=dense),
+                       available=available, change="lower --length or --d")
+
+
 def main(args) -> int:
-  if min(args.length, args.d, args.nnz, args.repeats, args.memory_length, args.memory_d) < 1:
-    raise CommandError("--length, --d, --nnz, --repeats and the memory sizes must be positive")
+  if min(args.length, args.d, args.nnz, args.repeats, args.per_octave, args.memory_length,
+         args.memory_d) < 1:
+    raise CommandError("--length, --d, --nnz, --repeats, --per-octave and the memory sizes must "
+                       "be positive")
+  check_resources(args)
   if args.memory:
     memory(args)
   if args.sweep_tiles:
