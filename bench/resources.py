@@ -7,8 +7,9 @@ exit status 2) with one line: what it needs, what is available, what to change.
 The formulas count the arrays the compiled programs hold at their peak
 (coefficients read off XLA's buffer assignment, ``memory_analysis()``, at
 L = 256 … 65536) and were checked against the peak resident memory (VmHWM) of
-child processes (``tests/test_edges.py::test_the_search_estimate_bounds_the_measured_peak``); a job must fit ``SAFETY`` times
-its estimate plus ``RUNTIME_BYTES``, the JAX runtime and compiled programs.
+child processes (``tests/test_edges.py::test_the_search_estimate_bounds_the_measured_peak``);
+a job must fit ``SAFETY`` times its estimate plus ``RUNTIME_BYTES``, the JAX runtime and
+compiled programs.
 
 What is available: on an accelerator, its free memory (``memory_stats()``:
 bytes_limit − bytes_in_use); on a CPU, the least of /proc/meminfo's
