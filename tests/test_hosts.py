@@ -47,18 +47,17 @@ def test_two_processes_on_loopback_match_one_process(tmp_path):
   common = [sys.executable, "-m", "bench", "run", "--preset", str(preset), "--seed", "3",
             "--no-figures"]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  single = subprocess.run(common + ["--results", str(tmp_path / "one.sqlite")], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-  assert single.returncode == 0, single.stderr
   port = _free_port()
-  procs = [subprocess.Popen(
+  runs = [common + ["--results", str(tmp_path / "one.sqlite")]] + [
       common + ["--results", str(tmp_path / f"two_{i}.sqlite"), "--coordinator",
-                f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
-  outputs = [proc.communicate(timeout=300) for proc in procs]
-  for proc, (_, err) in zip(procs, outputs):
-    assert proc.returncode == 0, err
+                f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
+      for i in range(2)]  # the one-process reference runs at the same time as the pair
+  logs = [(tmp_path / f"run{i}.out", tmp_path / f"run{i}.err") for i in range(len(runs))]
+  procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out.open("w"), stderr=err.open("w"))
+           for argv, (out, err) in zip(runs, logs)]
+  for proc, (_, err) in zip(procs, logs):
+    assert proc.wait(timeout=300) == 0, err.read_text()
+  outputs = [(out.read_text(), err.read_text()) for out, err in logs[1:]]
   assert "2 processes" in outputs[0][0] and "preset" not in outputs[1][0]  # process 0 alone reports
   assert not (tmp_path / "two_1.sqlite").exists()  # ... and alone touches the store
   assert table(tmp_path / "two_0.sqlite") == table(tmp_path / "one.sqlite")

@@ -21,18 +21,26 @@ np.savez(sys.argv[1], weights=p.weights, X=sol.X, ratio_error=rep.ratio_error, l
 """
 
 
-def _run(tmp_path, x64: bool) -> dict:
-  out = tmp_path / f"x64_{x64}.npz"
-  env = {**os.environ, "JAX_ENABLE_X64": "1" if x64 else "0"}
-  subprocess.run([sys.executable, "-c", SNIPPET, str(out)], env=env, check=True, timeout=300,
-                 capture_output=True)
-  with np.load(out) as saved:
-    return {name: saved[name] for name in saved.files}
+def _run(tmp_path) -> tuple[dict, dict]:
+  """The snippet's arrays without and with JAX_ENABLE_X64; the two processes run at once."""
+  procs = []
+  for x64 in (False, True):
+    env = {**os.environ, "JAX_ENABLE_X64": "1" if x64 else "0"}
+    procs.append(subprocess.Popen([sys.executable, "-c", SNIPPET, str(tmp_path / f"x64_{x64}.npz")],
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+  for proc in procs:
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+  arrays = []
+  for x64 in (False, True):
+    with np.load(tmp_path / f"x64_{x64}.npz") as saved:
+      arrays.append({name: saved[name] for name in saved.files})
+  return tuple(arrays)
 
 
 def test_float32_results_are_the_same_bits_with_and_without_x64(tmp_path):
   """Guards a default dtype read from the global flag (patterns, from_dense, constructions)."""
-  plain, x64 = _run(tmp_path, False), _run(tmp_path, True)
+  plain, x64 = _run(tmp_path)
   for name, value in plain.items():
     if name != "successes":
       assert value.dtype == np.float32 and x64[name].dtype == np.float32, name

@@ -19,8 +19,6 @@ import jax
 from jaxattn_bench import beyond, grid, hosts, resources, runner
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.store import check_output
-from jaxattn_plots import beyond as beyond_plots
-from jaxattn_plots import write_report
 
 
 def add_parser(subparsers) -> None:
@@ -36,6 +34,9 @@ def add_parser(subparsers) -> None:
 
 
 def main(args) -> int:
+  # matplotlib and scipy.stats here, not at import: every command's parser imports this module.
+  from jaxattn_plots import beyond as beyond_plots, write_report
+
   start = time.perf_counter()
   preset = grid.load_preset(beyond.PRESET)
   seed = preset.seed if args.seed is None else args.seed

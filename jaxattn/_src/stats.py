@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.stats
+
+
+def _scipy_stats():
+  """scipy.stats, imported on first use: it takes a second, and ``import jaxattn`` need not."""
+  import scipy.stats
+  return scipy.stats
 
 
 def clopper_pearson(successes: np.ndarray, trials: int, confidence: float = 0.95
@@ -14,8 +19,8 @@ def clopper_pearson(successes: np.ndarray, trials: int, confidence: float = 0.95
   k = np.asarray(successes, float)
   alpha = 1.0 - confidence
   with np.errstate(invalid="ignore"):
-    low = np.where(k > 0, scipy.stats.beta.ppf(alpha / 2, k, trials - k + 1), 0.0)
-    high = np.where(k < trials, scipy.stats.beta.ppf(1 - alpha / 2, k + 1, trials - k), 1.0)
+    low = np.where(k > 0, _scipy_stats().beta.ppf(alpha / 2, k, trials - k + 1), 0.0)
+    high = np.where(k < trials, _scipy_stats().beta.ppf(1 - alpha / 2, k + 1, trials - k), 1.0)
   return low, high
 
 
@@ -38,7 +43,7 @@ def quantile_ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int, int
   if not 0.0 < confidence < 1.0:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
   alpha = 1.0 - confidence
-  cdf = scipy.stats.binom.cdf(np.arange(n + 1), n, p)  # cdf[j] = P(B ≤ j)
+  cdf = _scipy_stats().binom.cdf(np.arange(n + 1), n, p)  # cdf[j] = P(B ≤ j)
   low = np.flatnonzero(cdf[:n] <= alpha / 2)          # candidates r − 1 = j, r ≤ n
   high = np.flatnonzero(cdf[:n] >= 1 - alpha / 2)     # candidates s − 1 = j, s ≤ n
   r = int(low[-1]) + 1 if low.size else 0
