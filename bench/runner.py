@@ -76,11 +76,12 @@ def environment(preset: grid.Preset, seed: int) -> dict:
 
 
 def solve_point(point: grid.Point, seed: int) -> ja.MinDResult:
-  """d_min of one point: ``ja.min_d`` with the point's key, sampler and settings, in ``precision``."""
+  """d_min of one point: ``ja.min_d`` with the point's key, sampler, settings and criterion, in
+  its dtype."""
   with ja.dtype_context(point.dtype):
     return ja.min_d(grid.point_key(seed, point), point.sampler(), point.d_grid, eps1=point.eps1,
                     eps2=point.eps2, method=point.method, trials=point.trials, delta=point.delta,
-                    dtype=point.dtype)
+                    dtype=point.dtype, max_outside_mass=point.max_outside_mass)
 
 
 def theory_dim(point: grid.Point) -> int | None:
@@ -88,7 +89,7 @@ def theory_dim(point: grid.Point) -> int | None:
   if point.delta == 0:
     return None
   return ja.theory.jl_dim(point.length, point.nnz, point.eps1, point.eps2, point.a_min,
-                          point.delta)
+                          point.delta, point.max_outside_mass)
 
 
 def describe(point: grid.Point, names: list[str]) -> str:
