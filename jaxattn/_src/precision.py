@@ -2,8 +2,10 @@
 
 Q = X W_Q and K = X W_K are each rounded to the grid of step
 max|entry|·2^(1−b) (one step per matrix), and the rounded logits
-Q_b K_bᵀ are verified as ``verify`` does. The smallest verifying b is
-found by bisection over b.
+Q_b K_bᵀ are verified as ``verify`` does. Verification is not monotone in
+b near the margins (a coarse rounding can happen to help), so the bits a
+solution needs are the b from which every finer rounding verifies, found
+by scanning b downward.
 """
 
 from __future__ import annotations
@@ -40,14 +42,17 @@ def _verifies_rounded(queries, keys, pattern, eps1, eps2, max_outside_mass, bits
 def precision_bits(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float, *,
                    max_outside_mass: float | None = None, max_bits: int | None = None,
                    block_size: int | None = None, row_block: int | None = None) -> int | None:
-  """The smallest b such that Q = X W_Q and K = X W_K, each rounded to b-bit fixed point,
-  still verify: ok(b) = ``verify``(ℓ_b = Q_b K_bᵀ).ok, Q_b = ``round_fixed_point(Q, b)``.
+  """The smallest b such that Q = X W_Q and K = X W_K, each rounded to b′-bit fixed point,
+  verify at every b′ ∈ [b, ``max_bits``]:
 
-  Bisection over b ∈ [1, ``max_bits``], assuming ok is monotone in b
-  (ok(b) ⇒ ok(b + 1): a finer grid rounds less). Whatever ok does, the b
-  returned verifies and b − 1 does not (both are evaluated; b = 1 excepted),
-  so it is the smallest verifying b whenever the assumption holds. The
-  information the rounded inputs carry per token is 2d·b bits (D·b for the
+    b* = min{b : ok(b′) for all b ≤ b′ ≤ max_bits},   ok(b) = ``verify``(Q_b K_bᵀ).ok,
+
+  Q_b = ``round_fixed_point(Q, b)`` (step max|Q|·2^(1−b)), K_b likewise. ok
+  need not be monotone in b (a coarse grid can round the logits the right
+  way by chance), so the scan runs downward from ``max_bits`` and stops at
+  the first failing b: exact, with no monotonicity assumption, in
+  ``max_bits`` − b* + 2 verifications (fewer when b* = 1). The information
+  the rounded inputs carry per token is then 2d·b* bits (D·b* for the
   identity parameters, D = 2d the width of X).
 
   Args:
@@ -55,12 +60,12 @@ def precision_bits(solution: Solution, pattern: SparsePattern, eps1: float, eps2
     pattern: the target A.
     eps1, eps2: the (ε1, ε2) tolerances.
     max_outside_mass: η of the mass criterion (None: the ratio criterion).
-    max_bits: top of the search (default: the significand bits of X's dtype,
+    max_bits: top of the scan (default: the significand bits of X's dtype,
       24 for float32, 53 for float64, 8 for bfloat16).
     block_size, row_block: tiles of the streamed verification.
 
   Returns:
-    b, or None when the solution does not verify even at b = ``max_bits``.
+    b*, or None when the solution does not verify at b = ``max_bits``.
   """
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
@@ -69,15 +74,11 @@ def precision_bits(solution: Solution, pattern: SparsePattern, eps1: float, eps2
   if pattern.length != solution.X.shape[0]:
     raise ValueError(f"pattern has length {pattern.length} but X has {solution.X.shape[0]} rows")
   queries, keys = solution.queries(), solution.keys()
-  max_bits = max_bits or int(jnp.finfo(queries.dtype).nmant) + 1
+  max_bits = int(jnp.finfo(queries.dtype).nmant) + 1 if max_bits is None else max_bits
   if max_bits < 1:
     raise ValueError(f"max_bits must be >= 1, got {max_bits}")
-  ok = lambda bits: bool(_verifies_rounded(queries, keys, pattern, eps1, eps2, max_outside_mass,
-                                           bits, block_size, row_block))
-  if not ok(max_bits):
-    return None
-  failing, passing = 0, max_bits  # invariant: ok(passing); failing == 0 or not ok(failing)
-  while passing - failing > 1:
-    middle = (failing + passing) // 2
-    failing, passing = (failing, middle) if ok(middle) else (middle, passing)
-  return passing
+  bits = max_bits
+  while bits >= 1 and bool(_verifies_rounded(queries, keys, pattern, eps1, eps2,
+                                             max_outside_mass, bits, block_size, row_block)):
+    bits -= 1
+  return None if bits == max_bits else bits + 1
