@@ -239,6 +239,18 @@ def run_pending(preset: grid.Preset, pending, seed: int, store, processes: hosts
   return computed
 
 
+def run_in_process(preset: grid.Preset, seed: int, store) -> tuple[list[Record], list[Record], set]:
+  """Runs the preset's pending points at ``seed`` in this process alone (progress bar on
+  stderr); returns ``stored_records`` and the keys of the points stored now."""
+  processes = hosts.Processes(0, 1)
+  pending = pending_points(preset.points, seed, store, processes)
+  fresh = set()
+  if pending:
+    with progress_bar(pending, True) as bar:
+      fresh = run_pending(preset, pending, seed, store, processes, bar)
+  return *stored_records(store, preset.points, seed), fresh
+
+
 def stored_records(store, points, seed: int) -> tuple[list[Record], list[Record]]:
   """(the records of ``points`` at ``seed``, in order; every record in the store)."""
   by_key = {record_key(r): r for r in store.records()}
