@@ -55,8 +55,9 @@ def figure(data: dict, out: pathlib.Path) -> pathlib.Path:
     ax.set_xlabel("sequence length L")
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
   spent.set_yscale("log")
+  spent.set_ylim(top=spent.get_ylim()[1] * 60)  # room for the legend above the lines
   spent.set_title("information a token carries at each method's d_min, and the counting bound",
                   fontsize=9)
   per_entry.set_title("bits b per entry of Q = X W_Q, K = X W_K (median over trials), at d_min",
