@@ -1,12 +1,12 @@
 """The mass criterion (max_outside_mass = η) against a dense float64 softmax in NumPy."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxattn as ja
-from jaxattn.construct import solution_from_factors, target_logits
+from jaxattn.construct import target_logits
+from tests.cases import noisy_target_solution
 from tests.reference import reference_figures
 
 EPS1, EPS2 = 0.5, 0.5
@@ -33,17 +33,6 @@ def _dense(logits: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return ratio_ok & leak_ok, np.where(support, 0.0, p).sum(1)
 
 
-def _solution(pattern, noise: float, max_outside_mass=None, seed: int = 0) -> ja.Solution:
-  """X = [B + noise, I], B the target logits of the criterion: logits exactly B + noise."""
-  b = np.zeros((LENGTH, LENGTH))
-  valid = np.asarray(pattern.valid)
-  rows = np.repeat(np.arange(LENGTH)[:, None], pattern.nnz, 1)
-  b[rows[valid], np.asarray(pattern.cols)[valid]] = np.asarray(
-      target_logits(pattern, EPS1, EPS2, max_outside_mass))[valid]
-  b += noise * np.random.default_rng(seed).standard_normal(b.shape)
-  return solution_from_factors(jnp.asarray(b, jnp.float32), jnp.eye(LENGTH, dtype=jnp.float32))
-
-
 @pytest.mark.parametrize("built_for", [None, 0.1])
 @pytest.mark.parametrize("eta", [0.02, 0.1, 0.6])
 def test_verify_under_mass_matches_dense_softmax(built_for, eta):
@@ -51,7 +40,7 @@ def test_verify_under_mass_matches_dense_softmax(built_for, eta):
   verdict that ignores the mass, and an outside mass that includes the support."""
   a = _matrix()
   pattern = ja.SparsePattern.from_dense(a)
-  solution = _solution(pattern, 0.15, built_for)
+  solution = noisy_target_solution(pattern, 0.15, EPS1, EPS2, max_outside_mass=built_for)
   conditions, mass = _dense(np.asarray(solution.logits(), np.float64), a)
   report = ja.verify(solution, pattern, EPS1, EPS2, max_outside_mass=eta)
   np.testing.assert_array_equal(report.row_ok, conditions & (mass <= eta))
@@ -65,7 +54,8 @@ def test_ratio_passes_where_mass_fails():
   the mass criterion rejects it, and the one built for η passes both (dense check agrees)."""
   a = _matrix()
   pattern = ja.SparsePattern.from_dense(a)
-  ratio_built, mass_built = _solution(pattern, 0.05), _solution(pattern, 0.05, 0.1)
+  ratio_built = noisy_target_solution(pattern, 0.05, EPS1, EPS2)
+  mass_built = noisy_target_solution(pattern, 0.05, EPS1, EPS2, max_outside_mass=0.1)
   figures = reference_figures(*ratio_built, a)
   assert figures["ratio_error"] <= EPS1 and figures["leak"] <= EPS2
   assert figures["outside_mass_max"] > 0.9
@@ -85,7 +75,8 @@ def test_mass_shift_puts_exactly_the_designed_mass_outside(eta):
   a = _matrix()
   pattern = ja.SparsePattern.from_dense(a)
   ratio, mass = (np.asarray(target_logits(pattern, EPS1, EPS2, m)) for m in (None, eta))
-  _, outside = _dense(np.asarray(_solution(pattern, 0.0, eta).logits(), np.float64), a)
+  exact = noisy_target_solution(pattern, 0.0, EPS1, EPS2, max_outside_mass=eta)
+  _, outside = _dense(np.asarray(exact.logits(), np.float64), a)
   binds = np.any(mass > ratio + 1e-6, axis=-1)
   designed = 1 / (1 + (1 + EPS1) * (1 - eta) / eta)
   np.testing.assert_allclose(outside[binds], designed, rtol=1e-4)
@@ -120,7 +111,8 @@ def test_bad_eta():
   pattern = ja.SparsePattern.from_dense(_matrix())
   for eta in (0.0, 1.0, -0.1, 2.0):
     with pytest.raises(ValueError, match="max_outside_mass"):
-      ja.verify(_solution(pattern, 0.0), pattern, EPS1, EPS2, max_outside_mass=eta)
+      ja.verify(noisy_target_solution(pattern, 0.0, EPS1, EPS2), pattern, EPS1, EPS2,
+                max_outside_mass=eta)
     with pytest.raises(ValueError, match="max_outside_mass"):
       ja.min_d(jax.random.PRNGKey(0), ja.patterns.Sampler("banded", 8, 1), (4,), eps1=EPS1,
                eps2=EPS2, max_outside_mass=eta)
