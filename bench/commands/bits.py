@@ -18,8 +18,7 @@ import jax
 
 from jaxattn_bench import bits, grid, resources, runner
 from jaxattn_bench.errors import CommandError
-from jaxattn_bench.store import ResultsStore
-from jaxattn_plots import bits as bits_plots
+from jaxattn_bench.store import check_output
 
 
 def add_parser(subparsers) -> None:
@@ -37,13 +36,17 @@ def add_parser(subparsers) -> None:
 
 
 def main(args) -> int:
+  # matplotlib here, not at import: every command's parser imports this module.
+  from jaxattn_plots import bits as bits_plots
+
   start = time.perf_counter()
   preset = grid.load_preset(args.preset)
   seed = preset.seed if args.seed is None else args.seed
   if seed < 0:
     raise CommandError(f"--seed must be >= 0, got {seed}")
   resources.check_points_fit(preset.points, available=resources.available_memory(jax.devices()[0]))
-  with ResultsStore(args.results) as store:
+  check_output(args.out, "output folder (--out)", folder=True)
+  with runner.open_store(args.results, preset.points, [seed]) as store:
     print(f"preset {preset.name}: {len(preset.points)} points in {args.results}", flush=True)
     records, _, fresh = runner.run_in_process(preset, seed, store)
   print(runner.summary_table(preset.points, records, fresh))
