@@ -1,4 +1,4 @@
-"""Presets: TOML grids of points (pattern family, method, L, N, a_min, ε1, ε2, dtype).
+"""Presets: TOML grids of points (pattern family, method, L, N, a_min, ε1, ε2, dtype, criterion).
 
 A preset is a TOML file (``bench/presets/*.toml``, or any path)::
 
@@ -16,6 +16,8 @@ A preset is a TOML file (``bench/presets/*.toml``, or any path)::
   eps1 = [0.5, 1.0]
   eps2 = 0.5
   dtype = "float32"                      # optional: bfloat16, float32 (default), float64
+  criterion = "ratio"                    # optional: "ratio" (default) or "mass", which
+  max_outside_mass = 0.1                 # needs η = max_outside_mass in (0, 1)
   d_grid = { start = 64, stop = 1024, per_octave = 4 }   # or a list of d
 
 Each block is the Cartesian product of its axes; the preset is the union of
@@ -25,9 +27,14 @@ settings ``d_grid`` (increasing dimensions to search), ``trials`` (T) and
 unknown families or methods raise ``CommandError`` naming the field before
 any work starts.
 
+Under ``criterion = "mass"`` a point succeeds only if every row's outside
+softmax mass is ≤ η as well (``ja.min_d(..., max_outside_mass=η)``); η
+belongs to mass points only (ratio points carry None, and a block giving η
+without a "mass" criterion is an error).
+
 To add an axis, add a field to ``Point`` and a parser to ``_FIELDS``; it
-becomes part of each point's identity and key (``dtype`` is the one axis left
-out of the key: every precision draws with the same key).
+becomes part of each point's identity and key (``dtype`` and the criterion
+are left out of the key: every precision and criterion draws with the same key).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 import jaxattn as ja
 from jaxattn_bench.errors import CommandError
-from jaxattn_bench.store import AXES, canonical
+from jaxattn_bench.store import AXES, CRITERION_FIELDS, canonical
 
 
 class Point(NamedTuple):
@@ -66,10 +73,17 @@ class Point(NamedTuple):
   d_grid: tuple[int, ...]
   trials: int
   delta: float
+  criterion: str = "ratio"               # "ratio": (ε1, ε2) alone; "mass": also outside mass ≤ η
+  max_outside_mass: float | None = None  # η, for criterion "mass" only
 
   def params(self) -> dict[str, Any]:
-    """All fields as a JSON-ready dict (the point's identity in a results store)."""
-    return {**self._asdict(), "d_grid": list(self.d_grid)}
+    """All fields as a JSON-ready dict (the point's identity in a results store); under the
+    ratio criterion without ``CRITERION_FIELDS``, as stored before they existed."""
+    params = {**self._asdict(), "d_grid": list(self.d_grid)}
+    if self.criterion == "ratio":
+      for name in CRITERION_FIELDS:
+        del params[name]
+    return params
 
   def sampler(self) -> ja.patterns.Sampler:
     """key -> pattern of this point's family, L, N and a_min (hashable by value)."""
@@ -92,14 +106,23 @@ def point_key(seed: int, point: Point) -> jax.Array:
   The key depends on the seed and the problem (``AXES``) only, not on the
   point's position in the grid or on its search settings, so resuming or
   reordering a grid gives the same draws, and a finer d grid reuses them.
-  Nor does it depend on ``dtype``: every precision gets the same key.
+  Nor does it depend on ``dtype`` or the criterion: every precision and
+  criterion gets the same key, so their trials share patterns and draws.
   """
-  axes = {name: getattr(point, name) for name in AXES if name != "dtype"}
+  axes = {name: getattr(point, name) for name in AXES if name not in _UNKEYED}
   digest = hashlib.sha256(canonical(axes).encode()).digest()
   key = jax.random.PRNGKey(seed)
   for word in np.frombuffer(digest[:8], "<u4"):
     key = jax.random.fold_in(key, int(word))
   return key
+
+
+_UNKEYED = ("dtype",) + CRITERION_FIELDS
+CRITERIA = {"ratio": "the (ε1, ε2) conditions", "mass": "(ε1, ε2) and outside mass ≤ η"}
+
+
+def _as_list(value) -> list:
+  return value if isinstance(value, list) else [value]
 
 
 # --- field parsers: value -> normalised value, or CommandError ---------------------------
@@ -173,19 +196,25 @@ _FIELDS: dict[str, tuple[Callable, bool]] = {
     "d_grid": (_d_grid, False),
     "trials": (_integer(1), False),
     "delta": (_real(0.0, 1.0, closed_low=True), False),
+    "criterion": (_name(lambda: CRITERIA), True),
+    "max_outside_mass": (_real(0.0, 1.0), True),
 }
 _TOP_LEVEL = {"description", "seed", "grid"}
 
 
 def _block_points(block: dict, where: str) -> list[Point]:
-  missing = [name for name in Point._fields if name not in block]
+  missing = [name for name in Point._fields if name not in block and name != "max_outside_mass"]
   if missing:
     _fail(where, f"missing {', '.join(missing)}")
-  values = {}
+  if "mass" in _as_list(block["criterion"]) and "max_outside_mass" not in block:
+    _fail(where, 'criterion "mass" needs max_outside_mass = η')
+  values = {"max_outside_mass": [None]}
   for name, (parse, sweeps) in _FIELDS.items():
+    if name not in block:
+      continue
     raw = block[name]
     if sweeps:
-      raw = raw if isinstance(raw, list) else [raw]
+      raw = _as_list(raw)
       if not raw:
         _fail(f"{where}.{name}", "empty list")
       values[name] = [parse(v, f"{where}.{name}") for v in raw]
@@ -193,6 +222,8 @@ def _block_points(block: dict, where: str) -> list[Point]:
       values[name] = [parse(raw, f"{where}.{name}")]
   points = [Point(**dict(zip(Point._fields, combo)))
             for combo in itertools.product(*(values[name] for name in Point._fields))]
+  points = list(dict.fromkeys(  # η belongs to mass points only
+      p if p.criterion == "mass" else p._replace(max_outside_mass=None) for p in points))
   for point in points:  # generator errors (nnz > L, bad stride) before any work
     try:
       jax.eval_shape(point.sampler(), jax.random.PRNGKey(0))
@@ -214,14 +245,18 @@ def parse_preset(text: str, name: str) -> Preset:
   blocks = data.get("grid")
   if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) for b in blocks):
     _fail(f"preset {name}", "needs at least one [[grid]] block")
-  defaults = {"dtype": "float32", **{k: v for k, v in data.items() if k in _FIELDS}}
+  defaults = {"dtype": "float32", "criterion": "ratio",
+              **{k: v for k, v in data.items() if k in _FIELDS}}
   points: dict[Point, None] = {}
   for index, block in enumerate(blocks, 1):
     where = f"preset {name}, grid block {index}"
     unknown = sorted(set(block) - set(_FIELDS))
     if unknown:
       _fail(where, f"unknown field(s) {unknown}; allowed: {sorted(_FIELDS)}")
-    points.update(dict.fromkeys(_block_points({**defaults, **block}, where)))
+    merged = {**defaults, **block}
+    if "max_outside_mass" in block and "mass" not in _as_list(merged["criterion"]):
+      _fail(where, 'max_outside_mass (η) needs criterion "mass"')
+    points.update(dict.fromkeys(_block_points(merged, where)))
   seed = _integer(0)(data.get("seed", 0), f"preset {name}.seed")
   description = data.get("description", "")
   if not isinstance(description, str):

@@ -76,11 +76,12 @@ def environment(preset: grid.Preset, seed: int) -> dict:
 
 
 def solve_point(point: grid.Point, seed: int) -> ja.MinDResult:
-  """d_min of one point: ``ja.min_d`` with the point's key, sampler and settings, in ``precision``."""
+  """d_min of one point: ``ja.min_d`` with the point's key, sampler, settings and criterion, in
+  its dtype."""
   with ja.dtype_context(point.dtype):
     return ja.min_d(grid.point_key(seed, point), point.sampler(), point.d_grid, eps1=point.eps1,
                     eps2=point.eps2, method=point.method, trials=point.trials, delta=point.delta,
-                    dtype=point.dtype)
+                    dtype=point.dtype, max_outside_mass=point.max_outside_mass)
 
 
 def theory_dim(point: grid.Point) -> int | None:
@@ -88,7 +89,7 @@ def theory_dim(point: grid.Point) -> int | None:
   if point.delta == 0:
     return None
   return ja.theory.jl_dim(point.length, point.nnz, point.eps1, point.eps2, point.a_min,
-                          point.delta)
+                          point.delta, point.max_outside_mass)
 
 
 def describe(point: grid.Point, names: list[str]) -> str:
@@ -236,6 +237,18 @@ def run_pending(preset: grid.Preset, pending, seed: int, store, processes: hosts
       computed |= fresh
       pending = left
   return computed
+
+
+def run_in_process(preset: grid.Preset, seed: int, store) -> tuple[list[Record], list[Record], set]:
+  """Runs the preset's pending points at ``seed`` in this process alone (progress bar on
+  stderr); returns ``stored_records`` and the keys of the points stored now."""
+  processes = hosts.Processes(0, 1)
+  pending = pending_points(preset.points, seed, store, processes)
+  fresh = set()
+  if pending:
+    with progress_bar(pending, True) as bar:
+      fresh = run_pending(preset, pending, seed, store, processes, bar)
+  return *stored_records(store, preset.points, seed), fresh
 
 
 def stored_records(store, points, seed: int) -> tuple[list[Record], list[Record]]:

@@ -10,6 +10,7 @@ An uncompressed ``.npz`` (no pickles) holding
   pattern_cols, pattern_weights,       the pattern A, row-padded as in SparsePattern:
   pattern_valid                        A[i, cols[i,k]] = weights[i,k] where valid[i,k]
   method, d, eps1, eps2, seed          how X was built (``ja.construct.build``)
+  max_outside_mass                     η of the mass criterion, only if it was used
   report_<field>                       every field of the ``ja.Report`` at solve time
   source, changes, jaxattn_version,    provenance: the input file, notes on what
   format, seconds                      was changed in it, versions, solve time
@@ -64,6 +65,7 @@ def check_destination(path: str) -> None:
 
 def save_solution(path: str, solution: Solution, pattern: SparsePattern, report: Report, *,
                   method: str, d: int, eps1: float, eps2: float, seed: int, source: str,
+                  max_outside_mass: float | None = None,
                   changes: tuple[str, ...], seconds: float, version: str) -> None:
   """Writes the solution file atomically: a temporary file, then ``os.replace``."""
   check_destination(path)
@@ -73,6 +75,8 @@ def save_solution(path: str, solution: Solution, pattern: SparsePattern, report:
                 eps2=np.float64(eps2), seed=np.int64(seed), source=np.str_(source),
                 changes=np.array(changes, dtype=str), seconds=np.float64(seconds),
                 jaxattn_version=np.str_(version), format=np.str_(FORMAT))
+  if max_outside_mass is not None:
+    arrays.update(max_outside_mass=np.float64(max_outside_mass))
   arrays.update({f"report_{name}": np.asarray(value) for name, value in report._asdict().items()})
   _remove_stale_temporaries(path)
   temporary = _temporary_name(path, os.getpid())
@@ -216,13 +220,16 @@ def _check_fits(path: str, headers: dict[str, tuple[tuple[int, ...], np.dtype]],
 def format_report(report: Report, d: int, seconds: float) -> list[str]:
   """Lines describing a ``Report``: verdict, figures against their limits, failing rows."""
   ok, eps1, eps2 = bool(report.ok), float(report.eps1), float(report.eps2)
+  eta = float(report.max_outside_mass)
   row_ok = np.asarray(report.row_ok)
   lines = [
       f"ok           {ok}  ({'CERTIFIED' if ok else 'NOT certified'} at d={d})",
       f"ratio_error  {float(report.ratio_error):.6g}  (limit eps1={eps1:g})",
       f"leak         {float(report.leak):.6g}  (limit eps2={eps2:g})",
-      f"outside mass max {float(report.outside_mass_max):.3g}, mean "
-      f"{float(report.outside_mass_mean):.3g};  max |logit| {float(report.max_abs_logit):.4g}",
+      f"outside mass max {float(report.outside_mass_max):.3g}"
+      + (f" (limit {eta:g}, mass criterion)" if np.isfinite(eta) else "")
+      + f", mean {float(report.outside_mass_mean):.3g};  max |logit| "
+      f"{float(report.max_abs_logit):.4g}",
       f"time         {seconds:.2f} s",
   ]
   failing = np.flatnonzero(~row_ok)

@@ -67,8 +67,12 @@ from jaxattn_bench.errors import CommandError
 
 SCHEMA_VERSION = 2
 # The fields of a stored point's ``params``: those that describe the problem
-# (they derive the point's PRNG key) ...
-AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2", "dtype")
+# (they derive the point's PRNG key, but for dtype and the criterion) ...
+AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2", "dtype", "criterion",
+        "max_outside_mass")
+# ... of which these two are left out of ``params`` under the ratio criterion (the
+# default), so points stored before the mass criterion existed keep their identity ...
+CRITERION_FIELDS = ("criterion", "max_outside_mass")
 # ... and those that describe how d_min is searched.
 SETTINGS = ("d_grid", "trials", "delta")
 # Per-point estimators over the trials' thresholds (``ja.MinDResult``), schema 2.

@@ -13,8 +13,9 @@ Modules: ``construct`` (the constructions and their registry), ``patterns``
 
 from jaxattn import construct, patterns, reference, stats, theory
 from jaxattn._src.base import (DTYPES, Solution, check_d, check_d_grid, check_eps,
-                               dtype_context)
+                               check_outside_mass, dtype_context)
 from jaxattn._src.pattern import SparsePattern
+from jaxattn._src.precision import precision_bits
 from jaxattn._src.search import MinDResult, geometric_grid, min_d, trial_keys, verify_grid
 from jaxattn._src.verify import (Report, RowStats, check_block_size, default_tiles, row_stats,
                                  verify)
@@ -32,12 +33,14 @@ __all__ = [
     "check_d",
     "check_d_grid",
     "check_eps",
+    "check_outside_mass",
     "construct",
     "default_tiles",
     "dtype_context",
     "geometric_grid",
     "min_d",
     "patterns",
+    "precision_bits",
     "reference",
     "row_stats",
     "stats",

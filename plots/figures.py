@@ -28,7 +28,8 @@ from jaxattn_bench.store import SETTINGS, Record, distinct
 from jaxattn_plots.fit import (LawFit, WeightedFit, fit_log_law, fit_power_law, fit_weighted,
                                ols_preference, weighted_preference)
 
-_SHORT = {"nnz": "N", "length": "L", "eps1": "ε1", "eps2": "ε2", "a_min": "a_min"}
+_SHORT = {"nnz": "N", "length": "L", "eps1": "ε1", "eps2": "ε2", "a_min": "a_min",
+          "max_outside_mass": "η"}
 _COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
            "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
 SeriesKey = tuple[tuple[str, Any], ...]

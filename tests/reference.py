@@ -11,8 +11,13 @@ import numpy as np
 
 def reference_figures(x, w_q, w_k, a) -> dict:
   """ratio_error, leak (overall, per row), outside mass of row-softmax((X W_Q)(X W_K)ᵀ) vs A."""
-  x, w_q, w_k, a = (np.asarray(v, np.float64) for v in (x, w_q, w_k, a))
-  logits = (x @ w_q) @ (x @ w_k).T
+  x, w_q, w_k = (np.asarray(v, np.float64) for v in (x, w_q, w_k))
+  return logit_figures((x @ w_q) @ (x @ w_k).T, a)
+
+
+def logit_figures(logits, a) -> dict:
+  """``reference_figures`` of row-softmax(ℓ) for given logits ℓ."""
+  logits, a = np.asarray(logits, np.float64), np.asarray(a, np.float64)
   p = np.exp(logits - logits.max(axis=1, keepdims=True))
   p /= p.sum(axis=1, keepdims=True)
   row_ratio_error, row_leak, mass = [], [], []

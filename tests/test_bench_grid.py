@@ -66,6 +66,11 @@ def test_geometric_grid():
     (("a_min = 0.5\n", ""), "missing a_min"),
     (("nnz = [1, 2]", "nnz = [1, 20]"), "random_regular(length=16, nnz=20)"),
     (("trials = 4", "trials = 4\n[broken"), "invalid TOML"),
+    (("nnz = 1\n", 'nnz = 1\ncriterion = "mass"\n'), 'criterion "mass" needs max_outside_mass'),
+    (("nnz = 1\n", "nnz = 1\nmax_outside_mass = 0.1\n"), 'max_outside_mass (η) needs criterion'),
+    (("nnz = 1\n", 'nnz = 1\ncriterion = "mass"\nmax_outside_mass = 1.0\n'),
+     "max_outside_mass: expected a number in (0.0, 1.0)"),
+    (("nnz = 1\n", 'nnz = 1\ncriterion = "total"\n'), "unknown value 'total'"),
 ])
 def test_bad_presets_name_the_problem(edit, message):
   text = TINY.replace(*edit, 1)
@@ -86,7 +91,7 @@ def test_unknown_preset_name():
     grid.load_preset("nope")
 
 
-@pytest.mark.parametrize("name", ["quick", "paper", "scale"])
+@pytest.mark.parametrize("name", ["quick", "paper", "scale", "mass", "bits"])
 def test_shipped_presets_parse(name):
   assert name in grid.preset_names()
   preset = grid.load_preset(name)
@@ -107,3 +112,21 @@ def test_point_key_depends_on_seed_and_axes_only():
   assert not np.array_equal(key, grid.point_key(0, first._replace(eps1=1.5)))
   assert not np.array_equal(key, grid.point_key(0, first._replace(length=9)))
   assert jax.random.PRNGKey(0).shape == key.shape
+
+
+def test_criterion_axis_keeps_ratio_points_as_stored_before_it():
+  """criterion = ["ratio", "mass"] with two η: one ratio point (η dropped) and two mass points.
+  A ratio point's params are those of a point stored before the criterion existed (so stored
+  results stay valid), and every criterion shares the point's key (paired trials)."""
+  text = TINY + 'criterion = ["ratio", "mass"]\nmax_outside_mass = [0.1, 0.2]\n'
+  points = grid.parse_preset(text, "t").points[-3:]
+  assert [(p.nnz, p.criterion, p.max_outside_mass) for p in points] == [
+      (2, "ratio", None), (2, "mass", 0.1), (2, "mass", 0.2)]
+  ratio, mass, _ = points
+  assert set(ratio.params()) == set(grid.Point._fields) - set(store.CRITERION_FIELDS)
+  assert mass.params()["criterion"] == "mass" and mass.params()["max_outside_mass"] == 0.1
+  old = {k: v for k, v in ratio.params().items()}
+  assert grid.Point(**{**old, "d_grid": tuple(old["d_grid"])}) == ratio
+  keys = [grid.point_key(0, p).tolist() for p in points]
+  assert keys[0] == keys[1] == keys[2]
+  assert store.canonical(ratio.params()) != store.canonical(mass.params())

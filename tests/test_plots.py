@@ -338,3 +338,28 @@ def test_wrapped_text_fits_its_width():
     FigureCanvasAgg(fig).draw()
     box = shown.get_window_extent()
     assert box.x0 >= 0 and box.x1 <= fig.bbox.x1 and shown.get_text().count("\n") > 2
+
+
+def test_bits_table_and_figure(tmp_path):
+  """The bits table reads 2d·b (d, median b) per method and L, marks points above the grid and
+  missing ones, and divides by the random_regular bound; the figure is written."""
+  from jaxattn_bench.bits import bits_per_token
+  from jaxattn_plots import bits as bits_plots
+
+  def point(method, length, d, bits, dtype="float32"):
+    return {"method": method, "dtype": dtype, "length": length, "nnz": 2, "d": d, "top": 16,
+            "bits": bits, "bits_per_token": None if d is None else bits_per_token(d, bits)}
+
+  data = {"points": [point("lstsq", 64, 8, [9, 10, None, 9]), point("lstsq", 128, None, []),
+                     point("moment_curve", 64, 4, [20, 21], "float64")],
+          "bounds": {"2": {"64": {"random_regular": 9.0, "regular": 9.5},
+                           "128": {"random_regular": 11.0, "regular": 11.5}}}}
+  assert bits_per_token(8, [9, 10, None, 9]) == {"median": 144.0, "min": 144, "max": 160}
+  assert bits_per_token(8, [None]) is None
+  lines = bits_plots.table(data).splitlines()
+  assert lines[0] == ("| L | bound: random_regular | bound: all 2-regular | lstsq | "
+                      "moment_curve (float64) |")
+  assert lines[2] == "| 64 | 9.00 | 9.50 | 144 (8, 9) | 164 (4, 20.5) |"
+  assert lines[3] == "| 128 | 11.00 | 11.50 | d > 16 | n/a |"
+  assert "| 64 | 16× | 18× |" in lines and "| 128 | — | — |" in lines
+  assert bits_plots.figure(data, tmp_path).is_file()

@@ -462,3 +462,27 @@ def test_no_traceback_in_a_real_process(tmp_path):
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines()[-1] == (
       f"python -m bench solve: error: {tmp_path / 'missing.mtx'}: no such file")
+
+
+def test_mass_criterion_is_certified_saved_and_rechecked(solved, tmp_path, capsys):
+  """--max-outside-mass η: solve builds for η and certifies under it, the file keeps η, and
+  check re-verifies under the stored η (streamed and dense): a file whose η is lowered below
+  the solution's outside mass fails, so check does not fall back to the ratio criterion.
+  The ratio-certified solution carries most of its mass outside (it would fail at η)."""
+  path, out = _write(str(tmp_path), "npy", A), str(tmp_path / "mass.npz")
+  assert _solve(path, "--d", 512, "--eps1", 2, "--max-outside-mass", 0.3, "--out", out) == 0
+  printed = capsys.readouterr().out
+  assert "criterion mass" in printed and "(limit 0.3, mass criterion)" in printed
+  with np.load(out) as saved:
+    arrays = dict(saved)
+  mass = float(arrays["report_outside_mass_max"])
+  assert float(arrays["max_outside_mass"]) == 0.3 and mass <= 0.3
+  assert main(["check", out, "--float64"]) == 0
+  lowered = str(tmp_path / "lowered.npz")
+  np.savez(lowered, **{**arrays, "max_outside_mass": np.float64(mass / 2)})
+  capsys.readouterr()
+  assert main(["check", lowered]) == 1 and "NOT certified" in capsys.readouterr().out
+  assert main(["check", lowered, "--float64"]) == 1
+  assert "dense NumPy  float64: ok False" in capsys.readouterr().out
+  with np.load(solved[0]) as saved:
+    assert float(saved["report_outside_mass_max"]) > 0.5 and "max_outside_mass" not in saved

@@ -47,6 +47,8 @@ def main(args) -> int:
   matrix = saved_matrix(arrays, path)
   method, d = str(arrays["method"]), int(arrays["d"])
   eps1, eps2 = float(arrays["eps1"]), float(arrays["eps2"])
+  # η of the mass criterion if the solution was certified under it (files without it: ratio)
+  eta = float(arrays["max_outside_mass"]) if "max_outside_mass" in arrays else None
   start = time.perf_counter()
   with ja.dtype_context("float64" if args.float64 else "float32"):
     dtype = jnp.float64 if args.float64 else jnp.float32
@@ -54,7 +56,8 @@ def main(args) -> int:
       pattern = ja.SparsePattern.from_scipy(matrix, check_columns=False)
       solution = _solution(arrays, d, dtype)
       report = jax.block_until_ready(
-          ja.verify(solution, pattern, eps1, eps2, block_size=args.block_size))
+          ja.verify(solution, pattern, eps1, eps2, block_size=args.block_size,
+                    max_outside_mass=eta))
     except ValueError as error:
       raise CommandError(f"{path}: {error}") from None
   seconds = time.perf_counter() - start
@@ -67,9 +70,9 @@ def main(args) -> int:
   ok = bool(report.ok)
   if args.float64 and pattern.length <= DENSE_MAX_LENGTH:
     queries, keys = saved_factors(arrays)
-    dense = ja.reference.logits_check(queries @ keys.T, matrix.toarray(), eps1, eps2)
+    dense = ja.reference.logits_check(queries @ keys.T, matrix.toarray(), eps1, eps2, eta)
     print(f"dense NumPy  float64: ok {dense.ok}, ratio_error {dense.ratio_error:.6g}, "
-          f"leak {dense.leak:.6g}")
+          f"leak {dense.leak:.6g}, outside mass max {dense.outside_mass_max:.3g}")
     if dense.ok != ok:
       print("DISAGREE     the dense reference and ja.verify differ: not certified")
       ok = False

@@ -4,9 +4,11 @@ Reads A from PATTERN (.npy, .npz dense or scipy.sparse, .mtx; see
 ``jaxattn_bench.pattern_file``), builds X for the fixed W_Q, W_K of the chosen
 method at dimension d (``--d D``, or ``--search`` for the smallest grid d at
 which the method verifies for this pattern and seed), verifies it
-(``ja.verify``), prints the report and writes the solution file. Exit status
-0 if A is certified, 1 if not, 2 for bad input. OUT is replaced (atomically)
-only by a certified solution, unless ``--save-uncertified``.
+(``ja.verify``; with ``--max-outside-mass η`` under the mass criterion, every
+row's outside softmax mass ≤ η too), prints the report and writes the
+solution file. Exit status 0 if A is certified, 1 if not, 2 for bad input.
+OUT is replaced (atomically) only by a certified solution, unless
+``--save-uncertified``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--eps1", type=float, default=0.5, help="ratio tolerance > 0 (default 0.5)")
   parser.add_argument("--eps2", type=float, default=0.5,
                       help="zero tolerance in (0, 1) (default 0.5)")
+  parser.add_argument("--max-outside-mass", type=float, metavar="ETA",
+                      help="the mass criterion: also every row's softmax mass outside its "
+                      "support <= ETA in (0, 1) (default: the ratio criterion alone)")
   size = parser.add_mutually_exclusive_group(required=True)
   size.add_argument("--d", type=int, help="query/key dimension d")
   size.add_argument("--search", action="store_true",
@@ -66,6 +71,7 @@ def add_parser(subparsers) -> None:
 def main(args) -> int:
   try:
     ja.check_eps(args.eps1, args.eps2)
+    ja.check_outside_mass(args.max_outside_mass)
     if args.d is not None:
       ja.check_d(args.d)
     ja.check_block_size(args.block_size)
@@ -86,7 +92,8 @@ def main(args) -> int:
   start = time.perf_counter()
   if args.search:
     ok = ja.verify_grid(key, pattern, d_grid, eps1=args.eps1, eps2=args.eps2,
-                        method=args.method, block_size=args.block_size)
+                        method=args.method, block_size=args.block_size,
+                        max_outside_mass=args.max_outside_mass)
     candidates = [d for d, passed in zip(d_grid, ok) if passed] or [d_grid[-1]]
     found = (f"smallest verifying d = {candidates[0]} ({int(ok.sum())} of {len(d_grid)} verify)"
              if ok.any() else f"no d verifies; trying d = {d_grid[-1]}")
@@ -99,20 +106,25 @@ def main(args) -> int:
   for d in candidates:
     resources.check_disk(args.out, resources.solution_file_bytes(pattern.length, pattern.nnz, d),
                          change="lower --d or write --out to a folder with more space")
-    solution = ja.construct.build(args.method, key, pattern, d, args.eps1, args.eps2)
+    solution = ja.construct.build(args.method, key, pattern, d, args.eps1, args.eps2,
+                                  max_outside_mass=args.max_outside_mass)
     report = jax.block_until_ready(
-        ja.verify(solution, pattern, args.eps1, args.eps2, block_size=args.block_size))
+        ja.verify(solution, pattern, args.eps1, args.eps2, block_size=args.block_size,
+                  max_outside_mass=args.max_outside_mass))
     if report.ok:
       break
   seconds = time.perf_counter() - start
+  criterion = ("" if args.max_outside_mass is None
+               else f", criterion mass (outside mass <= {args.max_outside_mass:g})")
   print(f"method       {args.method}, d={d}, X {tuple(solution.X.shape)}, eps1={args.eps1:g}, "
-        f"eps2={args.eps2:g}, seed={args.seed}")
+        f"eps2={args.eps2:g}{criterion}, seed={args.seed}")
   for line in format_report(report, d, seconds):
     print(line)
   if report.ok or args.save_uncertified:
     save_solution(args.out, solution, pattern, report, method=args.method, d=d, eps1=args.eps1,
-                  eps2=args.eps2, seed=args.seed, source=args.pattern, changes=user.changes,
-                  seconds=seconds, version=ja.__version__)
+                  eps2=args.eps2, max_outside_mass=args.max_outside_mass, seed=args.seed,
+                  source=args.pattern, changes=user.changes, seconds=seconds,
+                  version=ja.__version__)
     print(f"wrote        {args.out}   (re-verify: python -m bench check {args.out})")
   else:
     print(f"not written  {args.out} (not certified; --save-uncertified writes it anyway)")

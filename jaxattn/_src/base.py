@@ -134,6 +134,14 @@ def check_eps(eps1, eps2) -> None:
       raise ValueError(f"{name} must be in {bound}, got {value}")
 
 
+def check_outside_mass(max_outside_mass) -> None:
+  """ValueError unless η = ``max_outside_mass`` is None (the ratio criterion) or in (0, 1)."""
+  if max_outside_mass is None or isinstance(max_outside_mass, jax.core.Tracer):
+    return
+  if not 0.0 < float(max_outside_mass) < 1.0:
+    raise ValueError(f"max_outside_mass must be in (0, 1), got {float(max_outside_mass)}")
+
+
 def check_d(d) -> None:
   """ValueError unless d is a positive integer."""
   if isinstance(d, bool) or not isinstance(d, int) and not (
@@ -143,7 +151,7 @@ def check_d(d) -> None:
     raise ValueError(f"d must be >= 1, got {d}")
 
 
-def target_logits(pattern: SparsePattern, eps1, eps2) -> Float[Array, "L N"]:
+def target_logits(pattern: SparsePattern, eps1, eps2, max_outside_mass=None) -> Float[Array, "L N"]:
   """B_{i,S_i} = ln A_ij + c_i: the support logits that the construction aims at.
 
   With ln A normalised so that each row's largest entry is 0, the shift is
@@ -154,10 +162,24 @@ def target_logits(pattern: SparsePattern, eps1, eps2) -> Float[Array, "L N"]:
   logits outside the support by the ε2 threshold plus a margin ln(1 + ε1)
   equal to the ε1 budget. Any logit error below ln(1 + ε1)/2 then keeps both
   conditions (docs/theory.md).
+
+  With η = ``max_outside_mass`` (the mass criterion, docs/definitions.md §3)
+  the shift is raised to
+
+    c_i = max(c_i above, ln(1 + ε1) + ln((L − |S_i|)(1 − η) / (η w_i))),   w_i = Σ_{j∈S_i} A_ij / max_{j∈S_i} A_ij,
+
+  so that the same logit error keeps Σ_{j∉S_i} P_ij ≤ η too (docs/theory.md §6).
   """
   log_w = pattern.log_weights
   row_log_a_min = jnp.min(log_w, axis=-1, keepdims=True)
   shift = jnp.log1p(eps1) - jnp.log(eps2) - row_log_a_min
+  if max_outside_mass is not None:
+    outside = pattern.length - jnp.sum(pattern.valid, axis=-1, keepdims=True)
+    log_w_sum = jax.nn.logsumexp(jnp.where(pattern.valid, log_w, -jnp.inf), axis=-1,
+                                 keepdims=True)
+    mass_shift = (jnp.log1p(eps1) + jnp.log(outside.astype(log_w.dtype))
+                  + jnp.log1p(-max_outside_mass) - jnp.log(max_outside_mass) - log_w_sum)
+    shift = jnp.maximum(shift, mass_shift)
   return jnp.where(pattern.valid, log_w + shift, 0.0)
 
 

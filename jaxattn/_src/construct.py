@@ -14,8 +14,9 @@ import functools
 import jax
 from jaxtyping import PRNGKeyArray
 
-from jaxattn._src.base import (PARAMS, FactorFn, Solution, cast_pattern, check_d, check_eps,
-                               resolve_dtype, solution_from_factors)
+from jaxattn._src.base import (PARAMS, FactorFn, Factors, Solution, cast_pattern, check_d,
+                               check_eps, check_outside_mass, resolve_dtype,
+                               solution_from_factors)
 from jaxattn._src.jl import jl_factors
 from jaxattn._src.lstsq import lstsq_factors
 from jaxattn._src.moment_curve import moment_curve_factors
@@ -34,39 +35,60 @@ METHODS: dict[str, FactorFn] = {
     "optimize": optimize_factors,
 }
 NESTED: set[str] = {"jl"}
+# Methods whose factor function takes ``max_outside_mass=η`` and then aims at the mass
+# criterion too (``base.target_logits``); the others build as for the ratio criterion
+# and are judged under the mass criterion all the same.
+MASS_AWARE: set[str] = {"jl"}
 
 
-def register_method(name: str, factors: FactorFn, *, nested: bool = False) -> None:
+def method_factors(method: str, key: PRNGKeyArray, pattern: SparsePattern, d, width: int, eps1,
+                   eps2, *, dtype, max_outside_mass=None) -> Factors:
+  """``METHODS[method](key, pattern, d, width, eps1, eps2, dtype=dtype)``, passing η =
+  ``max_outside_mass`` to methods in ``MASS_AWARE`` (ignored by the others)."""
+  target = ({"max_outside_mass": max_outside_mass}
+            if max_outside_mass is not None and method in MASS_AWARE else {})
+  return METHODS[method](key, pattern, d, width, eps1, eps2, dtype=dtype, **target)
+
+
+def register_method(name: str, factors: FactorFn, *, nested: bool = False,
+                    mass_aware: bool = False) -> None:
   """Adds a construction: ``build(name, ...)``, ``ja.min_d(..., method=name)`` and presets then use it.
 
   ``factors(key, pattern, d, width, eps1, eps2, *, dtype) -> (Q, K)`` with
   Q, K: [L, width], zero beyond column d, jit-able with ``width`` static and
   ``d`` traced (``jaxattn._src.base``). ``nested=True`` declares the factors
   prefix-consistent (above), so that a search reads every d off one draw;
-  declare it only if it holds. ValueError if ``name`` is taken.
+  declare it only if it holds. ``mass_aware=True``: ``factors`` also takes
+  ``max_outside_mass=η`` (the mass criterion). ValueError if ``name`` is taken.
   """
   if name in METHODS:
     raise ValueError(f"method {name!r} is already registered")
   METHODS[name] = factors
   if nested:
     NESTED.add(name)
+  if mass_aware:
+    MASS_AWARE.add(name)
 
 
 @functools.partial(jax.jit, static_argnames=("method", "d", "params", "dtype"))
-def _build(method: str, key, pattern, d, eps1, eps2, params, dtype) -> Solution:
+def _build(method: str, key, pattern, d, eps1, eps2, params, dtype,
+           max_outside_mass) -> Solution:
   evaluate, compute = resolve_dtype(dtype)
-  queries, keys = METHODS[method](key, cast_pattern(pattern, compute), d, d, eps1, eps2,
-                                  dtype=evaluate)
+  queries, keys = method_factors(method, key, cast_pattern(pattern, compute), d, d, eps1, eps2,
+                                 dtype=evaluate, max_outside_mass=max_outside_mass)
   solution = solution_from_factors(queries, keys, params)
   return jax.tree.map(lambda x: x.astype(evaluate), solution)
 
 
 def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float,
-          eps2: float, *, params: str = "identity", dtype=None) -> Solution:
+          eps2: float, *, params: str = "identity", dtype=None,
+          max_outside_mass: float | None = None) -> Solution:
   """``Solution`` of the named method (a key of ``METHODS``) at dimension d.
 
   ``params``: the fixed W_Q, W_K (``solution_from_factors``). ``dtype``: the
   precision of the solution (bfloat16, float32 or float64; default float32).
+  ``max_outside_mass``: η of the mass criterion, which methods in
+  ``MASS_AWARE`` aim at (the others ignore it); None: the ratio criterion.
   """
   if method not in METHODS:
     raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
@@ -74,8 +96,10 @@ def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: 
     raise ValueError(f"unknown params {params!r}; choose from {PARAMS}")
   check_d(d)
   check_eps(eps1, eps2)
+  check_outside_mass(max_outside_mass)
   evaluate, _ = resolve_dtype(dtype)
-  return _build(method, key, pattern, int(d), eps1, eps2, params, evaluate.name)
+  return _build(method, key, pattern, int(d), eps1, eps2, params, evaluate.name,
+                max_outside_mass)
 
 
 def lstsq(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
@@ -130,7 +154,7 @@ def optimize(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps
 
 
 def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
-       params: str = "identity", dtype=None) -> Solution:
+       params: str = "identity", dtype=None, max_outside_mass: float | None = None) -> Solution:
   """The paper's construction (Likhosherstov et al. 2021, Thm. 1): X = [B R, R].
 
   B_ij = ln A_ij + c_i on the support S_i and 0 elsewhere, with c_i =
@@ -151,8 +175,12 @@ def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: flo
     eps2: zero tolerance ε2 ∈ (0, 1).
     params: fixed W_Q, W_K: "identity" (above) or "random" (``solution_from_factors``).
     dtype: precision of the solution: "bfloat16", "float32" (default) or "float64".
+    max_outside_mass: η of the mass criterion: the shift c_i is raised so that
+      the outside softmax mass stays ≤ η at the same logit error
+      (``target_logits``); None (default): the ratio criterion.
 
   Returns:
     ``Solution(X [L, D], w_q [D, d], w_k [D, d])``, D = 2d (identity) or 4d (random).
   """
-  return build("jl", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
+  return build("jl", key, pattern, d, eps1, eps2, params=params, dtype=dtype,
+               max_outside_mass=max_outside_mass)

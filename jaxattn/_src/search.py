@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, PRNGKeyArray
 
-from jaxattn._src.base import cast_pattern, check_d_grid, check_eps, resolve_dtype
-from jaxattn._src.construct import METHODS, NESTED
+from jaxattn._src.base import (cast_pattern, check_d_grid, check_eps, check_outside_mass,
+                               resolve_dtype)
+from jaxattn._src.construct import METHODS, NESTED, method_factors
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.stats import clopper_pearson, quantile_interval
 from jaxattn._src.verify import (check_block_size, default_tiles, local_mesh, row_ok, row_stats,
@@ -117,8 +118,12 @@ def trial_thresholds(d_grid: Sequence[int], verdicts: np.ndarray) -> tuple[np.nd
 def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
                  d_grid: tuple[int, ...], eps1, eps2, block_size: int | None = None,
                  row_block: int | None = None, matmul_dtype=None, mesh=None,
-                 dtype=None) -> Bool[Array, "G"]:
+                 dtype=None, max_outside_mass=None) -> Bool[Array, "G"]:
   """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key.
+
+  With η = ``max_outside_mass`` under the mass criterion (``row_ok``): the
+  pass then also streams each row's outside log-sum-exp (``row_stats``'s
+  ``full``), and methods in ``MASS_AWARE`` build for η.
 
   Methods in ``NESTED`` are drawn once at d_max and every d is read
   off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
@@ -131,22 +136,24 @@ def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   """
   evaluate, compute = resolve_dtype(dtype)
   pattern = cast_pattern(pattern, compute)
-  factors = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), METHODS[method](
-      key, pattern, d, width, eps1, eps2, dtype=evaluate))
+  factors = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), method_factors(
+      method, key, pattern, d, width, eps1, eps2, dtype=evaluate,
+      max_outside_mass=max_outside_mass))
   d_max = d_grid[-1]
+  full = max_outside_mass is not None  # the outside mass is only streamed when it is judged
   if method in NESTED:
     queries, keys = factors(d_max, d_max)
     scales = d_max / jnp.asarray(d_grid, queries.dtype)
     stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size,
-                      row_block=row_block, full=False, matmul_dtype=matmul_dtype, mesh=mesh)
-    return jnp.all(row_ok(stats, eps1, eps2), axis=-1)
+                      row_block=row_block, full=full, matmul_dtype=matmul_dtype, mesh=mesh)
+    return jnp.all(row_ok(stats, eps1, eps2, max_outside_mass), axis=-1)
 
   def at_d(d):
     queries, keys = factors(d, d_max)
     stats = row_stats(queries, keys, pattern, (d_max,), jnp.ones((1,), queries.dtype),
-                      block_size=block_size, row_block=row_block, full=False,
+                      block_size=block_size, row_block=row_block, full=full,
                       matmul_dtype=matmul_dtype, mesh=mesh)
-    return jnp.all(row_ok(stats, eps1, eps2))
+    return jnp.all(row_ok(stats, eps1, eps2, max_outside_mass))
 
   return jax.lax.map(at_d, jnp.asarray(d_grid))
 
@@ -195,8 +202,10 @@ _grid_success = jax.jit(grid_success,
 
 def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int], *,
                 eps1: float, eps2: float, method: str = "jl",
-                block_size: int | None = None, row_block: int | None = None) -> np.ndarray:
-  """ok(d) = ``verify(build(method, key, pattern, d), pattern, eps1, eps2).ok`` for every grid d.
+                block_size: int | None = None, row_block: int | None = None,
+                max_outside_mass: float | None = None) -> np.ndarray:
+  """ok(d) = ``verify(build(method, key, pattern, d, ...), pattern, eps1, eps2, ...).ok`` for
+  every grid d, under the mass criterion when ``max_outside_mass`` = η is given.
 
   For one fixed pattern and key, in one compiled pass (``grid_success``):
   nested prefixes of one d_max draw for methods in ``NESTED``,
@@ -209,17 +218,19 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   """
   d_grid = _checked_grid(d_grid, method)
   check_eps(eps1, eps2)
+  check_outside_mass(max_outside_mass)
   check_block_size(block_size)
   check_block_size(row_block, "row_block")
   return np.asarray(_grid_success(key, pattern, method=method, d_grid=d_grid, eps1=eps1,
-                                  eps2=eps2, block_size=block_size, row_block=row_block))
+                                  eps2=eps2, block_size=block_size, row_block=row_block,
+                                  max_outside_mass=max_outside_mass))
 
 
 @functools.partial(jax.jit, static_argnames=(
     "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "row_block",
     "matmul_dtype", "mesh", "dtype"))
-def _trial_verdicts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_batch, block_size,
-                    row_block, matmul_dtype, mesh, dtype):
+def _trial_verdicts(key, eps1, eps2, max_outside_mass, *, sampler, method, d_grid, trials,
+                    trial_batch, block_size, row_block, matmul_dtype, mesh, dtype):
   """success_t(d), bool [T, G], of every trial t, split over ``mesh`` (row blocks if fewer trials
   than devices)."""
   shard_trials = trials >= mesh.size
@@ -229,7 +240,7 @@ def _trial_verdicts(key, eps1, eps2, *, sampler, method, d_grid, trials, trial_b
     return grid_success(method_key, sampler(pattern_key), method=method, d_grid=d_grid,
                         eps1=eps1, eps2=eps2, block_size=block_size, row_block=row_block,
                         matmul_dtype=matmul_dtype, mesh=None if shard_trials else mesh,
-                        dtype=dtype)
+                        dtype=dtype, max_outside_mass=max_outside_mass)
 
   devices = mesh.size if shard_trials else 1
   # Every device runs whole batches of trial_batch trials, aligned as on one device;
@@ -255,7 +266,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
           eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
           confidence: float = 0.95, block_size: int | None = None,
           matmul_dtype=None, dtype=None, row_block: int | None = None,
-          max_trial_batch: int | None = None) -> MinDResult:
+          max_trial_batch: int | None = None,
+          max_outside_mass: float | None = None) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials, and per trial
   its verdicts, threshold d*_t and first success, with the quantiles d_50 and d_{1−δ}.
 
@@ -287,6 +299,9 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     row_block: query rows per block in verification (default: ``verify``'s).
     max_trial_batch: at most this many trials per vmapped batch (a memory
       budget, ``jaxattn_bench.resources``).
+    max_outside_mass: η ∈ (0, 1): success under the mass criterion, every
+      row's outside softmax mass ≤ η as well (``verify``); methods in
+      ``ja.construct.MASS_AWARE`` build for it. None (default): the ratio criterion.
 
   Returns:
     ``MinDResult`` with d_min, success counts and rates with intervals, the [T, G]
@@ -301,6 +316,7 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   if not 0.0 < confidence < 1.0:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
   check_eps(eps1, eps2)
+  check_outside_mass(max_outside_mass)
   check_block_size(block_size)
   check_block_size(row_block, "row_block")
   check_block_size(max_trial_batch, "max_trial_batch")
@@ -308,7 +324,7 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   length = jax.eval_shape(sampler, key).length
   grid_levels = len(d_grid) if method in NESTED else 1
   verdicts = np.asarray(_trial_verdicts(
-      key, eps1, eps2, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
+      key, eps1, eps2, max_outside_mass, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
       trial_batch=min(_trial_batch(length, grid_levels, block_size, row_block, trials),
                       max_trial_batch or trials),
       block_size=block_size, row_block=row_block,

@@ -9,7 +9,8 @@ and P = row-softmax(ℓ) (ε1, ε2)-approximates A iff spread_i ≤ ln(1+ε1) an
 gap_i ≤ ln ε2 for every i. Neither needs a normalised P: support logits are
 gathered (O(L·N·d)), and the maximum outside the support is an online
 reduction over key blocks, so memory is O(row_block·block + L·(N + d)),
-never O(L²).
+never O(L²). The mass criterion (η = ``max_outside_mass``) also asks
+Σ_{j∉S_i} P_ij ≤ η of every row: an online log-sum-exp in the same pass.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Bool, Float, Int
 
-from jaxattn._src.base import HIGHEST, Solution, cast_pattern, check_eps, resolve_dtype
+from jaxattn._src.base import (HIGHEST, Solution, cast_pattern, check_eps, check_outside_mass,
+                               resolve_dtype)
 from jaxattn._src.pattern import SparsePattern
 
 SHARD_AXIS = "devices"
@@ -73,7 +75,8 @@ class RowStats(NamedTuple):
 class Report(NamedTuple):
   """Verdict and figures of ``verify`` (docs/definitions.md).
 
-  ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2 ⇔ all(row_ok).
+  ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2 (and, under the mass criterion,
+  outside_mass_max ≤ η) ⇔ all(row_ok).
   """
 
   ok: Bool[Array, ""]
@@ -87,6 +90,7 @@ class Report(NamedTuple):
   max_abs_logit: Float[Array, ""]     # max_ij |ℓ_ij|: the logit range the solution needs
   eps1: Float[Array, ""]
   eps2: Float[Array, ""]
+  max_outside_mass: Float[Array, ""]  # η of the mass criterion; +inf: the ratio criterion
 
 
 def _pad_rows(x: Array, rows: int, value=0) -> Array:
@@ -321,15 +325,24 @@ def check_block_size(block_size: int | None, name: str = "block_size") -> None:
     raise ValueError(f"{name} must be >= 1, got {block_size}")
 
 
-def row_ok(stats: RowStats, eps1, eps2) -> Bool[Array, "... L"]:
-  """expm1(spread_i) ≤ ε1 and exp(gap_i) ≤ ε2, row by row."""
-  return (jnp.expm1(stats.spread) <= eps1) & (jnp.exp(stats.gap) <= eps2)
+def row_ok(stats: RowStats, eps1, eps2, max_outside_mass=None) -> Bool[Array, "... L"]:
+  """expm1(spread_i) ≤ ε1 and exp(gap_i) ≤ ε2, row by row; with η = ``max_outside_mass``
+  (the mass criterion; ``stats`` from ``full=True``) also Σ_{j∉S_i} P_ij ≤ η."""
+  ok = (jnp.expm1(stats.spread) <= eps1) & (jnp.exp(stats.gap) <= eps2)
+  return ok if max_outside_mass is None else ok & (stats.outside_mass <= max_outside_mass)
 
 
 @functools.partial(jax.jit, static_argnames=("block_size", "row_block", "matmul_dtype", "mesh"))
-def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, block_size, row_block,
-            matmul_dtype, mesh) -> Report:
-  queries, keys = solution.queries(), solution.keys()
+def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, max_outside_mass, block_size,
+            row_block, matmul_dtype, mesh) -> Report:
+  return verify_factors(solution.queries(), solution.keys(), pattern, eps1, eps2,
+                        max_outside_mass, block_size, row_block, matmul_dtype, mesh)
+
+
+def verify_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"],
+                   pattern: SparsePattern, eps1, eps2, max_outside_mass, block_size=None,
+                   row_block=None, matmul_dtype=None, mesh=None) -> Report:
+  """``verify``'s report for the logits ℓ = Q Kᵀ of given factors (traceable; no checks)."""
   # ln A in float32, or in float64 for a float64 X (weights are stored in float32)
   pattern = cast_pattern(pattern, jnp.promote_types(queries.dtype, jnp.float32))
   ones = jnp.ones((1,), queries.dtype)
@@ -338,17 +351,20 @@ def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, block_size, 
       row_block=row_block, full=True, matmul_dtype=matmul_dtype, mesh=mesh))
   ratio_error = jnp.expm1(jnp.max(stats.spread))
   leak = jnp.exp(jnp.max(stats.gap))
+  outside_mass_max = jnp.max(stats.outside_mass)
   eps1, eps2 = jnp.asarray(eps1, queries.dtype), jnp.asarray(eps2, queries.dtype)
+  eta = jnp.asarray(jnp.inf if max_outside_mass is None else max_outside_mass, queries.dtype)
   return Report(
-      ok=(ratio_error <= eps1) & (leak <= eps2), ratio_error=ratio_error, leak=leak,
-      row_ok=row_ok(stats, eps1, eps2), spread=stats.spread, gap=stats.gap,
-      outside_mass_max=jnp.max(stats.outside_mass), outside_mass_mean=jnp.mean(stats.outside_mass),
-      max_abs_logit=jnp.max(stats.max_abs_logit), eps1=eps1, eps2=eps2)
+      ok=(ratio_error <= eps1) & (leak <= eps2) & (outside_mass_max <= eta),
+      ratio_error=ratio_error, leak=leak, row_ok=row_ok(stats, eps1, eps2, eta),
+      spread=stats.spread, gap=stats.gap, outside_mass_max=outside_mass_max,
+      outside_mass_mean=jnp.mean(stats.outside_mass), max_abs_logit=jnp.max(stats.max_abs_logit),
+      eps1=eps1, eps2=eps2, max_outside_mass=eta)
 
 
 def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
            block_size: int | None = None, matmul_dtype=None, *, dtype=None,
-           row_block: int | None = None) -> Report:
+           row_block: int | None = None, max_outside_mass: float | None = None) -> Report:
   """Checks whether row-softmax((X W_Q)(X W_K)ᵀ) (ε1, ε2)-approximates A.
 
   ratio_error = exp(max_i spread_i) − 1 and leak = exp(max_i gap_i), with
@@ -356,7 +372,9 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     spread_i = max_{j∈S_i}(ℓ_ij − ln A_ij) − min_{j∈S_i}(ℓ_ij − ln A_ij),
     gap_i    = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij,
 
-  so ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2. Streams over key blocks of
+  so ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2. Under the mass criterion
+  (``max_outside_mass`` = η) also max_i Σ_{j∉S_i} P_ij ≤ η
+  (docs/definitions.md §3). Streams over key blocks of
   ``block_size`` in row blocks of ``row_block`` (defaults per backend:
   ``default_tiles``): memory O(L·(N + d) + block·rows), never an L×L
   matrix. Matmuls run at ``Precision.HIGHEST`` in X's dtype, or in
@@ -375,6 +393,8 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     dtype: if given ("bfloat16", "float32", "float64"), X, W_Q, W_K are
       rounded to it and every step runs in it; default: X's dtype.
     row_block: query rows per block (default: ``default_tiles()[0]``).
+    max_outside_mass: η ∈ (0, 1) of the mass criterion; None (default): the
+      ratio criterion alone.
 
   Returns:
     ``Report``; its figures are JAX scalars (``float(rep.leak)``).
@@ -383,6 +403,7 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     evaluate, _ = resolve_dtype(dtype)
     solution = jax.tree.map(lambda x: jnp.asarray(x).astype(evaluate), solution)
   check_eps(eps1, eps2)
+  check_outside_mass(max_outside_mass)
   length = solution.X.shape[0]
   if pattern.length != length:
     raise ValueError(f"pattern has length {pattern.length} but X has {length} rows")
@@ -395,4 +416,5 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     matmul_dtype = jnp.dtype(matmul_dtype)
     if not jnp.issubdtype(matmul_dtype, jnp.floating):
       raise ValueError(f"matmul_dtype must be a floating dtype, got {matmul_dtype}")
-  return _verify(solution, pattern, eps1, eps2, block_size, row_block, matmul_dtype, local_mesh())
+  return _verify(solution, pattern, eps1, eps2, max_outside_mass, block_size, row_block,
+                 matmul_dtype, local_mesh())
