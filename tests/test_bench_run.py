@@ -55,9 +55,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
   preset.write_text(TINY)
   common = ["run", "--preset", str(preset), "--seed", "3", "--no-figures"]
   # The uninterrupted reference runs at the same time as the run to be killed.
+  whole_err = (tmp_path / "whole.err").open("w")
   whole = subprocess.Popen([sys.executable, "-m", "bench", *common, "--results",
                             str(tmp_path / "whole.sqlite")], cwd=ROOT, stdout=subprocess.DEVNULL,
-                           stderr=(tmp_path / "whole.err").open("w"))
+                           stderr=whole_err)
   resumed = tmp_path / "resumed.sqlite"
   process = subprocess.Popen([sys.executable, "-m", "bench", *common, "--results", str(resumed)],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -74,7 +75,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
   assert plan.count("  pending\n") == 6 - done and plan.count(" s\n") == done
   assert f"progress: {done} of 6 points stored in {resumed} for seed 3" in plan
 
-  assert whole.wait(timeout=300) == 0, (tmp_path / "whole.err").read_text()
+  status = whole.wait(timeout=300)
+  whole_err.close()
+  assert status == 0, (tmp_path / "whole.err").read_text()
   rerun = bench(*common, "--results", str(resumed), timeout=300)
   assert rerun.returncode == 0, rerun.stderr
   assert f"6 points, {done} stored" in rerun.stdout and f"{6 - done} to run" in rerun.stdout

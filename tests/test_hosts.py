@@ -1,5 +1,6 @@
 """Several processes on one grid: the work split, and two processes on 127.0.0.1."""
 
+import contextlib
 import os
 import pathlib
 import socket
@@ -53,10 +54,13 @@ def test_two_processes_on_loopback_match_one_process(tmp_path):
                 f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
       for i in range(2)]  # the one-process reference runs at the same time as the pair
   logs = [(tmp_path / f"run{i}.out", tmp_path / f"run{i}.err") for i in range(len(runs))]
-  procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out.open("w"), stderr=err.open("w"))
-           for argv, (out, err) in zip(runs, logs)]
-  for proc, (_, err) in zip(procs, logs):
-    assert proc.wait(timeout=300) == 0, err.read_text()
+  with contextlib.ExitStack() as files:
+    procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=files.enter_context(out.open("w")),
+                              stderr=files.enter_context(err.open("w")))
+             for argv, (out, err) in zip(runs, logs)]
+    codes = [proc.wait(timeout=300) for proc in procs]
+  for code, (_, err) in zip(codes, logs):
+    assert code == 0, err.read_text()
   outputs = [(out.read_text(), err.read_text()) for out, err in logs[1:]]
   assert "2 processes" in outputs[0][0] and "preset" not in outputs[1][0]  # process 0 alone reports
   assert not (tmp_path / "two_1.sqlite").exists()  # ... and alone touches the store
