@@ -210,6 +210,18 @@ class TestOptimizeLoop(chex.TestCase):
     np.testing.assert_allclose(mined.gap, ref.gap, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(mined.spread, ref.spread, rtol=1e-5, atol=1e-5)
 
+  def test_mine_runs_in_float64(self):
+    """Under 64-bit JAX ``mine`` keeps its int32 chunk ids (a search in float64 runs it inside
+    ``lax.scan``, whose carry must keep its dtype) and finds the float32 negatives."""
+    p = _pattern(96, 2)
+    queries, keys = (jax.random.normal(k, (96, 4)) for k in jax.random.split(KEY))
+    narrow = optimize.mine(queries, keys, p, 3, block_size=32)
+    with jax.enable_x64(True):
+      wide = optimize.mine(queries.astype(jnp.float64), keys.astype(jnp.float64),
+                           base.cast_pattern(p, jnp.float64), 3, block_size=32)
+    assert wide.gap.dtype == jnp.float64
+    np.testing.assert_array_equal(wide.negatives, narrow.negatives)
+
   def test_hard_negatives_agree_with_the_dense_loss(self):
     """At small L the hard-negative loop (K = 4 of L = 48) and the dense loss reach the same
     verdict at every d of a grid, and each verdict is the float64 dense reference's (the

@@ -105,7 +105,7 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   n_row_blocks = math.ceil(length / rows)
   padded_keys = _pad_rows(keys, n_blocks * block)
   key_blocks = padded_keys.reshape(n_blocks, block, width)
-  starts = jnp.arange(n_blocks) * block
+  starts = jnp.arange(n_blocks, dtype=jnp.int32) * block
   ones = jnp.ones((width, 1), dtype)
 
   def one_row_block(args):
@@ -116,7 +116,8 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
       k, start = inputs
       tile = _dot(q, k, dtype) + _tile_mask(cols, valid, start, block, length, dtype)
       maxima = jnp.max(tile.reshape(rows, per_block, chunk), -1)
-      ids = jnp.broadcast_to(start // chunk + jnp.arange(per_block), maxima.shape)
+      ids = jnp.broadcast_to(start // chunk + jnp.arange(per_block, dtype=jnp.int32),
+                             maxima.shape)
       values, order = jax.lax.top_k(jnp.concatenate([carry[0], maxima], 1), kept)
       return (values, jnp.take_along_axis(jnp.concatenate([carry[1], ids], 1), order, 1)), None
 
