@@ -13,7 +13,10 @@ and (e) the whole-grid search (every d of a geometric grid up to d_max in
 one nested pass of ``ja.row_stats``, as ``ja.min_d`` runs it per trial).
 ``sweep_tiles`` times (a) and (e) over a set of tile sizes.
 ``python -m jaxattn_bench.perf L d N seed`` verifies once and prints its
-figures and peak resident memory as JSON (the ``--memory`` child).
+figures and peak resident memory as JSON (the ``--memory`` child);
+``python -m jaxattn_bench.perf optimize L d N seed K`` runs one ``optimize``
+trial (K hard negatives per row, ``dense`` for the dense loss) and checks it
+(``optimize_once``, the ``--optimize`` child).
 """
 
 from __future__ import annotations
@@ -160,6 +163,37 @@ def verify_once(length: int, d: int, nnz: int, seed: int) -> dict:
               peak_rss_kib=peak_rss_kib())
 
 
+def optimize_once(length: int, d: int, nnz: int, seed: int, negatives: int | None) -> dict:
+  """One ``optimize`` trial at L (the ``--optimize`` child): compile and run seconds, Adam steps,
+  streamed passes, peak RSS up to the end of the run, ``ja.verify`` of the result and the
+  float64 dense reference's verdict (L ≤ ``REFERENCE_MAX_LENGTH``).
+
+  The pattern and key are trial 0 of a search with key PRNGKey(seed)
+  (``ja.trial_keys``); ``negatives`` None is the dense loss.
+  """
+  pattern_keys, method_keys = ja.trial_keys(jax.random.PRNGKey(seed), 1)
+  pattern = ja.patterns.random_regular(pattern_keys[0], length=length, nnz=nnz, a_min=A_MIN)
+  run = jax.jit(functools.partial(ja.construct.optimize_run, d=d, width=d, eps1=EPS1, eps2=EPS2,
+                                  negatives=negatives))
+  start = time.perf_counter()
+  compiled = run.lower(method_keys[0], pattern).compile()
+  compiled_at = time.perf_counter()
+  result = jax.block_until_ready(compiled(method_keys[0], pattern))
+  done = time.perf_counter()
+  peak = peak_rss_kib()  # before the checks: the dense float64 reference holds L×L arrays
+  solution = ja.construct.solution_from_factors(result.queries, result.keys)
+  report = ja.verify(solution, pattern, EPS1, EPS2)
+  figures = dict(compile_s=compiled_at - start, run_s=done - compiled_at,
+                 steps=int(result.steps), passes=int(result.passes), passed=bool(result.passed),
+                 ok=bool(report.ok), leak=float(report.leak),
+                 ratio_error=float(report.ratio_error), reference_ok=None, reference_leak=None)
+  if length <= REFERENCE_MAX_LENGTH:
+    reference = ja.reference.dense_check(solution.X, solution.w_q, solution.w_k,
+                                         pattern.to_dense(), EPS1, EPS2)
+    figures.update(reference_ok=reference.ok, reference_leak=reference.leak)
+  return dict(figures, peak_rss_kib=peak)
+
+
 def peak_rss_kib() -> int:
   """This process's peak resident memory in KiB: VmHWM of its own address space
   (``resources.peak_resident_bytes``).
@@ -175,5 +209,10 @@ def peak_rss_kib() -> int:
   return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
 
 
-if __name__ == "__main__":  # the --memory child: python -m jaxattn_bench.perf L d N seed
-  print(json.dumps(verify_once(*(int(a) for a in sys.argv[1:5]))))
+if __name__ == "__main__":  # the --memory and --optimize children (module docstring)
+  if sys.argv[1] == "optimize":
+    *sizes, negatives = sys.argv[2:7]
+    print(json.dumps(optimize_once(*(int(a) for a in sizes),
+                                   None if negatives == "dense" else int(negatives))))
+  else:
+    print(json.dumps(verify_once(*(int(a) for a in sys.argv[1:5]))))

@@ -138,13 +138,17 @@ def search_trial_bytes(length: int, nnz: int, width: int, levels: int, method: s
 
   (6 + N)·L·w for the factors, the padded key copies and the gathered support
   rows, (levels + 2) tiles of rows × keys logits (``tile``, default ROW_BLOCK ×
-  KEY_BLOCK), and for ``optimize`` its dense L×L×N excess tensors and their
-  gradients, 2·L²·N. ``levels``: the grid's size for nested methods (one pass), 1 otherwise.
+  KEY_BLOCK), and for ``optimize`` its hard negatives (K = ``OPTIMIZE_NEGATIVES``):
+  the gathered keys and their gradient, Adam's state, the excess tensors and one
+  row block's candidate keys, L·w·(3K + 8) + 3·L·K·N + rows·K·CHUNK·w.
+  ``levels``: the grid's size for nested methods (one pass), 1 otherwise.
   """
   rows, block = _rows(length, tile[0]), min(tile[1], length)
   elements = (6 + nnz) * rows * width + (levels + 2) * min(tile[0], length) * block
   if method == "optimize":
-    elements += 2 * length * length * nnz
+    negatives = OPTIMIZE_NEGATIVES
+    elements += (length * width * (3 * negatives + 8) + 3 * length * negatives * nnz
+                 + min(tile[0], length) * negatives * OPTIMIZE_CHUNK * width)
   return itemsize * elements
 
 
@@ -196,6 +200,12 @@ def solve_bytes(length: int, nnz: int, d: int, method: str, params: str = "ident
 NUMPY_DENSE = 9       # NumPy float32 (8.8): the logits, one masked copy at a time, the support
 JAX_DENSE = 10        # jitted dense JAX (9.1): the logits, the support and masked copies
 REFERENCE_DENSE = 34  # float64 reference (29.8, and 4 for the float32 dense pattern it reads)
+
+
+def optimize_dense_bytes(length: int, nnz: int) -> int:
+  """Peak bytes of ``optimize`` with the dense loss (``negatives=None``): the L×L logits and
+  support mask, and the L×L×N zeros excess with its gradient and hinge, (5 + 12·N)·L²."""
+  return (5 + 12 * nnz) * length**2
 
 
 def perf_bytes(length: int, nnz: int, d: int, levels: int, *, dense: int = 0,
@@ -266,16 +276,20 @@ def search_flops(length: int, width: int, passes: int, method: str, trials: int)
   """Floating-point operations of a compiled search: 2·L²·w per trial and pass over the keys.
 
   A nested method reads every grid d off one pass; the others make one pass
-  per grid d, at width d_max, and ``optimize`` adds up to ``OPTIMIZE_STEPS``
-  steps of a forward and backward dense L×L product (6·L²·w each).
+  per grid d, at width d_max, and ``optimize`` adds up to ``OPTIMIZE_PASSES``
+  streamed mining passes (2·L²·w each) and ``OPTIMIZE_STEPS`` Adam steps on
+  the support and K hard negatives per row (6·L·(K + N)·N·w each, N ≈ 2).
   """
   per_pass = 2.0 * length * length * width
   if method == "optimize":
-    per_pass += OPTIMIZE_STEPS * 6.0 * length * length * width
+    per_pass += (OPTIMIZE_PASSES * 2.0 * length * length * width
+                 + OPTIMIZE_STEPS * 12.0 * length * (OPTIMIZE_NEGATIVES + 2) * width)
   return trials * passes * per_pass
 
 
-OPTIMIZE_STEPS = 200  # jaxattn's optimize.MAX_STEPS: an upper bound of its steps
+# Upper bounds of jaxattn's optimize (``jaxattn._src.optimize``): MAX_STEPS Adam steps, in rounds
+# of MINE_EVERY steps between streamed passes (1 + 200/10 passes), NEGATIVES per row, CHUNK keys.
+OPTIMIZE_STEPS, OPTIMIZE_PASSES, OPTIMIZE_NEGATIVES, OPTIMIZE_CHUNK = 200, 21, 16, 32
 
 
 def measured_flop_rate(size: int = 1024) -> float:

@@ -5,10 +5,10 @@ from jaxattn._src.base import (DTYPES, HIGHEST, PARAMS, FactorFn, Factors, Ident
                                target_logits)
 from jaxattn._src.construct import (MASS_AWARE, METHODS, NESTED, build, jl, lstsq, moment_curve,
                                     optimize, register_method)
-from jaxattn._src.optimize import OptimizeResult, optimize_run
+from jaxattn._src.optimize import NEGATIVES, OptimizeResult, optimize_run
 
-__all__ = ["DTYPES", "HIGHEST", "MASS_AWARE", "METHODS", "NESTED", "PARAMS", "FactorFn",
-           "Factors", "IdentityBlock", "OptimizeResult", "Solution", "build", "identity_params",
-           "jl", "lstsq",
+__all__ = ["DTYPES", "HIGHEST", "MASS_AWARE", "METHODS", "NEGATIVES", "NESTED", "PARAMS",
+           "FactorFn", "Factors", "IdentityBlock", "OptimizeResult", "Solution", "build",
+           "identity_params", "jl", "lstsq",
            "moment_curve", "optimize", "optimize_run", "random_params", "register_method",
            "solution_from_factors", "target_logits"]

@@ -1,8 +1,10 @@
 """Fits, figures and tables of ``python -m bench beyond`` (``jaxattn_bench.beyond.collect``'s data).
 
-``fit_slopes`` fits d_min = a ln L + b per method; ``figures`` draws
-d_min against ln L with the fitted slopes, and the logit range against L;
-``tables`` prints the README "Beyond the paper" tables (Markdown).
+``fit_slopes`` fits d_50 = a ln L + b per method by weighted least squares
+(σ: half the 95% interval, at least half the local grid step, as for the
+runner's figure (a)); ``figures`` draws d_50 with its interval against ln L
+with the fitted slopes, and the logit range against L; ``tables`` prints
+the README "Beyond the paper" tables (Markdown).
 """
 
 from __future__ import annotations
@@ -12,57 +14,72 @@ import pathlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from jaxattn_plots.figures import outside_legend, wrapped
-from jaxattn_plots.fit import fit_log_law
+from jaxattn_plots.figures import grid_sigma, outside_legend, wrapped
+from jaxattn_plots.fit import fit_weighted
+
+
+def fitted_points(rows: list[dict]) -> list[dict]:
+  """The entries a fit uses: d_50 reached and its interval bounded on both sides."""
+  return [e for e in rows if None not in (e["d_median"], e["d_median_low"], e["d_median_high"])]
 
 
 def fit_slopes(data: dict) -> dict:
-  """Per method, d_min = a ln L + b over the reached points (None below 3 lengths)."""
+  """Per method, d_50 = a ln L + b by weighted least squares over ``fitted_points``
+  (None below 3 lengths)."""
   slopes = {}
   for method, rows in data["main"].items():
-    reached = [e for e in rows if e["d_min"] is not None]
-    if len({e["length"] for e in reached}) < 3:
+    points = fitted_points(rows)
+    if len({e["length"] for e in points}) < 3:
       slopes[method] = None
       continue
-    fit = fit_log_law(np.array([e["length"] for e in reached], float),
-                      np.array([e["d_min"] for e in reached], float))
+    sigmas = [grid_sigma(e["d_grid"], e["d_median"], e["d_median_low"], e["d_median_high"])
+              for e in points]
+    fit = fit_weighted("log", np.array([e["length"] for e in points], float),
+                       np.array([e["d_median"] for e in points], float), np.array(sigmas))
     slopes[method] = dict(slope=fit.param, low=fit.param_low, high=fit.param_high,
-                          intercept=fit.constant, r2=fit.r2, n=fit.n)
+                          intercept=fit.constant, chi2=fit.chi2, dof=fit.dof, n=fit.n,
+                          lengths=[min(e["length"] for e in points),
+                                   max(e["length"] for e in points)])
   return slopes
 
 
 def figures(data: dict, out: pathlib.Path) -> list[pathlib.Path]:
-  """``dmin_vs_lnL.png`` and ``logit_range.png`` in ``out`` (``figure_dmin`` and
+  """``d_vs_lnL.png`` and ``logit_range.png`` in ``out`` (``figure_d50`` and
   ``figure_logit_range``); returns their paths."""
   written = []
-  for name, make in (("dmin_vs_lnL.png", figure_dmin), ("logit_range.png", figure_logit_range)):
+  for name, make in (("d_vs_lnL.png", figure_d50), ("logit_range.png", figure_logit_range)):
     make(data).savefig(out / name, dpi=130)
     written.append(out / name)
   return written
 
 
-def figure_dmin(data: dict) -> Figure:
-  """d_min against ln L per method, with the fitted d_min = a ln L + b; triangles not reached."""
+def figure_d50(data: dict) -> Figure:
+  """d_50 with its 95% interval (bars; an unbounded end is not drawn) against ln L per method,
+  with the fitted d_50 = a ln L + b over the fitted points; triangles not reached."""
   fig, ax = _figure()
   for i, (method, rows) in enumerate(data["main"].items()):
     color = f"C{i}"
-    reached = [(np.log(e["length"]), e["d_min"]) for e in rows if e["d_min"] is not None]
-    missed = [(np.log(e["length"]), e["top"]) for e in rows if e["d_min"] is None]
+    reached = [e for e in rows if e["d_median"] is not None]
+    missed = [(np.log(e["length"]), e["top"]) for e in rows if e["d_median"] is None]
     fit = data["fit"][method]
     name = method if fit is None else (
         f"{method}: slope {fit['slope']:.1f} [{fit['low']:.1f}, {fit['high']:.1f}]")
     if reached:
-      ax.plot(*zip(*reached), "o", color=color, label=name)
+      y = np.array([e["d_median"] for e in reached], float)
+      low, high = (np.array([v if e[end] is None else e[end] for v, e in zip(y, reached)], float)
+                   for end in ("d_median_low", "d_median_high"))
+      ax.errorbar(np.log([e["length"] for e in reached]), y, yerr=[y - low, high - y], fmt="o",
+                  color=color, capsize=3, label=name)
     if missed:
       ax.plot(*zip(*missed), "^", mfc="white", color=color,
               label=f"{method}: not reached (top of grid)")
     if fit is not None:
-      xs = np.linspace(min(x for x, _ in reached), max(x for x, _ in reached), 50)
+      xs = np.linspace(*np.log(fit["lengths"]), 50)
       ax.plot(xs, np.maximum(fit["intercept"] + fit["slope"] * xs, 1.0), "-", color=color, lw=1)
   ax.set_yscale("log", base=2)
-  return _finish(fig, ax, "ln L", "d_min",
-                 "d_min against ln L; slope a of d = a ln L + b (95% CI)", title_size=9,
-                 legend_size=8)
+  return _finish(fig, ax, "ln L", "d_50 (95% interval)",
+                 "median threshold d_50 against ln L; slope a of d_50 = a ln L + b "
+                 "(weighted least squares, 95% CI)", title_size=9, legend_size=8)
 
 
 def figure_logit_range(data: dict) -> Figure:
@@ -72,7 +89,7 @@ def figure_logit_range(data: dict) -> Figure:
   for method, rows in data["main"].items():
     points = [(e["length"], e["logit_range"]) for e in rows if e["logit_range"] is not None]
     if points:
-      ax.plot(*zip(*points), "o-", label=f"{method} at d_min (N=2)")
+      ax.plot(*zip(*points), "o-", label=f"{method} at d_50 (N=2)")
   for name, entry in data["curve"].items():
     points = sorted((int(n), r) for n, r in entry["logit_range"].items())
     if points:
@@ -105,39 +122,49 @@ def _finish(fig: Figure, ax, xlabel: str, ylabel: str, title: str, *, title_size
   return fig
 
 
+def _d_cell(entry: dict | None) -> str:
+  """'54 [45, 64]': d_50 and its 95% interval ('-' / 'inf': unbounded); '> top' not reached."""
+  if entry is None:
+    return "n/a"
+  if entry["d_median"] is None:
+    return f"> {entry['top']}"
+  low, high = (entry["d_median_low"], entry["d_median_high"])
+  return (f"{entry['d_median']:.0f} [{'-' if low is None else f'{low:.0f}'}, "
+          f"{'inf' if high is None else f'{high:.0f}'}]")
+
+
 def tables(data: dict) -> str:
   """The README "Beyond the paper" tables (Markdown)."""
-  show = lambda value: "—" if value is None else str(value)
+  show = lambda value: "—" if value is None else (f"{value:.0f}" if isinstance(value, float)
+                                                  else str(value))
   methods, dtypes = list(data["main"]), list(next(iter(data["dtype"].values())))
   lengths = sorted({e["length"] for rows in data["main"].values() for e in rows})
   at = {m: {e["length"]: e for e in rows} for m, rows in data["main"].items()}
+  trials = {e["length"]: e["trials"] for rows in data["main"].values() for e in rows}
 
-  def d_cell(method, length):
-    entry = at[method].get(length)
-    if entry is None:
-      return "n/a"
-    return show(entry["d_min"]) if entry["d_min"] is not None else f"> {entry['top']}"
-
-  lines = ["| L | " + " | ".join(methods) + " | jl / lstsq |",
-           "|---:|" + "---:|" * (len(methods) + 1)]
+  lines = ["| L | T | " + " | ".join(methods) + " | jl / lstsq |",
+           "|---:|---:|" + "---:|" * (len(methods) + 1)]
   for length in lengths:
-    jl, lstsq = (at[m].get(length, {}).get("d_min") for m in ("jl", "lstsq"))
+    jl, lstsq = (at[m].get(length, {}).get("d_median") for m in ("jl", "lstsq"))
     ratio = f"{jl / lstsq:.0f}×" if jl and lstsq else "—"
-    lines.append(f"| {length} | " + " | ".join(d_cell(m, length) for m in methods)
-                 + f" | {ratio} |")
-  slopes = [f"{m} {f['slope']:.1f} [{f['low']:.1f}, {f['high']:.1f}]"
+    lines.append(f"| {length} | {trials[length]} | "
+                 + " | ".join(_d_cell(at[m].get(length)) for m in methods) + f" | {ratio} |")
+  slopes = [f"{m} {f['slope']:.1f} [{f['low']:.1f}, {f['high']:.1f}] (L = {f['lengths'][0]}"
+            f"–{f['lengths'][1]}, χ²/dof = {f['chi2']:.1f}/{f['dof']})"
             for m, f in data["fit"].items() if f is not None]
-  lines += ["", "Fitted slope a of d_min = a ln L + b (95% CI): " + "; ".join(slopes) + ".", ""]
+  lines += ["", "Fitted slope a of d_50 = a ln L + b (weighted least squares, 95% CI): "
+            + "; ".join(slopes) + ".", ""]
   lines += ["| L | " + " | ".join(f"max\\|ℓ\\| {m}" for m in methods)
-            + " | optimize: Adam steps | optimize: s / trial |",
-            "|---:|" + "---:|" * (len(methods) + 2)]
+            + " | optimize: Adam steps | optimize: passes | optimize: s / trial |",
+            "|---:|" + "---:|" * (len(methods) + 3)]
   for length in lengths:
     cells = []
     for method in methods:
       value = at[method].get(length, {}).get("logit_range")
       cells.append("—" if value is None else f"{value:.3g}")
-    steps = at["optimize"].get(length, {}).get("optimize")
-    cells += ["—", "—"] if steps is None else [f"{steps['steps']:.0f}", f"{steps['seconds']:.2f}"]
+    cost = at["optimize"].get(length, {}).get("optimize")
+    cells += ["—"] * 3 if cost is None else [f"{cost['steps']:.0f}", f"{cost['passes']:.0f}",
+                                             f"{cost['seconds']:.2f}"]
     lines.append(f"| {length} | " + " | ".join(cells) + " |")
   lines += ["", "| moment_curve, d = 2N | largest L verified | first L failing | "
             "max\\|ℓ\\| at largest L |", "|---|---:|---:|---:|"]
@@ -149,7 +176,7 @@ def tables(data: dict) -> str:
     first = show(entry["first_failure"]) if entry["first_failure"] else \
         f"none ≤ {entry['tested_up_to']}"
     lines.append(f"| {name} | {show(largest)} | {first} | {logit} |")
-  lines += ["", f"| d_min at L = {data['dtype_length']}, N = 2 | " + " | ".join(dtypes) + " |",
+  lines += ["", f"| d_50 at L = {data['dtype_length']}, N = 2 | " + " | ".join(dtypes) + " |",
             "|---|" + "---:|" * len(dtypes)]
   for method in methods:
     lines.append(f"| {method} | " + " | ".join(show(data["dtype"][method][t]) for t in dtypes)

@@ -208,7 +208,12 @@ def estimate(record: Record, estimator: str) -> tuple[float, float, float] | Non
 
 def sigma(record: Record, value: float, low: float, high: float) -> float:
   """The σ of a weighted fit: the interval's half-width, at least half the local grid step."""
-  grid = np.asarray(record.d, float)
+  return grid_sigma(record.d, value, low, high)
+
+
+def grid_sigma(d_grid: Sequence[int], value: float, low: float, high: float) -> float:
+  """``sigma`` for an estimate searched on ``d_grid``."""
+  grid = np.asarray(d_grid, float)
   g = int(np.clip(np.searchsorted(grid, value), 1, grid.size - 1)) if grid.size > 1 else 0
   step = float(grid[g] - grid[g - 1]) if grid.size > 1 else 1.0
   return max((high - low) / 2, step / 2)

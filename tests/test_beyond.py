@@ -169,20 +169,78 @@ class TestOptimizeLoop(chex.TestCase):
 
     max ratio excess = max_i spread_i − (1 − s) ln(1 + ε1) and max zeros excess
     = max_i gap_i − ln ε2 + s ln(1 + ε1), with spread and gap from the dense
-    float64 reference; guards a loss whose pairs or margins drift from the
-    definitions (the stopping test and the hinge both read ``excess``).
+    float64 reference, both densely and on mined negatives (whose largest is
+    each row's largest off-support logit); guards a loss whose pairs or margins
+    drift from the definitions (the hinge reads ``excess``).
     """
     p = _pattern(32, 2)
     queries, keys = construct.METHODS["lstsq"](KEY, p, 6, 6, EPS1, EPS2)
     slack = 0.3
-    ratio, zeros = optimize.excess(queries, keys, p, EPS1, EPS2, slack)
     sol = construct.solution_from_factors(queries, keys)
     dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), EPS1, EPS2)
     margin = np.log1p(EPS1)
-    np.testing.assert_allclose(np.max(ratio), dense.spread.max() - (1 - slack) * margin,
-                               rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(np.max(zeros), dense.gap.max() - np.log(EPS2) + slack * margin,
-                               rtol=1e-4, atol=1e-4)
+    for mined in (None, optimize.mine(queries, keys, p, 4)):
+      ratio, zeros = optimize.excess(queries, keys, p, EPS1, EPS2, slack, mined)
+      np.testing.assert_allclose(np.max(ratio), dense.spread.max() - (1 - slack) * margin,
+                                 rtol=1e-4, atol=1e-4)
+      np.testing.assert_allclose(np.max(zeros), dense.gap.max() - np.log(EPS2) + slack * margin,
+                                 rtol=1e-4, atol=1e-4)
+
+  def test_mine_finds_the_dense_top_k(self):
+    """``mine``'s negatives are each row's K largest off-support logits, in order, against a
+    float64 NumPy sort of the dense logits, and its spread and gap are the dense reference's.
+
+    L = 300 in 64-key blocks (the last one partial) of two 32-key chunks and
+    64-row blocks, K = 4 of 10 chunks: guards the chunk-maximum selection, the
+    support and padding masks and the merge across blocks.
+    """
+    p = ja.patterns.random_regular(KEY, length=300, nnz=3, a_min=0.2)
+    queries, keys = (jax.random.normal(k, (300, 5)) for k in jax.random.split(KEY))
+    mined = jax.jit(functools.partial(optimize.mine, count=4, block_size=64, row_block=64))(
+        queries, keys, p)
+    logits = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T
+    dense = p.to_dense() > 0
+    top = np.sort(np.where(dense, -np.inf, logits), axis=1)[:, ::-1][:, :4]
+    found = np.take_along_axis(logits, np.asarray(mined.negatives), axis=1)
+    assert bool(np.all(mined.valid)) and not np.any(np.take_along_axis(dense, np.asarray(
+        mined.negatives), axis=1))
+    np.testing.assert_allclose(found, top, rtol=1e-5, atol=1e-5)
+    sol = construct.solution_from_factors(queries, keys)
+    ref = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), EPS1, EPS2)
+    np.testing.assert_allclose(mined.gap, ref.gap, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(mined.spread, ref.spread, rtol=1e-5, atol=1e-5)
+
+  def test_mine_runs_in_float64(self):
+    """Under 64-bit JAX ``mine`` keeps its int32 chunk ids (a search in float64 runs it inside
+    ``lax.scan``, whose carry must keep its dtype) and finds the top 3 of a NumPy sort."""
+    p = _pattern(96, 2)
+    queries, keys = (np.asarray(jax.random.normal(k, (96, 4)), np.float64)
+                     for k in jax.random.split(KEY))
+    with jax.enable_x64(True):
+      mined = optimize.mine(jnp.asarray(queries), jnp.asarray(keys),
+                            base.cast_pattern(p, jnp.float64), 3, block_size=32)
+    assert mined.gap.dtype == jnp.float64
+    logits = np.where(p.to_dense() > 0, -np.inf, queries @ keys.T)
+    np.testing.assert_array_equal(mined.negatives, np.argsort(-logits, axis=1)[:, :3])
+
+  def test_hard_negatives_agree_with_the_dense_loss(self):
+    """At small L the hard-negative loop (K = 4 of L = 48) and the dense loss reach the same
+    verdict at every d of a grid, and each verdict is the float64 dense reference's (the
+    certificate). Guards hard-negative training that stops on a mined set instead of the
+    exact check, or that loses the d the dense loss reaches."""
+    p = _pattern(48, 2)
+    grid = jnp.asarray([2, 3, 4, 6])
+    verdicts = {}
+    for negatives in (4, None):
+      run = jax.jit(jax.vmap(lambda d: optimize.optimize_run(
+          KEY, p, d, 6, EPS1, EPS2, negatives=negatives)))
+      result = run(grid)
+      for d, q, k, passed in zip(grid, result.queries, result.keys, result.passed):
+        sol = construct.solution_from_factors(q, k)
+        assert ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), EPS1,
+                                        EPS2).ok == bool(passed), (negatives, d)
+      verdicts[negatives] = np.asarray(result.passed).tolist()
+    assert verdicts[4] == verdicts[None] and True in verdicts[4] and False in verdicts[4]
 
   def test_stops_with_half_the_margin(self):
     """Guards the stopping margin SLACK/2: the loop stops only once the float64 dense check
@@ -202,6 +260,16 @@ class TestOptimizeLoop(chex.TestCase):
     result = optimize.optimize_run(KEY, p, 16, 16, EPS1, EPS2, train_keys=False, max_steps=5)
     _, keys = construct.METHODS["lstsq"](KEY, p, 16, 16, EPS1, EPS2)
     np.testing.assert_array_equal(result.keys, keys)
+
+
+def test_resource_plan_mirrors_optimize():
+  """The resource plan's bounds of optimize (steps, passes, negatives, chunk) are optimize's own:
+  guards a change of optimize that leaves ``bench resources`` planning for the old loop."""
+  from jaxattn_bench import resources
+  assert (resources.OPTIMIZE_STEPS, resources.OPTIMIZE_PASSES, resources.OPTIMIZE_NEGATIVES,
+          resources.OPTIMIZE_CHUNK) == (optimize.MAX_STEPS,
+                                        1 + -(-optimize.MAX_STEPS // optimize.MINE_EVERY),
+                                        optimize.NEGATIVES, optimize.CHUNK)
 
 
 @pytest.mark.parametrize("method, grid", [("lstsq", (4, 48)), ("moment_curve", (2, 4)),

@@ -5,7 +5,7 @@ Layers, bottom to top: the library ``jaxattn``; the experiments
 plots/); the commands (``jaxattn_bench.commands``, ``jaxattn_bench.cli`` and
 the ``__main__`` modules). Inside the library, the base layer imports only
 the pattern type, and each construction only the base (``optimize`` also
-starts from ``lstsq``).
+starts from ``lstsq`` and mines negatives with the tiles of ``verify``).
 """
 
 import ast
@@ -125,7 +125,8 @@ def test_imports_point_down_the_layers():
     ("jaxattn._src.jl", {"jaxattn._src.base", "jaxattn._src.pattern"}),
     ("jaxattn._src.lstsq", {"jaxattn._src.base", "jaxattn._src.pattern"}),
     ("jaxattn._src.moment_curve", {"jaxattn._src.base", "jaxattn._src.pattern"}),
-    ("jaxattn._src.optimize", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.lstsq"}),
+    ("jaxattn._src.optimize", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.lstsq",
+                               "jaxattn._src.verify"}),
     ("jaxattn._src.verify", {"jaxattn._src.base", "jaxattn._src.pattern"}),
     ("jaxattn_bench.store", {"jaxattn_bench.errors"}),
 ])

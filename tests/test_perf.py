@@ -68,3 +68,26 @@ def test_cli_sweeps_tiles_and_prints_the_best(capsys):
     assert len(best) == 1 and best[0] in tiles
   with pytest.raises(SystemExit):
     bench_main(["perf", "--sweep-tiles", "--tile-rows", "0,16"])
+
+
+def test_cli_optimize_reports_both_variants_and_fails_on_disagreement(capsys, monkeypatch):
+  """``perf --optimize`` with the children's figures given: a row per variant, the run-time
+  ratio, and exit status 1 when ``ja.verify`` and the float64 reference disagree (guards the
+  check that makes the command an independent test of optimize's certificate)."""
+  from jaxattn_bench.commands import perf as command
+  figures = dict(compile_s=1.0, run_s=2.0, steps=70, passes=8, passed=True, ok=True, leak=0.46,
+                 ratio_error=0.4, reference_ok=True, reference_leak=0.46, peak_rss_kib=2**19)
+  runs = []
+
+  def child(*arguments):
+    runs.append(arguments)
+    return {**figures, "run_s": 6.0} if arguments[-1] == "dense" else figures
+
+  monkeypatch.setattr(command, "_child", child)
+  assert bench_main(["perf", "--optimize", "--optimize-length", "64", "--optimize-d", "6"]) == 0
+  out = capsys.readouterr().out
+  assert [r[:4] for r in runs] == [("optimize", 64, 6, 2)] * 2
+  assert "dense / hard negatives: run time 3.00x" in out
+  assert sum(line.startswith(("hard negatives", "dense loss ")) for line in out.splitlines()) == 2
+  figures["reference_ok"] = False
+  assert bench_main(["perf", "--optimize", "--optimize-length", "64"]) == 1

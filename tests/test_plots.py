@@ -163,11 +163,14 @@ def _beyond_data():
   from jaxattn_plots import beyond
 
   lengths = [64, 128, 256, 512, 1024]
-  d_min = {"jl": [1400, 1400, 1900, 1900, 2600], "lstsq": [40, 44, 52, 52, 60],
-           "optimize": [6, 6, 8, 12, None], "moment_curve": [4, None, None, None, None]}
-  main = {m: [dict(length=n, d_min=d, top=8, logit_range=None if d is None else 3.0 * (i + 1),
-                   optimize=None) for n, d in zip(lengths, values)]
-          for i, (m, values) in enumerate(d_min.items())}
+  d_50 = {"jl": [1400, 1400, 1900, 1900, 2600], "lstsq": [40, 44, 52, 52, 60],
+          "optimize": [6, 6, 8, 12, None], "moment_curve": [4, None, None, None, None]}
+  main = {m: [dict(length=n, trials=8, d_grid=[2, 4, 8, 16, 32, 64, 128, 2048, 4096], top=8,
+                   d_median=d, d_median_low=None if d is None else 0.8 * d,
+                   d_median_high=None if d is None else 1.2 * d, d_min=d,
+                   logit_range=None if d is None else 3.0 * (i + 1), optimize=None)
+              for n, d in zip(lengths, values)]
+          for i, (m, values) in enumerate(d_50.items())}
   curve = {f"N={n} {t}": dict(largest=64 if t == "float32" else 4096, first_failure=None,
                               tested_up_to=16384, logit_range={} if t == "float32" else {
                                   str(length): float(length) ** (2 * n)
@@ -206,14 +209,14 @@ def drawn(tmp_path_factory):
     made = {**{name: make(synthetic) for name, make in figures.FIGURES.items()},
             "a_d_vs_length per-trial": figures.figure_d_vs_length(per_trial),
             "e_paper_scan": figures.figure_paper_scan(per_trial),
-            "beyond dmin": beyond.figure_dmin(_beyond_data()),
+            "beyond d_50": beyond.figure_d50(_beyond_data()),
             "beyond logit range": beyond.figure_logit_range(_beyond_data())}
   for fig in made.values():
     FigureCanvasAgg(fig).draw()
   return made, legends
 
 
-FIGURE_NAMES = [*figures.FIGURES, "a_d_vs_length per-trial", "e_paper_scan", "beyond dmin",
+FIGURE_NAMES = [*figures.FIGURES, "a_d_vs_length per-trial", "e_paper_scan", "beyond d_50",
                 "beyond logit range"]
 
 
@@ -363,3 +366,25 @@ def test_bits_table_and_figure(tmp_path):
   assert lines[3] == "| 128 | 11.00 | 11.50 | d > 16 | n/a |"
   assert "| 64 | 16× | 18× |" in lines and "| 128 | — | — |" in lines
   assert bits_plots.figure(data, tmp_path).is_file()
+
+
+def test_beyond_fits_d50_with_bounded_intervals_and_shows_the_rest():
+  """``plots.beyond``: the weighted slope of d_50 = a ln L + b is recovered from points whose
+  interval is bounded; an unbounded or unreached point is shown in the table but not fitted."""
+  from jaxattn_plots import beyond
+
+  def entry(length, d, low, high, trials=6):
+    return {"length": length, "trials": trials, "d_grid": list(range(4, 80, 2)), "top": 78,
+            "d_median": d, "d_median_low": low, "d_median_high": high, "d_min": None,
+            "logit_range": None, "optimize": None}
+
+  rows = [entry(int(n), 4 * np.log(n) + 2, 4 * np.log(n), 4 * np.log(n) + 4) for n in LENGTHS]
+  rows += [entry(4096, 40.0, 36.0, None, trials=4), entry(8192, None, None, None)]
+  data = {"main": {"lstsq": rows}}
+  fit = beyond.fit_slopes(data)["lstsq"]
+  assert abs(fit["slope"] - 4.0) < 0.05 and fit["n"] == len(LENGTHS)
+  assert fit["lengths"] == [32, 2048]
+  methods = {"jl": [], "lstsq": rows, "optimize": []}
+  table = beyond.tables({"main": methods, "fit": {"lstsq": fit}, "curve": {}, "dtype_length": 256,
+                         "dtype": {m: {"float32": 30.0} for m in methods}})
+  assert "| 4096 | 4 | n/a | 40 [36, inf] |" in table and "| 8192 | 6 | n/a | > 78 |" in table

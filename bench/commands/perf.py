@@ -7,10 +7,14 @@ e/a. ``--no-numpy`` leaves out the NumPy check (and b/a), e.g. on an
 accelerator host. ``--memory`` verifies once at a large L in a child process
 and reports its peak resident memory. ``--sweep-tiles`` instead times
 ``ja.verify`` and the search for every (rows, keys) tile of ``--tile-rows`` ×
-``--tile-keys`` and prints the fastest of each. Before anything is built,
-the peak memory of all this (``jaxattn_bench.resources.perf_bytes``, and
-``solve_bytes`` for the child) is checked against what the device has: a job
-that cannot fit is refused in one line, exit status 2.
+``--tile-keys`` and prints the fastest of each. ``--optimize`` instead times one
+``optimize`` trial with hard negatives at ``--optimize-length`` (a child
+process each, for its peak memory) against the dense loss at the same L
+where it fits, and checks the result against the float64 dense reference.
+Before anything is built, the peak memory of all this
+(``jaxattn_bench.resources.perf_bytes``, and ``solve_bytes`` for the
+children) is checked against what the device has: a job that cannot fit is
+refused in one line, exit status 2.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from jaxattn_bench import perf, resources
 from jaxattn_bench.errors import CommandError
 
 MEMORY_LIMIT_GIB = 2.0
+OPTIMIZE_MEMORY_LIMIT_GIB = 4.0  # one optimize trial, hard negatives (the target at L = 65536)
+DENSE_MAX_LENGTH = 4096          # the dense loss holds a few L×L×N arrays: the baseline up to here
 
 
 def positive_ints(text: str) -> tuple[int, ...]:
@@ -65,6 +71,12 @@ def add_parser(subparsers) -> None:
                       metavar="R,R,...", help="rows per tile to sweep (default 512,1024,2048)")
   parser.add_argument("--tile-keys", type=positive_ints, default=(256, 512, 1024, 2048),
                       metavar="K,K,...", help="keys per tile to sweep (default 256,512,1024,2048)")
+  parser.add_argument("--optimize", action="store_true",
+                      help="instead of the table: one optimize trial (hard negatives, and the "
+                           "dense loss where L <= %d), time, peak RSS, float64 check" % DENSE_MAX_LENGTH)
+  parser.add_argument("--optimize-length", type=int, default=4096, help="L of --optimize")
+  parser.add_argument("--optimize-d", type=int, default=16, help="d of --optimize")
+  parser.add_argument("--optimize-nnz", type=int, default=2, help="N of --optimize")
   parser.add_argument("--seed", type=int, default=0)
   parser.set_defaults(func=main)
 
@@ -152,15 +164,19 @@ def sweep(args) -> None:
     raise CommandError(f"the verdict depends on the tile: {oks}", status=1)
 
 
-def memory(args) -> None:
-  length, d = args.memory_length, args.memory_d
-  command = [sys.executable, "-m", "jaxattn_bench.perf", str(length), str(d), str(args.nnz),
-             str(args.seed)]
+def _child(*arguments) -> dict:
+  """The JSON figures of ``python -m jaxattn_bench.perf ARGUMENTS`` run in a child process."""
+  command = [sys.executable, "-m", "jaxattn_bench.perf", *map(str, arguments)]
   child = subprocess.run(command, capture_output=True, text=True)
   if child.returncode != 0:
-    raise CommandError(f"child verification failed: {child.stderr.strip().splitlines()[-1:]}",
-                       status=1)
-  result = json.loads(child.stdout.strip().splitlines()[-1])
+    raise CommandError(f"child {' '.join(command[2:])} failed: "
+                       f"{child.stderr.strip().splitlines()[-1:]}", status=1)
+  return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def memory(args) -> None:
+  length, d = args.memory_length, args.memory_d
+  result = _child(length, d, args.nnz, args.seed)
   peak_gib = result["peak_rss_kib"] / 2**20
   dense_gib = 4.0 * length * length / 2**30
   print(f"memory: L={length} d={d} N={args.nnz}: build {result['build_s']:.1f} s, verify "
@@ -172,15 +188,60 @@ def memory(args) -> None:
     raise CommandError(f"peak RSS {peak_gib:.2f} GiB >= {MEMORY_LIMIT_GIB} GiB", status=1)
 
 
+def optimize(args) -> None:
+  """One optimize trial with hard negatives and, up to DENSE_MAX_LENGTH, with the dense loss."""
+  length, d, nnz = args.optimize_length, args.optimize_d, args.optimize_nnz
+  variants = {f"hard negatives (K={ja.construct.NEGATIVES})": ja.construct.NEGATIVES}
+  if length <= DENSE_MAX_LENGTH:
+    variants["dense loss"] = "dense"
+  print(perf.environment())
+  print(f"optimize: L={length} N={nnz} d={d}, eps1 = eps2 = {perf.EPS1}, a_min = {perf.A_MIN}, "
+        f"trial 0 of seed {args.seed}; each variant in a child process")
+  print(f"{'variant':<24} {'compile s':>9} {'run s':>8} {'steps':>6} {'passes':>6}  "
+        f"{'ja.verify (ok, leak)':<22} {'float64 reference':<20} {'peak RSS':>9}")
+  results = {}
+  for name, negatives in variants.items():
+    r = results[name] = _child("optimize", length, d, nnz, args.seed, negatives)
+    reference = ("not run (L > %d)" % perf.REFERENCE_MAX_LENGTH if r["reference_ok"] is None
+                 else f"{r['reference_ok']}, {r['reference_leak']:.4g}")
+    print(f"{name:<24} {r['compile_s']:>9.1f} {r['run_s']:>8.2f} {r['steps']:>6} {r['passes']:>6}  "
+          f"{str(r['ok']) + ', ' + format(r['leak'], '.4g'):<22} {reference:<20} "
+          f"{r['peak_rss_kib'] / 2**20:>5.2f} GiB", flush=True)
+  hard = results[next(iter(variants))]
+  if "dense loss" in results:
+    dense = results["dense loss"]
+    print(f"dense / hard negatives: run time {dense['run_s'] / hard['run_s']:.2f}x, "
+          f"peak RSS {dense['peak_rss_kib'] / hard['peak_rss_kib']:.2f}x")
+  else:
+    print(f"dense loss: not run (L > {DENSE_MAX_LENGTH}: its L×L×N arrays)")
+  disagree = {n: (r["ok"], r["reference_ok"]) for n, r in results.items()
+              if r["reference_ok"] is not None and r["ok"] != r["reference_ok"]}
+  if disagree:
+    raise CommandError(f"ja.verify and the float64 reference disagree: {disagree}", status=1)
+  peak_gib = hard["peak_rss_kib"] / 2**20
+  if peak_gib >= OPTIMIZE_MEMORY_LIMIT_GIB:
+    raise CommandError(f"peak RSS {peak_gib:.2f} GiB >= {OPTIMIZE_MEMORY_LIMIT_GIB} GiB", status=1)
+
+
 def check_resources(args) -> None:
   """CommandError (one line, exit 2) unless the ``--memory`` child and the timed checks fit in
   the memory of JAX's default device (``jaxattn_bench.resources``), before anything is built."""
   available = resources.available_memory(jax.devices()[0])
+  if args.optimize:
+    length, nnz = args.optimize_length, args.optimize_nnz
+    dense = [resources.REFERENCE_DENSE * length**2 if length <= perf.REFERENCE_MAX_LENGTH else 0,
+             resources.optimize_dense_bytes(length, nnz) if length <= DENSE_MAX_LENGTH else 0]
+    resources.check_fits(
+        f"perf --optimize at L={length}, N={nnz}, d={args.optimize_d}",
+        resources.solve_bytes(length, nnz, args.optimize_d, "optimize") + max(dense),
+        available=available, change="lower --optimize-length or --optimize-d")
   if args.memory:
     resources.check_fits(
         f"perf --memory at L={args.memory_length}, N={args.nnz}, d={args.memory_d}",
         resources.solve_bytes(args.memory_length, args.nnz, args.memory_d, "jl"),
         available=available, change="lower --memory-length or --memory-d")
+  if args.optimize:
+    return
   levels = len(ja.geometric_grid(args.d, args.per_octave))
   shape = f"L={args.length}, N={args.nnz}, d={args.d}"
   if args.sweep_tiles:
@@ -199,13 +260,15 @@ def check_resources(args) -> None:
 
 def main(args) -> int:
   if min(args.length, args.d, args.nnz, args.repeats, args.per_octave, args.memory_length,
-         args.memory_d) < 1:
-    raise CommandError("--length, --d, --nnz, --repeats, --per-octave and the memory sizes must "
-                       "be positive")
+         args.memory_d, args.optimize_length, args.optimize_d, args.optimize_nnz) < 1:
+    raise CommandError("--length, --d, --nnz, --repeats, --per-octave and the memory and "
+                       "optimize sizes must be positive")
   check_resources(args)
   if args.memory:
     memory(args)
-  if args.sweep_tiles:
+  if args.optimize:
+    optimize(args)
+  elif args.sweep_tiles:
     sweep(args)
   else:
     speed(args)

@@ -143,10 +143,13 @@ def optimize(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps
 
   Starts from ``lstsq`` (at shift c_jl,i) and runs optax Adam on both factors
   Q = X W_Q, K = X W_K against a squared hinge on both conditions' violations
-  with margin ¼ ln(1 + ε1), over the dense L×L logits, in one jitted
-  ``lax.while_loop`` that stops as soon as the conditions hold (with half that
-  margin) or after 200 steps (``jaxattn._src.optimize``; ``optimize_run``
-  also returns the step count). Dense: O(L²·N) memory, for moderate L.
+  with margin ¼ ln(1 + ε1), over each row's support and its K = 16 largest
+  off-support logits, re-mined every 10 steps by one streamed pass over key
+  blocks, in one jitted ``lax.while_loop`` that stops as soon as that exact
+  streamed check passes (with half the margin) or after 200 steps
+  (``jaxattn._src.optimize``; ``optimize_run`` also returns the steps and
+  passes, and with ``negatives=None`` trains on the dense loss). Memory
+  O(L·(N + K)·d), never O(L²); time O(L²·d) per pass.
 
   Args and returns: as ``jl``.
   """
