@@ -33,8 +33,11 @@ from jaxattn_bench.errors import CommandError
 from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonical, record_key,
                                  results_unwritable)
 
-# Rough cost model: seconds ∝ T·L²·(d_max + 330·G) + a compile.
+# Rough cost model: seconds ∝ T·L²·(d_max + 330·G)·P + a compile, P the streamed passes
+# per d of the method's search: 1, but about 15 for optimize (8–21 per trial and d in
+# `python -m bench beyond`: its mining passes and checks).
 _LEVEL_COST, _COMPILE_COST = 330, 7e10
+_PASSES = {"optimize": 15}
 # Seconds between looks at the store while other runs compute the points left.
 POLL_S = 0.5
 
@@ -45,9 +48,11 @@ def point_work(point: grid.Point) -> float:
 
 
 def point_cost(point: grid.Point) -> float:
-  """The progress bar's and the work split's cost model of a point (``_LEVEL_COST``, ``_COMPILE_COST``)."""
-  levels = len(point.d_grid)
-  return point.trials * point.length**2 * (point.d_grid[-1] + _LEVEL_COST * levels) + _COMPILE_COST
+  """The progress bar's and the work split's cost model of a point (``_LEVEL_COST``, ``_PASSES``,
+  ``_COMPILE_COST``)."""
+  levels, passes = len(point.d_grid), _PASSES.get(point.method, 1)
+  return (point.trials * point.length**2 * (point.d_grid[-1] + _LEVEL_COST * levels) * passes
+          + _COMPILE_COST)
 
 
 def _git_commit() -> str | None:
