@@ -7,10 +7,36 @@ machine code is less optimised, so a product may round its last bit
 differently (no fused multiply-add). Tests that compare bits compare runs made
 under the same flags (their subprocesses inherit ``XLA_FLAGS``). A flag the
 user set wins.
+
+Several processes compile the same programs (the pytest-xdist workers, a run
+and its resumed or reference run, the processes of a multi-host run), so the
+session shares one JAX compilation cache in a fresh temporary folder, removed
+at the end: a program compiled once (taking at least 0.2 s) is loaded by the
+others. JAX keys each entry by the program, the compile options, the devices
+and ``XLA_FLAGS``, so a hit is the executable the process would have built.
+A cache folder the user set wins.
 """
 
 import os
+import shutil
+import tempfile
 
 _FLAG = "--xla_backend_optimization_level"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}=0".strip()
+
+_CACHE = "JAX_COMPILATION_CACHE_DIR"
+
+
+def pytest_configure(config):
+  """The controller (or the only process) makes the cache folder; workers inherit it."""
+  if _CACHE not in os.environ:
+    config._jaxattn_cache = tempfile.mkdtemp(prefix="jaxattn-tests-jit-")
+    os.environ[_CACHE] = config._jaxattn_cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+
+def pytest_unconfigure(config):
+  if getattr(config, "_jaxattn_cache", None):
+    shutil.rmtree(config._jaxattn_cache, ignore_errors=True)
+    del os.environ[_CACHE]

@@ -85,7 +85,7 @@ def test_random_params_reproduce_factors_and_verdicts():
   """params="random": X W_Q = Q, X W_K = K to float precision, and the same verdicts as identity."""
   p = _pattern(64, 2)
   verdicts = []
-  for method, d in (("jl", 4), ("lstsq", 4), ("moment_curve", 4), ("lstsq", 48)):
+  for method, d in (("jl", 4), ("moment_curve", 4), ("lstsq", 48)):
     queries, keys = construct.METHODS[method](KEY, p, d, d, EPS1, EPS2)
     identity = construct.solution_from_factors(queries, keys, "identity")
     random = construct.solution_from_factors(queries, keys, "random")
@@ -96,7 +96,7 @@ def test_random_params_reproduce_factors_and_verdicts():
     same = [bool(ja.verify(s, p, EPS1, EPS2).ok) for s in (identity, random)]
     assert same[0] == same[1], (method, d)
     verdicts.append(same[0])
-  assert verdicts == [False, False, True, True]
+  assert verdicts == [False, True, True]
 
 
 @pytest.mark.parametrize("method", METHODS)
