@@ -28,10 +28,10 @@ import numpy as np
 from tqdm import tqdm
 
 import jaxattn as ja
-from jaxattn_bench import grid, hosts
+from jaxattn_bench import grid, hosts, resources
 from jaxattn_bench.errors import CommandError
-from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonical, record_key,
-                                 results_unwritable)
+from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonical, check_output,
+                                 record_key, results_unwritable)
 
 # Rough cost model: seconds ∝ T·L²·(d_max + 330·G)·P + a compile, P the streamed passes
 # per d of the method's search: 1, but about 15 for optimize (8–21 per trial and d in
@@ -242,6 +242,20 @@ def run_pending(preset: grid.Preset, pending, seed: int, store, processes: hosts
       computed |= fresh
       pending = left
   return computed
+
+
+def checked_seed(preset: grid.Preset, seed: int | None, out: pathlib.Path) -> int:
+  """The seed of a one-process run of ``preset`` into the folder ``out`` (the preset's if None),
+  after the checks made before any work: CommandError if it is negative, if the points do not
+  fit in the default device's memory (``resources.check_points_fit``) or if ``out`` cannot be
+  a folder written to."""
+  seed = preset.seed if seed is None else seed
+  if seed < 0:
+    raise CommandError(f"--seed must be >= 0, got {seed}")
+  resources.check_points_fit(preset.points,
+                             available=resources.available_memory(jax.devices()[0]))
+  check_output(out, "output folder (--out)", folder=True)
+  return seed
 
 
 def run_in_process(preset: grid.Preset, seed: int, store) -> tuple[list[Record], list[Record], set]:

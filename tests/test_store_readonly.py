@@ -147,6 +147,9 @@ time.sleep(60)
     (["run", "--preset", "{toml}", "--results", "{new}", "--export-csv", "{tmp}"],
      "cannot write --export-csv file"),
     (["beyond", "--results", "{new}", "--out", "{file}/out"], "cannot write output folder (--out)"),
+    (["bits", "--results", "{new}", "--out", "{file}/out"], "cannot write output folder (--out)"),
+    (["bits", "--results", "{new}", "--out", "{tmp}/out", "--seed", "-1"],
+     "--seed must be >= 0, got -1"),
     (["plots", "--results", "{done}", "--out", "{file}/out"], "cannot write output folder (--out)"),
 ])
 def test_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys, argv, message):

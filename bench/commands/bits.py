@@ -14,11 +14,7 @@ import json
 import pathlib
 import time
 
-import jax
-
-from jaxattn_bench import bits, grid, resources, runner
-from jaxattn_bench.errors import CommandError
-from jaxattn_bench.store import check_output
+from jaxattn_bench import bits, grid, runner
 
 
 def add_parser(subparsers) -> None:
@@ -41,11 +37,7 @@ def main(args) -> int:
 
   start = time.perf_counter()
   preset = grid.load_preset(args.preset)
-  seed = preset.seed if args.seed is None else args.seed
-  if seed < 0:
-    raise CommandError(f"--seed must be >= 0, got {seed}")
-  resources.check_points_fit(preset.points, available=resources.available_memory(jax.devices()[0]))
-  check_output(args.out, "output folder (--out)", folder=True)
+  seed = runner.checked_seed(preset, args.seed, args.out)
   with runner.open_store(args.results, preset.points, [seed]) as store:
     print(f"preset {preset.name}: {len(preset.points)} points in {args.results}", flush=True)
     records, _, fresh = runner.run_in_process(preset, seed, store)
