@@ -19,8 +19,10 @@ from jaxattn_plots.fit import fit_weighted
 
 
 def fitted_points(rows: list[dict]) -> list[dict]:
-  """The entries a fit uses: d_50 reached and its interval bounded on both sides."""
-  return [e for e in rows if None not in (e["d_median"], e["d_median_low"], e["d_median_high"])]
+  """The entries a fit uses: d_50 reached and its interval bounded on both sides, its low end
+  above the grid's bottom d (a trial that verifies there only bounds its threshold: ≤ d)."""
+  return [e for e in rows if None not in (e["d_median"], e["d_median_low"], e["d_median_high"])
+          and e["d_median_low"] > e["d_grid"][0]]
 
 
 def fit_slopes(data: dict) -> dict:
@@ -55,12 +57,16 @@ def figures(data: dict, out: pathlib.Path) -> list[pathlib.Path]:
 
 def figure_d50(data: dict) -> Figure:
   """d_50 with its 95% interval (bars; an unbounded end is not drawn) against ln L per method,
-  with the fitted d_50 = a ln L + b over the fitted points; triangles not reached."""
+  with the fitted d_50 = a ln L + b over the fitted points; triangles up: not reached (above
+  the grid's top), down: d_50 at the grid's bottom (a bound, ≤ d)."""
   fig, ax = _figure()
   for i, (method, rows) in enumerate(data["main"].items()):
     color = f"C{i}"
-    reached = [e for e in rows if e["d_median"] is not None]
+    at_bottom = lambda e: e["d_median"] == e["d_grid"][0]
+    reached = [e for e in rows if e["d_median"] is not None and not at_bottom(e)]
     missed = [(np.log(e["length"]), e["top"]) for e in rows if e["d_median"] is None]
+    bounded = [(np.log(e["length"]), e["d_median"]) for e in rows
+               if e["d_median"] is not None and at_bottom(e)]
     fit = data["fit"][method]
     name = method if fit is None else (
         f"{method}: slope {fit['slope']:.1f} [{fit['low']:.1f}, {fit['high']:.1f}]")
@@ -73,6 +79,9 @@ def figure_d50(data: dict) -> Figure:
     if missed:
       ax.plot(*zip(*missed), "^", mfc="white", color=color,
               label=f"{method}: not reached (top of grid)")
+    if bounded:
+      ax.plot(*zip(*bounded), "v", mfc="white", color=color,
+              label=f"{method}: at the bottom of its grid (≤)")
     if fit is not None:
       xs = np.linspace(*np.log(fit["lengths"]), 50)
       ax.plot(xs, np.maximum(fit["intercept"] + fit["slope"] * xs, 1.0), "-", color=color, lw=1)
@@ -123,13 +132,15 @@ def _finish(fig: Figure, ax, xlabel: str, ylabel: str, title: str, *, title_size
 
 
 def _d_cell(entry: dict | None) -> str:
-  """'54 [45, 64]': d_50 and its 95% interval ('-' / 'inf': unbounded); '> top' not reached."""
+  """'54 [45, 64]': d_50 and its 95% interval ('-' / 'inf': unbounded); '> top' not reached;
+  '≤16' a value at the grid's bottom (trials that verify there: a bound)."""
   if entry is None:
     return "n/a"
   if entry["d_median"] is None:
     return f"> {entry['top']}"
+  value = lambda v: f"≤{v:.0f}" if v == entry["d_grid"][0] else f"{v:.0f}"
   low, high = (entry["d_median_low"], entry["d_median_high"])
-  return (f"{entry['d_median']:.0f} [{'-' if low is None else f'{low:.0f}'}, "
+  return (f"{value(entry['d_median'])} [{'-' if low is None else value(low)}, "
           f"{'inf' if high is None else f'{high:.0f}'}]")
 
 

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 
 import jaxattn as ja
 from jaxattn import construct
@@ -186,18 +187,20 @@ class TestOptimizeLoop(chex.TestCase):
       np.testing.assert_allclose(np.max(zeros), dense.gap.max() - np.log(EPS2) + slack * margin,
                                  rtol=1e-4, atol=1e-4)
 
-  def test_mine_finds_the_dense_top_k(self):
+  @parameterized.parameters((64, 16), (64, 2), (32, 4))
+  def test_mine_finds_the_dense_top_k(self, block_size, merge_blocks):
     """``mine``'s negatives are each row's K largest off-support logits, in order, against a
     float64 NumPy sort of the dense logits, and its spread and gap are the dense reference's.
 
-    L = 300 in 64-key blocks (the last one partial) of two 32-key chunks and
-    64-row blocks, K = 4 of 10 chunks: guards the chunk-maximum selection, the
-    support and padding masks and the merge across blocks.
+    L = 300 in 64-key blocks (the last one partial) of two 32-key chunks, or 32-key
+    blocks of one, and 64-row blocks, K = 4 of 10 chunks, merged in one group of 5
+    blocks, 5 groups of 1 or 5 groups of 2: guards the chunk-maximum selection, the
+    support and padding masks and the merges within and across groups of blocks.
     """
     p = ja.patterns.random_regular(KEY, length=300, nnz=3, a_min=0.2)
     queries, keys = (jax.random.normal(k, (300, 5)) for k in jax.random.split(KEY))
-    mined = jax.jit(functools.partial(optimize.mine, count=4, block_size=64, row_block=64))(
-        queries, keys, p)
+    mined = jax.jit(functools.partial(optimize.mine, count=4, block_size=block_size,
+                                      row_block=64, merge_blocks=merge_blocks))(queries, keys, p)
     logits = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T
     dense = p.to_dense() > 0
     top = np.sort(np.where(dense, -np.inf, logits), axis=1)[:, ::-1][:, :4]

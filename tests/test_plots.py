@@ -370,7 +370,8 @@ def test_bits_table_and_figure(tmp_path):
 
 def test_beyond_fits_d50_with_bounded_intervals_and_shows_the_rest():
   """``plots.beyond``: the weighted slope of d_50 = a ln L + b is recovered from points whose
-  interval is bounded; an unbounded or unreached point is shown in the table but not fitted."""
+  interval is bounded; an unbounded or unreached point, or one whose interval starts at the
+  grid's bottom d (a bound), is shown in the table but not fitted."""
   from jaxattn_plots import beyond
 
   def entry(length, d, low, high, trials=6):
@@ -379,7 +380,8 @@ def test_beyond_fits_d50_with_bounded_intervals_and_shows_the_rest():
             "logit_range": None, "optimize": None}
 
   rows = [entry(int(n), 4 * np.log(n) + 2, 4 * np.log(n), 4 * np.log(n) + 4) for n in LENGTHS]
-  rows += [entry(4096, 40.0, 36.0, None, trials=4), entry(8192, None, None, None)]
+  rows += [entry(4096, 40.0, 36.0, None, trials=4), entry(8192, None, None, None),
+           entry(16384, 4.0, 4.0, 6.0), entry(32768, 8.0, 4.0, 10.0)]
   data = {"main": {"lstsq": rows}}
   fit = beyond.fit_slopes(data)["lstsq"]
   assert abs(fit["slope"] - 4.0) < 0.05 and fit["n"] == len(LENGTHS)
@@ -388,3 +390,4 @@ def test_beyond_fits_d50_with_bounded_intervals_and_shows_the_rest():
   table = beyond.tables({"main": methods, "fit": {"lstsq": fit}, "curve": {}, "dtype_length": 256,
                          "dtype": {m: {"float32": 30.0} for m in methods}})
   assert "| 4096 | 4 | n/a | 40 [36, inf] |" in table and "| 8192 | 6 | n/a | > 78 |" in table
+  assert "| 16384 | 6 | n/a | ≤4 [≤4, 6] |" in table and "| 32768 | 6 | n/a | 8 [≤4, 10] |" in table

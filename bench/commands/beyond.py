@@ -52,7 +52,7 @@ def main(args) -> int:
   print(f"\nBeyond the paper: random_regular, N = 2, eps1 = eps2 = 0.5, a_min = 0.2, T trials "
         f"per L (moment_curve limits T = {beyond.CURVE_TRIALS}), delta = 0.1, seed {seed}, "
         f"{jax.devices()[0].device_kind}, {data['seconds']:.0f} s; logit ranges and optimize's "
-        f"cost at d_50 over the first {beyond.MEASURED_TRIALS} trials\n")
+        f"cost at d_50 in the first {beyond.MEASURED_TRIALS} trial(s)\n")
   print(beyond_plots.tables(data))
   print(f"\nwrote {', '.join(map(str, written))}, {args.out / 'beyond.json'}")
   return 0

@@ -13,7 +13,9 @@ r_is = ℓ_is − ln A_is; each pair term is C¹. H_i holds the K largest
 off-support logits of row i, re-mined every ``MINE_EVERY`` Adam steps by
 one streamed pass over key blocks (``mine``, the tiling of ``ja.verify``):
 per tile of rows × keys, the maximum of every chunk of ``CHUNK``
-consecutive keys, merged across blocks (``lax.top_k``) into each row's K
+consecutive keys, merged per group of key blocks (``lax.top_k`` over the
+row's K kept maxima and the group's new ones; a group is the largest
+divisor ≤ ``MERGE_BLOCKS`` of the number of blocks) into each row's K
 largest chunk maxima. The K largest logits of a row lie in those K chunks
 (a chunk holding one of them has its maximum ≥ the K-th largest logit, and
 at most K chunks do), so recomputing the K·CHUNK logits of those chunks
@@ -62,6 +64,8 @@ SLACK = 0.25
 NEGATIVES = 16   # K: hard negatives per row
 MINE_EVERY = 10  # Adam steps per round between two mining passes
 CHUNK = 32       # keys per chunk of the mining pass
+MERGE_BLOCKS = 16  # at most this many key blocks per top-K merge of the mining pass
+                   # (with a merge per block, the merges cost more than the matmuls on the CPU)
 
 
 class OptimizeResult(NamedTuple):
@@ -84,13 +88,15 @@ class Mined(NamedTuple):
 
 
 def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
-         count: int, *, block_size: int | None = None, row_block: int | None = None) -> Mined:
+         count: int, *, block_size: int | None = None, row_block: int | None = None,
+         merge_blocks: int = MERGE_BLOCKS) -> Mined:
   """H_i = the ``count`` largest ℓ_ij over j ∉ S_i (ℓ = Q Kᵀ), with spread_i and gap_i, in one pass.
 
   Streams over key blocks of ``block_size`` (rounded up to whole chunks) in
   row blocks of ``row_block`` (defaults: ``default_tiles()``), keeping per
-  row the ``count`` largest maxima of chunks of ``CHUNK`` keys (module
-  docstring); memory O(L·(N + count + w) + tile + row_block·count·CHUNK·w).
+  row the ``count`` largest maxima of chunks of ``CHUNK`` keys, merged per
+  group of at most ``merge_blocks`` key blocks (module docstring); memory
+  O(L·(N + count + w) + tile + row_block·count·CHUNK·w).
   """
   length, width = keys.shape
   dtype = queries.dtype
@@ -103,26 +109,31 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   count = min(count, length)
   rows = min(row_block or default_rows, length)
   n_row_blocks = math.ceil(length / rows)
+  group = max(g for g in range(1, merge_blocks + 1) if n_blocks % g == 0)  # blocks per merge
   padded_keys = _pad_rows(keys, n_blocks * block)
-  key_blocks = padded_keys.reshape(n_blocks, block, width)
-  starts = jnp.arange(n_blocks, dtype=jnp.int32) * block
+  key_blocks = padded_keys.reshape(n_blocks // group, group, block, width)
+  starts = (jnp.arange(n_blocks, dtype=jnp.int32) * block).reshape(n_blocks // group, group)
   ones = jnp.ones((width, 1), dtype)
 
   def one_row_block(args):
     q, cols, valid, log_w = args
     _, spread, support_min = _support_stats(q, keys[cols], log_w, valid, ones, ones[0])
 
-    def key_block(carry, inputs):
-      k, start = inputs
+    def chunk_maxima(k, start):
       tile = _dot(q, k, dtype) + _tile_mask(cols, valid, start, block, length, dtype)
-      maxima = jnp.max(tile.reshape(rows, per_block, chunk), -1)
-      ids = jnp.broadcast_to(start // chunk + jnp.arange(per_block, dtype=jnp.int32),
-                             maxima.shape)
-      values, order = jax.lax.top_k(jnp.concatenate([carry[0], maxima], 1), kept)
+      return jnp.max(tile.reshape(rows, per_block, chunk), -1)
+
+    def key_group(carry, inputs):
+      k, start = inputs
+      maxima = jnp.moveaxis(jax.lax.map(lambda a: chunk_maxima(*a), (k, start)), 0, 1)
+      ids = start[:, None] // chunk + jnp.arange(per_block, dtype=jnp.int32)  # [group, per_block]
+      values, order = jax.lax.top_k(
+          jnp.concatenate([carry[0], maxima.reshape(rows, -1)], 1), kept)
+      ids = jnp.broadcast_to(ids.reshape(-1), (rows, group * per_block))
       return (values, jnp.take_along_axis(jnp.concatenate([carry[1], ids], 1), order, 1)), None
 
     init = (jnp.full((rows, kept), -jnp.inf, dtype), jnp.zeros((rows, kept), jnp.int32))
-    (chunk_max, chunk_ids), _ = jax.lax.scan(key_block, init, (key_blocks, starts))
+    (chunk_max, chunk_ids), _ = jax.lax.scan(key_group, init, (key_blocks, starts))
     columns = (chunk_ids[:, :, None] * chunk + jnp.arange(chunk)).reshape(rows, -1)
     logits = jnp.einsum("rw,rcw->rc", q, padded_keys[columns], precision=HIGHEST)
     in_support = jnp.any((columns[:, :, None] == cols[:, None, :]) & valid[:, None, :], -1)
