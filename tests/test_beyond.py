@@ -187,15 +187,15 @@ class TestOptimizeLoop(chex.TestCase):
       np.testing.assert_allclose(np.max(zeros), dense.gap.max() - np.log(EPS2) + slack * margin,
                                  rtol=1e-4, atol=1e-4)
 
-  @parameterized.parameters((64, 16), (64, 2), (32, 4))
+  @parameterized.parameters((64, 16), (32, 16), (32, 4))
   def test_mine_finds_the_dense_top_k(self, block_size, merge_blocks):
     """``mine``'s negatives are each row's K largest off-support logits, in order, against a
     float64 NumPy sort of the dense logits, and its spread and gap are the dense reference's.
 
     L = 300 in 64-key blocks (the last one partial) of two 32-key chunks, or 32-key
-    blocks of one, and 64-row blocks, K = 4 of 10 chunks, merged in one group of 5
-    blocks, 5 groups of 1 or 5 groups of 2: guards the chunk-maximum selection, the
-    support and padding masks and the merges within and across groups of blocks.
+    blocks of one, and 64-row blocks, K = 4 of 10 chunks, merged in 5 groups of 1
+    block, 2 of 5 or 5 of 2: guards the chunk-maximum selection, the support and
+    padding masks and the merges within and across groups of blocks.
     """
     p = ja.patterns.random_regular(KEY, length=300, nnz=3, a_min=0.2)
     queries, keys = (jax.random.normal(k, (300, 5)) for k in jax.random.split(KEY))

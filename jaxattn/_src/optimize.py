@@ -15,8 +15,8 @@ one streamed pass over key blocks (``mine``, the tiling of ``ja.verify``):
 per tile of rows × keys, the maximum of every chunk of ``CHUNK``
 consecutive keys, merged per group of key blocks (``lax.top_k`` over the
 row's K kept maxima and the group's new ones; a group is the largest
-divisor ≤ ``MERGE_BLOCKS`` of the number of blocks) into each row's K
-largest chunk maxima. The K largest logits of a row lie in those K chunks
+divisor of the number of blocks that is ≤ ``MERGE_BLOCKS`` and at most half
+of it) into each row's K largest chunk maxima. The K largest logits of a row lie in those K chunks
 (a chunk holding one of them has its maximum ≥ the K-th largest logit, and
 at most K chunks do), so recomputing the K·CHUNK logits of those chunks
 from gathered keys and keeping their top K is exact, while the pass itself
@@ -109,7 +109,10 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   count = min(count, length)
   rows = min(row_block or default_rows, length)
   n_row_blocks = math.ceil(length / rows)
-  group = max(g for g in range(1, merge_blocks + 1) if n_blocks % g == 0)  # blocks per merge
+  # Blocks per merge: a divisor of n_blocks, at most half of them (a single group, a scan of
+  # length 1, made the pass slower than merging every block on the CPU, L ≤ 8192).
+  group = max(g for g in range(1, min(merge_blocks, max(1, n_blocks // 2)) + 1)
+              if n_blocks % g == 0)
   padded_keys = _pad_rows(keys, n_blocks * block)
   key_blocks = padded_keys.reshape(n_blocks // group, group, block, width)
   starts = (jnp.arange(n_blocks, dtype=jnp.int32) * block).reshape(n_blocks // group, group)
