@@ -34,10 +34,10 @@ from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonic
                                  record_key, results_unwritable)
 
 # Rough cost model: seconds ∝ T·L²·(d_max + 330·G)·P + a compile, P the streamed passes
-# per d of the method's search: 1, but about 15 for optimize (8–21 per trial and d in
-# `python -m bench beyond`: its mining passes and checks).
+# per d of the method's search: 1, but about 11 for optimize (8–21 mining passes and checks per
+# trial and d in `python -m bench beyond`, each cheaper than a verification pass).
 _LEVEL_COST, _COMPILE_COST = 330, 7e10
-_PASSES = {"optimize": 15}
+_PASSES = {"optimize": 11}
 # Seconds between looks at the store while other runs compute the points left.
 POLL_S = 0.5
 
