@@ -16,11 +16,11 @@ per tile of rows × keys, the maximum of every chunk of ``CHUNK``
 consecutive keys, merged per group of key blocks (``lax.top_k`` over the
 row's K kept maxima and the group's new ones; a group is the largest
 divisor of the number of blocks that is ≤ ``MERGE_BLOCKS`` and at most half
-of it) into each row's K largest chunk maxima. The K largest logits of a row lie in those K chunks
-(a chunk holding one of them has its maximum ≥ the K-th largest logit, and
-at most K chunks do), so recomputing the K·CHUNK logits of those chunks
-from gathered keys and keeping their top K is exact, while the pass itself
-costs one matmul and one fused max per tile.
+of it) into each row's K largest chunk maxima. The K largest logits of a
+row lie in those K chunks (a chunk holding one of them has its maximum ≥
+the K-th largest logit, and at most K chunks do), so recomputing the
+K·CHUNK logits of those chunks from gathered keys and keeping their top K
+is exact, while the pass itself costs one matmul and one fused max per tile.
 
 Stopping test. The same pass yields max_{j∉S_i} ℓ_ij exactly (the largest
 chunk maximum, from the very tiles and support mask of ``ja.verify``), so
@@ -65,7 +65,7 @@ NEGATIVES = 16   # K: hard negatives per row
 MINE_EVERY = 10  # Adam steps per round between two mining passes
 CHUNK = 32       # keys per chunk of the mining pass
 MERGE_BLOCKS = 16  # at most this many key blocks per top-K merge of the mining pass
-                   # (with a merge per block, the merges cost more than the matmuls on the CPU)
+                   # (merging after every block made the pass markedly slower on the CPU)
 
 
 class OptimizeResult(NamedTuple):
@@ -110,7 +110,7 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   rows = min(row_block or default_rows, length)
   n_row_blocks = math.ceil(length / rows)
   # Blocks per merge: a divisor of n_blocks, at most half of them (a single group, a scan of
-  # length 1, made the pass slower than merging every block on the CPU, L ≤ 8192).
+  # length 1, made the pass slower than merging every block on the CPU, L = 1024–8192).
   group = max(g for g in range(1, min(merge_blocks, max(1, n_blocks // 2)) + 1)
               if n_blocks % g == 0)
   padded_keys = _pad_rows(keys, n_blocks * block)
@@ -130,9 +130,9 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
       k, start = inputs
       maxima = jnp.moveaxis(jax.lax.map(lambda a: chunk_maxima(*a), (k, start)), 0, 1)
       ids = start[:, None] // chunk + jnp.arange(per_block, dtype=jnp.int32)  # [group, per_block]
+      ids = jnp.broadcast_to(ids.reshape(-1), (rows, group * per_block))
       values, order = jax.lax.top_k(
           jnp.concatenate([carry[0], maxima.reshape(rows, -1)], 1), kept)
-      ids = jnp.broadcast_to(ids.reshape(-1), (rows, group * per_block))
       return (values, jnp.take_along_axis(jnp.concatenate([carry[1], ids], 1), order, 1)), None
 
     init = (jnp.full((rows, kept), -jnp.inf, dtype), jnp.zeros((rows, kept), jnp.int32))
