@@ -21,8 +21,11 @@ import here: the device, if any, is passed in.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
 import os
+import pathlib
 import resource
 import shutil
 from typing import Iterable, NamedTuple
@@ -31,8 +34,6 @@ from jaxattn_bench.errors import CommandError
 
 SAFETY = 1.5               # a job must fit SAFETY × its estimate (+ RUNTIME_BYTES)
 RUNTIME_BYTES = 512 << 20  # JAX/XLA runtime, compiled programs, NumPy copies of small arrays
-ROW_BLOCK = 1024           # query rows per block of the streamed verifier (jaxattn's ROW_BLOCK)
-KEY_BLOCK = 512            # keys per block (jaxattn's DEFAULT_BLOCK)
 PATTERN_BYTES = 9          # per slot of a row-padded pattern: int32 column, float32 weight, bool
 REPORT_ROW_BYTES = 9       # per row of a saved Report: bool row_ok, float32 spread and gap
 _CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
@@ -124,7 +125,17 @@ def gigabytes(size: float) -> str:
 # ---- estimates -------------------------------------------------------------------------------
 
 
-TILE = (ROW_BLOCK, KEY_BLOCK)
+def library_tiles() -> dict[str, tuple[int, int]]:
+  """jaxattn's default (rows, keys) per backend (``jaxattn._src.tiles.TILES``), read from its
+  data file ``tiles.json`` without importing jaxattn (hence JAX)."""
+  package = pathlib.Path(importlib.util.find_spec("jaxattn").submodule_search_locations[0])
+  table = json.loads((package / "_src" / "tiles.json").read_text())
+  return {backend: tuple(tile) for backend, tile in table.items()}
+
+
+# The estimates' default tile: the largest rows and keys of any backend's default (an upper bound).
+TILE = tuple(map(max, zip(*library_tiles().values())))
+ROW_BLOCK, KEY_BLOCK = TILE
 
 
 def _rows(length: int, row_block: int = ROW_BLOCK) -> int:

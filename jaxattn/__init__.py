@@ -17,8 +17,8 @@ from jaxattn._src.base import (DTYPES, Solution, check_d, check_d_grid, check_ep
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.precision import precision_bits
 from jaxattn._src.search import MinDResult, geometric_grid, min_d, trial_keys, verify_grid
-from jaxattn._src.verify import (Report, RowStats, check_block_size, default_tiles, row_stats,
-                                 verify)
+from jaxattn._src.tiles import default_tiles
+from jaxattn._src.verify import Report, RowStats, check_block_size, row_stats, verify
 
 __version__ = "0.1.0"
 

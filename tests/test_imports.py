@@ -5,7 +5,7 @@ Layers, bottom to top: the library ``jaxattn``; the experiments
 plots/); the commands (``jaxattn_bench.commands``, ``jaxattn_bench.cli`` and
 the ``__main__`` modules). Inside the library, the base layer imports only
 the pattern type, and each construction only the base (``optimize`` also
-starts from ``lstsq`` and mines negatives with the tiles of ``verify``).
+starts from ``lstsq`` and mines negatives with the tiling ``tiles`` that ``verify`` uses).
 """
 
 import ast
@@ -126,12 +126,29 @@ def test_imports_point_down_the_layers():
     ("jaxattn._src.lstsq", {"jaxattn._src.base", "jaxattn._src.pattern"}),
     ("jaxattn._src.moment_curve", {"jaxattn._src.base", "jaxattn._src.pattern"}),
     ("jaxattn._src.optimize", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.lstsq",
-                               "jaxattn._src.verify"}),
-    ("jaxattn._src.verify", {"jaxattn._src.base", "jaxattn._src.pattern"}),
+                               "jaxattn._src.tiles"}),
+    ("jaxattn._src.tiles", {"jaxattn._src.base", "jaxattn._src.pattern"}),
+    ("jaxattn._src.verify", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.tiles"}),
     ("jaxattn_bench.store", {"jaxattn_bench.errors"}),
 ])
 def test_the_base_layer_and_constructions_import_only_below(module, allowed):
   assert import_graph()[module] <= allowed
+
+
+def private_imports() -> list[tuple[str, str]]:
+  """(module, name) for every ``from <project module> import _name`` across modules."""
+  modules = _modules()
+  found = []
+  for name, path in modules.items():
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+      if isinstance(node, ast.ImportFrom) and node.module in modules and node.module != name:
+        found += [(name, f"{node.module}.{alias.name}") for alias in node.names
+                  if alias.name.startswith("_") and not alias.name.startswith("__")]
+  return found
+
+
+def test_no_private_name_is_imported_across_modules():
+  assert private_imports() == []
 
 
 def test_figures_read_only_the_jax_free_store():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import jaxattn as ja
+from jaxattn._src import tiles as tiles_lib
 from jaxattn._src import verify as verify_lib
 from jaxattn.construct import solution_from_factors, target_logits
 from tests.reference import reference_figures, reference_ok
@@ -106,11 +107,20 @@ def test_default_tiles_follow_the_backend_table(monkeypatch):
   """Defaults come from TILES[jax.default_backend()]: scans of ⌈L/rows⌉ and ⌈L/keys⌉ steps."""
   assert ja.default_tiles("cpu") == (1024, 512) == ja.default_tiles("no such backend")
   p, sol = _noisy_case(3, length=30, noise=0.3)
-  monkeypatch.setitem(verify_lib.TILES, jax.default_backend(), (8, 5))
+  monkeypatch.setitem(tiles_lib.TILES, jax.default_backend(), (8, 5))
   assert ja.default_tiles() == (8, 5)
   program = str(jax.make_jaxpr(lambda q, k: verify_lib.row_stats(q, k, p, (30,), jnp.ones(1)))(
       sol.queries(), sol.keys()))
   assert "length=4" in program and "length=6" in program  # 4 row blocks of 8, 6 key blocks of 5
+
+
+def test_the_resource_planner_reads_the_library_tile_table():
+  """bench/resources.py reads tiles.json without JAX: the same table as ``TILES``, and its
+  estimates' tile bounds every backend's default."""
+  from jaxattn_bench import resources
+  assert resources.library_tiles() == tiles_lib.TILES
+  assert all(rows <= resources.TILE[0] and keys <= resources.TILE[1]
+             for rows, keys in tiles_lib.TILES.values())
 
 
 def test_row_scaling_of_a_changes_nothing():

@@ -11,7 +11,7 @@ logits of its *hard negatives* H_i ⊂ [L] ∖ S_i:
 
 r_is = ℓ_is − ln A_is; each pair term is C¹. H_i holds the K largest
 off-support logits of row i, re-mined every ``MINE_EVERY`` Adam steps by
-one streamed pass over key blocks (``mine``, the tiling of ``ja.verify``):
+one streamed pass over key blocks (``mine``, the tiling of ``ja.verify``: ``tiles``):
 per tile of rows × keys, the maximum of every chunk of ``CHUNK``
 consecutive keys, merged per group of key blocks (``lax.top_k`` over the
 row's K kept maxima and the group's new ones; a group is the largest
@@ -56,7 +56,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from jaxattn._src.base import HIGHEST, Factors
 from jaxattn._src.lstsq import SHIFT_FACTOR, lstsq_shifted
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.verify import _dot, _pad_rows, _support_stats, _tile_mask, default_tiles
+from jaxattn._src.tiles import default_tiles, dot, pad_rows, row_blocks, support_stats, tile_mask
 
 MAX_STEPS = 200
 LEARNING_RATE = 0.05
@@ -113,17 +113,17 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   # length 1, made the pass slower than merging every block on the CPU, L = 1024–8192).
   group = max(g for g in range(1, min(merge_blocks, max(1, n_blocks // 2)) + 1)
               if n_blocks % g == 0)
-  padded_keys = _pad_rows(keys, n_blocks * block)
+  padded_keys = pad_rows(keys, n_blocks * block)
   key_blocks = padded_keys.reshape(n_blocks // group, group, block, width)
   starts = (jnp.arange(n_blocks, dtype=jnp.int32) * block).reshape(n_blocks // group, group)
   ones = jnp.ones((width, 1), dtype)
 
   def one_row_block(args):
     q, cols, valid, log_w = args
-    _, spread, support_min = _support_stats(q, keys[cols], log_w, valid, ones, ones[0])
+    _, spread, support_min = support_stats(q, keys[cols], log_w, valid, ones, ones[0])
 
     def chunk_maxima(k, start):
-      tile = _dot(q, k, dtype) + _tile_mask(cols, valid, start, block, length, dtype)
+      tile = dot(q, k, dtype) + tile_mask(cols, valid, start, block, length, dtype)
       return jnp.max(tile.reshape(rows, per_block, chunk), -1)
 
     def key_group(carry, inputs):
@@ -145,13 +145,8 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
     negatives = jnp.minimum(jnp.take_along_axis(columns, order, 1), length - 1)
     return Mined(negatives, jnp.isfinite(values), spread[0], chunk_max[:, 0] - support_min[0])
 
-  padded = n_row_blocks * rows
-  blocked = lambda x: _pad_rows(x, padded).reshape(n_row_blocks, rows, *x.shape[1:])
-  valid = _pad_rows(pattern.valid, padded, True)  # padded rows: a support of one slot
-  mined = jax.lax.map(one_row_block, (blocked(queries), blocked(pattern.cols),
-                                      valid.reshape(n_row_blocks, rows, -1),
-                                      blocked(pattern.log_weights.astype(dtype))))
-  return jax.tree.map(lambda x: x.reshape(padded, *x.shape[2:])[:length], mined)
+  mined = jax.lax.map(one_row_block, row_blocks(queries, pattern, n_row_blocks, rows, dtype))
+  return jax.tree.map(lambda x: x.reshape(n_row_blocks * rows, *x.shape[2:])[:length], mined)
 
 
 def outside_logits(queries: Float[Array, "L w"], keys: Float[Array, "L w"],

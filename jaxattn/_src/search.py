@@ -17,8 +17,8 @@ from jaxattn._src.base import (cast_pattern, check_d_grid, check_eps, check_outs
 from jaxattn._src.construct import METHODS, NESTED, method_factors
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.stats import clopper_pearson, quantile_interval
-from jaxattn._src.verify import (check_block_size, default_tiles, local_mesh, row_ok, row_stats,
-                                 shard_leading)
+from jaxattn._src.tiles import default_tiles, local_mesh, shard_leading
+from jaxattn._src.verify import check_block_size, row_ok, row_stats
 
 Sampler = Callable[[PRNGKeyArray], SparsePattern]
 

@@ -22,46 +22,13 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float
 
-from jaxattn._src.base import (HIGHEST, Solution, cast_pattern, check_eps, check_outside_mass,
-                               resolve_dtype)
+from jaxattn._src.base import Solution, cast_pattern, check_eps, check_outside_mass, resolve_dtype
 from jaxattn._src.pattern import SparsePattern
-
-SHARD_AXIS = "devices"
-# (rows, keys) per streamed tile, by ``jax.default_backend()``. The CPU values
-# were measured on the 2-core development CPU; the GPU and TPU values are not
-# yet measured (they copy the CPU's until ``bench/device_check.sh`` has swept
-# the tiles there).
-TILES = {"cpu": (1024, 512), "gpu": (1024, 512), "tpu": (1024, 512)}
-
-
-def default_tiles(backend: str | None = None) -> tuple[int, int]:
-  """(row_block, block_size): rows and keys per tile for ``backend`` (default: JAX's default
-  backend) from ``TILES``; a backend not listed gets the CPU's."""
-  return TILES.get(backend or jax.default_backend(), TILES["cpu"])
-
-
-def local_mesh() -> Mesh:
-  """A 1-D mesh over this process's devices (axis ``SHARD_AXIS``), over which work is split."""
-  return Mesh(np.array(jax.local_devices()), (SHARD_AXIS,))
-
-
-def shard_leading(fn, mesh: Mesh | None, *args):
-  """``fn(*args)`` with every arg and output split along its leading axis over ``mesh``.
-
-  Each device runs ``fn`` on its contiguous slice; the leading axis must be a
-  multiple of the mesh size. With no mesh, or one device, it is ``fn(*args)``.
-  A device computes exactly what one device would for the same slice, so
-  results do not depend on the number of devices.
-  """
-  if mesh is None or mesh.size == 1:
-    return fn(*args)
-  spec = PartitionSpec(SHARD_AXIS)
-  return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)(*args)
-
+from jaxattn._src.tiles import (default_tiles, dot, local_mesh, pad_rows, row_blocks,
+                                shard_leading, support_stats, tile_mask)
 
 class RowStats(NamedTuple):
   """Per-row figures at G nested dimensions (leading axis G)."""
@@ -93,17 +60,6 @@ class Report(NamedTuple):
   max_outside_mass: Float[Array, ""]  # η of the mass criterion; +inf: the ratio criterion
 
 
-def _pad_rows(x: Array, rows: int, value=0) -> Array:
-  pad = [(0, rows - x.shape[0])] + [(0, 0)] * (x.ndim - 1)
-  return jnp.pad(x, pad, constant_values=value)
-
-
-def _dot(a: Array, b: Array, out_dtype) -> Array:
-  """a bᵀ in ``out_dtype`` (products of narrower operands accumulate in ``out_dtype``)."""
-  return jax.lax.dot_general(a, b, (((a.ndim - 1,), (b.ndim - 1,)), ((), ())),
-                             precision=HIGHEST, preferred_element_type=out_dtype)
-
-
 # Without ``full``, levels with d ≤ _RANK1_MAX_D are formed by rank-1 updates
 # (one per column) rather than matmuls: a column costs about 4× a matmul
 # column per logit there, but saves a product tile per level (up to 16
@@ -121,46 +77,6 @@ def _row_maxima(tiles: list[Float[Array, "R B"]]) -> tuple[Float[Array, "R"], ..
   neg_inf = jnp.asarray(-jnp.inf, tiles[0].dtype)
   return jax.lax.reduce(tuple(tiles), (neg_inf,) * len(tiles),
                         lambda x, y: tuple(map(jnp.maximum, x, y)), (1,))
-
-
-def _tile_mask(cols: Int[Array, "R N"], valid: Bool[Array, "R N"], start: Int[Array, ""],
-               block: int, length: int, dtype) -> Float[Array, "R B"]:
-  """C_0 of the key block [start, start + block): where every running sum starts (and, with
-  ``full``, which columns are excluded).
-
-    C_0,ij = −∞ if column start + j ∈ S_i or start + j ≥ L (padding), else 0.
-
-  The support columns come from scattering each row's N slots into the tile
-  (R·N writes; slots outside the block are dropped), so no L×L mask exists.
-  """
-  neg_inf = jnp.asarray(-jnp.inf, dtype)
-  slots = jnp.where(valid & (cols >= start), cols - start, block)  # [R, N]; block: not here
-  mask = jnp.zeros((cols.shape[0], block), dtype)
-  if length % block:  # the last block runs past L
-    mask = jnp.where(start + jnp.arange(block) >= length, neg_inf, mask)
-  return mask.at[jnp.arange(cols.shape[0])[:, None], slots].set(neg_inf, mode="drop")
-
-
-def _support_stats(q: Float[Array, "R w"], support_keys: Float[Array, "R N w"],
-                   log_w: Float[Array, "R N"], valid: Bool[Array, "R N"],
-                   prefix: Float[Array, "w G"], scales: Float[Array, "G"],
-                   ) -> tuple[Float[Array, "G R N"], Float[Array, "G R"], Float[Array, "G R"]]:
-  """Support logits of every level, and spread_i and min_{j∈S_i} ℓ_ij from them.
-
-    ℓ^(g)_is = scales[g] · Σ_c q_ic k_{cols_is, c} prefix_cg,   prefix_cg = [c < d_g],
-    spread^(g)_i = max_s(ℓ^(g)_is − ln A_is) − min_s(ℓ^(g)_is − ln A_is)   over valid slots s,
-
-  all levels in one contraction of the products q_ic k_{cols_is, c} with the
-  prefix indicator (O(R·N·w·G), never a tile).
-  """
-  support_terms = q[:, None, :] * support_keys  # [R, N, w]
-  support = scales[:, None, None] * jnp.moveaxis(jax.lax.dot_general(
-      support_terms, prefix, (((2,), (0,)), ((), ())), precision=HIGHEST,
-      preferred_element_type=q.dtype), -1, 0)  # [G, R, N]
-  shifted = support - log_w
-  spread = (jnp.max(jnp.where(valid, shifted, -jnp.inf), -1)
-            - jnp.min(jnp.where(valid, shifted, jnp.inf), -1))
-  return support, spread, jnp.min(jnp.where(valid, support, jnp.inf), -1)
 
 
 def _full_update(carry: tuple[Float[Array, "G R"], Float[Array, "G R"], Float[Array, "G R"]],
@@ -272,25 +188,24 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   rank1_dims = () if full else tuple(d for d in splits if d <= _RANK1_MAX_D)
   summed_dims = tuple(splits[len(rank1_dims):])  # levels formed as running sums of matmuls
   ranges = list(zip((0,) + summed_dims[:-1], summed_dims))
-  padded_keys = _pad_rows(keys, n_blocks * block)
+  padded_keys = pad_rows(keys, n_blocks * block)
   key_ranges = [padded_keys[:, lo:hi].reshape(n_blocks, block, hi - lo) for lo, hi in ranges]
   rank1_width = rank1_dims[-1] if rank1_dims else 0
   keys_t = jnp.swapaxes(padded_keys[:, :rank1_width].reshape(n_blocks, block, rank1_width),
                         1, 2).astype(dtype)  # [blocks, d, B]: key columns as rows
   scales = jnp.asarray(scales, dtype)
-  log_w = pattern.log_weights.astype(dtype)
 
   def one_row_block(args):
     q, cols, valid, lw = args
     q_ranges = [q[:, lo:hi] for lo, hi in ranges]
     q_exact = q.astype(dtype)  # for elementwise products, exact in ``dtype`` for narrower q
-    support, spread, support_min = _support_stats(q_exact, keys[cols].astype(dtype), lw, valid,
+    support, spread, support_min = support_stats(q_exact, keys[cols].astype(dtype), lw, valid,
                                                   prefix, scales)
 
     def key_block(carry, inputs):
       k_ranges, k_t, start = inputs
-      mask = _tile_mask(cols, valid, start, block, length, dtype)
-      products = [_dot(q_r, k_r, dtype) for q_r, k_r in zip(q_ranges, k_ranges)]
+      mask = tile_mask(cols, valid, start, block, length, dtype)
+      products = [dot(q_r, k_r, dtype) for q_r, k_r in zip(q_ranges, k_ranges)]
       if full:
         return _full_update(carry, mask, products, scales), None
       row_max = _level_maxima(mask, products, q_exact, k_t, rank1_dims)
@@ -308,11 +223,8 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
     return RowStats(spread, out_max - support_min, outside_mass, abs_max)
 
   rows = n_row_blocks * row_block
-  blocked = lambda x: _pad_rows(x, rows).reshape(n_row_blocks, row_block, *x.shape[1:])
-  valid = _pad_rows(pattern.valid, rows, True)  # padded rows: a support of one slot
   stats = shard_leading(lambda *blocks: jax.lax.map(one_row_block, blocks), mesh,
-                        blocked(queries), blocked(pattern.cols),
-                        valid.reshape(n_row_blocks, row_block, -1), blocked(log_w))
+                        *row_blocks(queries, pattern, n_row_blocks, row_block, dtype))
   if mesh is not None and mesh.size > 1:  # gathered: later reductions run as on one device
     stats = jax.lax.with_sharding_constraint(stats, NamedSharding(mesh, PartitionSpec()))
   # [n_row_blocks, G, R] -> [G, L]

@@ -1,0 +1,127 @@
+"""The tiling of every streamed pass over ℓ = Q Kᵀ (``verify``, the search, ``optimize``'s mining).
+
+A pass cuts the L query rows into row blocks of R rows (split over the
+devices of a mesh) and, inside each, scans key blocks of B keys: one
+[R, B] tile of logits at a time, never an L×L matrix. This module holds
+what every such pass shares: the tile sizes per backend, the row blocks
+and their devices, the product, the tile's support mask and the gathered
+support logits.
+
+Tile sizes. ``tiles.json`` beside this file maps a backend to its default
+(rows, keys); it is plain data so that the JAX-free resource planner
+(``jaxattn_bench.resources``) reads the same numbers without importing
+JAX. The CPU values were measured on the 2-core development CPU; the GPU
+and TPU values copy the CPU's until ``bench/device_check.sh`` has swept
+the tiles there.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec
+from jaxtyping import Array, Bool, Float, Int
+
+from jaxattn._src.base import HIGHEST
+from jaxattn._src.pattern import SparsePattern
+
+SHARD_AXIS = "devices"
+TILES: dict[str, tuple[int, int]] = {
+    backend: tuple(tile) for backend, tile in
+    json.loads((pathlib.Path(__file__).parent / "tiles.json").read_text()).items()}
+
+
+def default_tiles(backend: str | None = None) -> tuple[int, int]:
+  """(row_block, block_size): rows and keys per tile for ``backend`` (default: JAX's default
+  backend) from ``TILES``; a backend not listed gets the CPU's."""
+  return TILES.get(backend or jax.default_backend(), TILES["cpu"])
+
+
+def local_mesh() -> Mesh:
+  """A 1-D mesh over this process's devices (axis ``SHARD_AXIS``), over which work is split."""
+  return Mesh(np.array(jax.local_devices()), (SHARD_AXIS,))
+
+
+def shard_leading(fn, mesh: Mesh | None, *args):
+  """``fn(*args)`` with every arg and output split along its leading axis over ``mesh``.
+
+  Each device runs ``fn`` on its contiguous slice; the leading axis must be a
+  multiple of the mesh size. With no mesh, or one device, it is ``fn(*args)``.
+  A device computes exactly what one device would for the same slice, so
+  results do not depend on the number of devices.
+  """
+  if mesh is None or mesh.size == 1:
+    return fn(*args)
+  spec = PartitionSpec(SHARD_AXIS)
+  return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)(*args)
+
+
+def pad_rows(x: Array, rows: int, value=0) -> Array:
+  """``x`` padded with ``value`` along its leading axis to ``rows`` rows."""
+  pad = [(0, rows - x.shape[0])] + [(0, 0)] * (x.ndim - 1)
+  return jnp.pad(x, pad, constant_values=value)
+
+
+def row_blocks(queries: Float[Array, "L w"], pattern: SparsePattern, n_row_blocks: int,
+               row_block: int, dtype) -> tuple[Array, Array, Array, Array]:
+  """(queries, support columns, valid slots, ln A in ``dtype``), each padded to
+  ``n_row_blocks · row_block`` rows and reshaped to [n_row_blocks, row_block, ...].
+
+  Padded rows get a support of one valid slot (column 0, weight 1), so their
+  figures are finite; callers drop them (``unblock``).
+  """
+  rows = n_row_blocks * row_block
+  blocked = lambda x, value=0: pad_rows(x, rows, value).reshape(
+      n_row_blocks, row_block, *x.shape[1:])
+  return (blocked(queries), blocked(pattern.cols), blocked(pattern.valid, True),
+          blocked(pattern.log_weights.astype(dtype)))
+
+
+def dot(a: Array, b: Array, out_dtype) -> Array:
+  """a bᵀ in ``out_dtype`` (products of narrower operands accumulate in ``out_dtype``)."""
+  return jax.lax.dot_general(a, b, (((a.ndim - 1,), (b.ndim - 1,)), ((), ())),
+                             precision=HIGHEST, preferred_element_type=out_dtype)
+
+
+def tile_mask(cols: Int[Array, "R N"], valid: Bool[Array, "R N"], start: Int[Array, ""],
+              block: int, length: int, dtype) -> Float[Array, "R B"]:
+  """C_0 of the key block [start, start + block): where every running sum starts (and, with
+  ``full``, which columns are excluded).
+
+    C_0,ij = −∞ if column start + j ∈ S_i or start + j ≥ L (padding), else 0.
+
+  The support columns come from scattering each row's N slots into the tile
+  (R·N writes; slots outside the block are dropped), so no L×L mask exists.
+  """
+  neg_inf = jnp.asarray(-jnp.inf, dtype)
+  slots = jnp.where(valid & (cols >= start), cols - start, block)  # [R, N]; block: not here
+  mask = jnp.zeros((cols.shape[0], block), dtype)
+  if length % block:  # the last block runs past L
+    mask = jnp.where(start + jnp.arange(block) >= length, neg_inf, mask)
+  return mask.at[jnp.arange(cols.shape[0])[:, None], slots].set(neg_inf, mode="drop")
+
+
+def support_stats(q: Float[Array, "R w"], support_keys: Float[Array, "R N w"],
+                  log_w: Float[Array, "R N"], valid: Bool[Array, "R N"],
+                  prefix: Float[Array, "w G"], scales: Float[Array, "G"],
+                  ) -> tuple[Float[Array, "G R N"], Float[Array, "G R"], Float[Array, "G R"]]:
+  """Support logits of every level, and spread_i and min_{j∈S_i} ℓ_ij from them.
+
+    ℓ^(g)_is = scales[g] · Σ_c q_ic k_{cols_is, c} prefix_cg,   prefix_cg = [c < d_g],
+    spread^(g)_i = max_s(ℓ^(g)_is − ln A_is) − min_s(ℓ^(g)_is − ln A_is)   over valid slots s,
+
+  all levels in one contraction of the products q_ic k_{cols_is, c} with the
+  prefix indicator (O(R·N·w·G), never a tile).
+  """
+  support_terms = q[:, None, :] * support_keys  # [R, N, w]
+  support = scales[:, None, None] * jnp.moveaxis(jax.lax.dot_general(
+      support_terms, prefix, (((2,), (0,)), ((), ())), precision=HIGHEST,
+      preferred_element_type=q.dtype), -1, 0)  # [G, R, N]
+  shifted = support - log_w
+  spread = (jnp.max(jnp.where(valid, shifted, -jnp.inf), -1)
+            - jnp.min(jnp.where(valid, shifted, jnp.inf), -1))
+  return support, spread, jnp.min(jnp.where(valid, support, jnp.inf), -1)
