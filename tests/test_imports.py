@@ -128,7 +128,10 @@ def test_imports_point_down_the_layers():
     ("jaxattn._src.optimize", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.lstsq",
                                "jaxattn._src.tiles"}),
     ("jaxattn._src.tiles", {"jaxattn._src.base", "jaxattn._src.pattern"}),
-    ("jaxattn._src.verify", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.tiles"}),
+    ("jaxattn._src.verify", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.tiles",
+                             "jaxattn._src.certify", "jaxattn._src.exact"}),
+    ("jaxattn._src.certify", set()),
+    ("jaxattn._src.exact", set()),
     ("jaxattn_bench.store", {"jaxattn_bench.errors"}),
 ])
 def test_the_base_layer_and_constructions_import_only_below(module, allowed):

@@ -25,8 +25,15 @@ def dense_stats(queries, keys, pattern, splits, scales):
     gap = np.where(support, -np.inf, logits).max(1) - np.where(support, logits, np.inf).min(1)
     p = np.exp(logits - logits.max(1, keepdims=True))
     mass = np.where(support, 0.0, p).sum(1) / p.sum(1)
-    out.append((spread, gap, mass, np.abs(logits).max(1)))
+    out.append((spread, gap, mass, np.abs(logits).max(1), 0 * spread, 0 * gap))
   return verify_lib.RowStats(*(np.stack(x) for x in zip(*out)))
+
+
+def assert_bounds_cover(stats, want):
+  """|computed − float64| ≤ σ, τ of the kernel, row by row (a gap of −inf: nothing outside)."""
+  np.testing.assert_array_less(np.abs(stats.spread - want.spread), stats.spread_bound)
+  finite = np.isfinite(want.gap)
+  np.testing.assert_array_less(np.abs(stats.gap - want.gap)[finite], stats.gap_bound[finite])
 
 
 def _problem(length=77, nnz=3, width=200):
@@ -52,6 +59,7 @@ class RowStatsTest(chex.TestCase):
     chex.assert_shape(list(stats), (len(splits), pattern.length))
     np.testing.assert_allclose(stats.spread, want.spread, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(stats.gap, want.gap, rtol=1e-4, atol=1e-4)
+    assert_bounds_cover(stats, want)
     if full:
       np.testing.assert_allclose(stats.outside_mass, want.outside_mass, rtol=1e-3, atol=1e-7)
       np.testing.assert_allclose(stats.max_abs_logit, want.max_abs_logit, rtol=1e-5)
@@ -91,6 +99,7 @@ class RowStatsTest(chex.TestCase):
     np.testing.assert_allclose(stats.gap, want.gap, rtol=1e-4, atol=1e-4)
     exact = dense_stats(queries, keys, pattern, (24,), (1.0,))
     self.assertGreater(np.max(np.abs(exact.gap - want.gap)), 1e-3)  # rounding is visible
+    assert_bounds_cover(stats, exact)  # the bounds hold for the stored factors
 
   def test_bad_splits(self):
     pattern, queries, keys = _problem()

@@ -24,8 +24,7 @@ def test_nested_prefixes_match_independent_constructions():
   for trial in range(2):
     pattern_key, method_key = jax.random.split(jax.random.fold_in(key, trial))
     p = _sampler(nnz=2)(pattern_key)
-    nested = np.asarray(search.grid_success(method_key, p, method="jl", d_grid=grid,
-                                            eps1=EPS1, eps2=EPS2))
+    nested = ja.verify_grid(method_key, p, grid, eps1=EPS1, eps2=EPS2)
     for g, d in enumerate(grid):
       rep = ja.verify(ja.construct.jl(method_key, p, d, EPS1, EPS2), p, EPS1, EPS2)
       near = (abs(float(rep.ratio_error) - EPS1) < 1e-4) or (abs(float(rep.leak) - EPS2) < 1e-4)
@@ -55,8 +54,8 @@ def test_unreached_grid_gives_none():
 
 
 def _count_traces():
-  """Patch ``grid_success`` with a counting wrapper: ``min_d`` calls it once per trace."""
-  return mock.patch.object(search, "grid_success", wraps=search.grid_success)
+  """Patch ``grid_states`` with a counting wrapper: ``min_d`` calls it once per trace."""
+  return mock.patch.object(search, "grid_states", wraps=search.grid_states)
 
 
 def test_compiles_once_for_the_whole_grid():

@@ -32,11 +32,15 @@ def round_fixed_point(x: Float[Array, "..."], bits: Int[Array, ""] | int) -> Flo
   return jnp.round(x / step) * step
 
 
-@functools.partial(jax.jit, static_argnames=("block_size", "row_block"))
+_rounded = jax.jit(lambda x, bits: round_fixed_point(x, bits))
+
+
 def _verifies_rounded(queries, keys, pattern, eps1, eps2, max_outside_mass, bits, block_size,
-                      row_block) -> Bool[Array, ""]:
-  return verify_factors(round_fixed_point(queries, bits), round_fixed_point(keys, bits), pattern,
-                        eps1, eps2, max_outside_mass, block_size, row_block).ok
+                      row_block) -> bool:
+  """``verify_factors`` of Q_b, K_b: certified for the rounded factors (ratio criterion)."""
+  return bool(verify_factors(_rounded(queries, bits), _rounded(keys, bits), pattern, eps1, eps2,
+                             max_outside_mass=max_outside_mass, block_size=block_size,
+                             row_block=row_block).ok)
 
 
 def precision_bits(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float, *,

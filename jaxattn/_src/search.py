@@ -10,15 +10,17 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from jaxattn._src import certify
 from jaxattn._src.base import (cast_pattern, check_d_grid, check_eps, check_outside_mass,
                                resolve_dtype)
 from jaxattn._src.construct import METHODS, NESTED, method_factors
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.stats import clopper_pearson, quantile_interval
 from jaxattn._src.tiles import default_tiles, local_mesh, shard_leading
-from jaxattn._src.verify import check_block_size, row_ok, row_stats
+from jaxattn._src.verify import (check_block_size, check_matmul, row_ok, row_states, row_stats,
+                                 settle_rows)
 
 Sampler = Callable[[PRNGKeyArray], SparsePattern]
 
@@ -69,6 +71,8 @@ class MinDResult(NamedTuple):
   d_quantile: float | None = None
   d_quantile_low: float | None = None
   d_quantile_high: float | None = None
+  certified: bool | None = None  # every verdict that of exact arithmetic (``verify``)
+  levels_on_host: int = 0        # (trial, grid d) verdicts settled by ``exact_level``
 
   @classmethod
   def from_counts(cls, d_grid: Sequence[int], successes: np.ndarray, trials: int, delta: float,
@@ -115,11 +119,20 @@ def trial_thresholds(d_grid: Sequence[int], verdicts: np.ndarray) -> tuple[np.nd
   return thresholds, first
 
 
-def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
-                 d_grid: tuple[int, ...], eps1, eps2, block_size: int | None = None,
-                 row_block: int | None = None, matmul_dtype=None, mesh=None,
-                 dtype=None, max_outside_mass=None) -> Bool[Array, "G"]:
-  """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key.
+def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
+                d_grid: tuple[int, ...], eps1, eps2, limits: certify.Thresholds,
+                block_size: int | None = None, row_block: int | None = None, matmul_dtype=None,
+                mesh=None, dtype=None, max_outside_mass=None, matmul: str = "float32"
+                ) -> Int[Array, "G"]:
+  """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key: per grid d
+  ``certify.CERTAIN_OK``, ``CERTAIN_FAIL`` or ``UNDECIDED`` (int8; the host settles the last).
+
+  Certified (``certify.certifiable`` and no ``matmul_dtype``): a level fails if a row
+  certainly fails, passes if every row certainly passes, and is undecided
+  otherwise; after a pass with ``matmul="bfloat16"`` products, up to
+  ``RECHECK_SHARE``·L undecided rows are re-done with float32 products
+  (``recheck_rows``). Uncertified (the mass criterion, a ``matmul_dtype``, a
+  bfloat16 evaluation ``dtype``): the computed verdict, never undecided.
 
   With η = ``max_outside_mass`` under the mass criterion (``row_ok``): the
   pass then also streams each row's outside log-sum-exp (``row_stats``'s
@@ -141,21 +154,46 @@ def grid_success(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
       max_outside_mass=max_outside_mass))
   d_max = d_grid[-1]
   full = max_outside_mass is not None  # the outside mass is only streamed when it is judged
+  certified = matmul_dtype is None and certify.certifiable(evaluate, max_outside_mass)
+  first = certify.MATMUL_FORMATS[matmul] if matmul_dtype is None else matmul_dtype
+
+  def level_states(queries, keys, splits, scales):
+    stats = row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
+                      row_block=row_block, full=full, matmul_dtype=first, mesh=mesh)
+    if not certified:
+      return jnp.all(row_ok(stats, limits, max_outside_mass), -1).astype(jnp.int8)
+    states = row_states(stats, limits)
+    if first is not None and jnp.finfo(first).bits < jnp.finfo(evaluate).bits:
+      states = recheck_rows(queries, keys, pattern, states, splits, scales, limits,
+                            block_size=block_size, row_block=row_block)
+    return certify.level_states(states)
+
   if method in NESTED:
     queries, keys = factors(d_max, d_max)
-    scales = d_max / jnp.asarray(d_grid, queries.dtype)
-    stats = row_stats(queries, keys, pattern, d_grid, scales, block_size=block_size,
-                      row_block=row_block, full=full, matmul_dtype=matmul_dtype, mesh=mesh)
-    return jnp.all(row_ok(stats, eps1, eps2, max_outside_mass), axis=-1)
+    return level_states(queries, keys, d_grid, d_max / jnp.asarray(d_grid, queries.dtype))
+  ones = jnp.ones((1,), evaluate)
+  return jax.lax.map(lambda d: level_states(*factors(d, d_max), (d_max,), ones)[0],
+                     jnp.asarray(d_grid))
 
-  def at_d(d):
-    queries, keys = factors(d, d_max)
-    stats = row_stats(queries, keys, pattern, (d_max,), jnp.ones((1,), queries.dtype),
-                      block_size=block_size, row_block=row_block, full=full,
-                      matmul_dtype=matmul_dtype, mesh=mesh)
-    return jnp.all(row_ok(stats, eps1, eps2, max_outside_mass))
 
-  return jax.lax.map(at_d, jnp.asarray(d_grid))
+# The share of rows a bfloat16 pass may leave to the in-program float32 re-check.
+RECHECK_SHARE = 1 / 16
+
+
+def recheck_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
+                 states: Int[Array, "G L"], splits: tuple[int, ...], scales: Float[Array, "G"],
+                 limits: certify.Thresholds, *, block_size=None, row_block=None
+                 ) -> Int[Array, "G L"]:
+  """``states`` with the undecided rows of levels not already failing re-done with float32
+  products, up to ⌈``RECHECK_SHARE``·L⌉ rows (a fixed buffer: the rest stay undecided)."""
+  length = pattern.length
+  capacity = max(1, math.ceil(RECHECK_SHARE * length))
+  failing = jnp.any(states == certify.CERTAIN_FAIL, -1)
+  needed = jnp.any((states == certify.UNDECIDED) & ~failing[:, None], 0)
+  rows = jnp.nonzero(needed, size=capacity, fill_value=length)[0]  # L: an empty slot
+  redone = row_states(row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
+                                row_block=row_block, full=False, rows=rows), limits)
+  return states.at[:, rows].set(redone, mode="drop")
 
 
 def _checked_grid(d_grid: Sequence[int], method: str) -> tuple[int, ...]:
@@ -196,22 +234,64 @@ def trial_keys(key: PRNGKeyArray, trials: int) -> tuple[PRNGKeyArray, PRNGKeyArr
   return pattern_keys, method_keys
 
 
-_grid_success = jax.jit(grid_success,
-                        static_argnames=("method", "d_grid", "block_size", "row_block"))
+_grid_states = jax.jit(grid_states,
+                       static_argnames=("method", "d_grid", "block_size", "row_block", "matmul"))
+
+
+@functools.partial(jax.jit, static_argnames=("method", "width", "dtype"))
+def _trial_factors(key, pattern, d, eps1, eps2, *, method, width, dtype):
+  """A trial's factors at d (width ``width``), as ``grid_states`` builds them."""
+  evaluate, compute = resolve_dtype(dtype)
+  factors = method_factors(method, key, cast_pattern(pattern, compute), d, width, eps1, eps2,
+                           dtype=evaluate)
+  return jax.tree.map(lambda x: x.astype(evaluate), factors)
+
+
+def exact_level(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
+                d_grid: tuple[int, ...], level: int, eps1: float, eps2: float, dtype=None,
+                block_size: int | None = None, row_block: int | None = None) -> bool:
+  """The exact verdict of one trial at ``d_grid[level]``, for a level the search left undecided.
+
+  The factors are rebuilt from the trial's key (d_max for nested methods,
+  whose level is ℓ = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ; d padded to d_max
+  otherwise), and ``settle_rows`` decides every row: a float32 pass with
+  its bound, then exact arithmetic on the host for the rows left.
+  """
+  d_max, d = d_grid[-1], d_grid[level]
+  nested = method in NESTED
+  queries, keys = _trial_factors(key, pattern, d_max if nested else d, eps1, eps2, method=method,
+                                 width=d_max, dtype=resolve_dtype(dtype)[0].name)
+  split, scale = (d, (d_max, d)) if nested else (d_max, (1, 1))
+  ok, _ = settle_rows(queries, keys, pattern, None, eps1, eps2, split=split, scale=scale,
+                      block_size=block_size, row_block=row_block)
+  return bool(ok.all())
+
+
+def settle_levels(states: np.ndarray, exact: Callable[[int, int], bool]) -> tuple[np.ndarray, int]:
+  """Verdicts bool [T, G] from level states [T, G], ``exact(t, g)`` deciding the undecided ones;
+  and how many that took."""
+  states = np.asarray(states)
+  verdicts = states == certify.CERTAIN_OK
+  undecided = np.argwhere(states == certify.UNDECIDED)
+  for t, g in undecided:
+    verdicts[t, g] = exact(int(t), int(g))
+  return verdicts, len(undecided)
 
 
 def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int], *,
                 eps1: float, eps2: float, method: str = "jl",
                 block_size: int | None = None, row_block: int | None = None,
-                max_outside_mass: float | None = None) -> np.ndarray:
+                max_outside_mass: float | None = None, matmul: str = "float32") -> np.ndarray:
   """ok(d) = ``verify(build(method, key, pattern, d, ...), pattern, eps1, eps2, ...).ok`` for
   every grid d, under the mass criterion when ``max_outside_mass`` = η is given.
 
-  For one fixed pattern and key, in one compiled pass (``grid_success``):
+  For one fixed pattern and key, in one compiled pass (``grid_states``):
   nested prefixes of one d_max draw for methods in ``NESTED``,
   one loop padded to d_max otherwise. Compiles once per (L, N, d_grid),
   never per d. The smallest d with ok(d) is the pattern's own minimal d
-  for this key.
+  for this key. Verdicts are certified as ``ja.verify``'s are
+  (``matmul``: the products' format of the pass, "float32" or "bfloat16"):
+  levels the pass leaves undecided are settled by ``exact_level``.
 
   Returns:
     bool [G], host array.
@@ -221,26 +301,33 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   check_outside_mass(max_outside_mass)
   check_block_size(block_size)
   check_block_size(row_block, "row_block")
-  return np.asarray(_grid_success(key, pattern, method=method, d_grid=d_grid, eps1=eps1,
-                                  eps2=eps2, block_size=block_size, row_block=row_block,
-                                  max_outside_mass=max_outside_mass))
+  check_matmul(matmul)
+  limits = certify.thresholds(eps1, eps2, resolve_dtype(None)[0])
+  states = _grid_states(key, pattern, method=method, d_grid=d_grid, eps1=eps1, eps2=eps2,
+                        limits=limits, block_size=block_size, row_block=row_block,
+                        max_outside_mass=max_outside_mass, matmul=matmul)
+  exact = lambda t, g: exact_level(key, pattern, method=method, d_grid=d_grid, level=g,
+                                   eps1=eps1, eps2=eps2, block_size=block_size,
+                                   row_block=row_block)
+  return settle_levels(np.asarray(states)[None], exact)[0][0]
 
 
 @functools.partial(jax.jit, static_argnames=(
     "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "row_block",
-    "matmul_dtype", "mesh", "dtype"))
-def _trial_verdicts(key, eps1, eps2, max_outside_mass, *, sampler, method, d_grid, trials,
-                    trial_batch, block_size, row_block, matmul_dtype, mesh, dtype):
-  """success_t(d), bool [T, G], of every trial t, split over ``mesh`` (row blocks if fewer trials
-  than devices)."""
+    "matmul_dtype", "mesh", "dtype", "matmul"))
+def _trial_states(key, eps1, eps2, max_outside_mass, limits, *, sampler, method, d_grid, trials,
+                  trial_batch, block_size, row_block, matmul_dtype, mesh, dtype, matmul):
+  """The level states int8 [T, G] (``grid_states``) of every trial t, split over ``mesh`` (row
+  blocks if fewer trials than devices)."""
   shard_trials = trials >= mesh.size
 
   def trial(keys):
     pattern_key, method_key = keys
-    return grid_success(method_key, sampler(pattern_key), method=method, d_grid=d_grid,
-                        eps1=eps1, eps2=eps2, block_size=block_size, row_block=row_block,
-                        matmul_dtype=matmul_dtype, mesh=None if shard_trials else mesh,
-                        dtype=dtype, max_outside_mass=max_outside_mass)
+    return grid_states(method_key, sampler(pattern_key), method=method, d_grid=d_grid,
+                       eps1=eps1, eps2=eps2, limits=limits, block_size=block_size,
+                       row_block=row_block, matmul_dtype=matmul_dtype,
+                       mesh=None if shard_trials else mesh, dtype=dtype,
+                       max_outside_mass=max_outside_mass, matmul=matmul)
 
   devices = mesh.size if shard_trials else 1
   # Every device runs whole batches of trial_batch trials, aligned as on one device;
@@ -248,9 +335,9 @@ def _trial_verdicts(key, eps1, eps2, max_outside_mass, *, sampler, method, d_gri
   padded = math.ceil(trials / (devices * trial_batch)) * devices * trial_batch
   keys = jax.tree.map(lambda k: jnp.concatenate(
       [k, jnp.broadcast_to(k[:1], (padded - trials, *k.shape[1:]))]), trial_keys(key, trials))
-  success = shard_leading(lambda *k: jax.lax.map(trial, k, batch_size=trial_batch),
-                          mesh if shard_trials else None, *keys)
-  return success[:trials]
+  states = shard_leading(lambda *k: jax.lax.map(trial, k, batch_size=trial_batch),
+                         mesh if shard_trials else None, *keys)
+  return states[:trials]
 
 
 def _trial_batch(length: int, grid_size: int, block_size: int | None, row_block: int | None,
@@ -267,7 +354,7 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
           confidence: float = 0.95, block_size: int | None = None,
           matmul_dtype=None, dtype=None, row_block: int | None = None,
           max_trial_batch: int | None = None,
-          max_outside_mass: float | None = None) -> MinDResult:
+          max_outside_mass: float | None = None, matmul: str = "float32") -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials, and per trial
   its verdicts, threshold d*_t and first success, with the quantiles d_50 and d_{1−δ}.
 
@@ -302,6 +389,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     max_outside_mass: η ∈ (0, 1): success under the mass criterion, every
       row's outside softmax mass ≤ η as well (``verify``); methods in
       ``ja.construct.MASS_AWARE`` build for it. None (default): the ratio criterion.
+    matmul: the products' format of the certified pass, "float32" (default)
+      or "bfloat16" (``verify``); verdicts are exact either way.
 
   Returns:
     ``MinDResult`` with d_min, success counts and rates with intervals, the [T, G]
@@ -309,6 +398,32 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     d_median, d_quantile with order-statistic intervals.
   """
   d_grid = _checked_grid(d_grid, method)
+  _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, block_size, row_block,
+                max_trial_batch, matmul)
+  evaluate, _ = resolve_dtype(dtype)
+  length = jax.eval_shape(sampler, key).length
+  grid_levels = len(d_grid) if method in NESTED else 1
+  matmul_dtype = None if matmul_dtype is None else jnp.dtype(matmul_dtype)
+  states = _trial_states(
+      key, eps1, eps2, max_outside_mass, certify.thresholds(eps1, eps2, evaluate),
+      sampler=sampler, method=method, d_grid=d_grid, trials=trials,
+      trial_batch=min(_trial_batch(length, grid_levels, block_size, row_block, trials),
+                      max_trial_batch or trials),
+      block_size=block_size, row_block=row_block, matmul_dtype=matmul_dtype, mesh=local_mesh(),
+      dtype=evaluate.name, matmul=matmul)
+  pattern_keys, method_keys = trial_keys(key, trials)
+  exact = lambda t, g: exact_level(
+      method_keys[t], jax.jit(sampler)(pattern_keys[t]), method=method, d_grid=d_grid, level=g,
+      eps1=eps1, eps2=eps2, dtype=evaluate.name, block_size=block_size, row_block=row_block)
+  verdicts, host_levels = settle_levels(states, exact)
+  certified = matmul_dtype is None and certify.certifiable(evaluate, max_outside_mass)
+  return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)._replace(
+      certified=certified, levels_on_host=host_levels)
+
+
+def _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, block_size, row_block,
+                  max_trial_batch, matmul) -> None:
+  """``min_d``'s argument checks: ValueError naming the first bad one."""
   if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
     raise ValueError(f"trials must be a positive integer, got {trials!r}")
   if not 0.0 <= delta < 1.0:
@@ -320,14 +435,4 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   check_block_size(block_size)
   check_block_size(row_block, "row_block")
   check_block_size(max_trial_batch, "max_trial_batch")
-  evaluate, _ = resolve_dtype(dtype)
-  length = jax.eval_shape(sampler, key).length
-  grid_levels = len(d_grid) if method in NESTED else 1
-  verdicts = np.asarray(_trial_verdicts(
-      key, eps1, eps2, max_outside_mass, sampler=sampler, method=method, d_grid=d_grid, trials=trials,
-      trial_batch=min(_trial_batch(length, grid_levels, block_size, row_block, trials),
-                      max_trial_batch or trials),
-      block_size=block_size, row_block=row_block,
-      matmul_dtype=None if matmul_dtype is None else jnp.dtype(matmul_dtype), mesh=local_mesh(),
-      dtype=evaluate.name))
-  return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)
+  check_matmul(matmul)

@@ -22,10 +22,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Int
 
-from jaxattn._src.base import Solution, cast_pattern, check_eps, check_outside_mass, resolve_dtype
+from jaxattn._src import certify, exact
+from jaxattn._src.base import IdentityBlock, Solution, cast_pattern, check_eps, check_outside_mass, resolve_dtype
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.tiles import (default_tiles, dot, local_mesh, pad_rows, row_blocks,
                                 shard_leading, support_stats, tile_mask)
@@ -37,6 +39,8 @@ class RowStats(NamedTuple):
   gap: Float[Array, "G L"]
   outside_mass: Float[Array, "G L"]   # Σ_{j∉S_i} P_ij; zeros unless full=True
   max_abs_logit: Float[Array, "G L"]  # max_j |ℓ_ij|; zeros unless full=True
+  spread_bound: Float[Array, "G L"]   # σ_i ≥ |spread_i − exact spread_i| (``certify``)
+  gap_bound: Float[Array, "G L"]      # τ_i ≥ |gap_i − exact gap_i|
 
 
 class Report(NamedTuple):
@@ -58,6 +62,10 @@ class Report(NamedTuple):
   eps1: Float[Array, ""]
   eps2: Float[Array, ""]
   max_outside_mass: Float[Array, ""]  # η of the mass criterion; +inf: the ratio criterion
+  certified: Bool[Array, ""]          # ok and row_ok are those of exact arithmetic (``certify``)
+  settled_by_bound: Int[Array, ""]    # rows the first pass's bound decided
+  settled_by_float32: Int[Array, ""]  # rows the float32 re-check decided (bfloat16 products)
+  settled_on_host: Int[Array, ""]     # rows decided in exact arithmetic on the host
 
 
 # Without ``full``, levels with d ≤ _RANK1_MAX_D are formed by rank-1 updates
@@ -145,15 +153,17 @@ def _full_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
 def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
               splits: tuple[int, ...], scales: Float[Array, "G"], *, block_size: int | None = None,
               row_block: int | None = None, full: bool = True, matmul_dtype=None,
-              mesh: Mesh | None = None) -> RowStats:
+              mesh: Mesh | None = None, rows: Int[Array, "M"] | None = None) -> RowStats:
   """spread_i, gap_i (and, if ``full``, outside mass and |ℓ| max) of the logits
 
     ℓ^(g) = scales[g] · Q[:, :splits[g]] K[:, :splits[g]]ᵀ,   g = 0..G−1,
 
   for every row, in one pass over key blocks of ``block_size`` and row
-  blocks of ``row_block`` (defaults: ``default_tiles()``). With
-  ``splits = (w,)`` and ``scales = [1]`` these are the figures of ℓ = Q Kᵀ;
-  a grid of splits evaluates nested prefixes.
+  blocks of ``row_block`` (defaults: ``default_tiles()``), with the bounds
+  σ_i, τ_i on their rounding errors (``certify.spread_and_gap_bounds``).
+  With ``splits = (w,)`` and ``scales = [1]`` these are the figures of
+  ℓ = Q Kᵀ; a grid of splits evaluates nested prefixes. ``rows``: only
+  these query rows (output [G, M]); default all.
 
   A [rows, block] tile is never recomputed per level: the prefix logits
   C_g = Q_{:, :d_g} K_{:, :d_g}ᵀ are running sums of the products over the
@@ -169,21 +179,60 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
 
   ``matmul_dtype`` (e.g. ``jnp.bfloat16``) rounds Q and K to that dtype once,
   for support and streamed logits alike, and accumulates every product in
-  Q's dtype: the figures are exact for the rounded factors. With a ``mesh``
-  the row blocks are split over its devices (each holds all keys).
+  Q's dtype; the bounds cover that rounding, so they hold for the stored
+  Q, K. With a ``mesh`` the row blocks are split over its devices (each
+  holds all keys).
   """
-  length, width = keys.shape
+  width = keys.shape[1]
   if splits[-1] > width or list(splits) != sorted(set(splits)) or splits[0] < 1:
     raise ValueError(f"splits must increase within [1, {width}], got {splits}")
+  if rows is not None:
+    queries, pattern = queries[rows], jax.tree.map(lambda x: x[rows], pattern)
+  scales = jnp.asarray(scales, queries.dtype)
+  stats = _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
+                  matmul_dtype, mesh)
+  stats = stats._replace(**dict(zip(("spread_bound", "gap_bound"), _bounds(
+      stats, queries, keys, pattern, splits, scales, matmul_dtype))))
+  if mesh is not None and mesh.size > 1:  # gathered: later reductions run as on one device
+    stats = jax.lax.with_sharding_constraint(stats, NamedSharding(mesh, PartitionSpec()))
+  return stats
+
+
+def _bounds(stats: RowStats, queries: Float[Array, "M w"], keys: Float[Array, "L w"],
+            pattern: SparsePattern, splits: tuple[int, ...], scales: Float[Array, "G"],
+            matmul_dtype) -> tuple[Float[Array, "G M"], Float[Array, "G M"]]:
+  """σ, τ of ``row_stats``: the prefix norms of the stored factors and the weights' logarithms
+  put into ``certify.spread_and_gap_bounds`` with this backend's rounding model."""
+  dtype = queries.dtype
+  u = certify.unit_roundoff(dtype)
+  narrower = matmul_dtype is not None and jnp.finfo(matmul_dtype).bits < jnp.finfo(dtype).bits
+  u_in = certify.unit_roundoff(matmul_dtype) if narrower else 0.0
+  dims = jnp.asarray(splits)
+  factor = certify.logit_factor(dims, u_in, u, certify.rounding_model().truncating)
+  query_norms = certify.prefix_norms(queries, splits, u).T
+  key_norm = jnp.max(certify.prefix_norms(keys, splits, u), axis=0)
+  log_abs = jnp.where(pattern.valid, jnp.abs(jnp.log(pattern.weights.astype(dtype))), 0.0)
+  log_norm_abs = jnp.max(jnp.abs(pattern.log_weights.astype(dtype)), -1)
+  return certify.spread_and_gap_bounds(
+      stats.spread, stats.gap, query_norms, key_norm, scales, factor, dims,
+      jnp.max(log_abs, -1), log_norm_abs, u)
+
+
+def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full, matmul_dtype,
+            mesh) -> RowStats:
+  """The streamed pass of ``row_stats`` (figures only; bounds zero): one scan over key blocks
+  per row block, the row blocks mapped (and split over ``mesh``)."""
+  length, width = keys.shape
+  n_queries = queries.shape[0]
   dtype = queries.dtype
   if matmul_dtype is not None:
     queries, keys = queries.astype(matmul_dtype), keys.astype(matmul_dtype)
   default_rows, default_keys = default_tiles()
   block = min(block_size or default_keys, length)
-  row_block = min(row_block or default_rows, length)
+  row_block = min(row_block or default_rows, n_queries)
   n_blocks = math.ceil(length / block)
   devices = mesh.size if mesh else 1
-  n_row_blocks = math.ceil(length / row_block / devices) * devices
+  n_row_blocks = math.ceil(n_queries / row_block / devices) * devices
   prefix = (jnp.arange(width)[:, None] < jnp.asarray(splits)).astype(dtype)  # [w, G]
   rank1_dims = () if full else tuple(d for d in splits if d <= _RANK1_MAX_D)
   summed_dims = tuple(splits[len(rank1_dims):])  # levels formed as running sums of matmuls
@@ -193,14 +242,13 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   rank1_width = rank1_dims[-1] if rank1_dims else 0
   keys_t = jnp.swapaxes(padded_keys[:, :rank1_width].reshape(n_blocks, block, rank1_width),
                         1, 2).astype(dtype)  # [blocks, d, B]: key columns as rows
-  scales = jnp.asarray(scales, dtype)
 
   def one_row_block(args):
     q, cols, valid, lw = args
     q_ranges = [q[:, lo:hi] for lo, hi in ranges]
     q_exact = q.astype(dtype)  # for elementwise products, exact in ``dtype`` for narrower q
     support, spread, support_min = support_stats(q_exact, keys[cols].astype(dtype), lw, valid,
-                                                  prefix, scales)
+                                                 prefix, scales)
 
     def key_block(carry, inputs):
       k_ranges, k_t, start = inputs
@@ -220,15 +268,15 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
     else:
       out_max = scales[:, None] * out_max  # max_j s·C_ij = s · max_j C_ij for s > 0
       outside_mass = jnp.zeros_like(out_max)
-    return RowStats(spread, out_max - support_min, outside_mass, abs_max)
+    zeros = jnp.zeros_like(spread)
+    return RowStats(spread, out_max - support_min, outside_mass, abs_max, zeros, zeros)
 
-  rows = n_row_blocks * row_block
+  padded = n_row_blocks * row_block
   stats = shard_leading(lambda *blocks: jax.lax.map(one_row_block, blocks), mesh,
                         *row_blocks(queries, pattern, n_row_blocks, row_block, dtype))
-  if mesh is not None and mesh.size > 1:  # gathered: later reductions run as on one device
-    stats = jax.lax.with_sharding_constraint(stats, NamedSharding(mesh, PartitionSpec()))
-  # [n_row_blocks, G, R] -> [G, L]
-  return jax.tree.map(lambda s: jnp.moveaxis(s, 0, 1).reshape(len(splits), rows)[:, :length], stats)
+  # [n_row_blocks, G, R] -> [G, M]
+  return jax.tree.map(lambda s: jnp.moveaxis(s, 0, 1).reshape(len(splits), padded)[:, :n_queries],
+                      stats)
 
 
 def check_block_size(block_size: int | None, name: str = "block_size") -> None:
@@ -237,47 +285,139 @@ def check_block_size(block_size: int | None, name: str = "block_size") -> None:
     raise ValueError(f"{name} must be >= 1, got {block_size}")
 
 
-def row_ok(stats: RowStats, eps1, eps2, max_outside_mass=None) -> Bool[Array, "... L"]:
-  """expm1(spread_i) ≤ ε1 and exp(gap_i) ≤ ε2, row by row; with η = ``max_outside_mass``
-  (the mass criterion; ``stats`` from ``full=True``) also Σ_{j∉S_i} P_ij ≤ η."""
-  ok = (jnp.expm1(stats.spread) <= eps1) & (jnp.exp(stats.gap) <= eps2)
+def row_ok(stats: RowStats, limits: certify.Thresholds, max_outside_mass=None
+           ) -> Bool[Array, "... L"]:
+  """The verdict of the computed figures, uncertified: spread_i ≤ ln(1 + ε1) and gap_i ≤ ln ε2
+  (``limits``, compared in log space); with η = ``max_outside_mass`` (the mass criterion; ``stats``
+  from ``full=True``) also Σ_{j∉S_i} P_ij ≤ η."""
+  ok = (stats.spread <= limits.ratio_above) & (stats.gap <= limits.gap_above)
   return ok if max_outside_mass is None else ok & (stats.outside_mass <= max_outside_mass)
 
 
+def row_states(stats: RowStats, limits: certify.Thresholds) -> Int[Array, "... L"]:
+  """Certainly ok, certainly failing or undecided per row (``certify.row_states``)."""
+  return certify.row_states(stats.spread, stats.gap, stats.spread_bound, stats.gap_bound, limits)
+
+
 @functools.partial(jax.jit, static_argnames=("block_size", "row_block", "matmul_dtype", "mesh"))
-def _verify(solution: Solution, pattern: SparsePattern, eps1, eps2, max_outside_mass, block_size,
-            row_block, matmul_dtype, mesh) -> Report:
-  return verify_factors(solution.queries(), solution.keys(), pattern, eps1, eps2,
-                        max_outside_mass, block_size, row_block, matmul_dtype, mesh)
-
-
-def verify_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"],
-                   pattern: SparsePattern, eps1, eps2, max_outside_mass, block_size=None,
-                   row_block=None, matmul_dtype=None, mesh=None) -> Report:
-  """``verify``'s report for the logits ℓ = Q Kᵀ of given factors (traceable; no checks)."""
+def _first_pass(queries, keys, pattern: SparsePattern, eps1, eps2, max_outside_mass,
+                limits: certify.Thresholds, block_size, row_block, matmul_dtype, mesh
+                ) -> tuple[Report, Int[Array, "L"]]:
+  """The streamed pass of ``verify``: its figures, the uncertified verdict, and the row states."""
   # ln A in float32, or in float64 for a float64 X (weights are stored in float32)
   pattern = cast_pattern(pattern, jnp.promote_types(queries.dtype, jnp.float32))
   ones = jnp.ones((1,), queries.dtype)
   stats = jax.tree.map(lambda s: s[0], row_stats(
       queries, keys, pattern, (queries.shape[-1],), ones, block_size=block_size,
       row_block=row_block, full=True, matmul_dtype=matmul_dtype, mesh=mesh))
-  ratio_error = jnp.expm1(jnp.max(stats.spread))
-  leak = jnp.exp(jnp.max(stats.gap))
-  outside_mass_max = jnp.max(stats.outside_mass)
-  eps1, eps2 = jnp.asarray(eps1, queries.dtype), jnp.asarray(eps2, queries.dtype)
   eta = jnp.asarray(jnp.inf if max_outside_mass is None else max_outside_mass, queries.dtype)
-  return Report(
-      ok=(ratio_error <= eps1) & (leak <= eps2) & (outside_mass_max <= eta),
-      ratio_error=ratio_error, leak=leak, row_ok=row_ok(stats, eps1, eps2, eta),
-      spread=stats.spread, gap=stats.gap, outside_mass_max=outside_mass_max,
+  ok_rows = row_ok(stats, limits, eta)
+  zero = jnp.zeros((), jnp.int32)
+  report = Report(
+      ok=jnp.all(ok_rows), ratio_error=jnp.expm1(jnp.max(stats.spread)),
+      leak=jnp.exp(jnp.max(stats.gap)), row_ok=ok_rows, spread=stats.spread, gap=stats.gap,
+      outside_mass_max=jnp.max(stats.outside_mass),
       outside_mass_mean=jnp.mean(stats.outside_mass), max_abs_logit=jnp.max(stats.max_abs_logit),
-      eps1=eps1, eps2=eps2, max_outside_mass=eta)
+      eps1=jnp.asarray(eps1, queries.dtype), eps2=jnp.asarray(eps2, queries.dtype),
+      max_outside_mass=eta, certified=jnp.asarray(False), settled_by_bound=zero,
+      settled_by_float32=zero, settled_on_host=zero)
+  return report, row_states(stats, limits)
+
+
+@functools.partial(jax.jit, static_argnames=("splits", "block_size", "row_block"))
+def _recheck(queries, keys, pattern, rows, scales, limits, splits, block_size, row_block):
+  """Row states of ``rows`` at every level, the products in the evaluation dtype (float32)."""
+  pattern = cast_pattern(pattern, jnp.promote_types(queries.dtype, jnp.float32))
+  return row_states(row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
+                              row_block=row_block, full=False, rows=rows), limits)
+
+
+def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
+                states: Int[Array, "L"] | None, eps1: float, eps2: float, *, split: int,
+                scale: tuple[int, int] = (1, 1), recheck: bool = False,
+                block_size: int | None = None, row_block: int | None = None
+                ) -> tuple[np.ndarray, tuple[int, int, int]]:
+  """The exact verdict of every row of ℓ = s Q[:, :split] K[:, :split]ᵀ (s = scale[0]/scale[1])
+  from its first-pass ``states``, and how many rows each stage settled.
+
+  Stage 1 (the pass that made ``states``; None: a pass with float32 products
+  here) settled the rows not UNDECIDED;
+  with ``recheck`` (the pass ran in a narrower matmul format) the undecided
+  rows are re-done with float32 products (stage 2); the rest are decided in
+  exact arithmetic on the host (stage 3, ``exact.row_ok_exact``).
+
+  Returns:
+    (row_ok bool [L], (settled by the bound, by the float32 re-check, on the host)).
+  """
+  limits = certify.thresholds(eps1, eps2, queries.dtype)
+  scales = jnp.asarray([scale[0] / scale[1]], queries.dtype)
+  if states is None:
+    states = _recheck(queries, keys, pattern, jnp.arange(pattern.length), scales, limits,
+                      (split,), block_size, row_block)[0]
+  states = np.array(states)
+  by_bound = int(np.sum(states != certify.UNDECIDED))
+  undecided = np.flatnonzero(states == certify.UNDECIDED)
+  if recheck and undecided.size:
+    padded = np.resize(undecided, 1 << int(np.ceil(np.log2(undecided.size))))  # few compiles
+    states[undecided] = np.asarray(_recheck(queries, keys, pattern, jnp.asarray(padded), scales,
+                                            limits, (split,), block_size, row_block))[0][
+                                                :undecided.size]
+  by_float32 = int(np.sum(states != certify.UNDECIDED)) - by_bound
+  host = np.flatnonzero(states == certify.UNDECIDED)
+  row_ok = states == certify.CERTAIN_OK
+  if host.size:
+    q, k = np.asarray(queries)[:, :split], np.asarray(keys)[:, :split]
+    cols, weights, valid = (np.asarray(x) for x in pattern)
+    exact_scale = exact.Fraction(*scale)
+    for i in host:
+      row_ok[i] = exact.row_ok_exact(q[i], k, cols[i][valid[i]], weights[i][valid[i]], eps1, eps2,
+                                     exact_scale)
+  return row_ok, (by_bound, by_float32, int(host.size))
+
+
+def verify_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"],
+                   pattern: SparsePattern, eps1: float, eps2: float, *,
+                   max_outside_mass: float | None = None, block_size: int | None = None,
+                   row_block: int | None = None, matmul: str = "float32", matmul_dtype=None,
+                   certified: bool = True) -> Report:
+  """``verify``'s report for the logits ℓ = Q Kᵀ of given factors, certified when it can be
+  (``certify.certifiable``, ``certified``, no ``matmul_dtype`` narrowing the factors, and
+  concrete inputs: under ``jit`` the host stage cannot run, and the verdict is the computed one)."""
+  dtype = queries.dtype
+  narrowed = matmul_dtype is not None and jnp.dtype(matmul_dtype) != dtype
+  first_format = certify.MATMUL_FORMATS[matmul] if matmul_dtype is None else matmul_dtype
+  report, states = _first_pass(queries, keys, pattern, eps1, eps2, max_outside_mass,
+                               certify.thresholds(eps1, eps2, dtype), block_size, row_block,
+                               first_format, local_mesh())
+  traced = any(isinstance(x, jax.core.Tracer)
+               for x in jax.tree.leaves((queries, keys, pattern, eps1, eps2)))
+  if traced or not (certified and not narrowed and certify.certifiable(dtype, max_outside_mass)):
+    return report
+  recheck = first_format is not None and jnp.finfo(first_format).bits < jnp.finfo(dtype).bits
+  row_ok, settled = settle_rows(queries, keys, pattern, states, eps1, eps2,
+                                split=queries.shape[-1], recheck=recheck, block_size=block_size,
+                                row_block=row_block)
+  return report._replace(ok=jnp.asarray(row_ok.all()), row_ok=jnp.asarray(row_ok),
+                         certified=jnp.asarray(True),
+                         **dict(zip(("settled_by_bound", "settled_by_float32", "settled_on_host"),
+                                    map(jnp.asarray, settled))))
+
+
+_factors = jax.jit(lambda solution: (solution.queries(), solution.keys()))
+
+
+def check_matmul(matmul: str) -> str:
+  """ValueError unless ``matmul`` names a format of certified verification (``MATMUL_FORMATS``)."""
+  if matmul not in certify.MATMUL_FORMATS:
+    raise ValueError(f"matmul must be one of {sorted(certify.MATMUL_FORMATS)}, got {matmul!r}")
+  return matmul
 
 
 def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
            block_size: int | None = None, matmul_dtype=None, *, dtype=None,
-           row_block: int | None = None, max_outside_mass: float | None = None) -> Report:
-  """Checks whether row-softmax((X W_Q)(X W_K)ᵀ) (ε1, ε2)-approximates A.
+           row_block: int | None = None, max_outside_mass: float | None = None,
+           matmul: str = "float32") -> Report:
+  """Checks whether row-softmax((X W_Q)(X W_K)ᵀ) (ε1, ε2)-approximates A, exactly.
 
   ratio_error = exp(max_i spread_i) − 1 and leak = exp(max_i gap_i), with
 
@@ -289,9 +429,18 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
   (docs/definitions.md §3). Streams over key blocks of
   ``block_size`` in row blocks of ``row_block`` (defaults per backend:
   ``default_tiles``): memory O(L·(N + d) + block·rows), never an L×L
-  matrix. Matmuls run at ``Precision.HIGHEST`` in X's dtype, or in
-  ``matmul_dtype`` with accumulation in X's dtype. Query row blocks are
-  split over this process's devices; the result does not depend on how many.
+  matrix. Query row blocks are split over this process's devices; the
+  result does not depend on how many.
+
+  Certified verdicts (docs/certified.md). The figures carry a sound bound
+  on every rounding; rows it cannot decide are re-done with float32
+  products (after a bfloat16 pass) and then decided in exact arithmetic on
+  the host, so ``ok`` and ``row_ok`` are those of exact arithmetic on the
+  stored Q = X W_Q, K = X W_K and A, and ``certified`` is True. It is False
+  (the verdict of the computed figures) for dense parameters (X W is itself
+  rounded), ``dtype="bfloat16"``, a ``matmul_dtype`` narrower than X, the
+  mass criterion, traced inputs (inside ``jit``: no host stage), and backends
+  without a validated rounding model.
 
   Args:
     solution: X, W_Q, W_K.
@@ -299,14 +448,18 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     eps1: ratio tolerance ε1 > 0.
     eps2: zero tolerance ε2 ∈ (0, 1).
     block_size: keys per streamed block (default: ``default_tiles()[1]``).
-    matmul_dtype: e.g. ``jnp.bfloat16``: round Q = X W_Q and K = X W_K to it
-      and accumulate the logits in X's dtype (``preferred_element_type``);
-      the verdict is then exact for the rounded Q, K. None: X's dtype.
+    matmul_dtype: e.g. ``jnp.bfloat16``: a finite-precision layer whose
+      Q = X W_Q and K = X W_K are rounded to it, the logits accumulated in
+      X's dtype; the verdict is the computed one for the rounded Q, K
+      (uncertified). None: X's dtype.
     dtype: if given ("bfloat16", "float32", "float64"), X, W_Q, W_K are
       rounded to it and every step runs in it; default: X's dtype.
     row_block: query rows per block (default: ``default_tiles()[0]``).
     max_outside_mass: η ∈ (0, 1) of the mass criterion; None (default): the
       ratio criterion alone.
+    matmul: the products' format of certified verification, "float32"
+      (default) or "bfloat16" (Q, K rounded to bfloat16, accumulated in
+      float32, the bound widened accordingly); the verdict is exact either way.
 
   Returns:
     ``Report``; its figures are JAX scalars (``float(rep.leak)``).
@@ -316,6 +469,7 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     solution = jax.tree.map(lambda x: jnp.asarray(x).astype(evaluate), solution)
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
+  check_matmul(matmul)
   length = solution.X.shape[0]
   if pattern.length != length:
     raise ValueError(f"pattern has length {pattern.length} but X has {length} rows")
@@ -328,5 +482,8 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     matmul_dtype = jnp.dtype(matmul_dtype)
     if not jnp.issubdtype(matmul_dtype, jnp.floating):
       raise ValueError(f"matmul_dtype must be a floating dtype, got {matmul_dtype}")
-  return _verify(solution, pattern, eps1, eps2, max_outside_mass, block_size, row_block,
-                 matmul_dtype, local_mesh())
+  exact_params = all(isinstance(w, IdentityBlock) for w in (solution.w_q, solution.w_k))
+  return verify_factors(*_factors(solution), pattern, eps1, eps2,
+                        max_outside_mass=max_outside_mass, block_size=block_size,
+                        row_block=row_block, matmul=matmul, matmul_dtype=matmul_dtype,
+                        certified=exact_params)

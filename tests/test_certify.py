@@ -1,0 +1,252 @@
+"""Certified verdicts: the rounding bound covers the true error, and every verdict is the exact one.
+
+The exact references are independent of the kernel: rational arithmetic
+(``fractions``) for logits of uniform patterns (ln A = 0, so spread and gap
+are rationals), and the dense float64 check ``ja.reference.dense_check``
+for near-ties placed far above float64's rounding.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxattn as ja
+from jaxattn._src import certify, exact
+from jaxattn._src import verify as verify_lib
+from jaxattn.construct import solution_from_factors
+
+EYE3 = ja.SparsePattern.from_dense(np.eye(3, dtype=np.float32))
+
+
+def _tile(query, outside_key, support_key=None):
+  """Row 0 of a 3×3 identity pattern: support key ``support_key`` (default −``outside_key``,
+  so that the errors of the two logits add in the gap), outside key ``outside_key``."""
+  support_key = -outside_key if support_key is None else support_key
+  zeros = np.zeros_like(query)
+  return (np.stack([query, zeros, zeros]).astype(np.float32),
+          np.stack([support_key, outside_key, zeros]).astype(np.float32))
+
+
+def _worst_violation(queries, keys, splits, matmul_dtype=None, full=False):
+  """max over levels of (|ĝ − g| − τ) for row 0, g the exact rational gap; > 0: the bound fails."""
+  width = keys.shape[1]
+  scales = [width / d for d in splits]
+  stats = verify_lib.row_stats(jnp.asarray(queries), jnp.asarray(keys), EYE3, tuple(splits),
+                               jnp.asarray(scales, jnp.float32), full=full,
+                               matmul_dtype=matmul_dtype)
+  worst = -math.inf
+  for g, d in enumerate(splits):
+    scale = exact.Fraction(width, d)
+    logits = [scale * exact.exact_dot(queries[0, :d], key[:d]) for key in keys]
+    gap = max(logits[1:]) - logits[0]  # column 2's key is zero: logit 0
+    error = abs(exact.Fraction(float(stats.gap[g, 0])) - gap)
+    worst = max(worst, float(error - exact.Fraction(float(stats.gap_bound[g, 0]))))
+  return worst
+
+
+def _sequential_case(d):
+  """q = k = (1, t, …, t), t² just above half an ulp of 1: every addition after the first rounds
+  up in a sequential order, the worst case of the float32 accumulation."""
+  t = np.float32(2.0 ** -12 * (1 + 2.0 ** -10))
+  q = np.full(d, t, np.float32)
+  q[0] = 1
+  return _tile(q, q)
+
+
+def _bfloat16_case(d):
+  """Constant rows whose every entry rounds up to bfloat16 by almost u = 2⁻⁸: the input
+  rounding's error is the same in every product, in any summation order."""
+  a = np.float32(1 + 2.0 ** -8 + 2.0 ** -20)
+  return _tile(np.full(d, a), np.full(d, a))
+
+
+def _random_case(d, seed, magnitudes=False, subnormal=False):
+  rng = np.random.default_rng(seed)
+  q, k = rng.standard_normal((2, d)).astype(np.float32)
+  if magnitudes:  # mixed magnitudes over 60 binades
+    q *= np.exp2(rng.integers(-30, 30, d)).astype(np.float32)
+  if subnormal:
+    k[::2] = np.float32(2.0 ** -140) * rng.standard_normal(k[::2].shape).astype(np.float32)
+  return _tile(q, k, support_key=rng.standard_normal(d).astype(np.float32))
+
+
+CASES = {"sequential": _sequential_case, "bfloat16": _bfloat16_case,
+         "random": lambda d: _random_case(d, d),
+         "magnitudes": lambda d: _random_case(d, d, magnitudes=True),
+         "subnormal": lambda d: _random_case(d, d, subnormal=True)}
+
+
+@pytest.mark.parametrize("d", [1, 2, 16, 17, 700, 4096])
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("matmul_dtype", [None, jnp.bfloat16])
+def test_the_bound_covers_the_exact_error(d, case, matmul_dtype):
+  queries, keys = CASES[case](d)
+  splits = sorted({1, max(1, d // 3), d})  # nested levels, scales d/d_g
+  assert _worst_violation(queries, keys, splits, matmul_dtype) < 0
+  assert _worst_violation(queries, keys, (d,), matmul_dtype, full=True) < 0
+
+
+@pytest.mark.parametrize("d", [16, 700, 4096])
+def test_a_bound_without_the_accumulation_term_fails(d, monkeypatch):
+  """γ_{d+1} dropped on the float32-input path: the sequential case's error escapes it."""
+  queries, keys = _sequential_case(d)
+  assert _worst_violation(queries, keys, (d,)) < 0
+  monkeypatch.setattr(certify, "gamma", lambda n, u: jnp.zeros_like(jnp.asarray(n, jnp.float32)))
+  assert _worst_violation(queries, keys, (d,)) > 0
+
+
+@pytest.mark.parametrize("d", [1, 64, 4096])
+def test_a_bound_with_half_the_bfloat16_roundoff_fails(d, monkeypatch):
+  """u_in = 2⁻⁹ instead of 2⁻⁸: same-direction input roundings escape it, in any order."""
+  queries, keys = _bfloat16_case(d)
+  assert _worst_violation(queries, keys, (d,), jnp.bfloat16) < 0
+  unit = certify.unit_roundoff
+  monkeypatch.setattr(certify, "unit_roundoff", lambda dtype: unit(dtype) / (
+      2 if jnp.dtype(dtype) == jnp.bfloat16 else 1))
+  assert _worst_violation(queries, keys, (d,), jnp.bfloat16) > 0
+
+
+def test_the_log_model_covers_xla_log():
+  """|log(w) − ln w| ≤ LOG_ULPS·u·|ln w| for float32 weights over the whole range, near 1 too."""
+  rng = np.random.default_rng(0)
+  weights = np.concatenate([
+      np.exp2(rng.uniform(-126, 127, 200_000)), 1 + rng.uniform(-1e-3, 1e-3, 100_000),
+      np.nextafter(np.float32(1), np.float32(0)) - np.arange(1000) * 2.0 ** -24,
+      1 + np.arange(1, 1000) * 2.0 ** -23, [2.0 ** -126, 1.0, 2.0 ** 127]]).astype(np.float32)
+  computed = np.asarray(jax.jit(jnp.log)(weights), np.float64)
+  true = np.log(weights.astype(np.float64))
+  excess = np.abs(computed - true) - certify.LOG_ULPS * certify.unit_roundoff(jnp.float32) * (
+      np.abs(true))
+  assert np.max(excess) <= 0, weights[np.argmax(excess)]
+
+
+def test_exp_at_most_decides_exactly():
+  frac = exact.Fraction
+  assert exact.exp_at_most(frac(0), frac(1)) and not exact.exp_at_most(frac(0), frac(1, 2))
+  assert not exact.exp_at_most(frac(1, 10 ** 30), frac(1))
+  log_half = frac(-0.6931471805599453)  # the float64 nearest ln ½, just above it
+  assert not exact.exp_at_most(log_half, frac(1, 2))
+  assert exact.exp_at_most(log_half - frac(1, 10 ** 16), frac(1, 2))
+  assert not exact.exp_at_most(frac(-5), frac(-1))
+
+
+PLANTED = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1]], np.float32)
+
+
+def _planted_tie(offset, base=2000.0):
+  """Logits base + x_j with x_0 = 0.4·2⁻¹³ and x_1 = x_0 + ln ½ + ``offset``: row 0's gap is
+  ln ε2 + offset (ε2 = ½) and row 1's spread ln(1 + ε1) − offset (ε1 = 1), while float32 rounds
+  base + x to multiples of 2⁻¹³ ≈ 1.2e-4, on every summation order (one addition per logit).
+  Row 2 passes with a margin of 50."""
+  x0 = 0.4 * 2.0 ** -13
+  queries = np.array([[1, 1], [1, 1], [-1, 0]], np.float32)
+  keys = np.array([[base, x0], [base, x0 + math.log(0.5) + offset], [base - 50, 0]], np.float32)
+  return solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
+
+
+def _exact_rows(sol):
+  """Row verdicts of the dense float64 check (exact here: the offsets are ≫ float64 rounding)."""
+  want = ja.reference.dense_check(sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k), PLANTED,
+                                  1.0, 0.5)
+  return (np.expm1(want.spread) <= 1.0) & (np.exp(want.gap) <= 0.5)
+
+
+@pytest.mark.parametrize("offset", [-3e-5, -1e-5, 1e-5, 3e-5])
+@pytest.mark.parametrize("matmul", ["float32", "bfloat16"])
+def test_planted_near_ties_are_decided_exactly(offset, matmul):
+  sol = _planted_tie(offset)
+  rep = ja.verify(sol, ja.SparsePattern.from_dense(PLANTED), 1.0, 0.5, matmul=matmul)
+  assert bool(rep.certified)
+  np.testing.assert_array_equal(rep.row_ok, _exact_rows(sol))
+  assert int(rep.settled_on_host) > 0  # the bound cannot decide rows 0 and 1
+
+
+def test_uncertified_float32_decides_some_planted_ties_wrongly():
+  """The planted set is hard: the computed float32 figures decide some of it wrongly."""
+  wrong = 0
+  pattern = ja.SparsePattern.from_dense(PLANTED)
+  for offset in np.linspace(-1e-4, 1e-4, 21):
+    sol = _planted_tie(offset)
+    want = _exact_rows(sol)
+    computed = ja.verify(sol, pattern, 1.0, 0.5, max_outside_mass=0.999)  # uncertified path
+    np.testing.assert_array_equal(ja.verify(sol, pattern, 1.0, 0.5).row_ok, want)
+    wrong += int(np.sum(np.asarray(computed.row_ok) != want))
+  assert wrong > 0
+
+
+def test_wide_margins_need_no_recheck():
+  pattern = ja.patterns.random_regular(jax.random.PRNGKey(0), length=64, nnz=2, a_min=0.5)
+  for d, ok in ((32, False), (48, True)):  # leak 2.9 and 8e-6 against ε2 = 0.5
+    rep = ja.verify(ja.construct.lstsq(jax.random.PRNGKey(1), pattern, d, 0.5, 0.5), pattern,
+                    0.5, 0.5)
+    assert bool(rep.ok) == ok and bool(rep.certified)
+    assert int(rep.settled_by_bound) == 64 and int(rep.settled_on_host) == 0
+
+
+def test_uncertified_settings_say_so():
+  pattern = ja.patterns.random_regular(jax.random.PRNGKey(0), length=32, nnz=1, a_min=0.5)
+  sol = ja.construct.lstsq(jax.random.PRNGKey(1), pattern, 16, 0.5, 0.5)
+  assert bool(ja.verify(sol, pattern, 0.5, 0.5).certified)
+  assert not bool(ja.verify(sol, pattern, 0.5, 0.5, max_outside_mass=0.5).certified)
+  assert not bool(ja.verify(sol, pattern, 0.5, 0.5, matmul_dtype=jnp.bfloat16).certified)
+  assert not bool(ja.verify(sol, pattern, 0.5, 0.5, dtype="bfloat16").certified)
+  assert not bool(jax.jit(lambda s: ja.verify(s, pattern, 0.5, 0.5))(sol).certified)
+  with pytest.raises(ValueError, match="matmul must be one of"):
+    ja.verify(sol, pattern, 0.5, 0.5, matmul="float16")
+
+
+def test_min_d_settles_undecided_levels_exactly():
+  """ε1 placed at trial 0's computed spread of one nested level: the pass cannot decide that
+  level, the host does, and every verdict equals exact arithmetic on the trial's factors."""
+  from jaxattn._src import search
+  if "jl_fixed_eps" not in ja.construct.METHODS:  # jl whose factors do not depend on ε
+    jl = ja.construct.METHODS["jl"]
+    ja.construct.register_method(
+        "jl_fixed_eps", lambda key, p, d, width, eps1, eps2, **kw: jl(key, p, d, width, 0.5, 0.5,
+                                                                      **kw), nested=True)
+  sampler = ja.patterns.Sampler("random_regular", length=32, nnz=2, a_min=0.5)
+  key, grid = jax.random.PRNGKey(2), (16, 32, 64, 128)
+  pattern_keys, method_keys = ja.trial_keys(key, 2)
+  pattern = sampler(pattern_keys[0])
+  queries, keys = search._trial_factors(method_keys[0], pattern, 128, 0.5, 0.5,
+                                        method="jl_fixed_eps", width=128, dtype="float32")
+  scales = jnp.asarray([128 / d for d in grid], jnp.float32)
+  stats = ja.row_stats(queries, keys, pattern, grid, scales, full=False)
+  eps2 = 0.9
+  level = int(np.argmax(np.max(stats.gap, 1) < math.log(eps2) - 0.1))  # zeros held with margin
+  eps1 = float(np.expm1(np.float64(np.max(stats.spread[level]))))
+  res = ja.min_d(key, sampler, grid, eps1=eps1, eps2=eps2, trials=2, delta=0.5,
+                 method="jl_fixed_eps")
+  assert res.certified and res.levels_on_host >= 1
+  q, k = np.asarray(queries), np.asarray(keys)
+  cols, weights, valid = (np.asarray(x) for x in pattern)
+  for g, d in enumerate(grid):
+    exact_ok = all(exact.row_ok_exact(q[i, :d], k[:, :d], cols[i][valid[i]], weights[i][valid[i]],
+                                      eps1, eps2, exact.Fraction(128, d)) for i in range(32))
+    assert res.verdicts[0, g] == exact_ok, d
+
+
+@pytest.mark.parametrize("method, d", [("jl", 96), ("lstsq", 24), ("optimize", 12),
+                                       ("moment_curve", 8)])
+@pytest.mark.parametrize("nnz", [1, 2, 4])
+def test_certified_verdicts_equal_the_dense_float64_check(method, d, nnz):
+  """ε at relative distances 1e-9 and 1e-7 from a row's own float64 figures (far above
+  float64's rounding, at or below float32's): row verdicts equal ``dense_check``'s."""
+  pattern = ja.patterns.random_regular(jax.random.PRNGKey(nnz), length=96, nnz=nnz, a_min=0.3)
+  sol = ja.construct.build(method, jax.random.PRNGKey(7), pattern, d, 0.5, 0.5)
+  a = np.asarray(pattern.to_dense())
+  x, w_q, w_k = sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k)
+  base = ja.reference.dense_check(x, w_q, w_k, a, 0.5, 0.5)
+  row = nnz % 3  # a row whose figures set the tolerances
+  ratio_at, leak_at = float(np.expm1(base.spread[row])), float(np.exp(base.gap[row]))
+  for rel in (-1e-7, -1e-9, 1e-9, 1e-7):
+    eps1 = max(ratio_at * (1 + rel), 1e-6)
+    eps2 = min(leak_at * (1 + rel), 0.999) if leak_at < 0.999 else 0.5
+    want = ja.reference.dense_check(x, w_q, w_k, a, eps1, eps2)
+    rep = ja.verify(sol, pattern, eps1, eps2)
+    assert bool(rep.certified)
+    np.testing.assert_array_equal(
+        rep.row_ok, (np.expm1(want.spread) <= eps1) & (np.exp(want.gap) <= eps2), err_msg=rel)
