@@ -19,11 +19,15 @@ A preset is a TOML file (``bench/presets/*.toml``, or any path)::
   criterion = "ratio"                    # optional: "ratio" (default) or "mass", which
   max_outside_mass = 0.1                 # needs η = max_outside_mass in (0, 1)
   d_grid = { start = 64, stop = 1024, per_octave = 4 }   # or a list of d
+  matmul = "float32"                     # optional: products of the certified pass,
+                                         # float32 (default) or bfloat16 (same verdicts)
 
 Each block is the Cartesian product of its axes; the preset is the union of
 its blocks in order (repeated points run once). Every point carries the
-settings ``d_grid`` (increasing dimensions to search), ``trials`` (T) and
-``delta`` (δ). Unknown fields, values of the wrong type or out of range, and
+settings ``d_grid`` (increasing dimensions to search), ``trials`` (T),
+``delta`` (δ) and ``matmul`` (the products' format of the certified pass,
+docs/certified.md: the verdicts are exact either way, so it is a setting, not
+an axis; recorded in a point's params unless float32). Unknown fields, values of the wrong type or out of range, and
 unknown families or methods raise ``CommandError`` naming the field before
 any work starts.
 
@@ -75,14 +79,18 @@ class Point(NamedTuple):
   delta: float
   criterion: str = "ratio"               # "ratio": (ε1, ε2) alone; "mass": also outside mass ≤ η
   max_outside_mass: float | None = None  # η, for criterion "mass" only
+  matmul: str = "float32"                # products of the certified pass (``ja.min_d``)
 
   def params(self) -> dict[str, Any]:
     """All fields as a JSON-ready dict (the point's identity in a results store); under the
-    ratio criterion without ``CRITERION_FIELDS``, as stored before they existed."""
+    ratio criterion without ``CRITERION_FIELDS``, and with float32 products without
+    ``matmul``, as stored before they existed."""
     params = {**self._asdict(), "d_grid": list(self.d_grid)}
     if self.criterion == "ratio":
       for name in CRITERION_FIELDS:
         del params[name]
+    if self.matmul == "float32":
+      del params["matmul"]
     return params
 
   def sampler(self) -> ja.patterns.Sampler:
@@ -198,6 +206,7 @@ _FIELDS: dict[str, tuple[Callable, bool]] = {
     "delta": (_real(0.0, 1.0, closed_low=True), False),
     "criterion": (_name(lambda: CRITERIA), True),
     "max_outside_mass": (_real(0.0, 1.0), True),
+    "matmul": (_name(lambda: ja.certify.MATMUL_FORMATS), False),
 }
 _TOP_LEVEL = {"description", "seed", "grid"}
 
@@ -245,7 +254,7 @@ def parse_preset(text: str, name: str) -> Preset:
   blocks = data.get("grid")
   if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) for b in blocks):
     _fail(f"preset {name}", "needs at least one [[grid]] block")
-  defaults = {"dtype": "float32", "criterion": "ratio",
+  defaults = {"dtype": "float32", "criterion": "ratio", "matmul": "float32",
               **{k: v for k, v in data.items() if k in _FIELDS}}
   points: dict[Point, None] = {}
   for index, block in enumerate(blocks, 1):

@@ -11,6 +11,12 @@ pattern), four ways to check it:
 
 and (e) the whole-grid search (every d of a geometric grid up to d_max in
 one nested pass of ``ja.row_stats``, as ``ja.min_d`` runs it per trial).
+Certified rows (docs/certified.md) time the verdict alone, as the search
+decides it (``verdict_thunk``), and the certified search
+(``certified_search_thunk``), each with float32 and bfloat16 products,
+against the computed float32 verdict of the same kernel; ``level_cost``
+turns the search's time against one level into the per-level constant of
+the runner's cost model.
 ``sweep_tiles`` times (a) and (e) over a set of tile sizes.
 ``python -m jaxattn_bench.perf L d N seed`` verifies once and prints its
 figures and peak resident memory as JSON (the ``--memory`` child);
@@ -21,6 +27,7 @@ trial (K hard negatives per row, ``dense`` for the dense loss) and checks it
 
 from __future__ import annotations
 
+import fractions
 import functools
 import json
 import os
@@ -125,6 +132,75 @@ def search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul_dtype,
                                                 row_block=row_block, full=False,
                                                 matmul_dtype=matmul_dtype).gap)
   return lambda: search(queries, keys, pattern)
+
+
+def verdict_thunk(queries, keys, pattern, matmul: str | None):
+  """A thunk deciding ℓ = Q Kᵀ as the search decides a level (the verdict alone, no outside mass;
+  a row that certainly fails decides it): ``matmul`` None is the computed float32 verdict
+  (uncertified, the former default); "float32" or "bfloat16" the certified one
+  (``ja.certify``). Returns (ok, rows settled by the bound, by the float32 re-check, on the
+  host), the counts None when uncertified."""
+  d = queries.shape[1]
+  limits = ja.certify.thresholds(EPS1, EPS2)
+  form = None if matmul is None else ja.certify.MATMUL_FORMATS[matmul]
+
+  @jax.jit
+  def first(q, k, p):
+    stats = jax.tree.map(lambda s: s[0], ja.row_stats(q, k, p, (d,), jnp.ones(1), full=False,
+                                                      matmul_dtype=form))
+    if matmul is None:
+      return jnp.all((stats.spread <= limits.ratio_above) & (stats.gap <= limits.gap_above))
+    return ja.certify.row_states(stats, limits)
+
+  def run():
+    out = np.asarray(first(queries, keys, pattern))
+    if matmul is None:
+      return bool(out), None
+    if np.any(out == ja.certify.CERTAIN_FAIL):
+      return False, (int(np.sum(out != ja.certify.UNDECIDED)), 0, 0)
+    ok, settled = ja.certify.settle_rows(queries, keys, pattern, out, EPS1, EPS2, split=d,
+                                         recheck=matmul == "bfloat16")
+    return bool(ok.all()), settled
+  return run
+
+
+def certified_search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul: str):
+  """A thunk running the certified nested search over ``grid`` on Q, K (``ja.min_d``'s pass for
+  one trial: bound, in-program float32 re-check after bfloat16, host for undecided levels).
+  Returns (verdicts [G], rows decided by the bound, by the re-check, left undecided, levels
+  settled on the host); rows count over all G levels."""
+  scales = grid[-1] / jnp.asarray(grid, jnp.float32)
+  limits = ja.certify.thresholds(EPS1, EPS2)
+  form = ja.certify.MATMUL_FORMATS[matmul]
+  host = [np.asarray(x) for x in (queries, keys, *pattern)]
+
+  @jax.jit
+  def first(q, k, p):
+    stats = ja.row_stats(q, k, p, grid, scales, full=False, matmul_dtype=form)
+    states = ja.certify.row_states(stats, limits)
+    after = (ja.certify.recheck_rows(q, k, p, states, grid, scales, limits)
+             if matmul == "bfloat16" else states)
+    decided = lambda x: jnp.sum(x != ja.certify.UNDECIDED)
+    return ja.certify.level_states(after), ja.certify.undecided_rows(after), jnp.stack(
+        [decided(states), decided(after) - decided(states), states.size - decided(after)])
+
+  def run():
+    levels, (rows, count), counts = jax.tree.map(np.array, first(queries, keys, pattern))
+    undecided = np.flatnonzero(levels == ja.certify.UNDECIDED)
+    for g in undecided:
+      q, k, *arrays = host
+      listed = rows[g, :count[g]] if count[g] <= rows.shape[1] else np.arange(len(q))
+      levels[g] = ja.certify.rows_ok_exact(q[:, :grid[g]], k[:, :grid[g]], *arrays, listed, EPS1,
+                                           EPS2, fractions.Fraction(grid[-1], grid[g])).all()
+    return levels == ja.certify.CERTAIN_OK, (*counts.tolist(), len(undecided))
+  return run
+
+
+def level_cost(seconds_grid: float, seconds_one: float, levels: int, d_max: int) -> float:
+  """c of the search's cost model t ∝ L²·(d_max + c·G), from the times of the search over G
+  levels and of one level at d_max: t_G/t_1 = r = (d_max + cG)/(d_max + c) ⇒ c = d_max(r − 1)/(G − r)."""
+  ratio = seconds_grid / seconds_one
+  return d_max * (ratio - 1) / (levels - ratio) if levels > ratio else float("inf")
 
 
 def sweep_tiles(solution, pattern, grid: tuple[int, ...], tiles, matmul_dtype,

@@ -86,7 +86,8 @@ def solve_point(point: grid.Point, seed: int) -> ja.MinDResult:
   with ja.dtype_context(point.dtype):
     return ja.min_d(grid.point_key(seed, point), point.sampler(), point.d_grid, eps1=point.eps1,
                     eps2=point.eps2, method=point.method, trials=point.trials, delta=point.delta,
-                    dtype=point.dtype, max_outside_mass=point.max_outside_mass)
+                    dtype=point.dtype, max_outside_mass=point.max_outside_mass,
+                    matmul=point.matmul)
 
 
 def theory_dim(point: grid.Point) -> int | None:

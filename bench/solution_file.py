@@ -232,6 +232,13 @@ def format_report(report: Report, d: int, seconds: float) -> list[str]:
       f"{float(report.max_abs_logit):.4g}",
       f"time         {seconds:.2f} s",
   ]
+  if bool(report.certified):
+    lines.append(f"exact        yes: the verdict of exact arithmetic (rows settled: "
+                 f"{int(report.settled_by_bound)} by the bound, {int(report.settled_by_float32)} "
+                 f"by the float32 re-check, {int(report.settled_on_host)} on the host)")
+  else:
+    lines.append("exact        no: the verdict of the computed figures (docs/certified.md says "
+                 "when verdicts are not certified)")
   failing = np.flatnonzero(~row_ok)
   if failing.size:
     ratio_error, leak = np.expm1(np.asarray(report.spread)), np.exp(np.asarray(report.gap))

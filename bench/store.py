@@ -74,7 +74,7 @@ AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2", "dtype", "
 # default), so points stored before the mass criterion existed keep their identity ...
 CRITERION_FIELDS = ("criterion", "max_outside_mass")
 # ... and those that describe how d_min is searched.
-SETTINGS = ("d_grid", "trials", "delta")
+SETTINGS = ("d_grid", "trials", "delta", "matmul")
 # Per-point estimators over the trials' thresholds (``ja.MinDResult``), schema 2.
 ESTIMATORS = ("d_median", "d_median_low", "d_median_high", "d_quantile", "d_quantile_low",
               "d_quantile_high")

@@ -6,12 +6,13 @@ Self-Attention Matrices* (arXiv 2106.03764): a layer with fixed W_Q, W_K
 choosing its input X, once d = O(log L). Definitions: docs/definitions.md;
 proofs and bounds: docs/theory.md.
 
-Modules: ``construct`` (the constructions and their registry), ``patterns``
+Modules: ``certify`` (certified verdicts: the rounding bound and the exact host stage),
+``construct`` (the constructions and their registry), ``patterns``
 (pattern generators), ``reference`` (a dense float64 check), ``stats``
 (binomial intervals), ``theory`` (provable bounds).
 """
 
-from jaxattn import construct, patterns, reference, stats, theory
+from jaxattn import certify, construct, patterns, reference, stats, theory
 from jaxattn._src.base import (DTYPES, Solution, check_d, check_d_grid, check_eps,
                                check_outside_mass, dtype_context)
 from jaxattn._src.pattern import SparsePattern
@@ -34,6 +35,7 @@ __all__ = [
     "check_d_grid",
     "check_eps",
     "check_outside_mass",
+    "certify",
     "construct",
     "default_tiles",
     "dtype_context",

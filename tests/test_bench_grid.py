@@ -123,13 +123,26 @@ def test_criterion_axis_keeps_ratio_points_as_stored_before_it():
   assert [(p.nnz, p.criterion, p.max_outside_mass) for p in points] == [
       (2, "ratio", None), (2, "mass", 0.1), (2, "mass", 0.2)]
   ratio, mass, _ = points
-  assert set(ratio.params()) == set(grid.Point._fields) - set(store.CRITERION_FIELDS)
+  assert set(ratio.params()) == set(grid.Point._fields) - set(store.CRITERION_FIELDS) - {"matmul"}
   assert mass.params()["criterion"] == "mass" and mass.params()["max_outside_mass"] == 0.1
   old = {k: v for k, v in ratio.params().items()}
   assert grid.Point(**{**old, "d_grid": tuple(old["d_grid"])}) == ratio
   keys = [grid.point_key(0, p).tolist() for p in points]
   assert keys[0] == keys[1] == keys[2]
   assert store.canonical(ratio.params()) != store.canonical(mass.params())
+
+
+def test_matmul_is_a_setting_recorded_unless_float32():
+  """matmul = "bfloat16" is kept in the point's params (the store records it), float32 is left
+  out (points stored before it existed keep their identity), and neither changes the key."""
+  text = 'matmul = "bfloat16"\n' + TINY
+  fast = grid.parse_preset(text, "t").points[0]
+  plain = grid.parse_preset(TINY, "t").points[0]
+  assert fast.matmul == "bfloat16" and fast.params()["matmul"] == "bfloat16"
+  assert "matmul" not in plain.params() and plain._replace(matmul="bfloat16") == fast
+  np.testing.assert_array_equal(grid.point_key(0, fast), grid.point_key(0, plain))
+  with pytest.raises(CommandError, match="matmul"):
+    grid.parse_preset('matmul = "float16"\n' + TINY, "t")
 
 
 def test_cost_model_charges_optimize_its_passes():

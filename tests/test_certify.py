@@ -123,6 +123,17 @@ def test_the_log_model_covers_xla_log():
   assert np.max(excess) <= 0, weights[np.argmax(excess)]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exact_dot_is_exact(dtype):
+  rng = np.random.default_rng(3)
+  q = (rng.standard_normal(300) * np.exp2(rng.integers(-60, 60, 300))).astype(dtype)
+  k = (rng.standard_normal(300) * np.exp2(rng.integers(-60, 60, 300))).astype(dtype)
+  q[:5] = 0
+  want = sum(exact.Fraction(float(a)) * exact.Fraction(float(b)) for a, b in zip(q, k))
+  assert exact.exact_dot(q, k) == want
+  assert exact.exact_dot(np.zeros(3, dtype), k[:3]) == 0
+
+
 def test_exp_at_most_decides_exactly():
   frac = exact.Fraction
   assert exact.exp_at_most(frac(0), frac(1)) and not exact.exp_at_most(frac(0), frac(1, 2))
@@ -200,8 +211,11 @@ def test_uncertified_settings_say_so():
 
 def test_min_d_settles_undecided_levels_exactly():
   """ε1 placed at trial 0's computed spread of one nested level: the pass cannot decide that
-  level, the host does, and every verdict equals exact arithmetic on the trial's factors."""
+  level, the host does (from the listed rows, or, had there been more than ``HOST_ROWS``, by
+  redoing the level's pass: the same verdict), and every verdict equals exact arithmetic on the
+  trial's factors."""
   from jaxattn._src import search
+  trials = 2
   if "jl_fixed_eps" not in ja.construct.METHODS:  # jl whose factors do not depend on ε
     jl = ja.construct.METHODS["jl"]
     ja.construct.register_method(
@@ -209,7 +223,7 @@ def test_min_d_settles_undecided_levels_exactly():
                                                                       **kw), nested=True)
   sampler = ja.patterns.Sampler("random_regular", length=32, nnz=2, a_min=0.5)
   key, grid = jax.random.PRNGKey(2), (16, 32, 64, 128)
-  pattern_keys, method_keys = ja.trial_keys(key, 2)
+  pattern_keys, method_keys = ja.trial_keys(key, trials)
   pattern = sampler(pattern_keys[0])
   queries, keys = search._trial_factors(method_keys[0], pattern, 128, 0.5, 0.5,
                                         method="jl_fixed_eps", width=128, dtype="float32")
@@ -218,14 +232,22 @@ def test_min_d_settles_undecided_levels_exactly():
   eps2 = 0.9
   level = int(np.argmax(np.max(stats.gap, 1) < math.log(eps2) - 0.1))  # zeros held with margin
   eps1 = float(np.expm1(np.float64(np.max(stats.spread[level]))))
-  res = ja.min_d(key, sampler, grid, eps1=eps1, eps2=eps2, trials=2, delta=0.5,
+  res = ja.min_d(key, sampler, grid, eps1=eps1, eps2=eps2, trials=trials, delta=0.5,
                  method="jl_fixed_eps")
   assert res.certified and res.levels_on_host >= 1
+  undecided = np.flatnonzero(np.asarray(search._grid_states(
+      method_keys[0], pattern, method="jl_fixed_eps", d_grid=grid, eps1=eps1, eps2=eps2,
+      limits=ja.certify.thresholds(eps1, eps2))[0]) == ja.certify.UNDECIDED)
+  assert level in undecided
+  both = [search.exact_level(method_keys[0], pattern, method="jl_fixed_eps", d_grid=grid,
+                             level=level, eps1=eps1, eps2=eps2, rows=rows)
+          for rows in (np.arange(32), None)]
+  assert both[0] == both[1] == res.verdicts[0, level]
   q, k = np.asarray(queries), np.asarray(keys)
   cols, weights, valid = (np.asarray(x) for x in pattern)
   for g, d in enumerate(grid):
-    exact_ok = all(exact.row_ok_exact(q[i, :d], k[:, :d], cols[i][valid[i]], weights[i][valid[i]],
-                                      eps1, eps2, exact.Fraction(128, d)) for i in range(32))
+    exact_ok = exact.rows_ok_exact(q[:, :d], k[:, :d], cols, weights, valid, range(32), eps1,
+                                   eps2, exact.Fraction(128, d)).all()
     assert res.verdicts[0, g] == exact_ok, d
 
 

@@ -18,6 +18,7 @@ import time
 import jax
 import jax.numpy as jnp
 import jaxattn as ja
+from jaxattn_bench.commands import add_matmul_option
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.solution_file import (format_report, load_solution, saved_factors,
                                          saved_matrix, saved_params)
@@ -34,6 +35,7 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--float64", action="store_true",
                       help="verify in float64, and for small L also with dense NumPy")
   parser.add_argument("--block-size", type=int, help="keys per streamed block in verification")
+  add_matmul_option(parser)
   parser.set_defaults(func=main)
 
 
@@ -57,7 +59,7 @@ def main(args) -> int:
       solution = _solution(arrays, d, dtype)
       report = jax.block_until_ready(
           ja.verify(solution, pattern, eps1, eps2, block_size=args.block_size,
-                    max_outside_mass=eta))
+                    max_outside_mass=eta, matmul=args.matmul))
     except ValueError as error:
       raise CommandError(f"{path}: {error}") from None
   seconds = time.perf_counter() - start

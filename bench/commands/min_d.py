@@ -9,6 +9,7 @@ import jax
 
 import jaxattn as ja
 from jaxattn_bench import resources
+from jaxattn_bench.commands import add_matmul_option
 from jaxattn_bench.errors import CommandError
 
 
@@ -26,6 +27,7 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--d-max", type=int, default=8192, help="largest d of the geometric grid")
   parser.add_argument("--per-octave", type=int, default=4, help="grid points per doubling of d")
   parser.add_argument("--seed", type=int, default=0)
+  add_matmul_option(parser)
   parser.set_defaults(func=main)
 
 
@@ -56,7 +58,7 @@ def main(args) -> int:
   try:
     result = ja.min_d(jax.random.PRNGKey(args.seed), sampler, grid, eps1=args.eps1,
                       eps2=args.eps2, method=args.method, trials=args.trials, delta=args.delta,
-                      max_trial_batch=plan.max_trial_batch)
+                      max_trial_batch=plan.max_trial_batch, matmul=args.matmul)
     bound = ja.theory.jl_dim(args.length, args.nnz, args.eps1, args.eps2, args.a_min, args.delta)
   except ValueError as error:
     raise CommandError(str(error)) from None
@@ -80,6 +82,9 @@ def main(args) -> int:
     print(f"{name} = {_value(value, grid[-1])}  95% CI [{_bound(low)}, {_bound(high)}]  "
           f"({p:g}-quantile of the thresholds; interval from order statistics)")
   print(f"jl_dim = {bound}  (provable d for jl at delta={args.delta})")
+  print(f"verdicts {'exact' if result.certified else 'computed (not certified)'}: products "
+        f"{args.matmul}, {result.levels_on_host} (trial, d) settled on the host "
+        "(docs/certified.md)")
   return 0
 
 

@@ -58,6 +58,10 @@ def add_parser(subparsers) -> None:
                       help="search grid: geometric_grid(d, per_octave) (2 gives 16 values to 256)")
   parser.add_argument("--matmul-dtype", choices=("float32", "bfloat16"), default="float32",
                       help="operand dtype of the JAX matmuls (accumulation stays float32)")
+  parser.add_argument("--grid-start", type=int, default=1,
+                      help="search grid: from this d up (geometric_grid(d, per_octave, start))")
+  parser.add_argument("--certified", action=argparse.BooleanOptionalAction, default=True,
+                      help="time the certified rows too (default; --no-certified leaves them out)")
   parser.add_argument("--memory", action="store_true",
                       help="also verify once at --memory-length in a child process: peak RSS")
   parser.add_argument("--memory-length", type=int, default=65536)
@@ -108,9 +112,12 @@ def speed(args) -> None:
   if length <= perf.REFERENCE_MAX_LENGTH:
     reference = ja.reference.dense_check(*host[:3], pattern.to_dense(), perf.EPS1, perf.EPS2)
     verdicts["float64 dense reference"] = (reference.ok, reference.leak)
-  grid = ja.geometric_grid(d, args.per_octave)
-  fns[f"(e) search, {len(grid)} d <= {d}"] = perf.search_thunk(
+  grid = ja.geometric_grid(d, args.per_octave, start=min(args.grid_start, d))
+  search_name = f"(e) search, {len(grid)} d <= {d}"
+  fns[search_name] = perf.search_thunk(
       queries, keys, pattern, grid, None if matmul_dtype == jnp.float32 else matmul_dtype)
+  certified = certified_checks(queries, keys, pattern, grid, args) if args.certified else {}
+  fns.update({name: fn for name, (fn, _) in certified.items()})
   seconds = perf.time_round_robin(fns, args.repeats)
 
   flops = 2.0 * length * length * d
@@ -135,8 +142,55 @@ def speed(args) -> None:
     print(f"b/a  NumPy time / verify time                   = {t_b / t_a:.2f}   (target >= 1.5)")
   print(f"e/a  whole-grid search / one verify at d_max     = {t_e / t_a:.2f}   (target <= 1.5); "
         f"grid {grid}")
+  if certified:
+    print_certified(certified, seconds, search_name, grid, d)
   if len({v[0] for v in verdicts.values()}) != 1:
     raise CommandError(f"the checks disagree on ok: {verdicts}", status=1)
+
+
+def certified_checks(queries, keys, pattern, grid, args) -> dict:
+  """The certified rows: name -> (thunk, what it returns), verdict-only (a) and search (e)."""
+  checks = {"(a0) verdict only, float32": perf.verdict_thunk(queries, keys, pattern, None)}
+  for matmul in ja.certify.MATMUL_FORMATS:
+    checks[f"(a) certified, {matmul}"] = perf.verdict_thunk(queries, keys, pattern, matmul)
+  checks[f"(e1) search, 1 level d = {grid[-1]}"] = perf.search_thunk(
+      queries, keys, pattern, (grid[-1],), None)
+  for matmul in ja.certify.MATMUL_FORMATS:
+    checks[f"(e) certified search, {matmul}"] = perf.certified_search_thunk(
+        queries, keys, pattern, grid, matmul)
+  return {name: (fn, fn()) for name, fn in checks.items()}
+
+
+def print_certified(certified: dict, seconds: dict, search_name: str, grid, d: int) -> None:
+  """The certified rows' times, verdicts and rows settled per stage, and their ratios."""
+  print(f"certified (docs/certified.md): rows settled by the bound / the float32 re-check / "
+        f"the host (search: left undecided, and the levels the host settled)")
+  for name, (_, result) in certified.items():
+    t = seconds[name]
+    if name.startswith("(a)"):
+      ok, (bound, recheck, host) = result
+      note = f"  {ok}; rows {bound} / {recheck} / {host} on the host"
+    elif name.startswith("(e) certified"):
+      levels, (bound, recheck, undecided, on_host) = result
+      total = bound + recheck + undecided
+      note = (f"  {int(levels.sum())} of {len(levels)} levels ok; rows {bound / total:.4%} / "
+              f"{recheck / total:.4%} / {undecided / total:.4%}, {on_host} levels on the host")
+    else:
+      note = f"  {result[0]}" if isinstance(result, tuple) else ""
+    print(f"{name:<34} {1e3 * t:>9.1f}{note}")
+  base_a, base_e = seconds["(a0) verdict only, float32"], seconds[search_name]
+  a32, a16 = seconds["(a) certified, float32"], seconds["(a) certified, bfloat16"]
+  e32, e16 = seconds["(e) certified search, float32"], seconds["(e) certified search, bfloat16"]
+  print(f"certified float32 / float32, verdict only (a)  = {a32 / base_a:.3f}   (target <= 1.10)")
+  print(f"certified float32 / float32, search (e)        = {e32 / base_e:.3f}   (target <= 1.10)")
+  print(f"float32 / certified bfloat16, verdict only (a) = {base_a / a16:.2f}   "
+        f"(certified float32 / bfloat16: {a32 / a16:.2f}; target >= 1.5)")
+  print(f"float32 / certified bfloat16, search (e)       = {base_e / e16:.2f}   "
+        f"(certified float32 / bfloat16: {e32 / e16:.2f}; target >= 1.25)")
+  one = seconds[f"(e1) search, 1 level d = {grid[-1]}"]
+  print(f"search cost per level: t_G / t_1 = {base_e / one:.2f} for G = {len(grid)}, so "
+        f"t ∝ L²·(d_max + c·G) with c = {perf.level_cost(base_e, one, len(grid), d):.0f} "
+        f"(the runner's cost model)")
 
 
 def sweep(args) -> None:
@@ -259,7 +313,8 @@ def check_resources(args) -> None:
 
 
 def main(args) -> int:
-  if min(args.length, args.d, args.nnz, args.repeats, args.per_octave, args.memory_length,
+  if min(args.length, args.d, args.nnz, args.repeats, args.per_octave, args.grid_start,
+         args.memory_length,
          args.memory_d, args.optimize_length, args.optimize_d, args.optimize_nnz) < 1:
     raise CommandError("--length, --d, --nnz, --repeats, --per-octave and the memory and "
                        "optimize sizes must be positive")

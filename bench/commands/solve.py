@@ -20,6 +20,7 @@ import jax
 
 import jaxattn as ja
 from jaxattn_bench import resources
+from jaxattn_bench.commands import add_matmul_option
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.pattern_file import load_pattern
 from jaxattn_bench.solution_file import check_destination, format_report, save_solution
@@ -63,6 +64,7 @@ def add_parser(subparsers) -> None:
                       help="keep only the N largest entries of every row (dense maps)")
   parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the construction")
   parser.add_argument("--block-size", type=int, help="keys per streamed block in verification")
+  add_matmul_option(parser)
   parser.add_argument("--save-uncertified", action="store_true",
                       help="write OUT even if the pattern is not certified")
   parser.set_defaults(func=main)
@@ -93,7 +95,7 @@ def main(args) -> int:
   if args.search:
     ok = ja.verify_grid(key, pattern, d_grid, eps1=args.eps1, eps2=args.eps2,
                         method=args.method, block_size=args.block_size,
-                        max_outside_mass=args.max_outside_mass)
+                        max_outside_mass=args.max_outside_mass, matmul=args.matmul)
     candidates = [d for d, passed in zip(d_grid, ok) if passed] or [d_grid[-1]]
     found = (f"smallest verifying d = {candidates[0]} ({int(ok.sum())} of {len(d_grid)} verify)"
              if ok.any() else f"no d verifies; trying d = {d_grid[-1]}")
@@ -110,7 +112,7 @@ def main(args) -> int:
                                   max_outside_mass=args.max_outside_mass)
     report = jax.block_until_ready(
         ja.verify(solution, pattern, args.eps1, args.eps2, block_size=args.block_size,
-                  max_outside_mass=args.max_outside_mass))
+                  max_outside_mass=args.max_outside_mass, matmul=args.matmul))
     if report.ok:
       break
   seconds = time.perf_counter() - start

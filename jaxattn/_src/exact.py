@@ -34,6 +34,7 @@ import numpy as np
 
 Fraction = fractions.Fraction
 _U64 = 2.0 ** -53
+_CHUNK = 256  # rows per float64 product on the host
 
 
 def exp_at_most(delta: Fraction, bound: Fraction) -> bool:
@@ -64,39 +65,37 @@ def exp_at_most(delta: Fraction, bound: Fraction) -> bool:
 
 
 def exact_dot(q: np.ndarray, k: np.ndarray) -> Fraction:
-  """Σ_c q_c k_c in exact rational arithmetic."""
-  return sum((Fraction(float(a)) * Fraction(float(b)) for a, b in zip(q, k)), Fraction(0))
+  """Σ_c q_c k_c in exact rational arithmetic.
 
-
-def _interval_extreme(queries: np.ndarray, keys: np.ndarray, largest: bool) -> Fraction:
-  """max (or min) over the rows of ``keys`` of the exact q·k_j, from float64 intervals."""
-  q64, k64 = queries.astype(np.float64), keys.astype(np.float64)
-  values = k64 @ q64
-  bound = 1.01 * (keys.shape[-1] + 1) * _U64 * (np.abs(k64) @ np.abs(q64)) + 2.0 ** -1000
-  if largest:
-    candidates = np.flatnonzero(values + bound >= np.max(values - bound))
-  else:
-    candidates = np.flatnonzero(values - bound <= np.min(values + bound))
-  exact = [exact_dot(queries, keys[j]) for j in candidates]
-  return max(exact) if largest else min(exact)
-
-
-def row_ok_exact(query: np.ndarray, keys: np.ndarray, cols: Sequence[int],
-                 weights: Sequence[float], eps1: float, eps2: float,
-                 scale: Fraction = Fraction(1)) -> bool:
-  """Whether row i of ℓ = s Q Kᵀ meets both conditions exactly (module docstring).
-
-  Args:
-    query: q_i, the first d entries of the stored query row (float32 or float64).
-    keys: K[:, :d] for all L keys.
-    cols: the row's support S_i (distinct columns).
-    weights: A_ij for j in ``cols``, as stored.
-    eps1, eps2: the tolerances as given.
-    scale: s, the nested level's d_max/d (a rational), 1 otherwise.
+  For float32 (or narrower) factors every product is exact in float64; its
+  53-bit significand and exponent (``np.frexp``) make it an integer times a
+  power of two, and the sum is taken over integers. Wider factors go
+  through ``Fraction`` products.
   """
-  if not (np.all(np.isfinite(query)) and np.all(np.isfinite(keys))):
-    return False
-  cols = np.asarray(cols)
+  if q.dtype.itemsize > 4 or k.dtype.itemsize > 4:
+    return sum((Fraction(float(a)) * Fraction(float(b)) for a, b in zip(q, k)), Fraction(0))
+  significands, exponents = np.frexp(q.astype(np.float64) * k.astype(np.float64))
+  integers, shifts = (significands * 2.0 ** 53).astype(np.int64), exponents.astype(np.int64) - 53
+  nonzero = integers != 0
+  if not nonzero.any():
+    return Fraction(0)
+  low = int(shifts[nonzero].min())
+  total = sum(int(m) << int(e - low) for m, e in zip(integers[nonzero], shifts[nonzero]))
+  return Fraction(total) * Fraction(2) ** low
+
+
+def _largest(query: np.ndarray, keys: np.ndarray, values: np.ndarray, bound: np.ndarray,
+             outside: np.ndarray) -> Fraction:
+  """max_{j outside} q·k_j exactly, from float64 ``values`` within ``bound`` of the exact ones:
+  exact sums for the columns whose interval reaches the largest lower end."""
+  values = np.where(outside, values, -np.inf)
+  candidates = np.flatnonzero(outside & (values + bound >= np.max(values - bound)))
+  return max(exact_dot(query, keys[j]) for j in candidates)
+
+
+def _row_ok(query, keys, values, bound, cols, weights, eps1, eps2, scale) -> bool:
+  """``rows_ok_exact`` of one row (its support columns ``cols`` and weights; its float64 logits
+  ``values`` within ``bound``)."""
   support = [scale * exact_dot(query, keys[j]) for j in cols]
   one_plus = 1 + Fraction(eps1)
   a_weights = [Fraction(float(w)) for w in weights]
@@ -108,5 +107,41 @@ def row_ok_exact(query: np.ndarray, keys: np.ndarray, cols: Sequence[int],
   outside[cols] = False
   if not outside.any():
     return True
-  largest = scale * _interval_extreme(query, keys[outside], largest=True)
+  largest = scale * _largest(query, keys, values, bound, outside)
   return exp_at_most(largest - min(support), Fraction(eps2))
+
+
+def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weights: np.ndarray,
+                  valid: np.ndarray, rows: Sequence[int], eps1: float, eps2: float,
+                  scale: Fraction = Fraction(1)) -> np.ndarray:
+  """Whether each of ``rows`` of ℓ = s Q Kᵀ meets both conditions exactly (module docstring).
+
+  The float64 logits of up to ``_CHUNK`` rows at a time come from one
+  product, with the bound γ_{d+1}(2⁻⁵³)·|Q||K|ᵀ (inflated by 1%, plus an
+  absolute 2⁻¹⁰⁰⁰ for underflow).
+
+  Args:
+    queries, keys: Q[:, :d] and K[:, :d] as stored (float32 or float64), [L, d].
+    cols, weights, valid: the pattern's arrays (``SparsePattern``), [L, N].
+    rows: the rows to decide.
+    eps1, eps2: the tolerances as given.
+    scale: s, the nested level's d_max/d (a rational), 1 otherwise.
+
+  Returns:
+    bool [len(rows)]; a row with a non-finite factor fails.
+  """
+  rows = np.asarray(rows, int)
+  keys64 = keys.astype(np.float64)
+  finite = np.all(np.isfinite(queries[rows]), 1) & bool(np.all(np.isfinite(keys64)))
+  gamma = 1.01 * (keys.shape[-1] + 1) * _U64
+  ok = np.zeros(rows.size, bool)
+  for start in range(0, rows.size, _CHUNK):
+    chunk = rows[start:start + _CHUNK]
+    q64 = queries[chunk].astype(np.float64)
+    values = q64 @ keys64.T
+    bound = gamma * (np.abs(q64) @ np.abs(keys64).T) + 2.0 ** -1000
+    for n, i in enumerate(chunk):
+      ok[start + n] = finite[start + n] and _row_ok(
+          queries[i], keys, values[n], bound[n], cols[i][valid[i]], weights[i][valid[i]], eps1,
+          eps2, scale)
+  return ok

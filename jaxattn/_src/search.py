@@ -16,6 +16,7 @@ from jaxattn._src import certify
 from jaxattn._src.base import (cast_pattern, check_d_grid, check_eps, check_outside_mass,
                                resolve_dtype)
 from jaxattn._src.construct import METHODS, NESTED, method_factors
+from jaxattn._src.exact import Fraction, rows_ok_exact
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.stats import clopper_pearson, quantile_interval
 from jaxattn._src.tiles import default_tiles, local_mesh, shard_leading
@@ -123,9 +124,10 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
                 d_grid: tuple[int, ...], eps1, eps2, limits: certify.Thresholds,
                 block_size: int | None = None, row_block: int | None = None, matmul_dtype=None,
                 mesh=None, dtype=None, max_outside_mass=None, matmul: str = "float32"
-                ) -> Int[Array, "G"]:
+                ) -> tuple[Int[Array, "G"], HostRows]:
   """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key: per grid d
-  ``certify.CERTAIN_OK``, ``CERTAIN_FAIL`` or ``UNDECIDED`` (int8; the host settles the last).
+  ``certify.CERTAIN_OK``, ``CERTAIN_FAIL`` or ``UNDECIDED`` (int8; the host settles the last),
+  with each level's undecided rows (``HostRows``).
 
   Certified (``certify.certifiable`` and no ``matmul_dtype``): a level fails if a row
   certainly fails, passes if every row certainly passes, and is undecided
@@ -161,19 +163,39 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
     stats = row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
                       row_block=row_block, full=full, matmul_dtype=first, mesh=mesh)
     if not certified:
-      return jnp.all(row_ok(stats, limits, max_outside_mass), -1).astype(jnp.int8)
+      verdicts = jnp.all(row_ok(stats, limits, max_outside_mass), -1).astype(jnp.int8)
+      return verdicts, undecided_rows(jnp.ones_like(stats.gap, jnp.int8))
     states = row_states(stats, limits)
     if first is not None and jnp.finfo(first).bits < jnp.finfo(evaluate).bits:
       states = recheck_rows(queries, keys, pattern, states, splits, scales, limits,
                             block_size=block_size, row_block=row_block)
-    return certify.level_states(states)
+    return certify.level_states(states), undecided_rows(states)
 
   if method in NESTED:
     queries, keys = factors(d_max, d_max)
     return level_states(queries, keys, d_grid, d_max / jnp.asarray(d_grid, queries.dtype))
   ones = jnp.ones((1,), evaluate)
-  return jax.lax.map(lambda d: level_states(*factors(d, d_max), (d_max,), ones)[0],
-                     jnp.asarray(d_grid))
+  return jax.tree.map(lambda x: x[:, 0], jax.lax.map(
+      lambda d: level_states(*factors(d, d_max), (d_max,), ones), jnp.asarray(d_grid)))
+
+
+# Undecided rows per level handed to the host by index (more: the host re-does the level's pass).
+HOST_ROWS = 64
+
+
+class HostRows(NamedTuple):
+  """Each level's undecided rows, for the host stage: up to ``HOST_ROWS`` indices (L: an empty
+  slot) and how many there are."""
+
+  rows: Int[Array, "G C"]
+  count: Int[Array, "G"]
+
+
+def undecided_rows(states: Int[Array, "G L"]) -> HostRows:
+  """``HostRows`` of the row states of every level."""
+  undecided = states == certify.UNDECIDED
+  rows = jax.vmap(lambda u: jnp.nonzero(u, size=HOST_ROWS, fill_value=u.shape[0])[0])(undecided)
+  return HostRows(rows.astype(jnp.int32), jnp.sum(undecided, -1, dtype=jnp.int32))
 
 
 # The share of rows a bfloat16 pass may leave to the in-program float32 re-check.
@@ -190,10 +212,15 @@ def recheck_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], patter
   capacity = max(1, math.ceil(RECHECK_SHARE * length))
   failing = jnp.any(states == certify.CERTAIN_FAIL, -1)
   needed = jnp.any((states == certify.UNDECIDED) & ~failing[:, None], 0)
-  rows = jnp.nonzero(needed, size=capacity, fill_value=length)[0]  # L: an empty slot
-  redone = row_states(row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
-                                row_block=row_block, full=False, rows=rows), limits)
-  return states.at[:, rows].set(redone, mode="drop")
+
+  def recheck(states):
+    rows = jnp.nonzero(needed, size=capacity, fill_value=length)[0]  # L: an empty slot
+    redone = row_states(row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
+                                  row_block=row_block, full=False, rows=rows), limits)
+    return states.at[:, rows].set(redone, mode="drop")
+
+  # skipped at run time when no row needs it (outside vmap: under vmap both branches run)
+  return jax.lax.cond(jnp.any(needed), recheck, lambda states: states, states)
 
 
 def _checked_grid(d_grid: Sequence[int], method: str) -> tuple[int, ...]:
@@ -249,32 +276,41 @@ def _trial_factors(key, pattern, d, eps1, eps2, *, method, width, dtype):
 
 def exact_level(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
                 d_grid: tuple[int, ...], level: int, eps1: float, eps2: float, dtype=None,
-                block_size: int | None = None, row_block: int | None = None) -> bool:
+                rows: np.ndarray | None = None, block_size: int | None = None,
+                row_block: int | None = None) -> bool:
   """The exact verdict of one trial at ``d_grid[level]``, for a level the search left undecided.
 
   The factors are rebuilt from the trial's key (d_max for nested methods,
   whose level is ℓ = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ; d padded to d_max
-  otherwise), and ``settle_rows`` decides every row: a float32 pass with
-  its bound, then exact arithmetic on the host for the rows left.
+  otherwise). ``rows``: the level's undecided rows (every other row is
+  certainly ok), decided in exact arithmetic on the host; None (more than
+  ``HOST_ROWS``): ``settle_rows`` decides every row, a float32 pass first.
   """
   d_max, d = d_grid[-1], d_grid[level]
   nested = method in NESTED
   queries, keys = _trial_factors(key, pattern, d_max if nested else d, eps1, eps2, method=method,
                                  width=d_max, dtype=resolve_dtype(dtype)[0].name)
   split, scale = (d, (d_max, d)) if nested else (d_max, (1, 1))
-  ok, _ = settle_rows(queries, keys, pattern, None, eps1, eps2, split=split, scale=scale,
-                      block_size=block_size, row_block=row_block)
+  if rows is None:
+    ok, _ = settle_rows(queries, keys, pattern, None, eps1, eps2, split=split, scale=scale,
+                        block_size=block_size, row_block=row_block)
+  else:
+    ok = rows_ok_exact(np.asarray(queries)[:, :split], np.asarray(keys)[:, :split],
+                       *(np.asarray(x) for x in pattern), rows, eps1, eps2, Fraction(*scale))
   return bool(ok.all())
 
 
-def settle_levels(states: np.ndarray, exact: Callable[[int, int], bool]) -> tuple[np.ndarray, int]:
-  """Verdicts bool [T, G] from level states [T, G], ``exact(t, g)`` deciding the undecided ones;
-  and how many that took."""
-  states = np.asarray(states)
+def settle_levels(states: np.ndarray, host_rows: HostRows,
+                  exact: Callable[[int, int, np.ndarray | None], bool]) -> tuple[np.ndarray, int]:
+  """Verdicts bool [T, G] from level states [T, G] and their ``HostRows`` [T, G, ...],
+  ``exact(t, g, rows)`` deciding the undecided levels (rows None: more than ``HOST_ROWS``);
+  and how many levels that took."""
+  states, rows, count = (np.asarray(x) for x in (states, *host_rows))
   verdicts = states == certify.CERTAIN_OK
   undecided = np.argwhere(states == certify.UNDECIDED)
   for t, g in undecided:
-    verdicts[t, g] = exact(int(t), int(g))
+    listed = rows[t, g, :count[t, g]] if count[t, g] <= rows.shape[-1] else None
+    verdicts[t, g] = exact(int(t), int(g), listed)
   return verdicts, len(undecided)
 
 
@@ -303,13 +339,14 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   check_block_size(row_block, "row_block")
   check_matmul(matmul)
   limits = certify.thresholds(eps1, eps2, resolve_dtype(None)[0])
-  states = _grid_states(key, pattern, method=method, d_grid=d_grid, eps1=eps1, eps2=eps2,
-                        limits=limits, block_size=block_size, row_block=row_block,
-                        max_outside_mass=max_outside_mass, matmul=matmul)
-  exact = lambda t, g: exact_level(key, pattern, method=method, d_grid=d_grid, level=g,
-                                   eps1=eps1, eps2=eps2, block_size=block_size,
-                                   row_block=row_block)
-  return settle_levels(np.asarray(states)[None], exact)[0][0]
+  states, host_rows = _grid_states(key, pattern, method=method, d_grid=d_grid, eps1=eps1,
+                                   eps2=eps2, limits=limits, block_size=block_size,
+                                   row_block=row_block, max_outside_mass=max_outside_mass,
+                                   matmul=matmul)
+  exact = lambda t, g, rows: exact_level(key, pattern, method=method, d_grid=d_grid, level=g,
+                                         eps1=eps1, eps2=eps2, rows=rows, block_size=block_size,
+                                         row_block=row_block)
+  return settle_levels(states[None], jax.tree.map(lambda x: x[None], host_rows), exact)[0][0]
 
 
 @functools.partial(jax.jit, static_argnames=(
@@ -317,8 +354,8 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
     "matmul_dtype", "mesh", "dtype", "matmul"))
 def _trial_states(key, eps1, eps2, max_outside_mass, limits, *, sampler, method, d_grid, trials,
                   trial_batch, block_size, row_block, matmul_dtype, mesh, dtype, matmul):
-  """The level states int8 [T, G] (``grid_states``) of every trial t, split over ``mesh`` (row
-  blocks if fewer trials than devices)."""
+  """The level states int8 [T, G] and ``HostRows`` (``grid_states``) of every trial t, split over
+  ``mesh`` (row blocks if fewer trials than devices)."""
   shard_trials = trials >= mesh.size
 
   def trial(keys):
@@ -335,9 +372,10 @@ def _trial_states(key, eps1, eps2, max_outside_mass, limits, *, sampler, method,
   padded = math.ceil(trials / (devices * trial_batch)) * devices * trial_batch
   keys = jax.tree.map(lambda k: jnp.concatenate(
       [k, jnp.broadcast_to(k[:1], (padded - trials, *k.shape[1:]))]), trial_keys(key, trials))
-  states = shard_leading(lambda *k: jax.lax.map(trial, k, batch_size=trial_batch),
+  batch = trial_batch if trial_batch > 1 else None  # one at a time: no vmap, so conds branch
+  states = shard_leading(lambda *k: jax.lax.map(trial, k, batch_size=batch),
                          mesh if shard_trials else None, *keys)
-  return states[:trials]
+  return jax.tree.map(lambda x: x[:trials], states)
 
 
 def _trial_batch(length: int, grid_size: int, block_size: int | None, row_block: int | None,
@@ -412,10 +450,11 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
       block_size=block_size, row_block=row_block, matmul_dtype=matmul_dtype, mesh=local_mesh(),
       dtype=evaluate.name, matmul=matmul)
   pattern_keys, method_keys = trial_keys(key, trials)
-  exact = lambda t, g: exact_level(
+  exact = lambda t, g, rows: exact_level(
       method_keys[t], jax.jit(sampler)(pattern_keys[t]), method=method, d_grid=d_grid, level=g,
-      eps1=eps1, eps2=eps2, dtype=evaluate.name, block_size=block_size, row_block=row_block)
-  verdicts, host_levels = settle_levels(states, exact)
+      eps1=eps1, eps2=eps2, dtype=evaluate.name, rows=rows, block_size=block_size,
+      row_block=row_block)
+  verdicts, host_levels = settle_levels(*states, exact)
   certified = matmul_dtype is None and certify.certifiable(evaluate, max_outside_mass)
   return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)._replace(
       certified=certified, levels_on_host=host_levels)

@@ -344,7 +344,7 @@ def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern
   here) settled the rows not UNDECIDED;
   with ``recheck`` (the pass ran in a narrower matmul format) the undecided
   rows are re-done with float32 products (stage 2); the rest are decided in
-  exact arithmetic on the host (stage 3, ``exact.row_ok_exact``).
+  exact arithmetic on the host (stage 3, ``exact.rows_ok_exact``).
 
   Returns:
     (row_ok bool [L], (settled by the bound, by the float32 re-check, on the host)).
@@ -366,12 +366,9 @@ def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern
   host = np.flatnonzero(states == certify.UNDECIDED)
   row_ok = states == certify.CERTAIN_OK
   if host.size:
-    q, k = np.asarray(queries)[:, :split], np.asarray(keys)[:, :split]
-    cols, weights, valid = (np.asarray(x) for x in pattern)
-    exact_scale = exact.Fraction(*scale)
-    for i in host:
-      row_ok[i] = exact.row_ok_exact(q[i], k, cols[i][valid[i]], weights[i][valid[i]], eps1, eps2,
-                                     exact_scale)
+    row_ok[host] = exact.rows_ok_exact(
+        np.asarray(queries)[:, :split], np.asarray(keys)[:, :split],
+        *(np.asarray(x) for x in pattern), host, eps1, eps2, exact.Fraction(*scale))
   return row_ok, (by_bound, by_float32, int(host.size))
 
 
