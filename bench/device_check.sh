@@ -9,6 +9,10 @@
 #   env    environment: nvidia-smi, jax.devices(), versions          -> env.txt
 #   perf   python -m bench perf at L = 16384, d = 256 and 512, float32
 #          and --matmul-dtype bfloat16, NumPy left out (--no-numpy)  -> perf.txt
+#          (with the certified rows: verdict-only and search, float32 and
+#          bfloat16 products, and the rows settled per stage)
+#   rounding python -m jaxattn_bench.rounding_probe: the certified bound
+#          against exact rationals on adversarial tiles, on the device  -> rounding.txt
 #   tiles  bench perf --sweep-tiles at L = 16384, d = 512, per dtype:
 #          ja.verify and the search over (rows, keys) tiles, the best -> tiles.txt
 #   preset python -m bench run --preset paper as far as time allows
@@ -47,7 +51,7 @@ cd "$ROOT" || exit 2
 
 if (( SMOKE )); then
   BUDGET=120 LENGTH=64 DIMS=16 SWEEP_D=16 REPEATS=1
-  PERF_MIN=5 TILES_MIN=5 PRESET_MIN=5 TAIL=25
+  PERF_MIN=5 TILES_MIN=5 PRESET_MIN=5 TAIL=25 ROUND_MIN=5 ROUND_MAX_D=64
   TILES=(--tile-rows 16,64 --tile-keys 64)
   PRESET=$WORK/tiny.toml
   cat >"$PRESET" <<'EOF'
@@ -66,7 +70,7 @@ d_grid = [16, 32, 64, 128]
 EOF
 else
   BUDGET=480 LENGTH=16384 DIMS="256 512" SWEEP_D=512 REPEATS=5
-  PERF_MIN=20 TILES_MIN=30 PRESET_MIN=60 TAIL=40
+  PERF_MIN=20 TILES_MIN=30 PRESET_MIN=60 TAIL=40 ROUND_MIN=20 ROUND_MAX_D=4096
   TILES=()  # bench perf's default tiles: rows 512, 1024, 2048 x keys 256, 512, 1024, 2048
   PRESET=paper
 fi
@@ -132,7 +136,7 @@ EOF
 log "device_check.sh$( (( SMOKE )) && echo " --smoke"): budget ${BUDGET} s, OUT=$OUT, root $ROOT"
 # Each step keeps back the minimum of every later one.
 set -- $DIMS
-keep=$(( 2 * $# * PERF_MIN + 2 * TILES_MIN + PRESET_MIN + TAIL ))
+keep=$(( 2 * $# * PERF_MIN + ROUND_MIN + 2 * TILES_MIN + PRESET_MIN + TAIL ))
 export -f environment
 step env env.txt "$keep" 5 60 bash -c environment
 for dtype in float32 bfloat16; do
@@ -143,6 +147,9 @@ for dtype in float32 bfloat16; do
       --repeats "$REPEATS" --no-numpy
   done
 done
+keep=$(( keep - ROUND_MIN ))
+step rounding rounding.txt "$keep" "$ROUND_MIN" 120 \
+  python -m jaxattn_bench.rounding_probe --max-d "$ROUND_MAX_D"
 for dtype in float32 bfloat16; do
   keep=$(( keep - TILES_MIN ))
   step "tiles $dtype" tiles.txt "$keep" "$TILES_MIN" 120 \
@@ -165,6 +172,7 @@ fi
 log "summary:"
 grep -h -e '^a/d' -e '^e/a' -e '^L=' "$OUT/perf.txt" 2>/dev/null | tee -a "$LOG"
 grep -h '^best' "$OUT/tiles.txt" 2>/dev/null | tee -a "$LOG"
+grep -h 'products: worst' "$OUT/rounding.txt" 2>/dev/null | tee -a "$LOG"
 grep -h '^progress:' "$OUT/preset.log" 2>/dev/null | tail -n 1 | tee -a "$LOG"
 log "files in $OUT: $(cd "$OUT" && ls | tr '\n' ' ')"
 if (( ${#FAILED[@]} )); then

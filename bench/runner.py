@@ -33,11 +33,16 @@ from jaxattn_bench.errors import CommandError
 from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonical, check_output,
                                  record_key, results_unwritable)
 
-# Rough cost model: seconds ∝ T·L²·(d_max + 330·G)·P + a compile, P the streamed passes
-# per d of the method's search: 1, but about 11 for optimize (8–21 mining passes and checks per
-# trial and d in `python -m bench beyond`, each cheaper than a verification pass).
-_LEVEL_COST, _COMPILE_COST = 330, 7e10
-_PASSES = {"optimize": 11}
+# Cost model: seconds ∝ T·L²·(d_max + c·G)·P + a compile (a method built per d: Σ_g (d_g + c)
+# instead of d_max + c·G), P the streamed passes per d of the
+# method's search: 1, but 25 for optimize (8–21 mining passes and checks per trial and d in
+# `python -m bench beyond`, each dearer than a verification pass: P is set so that the beyond
+# preset's optimize and lstsq points at L = 65536 cost 2.85x, as measured: 1015 s and 356 s). c, the cost of a level
+# in columns of the product, is measured by `python -m bench perf` ("search cost per level"):
+# 33 at L = 4096 (d = 128…512) and 34 at L = 8192 (d = 181…724), 17 levels each, on the 2-core
+# CPU (the former 330 was a guess that overcharged levels tenfold).
+_LEVEL_COST, _COMPILE_COST = 34, 7e10
+_PASSES = {"optimize": 25}
 # Seconds between looks at the store while other runs compute the points left.
 POLL_S = 0.5
 
@@ -49,10 +54,14 @@ def point_work(point: grid.Point) -> float:
 
 def point_cost(point: grid.Point) -> float:
   """The progress bar's and the work split's cost model of a point (``_LEVEL_COST``, ``_PASSES``,
-  ``_COMPILE_COST``)."""
-  levels, passes = len(point.d_grid), _PASSES.get(point.method, 1)
-  return (point.trials * point.length**2 * (point.d_grid[-1] + _LEVEL_COST * levels) * passes
-          + _COMPILE_COST)
+  ``_COMPILE_COST``): T·L²·P·(d_max + c·G) for a nested search (one pass, G levels), and
+  T·L²·P·Σ_g (d_g + c) for a method built per d (a pass per grid d)."""
+  passes = _PASSES.get(point.method, 1)
+  if point.method in ja.construct.NESTED:
+    columns = point.d_grid[-1] + _LEVEL_COST * len(point.d_grid)
+  else:
+    columns = sum(point.d_grid) + _LEVEL_COST * len(point.d_grid)
+  return point.trials * point.length**2 * columns * passes + _COMPILE_COST
 
 
 def _git_commit() -> str | None:

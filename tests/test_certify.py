@@ -15,98 +15,37 @@ import pytest
 
 import jaxattn as ja
 from jaxattn._src import certify, exact
-from jaxattn._src import verify as verify_lib
 from jaxattn.construct import solution_from_factors
-
-EYE3 = ja.SparsePattern.from_dense(np.eye(3, dtype=np.float32))
-
-
-def _tile(query, outside_key, support_key=None):
-  """Row 0 of a 3×3 identity pattern: support key ``support_key`` (default −``outside_key``,
-  so that the errors of the two logits add in the gap), outside key ``outside_key``."""
-  support_key = -outside_key if support_key is None else support_key
-  zeros = np.zeros_like(query)
-  return (np.stack([query, zeros, zeros]).astype(np.float32),
-          np.stack([support_key, outside_key, zeros]).astype(np.float32))
-
-
-def _worst_violation(queries, keys, splits, matmul_dtype=None, full=False):
-  """max over levels of (|ĝ − g| − τ) for row 0, g the exact rational gap; > 0: the bound fails."""
-  width = keys.shape[1]
-  scales = [width / d for d in splits]
-  stats = verify_lib.row_stats(jnp.asarray(queries), jnp.asarray(keys), EYE3, tuple(splits),
-                               jnp.asarray(scales, jnp.float32), full=full,
-                               matmul_dtype=matmul_dtype)
-  worst = -math.inf
-  for g, d in enumerate(splits):
-    scale = exact.Fraction(width, d)
-    logits = [scale * exact.exact_dot(queries[0, :d], key[:d]) for key in keys]
-    gap = max(logits[1:]) - logits[0]  # column 2's key is zero: logit 0
-    error = abs(exact.Fraction(float(stats.gap[g, 0])) - gap)
-    worst = max(worst, float(error - exact.Fraction(float(stats.gap_bound[g, 0]))))
-  return worst
-
-
-def _sequential_case(d):
-  """q = k = (1, t, …, t), t² just above half an ulp of 1: every addition after the first rounds
-  up in a sequential order, the worst case of the float32 accumulation."""
-  t = np.float32(2.0 ** -12 * (1 + 2.0 ** -10))
-  q = np.full(d, t, np.float32)
-  q[0] = 1
-  return _tile(q, q)
-
-
-def _bfloat16_case(d):
-  """Constant rows whose every entry rounds up to bfloat16 by almost u = 2⁻⁸: the input
-  rounding's error is the same in every product, in any summation order."""
-  a = np.float32(1 + 2.0 ** -8 + 2.0 ** -20)
-  return _tile(np.full(d, a), np.full(d, a))
-
-
-def _random_case(d, seed, magnitudes=False, subnormal=False):
-  rng = np.random.default_rng(seed)
-  q, k = rng.standard_normal((2, d)).astype(np.float32)
-  if magnitudes:  # mixed magnitudes over 60 binades
-    q *= np.exp2(rng.integers(-30, 30, d)).astype(np.float32)
-  if subnormal:
-    k[::2] = np.float32(2.0 ** -140) * rng.standard_normal(k[::2].shape).astype(np.float32)
-  return _tile(q, k, support_key=rng.standard_normal(d).astype(np.float32))
-
-
-CASES = {"sequential": _sequential_case, "bfloat16": _bfloat16_case,
-         "random": lambda d: _random_case(d, d),
-         "magnitudes": lambda d: _random_case(d, d, magnitudes=True),
-         "subnormal": lambda d: _random_case(d, d, subnormal=True)}
-
+from jaxattn_bench import rounding_probe as probe
 
 @pytest.mark.parametrize("d", [1, 2, 16, 17, 700, 4096])
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(probe.CASES))
 @pytest.mark.parametrize("matmul_dtype", [None, jnp.bfloat16])
 def test_the_bound_covers_the_exact_error(d, case, matmul_dtype):
-  queries, keys = CASES[case](d)
+  queries, keys = probe.CASES[case](d)
   splits = sorted({1, max(1, d // 3), d})  # nested levels, scales d/d_g
-  assert _worst_violation(queries, keys, splits, matmul_dtype) < 0
-  assert _worst_violation(queries, keys, (d,), matmul_dtype, full=True) < 0
+  assert probe.worst_violation(queries, keys, splits, matmul_dtype) < 0
+  assert probe.worst_violation(queries, keys, (d,), matmul_dtype, full=True) < 0
 
 
 @pytest.mark.parametrize("d", [16, 700, 4096])
 def test_a_bound_without_the_accumulation_term_fails(d, monkeypatch):
   """γ_{d+1} dropped on the float32-input path: the sequential case's error escapes it."""
-  queries, keys = _sequential_case(d)
-  assert _worst_violation(queries, keys, (d,)) < 0
+  queries, keys = probe.sequential_case(d)
+  assert probe.worst_violation(queries, keys, (d,)) < 0
   monkeypatch.setattr(certify, "gamma", lambda n, u: jnp.zeros_like(jnp.asarray(n, jnp.float32)))
-  assert _worst_violation(queries, keys, (d,)) > 0
+  assert probe.worst_violation(queries, keys, (d,)) > 0
 
 
 @pytest.mark.parametrize("d", [1, 64, 4096])
 def test_a_bound_with_half_the_bfloat16_roundoff_fails(d, monkeypatch):
   """u_in = 2⁻⁹ instead of 2⁻⁸: same-direction input roundings escape it, in any order."""
-  queries, keys = _bfloat16_case(d)
-  assert _worst_violation(queries, keys, (d,), jnp.bfloat16) < 0
+  queries, keys = probe.bfloat16_case(d)
+  assert probe.worst_violation(queries, keys, (d,), jnp.bfloat16) < 0
   unit = certify.unit_roundoff
   monkeypatch.setattr(certify, "unit_roundoff", lambda dtype: unit(dtype) / (
       2 if jnp.dtype(dtype) == jnp.bfloat16 else 1))
-  assert _worst_violation(queries, keys, (d,), jnp.bfloat16) > 0
+  assert probe.worst_violation(queries, keys, (d,), jnp.bfloat16) > 0
 
 
 def test_the_log_model_covers_xla_log():

@@ -6,10 +6,10 @@ import re
 import subprocess
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-STEPS = ("env", "perf d=16 float32", "perf d=16 bfloat16", "tiles float32", "tiles bfloat16",
-         "preset tiny", "progress", "plots")
-FILES = {"device_check.log", "env.txt", "perf.txt", "tiles.txt", "preset.log", "results.sqlite",
-         "a_d_vs_length.png"}
+STEPS = ("env", "perf d=16 float32", "perf d=16 bfloat16", "rounding", "tiles float32",
+         "tiles bfloat16", "preset tiny", "progress", "plots")
+FILES = {"device_check.log", "env.txt", "perf.txt", "rounding.txt", "tiles.txt", "preset.log",
+         "results.sqlite", "a_d_vs_length.png"}
 
 
 def _smoke(tmp_path, budget: int) -> tuple[subprocess.CompletedProcess, pathlib.Path]:
@@ -35,6 +35,11 @@ def test_smoke_runs_every_step_and_leaves_its_files(tmp_path):
   perf = (out / "perf.txt").read_text()
   assert perf.count("a/d  verify throughput") == 2 and "(b) NumPy" not in perf
   assert perf.count("b/a  NumPy time / verify time                   = skipped") == 2
+  assert perf.count("certified float32 / float32, search (e)") == 2
+  rounding = (out / "rounding.txt").read_text()
+  for name in ("float32", "bfloat16"):
+    assert re.search(rf"^{name} +products: worst error / bound = 0\.\d+ .*within the bound",
+                     rounding, re.M)
   tiles = (out / "tiles.txt").read_text()
   for dtype in ("float32", "bfloat16"):
     for name in ("verify", "search"):
@@ -48,7 +53,7 @@ def test_steps_that_no_longer_fit_are_skipped(tmp_path):
   assert result.returncode == 0, result.stdout + result.stderr
   log = (out / "device_check.log").read_text()
   assert "STEP" not in log
-  for name in STEPS[:6]:
+  for name in STEPS[:7]:
     assert f"SKIP {name}: " in log
   assert "SKIP progress, plots: no results file" in log
   assert {f.name for f in out.iterdir()} == {"device_check.log"}

@@ -40,8 +40,20 @@ def test_cli_prints_ratios_and_child_memory(capsys):
   captured = capsys.readouterr()
   out = captured.out
   assert status == 0, captured.err
-  for figure in ("a/d", "b/a", "e/a", "peak RSS", "(d) bare matmul"):
+  for figure in ("a/d", "b/a", "e/a", "peak RSS", "(d) bare matmul",
+                 "(a) certified, bfloat16", "(e) certified search, float32",
+                 "certified float32 / float32, search (e)", "search cost per level"):
     assert figure in out
+  # the certified rows decide what the float64 reference decides
+  reference = re.search(r"float64 dense reference\s+(True|False)", out).group(1)
+  assert re.search(rf"\(a\) certified, float32\s+[\d.]+\s+{reference}; rows", out)
+
+
+def test_level_cost_inverts_the_cost_model():
+  """t ∝ d_max + c·G: the times of G levels and of one level give back c."""
+  from jaxattn_bench import perf
+  d_max, levels, c = 724, 17, 34.0
+  assert perf.level_cost(d_max + c * levels, d_max + c, levels, d_max) == pytest.approx(c)
 
 
 def test_cli_without_numpy_skips_b(monkeypatch, capsys):
