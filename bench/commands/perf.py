@@ -163,8 +163,8 @@ def certified_checks(queries, keys, pattern, grid, args) -> dict:
 
 def print_certified(certified: dict, seconds: dict, search_name: str, grid, d: int) -> None:
   """The certified rows' times, verdicts and rows settled per stage, and their ratios."""
-  print(f"certified (docs/certified.md): rows settled by the bound / the float32 re-check / "
-        f"the host (search: left undecided, and the levels the host settled)")
+  print("certified (docs/certified.md): rows settled by the bound / the float32 re-check / "
+        "the host (search: left undecided, and the levels the host settled)")
   for name, (_, result) in certified.items():
     t = seconds[name]
     if name.startswith("(a)"):

@@ -134,8 +134,8 @@ def gamma(n: Array | int, u: float) -> Array:
   return jnp.where(nu < 1, nu / (1 - nu), jnp.inf)
 
 
-def logit_factor(dims: Int[Array, "G"], u_in: float, u: float, truncating: bool
-                 ) -> Float[Array, "G"]:
+def logit_factor(dims: Int[Array, " G"], u_in: float, u: float, truncating: bool
+                 ) -> Float[Array, " G"]:
   """β_d = (1 + u_in)² − 1 + γ_{d+1}(u')(1 + u_in)² per level, u' = 2u if accumulation truncates."""
   u_acc = 2 * u if truncating else u
   grow = (1 + u_in) ** 2
@@ -146,7 +146,7 @@ class Bounds(NamedTuple):
   """Per-level norms the pass's bounds need: ‖q_i‖ per row and κ = max_j ‖k_j‖, of prefixes."""
 
   query_norms: Float[Array, "L G"]
-  key_norm: Float[Array, "G"]
+  key_norm: Float[Array, " G"]
 
 
 def prefix_norms(x: Float[Array, "L w"], splits: tuple[int, ...], u: float) -> Float[Array, "L G"]:
@@ -160,10 +160,10 @@ def prefix_norms(x: Float[Array, "L w"], splits: tuple[int, ...], u: float) -> F
 
 
 def spread_and_gap_bounds(spread: Float[Array, "G R"], gap: Float[Array, "G R"],
-                          query_norms: Float[Array, "G R"], key_norm: Float[Array, "G"],
-                          scales: Float[Array, "G"], factor: Float[Array, "G"],
-                          dims: Int[Array, "G"], log_abs_max: Float[Array, "R"],
-                          log_norm_abs: Float[Array, "R"], u: float
+                          query_norms: Float[Array, "G R"], key_norm: Float[Array, " G"],
+                          scales: Float[Array, " G"], factor: Float[Array, " G"],
+                          dims: Int[Array, " G"], log_abs_max: Float[Array, " R"],
+                          log_norm_abs: Float[Array, " R"], u: float
                           ) -> tuple[Float[Array, "G R"], Float[Array, "G R"]]:
   """(σ, τ): bounds on |ŝ − spread| and |ĝ − gap| (module docstring).
 

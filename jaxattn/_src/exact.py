@@ -113,7 +113,7 @@ def _row_ok(query, keys, values, bound, cols, weights, eps1, eps2, scale) -> boo
 
 def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weights: np.ndarray,
                   valid: np.ndarray, rows: Sequence[int], eps1: float, eps2: float,
-                  scale: Fraction = Fraction(1)) -> np.ndarray:
+                  scale: Fraction | None = None) -> np.ndarray:
   """Whether each of ``rows`` of ℓ = s Q Kᵀ meets both conditions exactly (module docstring).
 
   The float64 logits of up to ``_CHUNK`` rows at a time come from one
@@ -125,11 +125,12 @@ def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weigh
     cols, weights, valid: the pattern's arrays (``SparsePattern``), [L, N].
     rows: the rows to decide.
     eps1, eps2: the tolerances as given.
-    scale: s, the nested level's d_max/d (a rational), 1 otherwise.
+    scale: s, the nested level's d_max/d (a rational); None: 1.
 
   Returns:
     bool [len(rows)]; a row with a non-finite factor fails.
   """
+  scale = Fraction(1) if scale is None else scale
   rows = np.asarray(rows, int)
   keys64 = keys.astype(np.float64)
   finite = np.all(np.isfinite(queries[rows]), 1) & bool(np.all(np.isfinite(keys64)))

@@ -10,11 +10,10 @@ by scanning b downward.
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float, Int
 
 from jaxattn._src.base import Solution, check_eps, check_outside_mass
 from jaxattn._src.pattern import SparsePattern

@@ -124,7 +124,7 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
                 d_grid: tuple[int, ...], eps1, eps2, limits: certify.Thresholds,
                 block_size: int | None = None, row_block: int | None = None, matmul_dtype=None,
                 mesh=None, dtype=None, max_outside_mass=None, matmul: str = "float32"
-                ) -> tuple[Int[Array, "G"], HostRows]:
+                ) -> tuple[Int[Array, " G"], HostRows]:
   """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key: per grid d
   ``certify.CERTAIN_OK``, ``CERTAIN_FAIL`` or ``UNDECIDED`` (int8; the host settles the last),
   with each level's undecided rows (``HostRows``).
@@ -188,7 +188,7 @@ class HostRows(NamedTuple):
   slot) and how many there are."""
 
   rows: Int[Array, "G C"]
-  count: Int[Array, "G"]
+  count: Int[Array, " G"]
 
 
 def undecided_rows(states: Int[Array, "G L"]) -> HostRows:
@@ -203,7 +203,7 @@ RECHECK_SHARE = 1 / 16
 
 
 def recheck_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
-                 states: Int[Array, "G L"], splits: tuple[int, ...], scales: Float[Array, "G"],
+                 states: Int[Array, "G L"], splits: tuple[int, ...], scales: Float[Array, " G"],
                  limits: certify.Thresholds, *, block_size=None, row_block=None
                  ) -> Int[Array, "G L"]:
   """``states`` with the undecided rows of levels not already failing re-done with float32

@@ -107,7 +107,7 @@ def tile_mask(cols: Int[Array, "R N"], valid: Bool[Array, "R N"], start: Int[Arr
 
 def support_stats(q: Float[Array, "R w"], support_keys: Float[Array, "R N w"],
                   log_w: Float[Array, "R N"], valid: Bool[Array, "R N"],
-                  prefix: Float[Array, "w G"], scales: Float[Array, "G"],
+                  prefix: Float[Array, "w G"], scales: Float[Array, " G"],
                   ) -> tuple[Float[Array, "G R N"], Float[Array, "G R"], Float[Array, "G R"]]:
   """Support logits of every level, and spread_i and min_{j∈S_i} ℓ_ij from them.
 

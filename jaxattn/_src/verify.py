@@ -53,9 +53,9 @@ class Report(NamedTuple):
   ok: Bool[Array, ""]
   ratio_error: Float[Array, ""]       # exp(max_i spread_i) − 1
   leak: Float[Array, ""]              # exp(max_i gap_i)
-  row_ok: Bool[Array, "L"]
-  spread: Float[Array, "L"]
-  gap: Float[Array, "L"]
+  row_ok: Bool[Array, " L"]
+  spread: Float[Array, " L"]
+  gap: Float[Array, " L"]
   outside_mass_max: Float[Array, ""]  # max_i Σ_{j∉S_i} P_ij
   outside_mass_mean: Float[Array, ""]
   max_abs_logit: Float[Array, ""]     # max_ij |ℓ_ij|: the logit range the solution needs
@@ -75,7 +75,7 @@ class Report(NamedTuple):
 _RANK1_MAX_D = 16
 
 
-def _row_maxima(tiles: list[Float[Array, "R B"]]) -> tuple[Float[Array, "R"], ...]:
+def _row_maxima(tiles: list[Float[Array, "R B"]]) -> tuple[Float[Array, " R"], ...]:
   """max_j T_ij for every tile T, as one variadic reduce.
 
   XLA fuses the elementwise ops that form the tiles (running sums, rank-1
@@ -89,7 +89,7 @@ def _row_maxima(tiles: list[Float[Array, "R B"]]) -> tuple[Float[Array, "R"], ..
 
 def _full_update(carry: tuple[Float[Array, "G R"], Float[Array, "G R"], Float[Array, "G R"]],
                  mask: Float[Array, "R B"], products: list[Float[Array, "R B"]],
-                 scales: Float[Array, "G"]) -> tuple[Float[Array, "G R"], ...]:
+                 scales: Float[Array, " G"]) -> tuple[Float[Array, "G R"], ...]:
   """The online outside statistics (m, s, a) of every level after one key block (``full``).
 
   With the level's logits ℓ_ij = scales[g] · C_g,ij, C_g = Σ_{r ≤ g} products[r],
@@ -151,9 +151,9 @@ def _full_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
 
 
 def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
-              splits: tuple[int, ...], scales: Float[Array, "G"], *, block_size: int | None = None,
+              splits: tuple[int, ...], scales: Float[Array, " G"], *, block_size: int | None = None,
               row_block: int | None = None, full: bool = True, matmul_dtype=None,
-              mesh: Mesh | None = None, rows: Int[Array, "M"] | None = None) -> RowStats:
+              mesh: Mesh | None = None, rows: Int[Array, " M"] | None = None) -> RowStats:
   """spread_i, gap_i (and, if ``full``, outside mass and |ℓ| max) of the logits
 
     ℓ^(g) = scales[g] · Q[:, :splits[g]] K[:, :splits[g]]ᵀ,   g = 0..G−1,
@@ -199,7 +199,7 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
 
 
 def _bounds(stats: RowStats, queries: Float[Array, "M w"], keys: Float[Array, "L w"],
-            pattern: SparsePattern, splits: tuple[int, ...], scales: Float[Array, "G"],
+            pattern: SparsePattern, splits: tuple[int, ...], scales: Float[Array, " G"],
             matmul_dtype) -> tuple[Float[Array, "G M"], Float[Array, "G M"]]:
   """σ, τ of ``row_stats``: the prefix norms of the stored factors and the weights' logarithms
   put into ``certify.spread_and_gap_bounds`` with this backend's rounding model."""
@@ -302,7 +302,7 @@ def row_states(stats: RowStats, limits: certify.Thresholds) -> Int[Array, "... L
 @functools.partial(jax.jit, static_argnames=("block_size", "row_block", "matmul_dtype", "mesh"))
 def _first_pass(queries, keys, pattern: SparsePattern, eps1, eps2, max_outside_mass,
                 limits: certify.Thresholds, block_size, row_block, matmul_dtype, mesh
-                ) -> tuple[Report, Int[Array, "L"]]:
+                ) -> tuple[Report, Int[Array, " L"]]:
   """The streamed pass of ``verify``: its figures, the uncertified verdict, and the row states."""
   # ln A in float32, or in float64 for a float64 X (weights are stored in float32)
   pattern = cast_pattern(pattern, jnp.promote_types(queries.dtype, jnp.float32))
@@ -333,7 +333,7 @@ def _recheck(queries, keys, pattern, rows, scales, limits, splits, block_size, r
 
 
 def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
-                states: Int[Array, "L"] | None, eps1: float, eps2: float, *, split: int,
+                states: Int[Array, " L"] | None, eps1: float, eps2: float, *, split: int,
                 scale: tuple[int, int] = (1, 1), recheck: bool = False,
                 block_size: int | None = None, row_block: int | None = None
                 ) -> tuple[np.ndarray, tuple[int, int, int]]:
