@@ -40,7 +40,7 @@ from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonic
 # preset's optimize and lstsq points at L = 65536 cost 2.85x, as measured: 1015 s and 356 s). c, the cost of a level
 # in columns of the product, is measured by `python -m bench perf` ("search cost per level"):
 # 33 at L = 4096 (d = 128…512) and 34 at L = 8192 (d = 181…724), 17 levels each, on the 2-core
-# CPU (the former 330 was a guess that overcharged levels tenfold).
+# CPU; runs under load ranged 16–54 (docs/certified.md). The former 330 overcharged levels tenfold.
 _LEVEL_COST, _COMPILE_COST = 34, 7e10
 _PASSES = {"optimize": 25}
 # Seconds between looks at the store while other runs compute the points left.
