@@ -1,6 +1,7 @@
 """Pattern generators ``f(key, length, nnz, a_min) -> SparsePattern`` (jit-able, vmappable), and
 the published masks of efficient transformers as families ``family(key, length, a_min=1.0)``."""
 
+from jaxattn._src.graphs import from_graph, knn
 from jaxattn._src.pattern import SparsePattern, from_rows
 from jaxattn._src.patterns import (GENERATORS, Sampler, banded, block_diagonal, random_regular,
                                    random_sparse, strided)
@@ -10,5 +11,5 @@ from jaxattn._src.published import (FAMILIES, BigBird, Bounds, Family, Longforme
 
 __all__ = ["FAMILIES", "GENERATORS", "BigBird", "Bounds", "Family", "Longformer", "ReformerLSH",
            "Sampler", "SparsePattern", "SparseTransformerFixed", "SparseTransformerStrided",
-           "banded", "block_diagonal", "family_from_spec", "from_rows", "lsh_buckets",
+           "banded", "block_diagonal", "family_from_spec", "from_graph", "from_rows", "knn", "lsh_buckets",
            "lsh_candidates", "random_regular", "random_sparse", "strided", "union"]
