@@ -91,7 +91,7 @@ def test_unknown_preset_name():
     grid.load_preset("nope")
 
 
-@pytest.mark.parametrize("name", ["quick", "paper", "scale", "mass", "bits"])
+@pytest.mark.parametrize("name", ["quick", "paper", "scale", "mass", "bits", "practice"])
 def test_shipped_presets_parse(name):
   assert name in grid.preset_names()
   preset = grid.load_preset(name)
