@@ -66,9 +66,11 @@ class Family:
   name: ClassVar[str]
 
   def candidates(self, key: PRNGKeyArray, length: int) -> Candidates:
+    """Per row, candidate columns [L, M] and whether each is in the support (with repeats)."""
     raise NotImplementedError
 
   def bounds(self, length: int) -> Bounds:
+    """The family's ``Bounds`` at L."""
     raise NotImplementedError
 
   def check_length(self, length: int) -> None:
@@ -124,15 +126,13 @@ def union(cols: Int[Array, "L M"], valid: Bool[Array, "L M"], width: int) -> Can
 
 
 def with_dense_rows(cols: Int[Array, "L M"], valid: Bool[Array, "L M"],
-                    dense: Bool[Array, "L"], causal: bool) -> Candidates:
-  """Candidates where rows flagged ``dense`` attend every key (every j ≤ i if ``causal``)."""
+                    dense: Bool[Array, "L"]) -> Candidates:
+  """Candidates padded to L slots, where rows flagged ``dense`` attend every key."""
   length = cols.shape[0]
   cols, valid = union(cols, valid, min(cols.shape[-1], length))
-  every = jnp.broadcast_to(jnp.arange(length), (length, length))
-  seen = (every <= jnp.arange(length)[:, None]) if causal else jnp.ones_like(every, bool)
   pad = ((0, 0), (0, length - cols.shape[-1]))
-  return (jnp.where(dense[:, None], every, jnp.pad(cols, pad)),
-          jnp.where(dense[:, None], seen, jnp.pad(valid, pad)))
+  return (jnp.where(dense[:, None], jnp.arange(length), jnp.pad(cols, pad)),
+          dense[:, None] | jnp.pad(valid, pad))
 
 
 def _rows(length: int) -> Int[Array, "L 1"]:
@@ -174,7 +174,7 @@ class Longformer(Family):
                            axis=-1)
     valid = (cols >= 0) & (cols < length) & ((cols <= _rows(length)) | (not self.causal))
     if self.global_rows and self.globals and not self.causal:
-      return with_dense_rows(cols, valid, jnp.arange(length) < self.globals, causal=False)
+      return with_dense_rows(cols, valid, jnp.arange(length) < self.globals)
     return cols, valid
 
   def bounds(self, length):
@@ -233,7 +233,7 @@ class BigBird(Family):
   def candidates(self, key, length):
     every = jnp.ones((length, 1), bool)
     if self.full(length):
-      return with_dense_rows(_rows(length), every, every[:, 0], causal=False)
+      return with_dense_rows(_rows(length), every, every[:, 0])
     blocks = length // self.block
     chosen = self.block_columns(key, blocks)
     cols = (chosen[:, :, None] * self.block + jnp.arange(self.block)).reshape(blocks, -1)
@@ -242,7 +242,7 @@ class BigBird(Family):
     if not self.global_rows:
       return cols, valid
     row_block = jnp.arange(length) // self.block
-    return with_dense_rows(cols, valid, (row_block == 0) | (row_block == blocks - 1), False)
+    return with_dense_rows(cols, valid, (row_block == 0) | (row_block == blocks - 1))
 
   def bounds(self, length):
     if self.full(length):
