@@ -24,11 +24,12 @@ from jaxattn_bench import grid
 from jaxattn_bench.store import distinct
 
 PRESET = "practice"
-# Seconds of one grid point on this project's 2-core CPU: a fixed part (compilation) plus
-# T·G·L²·d_max multiply-adds at a per-method rate; fitted to the stored wall times of
-# `python -m bench practice` at commit 1bd6a43 (docs/practice.md). Methods not listed: lstsq's.
-_FIXED_S = {"optimize": 6.0, "lstsq": 3.0}
-_RATE = {"optimize": 2.0e8, "lstsq": 2.5e9}  # T·G·L²·d_max per second
+# Seconds of one grid point on this project's 2-core CPU (shared with two other jobs):
+#   fixed + T·G·L²·d_max / keys_rate + T·G·L·N²·d_max / support_rate,
+# least squares (non-negative) on the stored wall times of the preset's run at commit f6f4584
+# (docs/practice.md): each optimize point within 2.1x, the total exact in sample. Methods
+# not listed use lstsq's.
+_MODEL = {"optimize": (16.0, 4.1e7, 6.1e7), "lstsq": (6.2, 8.7e9, math.inf)}
 
 
 def _finite(value) -> float | None:
@@ -79,7 +80,7 @@ def collect(records) -> dict:
 
 
 def plan_seconds(point: grid.Point) -> float:
-  """Expected seconds of one point (``_FIXED_S`` + T·G·L²·d_max / ``_RATE``)."""
-  work = point.trials * len(point.d_grid) * point.length**2 * point.d_grid[-1]
-  method = point.method if point.method in _RATE else "lstsq"
-  return _FIXED_S[method] + work / _RATE[method]
+  """Expected seconds of one point (``_MODEL``)."""
+  fixed, keys_rate, support_rate = _MODEL.get(point.method, _MODEL["lstsq"])
+  levels = point.trials * len(point.d_grid) * point.length * point.d_grid[-1]
+  return fixed + levels * point.length / keys_rate + levels * point.nnz**2 / support_rate
