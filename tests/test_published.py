@@ -243,3 +243,21 @@ def test_docs_practice_examples_print_what_they_say(capsys):
     expected = [line.split("  # ", 1)[1] for line in block.splitlines()
                 if line.startswith("print(") and "  # " in line]
     assert printed == expected
+
+
+@pytest.mark.parametrize("spec", ["longformer(window=2,globals=2,global_rows=false)",
+                                  "bigbird(block=4,random_blocks=1,global_rows=false)",
+                                  "sparse_transformer_strided", "sparse_transformer_fixed(block=8)",
+                                  "reformer_lsh(chunk=4,buckets=4)"])
+def test_optimize_solution_per_family_agrees_with_float64_reference(spec):
+  """One optimize solution per family: ja.verify's verdict and figures match the float64
+  NumPy reference built from the dense attention."""
+  from tests.reference import reference_figures, reference_ok
+  pattern = P.family_from_spec(spec)(KEY, 64)
+  solution = ja.construct.optimize(KEY, pattern, 32, 0.5, 0.5)
+  report = ja.verify(solution, pattern, 0.5, 0.5)
+  reference = reference_figures(solution.X, solution.w_q, solution.w_k, pattern.to_dense())
+  assert bool(report.ok) == reference_ok(reference, 0.5, 0.5)
+  np.testing.assert_allclose(float(report.leak), reference["leak"], rtol=1e-3, atol=1e-30)
+  np.testing.assert_allclose(float(report.ratio_error), reference["ratio_error"], rtol=1e-2,
+                             atol=1e-4)
