@@ -257,7 +257,7 @@ def test_optimize_solution_per_family_agrees_with_float64_reference(spec):
   solution = ja.construct.optimize(KEY, pattern, 32, 0.5, 0.5)
   report = ja.verify(solution, pattern, 0.5, 0.5)
   reference = reference_figures(solution.X, solution.w_q, solution.w_k, pattern.to_dense())
-  assert bool(report.ok) == reference_ok(reference, 0.5, 0.5)
+  assert bool(report.ok) and reference_ok(reference, 0.5, 0.5)  # d = 32 verifies at L = 64
   np.testing.assert_allclose(float(report.leak), reference["leak"], rtol=1e-3, atol=1e-30)
   np.testing.assert_allclose(float(report.ratio_error), reference["ratio_error"], rtol=1e-2,
                              atol=1e-4)
