@@ -6,8 +6,9 @@ A preset is a TOML file (``bench/presets/*.toml``, or any path)::
   seed = 0                               # optional (default 0); --seed overrides
   trials = 16                            # any field below may be set here as a
   delta = 0.1                            # default for every [[grid]] block
-  family = "random_regular"
-  method = "jl"
+  family = "random_regular"               # or a published family (``ja.patterns.FAMILIES``),
+  method = "jl"                          # e.g. "longformer(window=4,globals=2)", whose nnz is
+                                         # derived (its width at each length) and is omitted
 
   [[grid]]                               # one or more blocks
   length = [32, 64, 128]                 # axes: a value or a list of values
@@ -171,6 +172,24 @@ def _name(registry: Callable[[], dict]):
   return parse
 
 
+def _family(value, where):
+  """A key of ``ja.patterns.GENERATORS``, or a published family spec in its canonical form."""
+  if value in ja.patterns.GENERATORS:
+    return value
+  try:
+    return ja.patterns.family_from_spec(value).spec
+  except ValueError as error:
+    _fail(where, f"unknown family {value!r}: not one of {sorted(ja.patterns.GENERATORS)}, and "
+          f"not a published family ({error})")
+
+
+def published_width(family: str, length: int) -> int | None:
+  """N of a published family at ``length`` (``Family.width``); None for ``GENERATORS`` families."""
+  if family in ja.patterns.GENERATORS:
+    return None
+  return ja.patterns.family_from_spec(family).width(length)
+
+
 def _d_grid(value, where):
   if isinstance(value, dict):
     unknown = sorted(set(value) - {"start", "stop", "per_octave"})
@@ -193,7 +212,7 @@ def _d_grid(value, where):
 
 # name -> (parser, whether a list sweeps it)
 _FIELDS: dict[str, tuple[Callable, bool]] = {
-    "family": (_name(lambda: ja.patterns.GENERATORS), True),
+    "family": (_family, True),
     "method": (_name(lambda: ja.construct.METHODS), True),
     "length": (_integer(1), True),
     "nnz": (_integer(1), True),
@@ -212,12 +231,13 @@ _TOP_LEVEL = {"description", "seed", "grid"}
 
 
 def _block_points(block: dict, where: str) -> list[Point]:
-  missing = [name for name in Point._fields if name not in block and name != "max_outside_mass"]
+  optional = ("max_outside_mass", "nnz")  # nnz: derived for published families
+  missing = [name for name in Point._fields if name not in block and name not in optional]
   if missing:
     _fail(where, f"missing {', '.join(missing)}")
   if "mass" in _as_list(block["criterion"]) and "max_outside_mass" not in block:
     _fail(where, 'criterion "mass" needs max_outside_mass = η')
-  values = {"max_outside_mass": [None]}
+  values = {"max_outside_mass": [None], "nnz": [None]}
   for name, (parse, sweeps) in _FIELDS.items():
     if name not in block:
       continue
@@ -233,6 +253,15 @@ def _block_points(block: dict, where: str) -> list[Point]:
             for combo in itertools.product(*(values[name] for name in Point._fields))]
   points = list(dict.fromkeys(  # η belongs to mass points only
       p if p.criterion == "mass" else p._replace(max_outside_mass=None) for p in points))
+  for index, point in enumerate(points):
+    if point.nnz is None:
+      try:
+        width = published_width(point.family, point.length)
+      except ValueError as error:
+        _fail(where, f"{point.family}(length={point.length}): {error}")
+      if width is None:
+        _fail(where, f"missing nnz (family {point.family})")
+      points[index] = point._replace(nnz=width)
   for point in points:  # generator errors (nnz > L, bad stride) before any work
     try:
       jax.eval_shape(point.sampler(), jax.random.PRNGKey(0))

@@ -56,7 +56,7 @@ def test_geometric_grid():
 @pytest.mark.parametrize("edit, message", [
     (("trials = 4", "trials = 4\ncolour = 1"), "unknown field(s) ['colour']"),
     (("nnz = 1\n", "nnz = 1\nfoo = 2\n"), "grid block 1: unknown field(s) ['foo']"),
-    (('family = "random_regular"', 'family = "nope"'), "unknown value 'nope'"),
+    (('family = "random_regular"', 'family = "nope"'), "unknown family 'nope'"),
     (('method = "jl"', 'method = "magic"'), "unknown value 'magic'"),
     (("eps2 = 0.5", "eps2 = 1.5"), "eps2: expected a number in (0.0, 1.0)"),
     (("length = [8, 16]", "length = [8, 2.5]"), "length: expected an integer >= 1"),
@@ -91,7 +91,7 @@ def test_unknown_preset_name():
     grid.load_preset("nope")
 
 
-@pytest.mark.parametrize("name", ["quick", "paper", "scale", "mass", "bits"])
+@pytest.mark.parametrize("name", ["quick", "paper", "scale", "mass", "bits", "practice"])
 def test_shipped_presets_parse(name):
   assert name in grid.preset_names()
   preset = grid.load_preset(name)
@@ -156,3 +156,36 @@ def test_cost_model_charges_optimize_its_passes():
   ratio = (runner.point_cost(points["optimize", 65536])
            / runner.point_cost(points["lstsq", 65536]))
   assert 2.0 < ratio < 4.0
+
+
+PUBLISHED = """
+trials = 2
+delta = 0.5
+a_min = 1.0
+eps1 = 0.5
+eps2 = 0.5
+method = "optimize"
+d_grid = [4, 8]
+[[grid]]
+family = ["longformer(window=2)", "reformer_lsh( chunk=4 ,buckets=4)"]
+length = [16, 32]
+"""
+
+
+def test_published_families_get_their_width_as_nnz():
+  points = grid.parse_preset(PUBLISHED, "published").points
+  assert [(p.family, p.length, p.nnz) for p in points] == [
+      ("longformer(window=2)", 16, 5), ("longformer(window=2)", 32, 5),
+      ("reformer_lsh(chunk=4,buckets=4)", 16, 7), ("reformer_lsh(chunk=4,buckets=4)", 32, 7)]
+  pattern = points[-1].sampler()(jax.random.PRNGKey(0))
+  assert pattern.nnz == 7 and pattern.length == 32
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("length = [16, 32]", "length = [16, 32]\nnnz = 3"), "has nnz=5, got nnz=3"),
+    (('"longformer(window=2)"', '"random_regular"'), "missing nnz (family random_regular)"),
+    (("length = [16, 32]", "length = [18]"), "multiple of chunk=4"),
+    (('"longformer(window=2)"', '"longformer(span=2)"'), "no field 'span'")])
+def test_published_family_errors(edit, message):
+  with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    grid.parse_preset(PUBLISHED.replace(*edit), "published")

@@ -148,6 +148,8 @@ time.sleep(60)
      "cannot write --export-csv file"),
     (["beyond", "--results", "{new}", "--out", "{file}/out"], "cannot write output folder (--out)"),
     (["bits", "--results", "{new}", "--out", "{file}/out"], "cannot write output folder (--out)"),
+    (["practice", "--preset", "{toml}", "--results", "{new}", "--out", "{file}/out"],
+     "cannot write output folder (--out)"),
     (["bits", "--results", "{new}", "--out", "{tmp}/out", "--seed", "-1"],
      "--seed must be >= 0, got -1"),
     (["plots", "--results", "{done}", "--out", "{file}/out"], "cannot write output folder (--out)"),

@@ -1,7 +1,7 @@
 """The registry of constructions and their public constructors: ``method(key, pattern, d, eps1, eps2)``.
 
 Each construction is a factor function in a module of its own (``jl``,
-``lstsq``, ``moment_curve``, ``optimize``), which depends on the base layer
+``lstsq``, ``moment_curve``, ``optimize``, and the reference ``onehot``), which depends on the base layer
 only (``optimize`` also starts from ``lstsq``). This module lists them in
 ``METHODS`` and wraps them with the fixed parameters W_Q, W_K
 (``base.solution_from_factors``).
@@ -20,6 +20,7 @@ from jaxattn._src.base import (PARAMS, FactorFn, Factors, Solution, cast_pattern
 from jaxattn._src.jl import jl_factors
 from jaxattn._src.lstsq import lstsq_factors
 from jaxattn._src.moment_curve import moment_curve_factors
+from jaxattn._src.onehot import onehot_factors
 from jaxattn._src.optimize import optimize_factors
 from jaxattn._src.pattern import SparsePattern
 
@@ -33,12 +34,13 @@ METHODS: dict[str, FactorFn] = {
     "lstsq": lstsq_factors,
     "moment_curve": moment_curve_factors,
     "optimize": optimize_factors,
+    "onehot": onehot_factors,
 }
 NESTED: set[str] = {"jl"}
 # Methods whose factor function takes ``max_outside_mass=η`` and then aims at the mass
 # criterion too (``base.target_logits``); the others build as for the ratio criterion
 # and are judged under the mass criterion all the same.
-MASS_AWARE: set[str] = {"jl"}
+MASS_AWARE: set[str] = {"jl", "onehot"}
 
 
 def method_factors(method: str, key: PRNGKeyArray, pattern: SparsePattern, d, width: int, eps1,
@@ -154,6 +156,23 @@ def optimize(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps
   Args and returns: as ``jl``.
   """
   return build("optimize", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
+
+
+def onehot(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
+           params: str = "identity", dtype=None,
+           max_outside_mass: float | None = None) -> Solution:
+  """The reference that bounds every grid: one-hot keys K = I, queries Q_i = B_i, at d = L.
+
+  B is ``target_logits`` (as in ``jl``), so ℓ = Q Kᵀ = B exactly and every
+  pattern verifies at d = L, whatever its row or column counts: the minimal
+  d of any pattern is at most L (``jaxattn._src.onehot``). Below L, keys
+  j ≥ d are zero and a row whose support reaches past them fails. Memory
+  O(L·d): for small L. ``key`` is unused.
+
+  Args and returns: as ``jl``.
+  """
+  return build("onehot", key, pattern, d, eps1, eps2, params=params, dtype=dtype,
+               max_outside_mass=max_outside_mass)
 
 
 def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 
 class SparsePattern(NamedTuple):
@@ -202,4 +203,9 @@ def from_rows(cols: Int[Array, "L N"], weights: Float[Array, "L N"],
   return SparsePattern(cols=cols, weights=weights, valid=valid)
 
 
-__all__ = ["SparsePattern", "from_rows"]
+def log_uniform(key: PRNGKeyArray, shape: tuple[int, ...], a_min: float) -> Float[Array, "..."]:
+  """Samples exp(U(ln a_min, 0)) ∈ [a_min, 1] in float32, whether or not 64-bit JAX is enabled."""
+  return jnp.exp(jax.random.uniform(key, shape, jnp.float32, minval=jnp.log(a_min), maxval=0.0))
+
+
+__all__ = ["SparsePattern", "from_rows", "log_uniform"]

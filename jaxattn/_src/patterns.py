@@ -14,14 +14,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from jaxattn._src.pattern import SparsePattern, from_rows
+from jaxattn._src.pattern import SparsePattern, from_rows, log_uniform
+from jaxattn._src.published import family_from_spec
 
 _static = functools.partial(jax.jit, static_argnames=("length", "nnz", "a_min"))
-
-
-def _log_uniform(key: PRNGKeyArray, shape: tuple[int, ...], a_min: float) -> Float[Array, "..."]:
-  """Samples exp(U(ln a_min, 0)) ∈ [a_min, 1] in float32, whether or not 64-bit JAX is enabled."""
-  return jnp.exp(jax.random.uniform(key, shape, jnp.float32, minval=jnp.log(a_min), maxval=0.0))
 
 
 def _check(length: int, nnz: int, a_min: float) -> None:
@@ -34,7 +30,7 @@ def _check(length: int, nnz: int, a_min: float) -> None:
 def _with_weights(cols: Int[Array, "L N"], valid: Bool[Array, "L N"], key: PRNGKeyArray,
                   a_min: float) -> SparsePattern:
   """Pattern on ``cols`` (where ``valid``) with weights log-uniform in [a_min, 1]."""
-  return from_rows(cols, _log_uniform(key, cols.shape, a_min), valid)
+  return from_rows(cols, log_uniform(key, cols.shape, a_min), valid)
 
 
 @_static
@@ -124,8 +120,12 @@ GENERATORS = {
 
 @dataclasses.dataclass(frozen=True)
 class Sampler:
-  """``key -> GENERATORS[family](key, length, nnz, a_min)``, hashable by value.
+  """``key -> pattern`` of a named family at (length, nnz, a_min), hashable by value.
 
+  ``family`` is a key of ``GENERATORS`` (``GENERATORS[family](key, length, nnz,
+  a_min)``) or a published family spec such as ``"longformer(window=8,globals=2)"``
+  (``family_from_spec(family)(key, length, a_min)``), whose ``nnz`` must be the
+  family's width at that length (``family_from_spec(family).width(length)``).
   Pass it to ``ja.min_d``: equal samplers share one compiled search, whereas
   every new ``functools.partial`` would compile again.
   """
@@ -136,9 +136,20 @@ class Sampler:
   a_min: float = 0.1
 
   def __post_init__(self):
-    if self.family not in GENERATORS:
-      raise ValueError(f"unknown pattern family {self.family!r}; choose from {sorted(GENERATORS)}")
+    if self.family in GENERATORS:
+      _check(self.length, self.nnz, self.a_min)
+      return
+    try:
+      published = family_from_spec(self.family)
+    except ValueError as error:
+      raise ValueError(f"unknown pattern family {self.family!r}; choose from "
+                       f"{sorted(GENERATORS)} or a published family ({error})") from None
+    width = published.width(self.length)
+    if self.nnz != width:
+      raise ValueError(f"{self.family} at length={self.length} has nnz={width}, got nnz={self.nnz}")
     _check(self.length, self.nnz, self.a_min)
 
   def __call__(self, key: PRNGKeyArray) -> SparsePattern:
-    return GENERATORS[self.family](key, length=self.length, nnz=self.nnz, a_min=self.a_min)
+    if self.family in GENERATORS:
+      return GENERATORS[self.family](key, length=self.length, nnz=self.nnz, a_min=self.a_min)
+    return family_from_spec(self.family)(key, self.length, self.a_min)

@@ -1,0 +1,461 @@
+"""Published sparse-attention masks as pattern families (Longformer, BigBird, Sparse Transformer, Reformer).
+
+A family is a frozen dataclass of its source's parameters; calling it draws a
+pattern: ``family(key, length, a_min=1.0) -> SparsePattern``, jit-able with
+the family and ``length`` static and vmappable over keys. Masks are binary
+(every nonzero 1, a_min = 1) unless ``a_min < 1``, which draws weights
+log-uniform in [a_min, 1] from the key.
+
+Each family first lists, for every row i, candidate columns with a validity
+flag (``candidates``); the union is then taken (duplicates dropped, columns
+sorted) and the row-padded width is the family's row bound. Rows whose support is
+every key they may see (global tokens, BigBird's full-attention fallback) are
+padded to L slots: ``Bounds.dense_rows`` says how many there are.
+
+``bounds(length)`` reports the family's row and column bounds at L. The
+theorem of Likhosherstov et al. covers a family whose bound N = max(row,
+column) does not grow with L at fixed parameters (``Bounds.inside_theorem``);
+the others are generated all the same and labelled outside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import re
+from typing import ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Int, PRNGKeyArray
+
+from jaxattn._src.pattern import SparsePattern, from_rows, log_uniform
+
+Candidates = tuple[Int[Array, "L M"], Bool[Array, "L M"]]
+
+
+class Bounds(NamedTuple):
+  """A family's bounds at length L (upper bounds, attained at large enough L).
+
+  ``row``: most nonzeros in a row that is not dense; ``column``: most nonzeros
+  in a column; ``dense_rows``: rows that attend every key they may see;
+  ``grows_with_length``: whether N = max(row, column) grows with L at fixed
+  parameters (dense rows and global columns do).
+  """
+
+  row: int
+  column: int
+  dense_rows: int
+  grows_with_length: bool
+
+  @property
+  def inside_theorem(self) -> bool:
+    """Whether the theorem applies: at most N nonzeros per row and column, N fixed as L grows."""
+    return not self.grows_with_length
+
+
+def _positive(name: str, value: int, minimum: int = 1) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+class Family:
+  """Base of the published families: draws ``candidates``, takes their union, adds weights."""
+
+  name: ClassVar[str]
+
+  def candidates(self, key: PRNGKeyArray, length: int) -> Candidates:
+    """Per row, candidate columns [L, M] and whether each is in the support (with repeats)."""
+    raise NotImplementedError
+
+  def bounds(self, length: int) -> Bounds:
+    """The family's ``Bounds`` at L."""
+    raise NotImplementedError
+
+  def check_length(self, length: int) -> None:
+    """ValueError unless the family is defined at ``length``."""
+    _positive("length", length)
+
+  def width(self, length: int) -> int:
+    """N of the drawn patterns: L with dense rows, else min(candidates per row, row bound)."""
+    self.check_length(length)
+    bounds = self.bounds(length)
+    if bounds.dense_rows:
+      return length
+    shape = jax.eval_shape(lambda key: self.candidates(key, length), jax.random.PRNGKey(0))[0].shape
+    return min(shape[-1], bounds.row)
+
+  @property
+  def spec(self) -> str:
+    """The family as ``name(field=value, ...)``, fields that differ from their defaults only."""
+    changed = [f"{f.name}={str(getattr(self, f.name)).lower()}"
+               for f in dataclasses.fields(self) if getattr(self, f.name) != f.default]
+    return self.name + (f"({','.join(changed)})" if changed else "")
+
+  def __call__(self, key: PRNGKeyArray, length: int, a_min: float = 1.0) -> SparsePattern:
+    """A pattern of the family at length L: binary if a_min = 1, else weights log-uniform in [a_min, 1]."""
+    self.check_length(length)
+    if not 0 < a_min <= 1:
+      raise ValueError(f"a_min must be in (0, 1], got {a_min}")
+    return _generate(self, key, length, float(a_min))
+
+
+@functools.partial(jax.jit, static_argnames=("family", "length", "a_min"))
+def _generate(family: Family, key: PRNGKeyArray, length: int, a_min: float) -> SparsePattern:
+  k_mask, k_weights = jax.random.split(key)
+  cols, valid = union(*family.candidates(k_mask, length), family.width(length))
+  weights = (jnp.ones(cols.shape, jnp.float32) if a_min == 1.0
+             else log_uniform(k_weights, cols.shape, a_min))
+  return from_rows(cols, weights, valid)
+
+
+def union(cols: Int[Array, "L M"], valid: Bool[Array, "L M"], width: int) -> Candidates:
+  """Each row's distinct valid columns, sorted, in ``width`` slots (invalid slots last).
+
+  ``width`` must be at least the number of distinct valid columns of every row.
+  """
+  length = cols.shape[0]
+  ordered = jnp.sort(jnp.where(valid, cols, length), axis=-1)
+  repeat = jnp.concatenate([jnp.zeros_like(ordered[:, :1], bool),
+                            ordered[:, 1:] == ordered[:, :-1]], axis=-1)
+  keep = (ordered < length) & ~repeat
+  order = jnp.argsort(~keep, axis=-1, stable=True)[:, :width]  # kept slots first, in order
+  return (jnp.take_along_axis(jnp.minimum(ordered, length - 1), order, axis=-1),
+          jnp.take_along_axis(keep, order, axis=-1))
+
+
+def with_dense_rows(cols: Int[Array, "L M"], valid: Bool[Array, "L M"],
+                    dense: Bool[Array, "L"]) -> Candidates:
+  """Candidates padded to L slots, where rows flagged ``dense`` attend every key."""
+  length = cols.shape[0]
+  cols, valid = union(cols, valid, min(cols.shape[-1], length))
+  pad = ((0, 0), (0, length - cols.shape[-1]))
+  return (jnp.where(dense[:, None], jnp.arange(length), jnp.pad(cols, pad)),
+          dense[:, None] | jnp.pad(valid, pad))
+
+
+def _rows(length: int) -> Int[Array, "L 1"]:
+  return jnp.arange(length)[:, None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Longformer(Family):
+  """Sliding window with g global tokens (Beltagy, Peters & Cohan 2020, ``longformer-base-4096``).
+
+  S_i = {j : |i − j| ≤ w} ∪ G (causal: {j : i − w ≤ j ≤ i} ∪ {j ∈ G : j ≤ i}),
+  G = {0, …, g − 1} the global tokens (task tokens such as [CLS] come first).
+  A global token's row attends every key (``global_rows``; non-causal only:
+  a causal global row is already inside its window and G). Published:
+  attention_window = 512, i.e. w = 256 on each side plus self (513 keys);
+  Hugging Face halves attention_window the same way. Longformer gives global
+  tokens their own projections Q_g, K_g; one fixed W_Q, W_K for all tokens
+  is the stricter setting. ``global_rows=False`` keeps the global columns but
+  gives global tokens' rows their window only (the cost of a global token to
+  a fixed layer lies in its column: a binary dense row is met by q_i = 0).
+  Row bound 2w + 1 + g (causal w + 1 + g); column bound L once g ≥ 1, else 2w + 1.
+  """
+
+  name: ClassVar[str] = "longformer"
+  window: int = 256
+  globals: int = 0
+  causal: bool = False
+  global_rows: bool = True
+
+  def __post_init__(self):
+    _positive("window", self.window, 0)
+    _positive("globals", self.globals, 0)
+
+  def candidates(self, key, length):
+    del key
+    ahead = 0 if self.causal else self.window
+    cols = jnp.concatenate([_rows(length) + jnp.arange(-self.window, ahead + 1),
+                            jnp.broadcast_to(jnp.arange(self.globals), (length, self.globals))],
+                           axis=-1)
+    valid = (cols >= 0) & (cols < length) & ((cols <= _rows(length)) | (not self.causal))
+    if self.global_rows and self.globals and not self.causal:
+      return with_dense_rows(cols, valid, jnp.arange(length) < self.globals)
+    return cols, valid
+
+  def bounds(self, length):
+    band = self.window + 1 + (0 if self.causal else self.window)
+    dense = min(self.globals, length) if self.global_rows and not self.causal else 0
+    column = length if self.globals else min(band + dense, length)
+    return Bounds(row=min(band + self.globals, length), column=column, dense_rows=dense,
+                  grows_with_length=self.globals > 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class BigBird(Family):
+  """BigBird block-sparse attention (Zaheer et al. 2020; google-research/bigbird ``full_bigbird_mask``).
+
+  L = n·b in blocks of b tokens. Block row B ∉ {0, n − 1} attends blocks
+  B − 1, B, B + 1 (window of 3), blocks 0 and n − 1 (global) and r random
+  blocks, drawn per block row uniformly without replacement among the blocks
+  1 … n − 2 outside its window (Hugging Face ``_bigbird_block_rand_mask``).
+  Rows of blocks 0 and n − 1 attend every key (``global_rows``; with
+  ``global_rows=False`` they follow the rule of the other block rows). As in
+  Hugging Face ``modeling_big_bird.py``, L ≤ (5 + 2r)·b falls back to full
+  attention (every row dense). Published: b = 64, r = 3 (Hugging Face
+  configs); the original defaults b = 16, r = 3. Non-causal (an encoder).
+  Row bound (5 + r)·b; column bound L (the global blocks).
+  """
+
+  name: ClassVar[str] = "bigbird"
+  block: int = 64
+  random_blocks: int = 3
+  global_rows: bool = True
+
+  def __post_init__(self):
+    _positive("block", self.block)
+    _positive("random_blocks", self.random_blocks, 0)
+
+  def check_length(self, length):
+    _positive("length", length)
+    if length % self.block:
+      raise ValueError(f"bigbird needs length a multiple of block={self.block}, got {length}")
+
+  def full(self, length: int) -> bool:
+    """Whether L ≤ (5 + 2r)·b, where BigBird attends fully."""
+    return length <= (5 + 2 * self.random_blocks) * self.block
+
+  def block_columns(self, key: PRNGKeyArray, blocks: int) -> Int[Array, "n 5+r"]:
+    """Per block row: blocks B − 1, B, B + 1, 0, n − 1 and r random blocks (−1, n: none)."""
+    row = jnp.arange(blocks)[:, None]
+    column = jnp.arange(blocks)[None, :]
+    taken = (jnp.abs(column - row) <= 1) | (column == 0) | (column == blocks - 1)
+    scores = jnp.where(taken, jnp.inf, jax.random.uniform(key, (blocks, blocks)))
+    chosen = jnp.argsort(scores, axis=-1)[:, :self.random_blocks]
+    fixed = jnp.concatenate([row + jnp.arange(-1, 2),
+                             jnp.broadcast_to(jnp.array([0, blocks - 1]), (blocks, 2))], axis=-1)
+    return jnp.concatenate([fixed, chosen], axis=-1)
+
+  def candidates(self, key, length):
+    every = jnp.ones((length, 1), bool)
+    if self.full(length):
+      return with_dense_rows(_rows(length), every, every[:, 0])
+    blocks = length // self.block
+    chosen = self.block_columns(key, blocks)
+    cols = (chosen[:, :, None] * self.block + jnp.arange(self.block)).reshape(blocks, -1)
+    cols = jnp.repeat(cols, self.block, axis=0)
+    valid = (cols >= 0) & (cols < length)
+    if not self.global_rows:
+      return cols, valid
+    row_block = jnp.arange(length) // self.block
+    return with_dense_rows(cols, valid, (row_block == 0) | (row_block == blocks - 1))
+
+  def bounds(self, length):
+    if self.full(length):
+      return Bounds(row=length, column=length, dense_rows=length, grows_with_length=True)
+    return Bounds(row=min((5 + self.random_blocks) * self.block, length), column=length,
+                  dense_rows=2 * self.block if self.global_rows else 0, grows_with_length=True)
+
+
+def _stride(value: int | None, length: int) -> int:
+  """``value``, or round(√L) when None."""
+  return max(1, round(math.sqrt(length))) if value is None else value
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseTransformerStrided(Family):
+  """Strided attention of the Sparse Transformer (Child, Gray, Radford & Sutskever 2019).
+
+  S_i = A1 ∪ A2 with A1 = {max(0, i − l), …, i} and A2 = {j ≤ i : (i − j) mod l = 0};
+  l = round(√L) unless ``stride`` is given. Causal, as in the source;
+  ``causal=False`` (not in the source) takes A1 = {j : |i − j| ≤ l} and
+  A2 = {j : (i − j) mod l = 0}. Row and column bounds l + ⌊(L − 1)/l⌋
+  (non-causal 2l − 2 + ⌈L/l⌉): N ≈ 2√L grows with L.
+  """
+
+  name: ClassVar[str] = "sparse_transformer_strided"
+  stride: int | None = None
+  causal: bool = True
+
+  def __post_init__(self):
+    if self.stride is not None:
+      _positive("stride", self.stride)
+
+  def candidates(self, key, length):
+    del key
+    stride = _stride(self.stride, length)
+    steps = jnp.arange(-(-length // stride))
+    rows = _rows(length)
+    if self.causal:
+      cols = jnp.concatenate([rows + jnp.arange(-stride, 1), rows - steps * stride], axis=-1)
+    else:
+      cols = jnp.concatenate([rows + jnp.arange(-stride, stride + 1),
+                              rows % stride + steps * stride], axis=-1)
+    valid = (cols >= 0) & (cols < length) & ((cols <= rows) | (not self.causal))
+    return cols, valid
+
+  def bounds(self, length):
+    stride = _stride(self.stride, length)
+    if self.causal:
+      count = stride + (length - 1) // stride
+    else:
+      count = 2 * stride - 2 + -(-length // stride)
+    count = min(count, length)
+    return Bounds(row=count, column=count, dense_rows=0, grows_with_length=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseTransformerFixed(Family):
+  """Fixed attention of the Sparse Transformer (Child et al. 2019).
+
+  S_i = A1 ∪ A2 with A1 = {j : ⌊j/l⌋ = ⌊i/l⌋} and A2 = {j : j mod l ∈ {l − c, …, l − 1}}
+  (the c summary columns of every block), both restricted to j ≤ i (causal,
+  as in the source; ``causal=False`` is not in the source). The source uses
+  l = 128 and c ∈ {8, 16, 32}. Row bound l + c·(⌈L/l⌉ − 1); the summary
+  columns are attended by every later row: column bound L.
+  """
+
+  name: ClassVar[str] = "sparse_transformer_fixed"
+  block: int = 128
+  summary: int = 8
+  causal: bool = True
+
+  def __post_init__(self):
+    _positive("block", self.block)
+    _positive("summary", self.summary)
+    if self.summary > self.block:
+      raise ValueError(f"summary={self.summary} must be <= block={self.block}")
+
+  def candidates(self, key, length):
+    del key
+    rows = _rows(length)
+    own = rows // self.block * self.block + jnp.arange(self.block)
+    starts = jnp.arange(-(-length // self.block)) * self.block + self.block - self.summary
+    summaries = (starts[:, None] + jnp.arange(self.summary)).reshape(-1)
+    cols = jnp.concatenate([own, jnp.broadcast_to(summaries, (length, summaries.size))], axis=-1)
+    valid = (cols < length) & ((cols <= rows) | (not self.causal))
+    return cols, valid
+
+  def bounds(self, length):
+    row = min(self.block + self.summary * (-(-length // self.block) - 1), length)
+    return Bounds(row=row, column=length, dense_rows=0, grows_with_length=True)
+
+
+def lsh_candidates(buckets: Int[Array, "H L"], chunk: int, causal: bool,
+                   mask_buckets: bool) -> Candidates:
+  """Reformer's attention sets from the bucket of every token in each of H hash rounds.
+
+  Per round, tokens are sorted by (bucket, position) and the sorted sequence is
+  cut into chunks of ``chunk``; a token attends the tokens of its own chunk
+  and of the chunk before (the first chunk's "before" is the last, as in
+  Hugging Face ``_look_adjacent`` and trax ``look_adjacent``). Kept: tokens
+  of the same bucket (``mask_buckets``, the set P_i of the paper; Hugging Face
+  masks none), j ≤ i if ``causal``, j ≠ i. Rounds are unioned. Self: a token
+  attends itself only when no other token is left in any round (the paper's
+  rule; Hugging Face and trax give self a logit of −1e5).
+  """
+  rounds, length = buckets.shape
+  chunks = length // chunk
+  rows = _rows(length)
+
+  def one_round(bucket):
+    order = jnp.argsort(bucket * length + jnp.arange(length))
+    rank = jnp.zeros(length, jnp.int32).at[order].set(jnp.arange(length, dtype=jnp.int32))
+    own = rank // chunk
+    slots = jnp.concatenate([own[:, None] * chunk, (own[:, None] - 1) % chunks * chunk],
+                            axis=-1)[:, :, None] + jnp.arange(chunk)
+    cols = order[slots.reshape(length, -1)]
+    valid = (cols != rows) & ((bucket[cols] == bucket[:, None]) | (not mask_buckets))
+    return cols, valid & ((cols <= rows) | (not causal))
+
+  cols, valid = jax.vmap(one_round)(buckets)
+  cols = jnp.moveaxis(cols, 0, 1).reshape(length, -1)
+  valid = jnp.moveaxis(valid, 0, 1).reshape(length, -1)
+  alone = ~jnp.any(valid, axis=-1, keepdims=True)
+  return jnp.concatenate([cols, rows], axis=-1), jnp.concatenate([valid, alone], axis=-1)
+
+
+def lsh_buckets(key: PRNGKeyArray, vectors, buckets: int, rounds: int) -> Int[Array, "H L"]:
+  """h(x) = argmax([x R; −x R]) with R ∈ R^{D×buckets/2} Gaussian, one R per round (Kitaev et al. 2020)."""
+  def one_round(round_key):
+    projected = vectors @ jax.random.normal(round_key, (vectors.shape[-1], buckets // 2))
+    return jnp.argmax(jnp.concatenate([projected, -projected], axis=-1), axis=-1)
+  return jax.vmap(one_round)(jax.random.split(key, rounds))
+
+
+@dataclasses.dataclass(frozen=True)
+class ReformerLSH(Family):
+  """LSH attention of the Reformer (Kitaev, Kaiser & Levskaya 2020), on random shared query-keys.
+
+  Token vectors x_j ∈ R^D (D = ``dim``) are standard Gaussian (Reformer
+  shares queries and keys), hashed into ``buckets`` buckets by random
+  rotations in each of ``hashes`` rounds (``lsh_buckets``); attention sets
+  as in ``lsh_candidates``. Requires L a multiple of ``chunk`` and an even
+  bucket count. Published: ``google/reformer-enwik8`` chunk 256, 512 buckets,
+  4 hashes (causal); ``reformer-crime-and-punishment`` chunk 64, 64 or 128
+  buckets, 1 hash. Row bound H·(2c − 1), column bound H·(2c − 1) + 1 (a
+  token left alone attends itself): fixed in L.
+  """
+
+  name: ClassVar[str] = "reformer_lsh"
+  chunk: int = 64
+  buckets: int = 64
+  hashes: int = 1
+  causal: bool = False
+  mask_buckets: bool = True
+  dim: int = 64
+
+  def __post_init__(self):
+    for name in ("chunk", "buckets", "hashes", "dim"):
+      _positive(name, getattr(self, name))
+    if self.buckets % 2:
+      raise ValueError(f"buckets must be even, got {self.buckets}")
+
+  def check_length(self, length):
+    _positive("length", length)
+    if length % self.chunk:
+      raise ValueError(f"reformer_lsh needs length a multiple of chunk={self.chunk}, got {length}")
+
+  def candidates(self, key, length):
+    k_vectors, k_hash = jax.random.split(key)
+    vectors = jax.random.normal(k_vectors, (length, self.dim))
+    buckets = lsh_buckets(k_hash, vectors, self.buckets, self.hashes)
+    return lsh_candidates(buckets, self.chunk, self.causal, self.mask_buckets)
+
+  def bounds(self, length):
+    per_round = min(2, length // self.chunk) * self.chunk - 1
+    row = min(self.hashes * per_round, length)
+    return Bounds(row=max(row, 1), column=min(self.hashes * per_round + 1, length), dense_rows=0,
+                  grows_with_length=False)
+
+
+FAMILIES: dict[str, type[Family]] = {
+    f.name: f for f in (Longformer, BigBird, SparseTransformerStrided, SparseTransformerFixed,
+                        ReformerLSH)}
+_SPEC = re.compile(r"^(\w+)(?:\((.*)\))?$")
+
+
+def _spec_value(text: str) -> int | bool | None:
+  lowered = text.strip().lower()
+  if lowered in ("true", "false"):
+    return lowered == "true"
+  if lowered == "none":
+    return None
+  try:
+    return int(lowered)
+  except ValueError:
+    raise ValueError(f"expected an integer, true, false or none, got {text.strip()!r}") from None
+
+
+def family_from_spec(spec: str) -> Family:
+  """The family named by ``name`` or ``name(field=value, ...)``, e.g. ``longformer(window=8,globals=2)``.
+
+  ValueError naming the unknown family, field or bad value.
+  """
+  match = _SPEC.match(spec.replace(" ", "")) if isinstance(spec, str) else None
+  if not match or match.group(1) not in FAMILIES:
+    raise ValueError(f"unknown published family {spec!r}; choose from {sorted(FAMILIES)}, "
+                     "optionally with (field=value, ...)")
+  family = FAMILIES[match.group(1)]
+  fields = {f.name for f in dataclasses.fields(family)}
+  values = {}
+  for item in filter(None, (match.group(2) or "").split(",")):
+    name, _, value = item.partition("=")
+    if name not in fields:
+      raise ValueError(f"{family.name} has no field {name!r}; fields: {sorted(fields)}")
+    values[name] = _spec_value(value)
+  return family(**values)
