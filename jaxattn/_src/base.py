@@ -119,7 +119,7 @@ class Solution(NamedTuple):
 
 
 def identity_params(d: int) -> tuple[IdentityBlock, IdentityBlock]:
-  """The fixed parameters W_Q = [I_d; 0], W_K = [0; I_d] ∈ R^{2d×d}, as ``IdentityBlock``s."""
+  """The fixed parameters W_Q = [I_d; 0], W_K = [0; I_d] ∈ R^{2d×d}, as ``IdentityBlock`` objects."""
   return IdentityBlock(0, 2 * d, d), IdentityBlock(d, 2 * d, d)
 
 
