@@ -65,7 +65,7 @@ def vanishing_coefficients(theta: Float[Array, "L N"], valid) -> Float[Array, "L
   return -jnp.concatenate([2 * positive.real, -2 * positive.imag], axis=-1)
 
 
-def vanishing_depth(pattern: SparsePattern, dtype) -> Float[Array, "L"]:
+def vanishing_depth(pattern: SparsePattern, dtype) -> Float[Array, " L"]:
   """m_i = min_{j∉S_i} |g_i(θ_j)| = min over j ∈ {s ± 1 : s ∈ S_i} \\ S_i of ∏_s 2 sin²(π(j − s)/L).
 
   Exact by concavity of log|g_i| between consecutive zeros (module

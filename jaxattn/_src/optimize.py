@@ -83,8 +83,8 @@ class Mined(NamedTuple):
 
   negatives: Int[Array, "L K"]  # column indices of the K largest off-support logits, largest first
   valid: Bool[Array, "L K"]     # False where the row has fewer than K off-support columns
-  spread: Float[Array, "L"]     # spread_i (docs/definitions.md)
-  gap: Float[Array, "L"]        # gap_i = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij
+  spread: Float[Array, " L"]     # spread_i (docs/definitions.md)
+  gap: Float[Array, " L"]        # gap_i = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij
 
 
 def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
