@@ -19,6 +19,7 @@ import scipy.sparse
 from jaxattn_bench import resources
 from jaxattn_bench.cli import main
 from jaxattn_bench.errors import CommandError
+from tests import guarded
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data")
@@ -72,14 +73,17 @@ def _one_error_line(capsys) -> str:
      "min_d at L=160000, N=2, d_max=4096 (one trial) needs about 32.3 GB"),
     (["solve", BANDED, "--d", "1000000000", "--out", "OUT"], "solve at d=1000000000"),
 ])
-def test_a_job_that_cannot_fit_is_refused_in_one_line(argv, words, monkeypatch, tmp_path, capsys):
-  _fake_memory(monkeypatch, 16 * GB)
+def test_a_job_that_cannot_fit_is_refused_in_one_line(argv, words, tmp_path):
+  """In a watched child (``tests/guarded.py``): were the guard broken, the child would start
+  the job, and it is killed at 1 GiB resident or 60 s, failing the test in seconds (with the
+  estimate divided by 10 on purpose: killed after about 13–20 s, almost all of it start-up and
+  compilation; 13.5 s at 1 GiB when last checked)."""
   out = tmp_path / "x.npz"
-  start = time.perf_counter()
-  assert main([str(out) if a == "OUT" else a for a in argv]) == 2
-  assert time.perf_counter() - start < 10
-  line = _one_error_line(capsys)
-  assert words in line and "but only 16 GB is available (test limit)" in line, line
+  result = guarded.bench(*[str(out) if a == "OUT" else a for a in argv], available=16 * GB)
+  assert result.returncode == 2, result.stderr[-2000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+  assert words in lines[0] and "but only 16 GB is available (test limit)" in lines[0], lines[0]
   assert not out.exists()
 
 
@@ -144,7 +148,8 @@ def test_check_refuses_a_solution_it_cannot_hold(monkeypatch, tmp_path, capsys):
 
 
 def test_a_refusal_in_a_real_process_is_fast_and_allocates_nothing(tmp_path):
-  """The child's own peak memory (its VmHWM, written at exit) stays under 1 GiB.
+  """The child's own peak memory (its VmHWM, written at exit) stays under 1 GiB; a watchdog
+  kills it (and fails the test) at 1 GiB resident or 60 s, should the guard break.
 
   Not RUSAGE_CHILDREN: that is the largest peak of every child this test process ever ran.
   """
@@ -153,8 +158,8 @@ def test_a_refusal_in_a_real_process_is_fast_and_allocates_nothing(tmp_path):
           "r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))); "
           "from jaxattn_bench.cli import main; sys.exit(main(sys.argv[2:]))")
   args = ["min_d", "--length", "2000000", "--nnz", "2", "--trials", "64", "--d-max", "4096"]
-  result = subprocess.run([sys.executable, "-c", code, str(peak), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+  result = guarded.run([sys.executable, "-c", code, str(peak), *args], cwd=REPO,
+                       max_rss=1 << 30, timeout=60)
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1, result.stderr
   assert 0 < int(peak.read_text()) < 1 << 20  # KiB: under 1 GiB
