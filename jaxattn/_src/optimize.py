@@ -46,6 +46,7 @@ the small-L reference that the tests and ``python -m bench perf
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -199,6 +200,46 @@ def stopping_test(mined: Mined, eps1, eps2, slack=SLACK / 2) -> Bool[Array, ""]:
           & (jnp.max(mined.gap) <= jnp.log(eps2) - margin))
 
 
+def mined_check(params: tuple[Float[Array, "L w"], Float[Array, "L w"]], pattern: SparsePattern,
+                negatives: int, eps1, eps2, evaluate, block_size: int | None,
+                row_block: int | None) -> tuple[Mined, Bool[Array, ""]]:
+  """One streamed pass of ``optimize_run``: ``mine`` on the factors rounded to the evaluation
+  dtype, and its ``stopping_test``."""
+  rounded = [x.astype(evaluate) for x in params]
+  mined = mine(*rounded, pattern, negatives, block_size=block_size, row_block=row_block)
+  return mined, stopping_test(mined, eps1, eps2)
+
+
+def train_round(value_and_grad, optimizer, mask, params, opt_state, mined: Mined, budget):
+  """≤ ``budget`` Adam steps on the mined set, stopping where its loss is 0; the steps taken.
+
+  ``value_and_grad(params, mined)``: the loss and its gradient; ``mask``: per factor, 1 on the
+  columns that move, 0 elsewhere (``optimize_run``).
+  """
+  import optax
+
+  def step(state):
+    taken, params, opt_state, _ = state
+    value, grads = value_and_grad(params, mined)
+    updates, new_state = optimizer.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u, m: u * m, updates, mask)
+    moved = value > 0
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(moved, a, b), new, old)
+    return (taken + moved, keep(optax.apply_updates(params, updates), params),
+            keep(new_state, opt_state), value)
+
+  active = lambda state: (state[0] < budget) & (state[3] > 0)
+  init = (jnp.zeros((), jnp.int32), params, opt_state, jnp.asarray(jnp.inf, params[0].dtype))
+  taken, params, opt_state, _ = jax.lax.while_loop(active, step, init)
+  return params, opt_state, taken
+
+
+def rounds_left(state, max_steps: int, mine_every: int) -> Bool[Array, ""]:
+  """Whether ``optimize_run`` goes on: passes and steps are left, and the last pass failed."""
+  passes, steps, _, _, _, passed = state
+  return (passes <= math.ceil(max_steps / mine_every)) & (steps < max_steps) & ~passed
+
+
 def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
                  eps1, eps2, *, dtype=None, train_keys: bool = True, max_steps: int = MAX_STEPS,
                  learning_rate: float = LEARNING_RATE, negatives: int | None = NEGATIVES,
@@ -212,30 +253,23 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   logits of order ln(1/(ε2 a_min)), the scale Adam's fixed step size suits
   (from lstsq's 32× larger logits it needs more steps and stalls).
 
-  The first round trains on the negatives mined from the lstsq start (the
-  pass that checked it).
-  Only the first d columns move (the rest stay zero); keys move only if
-  ``train_keys``. ``negatives``: K hard negatives per row (static), or None
-  for the dense loss (O(L²·N) memory). Each round trains until
-  the loss on its mined set is 0 or ``mine_every`` steps, then ``mine``
-  re-mines and checks; the loop stops at the first pass whose ``stopping_test`` holds,
-  or after ``max_steps`` steps (or 1 + ⌈max_steps/mine_every⌉ passes) in
-  all. ``block_size`` and ``row_block``:
-  the tiles of the pass.
+  The first round trains on the negatives mined from the lstsq start (the pass that checked
+  it). Only the first d columns move (the rest stay zero); keys move only if ``train_keys``.
+  ``negatives``: K hard negatives per row (static), or None for the dense loss (O(L²·N)
+  memory). Each round trains until the loss on its mined set is 0 or ``mine_every`` steps
+  (``train_round``), then ``mine`` re-mines and checks (``mined_check``); the loop stops at
+  the first pass whose ``stopping_test`` holds, or after ``max_steps`` steps (or
+  1 + ⌈max_steps/mine_every⌉ passes, ``rounds_left``) in all. ``block_size`` and
+  ``row_block``: the tiles of the pass.
   """
   import optax  # here, not at the top: importing jaxattn or the verifier does not load optax
 
   if negatives is not None and negatives < 1 or mine_every < 1:
     raise ValueError(f"need negatives >= 1 (or None) and mine_every >= 1, got negatives="
                      f"{negatives}, mine_every={mine_every}")
-
-  evaluate = pattern.weights.dtype if dtype is None else dtype
-
-  def mined_check(params):
-    rounded = [x.astype(evaluate) for x in params]
-    mined = mine(*rounded, pattern, negatives or 1, block_size=block_size, row_block=row_block)
-    return mined, stopping_test(mined, eps1, eps2)
-
+  check = functools.partial(mined_check, pattern=pattern, negatives=negatives or 1, eps1=eps1,
+                            eps2=eps2, evaluate=pattern.weights.dtype if dtype is None else dtype,
+                            block_size=block_size, row_block=row_block)
   # Both starts from one factorisation: two independent LAPACK solves could run
   # at once and deadlock XLA's CPU thread pool (``min_norm_solve``).
   (start, moderate), keys = lstsq_shifted(key, pattern, d, width, eps1, eps2,
@@ -246,44 +280,25 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   value_and_grad = jax.value_and_grad(lambda p, mined: loss(
       *p, pattern, None if negatives is None else mined, eps1, eps2))
 
-  def train(params, opt_state, mined, budget):
-    """≤ ``budget`` Adam steps on the mined set, stopping where its loss is 0; the steps taken."""
-    def step(state):
-      taken, params, opt_state, _ = state
-      value, grads = value_and_grad(params, mined)
-      updates, new_state = optimizer.update(grads, opt_state, params)
-      updates = jax.tree.map(lambda u, m: u * m, updates, mask)
-      moved = value > 0
-      keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(moved, a, b), new, old)
-      return (taken + moved, keep(optax.apply_updates(params, updates), params),
-              keep(new_state, opt_state), value)
-
-    active = lambda state: (state[0] < budget) & (state[3] > 0)
-    init = (jnp.zeros((), jnp.int32), params, opt_state, jnp.asarray(jnp.inf, start.dtype))
-    taken, params, opt_state, _ = jax.lax.while_loop(active, step, init)
-    return params, opt_state, taken
-
-  def cond(state):
-    passes, steps, _, _, _, passed = state
-    return (passes <= math.ceil(max_steps / mine_every)) & (steps < max_steps) & ~passed
-
   def body(state):
     """A round: train (not before the first pass, which checks the lstsq start), mine, check;
     after a failed first pass, the moderate start (with the negatives mined from lstsq)."""
     passes, steps, params, opt_state, mined, _ = state
     budget = jnp.where(passes == 0, 0, jnp.minimum(mine_every, max_steps - steps))
-    params, opt_state, taken = train(params, opt_state, mined, budget)
-    mined, passed = mined_check(params)
+    params, opt_state, taken = train_round(value_and_grad, optimizer, mask, params, opt_state,
+                                           mined, budget)
+    mined, passed = check(params)
     fallback = (passes == 0) & ~passed
     params = (jnp.where(fallback, moderate, params[0]), params[1])
     return passes + 1, steps + taken, params, opt_state, mined, passed
 
   params = (start, keys)
   zero = jnp.zeros((), jnp.int32)
-  no_negatives = jax.eval_shape(mined_check, params)[0]
+  no_negatives = jax.eval_shape(check, params)[0]
   init = (zero, zero, params, optimizer.init(params),
           jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), no_negatives), jnp.asarray(False))
-  passes, steps, (queries, keys), _, _, passed = jax.lax.while_loop(cond, body, init)
+  more = functools.partial(rounds_left, max_steps=max_steps, mine_every=mine_every)
+  passes, steps, (queries, keys), _, _, passed = jax.lax.while_loop(more, body, init)
   return OptimizeResult(queries, keys, steps, passed, passes)
 
 
