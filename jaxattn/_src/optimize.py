@@ -88,6 +88,34 @@ class Mined(NamedTuple):
   gap: Float[Array, " L"]        # gap_i = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij
 
 
+def merge_chunk_maxima(carry: tuple[Float[Array, "R k"], Int[Array, "R k"]],
+                       maxima: Float[Array, "R G P"], start: Int[Array, " G"], chunk: int,
+                       kept: int) -> tuple[Float[Array, "R k"], Int[Array, "R k"]]:
+  """Per row, the ``kept`` largest chunk maxima, and their chunk ids, of the kept ``carry`` and
+  the maxima of a group of G key blocks (P chunks each) starting at keys ``start``."""
+  rows, group, per_block = maxima.shape
+  ids = start[:, None] // chunk + jnp.arange(per_block, dtype=jnp.int32)  # [group, per_block]
+  ids = jnp.broadcast_to(ids.reshape(-1), (rows, group * per_block))
+  values, order = jax.lax.top_k(jnp.concatenate([carry[0], maxima.reshape(rows, -1)], 1), kept)
+  return values, jnp.take_along_axis(jnp.concatenate([carry[1], ids], 1), order, 1)
+
+
+def negatives_in_chunks(q: Float[Array, "R w"], keys: Float[Array, "P w"],
+                        chunk_ids: Int[Array, "R k"], cols: Int[Array, "R N"],
+                        valid: Bool[Array, "R N"], chunk: int, count: int, length: int
+                        ) -> tuple[Int[Array, "R K"], Bool[Array, "R K"]]:
+  """The ``count`` largest off-support logits of each row among the keys of its kept chunks
+  (columns, largest first) and whether each exists (rows with fewer off-support columns)."""
+  rows = q.shape[0]
+  columns = (chunk_ids[:, :, None] * chunk + jnp.arange(chunk)).reshape(rows, -1)
+  logits = jnp.einsum("rw,rcw->rc", q, keys[columns], precision=HIGHEST)
+  in_support = jnp.any((columns[:, :, None] == cols[:, None, :]) & valid[:, None, :], -1)
+  outside = (columns < length) & ~in_support
+  values, order = jax.lax.top_k(jnp.where(outside, logits, -jnp.inf), count)
+  negatives = jnp.minimum(jnp.take_along_axis(columns, order, 1), length - 1)
+  return negatives, jnp.isfinite(values)
+
+
 def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
          count: int, *, block_size: int | None = None, row_block: int | None = None,
          merge_blocks: int = MERGE_BLOCKS) -> Mined:
@@ -96,8 +124,9 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   Streams over key blocks of ``block_size`` (rounded up to whole chunks) in
   row blocks of ``row_block`` (defaults: ``default_tiles()``), keeping per
   row the ``count`` largest maxima of chunks of ``CHUNK`` keys, merged per
-  group of at most ``merge_blocks`` key blocks (module docstring); memory
-  O(L·(N + count + w) + tile + row_block·count·CHUNK·w).
+  group of at most ``merge_blocks`` key blocks (module docstring,
+  ``merge_chunk_maxima``), then the negatives among the kept chunks' keys
+  (``negatives_in_chunks``); memory O(L·(N + count + w) + tile + row_block·count·CHUNK·w).
   """
   length, width = keys.shape
   dtype = queries.dtype
@@ -130,21 +159,13 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
     def key_group(carry, inputs):
       k, start = inputs
       maxima = jnp.moveaxis(jax.lax.map(lambda a: chunk_maxima(*a), (k, start)), 0, 1)
-      ids = start[:, None] // chunk + jnp.arange(per_block, dtype=jnp.int32)  # [group, per_block]
-      ids = jnp.broadcast_to(ids.reshape(-1), (rows, group * per_block))
-      values, order = jax.lax.top_k(
-          jnp.concatenate([carry[0], maxima.reshape(rows, -1)], 1), kept)
-      return (values, jnp.take_along_axis(jnp.concatenate([carry[1], ids], 1), order, 1)), None
+      return merge_chunk_maxima(carry, maxima, start, chunk, kept), None
 
     init = (jnp.full((rows, kept), -jnp.inf, dtype), jnp.zeros((rows, kept), jnp.int32))
     (chunk_max, chunk_ids), _ = jax.lax.scan(key_group, init, (key_blocks, starts))
-    columns = (chunk_ids[:, :, None] * chunk + jnp.arange(chunk)).reshape(rows, -1)
-    logits = jnp.einsum("rw,rcw->rc", q, padded_keys[columns], precision=HIGHEST)
-    in_support = jnp.any((columns[:, :, None] == cols[:, None, :]) & valid[:, None, :], -1)
-    outside = (columns < length) & ~in_support
-    values, order = jax.lax.top_k(jnp.where(outside, logits, -jnp.inf), count)
-    negatives = jnp.minimum(jnp.take_along_axis(columns, order, 1), length - 1)
-    return Mined(negatives, jnp.isfinite(values), spread[0], chunk_max[:, 0] - support_min[0])
+    negatives, found = negatives_in_chunks(q, padded_keys, chunk_ids, cols, valid, chunk, count,
+                                           length)
+    return Mined(negatives, found, spread[0], chunk_max[:, 0] - support_min[0])
 
   mined = jax.lax.map(one_row_block, row_blocks(queries, pattern, n_row_blocks, rows, dtype))
   return jax.tree.map(lambda x: x.reshape(n_row_blocks * rows, *x.shape[2:])[:length], mined)
