@@ -27,7 +27,8 @@
 # temporary folder on PYTHONPATH. Compiled programs are shared between the
 # steps' processes through a temporary JAX compilation cache (no timed run
 # includes a compile either way). DEVICE_CHECK_BUDGET=SECONDS overrides the
-# budget. Exit status: 0 unless a step failed (a step stopped at its time
+# budget. PYTHON=INTERPRETER runs the steps with that interpreter (default: python from
+# PATH; the tests pass their own). Exit status: 0 unless a step failed (a step stopped at its time
 # limit is not a failure).
 set -u -o pipefail
 
@@ -48,6 +49,7 @@ ln -s "$ROOT/plots" "$WORK/shim/jaxattn_plots"
 export PYTHONPATH="$ROOT:$WORK/shim" PYTHONUNBUFFERED=1 JAX_COMPILATION_CACHE_DIR=$WORK/jax-cache \
   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=0
 cd "$ROOT" || exit 2
+PYTHON=${PYTHON:-python}
 
 if (( SMOKE )); then
   BUDGET=120 LENGTH=64 DIMS=16 SWEEP_D=16 REPEATS=1
@@ -116,7 +118,7 @@ environment() {
   date -u
   uname -a
   if command -v nvidia-smi >/dev/null; then nvidia-smi; else echo "nvidia-smi: not found"; fi
-  python - <<'EOF'
+  "$PYTHON" - <<'EOF'
 import importlib.metadata
 import jax
 import jaxattn
@@ -138,12 +140,13 @@ log "device_check.sh$( (( SMOKE )) && echo " --smoke"): budget ${BUDGET} s, OUT=
 set -- $DIMS
 keep=$(( 2 * $# * PERF_MIN + ROUND_MIN + 2 * TILES_MIN + PRESET_MIN + TAIL ))
 export -f environment
+export PYTHON
 step env env.txt "$keep" 5 60 bash -c environment
 for dtype in float32 bfloat16; do
   for d in $DIMS; do
     keep=$(( keep - PERF_MIN ))
     step "perf d=$d $dtype" perf.txt "$keep" "$PERF_MIN" 90 \
-      python -m jaxattn_bench perf --length "$LENGTH" --d "$d" --matmul-dtype "$dtype" \
+      "$PYTHON" -m jaxattn_bench perf --length "$LENGTH" --d "$d" --matmul-dtype "$dtype" \
       --repeats "$REPEATS" --no-numpy
   done
 done
@@ -153,16 +156,16 @@ step rounding rounding.txt "$keep" "$ROUND_MIN" 120 \
 for dtype in float32 bfloat16; do
   keep=$(( keep - TILES_MIN ))
   step "tiles $dtype" tiles.txt "$keep" "$TILES_MIN" 120 \
-    python -m jaxattn_bench perf --sweep-tiles --length "$LENGTH" --d "$SWEEP_D" \
+    "$PYTHON" -m jaxattn_bench perf --sweep-tiles --length "$LENGTH" --d "$SWEEP_D" \
     --matmul-dtype "$dtype" --repeats "$REPEATS" --no-numpy ${TILES[@]+"${TILES[@]}"}
 done
 step "preset $(basename "$PRESET" .toml)" preset.log "$TAIL" "$PRESET_MIN" "$BUDGET" \
-  python -m jaxattn_bench run --preset "$PRESET" --results "$RESULTS" --no-figures
+  "$PYTHON" -m jaxattn_bench run --preset "$PRESET" --results "$RESULTS" --no-figures
 if [[ -f $RESULTS ]]; then
   # --plan reads the store (rolling back a point cut short) and reports the share done.
   step progress preset.log 10 3 30 \
-    python -m jaxattn_bench run --preset "$PRESET" --results "$RESULTS" --plan
-  step plots preset.log 0 3 60 python -m jaxattn_plots --results "$RESULTS" --out "$WORK/figures"
+    "$PYTHON" -m jaxattn_bench run --preset "$PRESET" --results "$RESULTS" --plan
+  step plots preset.log 0 3 60 "$PYTHON" -m jaxattn_plots --results "$RESULTS" --out "$WORK/figures"
   cp "$RESULTS" "$OUT/results.sqlite"
   cp "$WORK/figures/a_d_vs_length.png" "$OUT/" 2>/dev/null || log "no figure (a) was drawn"
 else

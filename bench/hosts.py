@@ -14,12 +14,23 @@ Two processes on two hosts (or on one, with 127.0.0.1)::
 
 Under a cluster launcher that sets its own environment (SLURM, Open MPI,
 Cloud TPU pods), ``--distributed`` lets JAX read it instead.
+
+No process waits forever for one that has stopped: before every collective
+(``broadcast``, ``gather_sum``) the processes meet in JAX's key-value store
+(``rendezvous``), and a process that exits, for whatever reason, says so
+there first (an ``atexit`` hook). A process waiting for a peer that has
+exited, or that has not arrived within ``--peer-timeout`` seconds, stops
+with one line and exit status 3 instead of entering a collective that
+would never complete.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import heapq
+import itertools
+import time
 from typing import NamedTuple, Sequence
 
 import jax
@@ -28,11 +39,17 @@ import numpy as np
 from jaxattn_bench.errors import CommandError
 
 
+PEER_TIMEOUT_S = 6 * 3600.0  # the longest a process waits for a peer at a collective
+POLL_MS = 1000               # how often a waiting process looks for peers that exited
+_COLLECTIVES = itertools.count()
+
+
 class Processes(NamedTuple):
-  """This process's index and the number of processes in the run."""
+  """This process's index, the number of processes in the run and the longest wait for a peer."""
 
   index: int
   count: int
+  peer_timeout: float = PEER_TIMEOUT_S
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   group.add_argument("--distributed", action="store_true",
                      help="start JAX's multi-process runtime from the cluster launcher's "
                           "environment (SLURM, Open MPI, TPU pods)")
+  group.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S, metavar="S",
+                     help="stop (exit status 3) when another process has not reached the next "
+                          "exchange of results within S seconds (default %(default)g)")
 
 
 def initialize(args: argparse.Namespace) -> Processes:
@@ -60,7 +80,67 @@ def initialize(args: argparse.Namespace) -> Processes:
                                num_processes=args.num_processes, process_id=args.process_id)
   elif args.distributed:
     jax.distributed.initialize()
-  return Processes(jax.process_index(), jax.process_count())
+  processes = Processes(jax.process_index(), jax.process_count(), args.peer_timeout)
+  if processes.count > 1:
+    atexit.register(_say_exited, processes.index)  # runs before JAX's own shutdown
+  return processes
+
+
+def _client():
+  from jax._src import distributed
+  return distributed.global_state.client
+
+
+def _say_exited(index: int) -> None:
+  """Tells the other processes that this one is exiting (best effort: the store may be gone)."""
+  try:
+    _client().key_value_set(f"jaxattn/exited/{index}", "1")
+  except Exception:  # noqa: BLE001  (exiting anyway; nothing to report it to)
+    pass
+
+
+def rendezvous(what: str, processes: Processes) -> None:
+  """Returns once every process has reached this point (the next collective, ``what``).
+
+  CommandError (exit status 3, one line) if a peer exited before reaching it, if the
+  coordinator (process 0, which holds the key-value store) is gone, or if a peer has not
+  arrived within ``processes.peer_timeout`` seconds.
+  """
+  step = next(_COLLECTIVES)
+  client = _client()
+  try:
+    client.key_value_set(f"jaxattn/ready/{step}/{processes.index}", "1")
+  except Exception as error:
+    raise CommandError(f"process {processes.index}: the coordinator (process 0) is gone before "
+                       f"{what}: {error}", status=3) from error
+  deadline = time.monotonic() + processes.peer_timeout
+  for other in range(processes.count):
+    while other != processes.index and not _arrived(client, step, other, what, processes):
+      if time.monotonic() > deadline:
+        raise CommandError(f"process {processes.index}: process {other} has not reached {what} "
+                           f"within {processes.peer_timeout:g} s (--peer-timeout); stopping",
+                           status=3)
+
+
+def _arrived(client, step: int, other: int, what: str, processes: Processes) -> bool:
+  """Whether process ``other`` reached collective ``step`` within POLL_MS; CommandError if it
+  exited instead, or if the store is gone."""
+  try:
+    client.blocking_key_value_get(f"jaxattn/ready/{step}/{other}", POLL_MS)
+    return True
+  except Exception as waited:  # a timeout, or the store is gone
+    try:
+      exited = client.key_value_try_get(f"jaxattn/exited/{other}") is not None
+    except Exception:  # noqa: BLE001  (not found: the peer is still running)
+      exited = False
+    if exited:
+      raise CommandError(f"process {processes.index}: process {other} exited before {what}; "
+                         "stopping (its own output says why)", status=3) from waited
+    if "DEADLINE_EXCEEDED" not in str(waited) and "timed out" not in str(waited).lower():
+      raise CommandError(f"process {processes.index}: the coordinator (process 0) is gone "
+                         f"before {what}: {' '.join(str(waited).split())[:200]}",
+                         status=3) from waited
+    return False
 
 
 def split_work(costs: Sequence[float], count: int) -> tuple[tuple[int, ...], ...]:
@@ -86,9 +166,10 @@ def split_work(costs: Sequence[float], count: int) -> tuple[tuple[int, ...], ...
 
 
 def broadcast(value: np.ndarray, processes: Processes) -> np.ndarray:
-  """Process 0's ``value`` on every process."""
+  """Process 0's ``value`` on every process (once every process has arrived: ``rendezvous``)."""
   if processes.count == 1:
     return value
+  rendezvous("a broadcast from process 0", processes)
   from jax.experimental import multihost_utils
   return np.asarray(multihost_utils.broadcast_one_to_all(value))
 
@@ -97,5 +178,6 @@ def gather_sum(local: np.ndarray, processes: Processes) -> np.ndarray:
   """Σ over processes of ``local`` (an all-gather): each process's results, zero elsewhere."""
   if processes.count == 1:
     return local
+  rendezvous("an exchange of results", processes)
   from jax.experimental import multihost_utils
   return np.asarray(multihost_utils.process_allgather(local)).sum(axis=0)

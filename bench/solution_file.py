@@ -115,7 +115,7 @@ def saved_params(arrays: dict[str, np.ndarray]) -> str:
 
 
 def saved_factors(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-  """Q = X W_Q and K = X W_K in float64 with NumPy alone, from the file's arrays (README recipe)."""
+  """Q = X W_Q and K = X W_K in float64 with NumPy alone, from the file's arrays (the recipe of docs/your-pattern.md)."""
   x, d = np.asarray(arrays["X"], np.float64), int(arrays["d"])
   if saved_params(arrays) == "identity":
     return x[:, :d], x[:, d:]

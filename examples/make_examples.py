@@ -1,4 +1,4 @@
-"""Writes the two example patterns of README "Bring your own pattern" (deterministic).
+"""Writes the two example patterns of docs/your-pattern.md (deterministic).
 
   banded.npy          dense L×L, L = 64: row i attends to i−1, i, i+1 (N = 3)
   global_columns.mtx  Matrix Market, L = 64: every row attends to the two global

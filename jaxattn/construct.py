@@ -4,11 +4,12 @@ from jaxattn._src.base import (DTYPES, HIGHEST, PARAMS, FactorFn, Factors, Ident
                                Solution, identity_params, random_params, solution_from_factors,
                                target_logits)
 from jaxattn._src.construct import (MASS_AWARE, METHODS, NESTED, build, jl, lstsq, moment_curve,
-                                    onehot, optimize, register_method)
+                                    onehot, optimize, register_method,
+                                    unregister_method)
 from jaxattn._src.optimize import NEGATIVES, OptimizeResult, optimize_run
 
 __all__ = ["DTYPES", "HIGHEST", "MASS_AWARE", "METHODS", "NEGATIVES", "NESTED", "PARAMS",
            "FactorFn", "Factors", "IdentityBlock", "OptimizeResult", "Solution", "build",
            "identity_params", "jl", "lstsq",
-           "moment_curve", "onehot", "optimize", "optimize_run", "random_params", "register_method",
-           "solution_from_factors", "target_logits"]
+           "moment_curve", "onehot", "optimize", "optimize_run", "random_params",
+           "register_method", "solution_from_factors", "target_logits", "unregister_method"]

@@ -2,7 +2,8 @@
 
 Installed as ``jaxattn_plots``. Reads records of the results store
 (``jaxattn_bench.store``, which needs no JAX); imports neither JAX nor the
-runner. Modules: ``figures`` (figures (a)–(d) and the fit table), ``fit``
+runner. Modules: ``figures`` (figures (a)–(e), (e) when the store holds
+``paper_scan`` points, and the fit table), ``fit``
 (the least-squares laws), ``report`` (everything written to a folder),
 ``beyond`` (the figures and tables of ``python -m bench beyond``).
 """

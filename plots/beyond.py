@@ -4,7 +4,7 @@
 (σ: half the 95% interval, at least half the local grid step, as for the
 runner's figure (a)); ``figures`` draws d_50 with its interval against ln L
 with the fitted slopes, and the logit range against L; ``tables`` prints
-the README "Beyond the paper" tables (Markdown).
+the "Beyond the paper" tables of docs/beyond.md (Markdown).
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def _d_cell(entry: dict | None) -> str:
 
 
 def tables(data: dict) -> str:
-  """The README "Beyond the paper" tables (Markdown)."""
+  """The "Beyond the paper" tables of docs/beyond.md (Markdown)."""
   show = lambda value: "—" if value is None else (f"{value:.0f}" if isinstance(value, float)
                                                   else str(value))
   methods, dtypes = list(data["main"]), list(next(iter(data["dtype"].values())))

@@ -2,7 +2,7 @@
 
 ``figure`` draws the bits per token 2d·b of every method at its d_min
 against L, with the counting bound ``pattern_bits`` (left), and the bits b
-per entry (right); ``table`` prints the README table (Markdown).
+per entry (right); ``table`` prints the table of docs/bits-and-mass.md (Markdown).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def figure(data: dict, out: pathlib.Path) -> pathlib.Path:
 
 
 def table(data: dict) -> str:
-  """The README tables: per L the counting bounds and, per method, 2d·b (d, b) at d_min; then
+  """The tables of docs/bits-and-mass.md: per L the counting bounds and, per method, 2d·b (d, b) at d_min; then
   2d·b over the bound."""
   series = _series(data)
   lengths = sorted({e["length"] for e in data["points"]})

@@ -275,12 +275,66 @@ def _law_label(fit: SeriesFit) -> str:
 _ESTIMATOR_NAMES = {"d_median": "d_50", "d_quantile": "d_{1−δ}", "d_min": "d_min"}
 
 
+def _draw_intervals(ax, lengths: np.ndarray, group: Sequence[Record], color) -> tuple[float, bool]:
+  """d_50 bars (their 95% order-statistic intervals, unbounded ends drawn at d_50) and d_{1−δ}
+  diamonds of one series on ``ax``; the highest value drawn and whether a diamond was."""
+  top = 0.0
+  shown_d = [(x, r.d_median, r.d_median_low, r.d_median_high)
+             for x, r in zip(lengths, group) if np.isfinite(r.d_median)]
+  if shown_d:
+    x, y, low, high = (np.array(v, float) for v in zip(*shown_d))
+    bounded_high = np.where(np.isfinite(high), high, y)
+    bounded_low = np.where(np.isfinite(low), low, y)
+    ax.errorbar(x, y, yerr=[y - bounded_low, bounded_high - y], fmt="none", ecolor=color,
+                elinewidth=1.2, capsize=3)
+    top = float(np.max(bounded_high))
+  quantile = [(x, r.d_quantile) for x, r in zip(lengths, group)
+              if r.d_quantile is not None and np.isfinite(r.d_quantile)]
+  if quantile:
+    ax.plot(*zip(*quantile), "D", color=color, ms=4, mfc="none", mew=1)
+    top = max(top, max(q for _, q in quantile))
+  return top, bool(quantile)
+
+
+def _draw_laws(ax, lengths: np.ndarray, fit, name: str, estimator: str, color) -> None:
+  """The log law (solid) and the power law (dash-dotted) fitted to one series, with the
+  preferred law in the power law's label."""
+  xs = np.geomspace(lengths.min(), lengths.max(), 200)
+  ax.plot(xs, fit.log.predict(xs), "-", color=color, lw=2,
+          label=f"{name}: {_law_label(fit)}" if name else _law_label(fit))
+  ax.plot(xs, fit.power.predict(xs), "-.", color=color, lw=1,
+          label=f"power: {_ESTIMATOR_NAMES[estimator]} = {fit.power.constant:.3g}·"
+                f"L^{fit.power.param:.2f}; preferred: {fit.preferred} "
+                f"(ΔAIC = {fit.delta_aic:.1f})")
+
+
+def _d_vs_length_axes(fig: Figure, linear, log, shown: Sequence[Record], top: float) -> None:
+  """Scales, limits, the d = L line, labels and titles of figure (a)'s two panels."""
+  lengths = [r.params["length"] for r in shown]
+  low, high = float(min(lengths)), float(max(lengths))
+  linear.set_ylim(0, 1.15 * top)
+  _identity_line(linear, low, min(high, 1.15 * top))
+  _identity_line(log, low, high)
+  for ax in (linear, log):
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("sequence length L")
+    ax.grid(True, which="major", alpha=0.3)
+  linear.set_ylabel("d_50: median threshold d*_t, 95% interval (bars)")
+  log.set_yscale("log", base=2)
+  log.set_ylabel("d_min (log scale)")
+  titles = ("(a) d_50 and d_{1−δ} (◇) against L; laws fitted to d_50 by weighted least squares",
+            "d_min (≥ 1 − δ of trials verify) and the provable jl_dim (dashed)")
+  for ax, title in zip((linear, log), titles):
+    ax.set_title(wrapped(title, fig.get_figwidth() / 2, 10), fontsize=10)
+
+
 def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
   """(a) d against L (log₂ axis). Left: the median threshold d_50 with its 95% order-statistic
   bars, d_{1−δ} (diamonds), and both laws fitted to d_50 (solid: log, dash-dotted: power),
   with the preferred law; points without per-trial data fall back to d_min and its OLS fit.
   Right: d_min on a log d axis with the provable ``jl_dim`` dashed. With
-  several seeds, the smallest seed's series only.
+  several seeds, the smallest seed's series only. Steps: ``_draw_intervals``, ``_draw_laws``,
+  ``_d_vs_length_axes``.
   """
   first_seed = min((r.seed for r in records), default=0)
   records = [r for r in records if r.seed == first_seed]  # one seed: fit.csv has every seed
@@ -309,47 +363,15 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
                                  label=name))
     top = max(top, *(_plotted_d(r) for r in group))
     if per_trial:
-      shown_d = [(x, r.d_median, r.d_median_low, r.d_median_high)
-                 for x, r in zip(lengths, group) if np.isfinite(r.d_median)]
-      if shown_d:
-        x, y, low, high = (np.array(v, float) for v in zip(*shown_d))
-        bounded_high = np.where(np.isfinite(high), high, y)
-        bounded_low = np.where(np.isfinite(low), low, y)
-        linear.errorbar(x, y, yerr=[y - bounded_low, bounded_high - y], fmt="none", ecolor=color,
-                        elinewidth=1.2, capsize=3)
-        top = max(top, float(np.max(bounded_high)))
-      quantile = [(x, r.d_quantile) for x, r in zip(lengths, group)
-                  if r.d_quantile is not None and np.isfinite(r.d_quantile)]
-      if quantile:
-        linear.plot(*zip(*quantile), "D", color=color, ms=4, mfc="none", mew=1)
-        top, quantiles = max(top, max(q for _, q in quantile)), True
+      interval_top, has_quantile = _draw_intervals(linear, lengths, group, color)
+      top, quantiles = max(top, interval_top), quantiles or has_quantile
     if fit is not None:
-      xs = np.geomspace(lengths.min(), lengths.max(), 200)
-      linear.plot(xs, fit.log.predict(xs), "-", color=color, lw=2,
-                  label=f"{name}: {_law_label(fit)}" if name else _law_label(fit))
-      linear.plot(xs, fit.power.predict(xs), "-.", color=color, lw=1,
-                  label=f"power: {_ESTIMATOR_NAMES[estimator]} = {fit.power.constant:.3g}·"
-                        f"L^{fit.power.param:.2f}; preferred: {fit.preferred} "
-                        f"(ΔAIC = {fit.delta_aic:.1f})")
+      _draw_laws(linear, lengths, fit, name, estimator, color)
     jl_dim = [(r.params["length"], r.jl_dim) for r in group if r.jl_dim is not None]
     if jl_dim:
       log.plot(*zip(*jl_dim), "--", color=color, lw=1.2)
       bound = True
-  low, high = float(min(r.params["length"] for r in shown)), float(max(r.params["length"] for r in shown))
-  linear.set_ylim(0, 1.15 * top)
-  _identity_line(linear, low, min(high, 1.15 * top))
-  _identity_line(log, low, high)
-  for ax in (linear, log):
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("sequence length L")
-    ax.grid(True, which="major", alpha=0.3)
-  linear.set_ylabel("d_50: median threshold d*_t, 95% interval (bars)")
-  log.set_yscale("log", base=2)
-  log.set_ylabel("d_min (log scale)")
-  titles = ("(a) d_50 and d_{1−δ} (◇) against L; laws fitted to d_50 by weighted least squares",
-            "d_min (≥ 1 − δ of trials verify) and the provable jl_dim (dashed)")
-  for ax, title in zip((linear, log), titles):
-    ax.set_title(wrapped(title, fig.get_figwidth() / 2, 10), fontsize=10)
+  _d_vs_length_axes(fig, linear, log, shown, top)
   diamond = [Line2D([], [], ls="", marker="D", mfc="none", color="k", ms=4,
                     label="d_{1−δ}: (1−δ)-quantile of d*_t")] if quantiles else []
   _legend_below(linear, linear.get_legend_handles_labels()[0]

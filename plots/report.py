@@ -77,7 +77,7 @@ def scan_spread(records: Sequence[Record], reference: Sequence[Record]) -> str:
   lines = ["paper scan (T = 1 per seed): d_min spread over seeds against per-trial quantiles",
            f"{'L':>6} {'seeds':>5} {'min':>5} {'median':>6} {'max':>5} {'max/min':>7}  "
            "reference d_50 [95% CI], d_1-δ (T)"]
-  for key, length, values, _, ref in scans:
+  for _, length, values, _, ref in scans:
     values = np.array(values)
     show = lambda v: ">top" if not np.isfinite(v) else f"{v:.0f}"
     ratio = values.max() / values.min()

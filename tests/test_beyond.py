@@ -235,7 +235,7 @@ class TestOptimizeLoop(chex.TestCase):
     grid = jnp.asarray([2, 3, 4, 6])
     verdicts = {}
     for negatives in (4, None):
-      run = jax.jit(jax.vmap(lambda d: optimize.optimize_run(
+      run = jax.jit(jax.vmap(lambda d, negatives=negatives: optimize.optimize_run(
           KEY, p, d, 6, EPS1, EPS2, negatives=negatives)))
       result = run(grid)
       for d, q, k, passed in zip(grid, result.queries, result.keys, result.passed):

@@ -85,7 +85,7 @@ def test_x_is_b_r_and_r():
   assert np.all(b[support] >= np.log(1.5) + np.log(4.0) - 1e-12)
   np.testing.assert_allclose(b.max(1), (row_max - row_min)[:, 0] + np.log(1.5) + np.log(4.0))
   # row-softmax(B) itself meets both conditions exactly
-  length, eye, zero = a.shape[0], np.eye(a.shape[0]), np.zeros((a.shape[0],) * 2)
+  eye, zero = np.eye(a.shape[0]), np.zeros((a.shape[0],) * 2)
   exact = reference_figures(np.hstack([b, eye]), np.vstack([eye, zero]), np.vstack([zero, eye]), a)
   assert exact["ratio_error"] < 1e-12 and exact["leak"] <= 0.25 / 1.5 * (1 + 1e-12)
   # R has variance 1/d

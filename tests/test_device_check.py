@@ -4,6 +4,7 @@ import os
 import pathlib
 import re
 import subprocess
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS = ("env", "perf d=16 float32", "perf d=16 bfloat16", "rounding", "tiles float32",
@@ -13,8 +14,15 @@ FILES = {"device_check.log", "env.txt", "perf.txt", "rounding.txt", "tiles.txt",
 
 
 def _smoke(tmp_path, budget: int) -> tuple[subprocess.CompletedProcess, pathlib.Path]:
+  """The smoke run with PYTHON = this interpreter, and a ``python`` first on PATH that fails:
+  no step may run whatever ``python`` PATH holds (a virtual environment need not be active)."""
   out = tmp_path / "out"
-  env = dict(os.environ, OUT=str(out), DEVICE_CHECK_BUDGET=str(budget))
+  decoy = tmp_path / "decoy"
+  decoy.mkdir()
+  (decoy / "python").write_text("#!/bin/sh\necho 'not this python' >&2\nexit 97\n")
+  (decoy / "python").chmod(0o755)
+  env = dict(os.environ, OUT=str(out), DEVICE_CHECK_BUDGET=str(budget), PYTHON=sys.executable,
+             PATH=f"{decoy}{os.pathsep}{os.environ['PATH']}")
   result = subprocess.run(["bash", str(ROOT / "bench" / "device_check.sh"), "--smoke"],
                           cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=budget + 60)

@@ -19,15 +19,10 @@ import scipy.sparse
 from jaxattn_bench import resources
 from jaxattn_bench.cli import main
 from jaxattn_bench.errors import CommandError
+from tests import guarded
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "tests", "data")
-
-
-def _bench(*args, timeout: float) -> subprocess.CompletedProcess:
-  """``python -m bench ARGS`` in a child process, killed (and the test failed) after ``timeout`` s."""
-  return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=REPO,
-                        capture_output=True, text=True, timeout=timeout)
 
 
 def test_optimize_search_on_les_miserables_completes(tmp_path):
@@ -38,8 +33,9 @@ def test_optimize_search_on_les_miserables_completes(tmp_path):
   waits for batch chunks queued on that same pool, so with 2 threads both
   waited forever. Now both starts share one factorisation.
   """
-  result = _bench("solve", os.path.join(DATA, "lesmis.mtx"), "--method", "optimize", "--search",
-                  "--d-grid", "1024,2048", "--out", tmp_path / "x.npz", timeout=180)
+  result = guarded.bench("solve", os.path.join(DATA, "lesmis.mtx"), "--method", "optimize",
+                         "--search", "--d-grid", "1024,2048", "--out", tmp_path / "x.npz",
+                         max_rss=2 << 30, timeout=180, cwd=REPO)
   assert result.returncode == 0, result.stderr
   assert "smallest verifying d = 1024 (2 of 2 verify)" in result.stdout
   assert "CERTIFIED at d=1024" in result.stdout
@@ -72,14 +68,17 @@ def _one_error_line(capsys) -> str:
      "min_d at L=160000, N=2, d_max=4096 (one trial) needs about 32.3 GB"),
     (["solve", BANDED, "--d", "1000000000", "--out", "OUT"], "solve at d=1000000000"),
 ])
-def test_a_job_that_cannot_fit_is_refused_in_one_line(argv, words, monkeypatch, tmp_path, capsys):
-  _fake_memory(monkeypatch, 16 * GB)
+def test_a_job_that_cannot_fit_is_refused_in_one_line(argv, words, tmp_path):
+  """In a watched child (``tests/guarded.py``): were the guard broken, the child would start
+  the job, and it is killed at 1 GiB resident or 60 s, failing the test in seconds (with the
+  estimate divided by 10 on purpose: killed after about 13–20 s, almost all of it start-up and
+  compilation; 13.5 s at 1 GiB when last checked)."""
   out = tmp_path / "x.npz"
-  start = time.perf_counter()
-  assert main([str(out) if a == "OUT" else a for a in argv]) == 2
-  assert time.perf_counter() - start < 10
-  line = _one_error_line(capsys)
-  assert words in line and "but only 16 GB is available (test limit)" in line, line
+  result = guarded.bench(*[str(out) if a == "OUT" else a for a in argv], available=16 * GB)
+  assert result.returncode == 2, result.stderr[-2000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+  assert words in lines[0] and "but only 16 GB is available (test limit)" in lines[0], lines[0]
   assert not out.exists()
 
 
@@ -87,7 +86,7 @@ def test_solve_at_large_d_is_planned_in_l_times_d():
   """64×64 (N = 3) at d = 20000 and 40000: memory and file O(L·d), no dense 2d×d W_Q, W_K.
 
   They were 25.6 GB of memory at d = 40000 and a 6.41 GB file at d = 20000; now both fit
-  easily (the real runs: README "The solution file"). Guards estimates that count dense W."""
+  easily (the real runs: docs/your-pattern.md, "The solution file"). Guards estimates that count dense W."""
   file = {d: resources.solution_file_bytes(64, 3, d) for d in (20000, 40000)}
   memory = {d: resources.solve_bytes(64, 3, d, "jl") for d in (20000, 40000)}
   assert file[20000] < 10.4e6 and 1.95 < file[40000] / file[20000] < 2.05, file
@@ -144,7 +143,8 @@ def test_check_refuses_a_solution_it_cannot_hold(monkeypatch, tmp_path, capsys):
 
 
 def test_a_refusal_in_a_real_process_is_fast_and_allocates_nothing(tmp_path):
-  """The child's own peak memory (its VmHWM, written at exit) stays under 1 GiB.
+  """The child's own peak memory (its VmHWM, written at exit) stays under 1 GiB; a watchdog
+  kills it (and fails the test) at 1 GiB resident or 60 s, should the guard break.
 
   Not RUSAGE_CHILDREN: that is the largest peak of every child this test process ever ran.
   """
@@ -153,8 +153,8 @@ def test_a_refusal_in_a_real_process_is_fast_and_allocates_nothing(tmp_path):
           "r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))); "
           "from jaxattn_bench.cli import main; sys.exit(main(sys.argv[2:]))")
   args = ["min_d", "--length", "2000000", "--nnz", "2", "--trials", "64", "--d-max", "4096"]
-  result = subprocess.run([sys.executable, "-c", code, str(peak), *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+  result = guarded.run([sys.executable, "-c", code, str(peak), *args], cwd=REPO,
+                       max_rss=1 << 30, timeout=60)
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1, result.stderr
   assert 0 < int(peak.read_text()) < 1 << 20  # KiB: under 1 GiB
@@ -283,18 +283,3 @@ def test_solution_files_get_the_umask_mode_and_stale_temporaries_go(umask_022, t
   assert main(["solve", BANDED, "--d", "1024", "--out", str(out)]) == 0
   assert os.stat(out).st_mode & 0o777 == 0o644
   assert sorted(os.listdir(tmp_path)) == sorted([live.name, "x.npz"])
-
-
-def test_the_readmes_second_python_block_runs_as_written():
-  """With the first block's key, pattern and sampler (at L = 32), and d = 256 for the random
-  parameters (their QR at d = 2048 alone takes minutes on 2 cores)."""
-  text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
-  block = re.findall(r"```python\n(.*?)```", text, re.S)[1]
-  preamble = ("import jax\nimport jaxattn as ja\nkey = jax.random.PRNGKey(0)\n"
-              "p = ja.patterns.random_regular(key, length=32, nnz=2, a_min=0.2)\n"
-              "sampler = ja.patterns.Sampler('random_regular', length=32, nnz=2, a_min=0.2)\n")
-  assert 'jax.config.update("jax_enable_x64", True)' in block and "d=2048" in block
-  block = block.replace("d=2048", "d=256")
-  result = subprocess.run([sys.executable, "-c", preamble + block], capture_output=True,
-                          text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]

@@ -65,3 +65,34 @@ def test_two_processes_on_loopback_match_one_process(tmp_path):
   assert "2 processes" in outputs[0][0] and "preset" not in outputs[1][0]  # process 0 alone reports
   assert not (tmp_path / "two_1.sqlite").exists()  # ... and alone touches the store
   assert table(tmp_path / "two_0.sqlite") == table(tmp_path / "one.sqlite")
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_process_that_fails_early_stops_the_other_in_one_line(tmp_path, failing):
+  """Process ``failing`` stops with exit status 2 before the first broadcast (process 0: an
+  --export-csv it cannot write, checked by process 0 alone; process 1: a negative --seed);
+  the other exits 3 within seconds, with one line naming it, instead of waiting forever in the
+  broadcast (before: JAX's gloo timeout after 30 s on a CPU, an internal error; on other
+  backends, no bound at all)."""
+  preset = tmp_path / "tiny.toml"
+  preset.write_text(TINY)
+  port = _free_port()
+  bad = (["--export-csv", "/dev/null/x.csv"] if failing == 0 else ["--seed", "-1"])
+  runs = [[sys.executable, "-m", "bench", "run", "--preset", str(preset), "--no-figures",
+           "--results", str(tmp_path / f"r{i}.sqlite"), "--coordinator", f"127.0.0.1:{port}",
+           "--num-processes", "2", "--process-id", str(i), *(bad if i == failing else [])]
+          for i in range(2)]
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True) for argv in runs]
+  try:
+    errs = [proc.communicate(timeout=120)[1] for proc in procs]
+  finally:
+    for proc in procs:
+      proc.kill()
+  other = 1 - failing
+  assert procs[failing].returncode == 2, errs[failing]
+  assert procs[other].returncode == 3, errs[other]
+  last = errs[other].strip().splitlines()[-1]
+  assert last == (f"python -m bench run: error: process {other}: process {failing} exited before "
+                  "a broadcast from process 0; stopping (its own output says why)"), errs[other]

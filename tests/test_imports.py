@@ -1,4 +1,4 @@
-"""The wiring: no import cycle, and imports only point down the layers (README "Layout").
+"""The wiring: no import cycle, and imports only point down the layers (docs/getting-started.md, "Layout").
 
 Layers, bottom to top: the library ``jaxattn``; the experiments
 ``jaxattn_bench`` (folder bench/); the figures ``jaxattn_plots`` (folder

@@ -102,7 +102,7 @@ def test_min_d_verdicts_under_mass_are_the_dense_checks_of_built_solutions():
                  for d in grid]
     logits = [(x @ w_q) @ (x @ w_k).T for x, w_q, w_k in (
         (np.asarray(m, np.float64) for m in s) for s in solutions)]
-    dense.append([np.all(ok & (mass <= eta)) for ok, mass in (_dense(l, a) for l in logits)])
+    dense.append([np.all(ok & (mass <= eta)) for ok, mass in (_dense(ell, a) for ell in logits)])
   np.testing.assert_array_equal(result.verdicts, dense)
   assert not np.all(dense) and np.any(dense)
 

@@ -147,9 +147,10 @@ FORMAT_1 = os.path.join(REPO, "tests", "data", "solution_format1.npz")
 # for a.npy = A: dense w_q, w_k [32, 16], no params; certified.
 
 
-def _readme_logits(path: str) -> np.ndarray:
-  """``logits`` of the README's NumPy recipe for the solution file, run as written on ``path``."""
-  text = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+def _recipe_logits(path: str) -> np.ndarray:
+  """``logits`` of the NumPy recipe for the solution file (docs/your-pattern.md), run as written
+  on ``path``."""
+  text = open(os.path.join(REPO, "docs", "your-pattern.md"), encoding="utf-8").read()
   blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "np.load(" in b]
   assert len(blocks) == 1 and '"banded_solution.npz"' in blocks[0]
   namespace: dict = {}
@@ -158,19 +159,19 @@ def _readme_logits(path: str) -> np.ndarray:
   return namespace["logits"]
 
 
-def test_readme_recipe_gives_the_librarys_logits(solved):
-  """The README's NumPy recipe on a file of each format equals the logits the library computes.
+def test_the_docs_recipe_gives_the_librarys_logits(solved):
+  """The NumPy recipe of docs/your-pattern.md on a file of each format equals the logits the library computes.
 
   Guards a recipe (or a writer) that takes the wrong half of X for queries or keys, or that
   does not read format-1 files (dense w_q, w_k)."""
   library = ja.construct.build("jl", jax.random.PRNGKey(0), ja.SparsePattern.from_dense(A), D_OK,
                                EPS1, EPS2).logits()
   scale = float(np.abs(library).max())
-  np.testing.assert_allclose(_readme_logits(solved[0]), library, rtol=1e-5, atol=1e-5 * scale)
+  np.testing.assert_allclose(_recipe_logits(solved[0]), library, rtol=1e-5, atol=1e-5 * scale)
   with np.load(FORMAT_1) as old:
     library = ja.Solution(*(jax.numpy.asarray(old[k]) for k in ("X", "w_q", "w_k"))).logits()
   scale = float(np.abs(library).max())
-  np.testing.assert_allclose(_readme_logits(FORMAT_1), library, rtol=1e-5, atol=1e-5 * scale)
+  np.testing.assert_allclose(_recipe_logits(FORMAT_1), library, rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_solution_file_grows_with_l_times_d(tmp_path):
@@ -419,7 +420,7 @@ def test_examples_are_what_the_script_writes_and_certify(tmp_path, capsys):
       assert fresh.read() == committed.read(), name
   out = str(tmp_path / "global_solution.npz")
   assert _solve(os.path.join(REPO, "examples", "global_columns.mtx"), "--d", 2048,
-                "--out", out) == 0  # as in README
+                "--out", out) == 0  # as in docs/your-pattern.md
   assert "column 0, 1; up to 64 nonzeros" in capsys.readouterr().out
   assert main(["check", out, "--float64"]) == 0
 

@@ -4,7 +4,7 @@ Runs the ``beyond`` preset through the grid runner (resumable results store,
 the runner's figures and fit table), then measures what the runner does not
 (``jaxattn_bench.beyond``: logit ranges, optimize's Adam steps and passes,
 moment_curve's largest L, d_50 per dtype) and writes ``d_vs_lnL.png``,
-``logit_range.png``, ``beyond.json`` and the README "Beyond the paper"
+``logit_range.png``, ``beyond.json`` and the "Beyond the paper"
 tables (``jaxattn_plots.beyond``).
 """
 

@@ -4,7 +4,7 @@ Runs the ``bits`` preset through the grid runner (resumable results store),
 then rebuilds every trial at its point's d_min and measures the bits b its
 queries and keys need in fixed point (``ja.precision_bits``;
 ``jaxattn_bench.bits``), and writes ``bits_per_token.png``, ``bits.json``
-and the README table (``jaxattn_plots.bits``), with the counting bound
+and the docs/bits-and-mass.md table (``jaxattn_plots.bits``), with the counting bound
 ``ja.theory.pattern_bits``.
 """
 

@@ -6,7 +6,7 @@ from d, or the stored dense ones: ``jaxattn_bench.solution_file``; files of
 format 1 too) and runs ``ja.verify``; nothing computed at solve time is
 trusted. With ``--float64`` the check runs in float64 and, for L ≤
 ``DENSE_MAX_LENGTH``, also as an independent dense NumPy computation (the
-logits by the README's NumPy recipe, ``ja.reference.logits_check``) that must
+logits by the NumPy recipe of docs/your-pattern.md, ``ja.reference.logits_check``) that must
 agree. Exit status 0 if certified, 1 if not, 2 if the file is missing or not a
 solution file.
 """

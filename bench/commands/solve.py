@@ -71,17 +71,9 @@ def add_parser(subparsers) -> None:
 
 
 def main(args) -> int:
-  try:
-    ja.check_eps(args.eps1, args.eps2)
-    ja.check_outside_mass(args.max_outside_mass)
-    if args.d is not None:
-      ja.check_d(args.d)
-    ja.check_block_size(args.block_size)
-  except ValueError as error:
-    raise CommandError(f"bad option: {error}") from None
-  if args.d_grid is not None and not args.search:
-    raise CommandError("--d-grid needs --search")
-  d_grid = _d_grid(args.d_grid) if args.d_grid is not None else DEFAULT_D_GRID
+  """Reads the pattern, searches or takes d, builds and verifies (the certificate), writes OUT;
+  0 if certified, 1 if not. Steps: ``_check_options``, ``_search``, ``_certify``."""
+  d_grid = _check_options(args)
   check_destination(args.out)
   user = load_pattern(args.pattern, top_n=args.top_n)
   pattern = user.pattern
@@ -92,29 +84,8 @@ def main(args) -> int:
   _plan(args, pattern, d_grid)
   key = jax.random.PRNGKey(args.seed)
   start = time.perf_counter()
-  if args.search:
-    ok = ja.verify_grid(key, pattern, d_grid, eps1=args.eps1, eps2=args.eps2,
-                        method=args.method, block_size=args.block_size,
-                        max_outside_mass=args.max_outside_mass, matmul=args.matmul)
-    candidates = [d for d, passed in zip(d_grid, ok) if passed] or [d_grid[-1]]
-    found = (f"smallest verifying d = {candidates[0]} ({int(ok.sum())} of {len(d_grid)} verify)"
-             if ok.any() else f"no d verifies; trying d = {d_grid[-1]}")
-    print(f"search       {args.method} on d in {d_grid[0]}..{d_grid[-1]}: {found}  "
-          f"[{time.perf_counter() - start:.2f} s]")
-  else:
-    candidates = [args.d]
-  # A grid d can, in rare borderline cases, pass in the nested-prefix pass and
-  # fail when built alone (rounding): the certificate is always the latter.
-  for d in candidates:
-    resources.check_disk(args.out, resources.solution_file_bytes(pattern.length, pattern.nnz, d),
-                         change="lower --d or write --out to a folder with more space")
-    solution = ja.construct.build(args.method, key, pattern, d, args.eps1, args.eps2,
-                                  max_outside_mass=args.max_outside_mass)
-    report = jax.block_until_ready(
-        ja.verify(solution, pattern, args.eps1, args.eps2, block_size=args.block_size,
-                  max_outside_mass=args.max_outside_mass, matmul=args.matmul))
-    if report.ok:
-      break
+  candidates = _search(args, key, pattern, d_grid, start) if args.search else [args.d]
+  d, solution, report = _certify(args, key, pattern, candidates)
   seconds = time.perf_counter() - start
   criterion = ("" if args.max_outside_mass is None
                else f", criterion mass (outside mass <= {args.max_outside_mass:g})")
@@ -131,6 +102,53 @@ def main(args) -> int:
   else:
     print(f"not written  {args.out} (not certified; --save-uncertified writes it anyway)")
   return 0 if report.ok else 1
+
+
+def _check_options(args) -> tuple[int, ...]:
+  """CommandError for a bad ε, η, d, block size or a --d-grid without --search; the d grid."""
+  try:
+    ja.check_eps(args.eps1, args.eps2)
+    ja.check_outside_mass(args.max_outside_mass)
+    if args.d is not None:
+      ja.check_d(args.d)
+    ja.check_block_size(args.block_size)
+  except ValueError as error:
+    raise CommandError(f"bad option: {error}") from None
+  if args.d_grid is not None and not args.search:
+    raise CommandError("--d-grid needs --search")
+  return _d_grid(args.d_grid) if args.d_grid is not None else DEFAULT_D_GRID
+
+
+def _search(args, key, pattern: ja.SparsePattern, d_grid: tuple[int, ...],
+            start: float) -> list[int]:
+  """The grid d at which the method verifies for this pattern (``ja.verify_grid``, one pass),
+  smallest first, or the top of the grid if none; prints the search line."""
+  ok = ja.verify_grid(key, pattern, d_grid, eps1=args.eps1, eps2=args.eps2,
+                      method=args.method, block_size=args.block_size,
+                      max_outside_mass=args.max_outside_mass, matmul=args.matmul)
+  candidates = [d for d, passed in zip(d_grid, ok) if passed] or [d_grid[-1]]
+  found = (f"smallest verifying d = {candidates[0]} ({int(ok.sum())} of {len(d_grid)} verify)"
+           if ok.any() else f"no d verifies; trying d = {d_grid[-1]}")
+  print(f"search       {args.method} on d in {d_grid[0]}..{d_grid[-1]}: {found}  "
+        f"[{time.perf_counter() - start:.2f} s]")
+  return candidates
+
+
+def _certify(args, key, pattern: ja.SparsePattern, candidates: list[int]):
+  """(d, solution, report) of the first candidate d whose solution, built alone, verifies, or of
+  the last one. A grid d can, in rare borderline cases, pass in the nested-prefix pass and
+  fail when built alone (rounding): the certificate is always the latter."""
+  for d in candidates:
+    resources.check_disk(args.out, resources.solution_file_bytes(pattern.length, pattern.nnz, d),
+                         change="lower --d or write --out to a folder with more space")
+    solution = ja.construct.build(args.method, key, pattern, d, args.eps1, args.eps2,
+                                  max_outside_mass=args.max_outside_mass)
+    report = jax.block_until_ready(
+        ja.verify(solution, pattern, args.eps1, args.eps2, block_size=args.block_size,
+                  max_outside_mass=args.max_outside_mass, matmul=args.matmul))
+    if report.ok:
+      break
+  return d, solution, report
 
 
 def _plan(args, pattern: ja.SparsePattern, d_grid: tuple[int, ...]) -> None:

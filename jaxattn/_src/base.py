@@ -119,7 +119,7 @@ class Solution(NamedTuple):
 
 
 def identity_params(d: int) -> tuple[IdentityBlock, IdentityBlock]:
-  """The fixed parameters W_Q = [I_d; 0], W_K = [0; I_d] ∈ R^{2d×d}, as ``IdentityBlock``s."""
+  """The fixed parameters W_Q = [I_d; 0], W_K = [0; I_d] ∈ R^{2d×d}, as ``IdentityBlock`` objects."""
   return IdentityBlock(0, 2 * d, d), IdentityBlock(d, 2 * d, d)
 
 
@@ -205,7 +205,7 @@ PARAMS_SEED = 0  # the seed of params="random": fixed, so W_Q, W_K never depend 
 DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32, "float64": jnp.float64}
 
 
-def random_params(d: int, dtype=jnp.float32) -> tuple[Float[Array, "4d d"], Float[Array, "4d d"]]:
+def random_params(d: int, dtype=jnp.float32) -> tuple[Float[Array, "D d"], Float[Array, "D d"]]:
   """Fixed dense Gaussian W_Q, W_K ∈ R^{D×d}, D = 4d, entries N(0, 1/D), from ``PARAMS_SEED``.
 
   [W_Q, W_K] ∈ R^{D×2d} has full column rank 2d (D ≥ 2d) with condition number

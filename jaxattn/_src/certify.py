@@ -104,15 +104,15 @@ class Thresholds(NamedTuple):
   gap_above: Float[Array, ""]
 
 
-def _outward(value: float, dtype) -> tuple[np.ndarray, np.ndarray]:
+def _outward(value: float, dtype) -> tuple[np.floating, np.floating]:
   """(largest ``dtype`` number ≤ v⁻, smallest ≥ v⁺), v± = ``value`` widened by one float64 ulp."""
   below, above = np.nextafter(value, -np.inf), np.nextafter(value, np.inf)
-  dtype = np.dtype(dtype)
-  low, high = np.asarray(below, dtype), np.asarray(above, dtype)
+  scalar = np.dtype(dtype).type
+  low, high = scalar(below), scalar(above)  # round to nearest, then step outwards if needed
   if float(low) > below:
-    low = np.nextafter(low, np.asarray(-np.inf, dtype))
+    low = np.nextafter(low, scalar(-np.inf))
   if float(high) < above:
-    high = np.nextafter(high, np.asarray(np.inf, dtype))
+    high = np.nextafter(high, scalar(np.inf))
   return low, high
 
 

@@ -52,6 +52,9 @@ def method_factors(method: str, key: PRNGKeyArray, pattern: SparsePattern, d, wi
   return METHODS[method](key, pattern, d, width, eps1, eps2, dtype=dtype, **target)
 
 
+BUILT_IN = frozenset(METHODS)
+
+
 def register_method(name: str, factors: FactorFn, *, nested: bool = False,
                     mass_aware: bool = False) -> None:
   """Adds a construction: ``build(name, ...)``, ``ja.min_d(..., method=name)`` and presets then use it.
@@ -61,15 +64,39 @@ def register_method(name: str, factors: FactorFn, *, nested: bool = False,
   ``d`` traced (``jaxattn._src.base``). ``nested=True`` declares the factors
   prefix-consistent (above), so that a search reads every d off one draw;
   declare it only if it holds. ``mass_aware=True``: ``factors`` also takes
-  ``max_outside_mass=η`` (the mass criterion). ValueError if ``name`` is taken.
+  ``max_outside_mass=η`` (the mass criterion).
+
+  Registering the same function under the same name with the same flags again
+  does nothing; any other use of a taken name raises ValueError
+  (``unregister_method`` frees it).
   """
   if name in METHODS:
-    raise ValueError(f"method {name!r} is already registered")
+    if METHODS[name] is factors and (name in NESTED, name in MASS_AWARE) == (nested, mass_aware):
+      return
+    raise ValueError(f"method {name!r} is already registered; unregister_method({name!r}) frees it")
   METHODS[name] = factors
   if nested:
     NESTED.add(name)
   if mass_aware:
     MASS_AWARE.add(name)
+
+
+def unregister_method(name: str) -> None:
+  """Removes a construction added by ``register_method``.
+
+  Clears JAX's compilation caches too (``jax.clear_caches``): compiled searches
+  and builds are keyed by the method's name, so a function registered later
+  under the same name must be traced anew. ValueError for an unknown name or
+  a built-in method (``jl``, ``lstsq``, ``moment_curve``, ``optimize``).
+  """
+  if name in BUILT_IN:
+    raise ValueError(f"method {name!r} is built in and cannot be unregistered")
+  if name not in METHODS:
+    raise ValueError(f"method {name!r} is not registered; registered: {sorted(METHODS)}")
+  del METHODS[name]
+  NESTED.discard(name)
+  MASS_AWARE.discard(name)
+  jax.clear_caches()
 
 
 @functools.partial(jax.jit, static_argnames=("method", "d", "params", "dtype"))

@@ -39,13 +39,13 @@ def angles(index: Int[Array, "..."], length: int, dtype) -> Float[Array, "..."]:
   return 2 * jnp.pi * (jnp.mod(index, length).astype(dtype) / length)
 
 
-def curve_keys(length: int, nnz: int, dtype) -> Float[Array, "L 2N"]:
-  """k_j = (cos mθ_j, sin mθ_j)_{m=1..N}, θ_j = 2πj/L (mθ_j reduced mod 2π exactly)."""
+def curve_keys(length: int, nnz: int, dtype) -> Float[Array, "L w"]:
+  """k_j = (cos mθ_j, sin mθ_j)_{m=1..N} ∈ R^w, w = 2N, θ_j = 2πj/L (mθ_j reduced mod 2π exactly)."""
   theta = angles(jnp.arange(length)[:, None] * jnp.arange(1, nnz + 1)[None, :], length, dtype)
   return jnp.concatenate([jnp.cos(theta), jnp.sin(theta)], axis=-1)
 
 
-def vanishing_coefficients(theta: Float[Array, "L N"], valid) -> Float[Array, "L 2N"]:
+def vanishing_coefficients(theta: Float[Array, "L N"], valid) -> Float[Array, "L 2*N"]:
   """Coefficients of g(θ) = −∏_{valid s}(1 − cos(θ − θ_s)) on (cos mθ, sin mθ)_{m=1..N}.
 
   Each factor is the Laurent polynomial 1 − ½e^{−iθ_s} z − ½e^{iθ_s} z⁻¹ in
@@ -65,7 +65,7 @@ def vanishing_coefficients(theta: Float[Array, "L N"], valid) -> Float[Array, "L
   return -jnp.concatenate([2 * positive.real, -2 * positive.imag], axis=-1)
 
 
-def vanishing_depth(pattern: SparsePattern, dtype) -> Float[Array, "L"]:
+def vanishing_depth(pattern: SparsePattern, dtype) -> Float[Array, " L"]:
   """m_i = min_{j∉S_i} |g_i(θ_j)| = min over j ∈ {s ± 1 : s ∈ S_i} \\ S_i of ∏_s 2 sin²(π(j − s)/L).
 
   Exact by concavity of log|g_i| between consecutive zeros (module

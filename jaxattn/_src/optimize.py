@@ -46,6 +46,7 @@ the small-L reference that the tests and ``python -m bench perf
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -83,8 +84,36 @@ class Mined(NamedTuple):
 
   negatives: Int[Array, "L K"]  # column indices of the K largest off-support logits, largest first
   valid: Bool[Array, "L K"]     # False where the row has fewer than K off-support columns
-  spread: Float[Array, "L"]     # spread_i (docs/definitions.md)
-  gap: Float[Array, "L"]        # gap_i = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij
+  spread: Float[Array, " L"]     # spread_i (docs/definitions.md)
+  gap: Float[Array, " L"]        # gap_i = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij
+
+
+def merge_chunk_maxima(carry: tuple[Float[Array, "R k"], Int[Array, "R k"]],
+                       maxima: Float[Array, "R G P"], start: Int[Array, " G"], chunk: int,
+                       kept: int) -> tuple[Float[Array, "R k"], Int[Array, "R k"]]:
+  """Per row, the ``kept`` largest chunk maxima, and their chunk ids, of the kept ``carry`` and
+  the maxima of a group of G key blocks (P chunks each) starting at keys ``start``."""
+  rows, group, per_block = maxima.shape
+  ids = start[:, None] // chunk + jnp.arange(per_block, dtype=jnp.int32)  # [group, per_block]
+  ids = jnp.broadcast_to(ids.reshape(-1), (rows, group * per_block))
+  values, order = jax.lax.top_k(jnp.concatenate([carry[0], maxima.reshape(rows, -1)], 1), kept)
+  return values, jnp.take_along_axis(jnp.concatenate([carry[1], ids], 1), order, 1)
+
+
+def negatives_in_chunks(q: Float[Array, "R w"], keys: Float[Array, "P w"],
+                        chunk_ids: Int[Array, "R k"], cols: Int[Array, "R N"],
+                        valid: Bool[Array, "R N"], chunk: int, count: int, length: int
+                        ) -> tuple[Int[Array, "R K"], Bool[Array, "R K"]]:
+  """The ``count`` largest off-support logits of each row among the keys of its kept chunks
+  (columns, largest first) and whether each exists (rows with fewer off-support columns)."""
+  rows = q.shape[0]
+  columns = (chunk_ids[:, :, None] * chunk + jnp.arange(chunk)).reshape(rows, -1)
+  logits = jnp.einsum("rw,rcw->rc", q, keys[columns], precision=HIGHEST)
+  in_support = jnp.any((columns[:, :, None] == cols[:, None, :]) & valid[:, None, :], -1)
+  outside = (columns < length) & ~in_support
+  values, order = jax.lax.top_k(jnp.where(outside, logits, -jnp.inf), count)
+  negatives = jnp.minimum(jnp.take_along_axis(columns, order, 1), length - 1)
+  return negatives, jnp.isfinite(values)
 
 
 def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
@@ -95,8 +124,9 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   Streams over key blocks of ``block_size`` (rounded up to whole chunks) in
   row blocks of ``row_block`` (defaults: ``default_tiles()``), keeping per
   row the ``count`` largest maxima of chunks of ``CHUNK`` keys, merged per
-  group of at most ``merge_blocks`` key blocks (module docstring); memory
-  O(L·(N + count + w) + tile + row_block·count·CHUNK·w).
+  group of at most ``merge_blocks`` key blocks (module docstring,
+  ``merge_chunk_maxima``), then the negatives among the kept chunks' keys
+  (``negatives_in_chunks``); memory O(L·(N + count + w) + tile + row_block·count·CHUNK·w).
   """
   length, width = keys.shape
   dtype = queries.dtype
@@ -129,21 +159,13 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
     def key_group(carry, inputs):
       k, start = inputs
       maxima = jnp.moveaxis(jax.lax.map(lambda a: chunk_maxima(*a), (k, start)), 0, 1)
-      ids = start[:, None] // chunk + jnp.arange(per_block, dtype=jnp.int32)  # [group, per_block]
-      ids = jnp.broadcast_to(ids.reshape(-1), (rows, group * per_block))
-      values, order = jax.lax.top_k(
-          jnp.concatenate([carry[0], maxima.reshape(rows, -1)], 1), kept)
-      return (values, jnp.take_along_axis(jnp.concatenate([carry[1], ids], 1), order, 1)), None
+      return merge_chunk_maxima(carry, maxima, start, chunk, kept), None
 
     init = (jnp.full((rows, kept), -jnp.inf, dtype), jnp.zeros((rows, kept), jnp.int32))
     (chunk_max, chunk_ids), _ = jax.lax.scan(key_group, init, (key_blocks, starts))
-    columns = (chunk_ids[:, :, None] * chunk + jnp.arange(chunk)).reshape(rows, -1)
-    logits = jnp.einsum("rw,rcw->rc", q, padded_keys[columns], precision=HIGHEST)
-    in_support = jnp.any((columns[:, :, None] == cols[:, None, :]) & valid[:, None, :], -1)
-    outside = (columns < length) & ~in_support
-    values, order = jax.lax.top_k(jnp.where(outside, logits, -jnp.inf), count)
-    negatives = jnp.minimum(jnp.take_along_axis(columns, order, 1), length - 1)
-    return Mined(negatives, jnp.isfinite(values), spread[0], chunk_max[:, 0] - support_min[0])
+    negatives, found = negatives_in_chunks(q, padded_keys, chunk_ids, cols, valid, chunk, count,
+                                           length)
+    return Mined(negatives, found, spread[0], chunk_max[:, 0] - support_min[0])
 
   mined = jax.lax.map(one_row_block, row_blocks(queries, pattern, n_row_blocks, rows, dtype))
   return jax.tree.map(lambda x: x.reshape(n_row_blocks * rows, *x.shape[2:])[:length], mined)
@@ -199,6 +221,46 @@ def stopping_test(mined: Mined, eps1, eps2, slack=SLACK / 2) -> Bool[Array, ""]:
           & (jnp.max(mined.gap) <= jnp.log(eps2) - margin))
 
 
+def mined_check(params: tuple[Float[Array, "L w"], Float[Array, "L w"]], pattern: SparsePattern,
+                negatives: int, eps1, eps2, evaluate, block_size: int | None,
+                row_block: int | None) -> tuple[Mined, Bool[Array, ""]]:
+  """One streamed pass of ``optimize_run``: ``mine`` on the factors rounded to the evaluation
+  dtype, and its ``stopping_test``."""
+  rounded = [x.astype(evaluate) for x in params]
+  mined = mine(*rounded, pattern, negatives, block_size=block_size, row_block=row_block)
+  return mined, stopping_test(mined, eps1, eps2)
+
+
+def train_round(value_and_grad, optimizer, mask, params, opt_state, mined: Mined, budget):
+  """≤ ``budget`` Adam steps on the mined set, stopping where its loss is 0; the steps taken.
+
+  ``value_and_grad(params, mined)``: the loss and its gradient; ``mask``: per factor, 1 on the
+  columns that move, 0 elsewhere (``optimize_run``).
+  """
+  import optax
+
+  def step(state):
+    taken, params, opt_state, _ = state
+    value, grads = value_and_grad(params, mined)
+    updates, new_state = optimizer.update(grads, opt_state, params)
+    updates = jax.tree.map(lambda u, m: u * m, updates, mask)
+    moved = value > 0
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(moved, a, b), new, old)
+    return (taken + moved, keep(optax.apply_updates(params, updates), params),
+            keep(new_state, opt_state), value)
+
+  active = lambda state: (state[0] < budget) & (state[3] > 0)
+  init = (jnp.zeros((), jnp.int32), params, opt_state, jnp.asarray(jnp.inf, params[0].dtype))
+  taken, params, opt_state, _ = jax.lax.while_loop(active, step, init)
+  return params, opt_state, taken
+
+
+def rounds_left(state, max_steps: int, mine_every: int) -> Bool[Array, ""]:
+  """Whether ``optimize_run`` goes on: passes and steps are left, and the last pass failed."""
+  passes, steps, _, _, _, passed = state
+  return (passes <= math.ceil(max_steps / mine_every)) & (steps < max_steps) & ~passed
+
+
 def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
                  eps1, eps2, *, dtype=None, train_keys: bool = True, max_steps: int = MAX_STEPS,
                  learning_rate: float = LEARNING_RATE, negatives: int | None = NEGATIVES,
@@ -212,30 +274,23 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   logits of order ln(1/(ε2 a_min)), the scale Adam's fixed step size suits
   (from lstsq's 32× larger logits it needs more steps and stalls).
 
-  The first round trains on the negatives mined from the lstsq start (the
-  pass that checked it).
-  Only the first d columns move (the rest stay zero); keys move only if
-  ``train_keys``. ``negatives``: K hard negatives per row (static), or None
-  for the dense loss (O(L²·N) memory). Each round trains until
-  the loss on its mined set is 0 or ``mine_every`` steps, then ``mine``
-  re-mines and checks; the loop stops at the first pass whose ``stopping_test`` holds,
-  or after ``max_steps`` steps (or 1 + ⌈max_steps/mine_every⌉ passes) in
-  all. ``block_size`` and ``row_block``:
-  the tiles of the pass.
+  The first round trains on the negatives mined from the lstsq start (the pass that checked
+  it). Only the first d columns move (the rest stay zero); keys move only if ``train_keys``.
+  ``negatives``: K hard negatives per row (static), or None for the dense loss (O(L²·N)
+  memory). Each round trains until the loss on its mined set is 0 or ``mine_every`` steps
+  (``train_round``), then ``mine`` re-mines and checks (``mined_check``); the loop stops at
+  the first pass whose ``stopping_test`` holds, or after ``max_steps`` steps (or
+  1 + ⌈max_steps/mine_every⌉ passes, ``rounds_left``) in all. ``block_size`` and
+  ``row_block``: the tiles of the pass.
   """
   import optax  # here, not at the top: importing jaxattn or the verifier does not load optax
 
   if negatives is not None and negatives < 1 or mine_every < 1:
     raise ValueError(f"need negatives >= 1 (or None) and mine_every >= 1, got negatives="
                      f"{negatives}, mine_every={mine_every}")
-
-  evaluate = pattern.weights.dtype if dtype is None else dtype
-
-  def mined_check(params):
-    rounded = [x.astype(evaluate) for x in params]
-    mined = mine(*rounded, pattern, negatives or 1, block_size=block_size, row_block=row_block)
-    return mined, stopping_test(mined, eps1, eps2)
-
+  check = functools.partial(mined_check, pattern=pattern, negatives=negatives or 1, eps1=eps1,
+                            eps2=eps2, evaluate=pattern.weights.dtype if dtype is None else dtype,
+                            block_size=block_size, row_block=row_block)
   # Both starts from one factorisation: two independent LAPACK solves could run
   # at once and deadlock XLA's CPU thread pool (``min_norm_solve``).
   (start, moderate), keys = lstsq_shifted(key, pattern, d, width, eps1, eps2,
@@ -246,44 +301,25 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   value_and_grad = jax.value_and_grad(lambda p, mined: loss(
       *p, pattern, None if negatives is None else mined, eps1, eps2))
 
-  def train(params, opt_state, mined, budget):
-    """≤ ``budget`` Adam steps on the mined set, stopping where its loss is 0; the steps taken."""
-    def step(state):
-      taken, params, opt_state, _ = state
-      value, grads = value_and_grad(params, mined)
-      updates, new_state = optimizer.update(grads, opt_state, params)
-      updates = jax.tree.map(lambda u, m: u * m, updates, mask)
-      moved = value > 0
-      keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(moved, a, b), new, old)
-      return (taken + moved, keep(optax.apply_updates(params, updates), params),
-              keep(new_state, opt_state), value)
-
-    active = lambda state: (state[0] < budget) & (state[3] > 0)
-    init = (jnp.zeros((), jnp.int32), params, opt_state, jnp.asarray(jnp.inf, start.dtype))
-    taken, params, opt_state, _ = jax.lax.while_loop(active, step, init)
-    return params, opt_state, taken
-
-  def cond(state):
-    passes, steps, _, _, _, passed = state
-    return (passes <= math.ceil(max_steps / mine_every)) & (steps < max_steps) & ~passed
-
   def body(state):
     """A round: train (not before the first pass, which checks the lstsq start), mine, check;
     after a failed first pass, the moderate start (with the negatives mined from lstsq)."""
     passes, steps, params, opt_state, mined, _ = state
     budget = jnp.where(passes == 0, 0, jnp.minimum(mine_every, max_steps - steps))
-    params, opt_state, taken = train(params, opt_state, mined, budget)
-    mined, passed = mined_check(params)
+    params, opt_state, taken = train_round(value_and_grad, optimizer, mask, params, opt_state,
+                                           mined, budget)
+    mined, passed = check(params)
     fallback = (passes == 0) & ~passed
     params = (jnp.where(fallback, moderate, params[0]), params[1])
     return passes + 1, steps + taken, params, opt_state, mined, passed
 
   params = (start, keys)
   zero = jnp.zeros((), jnp.int32)
-  no_negatives = jax.eval_shape(mined_check, params)[0]
+  no_negatives = jax.eval_shape(check, params)[0]
   init = (zero, zero, params, optimizer.init(params),
           jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), no_negatives), jnp.asarray(False))
-  passes, steps, (queries, keys), _, _, passed = jax.lax.while_loop(cond, body, init)
+  more = functools.partial(rounds_left, max_steps=max_steps, mine_every=mine_every)
+  passes, steps, (queries, keys), _, _, passed = jax.lax.while_loop(more, body, init)
   return OptimizeResult(queries, keys, steps, passed, passes)
 
 

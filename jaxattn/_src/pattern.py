@@ -50,7 +50,7 @@ class SparsePattern(NamedTuple):
     return jnp.where(self.valid, log_w - row_max, 0.0)
 
   @property
-  def row_a_min(self) -> Float[Array, "L"]:
+  def row_a_min(self) -> Float[Array, " L"]:
     """min_{j∈S_i} A_ij / max_{j∈S_i} A_ij for every row i."""
     return jnp.exp(jnp.min(self.log_weights, axis=-1))
 

@@ -12,7 +12,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Int, PRNGKeyArray
 
 from jaxattn._src.pattern import SparsePattern, from_rows, log_uniform
 from jaxattn._src.published import family_from_spec

@@ -48,7 +48,7 @@ def precision_bits(solution: Solution, pattern: SparsePattern, eps1: float, eps2
   """The smallest b such that Q = X W_Q and K = X W_K, each rounded to b′-bit fixed point,
   verify at every b′ ∈ [b, ``max_bits``]:
 
-    b* = min{b : ok(b′) for all b ≤ b′ ≤ max_bits},   ok(b) = ``verify``(Q_b K_bᵀ).ok,
+    b* = min{b : ok(b′) for all b ≤ b′ ≤ max_bits},   ok(b) = ``verify(Q_b K_bᵀ).ok``,
 
   Q_b = ``round_fixed_point(Q, b)`` (step max|Q|·2^(1−b)), K_b likewise. ok
   need not be monotone in b (a coarse grid can round the logits the right

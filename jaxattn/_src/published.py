@@ -126,7 +126,7 @@ def union(cols: Int[Array, "L M"], valid: Bool[Array, "L M"], width: int) -> Can
 
 
 def with_dense_rows(cols: Int[Array, "L M"], valid: Bool[Array, "L M"],
-                    dense: Bool[Array, "L"]) -> Candidates:
+                    dense: Bool[Array, " L"]) -> Candidates:
   """Candidates padded to L slots, where rows flagged ``dense`` attend every key."""
   length = cols.shape[0]
   cols, valid = union(cols, valid, min(cols.shape[-1], length))

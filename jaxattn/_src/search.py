@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Shaped
 
 from jaxattn._src import certify
 from jaxattn._src.base import (cast_pattern, check_d_grid, check_eps, check_outside_mass,
@@ -246,7 +246,8 @@ def geometric_grid(stop: int, per_octave: int = 4, start: int = 1) -> tuple[int,
   return tuple(sorted(d for d in grid if d >= start))
 
 
-def trial_keys(key: PRNGKeyArray, trials: int) -> tuple[PRNGKeyArray, PRNGKeyArray]:
+def trial_keys(key: PRNGKeyArray, trials: int
+               ) -> tuple[Shaped[Array, "T ..."], Shaped[Array, "T ..."]]:
   """(pattern keys [T], method keys [T]) of the T trials of ``min_d``: split(split(key, T)[t]).
 
   Trial t samples its pattern from ``pattern_keys[t]`` and its construction
@@ -300,7 +301,7 @@ def exact_level(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   return bool(ok.all())
 
 
-def settle_levels(states: np.ndarray, host_rows: HostRows,
+def settle_levels(states: Int[ArrayLike, "T G"], host_rows: HostRows,
                   exact: Callable[[int, int, np.ndarray | None], bool]) -> tuple[np.ndarray, int]:
   """Verdicts bool [T, G] from level states [T, G] and their ``HostRows`` [T, G, ...],
   ``exact(t, g, rows)`` deciding the undecided levels (rows None: more than ``HOST_ROWS``);
