@@ -152,7 +152,7 @@ for dtype in float32 bfloat16; do
 done
 keep=$(( keep - ROUND_MIN ))
 step rounding rounding.txt "$keep" "$ROUND_MIN" 120 \
-  python -m jaxattn_bench.rounding_probe --max-d "$ROUND_MAX_D"
+  "$PYTHON" -m jaxattn_bench.rounding_probe --max-d "$ROUND_MAX_D"
 for dtype in float32 bfloat16; do
   keep=$(( keep - TILES_MIN ))
   step "tiles $dtype" tiles.txt "$keep" "$TILES_MIN" 120 \

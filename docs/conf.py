@@ -21,7 +21,7 @@ extensions = [
 ]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "_ext"]
+exclude_patterns = ["_build", "_ext", "design"]  # design: working notes for contributors, not pages
 myst_heading_anchors = 3
 myst_enable_extensions = ["dollarmath"]
 # Shell blocks whose info string carries a marker ("bash quick") are run by the tests;

@@ -230,6 +230,30 @@ def test_search_picks_the_smallest_verifying_grid_d(tmp_path, capsys):
   np.testing.assert_array_equal(ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2), built)
 
 
+def test_a_method_built_per_d_is_searched_upward_and_stops(tmp_path, capsys, monkeypatch):
+  """lstsq (not nested) in chunks of 2 grid d: the first chunk holding a verifying d ends the
+  search; the grid above it is never built (a guard: verify_grid never sees its d)."""
+  from jaxattn_bench.commands import solve
+  monkeypatch.setattr(solve, "SEARCH_CHUNK", 2)
+  seen = []
+  grid_fn = ja.verify_grid
+  monkeypatch.setattr(ja, "verify_grid", lambda key, p, d_grid, **kw: seen.append(d_grid) or
+                      grid_fn(key, p, d_grid, **kw))
+  grid = (1, 2, 4, 8, 16, 32, 64, 128)
+  path, out = _write(str(tmp_path), "npy", A), str(tmp_path / "out.npz")
+  assert _solve(path, "--method", "lstsq", "--search", "--d-grid", ",".join(map(str, grid)),
+                "--out", out) == 0
+  pattern, key = ja.SparsePattern.from_dense(A), jax.random.PRNGKey(0)
+  built = [bool(ja.verify(ja.construct.lstsq(key, pattern, d, EPS1, EPS2), pattern, EPS1,
+                          EPS2).ok) for d in grid]
+  first = built.index(True)
+  assert 0 < first < len(grid) - 2  # something below to fail, something above to skip
+  assert [d for chunk in seen for d in chunk] == list(grid[:(first // 2 + 1) * 2])
+  with np.load(out) as saved:
+    assert int(saved["d"]) == grid[first]
+  assert "larger grid d not built" in capsys.readouterr().out
+
+
 def test_uncertified_run_exits_1_names_failing_rows_and_keeps_out(solved, tmp_path, capsys):
   out, _ = solved
   before = open(out, "rb").read()

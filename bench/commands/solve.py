@@ -17,6 +17,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 
 import jaxattn as ja
 from jaxattn_bench import resources
@@ -27,6 +28,9 @@ from jaxattn_bench.solution_file import check_destination, format_report, save_s
 
 # 1, 2, 3, 4, 6, 8, 11, 16, ..., 2896, 4096: two values per doubling of d.
 DEFAULT_D_GRID = ja.geometric_grid(4096, per_octave=2)
+# Grid d per compiled pass of a method built per d (``_search``: upward, stopping at the first
+# chunk that verifies).
+SEARCH_CHUNK = 4
 
 
 def _d_grid(text: str) -> tuple[int, ...]:
@@ -121,14 +125,30 @@ def _check_options(args) -> tuple[int, ...]:
 
 def _search(args, key, pattern: ja.SparsePattern, d_grid: tuple[int, ...],
             start: float) -> list[int]:
-  """The grid d at which the method verifies for this pattern (``ja.verify_grid``, one pass),
-  smallest first, or the top of the grid if none; prints the search line."""
-  ok = ja.verify_grid(key, pattern, d_grid, eps1=args.eps1, eps2=args.eps2,
-                      method=args.method, block_size=args.block_size,
-                      max_outside_mass=args.max_outside_mass, matmul=args.matmul)
-  candidates = [d for d, passed in zip(d_grid, ok) if passed] or [d_grid[-1]]
-  found = (f"smallest verifying d = {candidates[0]} ({int(ok.sum())} of {len(d_grid)} verify)"
-           if ok.any() else f"no d verifies; trying d = {d_grid[-1]}")
+  """The grid d at which the method verifies for this pattern (``ja.verify_grid``), smallest
+  first, or the top of the grid if none; prints the search line.
+
+  A nested method reads the whole grid off one pass. A method built per d is
+  searched upward in chunks of ``SEARCH_CHUNK`` grid d (one compile each),
+  stopping at the first chunk that holds a verifying d: the grid above it is
+  never built, so the search costs what it finds.
+  """
+  nested = args.method in ja.construct.NESTED
+  step = len(d_grid) if nested else SEARCH_CHUNK
+  evaluated, ok = (), np.zeros(0, bool)
+  for first in range(0, len(d_grid), step):
+    chunk = d_grid[first:first + step]
+    ok = np.concatenate([ok, ja.verify_grid(
+        key, pattern, chunk, eps1=args.eps1, eps2=args.eps2, method=args.method,
+        block_size=args.block_size, max_outside_mass=args.max_outside_mass, matmul=args.matmul)])
+    evaluated += chunk
+    if ok.any():
+      break
+  candidates = [d for d, passed in zip(evaluated, ok) if passed] or [d_grid[-1]]
+  skipped = f"; {len(d_grid) - len(evaluated)} larger grid d not built" if len(evaluated) < len(
+      d_grid) else ""
+  found = (f"smallest verifying d = {candidates[0]} ({int(ok.sum())} of {len(evaluated)} "
+           f"verify{skipped})" if ok.any() else f"no d verifies; trying d = {d_grid[-1]}")
   print(f"search       {args.method} on d in {d_grid[0]}..{d_grid[-1]}: {found}  "
         f"[{time.perf_counter() - start:.2f} s]")
   return candidates
@@ -171,5 +191,17 @@ def _plan(args, pattern: ja.SparsePattern, d_grid: tuple[int, ...]) -> None:
   line = resources.cost_line(f"plan         {args.method} on {len(d_grid)} grid d up to {d}", plan,
                              resources.search_flops(length, d, 1 if nested else len(d_grid),
                                                     args.method, 1))
+  if line and not nested:  # searched upward by chunks: the grid's cost is the most it can take
+    line += "\n" + _chunk_plan(length, d_grid, args.method)
   if line:
     print(line, file=sys.stderr, flush=True)
+
+
+def _chunk_plan(length: int, d_grid: tuple[int, ...], method: str) -> str:
+  """The plan of an upward search by chunks (``_search``): the expected time of its first chunks."""
+  rate = resources.measured_flop_rate()
+  chunks = [d_grid[i:i + SEARCH_CHUNK] for i in range(0, len(d_grid), SEARCH_CHUNK)]
+  seconds = [resources.search_flops(length, c[-1], len(c), method, 1) / rate for c in chunks[:3]]
+  each = ", ".join(f"d <= {c[-1]}: about {t:.0f} s" for c, t in zip(chunks, seconds))
+  return (f"plan         upward in chunks of {SEARCH_CHUNK} grid d, stopping at the first chunk "
+          f"that verifies: {each}, ... (plus compilation)")

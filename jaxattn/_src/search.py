@@ -399,42 +399,34 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
 
   Trial t draws a fresh pattern ``sampler(k_A)`` and a fresh construction
   ``method(k_X, A, d)`` from split keys, and succeeds at d iff ``verify``
-  passes. Trials are split over this process's devices and vmapped in
-  batches (for small L); with fewer trials than devices, query row blocks
-  are split instead. The whole search is one compiled program per
-  (L, N, d_max, grid), never one per d, with no host round trip inside; its
-  result does not depend on the number of devices.
+  passes. Trials are split over this process's devices (or, if fewer, row
+  blocks) and vmapped in batches. One compiled program per (L, N, d_max,
+  grid), never one per d; the result does not depend on the number of
+  devices. Verdicts are certified (docs/certified.md): levels the program
+  cannot decide are settled on the host (``exact_level``, ``levels_on_host``).
 
   Args:
     key: PRNG key; the same key gives the same result on the same device.
-    sampler: key -> SparsePattern, hashable; best ``ja.patterns.Sampler("random_regular",
-      length=256, nnz=2, a_min=0.2)``, which compiles once for equal arguments (a
-      ``functools.partial`` works too but compiles per new object).
+    sampler: key -> SparsePattern, hashable; best a ``ja.patterns.Sampler``, which compiles
+      once for equal arguments (a ``functools.partial`` compiles per new object).
     d_grid: increasing positive dimensions to test.
-    eps1: ratio tolerance ε1 > 0.
-    eps2: zero tolerance ε2 ∈ (0, 1).
+    eps1, eps2: tolerances ε1 > 0 and ε2 ∈ (0, 1).
     method: a construction name (``ja.METHODS``).
-    trials: T ≥ 1.
-    delta: allowed failure fraction δ ∈ [0, 1).
+    trials, delta: T ≥ 1 trials; allowed failure fraction δ ∈ [0, 1).
     confidence: level of the Clopper–Pearson intervals.
-    block_size: keys per streamed block in verification.
-    matmul_dtype: e.g. ``jnp.bfloat16``: logits from Q, K rounded to it,
-      accumulated in float32 (see ``verify``).
+    block_size, row_block: keys and query rows per tile (default: ``verify``'s).
+    matmul_dtype: e.g. ``jnp.bfloat16``: a layer with Q, K rounded to it (``verify``).
     dtype: precision of solutions and verification: "bfloat16", "float32"
       (default) or "float64" (needs jax_enable_x64).
-    row_block: query rows per block in verification (default: ``verify``'s).
-    max_trial_batch: at most this many trials per vmapped batch (a memory
-      budget, ``jaxattn_bench.resources``).
-    max_outside_mass: η ∈ (0, 1): success under the mass criterion, every
-      row's outside softmax mass ≤ η as well (``verify``); methods in
-      ``ja.construct.MASS_AWARE`` build for it. None (default): the ratio criterion.
+    max_trial_batch: at most this many trials per vmapped batch (a memory budget).
+    max_outside_mass: η ∈ (0, 1) of the mass criterion (``verify``; methods in
+      ``MASS_AWARE`` build for it). None (default): the ratio criterion.
     matmul: the products' format of the certified pass, "float32" (default)
       or "bfloat16" (``verify``); verdicts are exact either way.
 
   Returns:
-    ``MinDResult`` with d_min, success counts and rates with intervals, the [T, G]
-    verdicts (from the same single pass), thresholds, first successes, and
-    d_median, d_quantile with order-statistic intervals.
+    ``MinDResult``: d_min, rates with intervals, the [T, G] verdicts, thresholds,
+    first successes, d_median and d_quantile with intervals.
   """
   d_grid = _checked_grid(d_grid, method)
   _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, block_size, row_block,
@@ -450,15 +442,21 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
                       max_trial_batch or trials),
       block_size=block_size, row_block=row_block, matmul_dtype=matmul_dtype, mesh=local_mesh(),
       dtype=evaluate.name, matmul=matmul)
-  pattern_keys, method_keys = trial_keys(key, trials)
-  exact = lambda t, g, rows: exact_level(
-      method_keys[t], jax.jit(sampler)(pattern_keys[t]), method=method, d_grid=d_grid, level=g,
-      eps1=eps1, eps2=eps2, dtype=evaluate.name, rows=rows, block_size=block_size,
-      row_block=row_block)
-  verdicts, host_levels = settle_levels(*states, exact)
+  verdicts, host_levels = settle_levels(*states, _trial_level(
+      key, sampler, trials, method=method, d_grid=d_grid, eps1=eps1, eps2=eps2,
+      dtype=evaluate.name, block_size=block_size, row_block=row_block))
   certified = matmul_dtype is None and certify.certifiable(evaluate, max_outside_mass)
   return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)._replace(
       certified=certified, levels_on_host=host_levels)
+
+
+def _trial_level(key: PRNGKeyArray, sampler: Sampler, trials: int, **settings
+                 ) -> Callable[[int, int, np.ndarray | None], bool]:
+  """(t, g, rows) -> ``exact_level`` of trial t of ``min_d`` at grid level g, its pattern and
+  construction keys from ``trial_keys``."""
+  pattern_keys, method_keys = trial_keys(key, trials)
+  return lambda t, g, rows: exact_level(method_keys[t], jax.jit(sampler)(pattern_keys[t]),
+                                        level=g, rows=rows, **settings)
 
 
 def _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, block_size, row_block,

@@ -423,27 +423,23 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
 
   so ok ⇔ ratio_error ≤ ε1 and leak ≤ ε2. Under the mass criterion
   (``max_outside_mass`` = η) also max_i Σ_{j∉S_i} P_ij ≤ η
-  (docs/definitions.md §3). Streams over key blocks of
-  ``block_size`` in row blocks of ``row_block`` (defaults per backend:
-  ``default_tiles``): memory O(L·(N + d) + block·rows), never an L×L
-  matrix. Query row blocks are split over this process's devices; the
-  result does not depend on how many.
+  (docs/definitions.md §3). Streams over key blocks of ``block_size`` in
+  row blocks of ``row_block`` (``default_tiles``), split over this process's
+  devices: memory O(L·(N + d) + block·rows), never an L×L matrix.
 
   Certified verdicts (docs/certified.md). The figures carry a sound bound
   on every rounding; rows it cannot decide are re-done with float32
   products (after a bfloat16 pass) and then decided in exact arithmetic on
   the host, so ``ok`` and ``row_ok`` are those of exact arithmetic on the
   stored Q = X W_Q, K = X W_K and A, and ``certified`` is True. It is False
-  (the verdict of the computed figures) for dense parameters (X W is itself
-  rounded), ``dtype="bfloat16"``, a ``matmul_dtype`` narrower than X, the
-  mass criterion, traced inputs (inside ``jit``: no host stage), and backends
-  without a validated rounding model.
+  (the computed verdict) for dense parameters (X W is itself rounded),
+  ``dtype="bfloat16"``, a narrower ``matmul_dtype``, the mass criterion,
+  traced inputs (no host stage inside ``jit``), and unvalidated backends.
 
   Args:
     solution: X, W_Q, W_K.
     pattern: the target A (``pattern.length`` must equal X's rows).
-    eps1: ratio tolerance ε1 > 0.
-    eps2: zero tolerance ε2 ∈ (0, 1).
+    eps1, eps2: ratio tolerance ε1 > 0 and zero tolerance ε2 ∈ (0, 1).
     block_size: keys per streamed block (default: ``default_tiles()[1]``).
     matmul_dtype: e.g. ``jnp.bfloat16``: a finite-precision layer whose
       Q = X W_Q and K = X W_K are rounded to it, the logits accumulated in
@@ -452,8 +448,7 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     dtype: if given ("bfloat16", "float32", "float64"), X, W_Q, W_K are
       rounded to it and every step runs in it; default: X's dtype.
     row_block: query rows per block (default: ``default_tiles()[0]``).
-    max_outside_mass: η ∈ (0, 1) of the mass criterion; None (default): the
-      ratio criterion alone.
+    max_outside_mass: η ∈ (0, 1) of the mass criterion; None: the ratio criterion.
     matmul: the products' format of certified verification, "float32"
       (default) or "bfloat16" (Q, K rounded to bfloat16, accumulated in
       float32, the bound widened accordingly); the verdict is exact either way.
@@ -464,6 +459,21 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
   if dtype is not None:
     evaluate, _ = resolve_dtype(dtype)
     solution = jax.tree.map(lambda x: jnp.asarray(x).astype(evaluate), solution)
+  _check_verify(solution, pattern, eps1, eps2, max_outside_mass, matmul, block_size, row_block)
+  if matmul_dtype is not None:
+    matmul_dtype = jnp.dtype(matmul_dtype)
+    if not jnp.issubdtype(matmul_dtype, jnp.floating):
+      raise ValueError(f"matmul_dtype must be a floating dtype, got {matmul_dtype}")
+  exact_params = all(isinstance(w, IdentityBlock) for w in (solution.w_q, solution.w_k))
+  return verify_factors(*_factors(solution), pattern, eps1, eps2,
+                        max_outside_mass=max_outside_mass, block_size=block_size,
+                        row_block=row_block, matmul=matmul, matmul_dtype=matmul_dtype,
+                        certified=exact_params)
+
+
+def _check_verify(solution: Solution, pattern: SparsePattern, eps1, eps2, max_outside_mass,
+                  matmul, block_size, row_block) -> None:
+  """``verify``'s argument checks: ValueError naming the first bad one."""
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
   check_matmul(matmul)
@@ -475,12 +485,3 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
                      f"{solution.w_q.shape} and {solution.w_k.shape}")
   check_block_size(block_size)
   check_block_size(row_block, "row_block")
-  if matmul_dtype is not None:
-    matmul_dtype = jnp.dtype(matmul_dtype)
-    if not jnp.issubdtype(matmul_dtype, jnp.floating):
-      raise ValueError(f"matmul_dtype must be a floating dtype, got {matmul_dtype}")
-  exact_params = all(isinstance(w, IdentityBlock) for w in (solution.w_q, solution.w_k))
-  return verify_factors(*_factors(solution), pattern, eps1, eps2,
-                        max_outside_mass=max_outside_mass, block_size=block_size,
-                        row_block=row_block, matmul=matmul, matmul_dtype=matmul_dtype,
-                        certified=exact_params)
