@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from jaxattn_plots.figures import grid_sigma, outside_legend, wrapped
-from jaxattn_plots.fit import fit_weighted
+from jaxattn_plots.fit import fit_weighted, weighted_preference
 
 
 def fitted_points(rows: list[dict]) -> list[dict]:
@@ -27,7 +27,8 @@ def fitted_points(rows: list[dict]) -> list[dict]:
 
 def fit_slopes(data: dict) -> dict:
   """Per method, d_50 = a ln L + b by weighted least squares over ``fitted_points``
-  (None below 3 lengths)."""
+  (None below 3 lengths), with the main job's log-vs-power verdict ``preferred`` and its ΔAIC
+  (``weighted_preference`` against d_50 = c L^α fitted to the same points)."""
   slopes = {}
   for method, rows in data["main"].items():
     points = fitted_points(rows)
@@ -36,12 +37,15 @@ def fit_slopes(data: dict) -> dict:
       continue
     sigmas = [grid_sigma(e["d_grid"], e["d_median"], e["d_median_low"], e["d_median_high"])
               for e in points]
-    fit = fit_weighted("log", np.array([e["length"] for e in points], float),
-                       np.array([e["d_median"] for e in points], float), np.array(sigmas))
+    length, d = (np.array([e[k] for e in points], float) for k in ("length", "d_median"))
+    fit = fit_weighted("log", length, d, np.array(sigmas))
+    preferred, delta_aic = weighted_preference(fit, fit_weighted("power", length, d,
+                                                                 np.array(sigmas)))
     slopes[method] = dict(slope=fit.param, low=fit.param_low, high=fit.param_high,
                           intercept=fit.constant, chi2=fit.chi2, dof=fit.dof, n=fit.n,
                           lengths=[min(e["length"] for e in points),
-                                   max(e["length"] for e in points)])
+                                   max(e["length"] for e in points)],
+                          preferred=preferred, delta_aic=delta_aic)
   return slopes
 
 
@@ -161,7 +165,8 @@ def tables(data: dict) -> str:
     lines.append(f"| {length} | {trials[length]} | "
                  + " | ".join(_d_cell(at[m].get(length)) for m in methods) + f" | {ratio} |")
   slopes = [f"{m} {f['slope']:.1f} [{f['low']:.1f}, {f['high']:.1f}] (L = {f['lengths'][0]}"
-            f"–{f['lengths'][1]}, χ²/dof = {f['chi2']:.1f}/{f['dof']})"
+            f"–{f['lengths'][1]}, χ²/dof = {f['chi2']:.1f}/{f['dof']}, preferred "
+            f"{f['preferred']}, ΔAIC {f['delta_aic']:+.1f})"
             for m, f in data["fit"].items() if f is not None]
   lines += ["", "Fitted slope a of d_50 = a ln L + b (weighted least squares, 95% CI): "
             + "; ".join(slopes) + ".", ""]

@@ -385,9 +385,24 @@ def test_beyond_fits_d50_with_bounded_intervals_and_shows_the_rest():
   data = {"main": {"lstsq": rows}}
   fit = beyond.fit_slopes(data)["lstsq"]
   assert abs(fit["slope"] - 4.0) < 0.05 and fit["n"] == len(LENGTHS)
+  assert fit["preferred"] == "undecided" and abs(fit["delta_aic"]) < 10  # too short a range
   assert fit["lengths"] == [32, 2048]
   methods = {"jl": [], "lstsq": rows, "optimize": []}
   table = beyond.tables({"main": methods, "fit": {"lstsq": fit}, "curve": {}, "dtype_length": 256,
                          "dtype": {m: {"float32": 30.0} for m in methods}})
   assert "| 4096 | 4 | n/a | 40 [36, inf] |" in table and "| 8192 | 6 | n/a | > 78 |" in table
+  assert "preferred undecided, ΔAIC " in table
   assert "| 16384 | 6 | n/a | ≤4 [≤4, 6] |" in table and "| 32768 | 6 | n/a | 8 [≤4, 10] |" in table
+
+
+@pytest.mark.parametrize("law, want", [(lambda n: 40 * np.log(n), "log"),
+                                       (lambda n: 4 * n**0.5, "power")])
+def test_beyond_slopes_say_which_law_is_preferred(law, want):
+  """Over L = 2^5 … 2^16 with tight intervals, d_50 exactly on one law picks that law."""
+  from jaxattn_plots import beyond
+  lengths = 2.0 ** np.arange(5, 17)
+  rows = [{"length": int(n), "trials": 8, "d_grid": list(range(1, 4000)), "top": 3999,
+           "d_median": float(round(law(n))), "d_median_low": float(round(law(n))) - 1,
+           "d_median_high": float(round(law(n))) + 1} for n in lengths]
+  fit = beyond.fit_slopes({"main": {"m": rows}})["m"]
+  assert fit["preferred"] == want and abs(fit["delta_aic"]) >= 10
