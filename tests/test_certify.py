@@ -18,7 +18,7 @@ from jaxattn._src import certify, exact
 from jaxattn.construct import solution_from_factors
 from jaxattn_bench import rounding_probe as probe
 
-@pytest.mark.parametrize("d", [1, 2, 16, 17, 700, 4096])
+@pytest.mark.parametrize("d", [1, 16, 17, 700, 4096])
 @pytest.mark.parametrize("case", sorted(probe.CASES))
 @pytest.mark.parametrize("matmul_dtype", [None, jnp.bfloat16])
 def test_the_bound_covers_the_exact_error(d, case, matmul_dtype):
@@ -211,19 +211,3 @@ def test_certified_verdicts_equal_the_dense_float64_check(method, d, nnz):
     assert bool(rep.certified)
     np.testing.assert_array_equal(
         rep.row_ok, (np.expm1(want.spread) <= eps1) & (np.exp(want.gap) <= eps2), err_msg=rel)
-
-
-def test_verdicts_are_exact_at_the_default_optimisation_too():
-  """The suite compiles at -O0 (tests/conftest.py); the planted near-ties, the bound on the
-  worst tiles and the dense-check agreement also hold at XLA's default level (3), with FMA."""
-  import os
-  import subprocess
-  import sys
-  env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=3")
-  tests = ("test_planted_near_ties_are_decided_exactly or test_uncertified_float32 or "
-           "(test_the_bound_covers and (4096 or 700)) or (dense_float64_check and 2-jl)")
-  result = subprocess.run(
-      [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", __file__, "-k",
-       tests], env=env, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-  assert " passed" in result.stdout and "deselected" in result.stdout

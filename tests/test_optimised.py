@@ -5,7 +5,8 @@ pytest runs, without that flag, the tests that compare verification with the flo
 (tests/reference.py), the thresholds and per-trial verdicts of min_d (each against ja.verify
 of its own solution, so the nested search too), and the lstsq/optimize path through one LU
 factorisation that once deadlocked XLA's CPU pool (les Miserables, watched by
-tests/guarded.py). About 40 s of CPU on the 2-core machine.
+tests/guarded.py), and certified verdicts on planted near-ties and the worst rounding tiles
+(tests/test_certify.py). About 60 s of CPU on the 2-core machine.
 """
 
 import os
@@ -20,6 +21,13 @@ SELECTED = [
     "tests/test_verify.py::test_per_row_verdicts_and_figures",
     "tests/test_thresholds.py::test_verdicts_and_thresholds_match_brute_force",
     "tests/test_edges.py::test_optimize_search_on_les_miserables_completes",
+    # certified verdicts: planted near-ties, the worst tiles, the dense-check agreement
+    "tests/test_certify.py::test_planted_near_ties_are_decided_exactly",
+    "tests/test_certify.py::test_uncertified_float32_decides_some_planted_ties_wrongly",
+    "tests/test_certify.py::test_the_bound_covers_the_exact_error[None-sequential-4096]",
+    "tests/test_certify.py::test_the_bound_covers_the_exact_error[bfloat16-bfloat16-4096]",
+    "tests/test_certify.py::test_the_bound_covers_the_exact_error[None-random-700]",
+    "tests/test_certify.py::test_certified_verdicts_equal_the_dense_float64_check[2-jl-96]",
     "tests/test_optimised.py::test_this_process_compiles_at_the_level_asked",
 ]
 
