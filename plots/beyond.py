@@ -25,22 +25,31 @@ def fitted_points(rows: list[dict]) -> list[dict]:
           and e["d_median_low"] > e["d_grid"][0]]
 
 
+def law_fits(points: list[dict]):
+  """(log fit, power fit, preferred law, ΔAIC) of d_50 against L over ``points`` (weighted
+  least squares, σ from the grid: ``grid_sigma``; ``weighted_preference``), None below 3
+  distinct L."""
+  if len({e["length"] for e in points}) < 3:
+    return None
+  sigmas = np.array([grid_sigma(e["d_grid"], e["d_median"], e["d_median_low"],
+                                e["d_median_high"]) for e in points])
+  length, d = (np.array([e[k] for e in points], float) for k in ("length", "d_median"))
+  log_fit, power_fit = (fit_weighted(law, length, d, sigmas) for law in ("log", "power"))
+  return (log_fit, power_fit, *weighted_preference(log_fit, power_fit))
+
+
 def fit_slopes(data: dict) -> dict:
   """Per method, d_50 = a ln L + b by weighted least squares over ``fitted_points``
   (None below 3 lengths), with the main job's log-vs-power verdict ``preferred`` and its ΔAIC
-  (``weighted_preference`` against d_50 = c L^α fitted to the same points)."""
+  (``law_fits``)."""
   slopes = {}
   for method, rows in data["main"].items():
     points = fitted_points(rows)
-    if len({e["length"] for e in points}) < 3:
+    fits = law_fits(points)
+    if fits is None:
       slopes[method] = None
       continue
-    sigmas = [grid_sigma(e["d_grid"], e["d_median"], e["d_median_low"], e["d_median_high"])
-              for e in points]
-    length, d = (np.array([e[k] for e in points], float) for k in ("length", "d_median"))
-    fit = fit_weighted("log", length, d, np.array(sigmas))
-    preferred, delta_aic = weighted_preference(fit, fit_weighted("power", length, d,
-                                                                 np.array(sigmas)))
+    fit, _, preferred, delta_aic = fits
     slopes[method] = dict(slope=fit.param, low=fit.param_low, high=fit.param_high,
                           intercept=fit.constant, chi2=fit.chi2, dof=fit.dof, n=fit.n,
                           lengths=[min(e["length"] for e in points),

@@ -18,9 +18,8 @@ import pathlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from jaxattn_plots.beyond import fitted_points
+from jaxattn_plots.beyond import fitted_points, law_fits
 from jaxattn_plots.figures import grid_sigma, outside_legend
-from jaxattn_plots.fit import fit_weighted, weighted_preference
 
 PRACTICE_D = (64, 128)  # head dimensions of published models: reference lines
 
@@ -32,17 +31,14 @@ def _sigmas(points: list[dict]) -> np.ndarray:
 
 def fit_rows(data: dict) -> dict:
   """Per "family | method" of the length series: both laws' fits and the preferred law
-  (None below 3 fitted points at distinct L)."""
+  (None below 3 fitted points at distinct L; ``beyond.law_fits``)."""
   rows = {}
   for series, entries in data["length"].items():
-    points = fitted_points(entries)
-    if len({e["length"] for e in points}) < 3:
+    fits = law_fits(fitted_points(entries))
+    if fits is None:
       rows[series] = None
       continue
-    length = np.array([e["length"] for e in points], float)
-    d = np.array([e["d_median"] for e in points], float)
-    log_fit, power_fit = (fit_weighted(law, length, d, _sigmas(points)) for law in ("log", "power"))
-    preferred, delta = weighted_preference(log_fit, power_fit)
+    log_fit, power_fit, preferred, delta = fits
     rows[series] = dict(slope=log_fit.param, slope_low=log_fit.param_low,
                         slope_high=log_fit.param_high, alpha=power_fit.param,
                         alpha_low=power_fit.param_low, alpha_high=power_fit.param_high,
