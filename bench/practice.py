@@ -20,7 +20,7 @@ import math
 from collections import defaultdict
 
 import jaxattn as ja
-from jaxattn_bench import grid
+from jaxattn_bench import grid, runner
 from jaxattn_bench.store import distinct
 
 PRESET = "practice"
@@ -80,7 +80,11 @@ def collect(records) -> dict:
 
 
 def plan_seconds(point: grid.Point) -> float:
-  """Expected seconds of one point (``_MODEL``)."""
+  """Expected seconds of one point (``_MODEL``): a fixed cost per compiled width, and T·L²·w and
+  T·L·N²·w per probe of width w (``runner.probes``: the adaptive search's, at the method's
+  ``runner.threshold_hint``)."""
   fixed, keys_rate, support_rate = _MODEL.get(point.method, _MODEL["lstsq"])
-  levels = point.trials * len(point.d_grid) * point.length * point.d_grid[-1]
-  return fixed + levels * point.length / keys_rate + levels * point.nnz**2 / support_rate
+  widths = [w for _, w in runner.probes(point.method, point.length, point.nnz, point.d_grid)]
+  columns = point.trials * point.length * sum(widths)
+  return (fixed * len(set(widths)) + columns * point.length / keys_rate
+          + columns * point.nnz**2 / support_rate)

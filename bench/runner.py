@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import math
 import pathlib
 import platform
 import subprocess
@@ -55,13 +56,31 @@ def point_work(point: grid.Point) -> float:
 def point_cost(point: grid.Point) -> float:
   """The progress bar's and the work split's cost model of a point (``_LEVEL_COST``, ``_PASSES``,
   ``_COMPILE_COST``): T·L²·P·(d_max + c·G) for a nested search (one pass, G levels), and
-  T·L²·P·Σ_g (d_g + c) for a method built per d (a pass per grid d)."""
+  T·L²·P·Σ (w + c) over the probes (d, w) of ``probes`` for a method built per d, plus a
+  compilation per probe width."""
   passes = _PASSES.get(point.method, 1)
   if point.method in ja.construct.NESTED:
-    columns = point.d_grid[-1] + _LEVEL_COST * len(point.d_grid)
+    columns, compiles = point.d_grid[-1] + _LEVEL_COST * len(point.d_grid), 1
   else:
-    columns = sum(point.d_grid) + _LEVEL_COST * len(point.d_grid)
-  return point.trials * point.length**2 * columns * passes + _COMPILE_COST
+    widths = [w for _, w in probes(point.method, point.length, point.nnz, point.d_grid)]
+    columns, compiles = sum(widths) + _LEVEL_COST * len(widths), len(set(widths))
+  return point.trials * point.length**2 * columns * passes + _COMPILE_COST * compiles
+
+
+def threshold_hint(method: str, length: int, nnz: int) -> float:
+  """Where a plan assumes a method's trials first verify (d*_t): lstsq 4·N·ln L and optimize
+  a fifth of it (docs/beyond.md's fitted slopes at N = 2: 8.1 and 1.6 per unit of ln L),
+  moment_curve 2N, onehot L; +inf (never: the bracket to the top of the grid, the most an
+  adaptive search builds) for any other method."""
+  lstsq = 4 * nnz * math.log(length)
+  return {"lstsq": lstsq, "optimize": lstsq / 5, "moment_curve": 2 * nnz,
+          "onehot": length}.get(method, math.inf)
+
+
+def probes(method: str, length: int, nnz: int, d_grid) -> list[tuple[int, int]]:
+  """(d, padded width) of each probe ``ja.min_d``'s adaptive search makes per trial of a method
+  built per d, were its threshold ``threshold_hint`` (``ja.adaptive_probes``)."""
+  return ja.adaptive_probes(d_grid, threshold_hint(method, length, nnz))
 
 
 def _git_commit() -> str | None:
@@ -170,7 +189,7 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
       bar.set_description(f"{round_ + 1}/{len(shares[processes.index])} {describe(point, names)}")
       start = time.perf_counter()
       verdicts[processes.index, :point.trials, :len(point.d_grid)] = solve_point(point,
-                                                                                 seed).verdicts
+                                                                                 seed).verdict_states()
       walls[processes.index] = time.perf_counter() - start
     verdicts, walls = hosts.gather_sum(verdicts, processes), hosts.gather_sum(walls, processes)
     for process, index in enumerate(picks):

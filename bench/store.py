@@ -14,7 +14,9 @@ Tables::
           ``verdicts`` (the [T, G] bools, row-major, ``np.packbits``), and
           the estimators ``d_median``, ``d_quantile`` with their interval
           ends ``*_low``, ``*_high`` (REAL, ±inf = unbounded or not reached;
-          see ``ja.MinDResult``).
+          see ``ja.MinDResult``). Since schema 3, ``evaluated`` (packed like
+          ``verdicts``; NULL: every verdict was computed): which (trial, d) an
+          adaptive search evaluated; the others' verdicts are imputed.
   rates   one row per (point, d): successes out of trials, the success rate
           and its Clopper–Pearson interval.
   claims  one row per point a run is computing: ``params``, ``seed``, the
@@ -34,9 +36,9 @@ lost. Should two results of a point meet anyway, the first stored stands.
 
 A point and its rates are written in one transaction (SQLite's rollback
 journal), so a killed run loses at most the point in progress and the file
-stays consistent. Opening a schema-1 file for writing migrates it in place
-(one transaction adding the schema-2 columns); its old points keep NULL
-per-trial data.
+stays consistent. Opening a schema-1 or 2 file for writing migrates it in place
+(one transaction adding the later schemas' columns); its old points keep NULL
+there (schema 1: no per-trial data; schema 2: every verdict computed).
 
 Opening for reading (``create=False``: plots, ``bench run --plan``, a run
 with nothing left to compute) uses SQLite's read-only mode (``mode=ro``):
@@ -65,7 +67,7 @@ import numpy as np
 
 from jaxattn_bench.errors import CommandError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # The fields of a stored point's ``params``: those that describe the problem
 # (they derive the point's PRNG key, but for dtype and the criterion) ...
 AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2", "dtype", "criterion",
@@ -79,7 +81,9 @@ SETTINGS = ("d_grid", "trials", "delta", "matmul")
 ESTIMATORS = ("d_median", "d_median_low", "d_median_high", "d_quantile", "d_quantile_low",
               "d_quantile_high")
 _TRIAL_COLUMNS = ("thresholds BLOB", "first_success BLOB", "verdicts BLOB",
-                  *(f"{name} REAL" for name in ESTIMATORS))
+                  *(f"{name} REAL" for name in ESTIMATORS), "evaluated BLOB")
+# The columns each schema added to ``points`` (a migration adds those of later schemas).
+_ADDED = {2: _TRIAL_COLUMNS[:-1], 3: _TRIAL_COLUMNS[-1:]}
 _TRIAL_NAMES = tuple(column.split()[0] for column in _TRIAL_COLUMNS)
 RUN_FIELDS = ("started_at", "preset", "preset_source", "seed", "argv", "jax_version",
               "jaxlib_version", "backend", "device_kind", "device_count", "git_commit",
@@ -120,7 +124,7 @@ class Record(NamedTuple):
   ci_high: np.ndarray      # float [G]
   run: dict[str, Any]      # metadata of the run that computed it (RUN_FIELDS)
   # Per trial and the estimators (``ja.MinDResult``); None for points stored by schema 1.
-  verdicts: np.ndarray | None = None       # bool [T, G]
+  verdicts: np.ndarray | None = None       # bool [T, G] (imputed where not evaluated)
   thresholds: np.ndarray | None = None     # float [T]: grid d, inf = not reached
   first_success: np.ndarray | None = None  # float [T]: grid d, inf = never verified
   d_median: float | None = None            # ±inf: unbounded, or above the grid
@@ -129,6 +133,7 @@ class Record(NamedTuple):
   d_quantile: float | None = None          # the (1 − δ)-quantile
   d_quantile_low: float | None = None
   d_quantile_high: float | None = None
+  evaluated: np.ndarray | None = None      # bool [T, G]; None: every verdict was computed
 
 
 def canonical(params: dict[str, Any]) -> str:
@@ -249,19 +254,20 @@ class ResultsStore:
         "SELECT name FROM sqlite_master WHERE type = 'table'")}
     if not tables:
       return 0
-    if version not in (1, SCHEMA_VERSION) or not set(_TABLES) <= tables:
-      raise CommandError(f"{str(self.path)!r} is not a results file of schema 1 or "
+    if version not in range(1, SCHEMA_VERSION + 1) or not set(_TABLES) <= tables:
+      raise CommandError(f"{str(self.path)!r} is not a results file of schema 1 to "
                          f"{SCHEMA_VERSION} (found user_version {version}, tables "
                          f"{sorted(tables)})")
     return version
 
   def _initialize(self) -> None:
-    """Creates the tables (schema 1 -> 2: the per-trial columns, NULL for old points)."""
+    """Creates the tables, or adds the columns of later schemas (``_ADDED``: NULL for old
+    points)."""
     try:
       with _transaction(self._db):
-        if self._check_version() == 1:  # again: another process may have migrated it
-          for column in _TRIAL_COLUMNS:
-            self._db.execute(f"ALTER TABLE points ADD COLUMN {column}")
+        version = self._check_version()  # again: another process may have migrated it
+        for column in (c for v, added in _ADDED.items() if 0 < version < v for c in added):
+          self._db.execute(f"ALTER TABLE points ADD COLUMN {column}")
         for statement in _SCHEMA:
           self._db.execute(statement)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -353,9 +359,10 @@ class ResultsStore:
     result without verdicts. False (nothing written) when the point is already stored."""
     trial = (None,) * len(_TRIAL_COLUMNS)
     if result.verdicts is not None:
+      evaluated = getattr(result, "evaluated", None)
       trial = (_pack_d(result.thresholds), _pack_d(result.first_success),
-               np.packbits(np.asarray(result.verdicts, bool)).tobytes(),
-               *(float(getattr(result, name)) for name in ESTIMATORS))
+               _pack_bits(result.verdicts), *(float(getattr(result, name)) for name in ESTIMATORS),
+               None if evaluated is None else _pack_bits(evaluated))
     key = (canonical(params), seed)
     with _transaction(self._db):
       cursor = self._db.execute(
@@ -381,24 +388,36 @@ class ResultsStore:
     rates: dict[int, list[tuple]] = {}
     for row in self._db.execute("SELECT * FROM rates ORDER BY point_id, d"):
       rates.setdefault(row[0], []).append(row[1:])
-    # a schema-1 file read as it is: no per-trial columns
-    trial_columns = _TRIAL_NAMES if self.version == SCHEMA_VERSION else ("NULL",) * len(_TRIAL_NAMES)
+    # an older file read as it is: NULL for the columns of later schemas
+    trial_columns = [c.split()[0] if all(c not in added for v, added in _ADDED.items()
+                                         if v > self.version) else "NULL" for c in _TRIAL_COLUMNS]
     records = []
     for (point_id, params, seed, d_min, jl_dim, wall_s, run_id, thresholds, first, verdicts,
-         *estimators) in self._db.execute(
+         *estimators, evaluated) in self._db.execute(
              "SELECT id, params, seed, d_min, jl_dim, wall_s, run_id, "
              f"{', '.join(trial_columns)} FROM points ORDER BY id"):
       d, successes, trials, rate, low, high = (np.asarray(c) for c in zip(*rates[point_id]))
       trial = {}
       if verdicts is not None:
-        unpacked = np.unpackbits(np.frombuffer(verdicts, np.uint8), count=int(trials[0]) * d.size)
-        trial = dict(verdicts=unpacked.reshape(int(trials[0]), d.size).astype(bool),
-                     thresholds=_unpack_d(thresholds), first_success=_unpack_d(first),
-                     **dict(zip(ESTIMATORS, estimators)))
+        shape = (int(trials[0]), d.size)
+        trial = dict(verdicts=_unpack_bits(verdicts, shape), thresholds=_unpack_d(thresholds),
+                     first_success=_unpack_d(first), **dict(zip(ESTIMATORS, estimators)),
+                     evaluated=None if evaluated is None else _unpack_bits(evaluated, shape))
       records.append(Record(params=json.loads(params), seed=seed, d_min=d_min, jl_dim=jl_dim,
                             wall_s=wall_s, d=d, successes=successes, trials=int(trials[0]),
                             rate=rate, ci_low=low, ci_high=high, run=runs[run_id], **trial))
     return records
+
+
+def _pack_bits(values: np.ndarray) -> bytes:
+  """Bools [T, G], row-major, ``np.packbits``."""
+  return np.packbits(np.asarray(values, bool)).tobytes()
+
+
+def _unpack_bits(blob: bytes, shape: tuple[int, int]) -> np.ndarray:
+  """Inverse of ``_pack_bits``: bool ``shape``."""
+  return np.unpackbits(np.frombuffer(blob, np.uint8), count=shape[0] * shape[1]).reshape(
+      shape).astype(bool)
 
 
 def _pack_d(values: np.ndarray) -> bytes:
@@ -442,10 +461,12 @@ def record_key(record: Record) -> tuple[str, int]:
 
 def export_csv(records: list[Record], path: str | pathlib.Path) -> None:
   """Tidy CSV: one row per (point, d) with the point's fields, d_min, the quantile estimators
-  (empty for schema-1 points; inf where unbounded or not reached) and run environment."""
+  (empty for schema-1 points; inf where unbounded or not reached), how many trials were
+  evaluated at d (the others' verdicts imputed: ``ja.MinDResult``) and run environment."""
   param_names = sorted({name for r in records for name in r.params} - {"d_grid"})
   columns = (["seed", *param_names, "d_min", *ESTIMATORS, "jl_dim", "wall_s", "d", "successes",
-              "success_rate", "ci_low", "ci_high", "backend", "device_kind", "git_commit"])
+              "evaluated", "success_rate", "ci_low", "ci_high", "backend", "device_kind",
+              "git_commit"])
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   with path.open("w", newline="", encoding="utf-8") as handle:
@@ -458,7 +479,8 @@ def export_csv(records: list[Record], path: str | pathlib.Path) -> None:
               "" if r.jl_dim is None else r.jl_dim,
               f"{r.wall_s:.3f}"]
       tail = [r.run.get("backend"), r.run.get("device_kind"), r.run.get("git_commit")]
-      for row in zip(r.d, r.successes, r.rate, r.ci_low, r.ci_high):
-        d, k, rate, low, high = row
-        writer.writerow(head + [int(d), int(k), f"{rate:.6g}", f"{low:.6g}",
+      evaluated = np.full(len(r.d), r.trials) if r.evaluated is None else r.evaluated.sum(0)
+      for row in zip(r.d, r.successes, evaluated, r.rate, r.ci_low, r.ci_high):
+        d, k, n, rate, low, high = row
+        writer.writerow(head + [int(d), int(k), int(n), f"{rate:.6g}", f"{low:.6g}",
                                 f"{high:.6g}"] + tail)

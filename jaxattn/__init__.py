@@ -17,7 +17,9 @@ from jaxattn._src.base import (DTYPES, Solution, check_d, check_d_grid, check_ep
                                check_outside_mass, dtype_context)
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.precision import precision_bits
-from jaxattn._src.search import MinDResult, geometric_grid, min_d, trial_keys, verify_grid
+from jaxattn._src.search import (NOT_EVALUATED, MinDResult, adaptive_probes, geometric_grid,
+                                 impute_verdicts, min_d, next_level, probe_width, trial_keys,
+                                 verify_grid)
 from jaxattn._src.tiles import default_tiles
 from jaxattn._src.verify import Report, RowStats, check_block_size, row_stats, verify
 
@@ -26,9 +28,11 @@ __version__ = "0.1.0"
 __all__ = [
     "DTYPES",
     "MinDResult",
+    "NOT_EVALUATED",
     "Report",
     "RowStats",
     "Solution",
+    "adaptive_probes",
     "SparsePattern",
     "check_block_size",
     "check_d",
@@ -40,9 +44,12 @@ __all__ = [
     "default_tiles",
     "dtype_context",
     "geometric_grid",
+    "impute_verdicts",
     "min_d",
+    "next_level",
     "patterns",
     "precision_bits",
+    "probe_width",
     "reference",
     "row_stats",
     "stats",

@@ -182,9 +182,9 @@ def test_reading_never_changes_the_file(tmp_path):
   for path, count in ((tmp_path / "zero.sqlite", 0), (empty, 0), (store, 1)):
     with ResultsStore(path, create=False) as reader:
       assert len(reader.records()) == count and len(reader.finished()) == count
-  with pytest.raises(CommandError, match="not a results file of schema 1 or 2"):
+  with pytest.raises(CommandError, match="not a results file of schema 1 to 3"):
     ResultsStore(foreign, create=False)
-  with pytest.raises(CommandError, match="not a results file of schema 1 or 2"):
+  with pytest.raises(CommandError, match="not a results file of schema 1 to 3"):
     ResultsStore(foreign)  # nor written when opened for writing
   assert {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in files} == before
   assert sorted(tmp_path.iterdir()) == files  # no journal left either

@@ -1,5 +1,5 @@
 """Results files of schema 1 are read unchanged, plot and resume (migrated by the run that
-writes); schema 2 round-trips per-trial data."""
+writes); schema 2 round-trips per-trial data, schema 3 which of them were evaluated."""
 
 import math
 import sqlite3
@@ -9,7 +9,7 @@ import numpy as np
 import jaxattn as ja
 from jaxattn_bench import grid
 from jaxattn_bench.cli import main as bench_main
-from jaxattn_bench.store import ResultsStore, canonical
+from jaxattn_bench.store import ResultsStore, canonical, export_csv
 from jaxattn_plots import write_report
 
 # The schema-1 DDL, as jaxattn_bench.store wrote it before per-trial data.
@@ -84,7 +84,7 @@ def test_v1_file_opens_plots_and_resumes(tmp_path, capsys):
   assert len(records) == 3 and records[2].verdicts.shape == (2, 5)
   assert [r.d_min for r in records[:2]] == [16, 16] and records[0].verdicts is None
   with sqlite3.connect(path) as db:  # the run, which writes, migrated it
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_per_trial_data_round_trip(tmp_path):
@@ -101,3 +101,32 @@ def test_per_trial_data_round_trip(tmp_path):
                "d_quantile_high"):
     assert getattr(record, name) == getattr(result, name), name
   assert record.d_median == 32 and record.d_quantile == 64 and record.d_median_low == -math.inf
+
+
+def test_schema_2_reads_as_evaluated_and_takes_adaptive_points(tmp_path):
+  """A schema-2 file (no ``evaluated`` column) reads as every verdict computed; opened for
+  writing it gains the column, and an adaptive result's not-evaluated cells round-trip."""
+  full = ja.MinDResult.from_verdicts((8, 16, 32), np.array([[0, 1, 1]], bool), delta=0.5)
+  params = {"length": 64, "d_grid": [8, 16, 32], "trials": 1, "delta": 0.5}
+  path = tmp_path / "v2.sqlite"
+  with ResultsStore(path) as store:
+    store.add(store.start_run({"seed": 0}), params, 0, full, None, 1.0)
+  with sqlite3.connect(path) as db:
+    db.execute("ALTER TABLE points DROP COLUMN evaluated")
+    db.execute("PRAGMA user_version = 2")
+  with ResultsStore(path, create=False) as store:
+    (old,) = store.records()
+  assert old.evaluated is None and old.verdicts.tolist() == [[False, True, True]]
+  states = np.array([[0, -1, 1], [-1, 0, 1]], np.int8)
+  adaptive = ja.MinDResult.from_verdicts((8, 16, 32), states, delta=0.5)
+  with ResultsStore(path) as store:
+    store.add(store.start_run({"seed": 1}), {**params, "trials": 2}, 1, adaptive, None, 1.0)
+    old, new = store.records()
+  assert old.evaluated is None
+  np.testing.assert_array_equal(new.evaluated, states != ja.NOT_EVALUATED)
+  np.testing.assert_array_equal(new.verdicts, [[0, 1, 1], [0, 0, 1]])
+  store_path = tmp_path / "rows.csv"
+  export_csv([old, new], store_path)
+  rows = store_path.read_text().splitlines()
+  column = rows[0].split(",").index("evaluated")
+  assert [row.split(",")[column] for row in rows[1:]] == ["1", "1", "1", "1", "1", "2"]

@@ -51,7 +51,7 @@ def deny_writes(monkeypatch, path):
     (lambda path: sqlite3.connect(path).executescript("CREATE TABLE t (x); DROP TABLE t;"),
      "holds no finished points"),
     (lambda path: sqlite3.connect(path).execute("CREATE TABLE other (x)"),
-     "is not a results file of schema 1 or 2"),
+     "is not a results file of schema 1 to 3"),
 ])
 def test_plots_refuses_an_empty_or_foreign_file_unchanged(tmp_path, capsys, make, message):
   """A zero-byte file, a database without tables, another program's database: one line,

@@ -8,7 +8,7 @@ import time
 import jax
 
 import jaxattn as ja
-from jaxattn_bench import resources
+from jaxattn_bench import resources, runner
 from jaxattn_bench.commands import add_matmul_option
 from jaxattn_bench.errors import CommandError
 
@@ -27,6 +27,9 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--d-max", type=int, default=8192, help="largest d of the geometric grid")
   parser.add_argument("--per-octave", type=int, default=4, help="grid points per doubling of d")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--schedule", choices=("full", "adaptive"),
+                      help="full: every (trial, d); adaptive: up by doublings until a trial "
+                      "verifies, then down to its first failure (default for methods built per d)")
   add_matmul_option(parser)
   parser.set_defaults(func=main)
 
@@ -58,7 +61,8 @@ def main(args) -> int:
   try:
     result = ja.min_d(jax.random.PRNGKey(args.seed), sampler, grid, eps1=args.eps1,
                       eps2=args.eps2, method=args.method, trials=args.trials, delta=args.delta,
-                      max_trial_batch=plan.max_trial_batch, matmul=args.matmul)
+                      max_trial_batch=plan.max_trial_batch, matmul=args.matmul,
+                      schedule=args.schedule)
     bound = ja.theory.jl_dim(args.length, args.nnz, args.eps1, args.eps2, args.a_min, args.delta)
   except ValueError as error:
     raise CommandError(str(error)) from None
@@ -82,6 +86,10 @@ def main(args) -> int:
     print(f"{name} = {_value(value, grid[-1])}  95% CI [{_bound(low)}, {_bound(high)}]  "
           f"({p:g}-quantile of the thresholds; interval from order statistics)")
   print(f"jl_dim = {bound}  (provable d for jl at delta={args.delta})")
+  if result.evaluated is not None:
+    print(f"adaptive search: {int(result.evaluated.sum())} of {result.evaluated.size} (trial, d) "
+          f"built; the others imputed by monotonicity, {result.non_monotone} trial(s) found "
+          "non-monotone (ja.min_d, docs/practice.md)")
   print(f"verdicts {'exact' if result.certified else 'computed (not certified)'}: products "
         f"{args.matmul}, {result.levels_on_host} (trial, d) settled on the host "
         "(docs/certified.md)")
@@ -91,6 +99,7 @@ def main(args) -> int:
 def _plan(args, grid: tuple[int, ...]) -> resources.Plan:
   """The memory plan of the search (CommandError if one trial cannot fit); its cost on stderr."""
   nested = args.method in ja.construct.NESTED
+  adaptive = not nested and args.schedule != "full"
   if args.trials < 1:
     raise CommandError(f"--trials must be >= 1, got {args.trials}")
   plan = resources.plan_search(
@@ -98,8 +107,9 @@ def _plan(args, grid: tuple[int, ...]) -> resources.Plan:
       nnz=args.nnz, width=grid[-1], levels=len(grid) if nested else 1, method=args.method,
       trials=args.trials, available=resources.available_memory(jax.devices()[0]),
       change="lower --length, --nnz or --d-max")
-  flops = resources.search_flops(args.length, grid[-1], 1 if nested else len(grid), args.method,
-                                 args.trials)
+  widths = ([w for _, w in runner.probes(args.method, args.length, args.nnz, grid)] if adaptive
+            else [grid[-1]] * (1 if nested else len(grid)))
+  flops = sum(resources.search_flops(args.length, w, 1, args.method, args.trials) for w in widths)
   line = resources.cost_line(f"plan         {args.trials} trials ({plan.max_trial_batch} at most at "
                              f"once), {len(grid)} grid d up to {grid[-1]}",
                              plan, flops)

@@ -1,0 +1,134 @@
+"""The adaptive search of methods built per d (``ja.min_d(schedule="adaptive")``): its schedule,
+its imputed verdicts and its agreement with the full search."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import jaxattn as ja
+from jaxattn._src import search
+
+GRID = ja.geometric_grid(4096, 2)
+EPS1 = EPS2 = 0.5
+
+
+def _schedule(d_grid, verdict, check_above=1):
+  """The levels ``next_level`` evaluates, in order, for a trial with verdicts ``verdict(d)``."""
+  states = np.full(len(d_grid), ja.NOT_EVALUATED, np.int8)
+  order = []
+  while (level := ja.next_level(d_grid, states, check_above)) is not None:
+    assert states[level] == ja.NOT_EVALUATED, "a level is evaluated twice"
+    states[level] = verdict(d_grid[level])
+    order.append(d_grid[level])
+  return order, states
+
+
+@pytest.mark.parametrize("threshold, probes", [
+    (6, [1, 2, 4, 8, 11, 6]),
+    (100, [1, 2, 4, 8, 16, 32, 64, 128, 181, 91]),
+    (1, [1, 2]),
+    (math.inf, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]),
+])
+def test_monotone_trials_are_bracketed_upward_then_scanned_down(threshold, probes):
+  order, states = _schedule(GRID, lambda d: d >= threshold)
+  assert order == probes == [d for d, _ in ja.adaptive_probes(GRID, threshold)]
+  d_star = next((d for d in GRID if d >= threshold), math.inf)
+  assert max(order) <= max(GRID[0], 2 * GRID[np.searchsorted(GRID, d_star, "right")]
+                           if d_star < GRID[-1] else GRID[-1])  # nothing far above d*
+  thresholds, _ = search.trial_thresholds(GRID, ja.impute_verdicts(states[None]))
+  assert thresholds[0] == d_star
+
+
+def test_a_failure_above_the_top_resumes_the_bracket():
+  """Fails at 23 but verifies at 16 and from 32 up: the check above 16 finds 23, the bracket
+  resumes from there, and d* = 32 (the grid d above the highest failure)."""
+  verdict = lambda d: d >= 32 or d == 16
+  order, states = _schedule(GRID, verdict)
+  assert order == [1, 2, 4, 8, 16, 23, 64, 91, 45, 32]
+  result = ja.MinDResult.from_verdicts(GRID, states[None], delta=0.5)
+  assert result.thresholds[0] == 32 and result.first_success[0] == 16
+  assert result.non_monotone == 1 and not result.evaluated.all()
+  assert not _schedule(GRID, verdict, check_above=0)[1][GRID.index(23)] + 1  # not evaluated
+
+
+def test_imputed_verdicts_and_their_states_round_trip():
+  states = np.array([[0, -1, 0, 1, -1],     # fails to 3, verifies from 4 on (5 imputed)
+                     [-1, -1, 0, -1, -1],   # fails at 3: every level below and above imputed
+                     [1, 1, 1, 1, 1]], np.int8)
+  verdicts = ja.impute_verdicts(states)
+  np.testing.assert_array_equal(verdicts, [[0, 0, 0, 1, 1], [0, 0, 0, 1, 1], [1, 1, 1, 1, 1]])
+  result = ja.MinDResult.from_verdicts((1, 2, 3, 4, 5), states, delta=0.5)
+  np.testing.assert_array_equal(result.verdict_states(), states)
+  np.testing.assert_array_equal(result.successes, [1, 1, 1, 3, 3])
+  assert result.d_min == 4 and result.non_monotone == 0
+  full = ja.MinDResult.from_verdicts((1, 2, 3, 4, 5), verdicts, delta=0.5)
+  assert full.evaluated is None and full.verdict_states().min() == 0
+
+
+@pytest.mark.parametrize("method", ["lstsq", "optimize"])
+def test_adaptive_search_equals_the_full_one_on_fewer_levels(method):
+  """Same thresholds, first successes and d_min as every (trial, d) built at d_max, the
+  evaluated verdicts equal the full ones, and fewer levels are built, none far above d*."""
+  sampler = ja.patterns.Sampler("random_regular", length=48, nnz=2, a_min=0.5)
+  grid = ja.geometric_grid(128, 2)
+  runs = {schedule: ja.min_d(jax.random.PRNGKey(3), sampler, grid, eps1=EPS1, eps2=EPS2,
+                             method=method, trials=3, delta=0.5, schedule=schedule)
+          for schedule in ("full", "adaptive")}
+  full, adaptive = runs["full"], runs["adaptive"]
+  assert full.evaluated is None and adaptive.evaluated.sum() < adaptive.evaluated.size
+  np.testing.assert_array_equal(adaptive.thresholds, full.thresholds)
+  np.testing.assert_array_equal(adaptive.first_success, full.first_success)
+  assert adaptive.d_min == full.d_min and adaptive.certified
+  np.testing.assert_array_equal(adaptive.verdicts[adaptive.evaluated],
+                                full.verdicts[adaptive.evaluated])
+  for t, row in enumerate(adaptive.evaluated):
+    built = np.asarray(grid)[row]
+    assert built.max() <= 4 * full.thresholds[t], (t, built)
+  assert ja.min_d(jax.random.PRNGKey(3), sampler, grid, eps1=EPS1, eps2=EPS2, method=method,
+                  trials=3, delta=0.5).evaluated is not None  # the default for built-per-d
+
+
+def test_adaptive_probes_are_built_at_their_width_and_settled_on_the_host_at_it():
+  """A registered method whose factors depend on the padded width (queries × width/32): the
+  probe at d = 24 is built at width 32, so its verdict is lstsq's at d = 24, also on a near-tie
+  (lstsq's spreads are at rounding level) that the host must settle: rebuilt at width 128 it
+  would fail."""
+  lstsq = ja.construct.METHODS["lstsq"]
+  if "lstsq_wide" not in ja.construct.METHODS:
+    def lstsq_wide(key, p, d, width, eps1, eps2, **kw):
+      queries, keys = lstsq(key, p, d, width, 0.5, 0.5, **kw)
+      return queries * (width / 32), keys
+    ja.construct.register_method("lstsq_wide", lstsq_wide)
+  sampler = ja.patterns.Sampler("random_regular", length=32, nnz=2, a_min=0.5)
+  key, grid = jax.random.PRNGKey(4), (24, 128)
+  pattern_keys, method_keys = ja.trial_keys(key, 1)
+  pattern = sampler(pattern_keys[0])
+  solution = ja.construct.build("lstsq", method_keys[0], pattern, 24, 0.5, 0.5)
+  spread = np.float64(np.max(np.asarray(ja.verify(solution, pattern, 0.5, 0.5).spread)))
+  eps2 = 0.9
+  for factor in np.geomspace(1, 64, 49):  # a near-tie the float32 pass leaves undecided, met
+    eps1 = float(np.expm1(spread * factor))
+    report = ja.verify(solution, pattern, eps1, eps2)
+    if bool(report.ok) and int(report.settled_on_host) > 0:
+      break
+  else:
+    pytest.skip("no near-tie found")
+  result = ja.min_d(key, sampler, grid, eps1=eps1, eps2=eps2, method="lstsq_wide", trials=1,
+                    schedule="adaptive")
+  assert result.verdict_states()[0, 0] == 1 and result.levels_on_host >= 1
+  assert not search.exact_level(method_keys[0], pattern, method="lstsq_wide", d_grid=grid,
+                                level=0, eps1=eps1, eps2=eps2, rows=None)  # at width 128
+
+
+@pytest.mark.parametrize("args, match", [
+    (dict(schedule="upward"), "schedule"),
+    (dict(schedule="adaptive", method="jl"), "nested"),
+    (dict(check_above=-1), "check_above"),
+])
+def test_bad_schedules_are_refused(args, match):
+  sampler = ja.patterns.Sampler("random_regular", length=16, nnz=1)
+  with pytest.raises(ValueError, match=match):
+    ja.min_d(jax.random.PRNGKey(0), sampler, (4, 8), eps1=EPS1, eps2=EPS2,
+             **{"method": "lstsq", **args})
