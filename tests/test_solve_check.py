@@ -254,6 +254,19 @@ def test_a_method_built_per_d_is_searched_upward_and_stops(tmp_path, capsys, mon
   assert "larger grid d not built" in capsys.readouterr().out
 
 
+def test_the_default_search_grid_stops_at_L(tmp_path, capsys, monkeypatch):
+  """Without --d-grid the grid tops at L (d = L always verifies, with onehot), not at 4096."""
+  seen = []
+  grid_fn = ja.verify_grid
+  monkeypatch.setattr(ja, "verify_grid", lambda key, p, d_grid, **kw: seen.append(d_grid) or
+                      grid_fn(key, p, d_grid, **kw))
+  path, out = _write(str(tmp_path), "npy", A), str(tmp_path / "out.npz")
+  _solve(path, "--method", "onehot", "--search", "--out", out)
+  length = A.shape[0]
+  assert max(d for chunk in seen for d in chunk) == length
+  assert f"on d in 1..{length}:" in capsys.readouterr().out
+
+
 def test_uncertified_run_exits_1_names_failing_rows_and_keeps_out(solved, tmp_path, capsys):
   out, _ = solved
   before = open(out, "rb").read()

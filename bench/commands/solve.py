@@ -63,7 +63,8 @@ def add_parser(subparsers) -> None:
                     help="use the smallest d of --d-grid at which the method verifies")
   parser.add_argument("--d-grid", type=str, metavar="D1,D2,...",
                       help=f"grid for --search (default {DEFAULT_D_GRID[0]}, "
-                      f"{DEFAULT_D_GRID[1]}, {DEFAULT_D_GRID[2]}, ..., {DEFAULT_D_GRID[-1]})")
+                      f"{DEFAULT_D_GRID[1]}, {DEFAULT_D_GRID[2]}, ..., {DEFAULT_D_GRID[-1]}, "
+                      "and no d above L: d = L always verifies, with onehot)")
   parser.add_argument("--top-n", type=int, metavar="N",
                       help="keep only the N largest entries of every row (dense maps)")
   parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the construction")
@@ -85,6 +86,8 @@ def main(args) -> int:
         f"{int(pattern.valid.sum())} nonzeros, a_min={float(pattern.a_min):.4g}")
   for change in user.changes:
     print(f"changed      {change}")
+  if args.d_grid is None and pattern.length < d_grid[-1]:  # d = L always verifies (onehot)
+    d_grid = ja.geometric_grid(pattern.length, per_octave=2)
   _plan(args, pattern, d_grid)
   key = jax.random.PRNGKey(args.seed)
   start = time.perf_counter()
