@@ -63,4 +63,9 @@ def main(folder: pathlib.Path = pathlib.Path("results/practice_graphs"), **which
 
 
 if __name__ == "__main__":
+  if sys.argv[1:] in (["-h"], ["--help"]):
+    sys.exit(print(__doc__))
+  if len(sys.argv) > 2 or any(arg.startswith("-") for arg in sys.argv[1:]):
+    print(f"usage: python {sys.argv[0]} [FOLDER]", file=sys.stderr)
+    sys.exit(2)
   print("\n".join(main(*map(pathlib.Path, sys.argv[1:2]))))

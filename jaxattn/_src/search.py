@@ -180,9 +180,10 @@ def next_level(d_grid: Sequence[int], states: np.ndarray, check_above: int = 1) 
   twice the highest evaluated d (None if that was the top of the grid:
   not reached); (2) the ``check_above`` levels above the top (a failure
   there raises the floor and the bracket resumes); (3) down from the top to
-  the floor. Every level evaluated lies below 2·d*_t·(next grid d above) and
-  d*_t = the grid d above the floor is exact when the trial verifies at
-  every grid d above its top that was not evaluated.
+  the floor. The top is at most the first grid d ≥ 2·d*_t, and only
+  ``check_above`` levels above it are built. d*_t = the grid d above the
+  floor is exact when the trial verifies at every grid d above its top that
+  was not evaluated.
   """
   states = np.asarray(states)
   levels, floor = len(d_grid), int(_floor(states[None])[0])
