@@ -24,12 +24,12 @@ from jaxattn_bench import grid, runner
 from jaxattn_bench.store import distinct
 
 PRESET = "practice"
-# Seconds of one grid point on this project's 2-core CPU (shared with two other jobs):
-#   fixed + T·G·L²·d_max / keys_rate + T·G·L·N²·d_max / support_rate,
-# least squares (non-negative) on the stored wall times of the preset's run at commit f6f4584
-# (docs/practice.md): each optimize point within 2.1x, the total exact in sample. Methods
-# not listed use lstsq's.
-_MODEL = {"optimize": (16.0, 4.1e7, 6.1e7), "lstsq": (6.2, 8.7e9, math.inf)}
+# Seconds of one grid point on this project's 2-core CPU (shared with another job), over the
+# probes (d, w) of the adaptive search at ``runner.threshold_hint``:
+#   fixed·#widths + T·L²·Σw / keys_rate + T·L·N²·Σw / support_rate,
+# least squares (non-negative) on the stored wall times of the preset's run (docs/practice.md),
+# the total exact in sample. Methods not listed use lstsq's.
+_MODEL = {"optimize": (5.5, 7.45e7, 7.6e7), "lstsq": (3.3, math.inf, 3.97e6)}
 
 
 def _finite(value) -> float | None:
