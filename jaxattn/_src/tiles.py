@@ -67,18 +67,19 @@ def pad_rows(x: Array, rows: int, value=0) -> Array:
 
 
 def row_blocks(queries: Float[Array, "L w"], pattern: SparsePattern, n_row_blocks: int,
-               row_block: int, dtype) -> tuple[Array, Array, Array, Array]:
-  """(queries, support columns, valid slots, ln A in ``dtype``), each padded to
-  ``n_row_blocks · row_block`` rows and reshaped to [n_row_blocks, row_block, ...].
+               row_block: int, dtype) -> tuple[Array, Array, Array, Array, Array | None]:
+  """(queries, support columns, valid slots, ln A in ``dtype``, dense flags or None), each padded
+  to ``n_row_blocks · row_block`` rows and reshaped to [n_row_blocks, row_block, ...].
 
-  Padded rows get a support of one valid slot (column 0, weight 1), so their
-  figures are finite; callers drop them (``unblock``).
+  Padded rows get a support of one valid slot (column 0, weight 1) and are not
+  dense, so their figures are finite; callers drop them (``unblock``).
   """
   rows = n_row_blocks * row_block
   blocked = lambda x, value=0: pad_rows(x, rows, value).reshape(
       n_row_blocks, row_block, *x.shape[1:])
+  dense = None if pattern.dense is None else blocked(pattern.dense, False)
   return (blocked(queries), blocked(pattern.cols), blocked(pattern.valid, True),
-          blocked(pattern.log_weights.astype(dtype)))
+          blocked(pattern.log_weights.astype(dtype)), dense)
 
 
 def dot(a: Array, b: Array, out_dtype) -> Array:
@@ -87,22 +88,34 @@ def dot(a: Array, b: Array, out_dtype) -> Array:
                              precision=HIGHEST, preferred_element_type=out_dtype)
 
 
+def padding_mask(start: Int[Array, ""], block: int, length: int, dtype) -> Float[Array, " B"]:
+  """−∞ at the columns start + j ≥ L of the key block (padding), else 0."""
+  return jnp.where(start + jnp.arange(block) >= length, jnp.asarray(-jnp.inf, dtype),
+                   jnp.asarray(0, dtype))
+
+
 def tile_mask(cols: Int[Array, "R N"], valid: Bool[Array, "R N"], start: Int[Array, ""],
-              block: int, length: int, dtype) -> Float[Array, "R B"]:
+              block: int, length: int, dtype, dense: Bool[Array, " R"] | None = None
+              ) -> Float[Array, "R B"]:
   """C_0 of the key block [start, start + block): where every running sum starts (and, with
   ``full``, which columns are excluded).
 
-    C_0,ij = −∞ if column start + j ∈ S_i or start + j ≥ L (padding), else 0.
+    C_0,ij = −∞ if column start + j ∈ S_i or start + j ≥ L (padding), else 0,
 
-  The support columns come from scattering each row's N slots into the tile
-  (R·N writes; slots outside the block are dropped), so no L×L mask exists.
+  except on a ``dense`` row, where it is −∞ at padding only: its streamed
+  maximum runs over every key. The support columns come from scattering each
+  row's N slots into the tile (R·N writes; slots outside the block are
+  dropped), so no L×L mask exists.
   """
   neg_inf = jnp.asarray(-jnp.inf, dtype)
   slots = jnp.where(valid & (cols >= start), cols - start, block)  # [R, N]; block: not here
   mask = jnp.zeros((cols.shape[0], block), dtype)
   if length % block:  # the last block runs past L
-    mask = jnp.where(start + jnp.arange(block) >= length, neg_inf, mask)
-  return mask.at[jnp.arange(cols.shape[0])[:, None], slots].set(neg_inf, mode="drop")
+    mask = mask + padding_mask(start, block, length, dtype)
+  mask = mask.at[jnp.arange(cols.shape[0])[:, None], slots].set(neg_inf, mode="drop")
+  if dense is None:
+    return mask
+  return jnp.where(dense[:, None], padding_mask(start, block, length, dtype), mask)
 
 
 def support_stats(q: Float[Array, "R w"], support_keys: Float[Array, "R N w"],
