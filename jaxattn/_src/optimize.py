@@ -152,7 +152,8 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
 
   def one_row_block(args):
     q, cols, valid, log_w, dense = args
-    _, spread, support_min = support_stats(q, keys[cols], log_w, valid, ones, ones[0])
+    support = support_stats(q, keys, cols, log_w, valid, ones, ones[0])
+    spread, support_min = support.spread, support.minimum
 
     def chunk_maxima(k, start):
       tile = dot(q, k, dtype) + tile_mask(cols, valid, start, block, length, dtype)

@@ -29,8 +29,9 @@ from jaxtyping import Array, Bool, Float, Int
 from jaxattn._src import certify, exact
 from jaxattn._src.base import IdentityBlock, Solution, cast_pattern, check_eps, check_outside_mass, resolve_dtype
 from jaxattn._src.pattern import SparsePattern, check_dense
-from jaxattn._src.tiles import (default_tiles, dot, local_mesh, pad_rows, padding_mask,
-                                row_blocks, shard_leading, support_stats, tile_mask)
+from jaxattn._src.tiles import (SupportStats, default_tiles, dot, local_mesh, pad_rows,
+                                padding_mask, row_blocks, shard_leading, support_stats,
+                                tile_mask)
 
 class RowStats(NamedTuple):
   """Per-row figures at G nested dimensions (leading axis G)."""
@@ -136,18 +137,18 @@ def _level_maxima(mask: Float[Array, "R B"], products: list[Float[Array, "R B"]]
 
 
 def _full_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
-                  abs_max: Float[Array, "G R"], support: Float[Array, "G R N"],
-                  valid: Bool[Array, "R N"]) -> tuple[Float[Array, "G R"], Float[Array, "G R"]]:
-  """Outside mass and max |ℓ| per row (``full``): the streamed (m, s, a) joined with the support.
+                  abs_max: Float[Array, "G R"], support: SupportStats
+                  ) -> tuple[Float[Array, "G R"], Float[Array, "G R"]]:
+  """Outside mass and max |ℓ| per row (``full``): the streamed (m, s, a) joined with the support's
+  ln Σ e^ℓ and max |ℓ| (``support_stats``).
 
     Σ_{j∉S_i} P_ij = e^λ / (e^λ + Σ_{j∈S_i} e^{ℓ_ij}),   λ = ln s + m   (−∞ if nothing is outside),
     max_j |ℓ_ij|   = max(a, max_{j∈S_i} |ℓ_ij|).
   """
-  support_lse = jax.nn.logsumexp(jnp.where(valid, support, -jnp.inf), -1)
   ref = jnp.where(jnp.isfinite(out_max), out_max, 0.0)
   out_lse = jnp.log(out_sum) + ref
-  outside_mass = jnp.exp(out_lse - jnp.logaddexp(out_lse, support_lse))
-  return outside_mass, jnp.maximum(abs_max, jnp.max(jnp.where(valid, jnp.abs(support), 0.0), -1))
+  outside_mass = jnp.exp(out_lse - jnp.logaddexp(out_lse, support.log_sum))
+  return outside_mass, jnp.maximum(abs_max, support.abs_max)
 
 
 def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
@@ -269,8 +270,8 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
     q, cols, valid, lw, dense = args
     q_ranges = [q[:, lo:hi] for lo, hi in ranges]
     q_exact = q.astype(dtype)  # for elementwise products, exact in ``dtype`` for narrower q
-    support, spread, support_min = support_stats(q_exact, keys[cols].astype(dtype), lw, valid,
-                                                 prefix, scales)
+    support = support_stats(q_exact, keys, cols, lw, valid, prefix, scales, full=full)
+    spread, support_min = support.spread, support.minimum
 
     def key_block(carry, inputs):
       k_ranges, k_t, start = inputs
@@ -290,7 +291,7 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
     (out_max, out_sum, abs_max, *negated), _ = jax.lax.scan(
         key_block, init, (key_ranges, keys_t, jnp.arange(n_blocks) * block))
     if full:
-      outside_mass, abs_max = _full_figures(out_max, out_sum, abs_max, support, valid)
+      outside_mass, abs_max = _full_figures(out_max, out_sum, abs_max, support)
     else:
       out_max = scales[:, None] * out_max  # max_j s·C_ij = s · max_j C_ij for s > 0
       outside_mass = jnp.zeros_like(out_max)
