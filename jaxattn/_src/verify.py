@@ -11,6 +11,11 @@ gathered (O(L·N·d)), and the maximum outside the support is an online
 reduction over key blocks, so memory is O(row_block·block + L·(N + d)),
 never O(L²). The mass criterion (η = ``max_outside_mass``) also asks
 Σ_{j∉S_i} P_ij ≤ η of every row: an online log-sum-exp in the same pass.
+
+A dense row (``SparsePattern.dense``: support every key, A_ij = 1) has no zero
+condition and spread_i = max_j ℓ_ij − min_j ℓ_ij over every key: its maximum
+and (negated) minimum are streamed like the outside maximum, gap_i = −∞ and
+its outside mass is 0 (``dense_row_figures``).
 """
 
 from __future__ import annotations
