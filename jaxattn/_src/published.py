@@ -11,7 +11,7 @@ flag (``candidates``); the union is then taken (duplicates dropped, columns
 sorted) and the row-padded width is the family's row bound. Rows whose support is
 every key (global tokens, BigBird's full-attention fallback) are held apart as
 dense rows (``SparsePattern.dense``, ``dense_mask``: one flag and one placeholder
-slot each, O(L) rather than L slots); ``Bounds.dense_rows`` says how many there
+slot each rather than L slots); ``Bounds.dense_rows`` says how many there
 are. A dense row is binary (A_ij = 1) also when ``a_min < 1``.
 
 ``bounds(length)`` reports the family's row and column bounds at L. The
