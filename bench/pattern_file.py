@@ -11,7 +11,9 @@ Boolean masks are read as 0/1. Entries must be finite and ≥ 0 and every row
 needs a nonzero (docs/definitions.md). Sizes are checked from the file's
 header before its data are read (``check_header``): a matrix that is not
 square, has fewer stored entries than rows, or would not fit in memory
-(``jaxattn_bench.resources``) is refused without allocating it. The pattern's N is its largest *row* count;
+(``jaxattn_bench.resources``) is refused without allocating it. A row of L equal
+nonzeros (a global token's) is held apart as a dense row (``SparsePattern.dense``,
+``dense_rows="auto"``). The pattern's N is its largest *row* count over the other rows;
 columns with more than N nonzeros (attention sinks, global tokens) lie outside
 the theorem and are reported, not refused. Every failure is a ``CommandError``
 whose one line names the file and the problem.
@@ -206,14 +208,14 @@ def load_pattern(path: str, top_n: int | None = None) -> UserPattern:
   sparse = scipy.sparse.issparse(matrix)
   try:
     pattern = (SparsePattern.from_scipy if sparse else SparsePattern.from_dense)(
-        matrix, check_columns=False)
+        matrix, check_columns=False, dense_rows="auto")
   except ValueError as error:
     convention = (" (rows and columns counted from 0; the .mtx file numbers them from 1)"
                   if ".mtx" in path.lower() and any(c.isdigit() for c in str(error)) else "")
     raise CommandError(f"{path}: {error}{convention}") from None
   changes = []
   if top_n is not None:
-    row_counts = np.sum(np.asarray(pattern.valid), axis=-1)
+    row_counts = pattern.counts()[0]
     pattern, dropped_share = pattern.keep_top_n(top_n)
     cut = np.flatnonzero(row_counts > top_n)
     changes.append(
@@ -222,8 +224,7 @@ def load_pattern(path: str, top_n: int | None = None) -> UserPattern:
         f"{int(row_counts.sum())} nonzeros from {cut.size} of {pattern.length} rows"
         + (f", at most {dropped_share.max():.3g} (mean {dropped_share[cut].mean():.3g}) of a "
            "row's total weight" if cut.size else ""))
-  col_counts = np.bincount(np.asarray(pattern.cols)[np.asarray(pattern.valid)],
-                           minlength=pattern.length)
+  col_counts = pattern.counts()[1]
   dense_columns = np.flatnonzero(col_counts > pattern.nnz)
   if dense_columns.size:
     changes.append(

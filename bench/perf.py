@@ -172,7 +172,7 @@ def certified_search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul
   scales = grid[-1] / jnp.asarray(grid, jnp.float32)
   limits = ja.certify.thresholds(EPS1, EPS2)
   form = ja.certify.MATMUL_FORMATS[matmul]
-  host = [np.asarray(x) for x in (queries, keys, *pattern)]
+  host = [np.asarray(x) for x in (queries, keys, *pattern[:3])]
 
   @jax.jit
   def first(q, k, p):
@@ -191,7 +191,8 @@ def certified_search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul
       q, k, *arrays = host
       listed = rows[g, :count[g]] if count[g] <= rows.shape[1] else np.arange(len(q))
       levels[g] = ja.certify.rows_ok_exact(q[:, :grid[g]], k[:, :grid[g]], *arrays, listed, EPS1,
-                                           EPS2, fractions.Fraction(grid[-1], grid[g])).all()
+                                           EPS2, fractions.Fraction(grid[-1], grid[g]),
+                                           dense=pattern.dense_host).all()
     return levels == ja.certify.CERTAIN_OK, (*counts.tolist(), len(undecided))
   return run
 

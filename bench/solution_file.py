@@ -9,6 +9,8 @@ An uncompressed ``.npz`` (no pickles) holding
                                        as w_q, w_k [D, d] (any other parameters)
   pattern_cols, pattern_weights,       the pattern A, row-padded as in SparsePattern:
   pattern_valid                        A[i, cols[i,k]] = weights[i,k] where valid[i,k]
+  pattern_dense                        only if A has dense rows: bool [L], A_ij = 1 for
+                                       every j of a flagged row (its slots ignored)
   method, d, eps1, eps2, seed          how X was built (``ja.construct.build``)
   max_outside_mass                     η of the mass criterion, only if it was used
   report_<field>                       every field of the ``ja.Report`` at solve time
@@ -70,7 +72,9 @@ def save_solution(path: str, solution: Solution, pattern: SparsePattern, report:
   """Writes the solution file atomically: a temporary file, then ``os.replace``."""
   check_destination(path)
   arrays: dict[str, Any] = solution_arrays(solution)
-  arrays.update(zip(PATTERN_KEYS, map(np.asarray, pattern)))
+  arrays.update(zip(PATTERN_KEYS, map(np.asarray, pattern[:3])))
+  if pattern.dense is not None:
+    arrays.update(pattern_dense=np.asarray(pattern.dense))
   arrays.update(method=np.str_(method), d=np.int64(d), eps1=np.float64(eps1),
                 eps2=np.float64(eps2), seed=np.int64(seed), source=np.str_(source),
                 changes=np.array(changes, dtype=str), seconds=np.float64(seconds),
@@ -264,6 +268,14 @@ def saved_matrix(arrays: dict[str, np.ndarray], path: str) -> scipy.sparse.csr_a
   if bad.any():
     row = np.flatnonzero(bad.any(axis=-1))[0]
     raise CommandError(f"{path}: pattern row {row} has a column outside [0, {length})")
+  dense = np.asarray(arrays.get("pattern_dense", np.zeros(length, bool)))
+  if dense.shape != (length,) or dense.dtype != bool:
+    raise CommandError(f"{path}: pattern_dense must be bool of shape ({length},)")
+  valid = valid & ~dense[:, None]
   rows = np.broadcast_to(np.arange(length)[:, None], cols.shape)
-  return scipy.sparse.csr_array((weights[valid], (rows[valid], cols[valid])),
-                                shape=(length, length))
+  flagged = np.flatnonzero(dense)
+  return scipy.sparse.csr_array(
+      (np.concatenate([weights[valid], np.ones(flagged.size * length)]),
+       (np.concatenate([rows[valid], np.repeat(flagged, length)]),
+        np.concatenate([cols[valid], np.tile(np.arange(length), flagged.size)]))),
+      shape=(length, length))

@@ -183,7 +183,7 @@ def test_min_d_settles_undecided_levels_exactly():
           for rows in (np.arange(32), None)]
   assert both[0] == both[1] == res.verdicts[0, level]
   q, k = np.asarray(queries), np.asarray(keys)
-  cols, weights, valid = (np.asarray(x) for x in pattern)
+  cols, weights, valid = (np.asarray(x) for x in pattern[:3])
   for g, d in enumerate(grid):
     exact_ok = exact.rows_ok_exact(q[:, :d], k[:, :d], cols, weights, valid, range(32), eps1,
                                    eps2, exact.Fraction(128, d)).all()

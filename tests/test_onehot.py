@@ -33,7 +33,7 @@ def test_verifies_at_d_equal_length(name, pattern):
   target = np.zeros((LENGTH, LENGTH))
   logits = np.asarray(ja.construct.target_logits(pattern, EPS1, EPS2))
   rows = np.broadcast_to(np.arange(LENGTH)[:, None], logits.shape)
-  valid = np.asarray(pattern.valid)
+  valid = np.asarray(pattern.sparse_valid)  # a dense row (global tokens) has q_i = 0: ℓ_i = 0
   target[rows[valid], np.asarray(pattern.cols)[valid]] = logits[valid]
   np.testing.assert_array_equal(np.asarray(sol.logits()), target)  # ℓ = B exactly
 

@@ -5,9 +5,11 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import parameterized
 
 import jaxattn as ja
+from jaxattn._src import tiles
 from jaxattn._src import verify as verify_lib
 
 
@@ -25,7 +27,7 @@ def dense_stats(queries, keys, pattern, splits, scales):
     gap = np.where(support, -np.inf, logits).max(1) - np.where(support, logits, np.inf).min(1)
     p = np.exp(logits - logits.max(1, keepdims=True))
     mass = np.where(support, 0.0, p).sum(1) / p.sum(1)
-    out.append((spread, gap, mass, np.abs(logits).max(1), 0 * spread, 0 * gap))
+    out.append((spread, gap, mass, np.abs(logits).max(1), np.zeros_like(spread), np.zeros_like(gap)))
   return verify_lib.RowStats(*(np.stack(x) for x in zip(*out)))
 
 
@@ -106,3 +108,27 @@ class RowStatsTest(chex.TestCase):
     for splits in [(0, 24), (8, 4), (8, 8), (201,)]:
       with self.assertRaisesRegex(ValueError, "splits"):
         verify_lib.row_stats(queries, keys, pattern, splits, jnp.ones(len(splits)))
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_support_gathered_in_chunks_matches_one_gather_and_float64(full):
+  """N = 150 > ``SUPPORT_CHUNK``: slots gathered 64 (or 16) at a time give the same spread,
+  minimum and max |ℓ| bits as one gather of all N, ln Σ e^ℓ within rounding, and row_stats
+  stays within its bound of the float64 figures."""
+  pattern = ja.patterns.random_sparse(jax.random.PRNGKey(3), length=200, nnz=150, a_min=0.3)
+  queries, keys = ja.construct.METHODS["jl"](jax.random.PRNGKey(4), pattern, 24, 24, 0.5, 0.5)
+  splits = (5, 24)
+  prefix = (jnp.arange(24)[:, None] < jnp.asarray(splits)).astype(jnp.float32)
+  scales = jnp.asarray([24 / 5, 1.0], jnp.float32)
+  args = (queries, keys, pattern.cols, pattern.log_weights, pattern.valid, prefix, scales)
+  whole = tiles.support_stats(*args, full=full, chunk=150)
+  for chunk in (16, tiles.SUPPORT_CHUNK):
+    parts = tiles.support_stats(*args, full=full, chunk=chunk)
+    for name in ("spread", "minimum", "abs_max"):
+      np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name), name)
+    np.testing.assert_allclose(parts.log_sum, whole.log_sum, rtol=1e-6)
+  stats = ja.row_stats(queries, keys, pattern, splits, scales, full=full)
+  want = dense_stats(queries, keys, pattern, splits, np.asarray(scales, np.float64))
+  assert_bounds_cover(stats, want)
+  if full:
+    np.testing.assert_allclose(stats.outside_mass, want.outside_mass, rtol=1e-3, atol=1e-7)

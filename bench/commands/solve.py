@@ -83,7 +83,7 @@ def main(args) -> int:
   user = load_pattern(args.pattern, top_n=args.top_n)
   pattern = user.pattern
   print(f"pattern      {args.pattern}: L={pattern.length}, N={pattern.nnz} (largest row count), "
-        f"{int(pattern.valid.sum())} nonzeros, a_min={float(pattern.a_min):.4g}")
+        f"{int(pattern.counts()[0].sum())} nonzeros, a_min={float(pattern.a_min):.4g}")
   for change in user.changes:
     print(f"changed      {change}")
   if args.d_grid is None and pattern.length < d_grid[-1]:  # d = L always verifies (onehot)

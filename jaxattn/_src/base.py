@@ -183,6 +183,13 @@ def target_logits(pattern: SparsePattern, eps1, eps2, max_outside_mass=None) -> 
   return jnp.where(pattern.valid, log_w + shift, 0.0)
 
 
+def zero_dense_queries(pattern: SparsePattern, queries: Float[Array, "*S L w"]
+                       ) -> Float[Array, "*S L w"]:
+  """q_i = 0 on the dense rows (``SparsePattern.dense``): every logit of such a row is then 0,
+  so its spread max_j ℓ_ij − min_j ℓ_ij is 0 exactly and a binary dense row is met at any d."""
+  return queries if pattern.dense is None else jnp.where(pattern.dense[:, None], 0, queries)
+
+
 def sparse_matmul(pattern: SparsePattern, values: Float[Array, "L N"],
                   dense: Float[Array, "L w"]) -> Float[Array, "L w"]:
   """(M · dense) for the sparse M with M[i, cols[i,k]] = values[i,k] on valid slots: O(L·N·w)."""

@@ -16,13 +16,13 @@ from jaxtyping import PRNGKeyArray
 
 from jaxattn._src.base import (PARAMS, FactorFn, Factors, Solution, cast_pattern, check_d,
                                check_eps, check_outside_mass, resolve_dtype,
-                               solution_from_factors)
+                               solution_from_factors, zero_dense_queries)
 from jaxattn._src.jl import jl_factors
 from jaxattn._src.lstsq import lstsq_factors
 from jaxattn._src.moment_curve import moment_curve_factors
 from jaxattn._src.onehot import onehot_factors
 from jaxattn._src.optimize import optimize_factors
-from jaxattn._src.pattern import SparsePattern
+from jaxattn._src.pattern import SparsePattern, check_dense
 
 
 # name -> factor function. Every factor function takes ``dtype=``, the dtype
@@ -46,10 +46,13 @@ MASS_AWARE: set[str] = {"jl", "onehot"}
 def method_factors(method: str, key: PRNGKeyArray, pattern: SparsePattern, d, width: int, eps1,
                    eps2, *, dtype, max_outside_mass=None) -> Factors:
   """``METHODS[method](key, pattern, d, width, eps1, eps2, dtype=dtype)``, passing η =
-  ``max_outside_mass`` to methods in ``MASS_AWARE`` (ignored by the others)."""
+  ``max_outside_mass`` to methods in ``MASS_AWARE`` (ignored by the others), with q_i = 0 on
+  the pattern's dense rows (``zero_dense_queries``: exact for a binary dense row, whatever the
+  method; a method sees a dense row as its one placeholder slot, O(N) work)."""
   target = ({"max_outside_mass": max_outside_mass}
             if max_outside_mass is not None and method in MASS_AWARE else {})
-  return METHODS[method](key, pattern, d, width, eps1, eps2, dtype=dtype, **target)
+  queries, keys = METHODS[method](key, pattern, d, width, eps1, eps2, dtype=dtype, **target)
+  return zero_dense_queries(pattern, queries), keys
 
 
 BUILT_IN = frozenset(METHODS)
@@ -126,6 +129,7 @@ def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: 
   check_d(d)
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
+  check_dense(pattern)
   evaluate, _ = resolve_dtype(dtype)
   return _build(method, key, pattern, int(d), eps1, eps2, params, evaluate.name,
                 max_outside_mass)

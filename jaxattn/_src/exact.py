@@ -93,6 +93,15 @@ def _largest(query: np.ndarray, keys: np.ndarray, values: np.ndarray, bound: np.
   return max(exact_dot(query, keys[j]) for j in candidates)
 
 
+def _dense_row_ok(query, keys, values, bound, eps1, scale) -> bool:
+  """``rows_ok_exact`` of a dense row (support every key, A_ij = 1): e^{s(max_j − min_j q·k_j)}
+  ≤ 1 + ε1 over every key; no zeros condition."""
+  every = np.ones(keys.shape[0], bool)
+  spread = _largest(query, keys, values, bound, every) + _largest(-query, keys, -values, bound,
+                                                                  every)
+  return exp_at_most(scale * spread, 1 + Fraction(eps1))
+
+
 def _row_ok(query, keys, values, bound, cols, weights, eps1, eps2, scale) -> bool:
   """``rows_ok_exact`` of one row (its support columns ``cols`` and weights; its float64 logits
   ``values`` within ``bound``)."""
@@ -113,7 +122,7 @@ def _row_ok(query, keys, values, bound, cols, weights, eps1, eps2, scale) -> boo
 
 def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weights: np.ndarray,
                   valid: np.ndarray, rows: Sequence[int], eps1: float, eps2: float,
-                  scale: Fraction | None = None) -> np.ndarray:
+                  scale: Fraction | None = None, dense: np.ndarray | None = None) -> np.ndarray:
   """Whether each of ``rows`` of ℓ = s Q Kᵀ meets both conditions exactly (module docstring).
 
   The float64 logits of up to ``_CHUNK`` rows at a time come from one
@@ -126,6 +135,8 @@ def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weigh
     rows: the rows to decide.
     eps1, eps2: the tolerances as given.
     scale: s, the nested level's d_max/d (a rational); None: 1.
+    dense: the pattern's dense-row flags, bool [L] (``SparsePattern.dense``); None: none. A
+      dense row meets the ratio condition over every key, max_j ℓ_ij − min_j ℓ_ij ≤ ln(1 + ε1).
 
   Returns:
     bool [len(rows)]; a row with a non-finite factor fails.
@@ -142,7 +153,9 @@ def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weigh
     values = q64 @ keys64.T
     bound = gamma * (np.abs(q64) @ np.abs(keys64).T) + 2.0 ** -1000
     for n, i in enumerate(chunk):
-      ok[start + n] = finite[start + n] and _row_ok(
-          queries[i], keys, values[n], bound[n], cols[i][valid[i]], weights[i][valid[i]], eps1,
-          eps2, scale)
+      ok[start + n] = finite[start + n] and (
+          _dense_row_ok(queries[i], keys, values[n], bound[n], eps1, scale)
+          if dense is not None and dense[i] else
+          _row_ok(queries[i], keys, values[n], bound[n], cols[i][valid[i]], weights[i][valid[i]],
+                  eps1, eps2, scale))
   return ok

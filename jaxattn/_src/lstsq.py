@@ -38,7 +38,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jaxattn._src.base import Factors, min_norm_solve, prefix_gaussian, target_logits
+from jaxattn._src.base import (Factors, min_norm_solve, prefix_gaussian, target_logits,
+                               zero_dense_queries)
 from jaxattn._src.pattern import SparsePattern
 
 
@@ -82,7 +83,8 @@ def lstsq_shifted(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] |
   """Queries of ``lstsq_factors`` at every shift factor (c_i = factor·c_jl,i, clipped), shared keys.
 
   q_i^(f) = K_Sᵀ (K_S K_Sᵀ)⁻¹ (u_i + c_i^(f) 1) for each factor f: one
-  ``min_norm_solve`` with S right-hand sides, so one factorisation.
+  ``min_norm_solve`` with S right-hand sides, so one factorisation. q_i = 0 on a dense row
+  (``zero_dense_queries``; its placeholder slot costs one 1×1 solve, never an L×L Gram).
   """
   compute = pattern.weights.dtype
   keys = unit_keys(key, pattern.length, d, width, compute)
@@ -94,4 +96,4 @@ def lstsq_shifted(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] |
              + jnp.maximum(jl_shift, jnp.minimum(factor * jl_shift, cap))
              for factor in shift_factors]
   queries = min_norm_solve(keys[pattern.cols], pattern.valid, jnp.stack(targets, axis=-1))
-  return jnp.moveaxis(queries, 1, 0), keys
+  return zero_dense_queries(pattern, jnp.moveaxis(queries, 1, 0)), keys

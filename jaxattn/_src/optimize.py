@@ -127,6 +127,8 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   group of at most ``merge_blocks`` key blocks (module docstring,
   ``merge_chunk_maxima``), then the negatives among the kept chunks' keys
   (``negatives_in_chunks``); memory O(L·(N + count + w) + tile + row_block·count·CHUNK·w).
+  A dense row (``SparsePattern.dense``) is taken at q_i = 0, where ``optimize_run`` holds it:
+  spread 0 (its one placeholder slot) and gap −∞.
   """
   length, width = keys.shape
   dtype = queries.dtype
@@ -149,8 +151,9 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   ones = jnp.ones((width, 1), dtype)
 
   def one_row_block(args):
-    q, cols, valid, log_w = args
-    _, spread, support_min = support_stats(q, keys[cols], log_w, valid, ones, ones[0])
+    q, cols, valid, log_w, dense = args
+    support = support_stats(q, keys, cols, log_w, valid, ones, ones[0])
+    spread, support_min = support.spread, support.minimum
 
     def chunk_maxima(k, start):
       tile = dot(q, k, dtype) + tile_mask(cols, valid, start, block, length, dtype)
@@ -165,7 +168,9 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
     (chunk_max, chunk_ids), _ = jax.lax.scan(key_group, init, (key_blocks, starts))
     negatives, found = negatives_in_chunks(q, padded_keys, chunk_ids, cols, valid, chunk, count,
                                            length)
-    return Mined(negatives, found, spread[0], chunk_max[:, 0] - support_min[0])
+    gap = chunk_max[:, 0] - support_min[0]
+    return Mined(negatives, found, spread[0], gap if dense is None else
+                 jnp.where(dense, -jnp.inf, gap))  # q_i = 0 (frozen): spread 0, nothing outside
 
   mined = jax.lax.map(one_row_block, row_blocks(queries, pattern, n_row_blocks, rows, dtype))
   return jax.tree.map(lambda x: x.reshape(n_row_blocks * rows, *x.shape[2:])[:length], mined)
@@ -197,7 +202,7 @@ def excess(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spa
   dtype = queries.dtype
   support = jnp.einsum("lw,lkw->lk", queries, keys[pattern.cols], precision=HIGHEST)
   outside, outside_valid = outside_logits(queries, keys, pattern, mined)
-  valid = pattern.valid
+  valid = pattern.sparse_valid  # a dense row has no terms: its gradient is 0, q_i stays 0
   margin = jnp.asarray(slack * jnp.log1p(eps1), dtype)
   shifted = support - pattern.log_weights.astype(dtype)
   ratio = shifted[:, :, None] - shifted[:, None, :] - (jnp.log1p(eps1).astype(dtype) - margin)

@@ -9,8 +9,10 @@ log-uniform in [a_min, 1] from the key.
 Each family first lists, for every row i, candidate columns with a validity
 flag (``candidates``); the union is then taken (duplicates dropped, columns
 sorted) and the row-padded width is the family's row bound. Rows whose support is
-every key they may see (global tokens, BigBird's full-attention fallback) are
-padded to L slots: ``Bounds.dense_rows`` says how many there are.
+every key (global tokens, BigBird's full-attention fallback) are held apart as
+dense rows (``SparsePattern.dense``, ``dense_mask``: one flag and one placeholder
+slot each rather than L slots); ``Bounds.dense_rows`` says how many there
+are. A dense row is binary (A_ij = 1) also when ``a_min < 1``.
 
 ``bounds(length)`` reports the family's row and column bounds at L. The
 theorem of Likhosherstov et al. covers a family whose bound N = max(row,
@@ -77,14 +79,16 @@ class Family:
     """ValueError unless the family is defined at ``length``."""
     _positive("length", length)
 
+  def dense_mask(self, length: int) -> Bool[Array, " L"] | None:
+    """The rows that attend every key (held apart as dense rows), or None if there are none."""
+    del length
+    return None
+
   def width(self, length: int) -> int:
-    """N of the drawn patterns: L with dense rows, else min(candidates per row, row bound)."""
+    """N of the drawn patterns: min(candidates per row, row bound), dense rows apart."""
     self.check_length(length)
-    bounds = self.bounds(length)
-    if bounds.dense_rows:
-      return length
     shape = jax.eval_shape(lambda key: self.candidates(key, length), jax.random.PRNGKey(0))[0].shape
-    return min(shape[-1], bounds.row)
+    return min(shape[-1], self.bounds(length).row)
 
   @property
   def spec(self) -> str:
@@ -107,7 +111,7 @@ def _generate(family: Family, key: PRNGKeyArray, length: int, a_min: float) -> S
   cols, valid = union(*family.candidates(k_mask, length), family.width(length))
   weights = (jnp.ones(cols.shape, jnp.float32) if a_min == 1.0
              else log_uniform(k_weights, cols.shape, a_min))
-  return from_rows(cols, weights, valid)
+  return from_rows(cols, weights, valid, family.dense_mask(length))
 
 
 def union(cols: Int[Array, "L M"], valid: Bool[Array, "L M"], width: int) -> Candidates:
@@ -123,16 +127,6 @@ def union(cols: Int[Array, "L M"], valid: Bool[Array, "L M"], width: int) -> Can
   order = jnp.argsort(~keep, axis=-1, stable=True)[:, :width]  # kept slots first, in order
   return (jnp.take_along_axis(jnp.minimum(ordered, length - 1), order, axis=-1),
           jnp.take_along_axis(keep, order, axis=-1))
-
-
-def with_dense_rows(cols: Int[Array, "L M"], valid: Bool[Array, "L M"],
-                    dense: Bool[Array, " L"]) -> Candidates:
-  """Candidates padded to L slots, where rows flagged ``dense`` attend every key."""
-  length = cols.shape[0]
-  cols, valid = union(cols, valid, min(cols.shape[-1], length))
-  pad = ((0, 0), (0, length - cols.shape[-1]))
-  return (jnp.where(dense[:, None], jnp.arange(length), jnp.pad(cols, pad)),
-          dense[:, None] | jnp.pad(valid, pad))
 
 
 def _rows(length: int) -> Int[Array, "L 1"]:
@@ -173,9 +167,12 @@ class Longformer(Family):
                             jnp.broadcast_to(jnp.arange(self.globals), (length, self.globals))],
                            axis=-1)
     valid = (cols >= 0) & (cols < length) & ((cols <= _rows(length)) | (not self.causal))
-    if self.global_rows and self.globals and not self.causal:
-      return with_dense_rows(cols, valid, jnp.arange(length) < self.globals)
     return cols, valid
+
+  def dense_mask(self, length):
+    if self.global_rows and self.globals and not self.causal:
+      return jnp.arange(length) < self.globals
+    return None
 
   def bounds(self, length):
     band = self.window + 1 + (0 if self.causal else self.window)
@@ -231,18 +228,21 @@ class BigBird(Family):
     return jnp.concatenate([fixed, chosen], axis=-1)
 
   def candidates(self, key, length):
-    every = jnp.ones((length, 1), bool)
-    if self.full(length):
-      return with_dense_rows(_rows(length), every, every[:, 0])
+    if self.full(length):  # every row dense (``dense_mask``): one placeholder slot each
+      return _rows(length), jnp.ones((length, 1), bool)
     blocks = length // self.block
     chosen = self.block_columns(key, blocks)
     cols = (chosen[:, :, None] * self.block + jnp.arange(self.block)).reshape(blocks, -1)
     cols = jnp.repeat(cols, self.block, axis=0)
-    valid = (cols >= 0) & (cols < length)
+    return cols, (cols >= 0) & (cols < length)
+
+  def dense_mask(self, length):
+    if self.full(length):
+      return jnp.ones(length, bool)
     if not self.global_rows:
-      return cols, valid
+      return None
     row_block = jnp.arange(length) // self.block
-    return with_dense_rows(cols, valid, (row_block == 0) | (row_block == blocks - 1))
+    return (row_block == 0) | (row_block == length // self.block - 1)
 
   def bounds(self, length):
     if self.full(length):

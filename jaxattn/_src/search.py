@@ -384,7 +384,8 @@ def exact_level(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
                         block_size=block_size, row_block=row_block)
   else:
     ok = rows_ok_exact(np.asarray(queries)[:, :split], np.asarray(keys)[:, :split],
-                       *(np.asarray(x) for x in pattern), rows, eps1, eps2, Fraction(*scale))
+                       *(np.asarray(x) for x in pattern[:3]), rows, eps1, eps2, Fraction(*scale),
+                       dense=pattern.dense_host)
   return bool(ok.all())
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,18 +68,19 @@ def pad_rows(x: Array, rows: int, value=0) -> Array:
 
 
 def row_blocks(queries: Float[Array, "L w"], pattern: SparsePattern, n_row_blocks: int,
-               row_block: int, dtype) -> tuple[Array, Array, Array, Array]:
-  """(queries, support columns, valid slots, ln A in ``dtype``), each padded to
-  ``n_row_blocks · row_block`` rows and reshaped to [n_row_blocks, row_block, ...].
+               row_block: int, dtype) -> tuple[Array, Array, Array, Array, Array | None]:
+  """(queries, support columns, valid slots, ln A in ``dtype``, dense flags or None), each padded
+  to ``n_row_blocks · row_block`` rows and reshaped to [n_row_blocks, row_block, ...].
 
-  Padded rows get a support of one valid slot (column 0, weight 1), so their
-  figures are finite; callers drop them (``unblock``).
+  Padded rows get a support of one valid slot (column 0, weight 1) and are not
+  dense, so their figures are finite; callers drop them (``unblock``).
   """
   rows = n_row_blocks * row_block
   blocked = lambda x, value=0: pad_rows(x, rows, value).reshape(
       n_row_blocks, row_block, *x.shape[1:])
+  dense = None if pattern.dense is None else blocked(pattern.dense, False)
   return (blocked(queries), blocked(pattern.cols), blocked(pattern.valid, True),
-          blocked(pattern.log_weights.astype(dtype)))
+          blocked(pattern.log_weights.astype(dtype)), dense)
 
 
 def dot(a: Array, b: Array, out_dtype) -> Array:
@@ -87,41 +89,95 @@ def dot(a: Array, b: Array, out_dtype) -> Array:
                              precision=HIGHEST, preferred_element_type=out_dtype)
 
 
+def padding_mask(start: Int[Array, ""], block: int, length: int, dtype) -> Float[Array, " B"]:
+  """−∞ at the columns start + j ≥ L of the key block (padding), else 0."""
+  return jnp.where(start + jnp.arange(block) >= length, jnp.asarray(-jnp.inf, dtype),
+                   jnp.asarray(0, dtype))
+
+
 def tile_mask(cols: Int[Array, "R N"], valid: Bool[Array, "R N"], start: Int[Array, ""],
-              block: int, length: int, dtype) -> Float[Array, "R B"]:
+              block: int, length: int, dtype, dense: Bool[Array, " R"] | None = None
+              ) -> Float[Array, "R B"]:
   """C_0 of the key block [start, start + block): where every running sum starts (and, with
   ``full``, which columns are excluded).
 
-    C_0,ij = −∞ if column start + j ∈ S_i or start + j ≥ L (padding), else 0.
+    C_0,ij = −∞ if column start + j ∈ S_i or start + j ≥ L (padding), else 0,
 
-  The support columns come from scattering each row's N slots into the tile
-  (R·N writes; slots outside the block are dropped), so no L×L mask exists.
+  except on a ``dense`` row, where it is −∞ at padding only: its streamed
+  maximum runs over every key. The support columns come from scattering each
+  row's N slots into the tile (R·N writes; slots outside the block are
+  dropped), so no L×L mask exists.
   """
   neg_inf = jnp.asarray(-jnp.inf, dtype)
   slots = jnp.where(valid & (cols >= start), cols - start, block)  # [R, N]; block: not here
   mask = jnp.zeros((cols.shape[0], block), dtype)
   if length % block:  # the last block runs past L
-    mask = jnp.where(start + jnp.arange(block) >= length, neg_inf, mask)
-  return mask.at[jnp.arange(cols.shape[0])[:, None], slots].set(neg_inf, mode="drop")
+    mask = mask + padding_mask(start, block, length, dtype)
+  mask = mask.at[jnp.arange(cols.shape[0])[:, None], slots].set(neg_inf, mode="drop")
+  if dense is None:
+    return mask
+  return jnp.where(dense[:, None], padding_mask(start, block, length, dtype), mask)
 
 
-def support_stats(q: Float[Array, "R w"], support_keys: Float[Array, "R N w"],
-                  log_w: Float[Array, "R N"], valid: Bool[Array, "R N"],
-                  prefix: Float[Array, "w G"], scales: Float[Array, " G"],
-                  ) -> tuple[Float[Array, "G R N"], Float[Array, "G R"], Float[Array, "G R"]]:
-  """Support logits of every level, and spread_i and min_{j∈S_i} ℓ_ij from them.
+# Slots per support gather: a row block's gathered keys are [R, chunk, w], not [R, N, w].
+SUPPORT_CHUNK = 64
 
-    ℓ^(g)_is = scales[g] · Σ_c q_ic k_{cols_is, c} prefix_cg,   prefix_cg = [c < d_g],
-    spread^(g)_i = max_s(ℓ^(g)_is − ln A_is) − min_s(ℓ^(g)_is − ln A_is)   over valid slots s,
 
-  all levels in one contraction of the products q_ic k_{cols_is, c} with the
-  prefix indicator (O(R·N·w·G), never a tile).
-  """
-  support_terms = q[:, None, :] * support_keys  # [R, N, w]
+class SupportStats(NamedTuple):
+  """Per level g and row i, from the support logits ℓ^(g)_is of the valid slots s."""
+
+  spread: Float[Array, "G R"]   # max_s(ℓ_is − ln A_is) − min_s(ℓ_is − ln A_is)
+  minimum: Float[Array, "G R"]  # min_s ℓ_is
+  log_sum: Float[Array, "G R"]  # ln Σ_s e^{ℓ_is} (with ``full``; else −∞)
+  abs_max: Float[Array, "G R"]  # max_s |ℓ_is| (with ``full``; else 0)
+
+
+def _slot_extrema(q: Float[Array, "R w"], keys: Float[Array, "L w"], cols: Int[Array, "R C"],
+                  log_w: Float[Array, "R C"], valid: Bool[Array, "R C"],
+                  prefix: Float[Array, "w G"], scales: Float[Array, " G"], full: bool
+                  ) -> tuple[Float[Array, "G R"], ...]:
+  """max and min of ℓ − ln A, min ℓ, ln Σ e^ℓ and max |ℓ| over the valid slots of C columns."""
+  support_terms = q[:, None, :] * keys[cols].astype(q.dtype)  # [R, C, w]
   support = scales[:, None, None] * jnp.moveaxis(jax.lax.dot_general(
       support_terms, prefix, (((2,), (0,)), ((), ())), precision=HIGHEST,
-      preferred_element_type=q.dtype), -1, 0)  # [G, R, N]
+      preferred_element_type=q.dtype), -1, 0)  # [G, R, C]
   shifted = support - log_w
-  spread = (jnp.max(jnp.where(valid, shifted, -jnp.inf), -1)
-            - jnp.min(jnp.where(valid, shifted, jnp.inf), -1))
-  return support, spread, jnp.min(jnp.where(valid, support, jnp.inf), -1)
+  high = jnp.max(jnp.where(valid, shifted, -jnp.inf), -1)
+  low = jnp.min(jnp.where(valid, shifted, jnp.inf), -1)
+  minimum = jnp.min(jnp.where(valid, support, jnp.inf), -1)
+  if not full:
+    return high, low, minimum, jnp.full_like(high, -jnp.inf), jnp.zeros_like(high)
+  return (high, low, minimum, jax.nn.logsumexp(jnp.where(valid, support, -jnp.inf), -1),
+          jnp.max(jnp.where(valid, jnp.abs(support), 0.0), -1))
+
+
+def support_stats(q: Float[Array, "R w"], keys: Float[Array, "L w"], cols: Int[Array, "R N"],
+                  log_w: Float[Array, "R N"], valid: Bool[Array, "R N"],
+                  prefix: Float[Array, "w G"], scales: Float[Array, " G"], *,
+                  full: bool = False, chunk: int = SUPPORT_CHUNK) -> SupportStats:
+  """``SupportStats`` of every level from the support logits
+
+    ℓ^(g)_is = scales[g] · Σ_c q_ic k_{cols_is, c} prefix_cg,   prefix_cg = [c < d_g],
+
+  all levels in one contraction of the products q_ic k_{cols_is, c} with the
+  prefix indicator (O(R·N·w·G), never a tile). With N > ``chunk`` the slots
+  are gathered ``chunk`` at a time and reduced online (memory O(R·chunk·w));
+  max and min are exact in any grouping, so spread and minimum are the same
+  bits either way (ln Σ e^ℓ may differ by a rounding).
+  """
+  extrema = lambda c, lw, v: _slot_extrema(q, keys, c, lw, v, prefix, scales, full)
+  n = cols.shape[-1]
+  if n <= chunk:
+    high, low, minimum, log_sum, abs_max = extrema(cols, log_w, valid)
+  else:
+    pad = ((0, 0), (0, -n % chunk))  # padding slots: column 0, invalid
+    split = lambda x: jnp.moveaxis(jnp.pad(x, pad).reshape(x.shape[0], -1, chunk), 1, 0)
+    joins = (jnp.maximum, jnp.minimum, jnp.minimum, jnp.logaddexp, jnp.maximum)
+    step = lambda carry, part: (tuple(join(c, x) for join, c, x in zip(
+        joins, carry, extrema(*part))), None)
+    shape = (prefix.shape[-1], q.shape[0])
+    init = tuple(jnp.full(shape, value, q.dtype) for value in (-jnp.inf, jnp.inf, jnp.inf,
+                                                                -jnp.inf, 0.0))
+    (high, low, minimum, log_sum, abs_max), _ = jax.lax.scan(
+        step, init, tuple(map(split, (cols, log_w, valid))))
+  return SupportStats(high - low, minimum, log_sum, abs_max)

@@ -11,6 +11,11 @@ gathered (O(L·N·d)), and the maximum outside the support is an online
 reduction over key blocks, so memory is O(row_block·block + L·(N + d)),
 never O(L²). The mass criterion (η = ``max_outside_mass``) also asks
 Σ_{j∉S_i} P_ij ≤ η of every row: an online log-sum-exp in the same pass.
+
+A dense row (``SparsePattern.dense``: support every key, A_ij = 1) has no zero
+condition and spread_i = max_j ℓ_ij − min_j ℓ_ij over every key: its maximum
+and (negated) minimum are streamed like the outside maximum, gap_i = −∞ and
+its outside mass is 0 (``dense_row_figures``).
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ from jaxtyping import Array, Bool, Float, Int
 
 from jaxattn._src import certify, exact
 from jaxattn._src.base import IdentityBlock, Solution, cast_pattern, check_eps, check_outside_mass, resolve_dtype
-from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.tiles import (default_tiles, dot, local_mesh, pad_rows, row_blocks,
-                                shard_leading, support_stats, tile_mask)
+from jaxattn._src.pattern import SparsePattern, check_dense
+from jaxattn._src.tiles import (SupportStats, default_tiles, dot, local_mesh, pad_rows,
+                                padding_mask, row_blocks, shard_leading, support_stats,
+                                tile_mask)
 
 class RowStats(NamedTuple):
   """Per-row figures at G nested dimensions (leading axis G)."""
@@ -136,18 +142,18 @@ def _level_maxima(mask: Float[Array, "R B"], products: list[Float[Array, "R B"]]
 
 
 def _full_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
-                  abs_max: Float[Array, "G R"], support: Float[Array, "G R N"],
-                  valid: Bool[Array, "R N"]) -> tuple[Float[Array, "G R"], Float[Array, "G R"]]:
-  """Outside mass and max |ℓ| per row (``full``): the streamed (m, s, a) joined with the support.
+                  abs_max: Float[Array, "G R"], support: SupportStats
+                  ) -> tuple[Float[Array, "G R"], Float[Array, "G R"]]:
+  """Outside mass and max |ℓ| per row (``full``): the streamed (m, s, a) joined with the support's
+  ln Σ e^ℓ and max |ℓ| (``support_stats``).
 
     Σ_{j∉S_i} P_ij = e^λ / (e^λ + Σ_{j∈S_i} e^{ℓ_ij}),   λ = ln s + m   (−∞ if nothing is outside),
     max_j |ℓ_ij|   = max(a, max_{j∈S_i} |ℓ_ij|).
   """
-  support_lse = jax.nn.logsumexp(jnp.where(valid, support, -jnp.inf), -1)
   ref = jnp.where(jnp.isfinite(out_max), out_max, 0.0)
   out_lse = jnp.log(out_sum) + ref
-  outside_mass = jnp.exp(out_lse - jnp.logaddexp(out_lse, support_lse))
-  return outside_mass, jnp.maximum(abs_max, jnp.max(jnp.where(valid, jnp.abs(support), 0.0), -1))
+  outside_mass = jnp.exp(out_lse - jnp.logaddexp(out_lse, support.log_sum))
+  return outside_mass, jnp.maximum(abs_max, support.abs_max)
 
 
 def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
@@ -218,6 +224,34 @@ def _bounds(stats: RowStats, queries: Float[Array, "M w"], keys: Float[Array, "L
       jnp.max(log_abs, -1), log_norm_abs, u)
 
 
+def dense_row_figures(stats: RowStats, dense: Bool[Array, " R"], row_max: Float[Array, "G R"],
+                    negated_min: Float[Array, "G R"]) -> RowStats:
+  """``stats`` with the figures of the dense rows (support every key, A_ij = 1), from the streamed
+  max_j ℓ_ij and −min_j ℓ_ij over every key:
+
+    spread_i = max_j ℓ_ij − min_j ℓ_ij,   gap_i = −∞ (no key outside),   outside mass 0.
+  """
+  return stats._replace(spread=jnp.where(dense, row_max + negated_min, stats.spread),
+                        gap=jnp.where(dense, -jnp.inf, stats.gap),
+                        outside_mass=jnp.where(dense, 0.0, stats.outside_mass))
+
+
+def _key_blocks(keys: Float[Array, "L w"], splits: tuple[int, ...], rank1_dims: tuple[int, ...],
+                block: int, n_blocks: int, dtype
+                ) -> tuple[list[tuple[int, int]], list[Array], Float[Array, "n d B"]]:
+  """The keys per block of ``_stream``: the column ranges [d_{g−1}, d_g) of the levels formed as
+  running sums of matmuls, the keys of each range [n, B, d_g − d_{g−1}], and the first
+  ``rank1_dims[-1]`` key columns as rows [n, d, B] (for the rank-1 levels)."""
+  summed_dims = tuple(splits[len(rank1_dims):])
+  ranges = list(zip((0,) + summed_dims[:-1], summed_dims))
+  padded_keys = pad_rows(keys, n_blocks * block)
+  key_ranges = [padded_keys[:, lo:hi].reshape(n_blocks, block, hi - lo) for lo, hi in ranges]
+  rank1_width = rank1_dims[-1] if rank1_dims else 0
+  keys_t = jnp.swapaxes(padded_keys[:, :rank1_width].reshape(n_blocks, block, rank1_width),
+                        1, 2).astype(dtype)
+  return ranges, key_ranges, keys_t
+
+
 def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full, matmul_dtype,
             mesh) -> RowStats:
   """The streamed pass of ``row_stats`` (figures only; bounds zero): one scan over key blocks
@@ -235,41 +269,41 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
   n_row_blocks = math.ceil(n_queries / row_block / devices) * devices
   prefix = (jnp.arange(width)[:, None] < jnp.asarray(splits)).astype(dtype)  # [w, G]
   rank1_dims = () if full else tuple(d for d in splits if d <= _RANK1_MAX_D)
-  summed_dims = tuple(splits[len(rank1_dims):])  # levels formed as running sums of matmuls
-  ranges = list(zip((0,) + summed_dims[:-1], summed_dims))
-  padded_keys = pad_rows(keys, n_blocks * block)
-  key_ranges = [padded_keys[:, lo:hi].reshape(n_blocks, block, hi - lo) for lo, hi in ranges]
-  rank1_width = rank1_dims[-1] if rank1_dims else 0
-  keys_t = jnp.swapaxes(padded_keys[:, :rank1_width].reshape(n_blocks, block, rank1_width),
-                        1, 2).astype(dtype)  # [blocks, d, B]: key columns as rows
+  ranges, key_ranges, keys_t = _key_blocks(keys, splits, rank1_dims, block, n_blocks, dtype)
 
   def one_row_block(args):
-    q, cols, valid, lw = args
+    q, cols, valid, lw, dense = args
     q_ranges = [q[:, lo:hi] for lo, hi in ranges]
     q_exact = q.astype(dtype)  # for elementwise products, exact in ``dtype`` for narrower q
-    support, spread, support_min = support_stats(q_exact, keys[cols].astype(dtype), lw, valid,
-                                                 prefix, scales)
+    support = support_stats(q_exact, keys, cols, lw, valid, prefix, scales, full=full)
+    spread, support_min = support.spread, support.minimum
 
     def key_block(carry, inputs):
       k_ranges, k_t, start = inputs
-      mask = tile_mask(cols, valid, start, block, length, dtype)
+      mask = tile_mask(cols, valid, start, block, length, dtype, dense)
       products = [dot(q_r, k_r, dtype) for q_r, k_r in zip(q_ranges, k_ranges)]
-      if full:
-        return _full_update(carry, mask, products, scales), None
-      row_max = _level_maxima(mask, products, q_exact, k_t, rank1_dims)
-      return (jnp.maximum(carry[0], row_max),) + carry[1:], None
+      new = (_full_update(carry[:3], mask, products, scales) if full else (jnp.maximum(
+          carry[0], _level_maxima(mask, products, q_exact, k_t, rank1_dims)),) + carry[1:3])
+      if dense is None:
+        return new, None
+      padding = jnp.broadcast_to(padding_mask(start, block, length, dtype), mask.shape)
+      negated = _level_maxima(padding, [-p for p in products], -q_exact, k_t, rank1_dims)
+      return new + (jnp.maximum(carry[3], negated),), None  # −min_j C_g,ij over every key
 
     shape = (len(splits), q.shape[0])
     init = (jnp.full(shape, -jnp.inf, dtype), jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
-    starts = jnp.arange(n_blocks) * block
-    (out_max, out_sum, abs_max), _ = jax.lax.scan(key_block, init, (key_ranges, keys_t, starts))
+    init += () if dense is None else (init[0],)
+    (out_max, out_sum, abs_max, *negated), _ = jax.lax.scan(
+        key_block, init, (key_ranges, keys_t, jnp.arange(n_blocks) * block))
     if full:
-      outside_mass, abs_max = _full_figures(out_max, out_sum, abs_max, support, valid)
+      outside_mass, abs_max = _full_figures(out_max, out_sum, abs_max, support)
     else:
       out_max = scales[:, None] * out_max  # max_j s·C_ij = s · max_j C_ij for s > 0
       outside_mass = jnp.zeros_like(out_max)
     zeros = jnp.zeros_like(spread)
-    return RowStats(spread, out_max - support_min, outside_mass, abs_max, zeros, zeros)
+    stats = RowStats(spread, out_max - support_min, outside_mass, abs_max, zeros, zeros)
+    return stats if dense is None else dense_row_figures(stats, dense, out_max,
+                                                       scales[:, None] * negated[0])
 
   padded = n_row_blocks * row_block
   stats = shard_leading(lambda *blocks: jax.lax.map(one_row_block, blocks), mesh,
@@ -368,7 +402,8 @@ def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern
   if host.size:
     row_ok[host] = exact.rows_ok_exact(
         np.asarray(queries)[:, :split], np.asarray(keys)[:, :split],
-        *(np.asarray(x) for x in pattern), host, eps1, eps2, exact.Fraction(*scale))
+        *(np.asarray(x) for x in pattern[:3]), host, eps1, eps2, exact.Fraction(*scale),
+        dense=pattern.dense_host)
   return row_ok, (by_bound, by_float32, int(host.size))
 
 
@@ -477,6 +512,7 @@ def _check_verify(solution: Solution, pattern: SparsePattern, eps1, eps2, max_ou
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
   check_matmul(matmul)
+  check_dense(pattern)
   length = solution.X.shape[0]
   if pattern.length != length:
     raise ValueError(f"pattern has length {pattern.length} but X has {length} rows")
