@@ -26,6 +26,7 @@ law (quasi-AIC: σ that are too small cannot manufacture a decision).
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -180,8 +181,10 @@ def fit_weighted(law: str, length: np.ndarray, d: np.ndarray, sigma: np.ndarray,
     start = (slope, np.exp(intercept))
   else:
     raise ValueError(f"unknown law {law!r}; choose 'log' or 'power'")
-  params, covariance = scipy.optimize.curve_fit(_LAWS[law], length, d, p0=start, sigma=sigma,
-                                                absolute_sigma=True, maxfev=20000)
+  with warnings.catch_warnings():  # an undetermined covariance (e.g. constant d): inf intervals
+    warnings.simplefilter("ignore", scipy.optimize.OptimizeWarning)
+    params, covariance = scipy.optimize.curve_fit(_LAWS[law], length, d, p0=start, sigma=sigma,
+                                                  absolute_sigma=True, maxfev=20000)
   n, dof = length.size, length.size - 2
   prediction = _LAWS[law](length, *params)
   chi2 = float(np.sum(((d - prediction) / sigma) ** 2))
