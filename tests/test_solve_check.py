@@ -524,3 +524,15 @@ def test_mass_criterion_is_certified_saved_and_rechecked(solved, tmp_path, capsy
   assert "dense NumPy  float64: ok False" in capsys.readouterr().out
   with np.load(solved[0]) as saved:
     assert float(saved["report_outside_mass_max"]) > 0.5 and "max_outside_mass" not in saved
+
+
+def test_the_chunk_plan_counts_chunks_to_the_threshold_hint(monkeypatch):
+  """The plan of an upward search charges each chunk up to the one holding the method's hint
+  (optimize on 1,797 tokens, N = 4: d ≈ 24, so three chunks of four) its compilation."""
+  from jaxattn_bench import resources
+  from jaxattn_bench.commands import solve
+  monkeypatch.setattr(resources, "measured_flop_rate", lambda: float("inf"))
+  grid = ja.geometric_grid(1797, per_octave=2)
+  line = solve._chunk_plan(1797, 4, grid, "optimize")
+  assert "about 14 s if it verifies near d = 24 (3 chunk(s)" in line  # 3 × 4.5 s
+  assert "(6 chunk(s)" in solve._chunk_plan(1797, 4, grid, "onehot")  # hint L: every chunk

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 import jaxattn as ja
-from jaxattn_bench import resources
+from jaxattn_bench import resources, runner
 from jaxattn_bench.commands import add_matmul_option
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.pattern_file import load_pattern
@@ -31,6 +31,10 @@ DEFAULT_D_GRID = ja.geometric_grid(4096, per_octave=2)
 # Grid d per compiled pass of a method built per d (``_search``: upward, stopping at the first
 # chunk that verifies).
 SEARCH_CHUNK = 4
+# Seconds to compile one chunk on this project's 2-core CPU: the search lines of `bench solve
+# --search` on knn_digits.mtx (docs/practice.md), 9.7 s for two optimize chunks and 7.0 s for four
+# lstsq chunks, nearly all compilation.
+_CHUNK_COMPILE_S = {"optimize": 4.5, "lstsq": 1.5}
 
 
 def _d_grid(text: str) -> tuple[int, ...]:
@@ -195,16 +199,21 @@ def _plan(args, pattern: ja.SparsePattern, d_grid: tuple[int, ...]) -> None:
                              resources.search_flops(length, d, 1 if nested else len(d_grid),
                                                     args.method, 1))
   if line and not nested:  # searched upward by chunks: the grid's cost is the most it can take
-    line += "\n" + _chunk_plan(length, d_grid, args.method)
+    line += "\n" + _chunk_plan(length, nnz, d_grid, args.method)
   if line:
     print(line, file=sys.stderr, flush=True)
 
 
-def _chunk_plan(length: int, d_grid: tuple[int, ...], method: str) -> str:
-  """The plan of an upward search by chunks (``_search``): the expected time of its first chunks."""
+def _chunk_plan(length: int, nnz: int, d_grid: tuple[int, ...], method: str) -> str:
+  """The plan of an upward search by chunks (``_search``): its chunks up to the one holding
+  ``runner.threshold_hint``, each compiled (``_CHUNK_COMPILE_S``) and run at the measured rate."""
   rate = resources.measured_flop_rate()
+  hint = runner.threshold_hint(method, length, nnz)
   chunks = [d_grid[i:i + SEARCH_CHUNK] for i in range(0, len(d_grid), SEARCH_CHUNK)]
-  seconds = [resources.search_flops(length, c[-1], len(c), method, 1) / rate for c in chunks[:3]]
-  each = ", ".join(f"d <= {c[-1]}: about {t:.0f} s" for c, t in zip(chunks, seconds))
+  expected = next((i + 1 for i, c in enumerate(chunks) if c[-1] >= hint), len(chunks))
+  compile_s = _CHUNK_COMPILE_S.get(method, _CHUNK_COMPILE_S["lstsq"])
+  seconds = sum(compile_s + resources.search_flops(length, c[-1], len(c), method, 1) / rate
+                for c in chunks[:expected])
   return (f"plan         upward in chunks of {SEARCH_CHUNK} grid d, stopping at the first chunk "
-          f"that verifies: {each}, ... (plus compilation)")
+          f"that verifies: about {seconds:.0f} s if it verifies near d = {min(hint, d_grid[-1]):.0f} "
+          f"({expected} chunk(s), about {compile_s:g} s each to compile)")
