@@ -132,3 +132,20 @@ def test_bad_schedules_are_refused(args, match):
   with pytest.raises(ValueError, match=match):
     ja.min_d(jax.random.PRNGKey(0), sampler, (4, 8), eps1=EPS1, eps2=EPS2,
              **{"method": "lstsq", **args})
+
+
+@pytest.mark.parametrize("method", ["lstsq", "optimize"])
+def test_verify_grid_adaptive_agrees_with_its_full_grid(method):
+  """One pattern and key: the adaptive states equal the full verdicts where evaluated, leave
+  some level out, and give the same d*."""
+  pattern = ja.patterns.random_regular(jax.random.PRNGKey(1), length=64, nnz=2, a_min=0.5)
+  grid = ja.geometric_grid(64, 2)
+  full = ja.verify_grid(jax.random.PRNGKey(0), pattern, grid, eps1=EPS1, eps2=EPS2,
+                        method=method)
+  states = ja.verify_grid(jax.random.PRNGKey(0), pattern, grid, eps1=EPS1, eps2=EPS2,
+                          method=method, schedule="adaptive")
+  evaluated = states != ja.NOT_EVALUATED
+  assert full.dtype == bool and states.dtype == np.int8 and not evaluated.all()
+  np.testing.assert_array_equal(states[evaluated], full[evaluated])
+  np.testing.assert_array_equal(search.trial_thresholds(grid, full[None])[0],
+                                search.trial_thresholds(grid, ja.impute_verdicts(states[None]))[0])

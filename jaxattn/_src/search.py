@@ -348,8 +348,8 @@ def trial_keys(key: PRNGKeyArray, trials: int
   return pattern_keys, method_keys
 
 
-_grid_states = jax.jit(grid_states,
-                       static_argnames=("method", "d_grid", "block_size", "row_block", "matmul"))
+_grid_states = jax.jit(grid_states, static_argnames=("method", "d_grid", "block_size", "row_block",
+                                                     "matmul", "width"))
 
 
 @functools.partial(jax.jit, static_argnames=("method", "width", "dtype"))
@@ -406,7 +406,8 @@ def settle_levels(states: Int[ArrayLike, "T G"], host_rows: HostRows,
 def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int], *,
                 eps1: float, eps2: float, method: str = "jl",
                 block_size: int | None = None, row_block: int | None = None,
-                max_outside_mass: float | None = None, matmul: str = "float32") -> np.ndarray:
+                max_outside_mass: float | None = None, matmul: str = "float32",
+                schedule: str = "full", check_above: int = 1) -> np.ndarray:
   """ok(d) = ``verify(build(method, key, pattern, d, ...), pattern, eps1, eps2, ...).ok`` for
   every grid d, under the mass criterion when ``max_outside_mass`` = η is given.
 
@@ -417,9 +418,12 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   for this key. Verdicts are certified as ``ja.verify``'s are
   (``matmul``: the products' format of the pass, "float32" or "bfloat16"):
   levels the pass leaves undecided are settled by ``exact_level``.
+  ``schedule="adaptive"`` (methods not in ``NESTED``): only the levels
+  ``next_level`` asks for are built, as in ``min_d``'s adaptive search.
 
   Returns:
-    bool [G], host array.
+    bool [G], host array; with ``schedule="adaptive"``, int8 [G] states (1 verifies, 0 fails,
+    ``NOT_EVALUATED``).
   """
   d_grid = _checked_grid(d_grid, method)
   check_eps(eps1, eps2)
@@ -427,15 +431,19 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   check_block_size(block_size)
   check_block_size(row_block, "row_block")
   check_matmul(matmul)
+  adaptive = _check_schedule(schedule, method, check_above)
   limits = certify.thresholds(eps1, eps2, resolve_dtype(None)[0])
-  states, host_rows = _grid_states(key, pattern, method=method, d_grid=d_grid, eps1=eps1,
-                                   eps2=eps2, limits=limits, block_size=block_size,
-                                   row_block=row_block, max_outside_mass=max_outside_mass,
-                                   matmul=matmul)
-  exact = lambda t, g, rows: exact_level(key, pattern, method=method, d_grid=d_grid, level=g,
-                                         eps1=eps1, eps2=eps2, rows=rows, block_size=block_size,
-                                         row_block=row_block)
-  return settle_levels(states[None], jax.tree.map(lambda x: x[None], host_rows), exact)[0][0]
+  states = functools.partial(_grid_states, key, pattern, method=method, d_grid=d_grid, eps1=eps1,
+                             eps2=eps2, limits=limits, block_size=block_size, row_block=row_block,
+                             max_outside_mass=max_outside_mass, matmul=matmul)
+  exact = lambda t, g, rows, width=None: exact_level(
+      key, pattern, method=method, d_grid=d_grid, level=g, eps1=eps1, eps2=eps2, rows=rows,
+      block_size=block_size, row_block=row_block, width=width)
+  one = lambda tree: jax.tree.map(lambda x: x[None], tree)
+  if adaptive:
+    run = lambda probes, width: one(states(d=probes[0][0], width=width))
+    return _adaptive_states(run, exact, d_grid, 1, check_above)[0][0]
+  return settle_levels(*one(states()), exact)[0][0]
 
 
 @functools.partial(jax.jit, static_argnames=(
