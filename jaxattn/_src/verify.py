@@ -225,7 +225,7 @@ def _bounds(stats: RowStats, queries: Float[Array, "M w"], keys: Float[Array, "L
 
 
 def dense_row_figures(stats: RowStats, dense: Bool[Array, " R"], row_max: Float[Array, "G R"],
-                    negated_min: Float[Array, "G R"]) -> RowStats:
+                      negated_min: Float[Array, "G R"]) -> RowStats:
   """``stats`` with the figures of the dense rows (support every key, A_ij = 1), from the streamed
   max_j ℓ_ij and −min_j ℓ_ij over every key:
 
@@ -303,7 +303,7 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
     zeros = jnp.zeros_like(spread)
     stats = RowStats(spread, out_max - support_min, outside_mass, abs_max, zeros, zeros)
     return stats if dense is None else dense_row_figures(stats, dense, out_max,
-                                                       scales[:, None] * negated[0])
+                                                         scales[:, None] * negated[0])
 
   padded = n_row_blocks * row_block
   stats = shard_leading(lambda *blocks: jax.lax.map(one_row_block, blocks), mesh,
