@@ -1,9 +1,10 @@
 """Certified verdicts: the rounding bound covers the true error, and every verdict is the exact one.
 
-The exact references are independent of the kernel: rational arithmetic
-(``fractions``) for logits of uniform patterns (ln A = 0, so spread and gap
-are rationals), and the dense float64 check ``ja.reference.dense_check``
-for near-ties placed far above float64's rounding.
+The exact references are independent of the kernel and of ``jaxattn._src.exact``:
+the exact oracle of tests/exact_oracle.py (integer products for the logits,
+correctly rounded ``decimal`` logarithms), and the dense float64 check
+``ja.reference.dense_check`` only through ``exact_oracle.float_row_ok``,
+which refuses a row whose figure lies inside float64's margin.
 """
 
 import math
@@ -17,6 +18,8 @@ import jaxattn as ja
 from jaxattn._src import certify, exact
 from jaxattn.construct import solution_from_factors
 from jaxattn_bench import rounding_probe as probe
+
+from tests import exact_oracle as oracle
 
 @pytest.mark.parametrize("d", [1, 16, 17, 700, 4096])
 @pytest.mark.parametrize("case", sorted(probe.CASES))
@@ -98,10 +101,12 @@ def _planted_tie(offset, base=2000.0):
 
 
 def _exact_rows(sol):
-  """Row verdicts of the dense float64 check (exact here: the offsets are ≫ float64 rounding)."""
+  """Row verdicts of the dense float64 check, which resolves them (the offsets are ≫ float64's
+  margin at logits of 2000; ``float_row_ok`` checks it)."""
   want = ja.reference.dense_check(sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k), PLANTED,
                                   1.0, 0.5)
-  return (np.expm1(want.spread) <= 1.0) & (np.exp(want.gap) <= 0.5)
+  return oracle.float_row_ok(want, np.asarray(sol.queries()), np.asarray(sol.keys()), PLANTED,
+                             1.0, 0.5)
 
 
 @pytest.mark.parametrize("offset", [-3e-5, -1e-5, 1e-5, 3e-5])
@@ -125,6 +130,22 @@ def test_uncertified_float32_decides_some_planted_ties_wrongly():
     np.testing.assert_array_equal(ja.verify(sol, pattern, 1.0, 0.5).row_ok, want)
     wrong += int(np.sum(np.asarray(computed.row_ok) != want))
   assert wrong > 0
+
+
+@pytest.mark.parametrize("eps1, ok", [(2.0 ** -41, False), (2.0 ** -39, True)])
+def test_support_logits_are_exact_products_on_the_host(eps1, ok):
+  """Row 0's support logits are 2²⁰ + 2⁻⁴⁰ and 2²⁰ (float32 factors): float64 rounds the first to
+  2²⁰ (a tie, spread 0), the exact spread is 2⁻⁴⁰. The pass cannot decide the row; the host must
+  take exact products, not float64 values, to fail it at ε1 = 2⁻⁴¹."""
+  queries = np.array([[1, 1, 0], [0, 0, 1], [-1, 0, 0]], np.float32)
+  keys = np.array([[2.0 ** 20, 2.0 ** -40, 0], [2.0 ** 20, 0, 10], [0, 0, 0]], np.float32)
+  a = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+  sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
+  rep = ja.verify(sol, ja.SparsePattern.from_dense(a), eps1, 0.5)
+  assert bool(rep.certified) and int(rep.settled_on_host) >= 1
+  want = oracle.exact_row_ok(queries, keys, a, eps1, 0.5)
+  assert bool(want[0]) == ok
+  np.testing.assert_array_equal(rep.row_ok, want)
 
 
 def test_wide_margins_need_no_recheck():
@@ -193,21 +214,36 @@ def test_min_d_settles_undecided_levels_exactly():
 @pytest.mark.parametrize("method, d", [("jl", 96), ("lstsq", 24), ("optimize", 12),
                                        ("moment_curve", 8)])
 @pytest.mark.parametrize("nnz", [1, 2, 4])
-def test_certified_verdicts_equal_the_dense_float64_check(method, d, nnz):
-  """ε at relative distances 1e-9 and 1e-7 from a row's own float64 figures (far above
-  float64's rounding, at or below float32's): row verdicts equal ``dense_check``'s."""
+def test_certified_verdicts_equal_the_exact_oracle(method, d, nnz):
+  """ε at relative distances 1e-9 and 1e-7 from a row's own float64 figures: row verdicts equal
+  the exact oracle's (tests/exact_oracle.py). At 1e-9 float64 does not resolve the row (its
+  spread is ~1e-6 on logits of size ~40), so the float oracle must refuse there."""
   pattern = ja.patterns.random_regular(jax.random.PRNGKey(nnz), length=96, nnz=nnz, a_min=0.3)
   sol = ja.construct.build(method, jax.random.PRNGKey(7), pattern, d, 0.5, 0.5)
   a = np.asarray(pattern.to_dense())
-  x, w_q, w_k = sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k)
-  base = ja.reference.dense_check(x, w_q, w_k, a, 0.5, 0.5)
+  queries, keys = np.asarray(sol.queries()), np.asarray(sol.keys())
+  base = ja.reference.dense_check(sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k), a, 0.5, 0.5)
   row = nnz % 3  # a row whose figures set the tolerances
   ratio_at, leak_at = float(np.expm1(base.spread[row])), float(np.exp(base.gap[row]))
   for rel in (-1e-7, -1e-9, 1e-9, 1e-7):
     eps1 = max(ratio_at * (1 + rel), 1e-6)
     eps2 = min(leak_at * (1 + rel), 0.999) if leak_at < 0.999 else 0.5
-    want = ja.reference.dense_check(x, w_q, w_k, a, eps1, eps2)
     rep = ja.verify(sol, pattern, eps1, eps2)
     assert bool(rep.certified)
-    np.testing.assert_array_equal(
-        rep.row_ok, (np.expm1(want.spread) <= eps1) & (np.exp(want.gap) <= eps2), err_msg=rel)
+    np.testing.assert_array_equal(rep.row_ok, oracle.exact_row_ok(queries, keys, a, eps1, eps2),
+                                  err_msg=rel)
+
+
+def test_the_float_oracle_refuses_inside_float64s_margin():
+  """``float_row_ok`` answers at a wide margin and fails the test at a margin below float64's
+  accuracy relative to the logits' size (row 2 of the lstsq case above, ε1 at 1 + 1e-9)."""
+  pattern = ja.patterns.random_regular(jax.random.PRNGKey(2), length=96, nnz=2, a_min=0.3)
+  sol = ja.construct.build("lstsq", jax.random.PRNGKey(7), pattern, 24, 0.5, 0.5)
+  a = np.asarray(pattern.to_dense())
+  queries, keys = np.asarray(sol.queries()), np.asarray(sol.keys())
+  report = ja.reference.dense_check(sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k), a, 0.5, 0.5)
+  np.testing.assert_array_equal(oracle.float_row_ok(report, queries, keys, a, 0.5, 0.5),
+                                oracle.exact_row_ok(queries, keys, a, 0.5, 0.5))
+  eps1 = float(np.expm1(report.spread[2])) * (1 + 1e-9)
+  with pytest.raises(pytest.fail.Exception, match="row 2: its float64 spread"):
+    oracle.float_row_ok(report, queries, keys, a, eps1, 0.5)

@@ -15,6 +15,7 @@ import jaxattn as ja
 from jaxattn import SparsePattern
 from jaxattn._src import exact
 from jaxattn.construct import solution_from_factors
+from tests import exact_oracle as oracle
 from tests.test_row_stats import assert_bounds_cover, dense_stats
 
 EPS1, EPS2 = 0.5, 0.5
@@ -79,11 +80,6 @@ def test_a_bad_dense_flag_is_refused():
       ja.verify(sol, p._replace(dense=bad), EPS1, EPS2)
 
 
-def _exact_row_ok(report: ja.Report) -> np.ndarray:
-  """Rows meeting both conditions in the float64 figures of ``dense_check``."""
-  return (report.spread <= math.log1p(EPS1)) & (report.gap <= math.log(EPS2))
-
-
 @pytest.mark.parametrize("method, d", [("jl", 256), ("lstsq", 24), ("moment_curve", 14),
                                        ("optimize", 24), ("onehot", 32)])
 def test_every_method_meets_global_rows_at_zero_queries(method, d):
@@ -94,9 +90,11 @@ def test_every_method_meets_global_rows_at_zero_queries(method, d):
   sol = ja.construct.build(method, jax.random.PRNGKey(1), pattern, d, EPS1, EPS2)
   np.testing.assert_array_equal(sol.queries()[:2], 0.0)
   report = ja.verify(sol, pattern, EPS1, EPS2)
-  want = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, pattern.to_dense(), EPS1, EPS2)
+  a = np.asarray(pattern.to_dense())
+  want = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, EPS1, EPS2)
   assert bool(report.certified)
-  np.testing.assert_array_equal(report.row_ok, _exact_row_ok(want))
+  np.testing.assert_array_equal(report.row_ok, oracle.float_row_ok(
+      want, np.asarray(sol.queries()), np.asarray(sol.keys()), a, EPS1, EPS2))
   assert bool(report.row_ok[:2].all()) and np.all(np.asarray(report.gap[:2]) == -np.inf)
   np.testing.assert_array_equal(report.spread[:2], 0.0)
   np.testing.assert_array_equal(want.spread[:2], 0.0)
