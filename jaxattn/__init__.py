@@ -17,9 +17,10 @@ from jaxattn._src.base import (DTYPES, Solution, check_d, check_d_grid, check_ep
                                check_outside_mass, dtype_context)
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.precision import precision_bits
-from jaxattn._src.search import (NOT_EVALUATED, MinDResult, adaptive_probes, geometric_grid,
-                                 impute_verdicts, min_d, next_level, probe_width, trial_keys,
-                                 verify_grid)
+from jaxattn._src.estimators import NOT_EVALUATED, MinDResult, impute_verdicts
+from jaxattn._src.grid_kernel import trial_keys
+from jaxattn._src.schedule import adaptive_probes, next_level, probe_width
+from jaxattn._src.search import geometric_grid, min_d, verify_grid
 from jaxattn._src.tiles import default_tiles
 from jaxattn._src.verify import Report, RowStats, check_block_size, row_stats, verify
 

@@ -9,8 +9,8 @@ from jaxattn._src.certify import (CERTAIN_FAIL, CERTAIN_OK, LOG_ULPS, MATMUL_FOR
                                   certifiable, level_states, rounding_model, thresholds,
                                   unit_roundoff)
 from jaxattn._src.exact import exact_dot, exp_at_most, rows_ok_exact
-from jaxattn._src.search import (HOST_ROWS, RECHECK_SHARE, HostRows, exact_level, recheck_rows,
-                                 undecided_rows)
+from jaxattn._src.grid_kernel import RECHECK_SHARE, recheck_rows
+from jaxattn._src.host_stage import HOST_ROWS, HostRows, exact_level, undecided_rows
 from jaxattn._src.verify import row_states, settle_rows
 
 __all__ = ["CERTAIN_FAIL", "CERTAIN_OK", "HOST_ROWS", "LOG_ULPS", "MATMUL_FORMATS",

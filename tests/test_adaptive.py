@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxattn as ja
-from jaxattn._src import search
+from jaxattn._src import estimators, host_stage, schedule
 
 GRID = ja.geometric_grid(4096, 2)
 EPS1 = EPS2 = 0.5
@@ -37,7 +37,7 @@ def test_monotone_trials_are_bracketed_upward_then_scanned_down(threshold, probe
   d_star = next((d for d in GRID if d >= threshold), math.inf)
   assert max(order) <= max(GRID[0], 2 * GRID[np.searchsorted(GRID, d_star, "right")]
                            if d_star < GRID[-1] else GRID[-1])  # nothing far above d*
-  thresholds, _ = search.trial_thresholds(GRID, ja.impute_verdicts(states[None]))
+  thresholds, _ = estimators.trial_thresholds(GRID, ja.impute_verdicts(states[None]))
   assert thresholds[0] == d_star
 
 
@@ -86,7 +86,7 @@ def test_adaptive_search_equals_the_full_one_on_fewer_levels(method):
   for t, row in enumerate(adaptive.evaluated):
     built = np.asarray(grid)[row]
     assert built.max() <= 4 * full.thresholds[t], (t, built)
-  assert search._check_schedule(None, method, 1)  # the default for methods built per d
+  assert schedule.check_schedule(None, method, 1)  # the default for methods built per d
 
 
 def test_adaptive_probes_are_built_at_their_width_and_settled_on_the_host_at_it():
@@ -117,7 +117,7 @@ def test_adaptive_probes_are_built_at_their_width_and_settled_on_the_host_at_it(
   result = ja.min_d(key, sampler, grid, eps1=eps1, eps2=eps2, method="lstsq_wide", trials=1,
                     schedule="adaptive")
   assert result.verdict_states()[0, 0] == 1 and result.levels_on_host >= 1
-  assert not search.exact_level(method_keys[0], pattern, method="lstsq_wide", d_grid=grid,
+  assert not host_stage.exact_level(method_keys[0], pattern, method="lstsq_wide", d_grid=grid,
                                 level=0, eps1=eps1, eps2=eps2, rows=None)  # at width 128
 
 
@@ -146,5 +146,5 @@ def test_verify_grid_adaptive_agrees_with_its_full_grid(method):
   evaluated = states != ja.NOT_EVALUATED
   assert full.dtype == bool and states.dtype == np.int8 and not evaluated.all()
   np.testing.assert_array_equal(states[evaluated], full[evaluated])
-  np.testing.assert_array_equal(search.trial_thresholds(grid, full[None])[0],
-                                search.trial_thresholds(grid, ja.impute_verdicts(states[None]))[0])
+  np.testing.assert_array_equal(estimators.trial_thresholds(grid, full[None])[0],
+                                estimators.trial_thresholds(grid, ja.impute_verdicts(states[None]))[0])

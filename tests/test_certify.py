@@ -174,7 +174,7 @@ def test_min_d_settles_undecided_levels_exactly():
   level, the host does (from the listed rows, or, had there been more than ``HOST_ROWS``, by
   redoing the level's pass: the same verdict), and every verdict equals exact arithmetic on the
   trial's factors."""
-  from jaxattn._src import search
+  from jaxattn._src import grid_kernel, host_stage
   trials = 2
   if "jl_fixed_eps" not in ja.construct.METHODS:  # jl whose factors do not depend on ε
     jl = ja.construct.METHODS["jl"]
@@ -185,7 +185,7 @@ def test_min_d_settles_undecided_levels_exactly():
   key, grid = jax.random.PRNGKey(2), (16, 32, 64, 128)
   pattern_keys, method_keys = ja.trial_keys(key, trials)
   pattern = sampler(pattern_keys[0])
-  queries, keys = search._trial_factors(method_keys[0], pattern, 128, 0.5, 0.5,
+  queries, keys = host_stage.trial_factors(method_keys[0], pattern, 128, 0.5, 0.5,
                                         method="jl_fixed_eps", width=128, dtype="float32")
   scales = jnp.asarray([128 / d for d in grid], jnp.float32)
   stats = ja.row_stats(queries, keys, pattern, grid, scales, full=False)
@@ -195,11 +195,11 @@ def test_min_d_settles_undecided_levels_exactly():
   res = ja.min_d(key, sampler, grid, eps1=eps1, eps2=eps2, trials=trials, delta=0.5,
                  method="jl_fixed_eps")
   assert res.certified and res.levels_on_host >= 1
-  undecided = np.flatnonzero(np.asarray(search._grid_states(
+  undecided = np.flatnonzero(np.asarray(grid_kernel.compiled_grid_states(
       method_keys[0], pattern, method="jl_fixed_eps", d_grid=grid, eps1=eps1, eps2=eps2,
       limits=ja.certify.thresholds(eps1, eps2))[0]) == ja.certify.UNDECIDED)
   assert level in undecided
-  both = [search.exact_level(method_keys[0], pattern, method="jl_fixed_eps", d_grid=grid,
+  both = [host_stage.exact_level(method_keys[0], pattern, method="jl_fixed_eps", d_grid=grid,
                              level=level, eps1=eps1, eps2=eps2, rows=rows)
           for rows in (np.arange(32), None)]
   assert both[0] == both[1] == res.verdicts[0, level]

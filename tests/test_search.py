@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxattn as ja
-from jaxattn._src import search
+from jaxattn._src import grid_kernel
 
 EPS1, EPS2 = 0.5, 0.5
 GRID = (16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -55,7 +55,7 @@ def test_unreached_grid_gives_none():
 
 def _count_traces():
   """Patch ``grid_states`` with a counting wrapper: ``min_d`` calls it once per trace."""
-  return mock.patch.object(search, "grid_states", wraps=search.grid_states)
+  return mock.patch.object(grid_kernel, "grid_states", wraps=grid_kernel.grid_states)
 
 
 def test_compiles_once_for_the_whole_grid():
@@ -162,7 +162,7 @@ def test_trials_use_independent_pattern_and_method_keys():
 def test_padding_trials_are_not_counted(monkeypatch):
   """Guards the sum over ``success[:trials]``: 3 trials in batches of 2 pad one trial (a repeat
   of trial 0), which must not be counted."""
-  monkeypatch.setattr(search, "_trial_batch", lambda *args: 2)
+  monkeypatch.setattr(grid_kernel, "trial_batch", lambda *args: 2)
   key = jax.random.PRNGKey(0)
   res = ja.min_d(key, MIXED_SAMPLER, MIXED_GRID, eps1=EPS1, eps2=EPS2, trials=3)
   expected = _per_trial_successes(key, MIXED_SAMPLER, MIXED_GRID, 3)

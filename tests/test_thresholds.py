@@ -8,7 +8,7 @@ import pytest
 import scipy.stats
 
 import jaxattn as ja
-from jaxattn._src.search import trial_thresholds
+from jaxattn._src.estimators import trial_thresholds
 
 EPS1, EPS2 = 1.0, 0.5
 GRID = (8, 16, 32, 64, 128)
