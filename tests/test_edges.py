@@ -178,6 +178,17 @@ def test_trials_per_batch_shrink_to_what_fits_and_results_do_not_change(monkeypa
   assert strip(tight) == strip(free)
 
 
+def test_a_plan_is_printed_even_where_the_run_would_be_refused(monkeypatch, capsys, tmp_path):
+  """``bench run --plan`` lists every point, then says which one this machine would refuse
+  (exit 0: the plan is what was asked); the run itself is refused before any work (exit 2)."""
+  _fake_memory(monkeypatch, 10 ** 6)
+  argv = ["run", "--preset", "quick", "--results", str(tmp_path / "none.sqlite")]
+  assert main([*argv, "--plan"]) == 0
+  out = capsys.readouterr().out
+  assert re.search(r"\d+ points, total work", out) and "refused here: point L=" in out, out
+  assert main(argv) == 2 and not (tmp_path / "none.sqlite").exists()
+
+
 def test_check_points_fit_refuses_a_point_that_cannot_fit():
   point = namedtuple("point", "length nnz method dtype d_grid trials")
   small = point(256, 2, "jl", "float32", (64, 128), 8)

@@ -25,6 +25,8 @@ import scipy.sparse
 import jaxattn as ja
 from jaxattn_bench import pattern_file, resources, solution_file
 from jaxattn_bench.cli import main
+from jaxattn_bench.commands import solve as solve_command
+from jaxattn_bench.errors import CommandError
 from tests.reference import reference_figures
 
 L = 16
@@ -254,17 +256,27 @@ def test_a_method_built_per_d_is_searched_upward_and_stops(tmp_path, capsys, mon
   assert "larger grid d not built" in capsys.readouterr().out
 
 
-def test_the_default_search_grid_stops_at_L(tmp_path, capsys, monkeypatch):
-  """Without --d-grid the grid tops at L (d = L always verifies, with onehot), not at 4096."""
+@pytest.mark.parametrize("method", ["onehot", "jl", "lstsq"])
+def test_the_default_search_grid_stops_at_L_only_for_onehot(method, tmp_path, capsys,
+                                                            monkeypatch):
+  """Without --d-grid the grid tops at L for onehot (d = L always verifies there), and at 4096
+  for every other method (jl needs d above L on small patterns: docs/your-pattern.md). The
+  searched verdicts are faked (none verifies, so the top is tried): only the grid is under
+  test."""
   seen = []
-  grid_fn = ja.verify_grid
   monkeypatch.setattr(ja, "verify_grid", lambda key, p, d_grid, **kw: seen.append(d_grid) or
-                      grid_fn(key, p, d_grid, **kw))
+                      np.zeros(len(d_grid), bool))
+
+  def stop(args, key, pattern, candidates):
+    seen.append(candidates)
+    raise CommandError("stopped before the certificate")
+
+  monkeypatch.setattr(solve_command, "_certify", stop)
   path, out = _write(str(tmp_path), "npy", A), str(tmp_path / "out.npz")
-  _solve(path, "--method", "onehot", "--search", "--out", out)
-  length = A.shape[0]
-  assert max(d for chunk in seen for d in chunk) == length
-  assert f"on d in 1..{length}:" in capsys.readouterr().out
+  assert _solve(path, "--method", method, "--search", "--out", out) == 2
+  top = A.shape[0] if method == "onehot" else 4096
+  assert max(d for chunk in seen[:-1] for d in chunk) == top and seen[-1] == [top]
+  assert f"on d in 1..{top}:" in capsys.readouterr().out
 
 
 def test_uncertified_run_exits_1_names_failing_rows_and_keeps_out(solved, tmp_path, capsys):

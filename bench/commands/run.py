@@ -42,7 +42,8 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--no-figures", action="store_true", help="skip figures and the fit")
   parser.add_argument("--plan", action="store_true",
                       help="list the points and their work (and, if the results file exists, "
-                           "which are stored, with their seconds), then stop (nothing is run)")
+                           "which are stored, with their seconds) and whether this machine would "
+                           "refuse a point, then stop (nothing is run)")
   hosts.add_arguments(parser)
   parser.set_defaults(func=main)
 
@@ -105,12 +106,17 @@ def main(args) -> int:
   if seeds[0] < 0:
     raise CommandError(f"--seed must be >= 0, got {seeds[0]}")
   points = preset.points
-  resources.check_points_fit(points, available=resources.available_memory(jax.devices()[0]))
+  available = resources.available_memory(jax.devices()[0])
   results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
-  if args.plan:
+  if args.plan:  # the plan is printed even for a preset this machine would refuse
     for seed in seeds:
       plan(points, seed, results)
+    try:
+      resources.check_points_fit(points, available=available)
+    except CommandError as refusal:
+      print(f"refused here: {refusal}")
     return 0
+  resources.check_points_fit(points, available=available)
   lead = processes.index == 0
   if lead:
     check_outputs(args, results)

@@ -37,6 +37,18 @@ SEARCH_CHUNK = 4
 _CHUNK_COMPILE_S = {"optimize": 4.5, "lstsq": 1.5}
 
 
+# Methods that verify every pattern at d = L (one-hot keys): their default grid stops at L.
+VERIFIES_AT_LENGTH = frozenset({"onehot"})
+
+
+def default_grid(method: str, length: int) -> tuple[int, ...]:
+  """``DEFAULT_D_GRID``, stopped at L for methods in ``VERIFIES_AT_LENGTH`` (nothing above L
+  is needed there); every other method keeps the whole grid (jl needs d above L on small L)."""
+  if method in VERIFIES_AT_LENGTH and length < DEFAULT_D_GRID[-1]:
+    return ja.geometric_grid(length, per_octave=2)
+  return DEFAULT_D_GRID
+
+
 def _d_grid(text: str) -> tuple[int, ...]:
   try:
     return ja.check_d_grid(text.split(","))
@@ -67,8 +79,8 @@ def add_parser(subparsers) -> None:
                     help="use the smallest d of --d-grid at which the method verifies")
   parser.add_argument("--d-grid", type=str, metavar="D1,D2,...",
                       help=f"grid for --search (default {DEFAULT_D_GRID[0]}, "
-                      f"{DEFAULT_D_GRID[1]}, {DEFAULT_D_GRID[2]}, ..., {DEFAULT_D_GRID[-1]}, "
-                      "and no d above L: d = L always verifies, with onehot)")
+                      f"{DEFAULT_D_GRID[1]}, {DEFAULT_D_GRID[2]}, ..., {DEFAULT_D_GRID[-1]}; "
+                      "for onehot, which verifies at d = L, no d above L)")
   parser.add_argument("--top-n", type=int, metavar="N",
                       help="keep only the N largest entries of every row (dense maps)")
   parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the construction")
@@ -90,8 +102,7 @@ def main(args) -> int:
         f"{int(pattern.counts()[0].sum())} nonzeros, a_min={float(pattern.a_min):.4g}")
   for change in user.changes:
     print(f"changed      {change}")
-  if args.d_grid is None and pattern.length < d_grid[-1]:  # d = L always verifies (onehot)
-    d_grid = ja.geometric_grid(pattern.length, per_octave=2)
+  d_grid = default_grid(args.method, pattern.length) if args.d_grid is None else d_grid
   _plan(args, pattern, d_grid)
   key = jax.random.PRNGKey(args.seed)
   start = time.perf_counter()
