@@ -139,13 +139,18 @@ def test_plan_lists_points_without_running(tmp_path):
 
 @pytest.mark.parametrize("plan", [True, False])
 def test_a_preset_that_cannot_fit_is_refused_before_any_work(tmp_path, plan):
-  """A d grid of 10^9 (the issue's row): --plan and the run refuse it in one line, exit 2.
-  In a watched child (tests/guarded.py): a broken guard fails the test at 1 GiB or 60 s."""
+  """A d grid of 10^9 (the issue's row): the run refuses it in one line, exit 2; --plan prints
+  the plan and says the point would be refused here, exit 0. In a watched child
+  (tests/guarded.py): a broken guard fails the test at 1 GiB or 60 s."""
   preset = tmp_path / "huge.toml"
   preset.write_text(TINY.replace("d_grid = [4, 8, 16, 32, 64, 128]", "d_grid = [1000000000]"))
   results = tmp_path / "huge.sqlite"
   result = guarded.bench("run", "--preset", preset, "--results", results,
                          *(["--plan"] if plan else []), cwd=ROOT)
-  err = result.stderr
-  assert result.returncode == 2 and err.count("\n") == 1 and "needs about" in err, err
+  err, out = result.stderr, result.stdout
+  if plan:
+    assert result.returncode == 0 and "d_max=1000000000" in out, out + err
+    assert "refused here: point L=" in out and "needs about" in out, out
+  else:
+    assert result.returncode == 2 and err.count("\n") == 1 and "needs about" in err, err
   assert not results.exists()  # refused before the store was opened
