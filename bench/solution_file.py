@@ -13,6 +13,7 @@ An uncompressed ``.npz`` (no pickles) holding
                                        every j of a flagged row (its slots ignored)
   method, d, eps1, eps2, seed          how X was built (``ja.construct.build``)
   max_outside_mass                     η of the mass criterion, only if it was used
+  causal                               True for a causal layer's certificate, only if so
   report_<field>                       every field of the ``ja.Report`` at solve time
   source, changes, jaxattn_version,    provenance: the input file, notes on what
   format, seconds                      was changed in it, versions, solve time
@@ -68,7 +69,8 @@ def check_destination(path: str) -> None:
 def save_solution(path: str, solution: Solution, pattern: SparsePattern, report: Report, *,
                   method: str, d: int, eps1: float, eps2: float, seed: int, source: str,
                   max_outside_mass: float | None = None,
-                  changes: tuple[str, ...], seconds: float, version: str) -> None:
+                  changes: tuple[str, ...], seconds: float, version: str,
+                  causal: bool = False) -> None:
   """Writes the solution file atomically: a temporary file, then ``os.replace``."""
   check_destination(path)
   arrays: dict[str, Any] = solution_arrays(solution)
@@ -81,6 +83,8 @@ def save_solution(path: str, solution: Solution, pattern: SparsePattern, report:
                 jaxattn_version=np.str_(version), format=np.str_(FORMAT))
   if max_outside_mass is not None:
     arrays.update(max_outside_mass=np.float64(max_outside_mass))
+  if causal:
+    arrays.update(causal=np.bool_(True))
   arrays.update({f"report_{name}": np.asarray(value) for name, value in report._asdict().items()})
   _remove_stale_temporaries(path)
   temporary = _temporary_name(path, os.getpid())

@@ -15,7 +15,7 @@ Modules: ``certify`` (certified verdicts: the rounding bound and the exact host 
 from jaxattn import certify, construct, patterns, reference, stats, theory
 from jaxattn._src.base import (DTYPES, Solution, check_d, check_d_grid, check_eps,
                                check_outside_mass, dtype_context)
-from jaxattn._src.pattern import SparsePattern
+from jaxattn._src.pattern import SparsePattern, check_causal
 from jaxattn._src.precision import precision_bits
 from jaxattn._src.estimators import NOT_EVALUATED, MinDResult, impute_verdicts
 from jaxattn._src.grid_kernel import trial_keys
@@ -36,6 +36,7 @@ __all__ = [
     "adaptive_probes",
     "SparsePattern",
     "check_block_size",
+    "check_causal",
     "check_d",
     "check_d_grid",
     "check_eps",

@@ -57,7 +57,7 @@ def _decimal(value: Fraction) -> decimal.Decimal:
   return decimal.Decimal(value.numerator) / decimal.Decimal(value.denominator)
 
 
-def _row_figures(logits, weights, support, threshold_args, digits):
+def _row_figures(logits, weights, support, visible, threshold_args, digits):
   """(spread, gap, ln(1+ε1), ln ε2, error) of one row in ``digits``-digit decimals; error bounds
   every figure's distance from its exact value (each operation rounds once, relative
   10^(1−p), on operands no larger than the row's largest magnitude)."""
@@ -65,7 +65,7 @@ def _row_figures(logits, weights, support, threshold_args, digits):
   shifted = [_decimal(logits[j]) - _decimal(Fraction(float(weights[j]))).ln() for j in support]
   inside = [_decimal(logits[j]) for j in support]
   members = set(support)
-  outside = [_decimal(logits[j]) for j in range(len(logits)) if j not in members]
+  outside = [_decimal(logits[j]) for j in range(visible) if j not in members]
   spread = max(shifted) - min(shifted)
   gap = max(outside) - min(inside) if outside else None
   log_ratio = _decimal(1 + Fraction(eps1)).ln()
@@ -75,22 +75,26 @@ def _row_figures(logits, weights, support, threshold_args, digits):
 
 
 def exact_row_ok(queries: np.ndarray, keys: np.ndarray, a: np.ndarray, eps1: float,
-                 eps2: float) -> np.ndarray:
-  """Each row's verdict in exact arithmetic on the stored Q, K and A (ε as the floats given).
+                 eps2: float, *, causal: bool = False) -> np.ndarray:
+  """Each row's verdict in exact arithmetic on the stored Q, K and A (ε as the floats given);
+  ``causal``: a causal layer, whose row i sees the keys j ≤ i only (A lower triangular).
 
   The decimal precision doubles until every figure is outside its bracket; an exact tie
   (impossible unless spread or gap is 0 and the threshold's argument is exactly 1) fails."""
   a = np.asarray(a)
+  if causal and np.any(np.triu(a, 1) > 0):
+    raise ValueError("a causal layer needs a lower-triangular A")
   logits = exact_logits(queries, keys)
   verdicts = []
   for i, row in enumerate(logits):
     support = [int(j) for j in np.flatnonzero(a[i] > 0)]
+    visible = i + 1 if causal else len(row)
     digits = 50
     while True:
       with decimal.localcontext() as context:
         context.prec = digits
-        spread, gap, log_ratio, log_leak, error = _row_figures(row, a[i], support, (eps1, eps2),
-                                                               digits)
+        spread, gap, log_ratio, log_leak, error = _row_figures(row, a[i], support, visible,
+                                                               (eps1, eps2), digits)
         ratio_decided = abs(spread - log_ratio) > 2 * error
         leak_decided = gap is None or abs(gap - log_leak) > 2 * error
         if ratio_decided and leak_decided:

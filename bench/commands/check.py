@@ -17,6 +17,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import jaxattn as ja
 from jaxattn_bench.commands import add_matmul_option
 from jaxattn_bench.errors import CommandError
@@ -51,6 +52,7 @@ def main(args) -> int:
   eps1, eps2 = float(arrays["eps1"]), float(arrays["eps2"])
   # η of the mass criterion if the solution was certified under it (files without it: ratio)
   eta = float(arrays["max_outside_mass"]) if "max_outside_mass" in arrays else None
+  causal = bool(arrays["causal"]) if "causal" in arrays else False  # files without it: bidirectional
   start = time.perf_counter()
   with ja.dtype_context("float64" if args.float64 else "float32"):
     dtype = jnp.float64 if args.float64 else jnp.float32
@@ -59,20 +61,23 @@ def main(args) -> int:
       solution = _solution(arrays, d, dtype)
       report = jax.block_until_ready(
           ja.verify(solution, pattern, eps1, eps2, block_size=args.block_size,
-                    max_outside_mass=eta, matmul=args.matmul))
+                    max_outside_mass=eta, matmul=args.matmul, causal=causal))
     except ValueError as error:
       raise CommandError(f"{path}: {error}") from None
   seconds = time.perf_counter() - start
   print(f"solution     {path}: {method}, d={d}, X {tuple(arrays['X'].shape)}, "
         f"params {saved_params(arrays)}, L={pattern.length}, N={pattern.nnz}, "
         f"from {arrays['source'] if 'source' in arrays else '?'}")
-  print(f"checked in   {'float64' if args.float64 else 'float32'} (ja.verify)")
+  print(f"checked in   {'float64' if args.float64 else 'float32'} (ja.verify)"
+        + (", causal layer" if causal else ""))
   for line in format_report(report, d, seconds):
     print(line)
   ok = bool(report.ok)
   if args.float64 and pattern.length <= DENSE_MAX_LENGTH:
     queries, keys = saved_factors(arrays)
-    dense = ja.reference.logits_check(queries @ keys.T, matrix.toarray(), eps1, eps2, eta)
+    a = matrix.toarray()  # a dense row is L ones; in a causal layer it is its prefix 0..i
+    dense = ja.reference.logits_check(queries @ keys.T, np.tril(a) if causal else a, eps1, eps2,
+                                      eta, causal=causal)
     print(f"dense NumPy  float64: ok {dense.ok}, ratio_error {dense.ratio_error:.6g}, "
           f"leak {dense.leak:.6g}, outside mass max {dense.outside_mass_max:.3g}")
     if dense.ok != ok:

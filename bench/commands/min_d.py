@@ -30,6 +30,9 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--schedule", choices=("full", "adaptive"),
                       help="full: every (trial, d); adaptive: up by doublings until a trial "
                       "verifies, then down to its first failure (default for methods built per d)")
+  parser.add_argument("--causal", action="store_true",
+                      help="judge in a causal layer (keys j > i masked before the softmax); the "
+                      "family must be causal, e.g. random_causal")
   add_matmul_option(parser)
   parser.set_defaults(func=main)
 
@@ -62,14 +65,15 @@ def main(args) -> int:
     result = ja.min_d(jax.random.PRNGKey(args.seed), sampler, grid, eps1=args.eps1,
                       eps2=args.eps2, method=args.method, trials=args.trials, delta=args.delta,
                       max_trial_batch=plan.max_trial_batch, matmul=args.matmul,
-                      schedule=args.schedule)
+                      schedule=args.schedule, causal=args.causal)
     bound = ja.theory.jl_dim(args.length, args.nnz, args.eps1, args.eps2, args.a_min, args.delta)
   except ValueError as error:
     raise CommandError(str(error)) from None
   seconds = time.perf_counter() - start
   print(f"{args.family} L={args.length} N={args.nnz} eps1={args.eps1} eps2={args.eps2} "
         f"a_min={args.a_min} method={args.method} trials={args.trials} delta={args.delta} "
-        f"seed={args.seed} ({jax.devices()[0].device_kind}, {seconds:.1f} s)")
+        f"seed={args.seed}{' layer=causal' if args.causal else ''} "
+        f"({jax.devices()[0].device_kind}, {seconds:.1f} s)")
   print(f"{'d':>6} {'success':>8} {'95% CI':>15}")
   for d, rate, low, high in zip(result.d_grid, result.success_rate, result.ci_low, result.ci_high):
     print(f"{d:>6} {rate:>8.3f}   [{low:.3f}, {high:.3f}]")

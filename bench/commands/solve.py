@@ -83,6 +83,9 @@ def add_parser(subparsers) -> None:
                       "for onehot, which verifies at d = L, no d above L)")
   parser.add_argument("--top-n", type=int, metavar="N",
                       help="keep only the N largest entries of every row (dense maps)")
+  parser.add_argument("--causal", action="store_true",
+                      help="a causal layer (a decoder's: keys j > i masked before the softmax); "
+                      "the pattern must be causal (no nonzero above the diagonal)")
   parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the construction")
   parser.add_argument("--block-size", type=int, help="keys per streamed block in verification")
   add_matmul_option(parser)
@@ -102,6 +105,11 @@ def main(args) -> int:
         f"{int(pattern.counts()[0].sum())} nonzeros, a_min={float(pattern.a_min):.4g}")
   for change in user.changes:
     print(f"changed      {change}")
+  if args.causal:
+    try:
+      ja.check_causal(pattern)
+    except ValueError as error:
+      raise CommandError(f"{args.pattern}: {error}") from None
   d_grid = default_grid(args.method, pattern.length) if args.d_grid is None else d_grid
   _plan(args, pattern, d_grid)
   key = jax.random.PRNGKey(args.seed)
@@ -111,6 +119,7 @@ def main(args) -> int:
   seconds = time.perf_counter() - start
   criterion = ("" if args.max_outside_mass is None
                else f", criterion mass (outside mass <= {args.max_outside_mass:g})")
+  criterion += ", causal layer" if args.causal else ""
   print(f"method       {args.method}, d={d}, X {tuple(solution.X.shape)}, eps1={args.eps1:g}, "
         f"eps2={args.eps2:g}{criterion}, seed={args.seed}")
   for line in format_report(report, d, seconds):
@@ -119,7 +128,7 @@ def main(args) -> int:
     save_solution(args.out, solution, pattern, report, method=args.method, d=d, eps1=args.eps1,
                   eps2=args.eps2, max_outside_mass=args.max_outside_mass, seed=args.seed,
                   source=args.pattern, changes=user.changes, seconds=seconds,
-                  version=ja.__version__)
+                  version=ja.__version__, causal=args.causal)
     print(f"wrote        {args.out}   (re-verify: python -m bench check {args.out})")
   else:
     print(f"not written  {args.out} (not certified; --save-uncertified writes it anyway)")
@@ -158,7 +167,8 @@ def _search(args, key, pattern: ja.SparsePattern, d_grid: tuple[int, ...],
     chunk = d_grid[first:first + step]
     ok = np.concatenate([ok, ja.verify_grid(
         key, pattern, chunk, eps1=args.eps1, eps2=args.eps2, method=args.method,
-        block_size=args.block_size, max_outside_mass=args.max_outside_mass, matmul=args.matmul)])
+        block_size=args.block_size, max_outside_mass=args.max_outside_mass, matmul=args.matmul,
+        causal=args.causal)])
     evaluated += chunk
     if ok.any():
       break
@@ -183,7 +193,8 @@ def _certify(args, key, pattern: ja.SparsePattern, candidates: list[int]):
                                   max_outside_mass=args.max_outside_mass)
     report = jax.block_until_ready(
         ja.verify(solution, pattern, args.eps1, args.eps2, block_size=args.block_size,
-                  max_outside_mass=args.max_outside_mass, matmul=args.matmul))
+                  max_outside_mass=args.max_outside_mass, matmul=args.matmul,
+                  causal=args.causal))
     if report.ok:
       break
   return d, solution, report

@@ -93,18 +93,18 @@ def _largest(query: np.ndarray, keys: np.ndarray, values: np.ndarray, bound: np.
   return max(exact_dot(query, keys[j]) for j in candidates)
 
 
-def _dense_row_ok(query, keys, values, bound, eps1, scale) -> bool:
-  """``rows_ok_exact`` of a dense row (support every key, A_ij = 1): e^{s(max_j − min_j q·k_j)}
-  ≤ 1 + ε1 over every key; no zeros condition."""
-  every = np.ones(keys.shape[0], bool)
+def _dense_row_ok(query, keys, values, bound, eps1, scale, visible) -> bool:
+  """``rows_ok_exact`` of a dense row (support every ``visible`` key, A_ij = 1):
+  e^{s(max_j − min_j q·k_j)} ≤ 1 + ε1 over those keys; no zeros condition."""
+  every = visible
   spread = _largest(query, keys, values, bound, every) + _largest(-query, keys, -values, bound,
                                                                   every)
   return exp_at_most(scale * spread, 1 + Fraction(eps1))
 
 
-def _row_ok(query, keys, values, bound, cols, weights, eps1, eps2, scale) -> bool:
+def _row_ok(query, keys, values, bound, cols, weights, eps1, eps2, scale, visible) -> bool:
   """``rows_ok_exact`` of one row (its support columns ``cols`` and weights; its float64 logits
-  ``values`` within ``bound``)."""
+  ``values`` within ``bound``; the keys it sees, ``visible``)."""
   support = [scale * exact_dot(query, keys[j]) for j in cols]
   one_plus = 1 + Fraction(eps1)
   a_weights = [Fraction(float(w)) for w in weights]
@@ -112,7 +112,7 @@ def _row_ok(query, keys, values, bound, cols, weights, eps1, eps2, scale) -> boo
     for b, (logit_b, weight_b) in enumerate(zip(support, a_weights)):
       if a != b and not exp_at_most(logit_a - logit_b, one_plus * weight_a / weight_b):
         return False
-  outside = np.ones(keys.shape[0], bool)
+  outside = visible.copy()
   outside[cols] = False
   if not outside.any():
     return True
@@ -122,7 +122,8 @@ def _row_ok(query, keys, values, bound, cols, weights, eps1, eps2, scale) -> boo
 
 def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weights: np.ndarray,
                   valid: np.ndarray, rows: Sequence[int], eps1: float, eps2: float,
-                  scale: Fraction | None = None, dense: np.ndarray | None = None) -> np.ndarray:
+                  scale: Fraction | None = None, dense: np.ndarray | None = None,
+                  causal: bool = False) -> np.ndarray:
   """Whether each of ``rows`` of ℓ = s Q Kᵀ meets both conditions exactly (module docstring).
 
   The float64 logits of up to ``_CHUNK`` rows at a time come from one
@@ -137,6 +138,8 @@ def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weigh
     scale: s, the nested level's d_max/d (a rational); None: 1.
     dense: the pattern's dense-row flags, bool [L] (``SparsePattern.dense``); None: none. A
       dense row meets the ratio condition over every key, max_j ℓ_ij − min_j ℓ_ij ≤ ln(1 + ε1).
+    causal: a causal layer (docs/definitions.md §3): row i sees the keys j ≤ i only, so its
+      zeros are j ≤ i, j ∉ S_i, and a dense row's support is j ≤ i.
 
   Returns:
     bool [len(rows)]; a row with a non-finite factor fails.
@@ -153,9 +156,10 @@ def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weigh
     values = q64 @ keys64.T
     bound = gamma * (np.abs(q64) @ np.abs(keys64).T) + 2.0 ** -1000
     for n, i in enumerate(chunk):
+      visible = np.arange(keys.shape[0]) <= i if causal else np.ones(keys.shape[0], bool)
       ok[start + n] = finite[start + n] and (
-          _dense_row_ok(queries[i], keys, values[n], bound[n], eps1, scale)
+          _dense_row_ok(queries[i], keys, values[n], bound[n], eps1, scale, visible)
           if dense is not None and dense[i] else
           _row_ok(queries[i], keys, values[n], bound[n], cols[i][valid[i]], weights[i][valid[i]],
-                  eps1, eps2, scale))
+                  eps1, eps2, scale, visible))
   return ok

@@ -13,7 +13,7 @@ import math
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray, Shaped
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, Shaped
 
 from jaxattn._src import certify
 from jaxattn._src.base import cast_pattern, resolve_dtype
@@ -31,7 +31,7 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
                 d_grid: tuple[int, ...], eps1, eps2, limits: certify.Thresholds,
                 block_size: int | None = None, row_block: int | None = None, matmul_dtype=None,
                 mesh=None, dtype=None, max_outside_mass=None, matmul: str = "float32",
-                d: Int[Array, ""] | None = None, width: int | None = None
+                d: Int[Array, ""] | None = None, width: int | None = None, causal: bool = False
                 ) -> tuple[Int[Array, " G"], HostRows]:
   """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key: per grid d
   ``certify.CERTAIN_OK``, ``CERTAIN_FAIL`` or ``UNDECIDED`` (int8; the host settles the last),
@@ -53,8 +53,9 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
   other methods are built at each d inside one compiled loop, padded to d_max.
   Either way the shapes, and so the compiled program, depend on d_max only.
-  Tiles, ``matmul_dtype`` and ``mesh`` go to ``row_stats``. Factors are computed in float32
-  (float64 for ``dtype`` float64), verified in ``dtype`` (``construct.resolve_dtype``).
+  Tiles, ``matmul_dtype``, ``mesh`` and ``causal`` (a causal layer's semantics) go to
+  ``row_stats``. Factors are computed in float32 (float64 for ``dtype`` float64), verified in
+  ``dtype`` (``construct.resolve_dtype``).
   """
   evaluate, compute = resolve_dtype(dtype)
   pattern = cast_pattern(pattern, compute)
@@ -68,14 +69,15 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
 
   def level_states(queries, keys, splits, scales):
     stats = row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
-                      row_block=row_block, full=full, matmul_dtype=first, mesh=mesh)
+                      row_block=row_block, full=full, matmul_dtype=first, mesh=mesh,
+                      causal=causal)
     if not certified:
       verdicts = jnp.all(row_ok(stats, limits, max_outside_mass), -1).astype(jnp.int8)
       return verdicts, undecided_rows(jnp.ones_like(stats.gap, jnp.int8))
     states = row_states(stats, limits)
     if first is not None and jnp.finfo(first).bits < jnp.finfo(evaluate).bits:
       states = recheck_rows(queries, keys, pattern, states, splits, scales, limits,
-                            block_size=block_size, row_block=row_block)
+                            block_size=block_size, row_block=row_block, causal=causal)
     return certify.level_states(states), undecided_rows(states)
 
   if method in NESTED:
@@ -94,8 +96,8 @@ RECHECK_SHARE = 1 / 16
 
 def recheck_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
                  states: Int[Array, "G L"], splits: tuple[int, ...], scales: Float[Array, " G"],
-                 limits: certify.Thresholds, *, block_size=None, row_block=None
-                 ) -> Int[Array, "G L"]:
+                 limits: certify.Thresholds, *, block_size=None, row_block=None,
+                 causal: bool = False) -> Int[Array, "G L"]:
   """``states`` with the undecided rows of levels not already failing re-done with float32
   products, up to ⌈``RECHECK_SHARE``·L⌉ rows (a fixed buffer: the rest stay undecided)."""
   length = pattern.length
@@ -106,7 +108,8 @@ def recheck_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], patter
   def recheck(states):
     rows = jnp.nonzero(needed, size=capacity, fill_value=length)[0]  # L: an empty slot
     redone = row_states(row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
-                                  row_block=row_block, full=False, rows=rows), limits)
+                                  row_block=row_block, full=False, rows=rows, causal=causal),
+                         limits)
     return states.at[:, rows].set(redone, mode="drop")
 
   # skipped at run time when no row needs it (outside vmap: under vmap both branches run)
@@ -129,16 +132,16 @@ def trial_keys(key: PRNGKeyArray, trials: int
   return pattern_keys, method_keys
 
 
-compiled_grid_states = jax.jit(grid_states, static_argnames=("method", "d_grid", "block_size", "row_block",
-                                                     "matmul", "width"))
+compiled_grid_states = jax.jit(grid_states, static_argnames=(
+    "method", "d_grid", "block_size", "row_block", "matmul", "width", "causal"))
 
 
 @functools.partial(jax.jit, static_argnames=(
     "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "row_block",
-    "matmul_dtype", "mesh", "dtype", "matmul", "width"))
+    "matmul_dtype", "mesh", "dtype", "matmul", "width", "causal"))
 def trial_states(key, eps1, eps2, max_outside_mass, limits, probes=None, *, sampler, method,
-                  d_grid, trials, trial_batch, block_size, row_block, matmul_dtype, mesh, dtype,
-                  matmul, width=None):
+                 d_grid, trials, trial_batch, block_size, row_block, matmul_dtype, mesh, dtype,
+                 matmul, width=None, causal=False):
   """The level states int8 [T, G] and ``HostRows`` (``grid_states``) of every trial t, split over
   ``mesh`` (row blocks if fewer trials than devices).
 
@@ -156,7 +159,7 @@ def trial_states(key, eps1, eps2, max_outside_mass, limits, probes=None, *, samp
         method_key, sampler(pattern_key), method=method, d_grid=d_grid, eps1=eps1, eps2=eps2,
         limits=limits, block_size=block_size, row_block=row_block, matmul_dtype=matmul_dtype,
         mesh=None if shard_trials else mesh, dtype=dtype, max_outside_mass=max_outside_mass,
-        matmul=matmul, d=None if width is None else d, width=width)
+        matmul=matmul, d=None if width is None else d, width=width, causal=causal)
     if width is None:
       return run()
     skip = lambda: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(run))
@@ -177,9 +180,20 @@ def trial_states(key, eps1, eps2, max_outside_mass, limits, probes=None, *, samp
 
 
 def trial_batch(length: int, grid_size: int, block_size: int | None, row_block: int | None,
-                 trials: int) -> int:
+                trials: int) -> int:
   """Trials per vmapped batch: ≈ one row block of work per step, tiles within TILE_BUDGET."""
   default_rows, default_keys = default_tiles()
   rows = row_block or default_rows
   tile = 4 * grid_size * min(rows, length) * min(block_size or default_keys, length)
   return int(max(1, min(trials, rows // length, TILE_BUDGET // tile)))
+
+
+@functools.partial(jax.jit, static_argnames=("sampler", "trials"))
+def future_entries(key: PRNGKeyArray, *, sampler, trials: int) -> Bool[Array, " T"]:
+  """Whether trial t's pattern (``trial_keys``) has a nonzero above the diagonal (j > i), one
+  pattern at a time: a causal search checks its draws before any work."""
+  def future(pattern_key):
+    pattern = sampler(pattern_key)
+    rows = jnp.arange(pattern.length)[:, None]
+    return jnp.any(pattern.sparse_valid & (pattern.cols > rows))
+  return jax.lax.map(future, trial_keys(key, trials)[0])

@@ -55,7 +55,8 @@ def trial_factors(key, pattern, d, eps1, eps2, *, method, width, dtype):
 def exact_level(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
                 d_grid: tuple[int, ...], level: int, eps1: float, eps2: float, dtype=None,
                 rows: np.ndarray | None = None, block_size: int | None = None,
-                row_block: int | None = None, width: int | None = None) -> bool:
+                row_block: int | None = None, width: int | None = None,
+                causal: bool = False) -> bool:
   """The exact verdict of one trial at ``d_grid[level]``, for a level the search left undecided.
 
   The factors are rebuilt from the trial's key (d_max for nested methods,
@@ -63,7 +64,7 @@ def exact_level(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   default d_max, otherwise). ``rows``: the level's undecided rows (every
   other row is certainly ok), decided in exact arithmetic on the host; None
   (more than ``HOST_ROWS``): ``settle_rows`` decides every row, a float32
-  pass first.
+  pass first. ``causal``: in a causal layer's semantics.
   """
   d_max, d = d_grid[-1], d_grid[level]
   nested, width = method in NESTED, width or d_max
@@ -72,11 +73,11 @@ def exact_level(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   split, scale = (d, (d_max, d)) if nested else (width, (1, 1))
   if rows is None:
     ok, _ = settle_rows(queries, keys, pattern, None, eps1, eps2, split=split, scale=scale,
-                        block_size=block_size, row_block=row_block)
+                        block_size=block_size, row_block=row_block, causal=causal)
   else:
     ok = rows_ok_exact(np.asarray(queries)[:, :split], np.asarray(keys)[:, :split],
                        *(np.asarray(x) for x in pattern[:3]), rows, eps1, eps2, Fraction(*scale),
-                       dense=pattern.dense_host)
+                       dense=pattern.dense_host, causal=causal)
   return bool(ok.all())
 
 

@@ -151,7 +151,7 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   ones = jnp.ones((width, 1), dtype)
 
   def one_row_block(args):
-    q, cols, valid, log_w, dense = args
+    q, cols, valid, log_w, dense, _ = args
     support = support_stats(q, keys, cols, log_w, valid, ones, ones[0])
     spread, support_min = support.spread, support.minimum
 

@@ -292,9 +292,32 @@ def check_dense(pattern: SparsePattern) -> None:
                      f"shape {shape} and dtype {dtype}")
 
 
+def first_future_entry(pattern: SparsePattern) -> tuple[int, int] | None:
+  """(i, j) of the first nonzero above the diagonal (j > i), row-major, or None if the pattern is
+  causal: S_i ⊆ {0, …, i} for every row (a dense row reads as S_i = {0, …, i} in a causal layer)."""
+  cols, valid = np.asarray(pattern.cols), np.asarray(pattern.sparse_valid)
+  future = valid & (cols > np.arange(cols.shape[0])[:, None])
+  if not future.any():
+    return None
+  row = int(np.flatnonzero(future.any(1))[0])
+  return row, int(cols[row][future[row]].min())
+
+
+def check_causal(pattern: SparsePattern) -> None:
+  """ValueError naming the first row and column above the diagonal unless the pattern is causal
+  (``first_future_entry``): a causal layer masks every key j > i before the softmax, so such a
+  nonzero can never be approximated."""
+  found = first_future_entry(pattern)
+  if found is not None:
+    row, col = found
+    raise ValueError(f"the pattern is not causal: row {row} has a nonzero at column {col} > {row}, "
+                     "a key a causal layer masks (causal=True needs S_i within 0..i)")
+
+
 def log_uniform(key: PRNGKeyArray, shape: tuple[int, ...], a_min: float) -> Float[Array, "..."]:
   """Samples exp(U(ln a_min, 0)) ∈ [a_min, 1] in float32, whether or not 64-bit JAX is enabled."""
   return jnp.exp(jax.random.uniform(key, shape, jnp.float32, minval=jnp.log(a_min), maxval=0.0))
 
 
-__all__ = ["SparsePattern", "check_dense", "from_rows", "log_uniform"]
+__all__ = ["SparsePattern", "check_causal", "check_dense", "first_future_entry", "from_rows",
+           "log_uniform"]

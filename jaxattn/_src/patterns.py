@@ -51,6 +51,29 @@ def random_regular(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1)
   return _with_weights(cols, jnp.ones(cols.shape, bool), k_w, a_min)
 
 
+@_static
+def random_causal(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1) -> SparsePattern:
+  """Random causal pattern: S_i = {i} plus up to N − 1 distinct earlier columns (docs/definitions.md
+  §3, causal layers).
+
+  Slot 0 is the diagonal i; slot k ≥ 1 holds σ_k(i) for an independent random
+  permutation σ_k of 0..L−1, kept when σ_k(i) < i and not already in the row.
+  Each σ_k meets every column once, so a column holds at most N nonzeros (the
+  diagonal and one per σ_k): row bound N, column bound N. Row i keeps about
+  1 + (N − 1)·i/L of its slots (a causal pattern with exactly N per row and
+  column cannot exist for N ≥ 2). Weights log-uniform in [a_min, 1].
+  """
+  _check(length, nnz, a_min)
+  k_perm, k_w = jax.random.split(key)
+  rows = jnp.arange(length)
+  perms = jax.vmap(lambda k: jax.random.permutation(k, length))(
+      jax.random.split(k_perm, nnz - 1))  # [N − 1, L]
+  cols = jnp.concatenate([rows[:, None], perms.T], axis=1)  # [L, N]
+  earlier = (cols < rows[:, None]).at[:, 0].set(True)
+  repeated = jnp.triu(cols[:, :, None] == cols[:, None, :], 1).any(1)  # equals a slot before it
+  return _with_weights(cols, earlier & ~repeated, k_w, a_min)
+
+
 @functools.partial(jax.jit, static_argnames=("length", "nnz", "a_min", "keep"))
 def random_sparse(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1,
                   keep: float = 0.5) -> SparsePattern:
@@ -111,6 +134,7 @@ def strided(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1,
 
 GENERATORS = {
     "random_regular": random_regular,
+    "random_causal": random_causal,
     "random_sparse": random_sparse,
     "banded": banded,
     "block_diagonal": block_diagonal,

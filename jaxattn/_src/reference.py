@@ -26,14 +26,14 @@ class DenseReport(NamedTuple):
 
 
 def dense_check(x, w_q, w_k, a, eps1: float, eps2: float,
-                max_outside_mass: float | None = None) -> DenseReport:
+                max_outside_mass: float | None = None, *, causal: bool = False) -> DenseReport:
   """``logits_check`` of ℓ = (X W_Q)(X W_K)ᵀ, all in float64 (W_Q, W_K made dense)."""
   x, w_q, w_k = (np.asarray(m, np.float64) for m in (x, w_q, w_k))
-  return logits_check((x @ w_q) @ (x @ w_k).T, a, eps1, eps2, max_outside_mass)
+  return logits_check((x @ w_q) @ (x @ w_k).T, a, eps1, eps2, max_outside_mass, causal=causal)
 
 
 def logits_check(logits, a, eps1: float, eps2: float,
-                 max_outside_mass: float | None = None) -> DenseReport:
+                 max_outside_mass: float | None = None, *, causal: bool = False) -> DenseReport:
   """(ε1, ε2) check of the L×L logits ℓ against a dense A, in float64:
 
     spread_i = max_{j∈S_i}(ℓ_ij − ln A_ij) − min_{j∈S_i}(ℓ_ij − ln A_ij),
@@ -41,9 +41,17 @@ def logits_check(logits, a, eps1: float, eps2: float,
 
   ratio_error = exp(max_i spread_i) − 1, leak = exp(max_i gap_i); with η =
   ``max_outside_mass`` (the mass criterion) also Σ_{j∉S_i} P_ij ≤ η for every row.
+  ``causal``: a causal layer, whose softmax runs over j ≤ i: the keys j > i are masked (−∞)
+  before everything, so gap_i runs over j ≤ i, j ∉ S_i (A must be causal: lower triangular).
   """
   logits, a = np.asarray(logits, np.float64), np.asarray(a, np.float64)
   support = a > 0
+  if causal:
+    future = np.triu(np.ones(logits.shape, bool), 1)
+    if np.any(support & future):
+      row, col = np.argwhere(support & future)[0]
+      raise ValueError(f"the pattern is not causal: row {row} has a nonzero at column {col}")
+    logits = np.where(future, -np.inf, logits)
   shifted = logits - np.log(np.where(support, a, 1.0))
   spread = (np.max(np.where(support, shifted, -np.inf), axis=-1)
             - np.min(np.where(support, shifted, np.inf), axis=-1))

@@ -22,7 +22,7 @@ from jaxattn._src.base import check_d_grid, check_eps, check_outside_mass, resol
 from jaxattn._src.construct import METHODS, NESTED
 from jaxattn._src.estimators import MinDResult
 from jaxattn._src.grid_kernel import trial_keys
-from jaxattn._src.pattern import SparsePattern
+from jaxattn._src.pattern import SparsePattern, check_causal
 from jaxattn._src.schedule import adaptive_states, check_schedule
 from jaxattn._src.tiles import local_mesh
 from jaxattn._src.verify import check_block_size, check_matmul
@@ -58,7 +58,7 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
                 eps1: float, eps2: float, method: str = "jl",
                 block_size: int | None = None, row_block: int | None = None,
                 max_outside_mass: float | None = None, matmul: str = "float32",
-                schedule: str = "full", check_above: int = 1) -> np.ndarray:
+                schedule: str = "full", check_above: int = 1, causal: bool = False) -> np.ndarray:
   """ok(d) = ``verify(build(method, key, pattern, d, ...), pattern, eps1, eps2, ...).ok`` for
   every grid d, under the mass criterion when ``max_outside_mass`` = η is given.
 
@@ -71,6 +71,7 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   levels the pass leaves undecided are settled by ``exact_level``.
   ``schedule="adaptive"`` (methods not in ``NESTED``): only the levels
   ``next_level`` asks for are built, as in ``min_d``'s adaptive search.
+  ``causal``: verdicts of a causal layer (``verify``'s ``causal``; the pattern must be causal).
 
   Returns:
     bool [G], host array; with ``schedule="adaptive"``, int8 [G] states (1 verifies, 0 fails,
@@ -82,14 +83,17 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   check_block_size(block_size)
   check_block_size(row_block, "row_block")
   check_matmul(matmul)
+  if causal:
+    check_causal(pattern)
   adaptive = check_schedule(schedule, method, check_above)
   limits = certify.thresholds(eps1, eps2, resolve_dtype(None)[0])
-  states = functools.partial(grid_kernel.compiled_grid_states, key, pattern, method=method, d_grid=d_grid, eps1=eps1,
-                             eps2=eps2, limits=limits, block_size=block_size, row_block=row_block,
-                             max_outside_mass=max_outside_mass, matmul=matmul)
+  states = functools.partial(
+      grid_kernel.compiled_grid_states, key, pattern, method=method, d_grid=d_grid, eps1=eps1,
+      eps2=eps2, limits=limits, block_size=block_size, row_block=row_block,
+      max_outside_mass=max_outside_mass, matmul=matmul, causal=causal)
   exact = lambda t, g, rows, width=None: host_stage.exact_level(
       key, pattern, method=method, d_grid=d_grid, level=g, eps1=eps1, eps2=eps2, rows=rows,
-      block_size=block_size, row_block=row_block, width=width)
+      block_size=block_size, row_block=row_block, width=width, causal=causal)
   one = lambda tree: jax.tree.map(lambda x: x[None], tree)
   if adaptive:
     run = lambda probes, width: one(states(d=probes[0][0], width=width))
@@ -104,7 +108,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
           matmul_dtype=None, dtype=None, row_block: int | None = None,
           max_trial_batch: int | None = None,
           max_outside_mass: float | None = None, matmul: str = "float32",
-          schedule: str | None = None, check_above: int = 1) -> MinDResult:
+          schedule: str | None = None, check_above: int = 1, causal: bool = False
+          ) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials, and per trial
   its verdicts, threshold d*_t and first success, with the quantiles d_50 and d_{1−δ}.
 
@@ -134,6 +139,9 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     max_outside_mass: η ∈ (0, 1) of the mass criterion (``verify``); None: the ratio criterion.
     matmul: the certified pass's products, "float32" (default) or "bfloat16" (``verify``).
     schedule, check_above: "full", "adaptive" or None; levels checked above a trial's top.
+    causal: a causal layer (``verify``'s ``causal``); every trial's pattern is checked causal
+      first (ValueError naming the trial, row and column). Same key: the same patterns and
+      draws as the bidirectional search, so d*_t(causal) ≤ d*_t(bidirectional) per trial.
 
   Returns:
     ``MinDResult``: d_min, rates, [T, G] verdicts, thresholds and quantiles (docstring there).
@@ -141,18 +149,22 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   d_grid = _checked_grid(d_grid, method)
   adaptive = _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, block_size,
                            row_block, max_trial_batch, matmul, schedule, method, check_above)
+  if causal:
+    _check_causal_trials(key, sampler, trials)
   evaluate, _ = resolve_dtype(dtype)
   levels = len(d_grid) if method in NESTED else 1
   matmul_dtype = None if matmul_dtype is None else jnp.dtype(matmul_dtype)
+  batch = grid_kernel.trial_batch(jax.eval_shape(sampler, key).length, levels, block_size,
+                                  row_block, trials)
   run = functools.partial(
-      grid_kernel.trial_states, key, eps1, eps2, max_outside_mass, certify.thresholds(eps1, eps2, evaluate),
-      sampler=sampler, method=method, d_grid=d_grid, trials=trials, mesh=local_mesh(),
-      trial_batch=min(grid_kernel.trial_batch(jax.eval_shape(sampler, key).length, levels, block_size,
-                                   row_block, trials), max_trial_batch or trials),
+      grid_kernel.trial_states, key, eps1, eps2, max_outside_mass,
+      certify.thresholds(eps1, eps2, evaluate), sampler=sampler, method=method, d_grid=d_grid,
+      trials=trials, mesh=local_mesh(), trial_batch=min(batch, max_trial_batch or trials),
       block_size=block_size, row_block=row_block, matmul_dtype=matmul_dtype,
-      dtype=evaluate.name, matmul=matmul)
+      dtype=evaluate.name, matmul=matmul, causal=causal)
   exact = _trial_level(key, sampler, trials, method=method, d_grid=d_grid, eps1=eps1, eps2=eps2,
-                       dtype=evaluate.name, block_size=block_size, row_block=row_block)
+                       dtype=evaluate.name, block_size=block_size, row_block=row_block,
+                       causal=causal)
   verdicts, host_levels = (adaptive_states(run, exact, d_grid, trials, check_above) if adaptive
                            else host_stage.settle_levels(*run(), exact))
   return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)._replace(
@@ -168,6 +180,17 @@ def _trial_level(key: PRNGKeyArray, sampler: Sampler, trials: int, **settings
   return lambda t, g, rows, width=None: host_stage.exact_level(
       method_keys[t], jax.jit(sampler)(pattern_keys[t]), level=g, rows=rows, width=width,
       **settings)
+
+
+def _check_causal_trials(key: PRNGKeyArray, sampler: Sampler, trials: int) -> None:
+  """ValueError naming the first trial whose pattern is not causal, and its row and column."""
+  future = np.asarray(grid_kernel.future_entries(key, sampler=sampler, trials=trials))
+  if future.any():
+    t = int(np.argmax(future))
+    try:
+      check_causal(jax.jit(sampler)(trial_keys(key, trials)[0][t]))
+    except ValueError as error:
+      raise ValueError(f"causal=True, trial {t}: {error}") from None
 
 
 def _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, block_size, row_block,

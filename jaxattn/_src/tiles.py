@@ -68,19 +68,23 @@ def pad_rows(x: Array, rows: int, value=0) -> Array:
 
 
 def row_blocks(queries: Float[Array, "L w"], pattern: SparsePattern, n_row_blocks: int,
-               row_block: int, dtype) -> tuple[Array, Array, Array, Array, Array | None]:
-  """(queries, support columns, valid slots, ln A in ``dtype``, dense flags or None), each padded
-  to ``n_row_blocks · row_block`` rows and reshaped to [n_row_blocks, row_block, ...].
+               row_block: int, dtype, row_index: Int[Array, " L"] | None = None
+               ) -> tuple[Array, Array, Array, Array, Array | None, Array | None]:
+  """(queries, support columns, valid slots, ln A in ``dtype``, dense flags or None, the rows'
+  indices i or None), each padded to ``n_row_blocks · row_block`` rows and reshaped to
+  [n_row_blocks, row_block, ...].
 
-  Padded rows get a support of one valid slot (column 0, weight 1) and are not
-  dense, so their figures are finite; callers drop them (``unblock``).
+  Padded rows get a support of one valid slot (column 0, weight 1), are not
+  dense and (with ``row_index``) see every key, so their figures are finite;
+  callers drop them (``unblock``).
   """
   rows = n_row_blocks * row_block
   blocked = lambda x, value=0: pad_rows(x, rows, value).reshape(
       n_row_blocks, row_block, *x.shape[1:])
   dense = None if pattern.dense is None else blocked(pattern.dense, False)
+  index = None if row_index is None else blocked(row_index, pattern.length - 1)
   return (blocked(queries), blocked(pattern.cols), blocked(pattern.valid, True),
-          blocked(pattern.log_weights.astype(dtype)), dense)
+          blocked(pattern.log_weights.astype(dtype)), dense, index)
 
 
 def dot(a: Array, b: Array, out_dtype) -> Array:
@@ -95,28 +99,42 @@ def padding_mask(start: Int[Array, ""], block: int, length: int, dtype) -> Float
                    jnp.asarray(0, dtype))
 
 
+def causal_mask(start: Int[Array, ""], block: int, row_index: Int[Array, " R"], dtype
+                ) -> Float[Array, "R B"]:
+  """−∞ at the columns start + j > i of row i (the future keys a causal layer masks), else 0;
+  padding (start + j ≥ L > i) included."""
+  future = start + jnp.arange(block)[None, :] > row_index[:, None]
+  return jnp.where(future, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, dtype))
+
+
 def tile_mask(cols: Int[Array, "R N"], valid: Bool[Array, "R N"], start: Int[Array, ""],
-              block: int, length: int, dtype, dense: Bool[Array, " R"] | None = None
-              ) -> Float[Array, "R B"]:
+              block: int, length: int, dtype, dense: Bool[Array, " R"] | None = None,
+              row_index: Int[Array, " R"] | None = None) -> Float[Array, "R B"]:
   """C_0 of the key block [start, start + block): where every running sum starts (and, with
   ``full``, which columns are excluded).
 
     C_0,ij = −∞ if column start + j ∈ S_i or start + j ≥ L (padding), else 0,
 
   except on a ``dense`` row, where it is −∞ at padding only: its streamed
-  maximum runs over every key. The support columns come from scattering each
+  maximum runs over every key. With ``row_index`` (a causal layer) the
+  columns start + j > i are −∞ too, on dense rows as well (whose support is
+  then every key j ≤ i). The support columns come from scattering each
   row's N slots into the tile (R·N writes; slots outside the block are
   dropped), so no L×L mask exists.
   """
   neg_inf = jnp.asarray(-jnp.inf, dtype)
   slots = jnp.where(valid & (cols >= start), cols - start, block)  # [R, N]; block: not here
   mask = jnp.zeros((cols.shape[0], block), dtype)
-  if length % block:  # the last block runs past L
+  if row_index is not None:
+    mask = mask + causal_mask(start, block, row_index, dtype)
+  elif length % block:  # the last block runs past L
     mask = mask + padding_mask(start, block, length, dtype)
   mask = mask.at[jnp.arange(cols.shape[0])[:, None], slots].set(neg_inf, mode="drop")
   if dense is None:
     return mask
-  return jnp.where(dense[:, None], padding_mask(start, block, length, dtype), mask)
+  visible = (padding_mask(start, block, length, dtype) if row_index is None
+             else causal_mask(start, block, row_index, dtype))
+  return jnp.where(dense[:, None], visible, mask)
 
 
 # Slots per support gather: a row block's gathered keys are [R, chunk, w], not [R, N, w].

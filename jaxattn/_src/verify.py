@@ -33,9 +33,9 @@ from jaxtyping import Array, Bool, Float, Int
 
 from jaxattn._src import certify, exact
 from jaxattn._src.base import IdentityBlock, Solution, cast_pattern, check_eps, check_outside_mass, resolve_dtype
-from jaxattn._src.pattern import SparsePattern, check_dense
-from jaxattn._src.tiles import (SupportStats, default_tiles, dot, local_mesh, pad_rows,
-                                padding_mask, row_blocks, shard_leading, support_stats,
+from jaxattn._src.pattern import SparsePattern, check_causal, check_dense
+from jaxattn._src.tiles import (SupportStats, causal_mask, default_tiles, dot, local_mesh,
+                                pad_rows, padding_mask, row_blocks, shard_leading, support_stats,
                                 tile_mask)
 
 class RowStats(NamedTuple):
@@ -159,7 +159,8 @@ def _full_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
 def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
               splits: tuple[int, ...], scales: Float[Array, " G"], *, block_size: int | None = None,
               row_block: int | None = None, full: bool = True, matmul_dtype=None,
-              mesh: Mesh | None = None, rows: Int[Array, " M"] | None = None) -> RowStats:
+              mesh: Mesh | None = None, rows: Int[Array, " M"] | None = None,
+              causal: bool = False) -> RowStats:
   """spread_i, gap_i (and, if ``full``, outside mass and |ℓ| max) of the logits
 
     ℓ^(g) = scales[g] · Q[:, :splits[g]] K[:, :splits[g]]ᵀ,   g = 0..G−1,
@@ -187,16 +188,19 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   for support and streamed logits alike, and accumulates every product in
   Q's dtype; the bounds cover that rounding, so they hold for the stored
   Q, K. With a ``mesh`` the row blocks are split over its devices (each
-  holds all keys).
+  holds all keys). ``causal``: the figures of a causal layer (docs/definitions.md §3), the
+  keys j > i masked before every reduction: gap_i over j ≤ i, j ∉ S_i; a dense row's spread over
+  j ≤ i; the outside mass of the softmax over j ≤ i.
   """
   width = keys.shape[1]
   if splits[-1] > width or list(splits) != sorted(set(splits)) or splits[0] < 1:
     raise ValueError(f"splits must increase within [1, {width}], got {splits}")
+  row_index = jnp.arange(queries.shape[0]) if rows is None else jnp.asarray(rows)
   if rows is not None:
     queries, pattern = queries[rows], jax.tree.map(lambda x: x[rows], pattern)
   scales = jnp.asarray(scales, queries.dtype)
   stats = _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
-                  matmul_dtype, mesh)
+                  matmul_dtype, mesh, row_index if causal else None)
   stats = stats._replace(**dict(zip(("spread_bound", "gap_bound"), _bounds(
       stats, queries, keys, pattern, splits, scales, matmul_dtype))))
   if mesh is not None and mesh.size > 1:  # gathered: later reductions run as on one device
@@ -253,9 +257,10 @@ def _key_blocks(keys: Float[Array, "L w"], splits: tuple[int, ...], rank1_dims: 
 
 
 def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full, matmul_dtype,
-            mesh) -> RowStats:
+            mesh, row_index=None) -> RowStats:
   """The streamed pass of ``row_stats`` (figures only; bounds zero): one scan over key blocks
-  per row block, the row blocks mapped (and split over ``mesh``)."""
+  per row block, the row blocks mapped (and split over ``mesh``); with ``row_index`` (each query
+  row's index i) the keys j > i are masked (a causal layer)."""
   length, width = keys.shape
   n_queries = queries.shape[0]
   dtype = queries.dtype
@@ -272,7 +277,7 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
   ranges, key_ranges, keys_t = _key_blocks(keys, splits, rank1_dims, block, n_blocks, dtype)
 
   def one_row_block(args):
-    q, cols, valid, lw, dense = args
+    q, cols, valid, lw, dense, index = args
     q_ranges = [q[:, lo:hi] for lo, hi in ranges]
     q_exact = q.astype(dtype)  # for elementwise products, exact in ``dtype`` for narrower q
     support = support_stats(q_exact, keys, cols, lw, valid, prefix, scales, full=full)
@@ -280,13 +285,14 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
 
     def key_block(carry, inputs):
       k_ranges, k_t, start = inputs
-      mask = tile_mask(cols, valid, start, block, length, dtype, dense)
+      mask = tile_mask(cols, valid, start, block, length, dtype, dense, index)
       products = [dot(q_r, k_r, dtype) for q_r, k_r in zip(q_ranges, k_ranges)]
       new = (_full_update(carry[:3], mask, products, scales) if full else (jnp.maximum(
           carry[0], _level_maxima(mask, products, q_exact, k_t, rank1_dims)),) + carry[1:3])
       if dense is None:
         return new, None
-      padding = jnp.broadcast_to(padding_mask(start, block, length, dtype), mask.shape)
+      padding = (jnp.broadcast_to(padding_mask(start, block, length, dtype), mask.shape)
+                 if index is None else causal_mask(start, block, index, dtype))
       negated = _level_maxima(padding, [-p for p in products], -q_exact, k_t, rank1_dims)
       return new + (jnp.maximum(carry[3], negated),), None  # −min_j C_g,ij over every key
 
@@ -307,7 +313,7 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
 
   padded = n_row_blocks * row_block
   stats = shard_leading(lambda *blocks: jax.lax.map(one_row_block, blocks), mesh,
-                        *row_blocks(queries, pattern, n_row_blocks, row_block, dtype))
+                        *row_blocks(queries, pattern, n_row_blocks, row_block, dtype, row_index))
   # [n_row_blocks, G, R] -> [G, M]
   return jax.tree.map(lambda s: jnp.moveaxis(s, 0, 1).reshape(len(splits), padded)[:, :n_queries],
                       stats)
@@ -333,9 +339,10 @@ def row_states(stats: RowStats, limits: certify.Thresholds) -> Int[Array, "... L
   return certify.row_states(stats.spread, stats.gap, stats.spread_bound, stats.gap_bound, limits)
 
 
-@functools.partial(jax.jit, static_argnames=("block_size", "row_block", "matmul_dtype", "mesh"))
+@functools.partial(jax.jit, static_argnames=("block_size", "row_block", "matmul_dtype", "mesh",
+                                             "causal"))
 def _first_pass(queries, keys, pattern: SparsePattern, eps1, eps2, max_outside_mass,
-                limits: certify.Thresholds, block_size, row_block, matmul_dtype, mesh
+                limits: certify.Thresholds, block_size, row_block, matmul_dtype, mesh, causal
                 ) -> tuple[Report, Int[Array, " L"]]:
   """The streamed pass of ``verify``: its figures, the uncertified verdict, and the row states."""
   # ln A in float32, or in float64 for a float64 X (weights are stored in float32)
@@ -343,7 +350,7 @@ def _first_pass(queries, keys, pattern: SparsePattern, eps1, eps2, max_outside_m
   ones = jnp.ones((1,), queries.dtype)
   stats = jax.tree.map(lambda s: s[0], row_stats(
       queries, keys, pattern, (queries.shape[-1],), ones, block_size=block_size,
-      row_block=row_block, full=True, matmul_dtype=matmul_dtype, mesh=mesh))
+      row_block=row_block, full=True, matmul_dtype=matmul_dtype, mesh=mesh, causal=causal))
   eta = jnp.asarray(jnp.inf if max_outside_mass is None else max_outside_mass, queries.dtype)
   ok_rows = row_ok(stats, limits, eta)
   zero = jnp.zeros((), jnp.int32)
@@ -358,19 +365,20 @@ def _first_pass(queries, keys, pattern: SparsePattern, eps1, eps2, max_outside_m
   return report, row_states(stats, limits)
 
 
-@functools.partial(jax.jit, static_argnames=("splits", "block_size", "row_block"))
-def _recheck(queries, keys, pattern, rows, scales, limits, splits, block_size, row_block):
+@functools.partial(jax.jit, static_argnames=("splits", "block_size", "row_block", "causal"))
+def _recheck(queries, keys, pattern, rows, scales, limits, splits, block_size, row_block,
+             causal=False):
   """Row states of ``rows`` at every level, the products in the evaluation dtype (float32)."""
   pattern = cast_pattern(pattern, jnp.promote_types(queries.dtype, jnp.float32))
   return row_states(row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
-                              row_block=row_block, full=False, rows=rows), limits)
+                              row_block=row_block, full=False, rows=rows, causal=causal), limits)
 
 
 def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
                 states: Int[Array, " L"] | None, eps1: float, eps2: float, *, split: int,
                 scale: tuple[int, int] = (1, 1), recheck: bool = False,
-                block_size: int | None = None, row_block: int | None = None
-                ) -> tuple[np.ndarray, tuple[int, int, int]]:
+                block_size: int | None = None, row_block: int | None = None,
+                causal: bool = False) -> tuple[np.ndarray, tuple[int, int, int]]:
   """The exact verdict of every row of ℓ = s Q[:, :split] K[:, :split]ᵀ (s = scale[0]/scale[1])
   from its first-pass ``states``, and how many rows each stage settled.
 
@@ -378,7 +386,8 @@ def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern
   here) settled the rows not UNDECIDED;
   with ``recheck`` (the pass ran in a narrower matmul format) the undecided
   rows are re-done with float32 products (stage 2); the rest are decided in
-  exact arithmetic on the host (stage 3, ``exact.rows_ok_exact``).
+  exact arithmetic on the host (stage 3, ``exact.rows_ok_exact``); ``causal``: in a causal
+  layer's semantics at every stage.
 
   Returns:
     (row_ok bool [L], (settled by the bound, by the float32 re-check, on the host)).
@@ -387,14 +396,14 @@ def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern
   scales = jnp.asarray([scale[0] / scale[1]], queries.dtype)
   if states is None:
     states = _recheck(queries, keys, pattern, jnp.arange(pattern.length), scales, limits,
-                      (split,), block_size, row_block)[0]
+                      (split,), block_size, row_block, causal)[0]
   states = np.array(states)
   by_bound = int(np.sum(states != certify.UNDECIDED))
   undecided = np.flatnonzero(states == certify.UNDECIDED)
   if recheck and undecided.size:
     padded = np.resize(undecided, 1 << int(np.ceil(np.log2(undecided.size))))  # few compiles
     states[undecided] = np.asarray(_recheck(queries, keys, pattern, jnp.asarray(padded), scales,
-                                            limits, (split,), block_size, row_block))[0][
+                                            limits, (split,), block_size, row_block, causal))[0][
                                                 :undecided.size]
   by_float32 = int(np.sum(states != certify.UNDECIDED)) - by_bound
   host = np.flatnonzero(states == certify.UNDECIDED)
@@ -403,7 +412,7 @@ def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern
     row_ok[host] = exact.rows_ok_exact(
         np.asarray(queries)[:, :split], np.asarray(keys)[:, :split],
         *(np.asarray(x) for x in pattern[:3]), host, eps1, eps2, exact.Fraction(*scale),
-        dense=pattern.dense_host)
+        dense=pattern.dense_host, causal=causal)
   return row_ok, (by_bound, by_float32, int(host.size))
 
 
@@ -411,16 +420,17 @@ def verify_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"],
                    pattern: SparsePattern, eps1: float, eps2: float, *,
                    max_outside_mass: float | None = None, block_size: int | None = None,
                    row_block: int | None = None, matmul: str = "float32", matmul_dtype=None,
-                   certified: bool = True) -> Report:
+                   certified: bool = True, causal: bool = False) -> Report:
   """``verify``'s report for the logits ℓ = Q Kᵀ of given factors, certified when it can be
   (``certify.certifiable``, ``certified``, no ``matmul_dtype`` narrowing the factors, and
-  concrete inputs: under ``jit`` the host stage cannot run, and the verdict is the computed one)."""
+  concrete inputs: under ``jit`` the host stage cannot run, and the verdict is the computed one);
+  in a causal layer's semantics with ``causal``."""
   dtype = queries.dtype
   narrowed = matmul_dtype is not None and jnp.dtype(matmul_dtype) != dtype
   first_format = certify.MATMUL_FORMATS[matmul] if matmul_dtype is None else matmul_dtype
   report, states = _first_pass(queries, keys, pattern, eps1, eps2, max_outside_mass,
                                certify.thresholds(eps1, eps2, dtype), block_size, row_block,
-                               first_format, local_mesh())
+                               first_format, local_mesh(), causal)
   traced = any(isinstance(x, jax.core.Tracer)
                for x in jax.tree.leaves((queries, keys, pattern, eps1, eps2)))
   if traced or not (certified and not narrowed and certify.certifiable(dtype, max_outside_mass)):
@@ -428,7 +438,7 @@ def verify_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"],
   recheck = first_format is not None and jnp.finfo(first_format).bits < jnp.finfo(dtype).bits
   row_ok, settled = settle_rows(queries, keys, pattern, states, eps1, eps2,
                                 split=queries.shape[-1], recheck=recheck, block_size=block_size,
-                                row_block=row_block)
+                                row_block=row_block, causal=causal)
   return report._replace(ok=jnp.asarray(row_ok.all()), row_ok=jnp.asarray(row_ok),
                          certified=jnp.asarray(True),
                          **dict(zip(("settled_by_bound", "settled_by_float32", "settled_on_host"),
@@ -448,7 +458,7 @@ def check_matmul(matmul: str) -> str:
 def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
            block_size: int | None = None, matmul_dtype=None, *, dtype=None,
            row_block: int | None = None, max_outside_mass: float | None = None,
-           matmul: str = "float32") -> Report:
+           matmul: str = "float32", causal: bool = False) -> Report:
   """Checks whether row-softmax((X W_Q)(X W_K)ᵀ) (ε1, ε2)-approximates A, exactly.
 
   ratio_error = exp(max_i spread_i) − 1 and leak = exp(max_i gap_i), with
@@ -487,6 +497,10 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     matmul: the products' format of certified verification, "float32"
       (default) or "bfloat16" (Q, K rounded to bfloat16, accumulated in
       float32, the bound widened accordingly); the verdict is exact either way.
+    causal: a causal layer (docs/definitions.md §3): its softmax runs over the keys j ≤ i,
+      so the zeros are j ≤ i, j ∉ S_i (gap_i over them, −∞ when S_i is the whole prefix) and
+      the outside mass is that of the keys j ≤ i. The pattern must be causal (S_i ⊆ {0, …, i};
+      ValueError naming the first row and column above the diagonal). Default: bidirectional.
 
   Returns:
     ``Report``; its figures are JAX scalars (``float(rep.leak)``).
@@ -494,7 +508,8 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
   if dtype is not None:
     evaluate, _ = resolve_dtype(dtype)
     solution = jax.tree.map(lambda x: jnp.asarray(x).astype(evaluate), solution)
-  _check_verify(solution, pattern, eps1, eps2, max_outside_mass, matmul, block_size, row_block)
+  _check_verify(solution, pattern, eps1, eps2, max_outside_mass, matmul, block_size, row_block,
+                causal)
   if matmul_dtype is not None:
     matmul_dtype = jnp.dtype(matmul_dtype)
     if not jnp.issubdtype(matmul_dtype, jnp.floating):
@@ -503,16 +518,18 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
   return verify_factors(*_factors(solution), pattern, eps1, eps2,
                         max_outside_mass=max_outside_mass, block_size=block_size,
                         row_block=row_block, matmul=matmul, matmul_dtype=matmul_dtype,
-                        certified=exact_params)
+                        certified=exact_params, causal=causal)
 
 
 def _check_verify(solution: Solution, pattern: SparsePattern, eps1, eps2, max_outside_mass,
-                  matmul, block_size, row_block) -> None:
+                  matmul, block_size, row_block, causal) -> None:
   """``verify``'s argument checks: ValueError naming the first bad one."""
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
   check_matmul(matmul)
   check_dense(pattern)
+  if causal and not isinstance(pattern.cols, jax.core.Tracer):
+    check_causal(pattern)
   length = solution.X.shape[0]
   if pattern.length != length:
     raise ValueError(f"pattern has length {pattern.length} but X has {length} rows")

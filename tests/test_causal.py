@@ -1,0 +1,202 @@
+"""Causal layers (docs/definitions.md §3): the softmax of row i runs over the keys j ≤ i, so the
+zero condition covers j ≤ i, j ∉ S_i only; certified verdicts against the exact oracle."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxattn as ja
+from jaxattn.construct import solution_from_factors
+from tests import exact_oracle as oracle
+
+EPS1, EPS2 = 0.5, 0.5
+
+
+def _causal_pattern(length=30, nnz=3, seed=0):
+  return ja.patterns.random_causal(jax.random.PRNGKey(seed), length=length, nnz=nnz, a_min=0.3)
+
+
+def test_random_causal_is_causal_within_its_bounds_and_deterministic():
+  pattern = _causal_pattern(64, 4)
+  a = np.asarray(pattern.to_dense()) > 0
+  assert not np.triu(a, 1).any() and np.all(np.diag(a))
+  assert a.sum(0).max() <= 4 and a.sum(1).max() <= 4 and a.sum() > 64 + 40
+  np.testing.assert_array_equal(a, np.asarray(_causal_pattern(64, 4).to_dense()) > 0)
+
+
+def test_a_non_causal_pattern_is_refused_naming_its_row_and_column():
+  a = np.eye(5, dtype=np.float32)
+  a[1, 3] = a[2, 4] = 1
+  pattern = ja.SparsePattern.from_dense(a)
+  sol = ja.construct.jl(jax.random.PRNGKey(0), pattern, 8, EPS1, EPS2)
+  message = "row 1 has a nonzero at column 3 > 1"
+  with pytest.raises(ValueError, match=message):
+    ja.verify(sol, pattern, EPS1, EPS2, causal=True)
+  with pytest.raises(ValueError, match=message):
+    ja.verify_grid(jax.random.PRNGKey(0), pattern, (4, 8), eps1=EPS1, eps2=EPS2, causal=True)
+  with pytest.raises(ValueError, match="row 1 has a nonzero at column 3"):
+    ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, EPS1, EPS2, causal=True)
+  sampler = ja.patterns.Sampler("random_regular", length=16, nnz=2, a_min=0.5)
+  with pytest.raises(ValueError, match=r"causal=True, trial 0: .*row \d+ has a nonzero at column"):
+    ja.min_d(jax.random.PRNGKey(0), sampler, (4, 8), eps1=EPS1, eps2=EPS2, trials=2, causal=True)
+  assert bool(ja.verify(sol, pattern, EPS1, EPS2).row_ok.shape == (5,))  # bidirectional: fine
+
+
+def _future_key_case():
+  """Row 0's only visible key is its own (S_0 = {0}, gap −∞ in a causal layer), while its future
+  key 1 has logit 50 against 5: bidirectional, row 0 fails; causal, every row passes."""
+  queries = 5 * np.eye(3, dtype=np.float32)
+  keys = np.eye(3, dtype=np.float32)
+  keys[1, 0] = 10
+  return queries, keys, np.eye(3, dtype=np.float32)
+
+
+def test_a_future_key_is_masked_by_a_causal_layer():
+  queries, keys, a = _future_key_case()
+  sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
+  pattern = ja.SparsePattern.from_dense(a)
+  both = [ja.verify(sol, pattern, EPS1, EPS2, causal=causal) for causal in (False, True)]
+  np.testing.assert_array_equal(both[0].row_ok, [False, True, True])
+  np.testing.assert_array_equal(both[1].row_ok, [True, True, True])
+  assert float(both[0].gap[0]) == 45.0 and float(both[1].gap[0]) == -np.inf
+  for causal, report in zip((False, True), both):
+    assert bool(report.certified)
+    np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(
+        queries, keys, a, EPS1, EPS2, causal=causal))
+    dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, EPS1, EPS2, causal=causal)
+    np.testing.assert_array_equal(report.row_ok, oracle.float_row_ok(
+        dense, queries, keys, a, EPS1, EPS2))
+
+
+@pytest.mark.parametrize("method, d", [("jl", 96), ("lstsq", 12), ("moment_curve", 8),
+                                       ("onehot", 30)])
+def test_causal_verdicts_equal_the_exact_oracle(method, d):
+  """ε at relative distances 1e-7 and 1e-9 of a row's causal float64 figures, several key and
+  row blocks (padding in both): causal and bidirectional row verdicts equal the exact oracle's,
+  and a row that verifies bidirectionally verifies in a causal layer."""
+  pattern = _causal_pattern()
+  a = np.asarray(pattern.to_dense())
+  sol = ja.construct.build(method, jax.random.PRNGKey(1), pattern, d, EPS1, EPS2)
+  queries, keys = np.asarray(sol.queries()), np.asarray(sol.keys())
+  base = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, EPS1, EPS2, causal=True)
+  row = int(np.argmax(np.isfinite(base.gap) & (np.arange(30) > 10)))
+  ratio_at, leak_at = float(np.expm1(base.spread[row])), float(np.exp(base.gap[row]))
+  for rel in (-1e-7, 1e-9, 0.3):
+    eps1 = max(ratio_at * (1 + rel), 1e-6)
+    eps2 = min(leak_at * (1 + rel), 0.999)
+    rows_ok = {}
+    for causal in (False, True):
+      report = ja.verify(sol, pattern, eps1, eps2, causal=causal, block_size=8, row_block=8)
+      assert bool(report.certified)
+      rows_ok[causal] = np.asarray(report.row_ok)
+      np.testing.assert_array_equal(rows_ok[causal], oracle.exact_row_ok(
+          queries, keys, a, eps1, eps2, causal=causal), err_msg=f"{rel} {causal}")
+    assert np.all(rows_ok[True] >= rows_ok[False])
+
+
+def test_a_dense_row_in_a_causal_layer_spans_its_prefix():
+  """Dense row 3 (a global token) sees keys 0..3 with equal logits and keys 4.. far apart: its
+  spread is 0 over the prefix (causal) and 60 over every key (bidirectional)."""
+  length = 8
+  a = np.eye(length, dtype=np.float32)
+  a[3] = 1
+  pattern = ja.SparsePattern.from_dense(a, check_columns=False)
+  assert bool(pattern.dense[3])
+  queries = 4 * np.eye(length, length + 1, dtype=np.float32)
+  queries[3] = np.eye(1, length + 1, length, dtype=np.float32)[0]
+  keys = np.concatenate([np.eye(length, dtype=np.float32),
+                         np.array([[0, 0, 0, 0, 30, -30, 0, 0]], np.float32).T], axis=1)
+  sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
+  causal = ja.verify(sol, pattern, EPS1, EPS2, causal=True)
+  bidirectional = ja.verify(sol, pattern, EPS1, EPS2)
+  assert float(causal.spread[3]) == 0 and float(bidirectional.spread[3]) == 60
+  assert bool(causal.ok) and not bool(bidirectional.row_ok[3])
+  np.testing.assert_array_equal(causal.row_ok, oracle.exact_row_ok(
+      queries, keys, np.tril(np.asarray(pattern.to_dense())), EPS1, EPS2, causal=True))
+
+
+def test_the_causal_outside_mass_is_that_of_the_visible_keys():
+  pattern = _causal_pattern(24, 2)
+  a = np.asarray(pattern.to_dense())
+  sol = ja.construct.jl(jax.random.PRNGKey(3), pattern, 64, EPS1, EPS2)
+  report = ja.verify(sol, pattern, EPS1, EPS2, max_outside_mass=0.9, causal=True, block_size=8)
+  dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, EPS1, EPS2, 0.9, causal=True)
+  np.testing.assert_allclose(float(report.outside_mass_max), dense.outside_mass_max, rtol=1e-4)
+  np.testing.assert_allclose(float(report.outside_mass_mean), np.mean(dense.outside_mass),
+                             rtol=1e-4)
+  assert float(report.outside_mass_max) < float(
+      ja.verify(sol, pattern, EPS1, EPS2, max_outside_mass=0.9).outside_mass_max)
+
+
+def test_row_stats_of_listed_rows_use_their_own_index():
+  """The host stage re-does listed rows (``rows``): each must be masked at its own index i."""
+  pattern = _causal_pattern(40, 3)
+  sol = ja.construct.jl(jax.random.PRNGKey(2), pattern, 32, EPS1, EPS2)
+  ones = jnp.ones((1,), jnp.float32)
+  full = ja.row_stats(sol.queries(), sol.keys(), pattern, (32,), ones, causal=True, block_size=8)
+  rows = jnp.array([39, 5, 17, 0])
+  part = ja.row_stats(sol.queries(), sol.keys(), pattern, (32,), ones, causal=True, block_size=8,
+                      rows=rows)
+  np.testing.assert_array_equal(part.gap, full.gap[:, rows])
+  np.testing.assert_array_equal(part.spread, full.spread[:, rows])
+
+
+def test_causal_search_thresholds_never_exceed_bidirectional():
+  """Same key: the same patterns and draws in both layers, so d*_t(causal) ≤ d*_t(bidirectional)
+  for every trial (lstsq, adaptive schedule; one trial lower here); and verify_grid's causal
+  verdicts are ja.verify's at every grid d."""
+  sampler = ja.patterns.Sampler("random_causal", length=32, nnz=2, a_min=0.5)
+  grid = (4, 6, 8, 11, 16, 23, 32)
+  key = jax.random.PRNGKey(5)
+  results = [ja.min_d(key, sampler, grid, eps1=EPS1, eps2=EPS2, trials=4, method="lstsq",
+                      causal=causal) for causal in (False, True)]
+  assert np.all(results[1].thresholds <= results[0].thresholds)
+  assert np.any(results[1].thresholds < results[0].thresholds)
+  pattern = sampler(ja.trial_keys(key, 1)[0][0])
+  verdicts = ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2, method="lstsq",
+                            causal=True)
+  want = [bool(ja.verify(ja.construct.lstsq(key, pattern, d, EPS1, EPS2), pattern, EPS1, EPS2,
+                         causal=True).ok) for d in grid]
+  np.testing.assert_array_equal(verdicts, want)
+  assert any(want) and not all(want)
+
+
+def test_solve_and_check_in_a_causal_layer(tmp_path, capsys):
+  """``bench solve --causal --search`` certifies a causal pattern in a causal layer and records
+  it; ``bench check`` re-verifies in the recorded semantics; a non-causal pattern is refused in
+  one line (exit 2)."""
+  from jaxattn_bench.cli import main
+  a = np.asarray(_causal_pattern(32, 2).to_dense())
+  path, out = str(tmp_path / "causal.npy"), str(tmp_path / "causal_solution.npz")
+  np.save(path, a)
+  assert main(["solve", path, "--method", "lstsq", "--causal", "--search", "--out", out]) == 0
+  assert "causal layer" in capsys.readouterr().out
+  with np.load(out) as saved:
+    assert bool(saved["causal"])
+  assert main(["check", out, "--float64"]) == 0
+  printed = capsys.readouterr().out
+  assert "float64 (ja.verify), causal layer" in printed and "dense NumPy  float64: ok True" in printed
+  bad = str(tmp_path / "bad.npy")
+  np.save(bad, a.T)
+  assert main(["solve", bad, "--causal", "--d", "8", "--out", out]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and re.search(r"row \d+ has a nonzero at column \d+ > \d+", err[0]), err
+
+
+def test_check_reads_the_layer_from_the_file(tmp_path, capsys):
+  """The future-key solution is certified in a causal layer only: the file's ``causal`` flag
+  decides the semantics of ``bench check`` (without it, the check fails)."""
+  from jaxattn_bench.cli import main
+  from jaxattn_bench.solution_file import save_solution
+  queries, keys, a = _future_key_case()
+  sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
+  pattern = ja.SparsePattern.from_dense(a)
+  report = ja.verify(sol, pattern, EPS1, EPS2, causal=True)
+  for causal, status in ((True, 0), (False, 1)):
+    out = str(tmp_path / f"causal_{causal}.npz")
+    save_solution(out, sol, pattern, report, method="onehot", d=3, eps1=EPS1, eps2=EPS2, seed=0,
+                  source="test", changes=(), seconds=0.0, version=ja.__version__, causal=causal)
+    assert main(["check", out, "--float64"]) == status, capsys.readouterr().out
