@@ -16,10 +16,14 @@ EPS1, EPS2 = 0.5, 0.5
 FIGURES = ("ratio_error", "leak", "outside_mass_max", "outside_mass_mean", "max_abs_logit")
 
 
+# The families the noisy cases cycle through (fixed, so a new generator does not move them).
+NOISY_FAMILIES = ("banded", "block_diagonal", "random_regular", "random_sparse", "strided")
+
+
 def _noisy_case(seed: int, length: int = 24, nnz: int = 3, noise: float = 0.1, dtype=np.float32):
   """Pattern and a solution whose logits are B + noise (B: the exact target logits)."""
   key_p, key_n = jax.random.split(jax.random.PRNGKey(seed))
-  family = sorted(ja.patterns.GENERATORS)[seed % len(ja.patterns.GENERATORS)]
+  family = NOISY_FAMILIES[seed % len(NOISY_FAMILIES)]
   p = ja.patterns.GENERATORS[family](key_p, length=length, nnz=nnz, a_min=0.2)
   b = np.zeros((length, length))
   rows = np.repeat(np.arange(length)[:, None], nnz, 1)

@@ -53,9 +53,8 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
   other methods are built at each d inside one compiled loop, padded to d_max.
   Either way the shapes, and so the compiled program, depend on d_max only.
-  Tiles, ``matmul_dtype``, ``mesh`` and ``causal`` (a causal layer's semantics) go to
-  ``row_stats``. Factors are computed in float32 (float64 for ``dtype`` float64), verified in
-  ``dtype`` (``construct.resolve_dtype``).
+  Tiles, ``matmul_dtype``, ``mesh`` and ``causal`` go to ``row_stats``. Factors are computed
+  in float32 (float64 for ``dtype`` float64), verified in ``dtype`` (``resolve_dtype``).
   """
   evaluate, compute = resolve_dtype(dtype)
   pattern = cast_pattern(pattern, compute)
@@ -68,9 +67,8 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   first = certify.MATMUL_FORMATS[matmul] if matmul_dtype is None else matmul_dtype
 
   def level_states(queries, keys, splits, scales):
-    stats = row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
-                      row_block=row_block, full=full, matmul_dtype=first, mesh=mesh,
-                      causal=causal)
+    stats = row_stats(queries, keys, pattern, splits, scales, block_size=block_size, mesh=mesh,
+                      row_block=row_block, full=full, matmul_dtype=first, causal=causal)
     if not certified:
       verdicts = jnp.all(row_ok(stats, limits, max_outside_mass), -1).astype(jnp.int8)
       return verdicts, undecided_rows(jnp.ones_like(stats.gap, jnp.int8))

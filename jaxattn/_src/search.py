@@ -104,24 +104,20 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
 
 def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: float,
           eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
-          confidence: float = 0.95, block_size: int | None = None,
-          matmul_dtype=None, dtype=None, row_block: int | None = None,
-          max_trial_batch: int | None = None,
+          confidence: float = 0.95, block_size: int | None = None, matmul_dtype=None,
+          dtype=None, row_block: int | None = None, max_trial_batch: int | None = None,
           max_outside_mass: float | None = None, matmul: str = "float32",
-          schedule: str | None = None, check_above: int = 1, causal: bool = False
-          ) -> MinDResult:
+          schedule: str | None = None, check_above: int = 1, causal: bool = False) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials, and per trial
   its verdicts, threshold d*_t and first success, with the quantiles d_50 and d_{1−δ}.
 
-  Trial t draws a fresh pattern ``sampler(k_A)`` and a fresh construction
-  ``method(k_X, A, d)`` from split keys, and succeeds at d iff ``verify`` passes. Trials are
-  split over this process's devices (or, if fewer, row blocks) and vmapped in batches; the
-  result does not depend on the number of devices. Never one compile per d. Verdicts are
-  certified (docs/certified.md): the host settles what the program cannot (``exact_level``).
-  ``schedule="adaptive"`` (the default for methods not in ``NESTED``) builds,
-  per trial, only the levels ``next_level`` asks for, each at ``probe_width``
-  (docs/practice.md); the rest are ``NOT_EVALUATED``, imputed by
-  monotonicity (``impute_verdicts``). ``"full"``: every (trial, grid d).
+  Trial t draws a fresh pattern ``sampler(k_A)`` and construction ``method(k_X, A, d)`` from
+  split keys; it succeeds at d iff ``verify`` passes. Trials are split over this process's
+  devices (or row blocks) and vmapped in batches; never one compile per d. Verdicts are
+  certified (docs/certified.md; the host settles what the program cannot, ``exact_level``).
+  ``schedule="adaptive"`` (default for methods not in ``NESTED``) builds per trial only the
+  levels ``next_level`` asks for, at ``probe_width``, and imputes the rest by monotonicity
+  (``impute_verdicts``, docs/practice.md); ``"full"``: every (trial, grid d).
 
   Args:
     key: PRNG key; the same key gives the same result on the same device.
@@ -130,8 +126,7 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     d_grid: increasing positive dimensions to test.
     eps1, eps2: tolerances ε1 > 0 and ε2 ∈ (0, 1).
     method: a construction name (``ja.METHODS``).
-    trials, delta: T ≥ 1 trials; allowed failure fraction δ ∈ [0, 1).
-    confidence: level of the Clopper–Pearson intervals.
+    trials, delta, confidence: T ≥ 1; the failure fraction δ ∈ [0, 1); the intervals' level.
     block_size, row_block: keys and query rows per tile (default: ``verify``'s).
     matmul_dtype: e.g. ``jnp.bfloat16``: a layer with Q, K rounded to it (``verify``).
     dtype: "bfloat16", "float32" (default) or "float64" (needs jax_enable_x64).
@@ -139,9 +134,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     max_outside_mass: η ∈ (0, 1) of the mass criterion (``verify``); None: the ratio criterion.
     matmul: the certified pass's products, "float32" (default) or "bfloat16" (``verify``).
     schedule, check_above: "full", "adaptive" or None; levels checked above a trial's top.
-    causal: a causal layer (``verify``'s ``causal``); every trial's pattern is checked causal
-      first (ValueError naming the trial, row and column). Same key: the same patterns and
-      draws as the bidirectional search, so d*_t(causal) ≤ d*_t(bidirectional) per trial.
+    causal: a causal layer (``verify``'s); every trial's pattern is checked causal first.
+      Same key, same draws as bidirectionally: d*_t(causal) ≤ d*_t(bidirectional).
 
   Returns:
     ``MinDResult``: d_min, rates, [T, G] verdicts, thresholds and quantiles (docstring there).
@@ -152,19 +146,17 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   if causal:
     _check_causal_trials(key, sampler, trials)
   evaluate, _ = resolve_dtype(dtype)
-  levels = len(d_grid) if method in NESTED else 1
   matmul_dtype = None if matmul_dtype is None else jnp.dtype(matmul_dtype)
-  batch = grid_kernel.trial_batch(jax.eval_shape(sampler, key).length, levels, block_size,
-                                  row_block, trials)
+  batch = grid_kernel.trial_batch(jax.eval_shape(sampler, key).length, len(d_grid) if method in
+                                  NESTED else 1, block_size, row_block, trials)
+  shared = dict(method=method, d_grid=d_grid, block_size=block_size, row_block=row_block,
+                dtype=evaluate.name, causal=causal)
   run = functools.partial(
       grid_kernel.trial_states, key, eps1, eps2, max_outside_mass,
-      certify.thresholds(eps1, eps2, evaluate), sampler=sampler, method=method, d_grid=d_grid,
-      trials=trials, mesh=local_mesh(), trial_batch=min(batch, max_trial_batch or trials),
-      block_size=block_size, row_block=row_block, matmul_dtype=matmul_dtype,
-      dtype=evaluate.name, matmul=matmul, causal=causal)
-  exact = _trial_level(key, sampler, trials, method=method, d_grid=d_grid, eps1=eps1, eps2=eps2,
-                       dtype=evaluate.name, block_size=block_size, row_block=row_block,
-                       causal=causal)
+      certify.thresholds(eps1, eps2, evaluate), sampler=sampler, trials=trials, mesh=local_mesh(),
+      trial_batch=min(batch, max_trial_batch or trials), matmul_dtype=matmul_dtype, matmul=matmul,
+      **shared)
+  exact = _trial_level(key, sampler, trials, eps1=eps1, eps2=eps2, **shared)
   verdicts, host_levels = (adaptive_states(run, exact, d_grid, trials, check_above) if adaptive
                            else host_stage.settle_levels(*run(), exact))
   return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)._replace(

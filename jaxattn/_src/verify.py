@@ -261,9 +261,7 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
   """The streamed pass of ``row_stats`` (figures only; bounds zero): one scan over key blocks
   per row block, the row blocks mapped (and split over ``mesh``); with ``row_index`` (each query
   row's index i) the keys j > i are masked (a causal layer)."""
-  length, width = keys.shape
-  n_queries = queries.shape[0]
-  dtype = queries.dtype
+  (length, width), n_queries, dtype = keys.shape, queries.shape[0], queries.dtype
   if matmul_dtype is not None:
     queries, keys = queries.astype(matmul_dtype), keys.astype(matmul_dtype)
   default_rows, default_keys = default_tiles()
@@ -497,10 +495,8 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     matmul: the products' format of certified verification, "float32"
       (default) or "bfloat16" (Q, K rounded to bfloat16, accumulated in
       float32, the bound widened accordingly); the verdict is exact either way.
-    causal: a causal layer (docs/definitions.md §3): its softmax runs over the keys j ≤ i,
-      so the zeros are j ≤ i, j ∉ S_i (gap_i over them, −∞ when S_i is the whole prefix) and
-      the outside mass is that of the keys j ≤ i. The pattern must be causal (S_i ⊆ {0, …, i};
-      ValueError naming the first row and column above the diagonal). Default: bidirectional.
+    causal: a causal layer (docs/definitions.md §3): softmax over the keys j ≤ i, zeros
+      j ≤ i, j ∉ S_i; the pattern must be causal (else ValueError naming row and column).
 
   Returns:
     ``Report``; its figures are JAX scalars (``float(rep.leak)``).
@@ -509,11 +505,8 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     evaluate, _ = resolve_dtype(dtype)
     solution = jax.tree.map(lambda x: jnp.asarray(x).astype(evaluate), solution)
   _check_verify(solution, pattern, eps1, eps2, max_outside_mass, matmul, block_size, row_block,
-                causal)
-  if matmul_dtype is not None:
-    matmul_dtype = jnp.dtype(matmul_dtype)
-    if not jnp.issubdtype(matmul_dtype, jnp.floating):
-      raise ValueError(f"matmul_dtype must be a floating dtype, got {matmul_dtype}")
+                causal, matmul_dtype)
+  matmul_dtype = None if matmul_dtype is None else jnp.dtype(matmul_dtype)
   exact_params = all(isinstance(w, IdentityBlock) for w in (solution.w_q, solution.w_k))
   return verify_factors(*_factors(solution), pattern, eps1, eps2,
                         max_outside_mass=max_outside_mass, block_size=block_size,
@@ -522,8 +515,10 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
 
 
 def _check_verify(solution: Solution, pattern: SparsePattern, eps1, eps2, max_outside_mass,
-                  matmul, block_size, row_block, causal) -> None:
+                  matmul, block_size, row_block, causal, matmul_dtype) -> None:
   """``verify``'s argument checks: ValueError naming the first bad one."""
+  if matmul_dtype is not None and not jnp.issubdtype(jnp.dtype(matmul_dtype), jnp.floating):
+    raise ValueError(f"matmul_dtype must be a floating dtype, got {jnp.dtype(matmul_dtype)}")
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
   check_matmul(matmul)
