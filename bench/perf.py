@@ -114,6 +114,14 @@ def problem(seed: int, length: int, d: int, nnz: int) -> tuple[ja.SparsePattern,
   return pattern, ja.construct.jl(key_x, pattern, d=d, eps1=EPS1, eps2=EPS2)
 
 
+def causal_problem(seed: int, length: int, d: int, nnz: int
+                   ) -> tuple[ja.SparsePattern, ja.Solution]:
+  """``problem`` for causal layers: a ``random_causal`` pattern and its ``jl`` solution at d."""
+  key_p, key_x = jax.random.split(jax.random.PRNGKey(seed))
+  pattern = ja.patterns.random_causal(key_p, length=length, nnz=nnz, a_min=A_MIN)
+  return pattern, ja.construct.jl(key_x, pattern, d=d, eps1=EPS1, eps2=EPS2)
+
+
 def environment() -> str:
   """One line naming the device, host cores and versions."""
   device = jax.devices()[0]
@@ -124,13 +132,15 @@ def environment() -> str:
 
 
 def search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul_dtype,
-                 block_size: int | None = None, row_block: int | None = None):
+                 block_size: int | None = None, row_block: int | None = None,
+                 causal: bool = False):
   """A thunk running the nested-prefix search over ``grid`` on Q, K (jitted, as ``ja.min_d`` does),
-  in tiles of ``row_block`` × ``block_size`` (default: ``ja.default_tiles()``)."""
+  in tiles of ``row_block`` × ``block_size`` (default: ``ja.default_tiles()``), in a causal
+  layer with ``causal``."""
   scales = grid[-1] / jnp.asarray(grid, jnp.float32)
   search = jax.jit(lambda q, k, p: ja.row_stats(q, k, p, grid, scales, block_size=block_size,
                                                 row_block=row_block, full=False,
-                                                matmul_dtype=matmul_dtype).gap)
+                                                matmul_dtype=matmul_dtype, causal=causal).gap)
   return lambda: search(queries, keys, pattern)
 
 

@@ -144,6 +144,42 @@ def test_row_stats_of_listed_rows_use_their_own_index():
   np.testing.assert_array_equal(part.spread, full.spread[:, rows])
 
 
+@pytest.mark.parametrize("length, rows, block", [(64, 16, 8), (61, 16, 8), (40, 40, 16),
+                                                 (64, 8, 32)])
+def test_a_causal_pass_skips_the_key_tiles_above_the_diagonal(length, rows, block):
+  """The tiles the program runs (a counter carried in its loop): row block r sees the key
+  blocks up to its last row, min(n, ⌊(min(L, (r+1)R) − 1)/B⌋ + 1) of n = ⌈L/B⌉; a
+  bidirectional pass runs them all. (With the CPU tiles, 1024 × 512, at L = 16384: 272 of 512.)"""
+  from jaxattn._src.verify import _stream
+  pattern = _causal_pattern(length, 2)
+  sol = ja.construct.jl(jax.random.PRNGKey(0), pattern, 8, EPS1, EPS2)
+  ones = jnp.ones((1,), jnp.float32)
+  counts = [int(_stream(sol.queries(), sol.keys(), pattern, (8,), ones, block, rows, False, None,
+                        None, index)[1]) for index in (None, jnp.arange(length))]
+  n_blocks, n_row_blocks = -(-length // block), -(-length // rows)
+  assert counts[0] == n_row_blocks * n_blocks
+  assert counts[1] == sum(min(n_blocks, (min(length, (r + 1) * rows) - 1) // block + 1)
+                          for r in range(n_row_blocks))
+  assert sum((min(16384, (r + 1) * 1024) - 1) // 512 + 1 for r in range(16)) == 272
+
+
+@pytest.mark.parametrize("rows, block", [(4, 4), (3, 5), (12, 12)])
+def test_the_key_block_on_the_diagonal_is_never_skipped(rows, block):
+  """S_i = {i}, and row i's logit at its previous key i − 1 is 2 against 1 at its own: every row
+  but the first fails its zero condition through a key in its own (diagonal) key block, the
+  last block a causal row block may skip nothing of."""
+  length = 12
+  queries = np.eye(length, dtype=np.float32)
+  keys = np.eye(length, dtype=np.float32) + 2 * np.eye(length, k=1, dtype=np.float32)
+  a = np.eye(length, dtype=np.float32)
+  sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
+  report = ja.verify(sol, ja.SparsePattern.from_dense(a), EPS1, EPS2, causal=True,
+                     block_size=block, row_block=rows)
+  np.testing.assert_array_equal(report.row_ok, [True] + [False] * (length - 1))
+  np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, a, EPS1, EPS2,
+                                                                   causal=True))
+
+
 def test_causal_search_thresholds_never_exceed_bidirectional():
   """Same key: the same patterns and draws in both layers, so d*_t(causal) ≤ d*_t(bidirectional)
   for every trial (lstsq, adaptive schedule; one trial lower here); and verify_grid's causal

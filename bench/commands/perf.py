@@ -20,6 +20,7 @@ refused in one line, exit status 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -78,6 +79,10 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--optimize", action="store_true",
                       help="instead of the table: one optimize trial (hard negatives, and the "
                            "dense loss where L <= %d), time, peak RSS, float64 check" % DENSE_MAX_LENGTH)
+  parser.add_argument("--causal", action="store_true",
+                      help="instead of the table: a causal pattern, ja.verify and the search "
+                           "timed in a bidirectional and a causal layer (round-robin), and the "
+                           "speed-up of the causal layer")
   parser.add_argument("--optimize-length", type=int, default=4096, help="L of --optimize")
   parser.add_argument("--optimize-d", type=int, default=16, help="d of --optimize")
   parser.add_argument("--optimize-nnz", type=int, default=2, help="N of --optimize")
@@ -191,6 +196,34 @@ def print_certified(certified: dict, seconds: dict, search_name: str, grid, d: i
   print(f"search cost per level: t_G / t_1 = {base_e / one:.2f} for G = {len(grid)}, so "
         f"t ∝ L²·(d_max + c·G) with c = {perf.level_cost(base_e, one, len(grid), d):.0f} "
         f"(the runner's cost model)")
+
+
+def causal_speed(args) -> None:
+  """``--causal``: one ``random_causal`` pattern, its ``jl`` solution at d; the certified
+  ``ja.verify`` and the nested search over the grid, each in both layers, timed round-robin.
+  A causal pass skips the key tiles above the diagonal (docs/scale-and-speed.md)."""
+  pattern, solution = perf.causal_problem(args.seed, args.length, args.d, args.nnz)
+  queries, keys = solution.queries(), solution.keys()
+  grid = ja.geometric_grid(args.d, args.per_octave, start=min(args.grid_start, args.d))
+  fns, verdicts = {}, {}
+  for layer, causal in (("bidirectional", False), ("causal", True)):
+    fns[f"(a) ja.verify, {layer}"] = functools.partial(
+        ja.verify, solution, pattern, perf.EPS1, perf.EPS2, causal=causal)
+    verdicts[layer] = fns[f"(a) ja.verify, {layer}"]()
+    fns[f"(e) search, {layer}"] = perf.search_thunk(queries, keys, pattern, grid, None,
+                                                    causal=causal)
+  seconds = perf.time_round_robin(fns, args.repeats)
+  print(perf.environment())
+  print(f"L={args.length} d={args.d} N={args.nnz} random_causal; tiles {ja.default_tiles()} "
+        f"(rows, keys); medians of {args.repeats} after warm-up, round-robin; search grid {grid}")
+  for name, t in seconds.items():
+    layer = name.rsplit(", ", 1)[1]
+    note = (f"  ok {bool(verdicts[layer].ok)}, certified {bool(verdicts[layer].certified)}"
+            if name.startswith("(a)") else "")
+    print(f"{name:<30} {1e3 * t:>9.1f} ms{note}")
+  for label, kind in (("verify (a)", "(a) ja.verify"), ("search (e)", "(e) search")):
+    ratio = seconds[f"{kind}, bidirectional"] / seconds[f"{kind}, causal"]
+    print(f"causal speed-up, {label:<11} = {ratio:.2f}   (bidirectional time / causal time)")
 
 
 def sweep(args) -> None:
@@ -325,6 +358,8 @@ def main(args) -> int:
     optimize(args)
   elif args.sweep_tiles:
     sweep(args)
+  elif args.causal:
+    causal_speed(args)
   else:
     speed(args)
   return 0

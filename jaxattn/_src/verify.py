@@ -199,8 +199,8 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   if rows is not None:
     queries, pattern = queries[rows], jax.tree.map(lambda x: x[rows], pattern)
   scales = jnp.asarray(scales, queries.dtype)
-  stats = _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
-                  matmul_dtype, mesh, row_index if causal else None)
+  stats, _ = _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
+                     matmul_dtype, mesh, row_index if causal else None)
   stats = stats._replace(**dict(zip(("spread_bound", "gap_bound"), _bounds(
       stats, queries, keys, pattern, splits, scales, matmul_dtype))))
   if mesh is not None and mesh.size > 1:  # gathered: later reductions run as on one device
@@ -256,11 +256,26 @@ def _key_blocks(keys: Float[Array, "L w"], splits: tuple[int, ...], rank1_dims: 
   return ranges, key_ranges, keys_t
 
 
+def key_block_loop(step, init, blocks, block: int, row_index: Int[Array, " R"] | None):
+  """(carry, key blocks run) of ``step`` over the key blocks of one row block, a counter carried
+  in the loop: every block (a scan), or with ``row_index`` (a causal layer, keys j > i masked)
+  only the first max_i ⌊i / block⌋ + 1, through a dynamic loop bound; the later blocks lie
+  wholly above the diagonal. A dynamic bound, not ``lax.cond``: under ``vmap`` a cond runs both
+  branches."""
+  n_blocks = jax.tree.leaves(blocks)[0].shape[0]
+  counted = lambda state, x: ((step(state[0], x)[0], state[1] + 1), None)
+  if row_index is None:
+    return jax.lax.scan(counted, (init, jnp.int32(0)), blocks)[0]
+  visible = jnp.minimum(n_blocks, jnp.max(row_index) // block + 1)
+  return jax.lax.fori_loop(0, visible, lambda b, state: counted(
+      state, jax.tree.map(lambda x: x[b], blocks))[0], (init, jnp.int32(0)))
+
+
 def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full, matmul_dtype,
-            mesh, row_index=None) -> RowStats:
-  """The streamed pass of ``row_stats`` (figures only; bounds zero): one scan over key blocks
-  per row block, the row blocks mapped (and split over ``mesh``); with ``row_index`` (each query
-  row's index i) the keys j > i are masked (a causal layer)."""
+            mesh, row_index=None) -> tuple[RowStats, Int[Array, ""]]:
+  """The streamed pass of ``row_stats`` (figures only; bounds zero) and the key tiles it ran: a
+  ``key_block_loop`` per row block, the row blocks mapped (split over ``mesh``); with
+  ``row_index`` (each row's i), a causal layer's, the key blocks above the diagonal skipped."""
   (length, width), n_queries, dtype = keys.shape, queries.shape[0], queries.dtype
   if matmul_dtype is not None:
     queries, keys = queries.astype(matmul_dtype), keys.astype(matmul_dtype)
@@ -297,8 +312,8 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
     shape = (len(splits), q.shape[0])
     init = (jnp.full(shape, -jnp.inf, dtype), jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
     init += () if dense is None else (init[0],)
-    (out_max, out_sum, abs_max, *negated), _ = jax.lax.scan(
-        key_block, init, (key_ranges, keys_t, jnp.arange(n_blocks) * block))
+    (out_max, out_sum, abs_max, *negated), visited = key_block_loop(
+        key_block, init, (key_ranges, keys_t, jnp.arange(n_blocks) * block), block, index)
     if full:
       outside_mass, abs_max = _full_figures(out_max, out_sum, abs_max, support)
     else:
@@ -306,15 +321,15 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
       outside_mass = jnp.zeros_like(out_max)
     zeros = jnp.zeros_like(spread)
     stats = RowStats(spread, out_max - support_min, outside_mass, abs_max, zeros, zeros)
-    return stats if dense is None else dense_row_figures(stats, dense, out_max,
-                                                         scales[:, None] * negated[0])
+    return (stats if dense is None else dense_row_figures(stats, dense, out_max, scales[:, None]
+                                                          * negated[0])), visited
 
   padded = n_row_blocks * row_block
-  stats = shard_leading(lambda *blocks: jax.lax.map(one_row_block, blocks), mesh,
-                        *row_blocks(queries, pattern, n_row_blocks, row_block, dtype, row_index))
+  blocks = row_blocks(queries, pattern, n_row_blocks, row_block, dtype, row_index)
+  stats, visited = shard_leading(lambda *b: jax.lax.map(one_row_block, b), mesh, *blocks)
   # [n_row_blocks, G, R] -> [G, M]
   return jax.tree.map(lambda s: jnp.moveaxis(s, 0, 1).reshape(len(splits), padded)[:, :n_queries],
-                      stats)
+                      stats), jnp.sum(visited)
 
 
 def check_block_size(block_size: int | None, name: str = "block_size") -> None:
