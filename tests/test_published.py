@@ -261,3 +261,17 @@ def test_optimize_solution_per_family_agrees_with_float64_reference(spec):
   np.testing.assert_allclose(float(report.leak), reference["leak"], rtol=1e-3, atol=1e-30)
   np.testing.assert_allclose(float(report.ratio_error), reference["ratio_error"], rtol=1e-2,
                              atol=1e-4)
+
+
+def test_min_d_takes_a_published_family_and_derives_its_nnz(capsys):
+  """``bench min_d --family SPEC`` without --nnz uses the family's own N; a different --nnz, or
+  a generator without --nnz, is refused in one line (exit 2)."""
+  from jaxattn_bench.cli import main
+  argv = ["min_d", "--family", "longformer(window=1)", "--length", "16", "--method", "onehot",
+          "--trials", "2", "--d-max", "16", "--per-octave", "1"]
+  assert main(argv) == 0
+  assert "longformer(window=1) L=16 N=3 " in capsys.readouterr().out
+  assert main([*argv, "--nnz", "5"]) == 2
+  assert "has N = 3; got --nnz 5" in capsys.readouterr().err
+  assert main(["min_d", "--length", "16"]) == 2
+  assert "--nnz is required for the generator 'random_regular'" in capsys.readouterr().err

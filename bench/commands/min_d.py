@@ -15,10 +15,14 @@ from jaxattn_bench.errors import CommandError
 
 def add_parser(subparsers) -> None:
   parser = subparsers.add_parser("min_d", help="minimal d of a method at one grid point")
-  parser.add_argument("--family", default="random_regular", choices=sorted(ja.patterns.GENERATORS))
+  parser.add_argument("--family", default="random_regular", metavar="NAME|SPEC",
+                      help=f"a generator ({', '.join(sorted(ja.patterns.GENERATORS))}) or a "
+                      "published family such as 'longformer(window=4,globals=1)' (choices: "
+                      f"{', '.join(sorted(ja.patterns.FAMILIES))}; default random_regular)")
   parser.add_argument("--method", default="jl")
   parser.add_argument("--length", type=int, required=True, help="L")
-  parser.add_argument("--nnz", type=int, required=True, help="N")
+  parser.add_argument("--nnz", type=int,
+                      help="N (required for a generator; a published family derives it)")
   parser.add_argument("--eps1", type=float, default=0.5)
   parser.add_argument("--eps2", type=float, default=0.5)
   parser.add_argument("--a-min", type=float, default=0.2)
@@ -51,10 +55,25 @@ def _thresholds(values, top: int) -> str:
   return " ".join(_value(v, top) for v in values)
 
 
+def family_nnz(family: str, length: int, nnz: int | None) -> int:
+  """N of ``family`` at ``length``: ``nnz`` for a generator (ValueError if missing); a published
+  family's own width (``Family.width``), which a given ``nnz`` must equal."""
+  if family in ja.patterns.GENERATORS:
+    if nnz is None:
+      raise ValueError(f"--nnz is required for the generator {family!r}")
+    return nnz
+  width = ja.patterns.family_from_spec(family).width(length)
+  if nnz is not None and nnz != width:
+    raise ValueError(f"{family} at --length {length} has N = {width}; got --nnz {nnz} (leave it "
+                     "out to use the family's own)")
+  return width
+
+
 def main(args) -> int:
   if args.d_max < 1 or args.per_octave < 1:
     raise CommandError("--d-max and --per-octave must be positive")
   try:
+    args.nnz = family_nnz(args.family, args.length, args.nnz)
     sampler = ja.patterns.Sampler(args.family, length=args.length, nnz=args.nnz, a_min=args.a_min)
   except ValueError as error:
     raise CommandError(str(error)) from None
