@@ -79,8 +79,8 @@ def threshold_hint(method: str, length: int, nnz: int) -> float:
 
 def probes(method: str, length: int, nnz: int, d_grid) -> list[tuple[int, int]]:
   """(d, padded width) of each probe ``ja.min_d``'s adaptive search makes per trial of a method
-  built per d, were its threshold ``threshold_hint`` (``ja.adaptive_probes``)."""
-  return ja.adaptive_probes(d_grid, threshold_hint(method, length, nnz))
+  built per d, were its threshold ``threshold_hint`` (``ja.schedule.adaptive_probes``)."""
+  return ja.schedule.adaptive_probes(d_grid, threshold_hint(method, length, nnz))
 
 
 def _git_commit() -> str | None:

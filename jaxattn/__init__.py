@@ -7,19 +7,21 @@ choosing its input X, once d = O(log L). Definitions: docs/definitions.md;
 proofs and bounds: docs/theory.md.
 
 Modules: ``certify`` (certified verdicts: the rounding bound and the exact host stage),
+``schedule`` (the adaptive search over d for methods built per d),
 ``construct`` (the constructions and their registry), ``patterns``
 (pattern generators), ``reference`` (a dense float64 check), ``stats``
 (binomial intervals), ``theory`` (provable bounds).
 """
 
-from jaxattn import certify, construct, patterns, reference, stats, theory
+import warnings
+
+from jaxattn import certify, construct, patterns, reference, schedule, stats, theory
 from jaxattn._src.base import (DTYPES, Solution, check_d, check_d_grid, check_eps,
                                check_outside_mass, dtype_context)
 from jaxattn._src.pattern import SparsePattern, check_causal
 from jaxattn._src.precision import precision_bits
-from jaxattn._src.estimators import NOT_EVALUATED, MinDResult, impute_verdicts
+from jaxattn._src.estimators import MinDResult
 from jaxattn._src.grid_kernel import trial_keys
-from jaxattn._src.schedule import adaptive_probes, next_level, probe_width
 from jaxattn._src.search import geometric_grid, min_d, verify_grid
 from jaxattn._src.tiles import default_tiles
 from jaxattn._src.verify import Report, RowStats, check_block_size, row_stats, verify
@@ -29,11 +31,9 @@ __version__ = "0.1.0"
 __all__ = [
     "DTYPES",
     "MinDResult",
-    "NOT_EVALUATED",
     "Report",
     "RowStats",
     "Solution",
-    "adaptive_probes",
     "SparsePattern",
     "check_block_size",
     "check_causal",
@@ -46,13 +46,11 @@ __all__ = [
     "default_tiles",
     "dtype_context",
     "geometric_grid",
-    "impute_verdicts",
     "min_d",
-    "next_level",
     "patterns",
     "precision_bits",
-    "probe_width",
     "reference",
+    "schedule",
     "row_stats",
     "stats",
     "theory",
@@ -60,3 +58,14 @@ __all__ = [
     "verify",
     "verify_grid",
 ]
+
+# Names that moved to ``ja.schedule`` in 1.0: still found here, with a DeprecationWarning.
+_MOVED_TO_SCHEDULE = ("NOT_EVALUATED", "adaptive_probes", "impute_verdicts", "next_level",
+                      "probe_width")
+
+
+def __getattr__(name: str):
+  if name in _MOVED_TO_SCHEDULE:
+    warnings.warn(f"ja.{name} moved to ja.schedule.{name}", DeprecationWarning, stacklevel=2)
+    return getattr(schedule, name)
+  raise AttributeError(f"module 'jaxattn' has no attribute {name!r}")

@@ -16,10 +16,10 @@ EPS1 = EPS2 = 0.5
 
 def _schedule(d_grid, verdict, check_above=1):
   """The levels ``next_level`` evaluates, in order, for a trial with verdicts ``verdict(d)``."""
-  states = np.full(len(d_grid), ja.NOT_EVALUATED, np.int8)
+  states = np.full(len(d_grid), ja.schedule.NOT_EVALUATED, np.int8)
   order = []
-  while (level := ja.next_level(d_grid, states, check_above)) is not None:
-    assert states[level] == ja.NOT_EVALUATED, "a level is evaluated twice"
+  while (level := ja.schedule.next_level(d_grid, states, check_above)) is not None:
+    assert states[level] == ja.schedule.NOT_EVALUATED, "a level is evaluated twice"
     states[level] = verdict(d_grid[level])
     order.append(d_grid[level])
   return order, states
@@ -33,11 +33,11 @@ def _schedule(d_grid, verdict, check_above=1):
 ])
 def test_monotone_trials_are_bracketed_upward_then_scanned_down(threshold, probes):
   order, states = _schedule(GRID, lambda d: d >= threshold)
-  assert order == probes == [d for d, _ in ja.adaptive_probes(GRID, threshold)]
+  assert order == probes == [d for d, _ in ja.schedule.adaptive_probes(GRID, threshold)]
   d_star = next((d for d in GRID if d >= threshold), math.inf)
   assert max(order) <= max(GRID[0], 2 * GRID[np.searchsorted(GRID, d_star, "right")]
                            if d_star < GRID[-1] else GRID[-1])  # nothing far above d*
-  thresholds, _ = estimators.trial_thresholds(GRID, ja.impute_verdicts(states[None]))
+  thresholds, _ = estimators.trial_thresholds(GRID, ja.schedule.impute_verdicts(states[None]))
   assert thresholds[0] == d_star
 
 
@@ -57,7 +57,7 @@ def test_imputed_verdicts_and_their_states_round_trip():
   states = np.array([[0, -1, 0, 1, -1],     # fails to 3, verifies from 4 on (5 imputed)
                      [-1, -1, 0, -1, -1],   # fails at 3: every level below and above imputed
                      [1, 1, 1, 1, 1]], np.int8)
-  verdicts = ja.impute_verdicts(states)
+  verdicts = ja.schedule.impute_verdicts(states)
   np.testing.assert_array_equal(verdicts, [[0, 0, 0, 1, 1], [0, 0, 0, 1, 1], [1, 1, 1, 1, 1]])
   result = ja.MinDResult.from_verdicts((1, 2, 3, 4, 5), states, delta=0.5)
   np.testing.assert_array_equal(result.verdict_states(), states)
@@ -143,8 +143,21 @@ def test_verify_grid_adaptive_agrees_with_its_full_grid(method):
                         method=method)
   states = ja.verify_grid(jax.random.PRNGKey(0), pattern, grid, eps1=EPS1, eps2=EPS2,
                           method=method, schedule="adaptive")
-  evaluated = states != ja.NOT_EVALUATED
+  evaluated = states != ja.schedule.NOT_EVALUATED
   assert full.dtype == bool and states.dtype == np.int8 and not evaluated.all()
   np.testing.assert_array_equal(states[evaluated], full[evaluated])
   np.testing.assert_array_equal(estimators.trial_thresholds(grid, full[None])[0],
-                                estimators.trial_thresholds(grid, ja.impute_verdicts(states[None]))[0])
+                                estimators.trial_thresholds(grid, ja.schedule.impute_verdicts(states[None]))[0])
+
+
+def test_the_schedule_lives_in_ja_schedule_and_the_old_names_warn():
+  """1.0 moved the schedule's parts out of ``ja.__all__``: ``ja.next_level`` still resolves, to the
+  same object, with a DeprecationWarning that names the new place."""
+  assert "next_level" not in ja.__all__ and "schedule" in ja.__all__
+  for name in ja.schedule.__all__:
+    if name == "MIN_PROBE_WIDTH":
+      continue
+    with pytest.warns(DeprecationWarning, match=f"ja.{name} moved to ja.schedule.{name}"):
+      assert getattr(ja, name) is getattr(ja.schedule, name)
+  with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+    ja.no_such_name  # noqa: B018

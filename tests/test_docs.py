@@ -18,7 +18,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODULES = ("jaxattn", "jaxattn.certify", "jaxattn.construct", "jaxattn.patterns",
-           "jaxattn.reference", "jaxattn.stats", "jaxattn.theory")
+           "jaxattn.reference", "jaxattn.schedule", "jaxattn.stats", "jaxattn.theory")
 BUILD_SECONDS = 60
 
 

@@ -123,7 +123,7 @@ def test_schema_2_reads_as_evaluated_and_takes_adaptive_points(tmp_path):
     store.add(store.start_run({"seed": 1}), {**params, "trials": 2}, 1, adaptive, None, 1.0)
     old, new = store.records()
   assert old.evaluated is None
-  np.testing.assert_array_equal(new.evaluated, states != ja.NOT_EVALUATED)
+  np.testing.assert_array_equal(new.evaluated, states != ja.schedule.NOT_EVALUATED)
   np.testing.assert_array_equal(new.verdicts, [[0, 1, 1], [0, 0, 1]])
   store_path = tmp_path / "rows.csv"
   export_csv([old, new], store_path)
