@@ -133,19 +133,18 @@ def test_the_causal_outside_mass_is_that_of_the_visible_keys():
 
 def test_row_stats_of_listed_rows_use_their_own_index():
   """The host stage re-does listed rows (``rows``): each must be masked at its own index i."""
-  pattern = _causal_pattern(40, 3)
-  sol = ja.construct.jl(jax.random.PRNGKey(2), pattern, 32, EPS1, EPS2)
+  pattern = _causal_pattern(24, 3)
+  sol = ja.construct.jl(jax.random.PRNGKey(2), pattern, 16, EPS1, EPS2)
   ones = jnp.ones((1,), jnp.float32)
-  full = ja.row_stats(sol.queries(), sol.keys(), pattern, (32,), ones, causal=True, block_size=8)
-  rows = jnp.array([39, 5, 17, 0])
-  part = ja.row_stats(sol.queries(), sol.keys(), pattern, (32,), ones, causal=True, block_size=8,
+  full = ja.row_stats(sol.queries(), sol.keys(), pattern, (16,), ones, causal=True, block_size=8)
+  rows = jnp.array([23, 5, 17, 0])
+  part = ja.row_stats(sol.queries(), sol.keys(), pattern, (16,), ones, causal=True, block_size=8,
                       rows=rows)
   np.testing.assert_array_equal(part.gap, full.gap[:, rows])
   np.testing.assert_array_equal(part.spread, full.spread[:, rows])
 
 
-@pytest.mark.parametrize("length, rows, block", [(64, 16, 8), (61, 16, 8), (40, 40, 16),
-                                                 (64, 8, 32)])
+@pytest.mark.parametrize("length, rows, block", [(61, 16, 8), (64, 8, 32)])
 def test_a_causal_pass_skips_the_key_tiles_above_the_diagonal(length, rows, block):
   """The tiles the program runs (a counter carried in its loop): row block r sees the key
   blocks up to its last row, min(n, ⌊(min(L, (r+1)R) − 1)/B⌋ + 1) of n = ⌈L/B⌉; a
@@ -185,9 +184,9 @@ def test_causal_search_thresholds_never_exceed_bidirectional():
   for every trial (lstsq, adaptive schedule; one trial lower here); and verify_grid's causal
   verdicts are ja.verify's at every grid d."""
   sampler = ja.patterns.Sampler("random_causal", length=32, nnz=2, a_min=0.5)
-  grid = (4, 6, 8, 11, 16, 23, 32)
+  grid = (11, 16, 23, 32)
   key = jax.random.PRNGKey(5)
-  results = [ja.min_d(key, sampler, grid, eps1=EPS1, eps2=EPS2, trials=4, method="lstsq",
+  results = [ja.min_d(key, sampler, grid, eps1=EPS1, eps2=EPS2, trials=3, method="lstsq",
                       causal=causal) for causal in (False, True)]
   assert np.all(results[1].thresholds <= results[0].thresholds)
   assert np.any(results[1].thresholds < results[0].thresholds)
