@@ -179,6 +179,40 @@ def test_the_key_block_on_the_diagonal_is_never_skipped(rows, block):
                                                                    causal=True))
 
 
+def test_optimize_mines_only_the_keys_a_causal_row_sees():
+  """``mine(causal=True)``: each row's negatives are the K largest ℓ_ij over j ≤ i, j ∉ S_i (the
+  dense float64 ranking), and its gap is the causal pass's."""
+  from jaxattn._src.optimize import mine
+  length, count = 40, 5
+  pattern = _causal_pattern(length, 2)
+  queries, keys = ja.construct.METHODS["lstsq"](jax.random.PRNGKey(0), pattern, 8, 8, EPS1, EPS2,
+                                                dtype=jnp.float32)
+  mined = mine(queries, keys, pattern, count, block_size=32, row_block=16, causal=True)
+  logits = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T
+  a = np.asarray(pattern.to_dense()) > 0
+  for i in range(length):
+    visible = np.flatnonzero(~a[i, :i + 1])
+    want = visible[np.argsort(-logits[i, visible])][:count]
+    got = np.asarray(mined.negatives[i])[np.asarray(mined.valid[i])]
+    assert sorted(got) == sorted(want), i
+  stats = ja.row_stats(queries, keys, pattern, (8,), jnp.ones(1), full=False, causal=True)
+  np.testing.assert_allclose(mined.gap, stats.gap[0], rtol=1e-5, atol=1e-5)  # other tiles
+
+
+def test_optimize_built_for_a_causal_layer_is_what_the_causal_search_judges():
+  """verify_grid(causal=True) builds optimize for the causal layer (``CAUSAL_AWARE``): its verdicts
+  are those of ``ja.verify`` on ``build(..., causal=True)``, every one certified."""
+  assert "optimize" in ja.construct.CAUSAL_AWARE
+  pattern = _causal_pattern(32, 2)
+  key, grid = jax.random.PRNGKey(3), (2, 4, 8)
+  verdicts = ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2, method="optimize",
+                            causal=True, schedule="full")
+  reports = [ja.verify(ja.construct.build("optimize", key, pattern, d, EPS1, EPS2, causal=True),
+                       pattern, EPS1, EPS2, causal=True) for d in grid]
+  np.testing.assert_array_equal(verdicts, [bool(r.ok) for r in reports])
+  assert all(bool(r.certified) for r in reports) and bool(reports[-1].ok)
+
+
 def test_causal_search_thresholds_never_exceed_bidirectional():
   """Same key: the same patterns and draws in both layers, so d*_t(causal) ≤ d*_t(bidirectional)
   for every trial (lstsq, adaptive schedule; one trial lower here); and verify_grid's causal

@@ -190,7 +190,7 @@ def _certify(args, key, pattern: ja.SparsePattern, candidates: list[int]):
     resources.check_disk(args.out, resources.solution_file_bytes(pattern.length, pattern.nnz, d),
                          change="lower --d or write --out to a folder with more space")
     solution = ja.construct.build(args.method, key, pattern, d, args.eps1, args.eps2,
-                                  max_outside_mass=args.max_outside_mass)
+                                  max_outside_mass=args.max_outside_mass, causal=args.causal)
     report = jax.block_until_ready(
         ja.verify(solution, pattern, args.eps1, args.eps2, block_size=args.block_size,
                   max_outside_mass=args.max_outside_mass, matmul=args.matmul,

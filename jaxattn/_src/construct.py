@@ -41,16 +41,22 @@ NESTED: set[str] = {"jl"}
 # criterion too (``base.target_logits``); the others build as for the ratio criterion
 # and are judged under the mass criterion all the same.
 MASS_AWARE: set[str] = {"jl", "onehot"}
+# Methods whose factor function takes ``causal=True`` and then builds for a causal layer
+# (docs/causal.md); the others build as for a bidirectional layer, which stays valid in a
+# causal one.
+CAUSAL_AWARE: set[str] = {"optimize"}
 
 
 def method_factors(method: str, key: PRNGKeyArray, pattern: SparsePattern, d, width: int, eps1,
-                   eps2, *, dtype, max_outside_mass=None) -> Factors:
+                   eps2, *, dtype, max_outside_mass=None, causal: bool = False) -> Factors:
   """``METHODS[method](key, pattern, d, width, eps1, eps2, dtype=dtype)``, passing η =
-  ``max_outside_mass`` to methods in ``MASS_AWARE`` (ignored by the others), with q_i = 0 on
+  ``max_outside_mass`` to methods in ``MASS_AWARE`` and ``causal=True`` to methods in
+  ``CAUSAL_AWARE`` (ignored by the others), with q_i = 0 on
   the pattern's dense rows (``zero_dense_queries``: exact for a binary dense row, whatever the
   method; a method sees a dense row as its one placeholder slot, O(N) work)."""
   target = ({"max_outside_mass": max_outside_mass}
             if max_outside_mass is not None and method in MASS_AWARE else {})
+  target.update({"causal": True} if causal and method in CAUSAL_AWARE else {})
   queries, keys = METHODS[method](key, pattern, d, width, eps1, eps2, dtype=dtype, **target)
   return zero_dense_queries(pattern, queries), keys
 
@@ -59,7 +65,7 @@ BUILT_IN = frozenset(METHODS)
 
 
 def register_method(name: str, factors: FactorFn, *, nested: bool = False,
-                    mass_aware: bool = False) -> None:
+                    mass_aware: bool = False, causal_aware: bool = False) -> None:
   """Adds a construction: ``build(name, ...)``, ``ja.min_d(..., method=name)`` and presets then use it.
 
   ``factors(key, pattern, d, width, eps1, eps2, *, dtype) -> (Q, K)`` with
@@ -67,14 +73,16 @@ def register_method(name: str, factors: FactorFn, *, nested: bool = False,
   ``d`` traced (``jaxattn._src.base``). ``nested=True`` declares the factors
   prefix-consistent (above), so that a search reads every d off one draw;
   declare it only if it holds. ``mass_aware=True``: ``factors`` also takes
-  ``max_outside_mass=η`` (the mass criterion).
+  ``max_outside_mass=η`` (the mass criterion); ``causal_aware=True``: it also takes
+  ``causal=True`` (a causal layer's search passes it).
 
   Registering the same function under the same name with the same flags again
   does nothing; any other use of a taken name raises ValueError
   (``unregister_method`` frees it).
   """
   if name in METHODS:
-    if METHODS[name] is factors and (name in NESTED, name in MASS_AWARE) == (nested, mass_aware):
+    if METHODS[name] is factors and (name in NESTED, name in MASS_AWARE, name in CAUSAL_AWARE
+                                     ) == (nested, mass_aware, causal_aware):
       return
     raise ValueError(f"method {name!r} is already registered; unregister_method({name!r}) frees it")
   METHODS[name] = factors
@@ -82,6 +90,8 @@ def register_method(name: str, factors: FactorFn, *, nested: bool = False,
     NESTED.add(name)
   if mass_aware:
     MASS_AWARE.add(name)
+  if causal_aware:
+    CAUSAL_AWARE.add(name)
 
 
 def unregister_method(name: str) -> None:
@@ -99,28 +109,31 @@ def unregister_method(name: str) -> None:
   del METHODS[name]
   NESTED.discard(name)
   MASS_AWARE.discard(name)
+  CAUSAL_AWARE.discard(name)
   jax.clear_caches()
 
 
-@functools.partial(jax.jit, static_argnames=("method", "d", "params", "dtype"))
+@functools.partial(jax.jit, static_argnames=("method", "d", "params", "dtype", "causal"))
 def _build(method: str, key, pattern, d, eps1, eps2, params, dtype,
-           max_outside_mass) -> Solution:
+           max_outside_mass, causal=False) -> Solution:
   evaluate, compute = resolve_dtype(dtype)
   queries, keys = method_factors(method, key, cast_pattern(pattern, compute), d, d, eps1, eps2,
-                                 dtype=evaluate, max_outside_mass=max_outside_mass)
+                                 dtype=evaluate, max_outside_mass=max_outside_mass,
+                                 causal=causal)
   solution = solution_from_factors(queries, keys, params)
   return jax.tree.map(lambda x: x.astype(evaluate), solution)
 
 
 def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float,
           eps2: float, *, params: str = "identity", dtype=None,
-          max_outside_mass: float | None = None) -> Solution:
+          max_outside_mass: float | None = None, causal: bool = False) -> Solution:
   """``Solution`` of the named method (a key of ``METHODS``) at dimension d.
 
   ``params``: the fixed W_Q, W_K (``solution_from_factors``). ``dtype``: the
   precision of the solution (bfloat16, float32 or float64; default float32).
   ``max_outside_mass``: η of the mass criterion, which methods in
   ``MASS_AWARE`` aim at (the others ignore it); None: the ratio criterion.
+  ``causal``: build for a causal layer (methods in ``CAUSAL_AWARE``; the others ignore it).
   """
   if method not in METHODS:
     raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
@@ -132,7 +145,7 @@ def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: 
   check_dense(pattern)
   evaluate, _ = resolve_dtype(dtype)
   return _build(method, key, pattern, int(d), eps1, eps2, params, evaluate.name,
-                max_outside_mass)
+                max_outside_mass, causal)
 
 
 def lstsq(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,

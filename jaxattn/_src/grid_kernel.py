@@ -60,7 +60,7 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   pattern = cast_pattern(pattern, compute)
   factors = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), method_factors(
       method, key, pattern, d, width, eps1, eps2, dtype=evaluate,
-      max_outside_mass=max_outside_mass))
+      max_outside_mass=max_outside_mass, causal=causal))
   d_max = d_grid[-1]
   full = max_outside_mass is not None  # the outside mass is only streamed when it is judged
   certified = matmul_dtype is None and certify.certifiable(evaluate, max_outside_mass)

@@ -43,12 +43,12 @@ def undecided_rows(states: Int[Array, "G L"]) -> HostRows:
   return HostRows(rows.astype(jnp.int32), jnp.sum(undecided, -1, dtype=jnp.int32))
 
 
-@functools.partial(jax.jit, static_argnames=("method", "width", "dtype"))
-def trial_factors(key, pattern, d, eps1, eps2, *, method, width, dtype):
+@functools.partial(jax.jit, static_argnames=("method", "width", "dtype", "causal"))
+def trial_factors(key, pattern, d, eps1, eps2, *, method, width, dtype, causal=False):
   """A trial's factors at d (width ``width``), as ``grid_states`` builds them."""
   evaluate, compute = resolve_dtype(dtype)
   factors = method_factors(method, key, cast_pattern(pattern, compute), d, width, eps1, eps2,
-                           dtype=evaluate)
+                           dtype=evaluate, causal=causal)
   return jax.tree.map(lambda x: x.astype(evaluate), factors)
 
 
@@ -69,7 +69,7 @@ def exact_level(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   d_max, d = d_grid[-1], d_grid[level]
   nested, width = method in NESTED, width or d_max
   queries, keys = trial_factors(key, pattern, d_max if nested else d, eps1, eps2, method=method,
-                                 width=width, dtype=resolve_dtype(dtype)[0].name)
+                                width=width, dtype=resolve_dtype(dtype)[0].name, causal=causal)
   split, scale = (d, (d_max, d)) if nested else (width, (1, 1))
   if rows is None:
     ok, _ = settle_rows(queries, keys, pattern, None, eps1, eps2, split=split, scale=scale,

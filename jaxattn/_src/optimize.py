@@ -102,15 +102,23 @@ def merge_chunk_maxima(carry: tuple[Float[Array, "R k"], Int[Array, "R k"]],
 
 def negatives_in_chunks(q: Float[Array, "R w"], keys: Float[Array, "P w"],
                         chunk_ids: Int[Array, "R k"], cols: Int[Array, "R N"],
-                        valid: Bool[Array, "R N"], chunk: int, count: int, length: int
+                        valid: Bool[Array, "R N"], chunk: int, count: int, length: int,
+                        causal: tuple[Int[Array, " R"], Float[Array, "R k"]] | None = None
                         ) -> tuple[Int[Array, "R K"], Bool[Array, "R K"]]:
   """The ``count`` largest off-support logits of each row among the keys of its kept chunks
-  (columns, largest first) and whether each exists (rows with fewer off-support columns)."""
+  (columns, largest first) and whether each exists (rows with fewer off-support columns).
+  ``causal`` = (each row's index i, its kept chunk maxima): only the columns j ≤ i, of chunks
+  whose maximum is finite (an early row sees fewer chunks than it keeps; the rest are padding
+  that may repeat a chunk)."""
   rows = q.shape[0]
   columns = (chunk_ids[:, :, None] * chunk + jnp.arange(chunk)).reshape(rows, -1)
   logits = jnp.einsum("rw,rcw->rc", q, keys[columns], precision=HIGHEST)
   in_support = jnp.any((columns[:, :, None] == cols[:, None, :]) & valid[:, None, :], -1)
   outside = (columns < length) & ~in_support
+  if causal is not None:
+    row_index, chunk_max = causal
+    seen = jnp.repeat(jnp.isfinite(chunk_max), chunk, axis=1)
+    outside = outside & (columns <= row_index[:, None]) & seen
   values, order = jax.lax.top_k(jnp.where(outside, logits, -jnp.inf), count)
   negatives = jnp.minimum(jnp.take_along_axis(columns, order, 1), length - 1)
   return negatives, jnp.isfinite(values)
@@ -118,8 +126,9 @@ def negatives_in_chunks(q: Float[Array, "R w"], keys: Float[Array, "P w"],
 
 def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
          count: int, *, block_size: int | None = None, row_block: int | None = None,
-         merge_blocks: int = MERGE_BLOCKS) -> Mined:
-  """H_i = the ``count`` largest ℓ_ij over j ∉ S_i (ℓ = Q Kᵀ), with spread_i and gap_i, in one pass.
+         merge_blocks: int = MERGE_BLOCKS, causal: bool = False) -> Mined:
+  """H_i = the ``count`` largest ℓ_ij over j ∉ S_i (ℓ = Q Kᵀ), with spread_i and gap_i, in one pass
+  (``causal``: over j ≤ i, j ∉ S_i, the keys j > i masked as in ``ja.verify``'s causal pass).
 
   Streams over key blocks of ``block_size`` (rounded up to whole chunks) in
   row blocks of ``row_block`` (defaults: ``default_tiles()``), keeping per
@@ -151,12 +160,12 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
   ones = jnp.ones((width, 1), dtype)
 
   def one_row_block(args):
-    q, cols, valid, log_w, dense, _ = args
+    q, cols, valid, log_w, dense, index = args
     support = support_stats(q, keys, cols, log_w, valid, ones, ones[0])
     spread, support_min = support.spread, support.minimum
 
     def chunk_maxima(k, start):
-      tile = dot(q, k, dtype) + tile_mask(cols, valid, start, block, length, dtype)
+      tile = dot(q, k, dtype) + tile_mask(cols, valid, start, block, length, dtype, None, index)
       return jnp.max(tile.reshape(rows, per_block, chunk), -1)
 
     def key_group(carry, inputs):
@@ -167,31 +176,34 @@ def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spars
     init = (jnp.full((rows, kept), -jnp.inf, dtype), jnp.zeros((rows, kept), jnp.int32))
     (chunk_max, chunk_ids), _ = jax.lax.scan(key_group, init, (key_blocks, starts))
     negatives, found = negatives_in_chunks(q, padded_keys, chunk_ids, cols, valid, chunk, count,
-                                           length)
+                                           length, None if index is None else (index, chunk_max))
     gap = chunk_max[:, 0] - support_min[0]
     return Mined(negatives, found, spread[0], gap if dense is None else
                  jnp.where(dense, -jnp.inf, gap))  # q_i = 0 (frozen): spread 0, nothing outside
 
-  mined = jax.lax.map(one_row_block, row_blocks(queries, pattern, n_row_blocks, rows, dtype))
+  mined = jax.lax.map(one_row_block, row_blocks(queries, pattern, n_row_blocks, rows, dtype,
+                                                jnp.arange(length) if causal else None))
   return jax.tree.map(lambda x: x.reshape(n_row_blocks * rows, *x.shape[2:])[:length], mined)
 
 
 def outside_logits(queries: Float[Array, "L w"], keys: Float[Array, "L w"],
-                   pattern: SparsePattern, mined: Mined | None
+                   pattern: SparsePattern, mined: Mined | None, causal: bool = False
                    ) -> tuple[Float[Array, "L M"], Bool[Array, "L M"]]:
   """(ℓ_ij, whether j ∉ S_i) for the columns j the zeros terms see: the mined negatives
-  H_i (M = K, gathered keys, O(L·K·w)), or with ``mined=None`` every column (M = L, ℓ = Q Kᵀ)."""
+  H_i (M = K, gathered keys, O(L·K·w)), or with ``mined=None`` every column (M = L, ℓ = Q Kᵀ;
+  ``causal``: the columns j ≤ i only)."""
   if mined is not None:
     logits = jnp.einsum("lw,lkw->lk", queries, keys[mined.negatives], precision=HIGHEST)
     return logits, mined.valid
   length = pattern.length
   rows = jnp.broadcast_to(jnp.arange(length)[:, None], pattern.cols.shape)
   in_support = jnp.zeros((length, length), bool).at[rows, pattern.cols].max(pattern.valid)
-  return jnp.matmul(queries, keys.T, precision=HIGHEST), ~in_support
+  visible = jnp.tri(length, dtype=bool) if causal else True
+  return jnp.matmul(queries, keys.T, precision=HIGHEST), ~in_support & visible
 
 
 def excess(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
-           eps1, eps2, slack, mined: Mined | None = None
+           eps1, eps2, slack, mined: Mined | None = None, causal: bool = False
            ) -> tuple[Float[Array, "L N N"], Float[Array, "L M N"]]:
   """By how much each pair exceeds its threshold with margin slack·ln(1 + ε1); −inf where no pair.
 
@@ -201,7 +213,7 @@ def excess(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spa
   """
   dtype = queries.dtype
   support = jnp.einsum("lw,lkw->lk", queries, keys[pattern.cols], precision=HIGHEST)
-  outside, outside_valid = outside_logits(queries, keys, pattern, mined)
+  outside, outside_valid = outside_logits(queries, keys, pattern, mined, causal)
   valid = pattern.sparse_valid  # a dense row has no terms: its gradient is 0, q_i stays 0
   margin = jnp.asarray(slack * jnp.log1p(eps1), dtype)
   shifted = support - pattern.log_weights.astype(dtype)
@@ -212,10 +224,11 @@ def excess(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spa
   return ratio, zeros
 
 
-def loss(queries, keys, pattern: SparsePattern, mined: Mined | None, eps1, eps2) -> Float[Array, ""]:
+def loss(queries, keys, pattern: SparsePattern, mined: Mined | None, eps1, eps2,
+         causal: bool = False) -> Float[Array, ""]:
   """Squared hinge of ``excess`` (mined negatives, or dense) at margin ``SLACK``·ln(1 + ε1), / L."""
   hinge = lambda x: jnp.sum(jnp.square(jax.nn.relu(x)))
-  ratio, zeros = excess(queries, keys, pattern, eps1, eps2, SLACK, mined)
+  ratio, zeros = excess(queries, keys, pattern, eps1, eps2, SLACK, mined, causal)
   return (hinge(ratio) + hinge(zeros)) / pattern.length
 
 
@@ -228,11 +241,12 @@ def stopping_test(mined: Mined, eps1, eps2, slack=SLACK / 2) -> Bool[Array, ""]:
 
 def mined_check(params: tuple[Float[Array, "L w"], Float[Array, "L w"]], pattern: SparsePattern,
                 negatives: int, eps1, eps2, evaluate, block_size: int | None,
-                row_block: int | None) -> tuple[Mined, Bool[Array, ""]]:
+                row_block: int | None, causal: bool = False) -> tuple[Mined, Bool[Array, ""]]:
   """One streamed pass of ``optimize_run``: ``mine`` on the factors rounded to the evaluation
   dtype, and its ``stopping_test``."""
   rounded = [x.astype(evaluate) for x in params]
-  mined = mine(*rounded, pattern, negatives, block_size=block_size, row_block=row_block)
+  mined = mine(*rounded, pattern, negatives, block_size=block_size, row_block=row_block,
+               causal=causal)
   return mined, stopping_test(mined, eps1, eps2)
 
 
@@ -270,7 +284,7 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
                  eps1, eps2, *, dtype=None, train_keys: bool = True, max_steps: int = MAX_STEPS,
                  learning_rate: float = LEARNING_RATE, negatives: int | None = NEGATIVES,
                  mine_every: int = MINE_EVERY, block_size: int | None = None,
-                 row_block: int | None = None) -> OptimizeResult:
+                 row_block: int | None = None, causal: bool = False) -> OptimizeResult:
   """Adam on ``loss`` from the ``lstsq`` factors, in rounds of ≤ ``mine_every`` steps between
   streamed mining passes, in one ``lax.while_loop`` (jit- and vmap-able; static shapes).
 
@@ -286,7 +300,8 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   (``train_round``), then ``mine`` re-mines and checks (``mined_check``); the loop stops at
   the first pass whose ``stopping_test`` holds, or after ``max_steps`` steps (or
   1 + ⌈max_steps/mine_every⌉ passes, ``rounds_left``) in all. ``block_size`` and
-  ``row_block``: the tiles of the pass.
+  ``row_block``: the tiles of the pass. ``causal``: for a causal layer (docs/causal.md), the
+  negatives, the dense loss and the stopping test over the keys j ≤ i only.
   """
   import optax  # here, not at the top: importing jaxattn or the verifier does not load optax
 
@@ -295,7 +310,7 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
                      f"{negatives}, mine_every={mine_every}")
   check = functools.partial(mined_check, pattern=pattern, negatives=negatives or 1, eps1=eps1,
                             eps2=eps2, evaluate=pattern.weights.dtype if dtype is None else dtype,
-                            block_size=block_size, row_block=row_block)
+                            block_size=block_size, row_block=row_block, causal=causal)
   # Both starts from one factorisation: two independent LAPACK solves could run
   # at once and deadlock XLA's CPU thread pool (``min_norm_solve``).
   (start, moderate), keys = lstsq_shifted(key, pattern, d, width, eps1, eps2,
@@ -304,7 +319,7 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   mask = (columns, columns if train_keys else jnp.zeros_like(columns))
   optimizer = optax.adam(learning_rate)
   value_and_grad = jax.value_and_grad(lambda p, mined: loss(
-      *p, pattern, None if negatives is None else mined, eps1, eps2))
+      *p, pattern, None if negatives is None else mined, eps1, eps2, causal))
 
   def body(state):
     """A round: train (not before the first pass, which checks the lstsq start), mine, check;
@@ -329,8 +344,8 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
 
 
 def optimize_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int,
-                     width: int, eps1, eps2, *, dtype=None) -> Factors:
+                     width: int, eps1, eps2, *, dtype=None, causal: bool = False) -> Factors:
   """Factors of ``optimize`` (queries and keys trained, ``MAX_STEPS``, ``NEGATIVES`` hard
-  negatives per row): ``optimize_run``'s Q, K."""
-  result = optimize_run(key, pattern, d, width, eps1, eps2, dtype=dtype)
+  negatives per row): ``optimize_run``'s Q, K; ``causal``: trained for a causal layer."""
+  result = optimize_run(key, pattern, d, width, eps1, eps2, dtype=dtype, causal=causal)
   return result.queries, result.keys
