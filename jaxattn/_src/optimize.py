@@ -299,9 +299,8 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   memory). Each round trains until the loss on its mined set is 0 or ``mine_every`` steps
   (``train_round``), then ``mine`` re-mines and checks (``mined_check``); the loop stops at
   the first pass whose ``stopping_test`` holds, or after ``max_steps`` steps (or
-  1 + ⌈max_steps/mine_every⌉ passes, ``rounds_left``) in all. ``block_size`` and
-  ``row_block``: the tiles of the pass. ``causal``: for a causal layer (docs/causal.md), the
-  negatives, the dense loss and the stopping test over the keys j ≤ i only.
+  1 + ⌈max_steps/mine_every⌉ passes, ``rounds_left``) in all. ``block_size``, ``row_block``:
+  the pass's tiles; ``causal``: negatives, dense loss and stopping test over j ≤ i only.
   """
   import optax  # here, not at the top: importing jaxattn or the verifier does not load optax
 
