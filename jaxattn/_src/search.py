@@ -135,7 +135,7 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
     matmul: the certified pass's products, "float32" (default) or "bfloat16" (``verify``).
     schedule, check_above: "full", "adaptive" or None; levels checked above a trial's top.
     causal: a causal layer (``verify``'s); every trial's pattern is checked causal first.
-      Same key, same draws as bidirectionally: d*_t(causal) ≤ d*_t(bidirectional).
+      Same key, same draws: d*_t(causal) ≤ d*_t(bidirectional) unless CAUSAL_AWARE.
 
   Returns:
     ``MinDResult``: d_min, rates, [T, G] verdicts, thresholds and quantiles (docstring there).
