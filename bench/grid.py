@@ -22,6 +22,8 @@ A preset is a TOML file (``bench/presets/*.toml``, or any path)::
   d_grid = { start = 64, stop = 1024, per_octave = 4 }   # or a list of d
   matmul = "float32"                     # optional: products of the certified pass,
                                          # float32 (default) or bfloat16 (same verdicts)
+  causal = [false, true]                 # optional: a causal layer (docs/causal.md);
+                                         # default false, bidirectional
 
 Each block is the Cartesian product of its axes; the preset is the union of
 its blocks in order (repeated points run once). Every point carries the
@@ -37,9 +39,15 @@ softmax mass is ≤ η as well (``ja.min_d(..., max_outside_mass=η)``); η
 belongs to mass points only (ratio points carry None, and a block giving η
 without a "mass" criterion is an error).
 
+A causal point (``causal = true``; the family must be causal, e.g.
+``random_causal``) records ``causal`` in its params; a bidirectional one does
+not, so stores written before the option keep their points. Both layers draw
+with the same key: the same patterns and constructions, judged twice.
+
 To add an axis, add a field to ``Point`` and a parser to ``_FIELDS``; it
-becomes part of each point's identity and key (``dtype`` and the criterion
-are left out of the key: every precision and criterion draws with the same key).
+becomes part of each point's identity and key (``dtype``, the criterion and
+``causal`` are left out of the key: every precision, criterion and layer draws
+with the same key).
 """
 
 from __future__ import annotations
@@ -81,17 +89,20 @@ class Point(NamedTuple):
   criterion: str = "ratio"               # "ratio": (ε1, ε2) alone; "mass": also outside mass ≤ η
   max_outside_mass: float | None = None  # η, for criterion "mass" only
   matmul: str = "float32"                # products of the certified pass (``ja.min_d``)
+  causal: bool = False                   # a causal layer (``ja.min_d(..., causal=True)``)
 
   def params(self) -> dict[str, Any]:
     """All fields as a JSON-ready dict (the point's identity in a results store); under the
-    ratio criterion without ``CRITERION_FIELDS``, and with float32 products without
-    ``matmul``, as stored before they existed."""
+    ratio criterion without ``CRITERION_FIELDS``, with float32 products without ``matmul``,
+    and in a bidirectional layer without ``causal``, as stored before they existed."""
     params = {**self._asdict(), "d_grid": list(self.d_grid)}
     if self.criterion == "ratio":
       for name in CRITERION_FIELDS:
         del params[name]
     if self.matmul == "float32":
       del params["matmul"]
+    if not self.causal:
+      del params["causal"]
     return params
 
   def sampler(self) -> ja.patterns.Sampler:
@@ -115,8 +126,8 @@ def point_key(seed: int, point: Point) -> jax.Array:
   The key depends on the seed and the problem (``AXES``) only, not on the
   point's position in the grid or on its search settings, so resuming or
   reordering a grid gives the same draws, and a finer d grid reuses them.
-  Nor does it depend on ``dtype`` or the criterion: every precision and
-  criterion gets the same key, so their trials share patterns and draws.
+  Nor does it depend on ``dtype``, the criterion or the layer (``causal``): every
+  precision, criterion and layer gets the same key, so their trials share patterns and draws.
   """
   axes = {name: getattr(point, name) for name in AXES if name not in _UNKEYED}
   digest = hashlib.sha256(canonical(axes).encode()).digest()
@@ -126,7 +137,7 @@ def point_key(seed: int, point: Point) -> jax.Array:
   return key
 
 
-_UNKEYED = ("dtype",) + CRITERION_FIELDS
+_UNKEYED = ("dtype", "causal") + CRITERION_FIELDS
 CRITERIA = {"ratio": "the (ε1, ε2) conditions", "mass": "(ε1, ε2) and outside mass ≤ η"}
 
 
@@ -170,6 +181,12 @@ def _name(registry: Callable[[], dict]):
       _fail(where, f"unknown value {value!r}; choose from {choices}")
     return value
   return parse
+
+
+def _boolean(value, where):
+  if not isinstance(value, bool):
+    _fail(where, f"expected true or false, got {value!r}")
+  return value
 
 
 def _family(value, where):
@@ -226,6 +243,7 @@ _FIELDS: dict[str, tuple[Callable, bool]] = {
     "criterion": (_name(lambda: CRITERIA), True),
     "max_outside_mass": (_real(0.0, 1.0), True),
     "matmul": (_name(lambda: ja.certify.MATMUL_FORMATS), False),
+    "causal": (_boolean, True),
 }
 _TOP_LEVEL = {"description", "seed", "grid"}
 
@@ -283,7 +301,7 @@ def parse_preset(text: str, name: str) -> Preset:
   blocks = data.get("grid")
   if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) for b in blocks):
     _fail(f"preset {name}", "needs at least one [[grid]] block")
-  defaults = {"dtype": "float32", "criterion": "ratio", "matmul": "float32",
+  defaults = {"dtype": "float32", "criterion": "ratio", "matmul": "float32", "causal": False,
               **{k: v for k, v in data.items() if k in _FIELDS}}
   points: dict[Point, None] = {}
   for index, block in enumerate(blocks, 1):

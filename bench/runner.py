@@ -115,7 +115,7 @@ def solve_point(point: grid.Point, seed: int) -> ja.MinDResult:
     return ja.min_d(grid.point_key(seed, point), point.sampler(), point.d_grid, eps1=point.eps1,
                     eps2=point.eps2, method=point.method, trials=point.trials, delta=point.delta,
                     dtype=point.dtype, max_outside_mass=point.max_outside_mass,
-                    matmul=point.matmul)
+                    matmul=point.matmul, causal=point.causal)
 
 
 def theory_dim(point: grid.Point) -> int | None:

@@ -69,9 +69,9 @@ from jaxattn_bench.errors import CommandError
 
 SCHEMA_VERSION = 3
 # The fields of a stored point's ``params``: those that describe the problem
-# (they derive the point's PRNG key, but for dtype and the criterion) ...
+# (they derive the point's PRNG key, but for dtype, the criterion and the layer) ...
 AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2", "dtype", "criterion",
-        "max_outside_mass")
+        "max_outside_mass", "causal")
 # ... of which these two are left out of ``params`` under the ratio criterion (the
 # default), so points stored before the mass criterion existed keep their identity ...
 CRITERION_FIELDS = ("criterion", "max_outside_mass")

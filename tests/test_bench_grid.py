@@ -123,7 +123,8 @@ def test_criterion_axis_keeps_ratio_points_as_stored_before_it():
   assert [(p.nnz, p.criterion, p.max_outside_mass) for p in points] == [
       (2, "ratio", None), (2, "mass", 0.1), (2, "mass", 0.2)]
   ratio, mass, _ = points
-  assert set(ratio.params()) == set(grid.Point._fields) - set(store.CRITERION_FIELDS) - {"matmul"}
+  assert set(ratio.params()) == set(grid.Point._fields) - set(store.CRITERION_FIELDS) - {
+      "matmul", "causal"}
   assert mass.params()["criterion"] == "mass" and mass.params()["max_outside_mass"] == 0.1
   old = {k: v for k, v in ratio.params().items()}
   assert grid.Point(**{**old, "d_grid": tuple(old["d_grid"])}) == ratio

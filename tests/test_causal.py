@@ -213,17 +213,42 @@ def test_optimize_built_for_a_causal_layer_is_what_the_causal_search_judges():
   assert all(bool(r.certified) for r in reports) and bool(reports[-1].ok)
 
 
-def test_causal_search_thresholds_never_exceed_bidirectional():
-  """Same key: the same patterns and draws in both layers, so d*_t(causal) ≤ d*_t(bidirectional)
-  for every trial (lstsq, adaptive schedule; one trial lower here); and verify_grid's causal
-  verdicts are ja.verify's at every grid d."""
-  sampler = ja.patterns.Sampler("random_causal", length=32, nnz=2, a_min=0.5)
-  grid = (11, 16, 23, 32)
-  key = jax.random.PRNGKey(5)
-  results = [ja.min_d(key, sampler, grid, eps1=EPS1, eps2=EPS2, trials=3, method="lstsq",
-                      causal=causal) for causal in (False, True)]
+CAUSAL_PRESET = """
+trials = 3
+delta = 0.5
+family = "random_causal"
+method = "lstsq"
+a_min = 0.5
+eps1 = 0.5
+eps2 = 0.5
+nnz = 2
+[[grid]]
+length = 32
+d_grid = [11, 16, 23, 32]
+causal = [false, true]
+"""
+
+
+def test_a_preset_judges_the_same_draws_in_both_layers():
+  """``causal = [false, true]`` in a preset: two points with one key (the same patterns and
+  draws), ``causal`` in the params of the causal point only (stores written before keep their
+  points), and d*_t(causal) ≤ d*_t(bidirectional) per trial (lstsq, built alike; one trial
+  lower here)."""
+  from jaxattn_bench import grid, runner
+  from jaxattn_bench.errors import CommandError
+  bidirectional, causal = grid.parse_preset(CAUSAL_PRESET, "causal-test").points
+  assert "causal" not in bidirectional.params() and causal.params()["causal"] is True
+  np.testing.assert_array_equal(grid.point_key(0, bidirectional), grid.point_key(0, causal))
+  results = [runner.solve_point(point, 0) for point in (bidirectional, causal)]
   assert np.all(results[1].thresholds <= results[0].thresholds)
   assert np.any(results[1].thresholds < results[0].thresholds)
+  with pytest.raises(CommandError, match=r"causal: expected true or false, got 1"):
+    grid.parse_preset(CAUSAL_PRESET.replace("[false, true]", "1"), "bad")
+
+
+def test_verify_grid_in_a_causal_layer_is_ja_verify_at_every_d():
+  sampler = ja.patterns.Sampler("random_causal", length=32, nnz=2, a_min=0.5)
+  grid, key = (11, 16, 23, 32), jax.random.PRNGKey(5)
   pattern = sampler(ja.trial_keys(key, 1)[0][0])
   verdicts = ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2, method="lstsq",
                             causal=True)
