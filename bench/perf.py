@@ -107,18 +107,12 @@ def time_round_robin(fns: dict, repeats: int) -> dict:
   return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def problem(seed: int, length: int, d: int, nnz: int) -> tuple[ja.SparsePattern, ja.Solution]:
-  """The inputs every check times: a random N-regular pattern and its ``jl`` solution at d."""
+def problem(seed: int, length: int, d: int, nnz: int, generator=ja.patterns.random_regular
+            ) -> tuple[ja.SparsePattern, ja.Solution]:
+  """The inputs every check times: a pattern of ``generator`` (default a random N-regular one;
+  ``random_causal`` for ``bench perf --causal``) and its ``jl`` solution at d."""
   key_p, key_x = jax.random.split(jax.random.PRNGKey(seed))
-  pattern = ja.patterns.random_regular(key_p, length=length, nnz=nnz, a_min=A_MIN)
-  return pattern, ja.construct.jl(key_x, pattern, d=d, eps1=EPS1, eps2=EPS2)
-
-
-def causal_problem(seed: int, length: int, d: int, nnz: int
-                   ) -> tuple[ja.SparsePattern, ja.Solution]:
-  """``problem`` for causal layers: a ``random_causal`` pattern and its ``jl`` solution at d."""
-  key_p, key_x = jax.random.split(jax.random.PRNGKey(seed))
-  pattern = ja.patterns.random_causal(key_p, length=length, nnz=nnz, a_min=A_MIN)
+  pattern = generator(key_p, length=length, nnz=nnz, a_min=A_MIN)
   return pattern, ja.construct.jl(key_x, pattern, d=d, eps1=EPS1, eps2=EPS2)
 
 

@@ -11,6 +11,7 @@ import jaxattn as ja
 from jaxattn_bench import resources, runner
 from jaxattn_bench.commands import add_matmul_option
 from jaxattn_bench.errors import CommandError
+from jaxattn_bench.grid import published_width
 
 
 def add_parser(subparsers) -> None:
@@ -57,12 +58,12 @@ def _thresholds(values, top: int) -> str:
 
 def family_nnz(family: str, length: int, nnz: int | None) -> int:
   """N of ``family`` at ``length``: ``nnz`` for a generator (ValueError if missing); a published
-  family's own width (``Family.width``), which a given ``nnz`` must equal."""
-  if family in ja.patterns.GENERATORS:
+  family's own width (``published_width``), which a given ``nnz`` must equal."""
+  width = published_width(family, length)
+  if width is None:
     if nnz is None:
       raise ValueError(f"--nnz is required for the generator {family!r}")
     return nnz
-  width = ja.patterns.family_from_spec(family).width(length)
   if nnz is not None and nnz != width:
     raise ValueError(f"{family} at --length {length} has N = {width}; got --nnz {nnz} (leave it "
                      "out to use the family's own)")

@@ -201,8 +201,9 @@ def print_certified(certified: dict, seconds: dict, search_name: str, grid, d: i
 def causal_speed(args) -> None:
   """``--causal``: one ``random_causal`` pattern, its ``jl`` solution at d; the certified
   ``ja.verify`` and the nested search over the grid, each in both layers, timed round-robin.
-  A causal pass skips the key tiles above the diagonal (docs/scale-and-speed.md)."""
-  pattern, solution = perf.causal_problem(args.seed, args.length, args.d, args.nnz)
+  A causal pass skips the key tiles above the diagonal (docs/causal.md)."""
+  pattern, solution = perf.problem(args.seed, args.length, args.d, args.nnz,
+                                   ja.patterns.random_causal)
   queries, keys = solution.queries(), solution.keys()
   grid = ja.geometric_grid(args.d, args.per_octave, start=min(args.grid_start, args.d))
   fns, verdicts = {}, {}

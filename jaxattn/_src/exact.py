@@ -96,9 +96,8 @@ def _largest(query: np.ndarray, keys: np.ndarray, values: np.ndarray, bound: np.
 def _dense_row_ok(query, keys, values, bound, eps1, scale, visible) -> bool:
   """``rows_ok_exact`` of a dense row (support every ``visible`` key, A_ij = 1):
   e^{s(max_j − min_j q·k_j)} ≤ 1 + ε1 over those keys; no zeros condition."""
-  every = visible
-  spread = _largest(query, keys, values, bound, every) + _largest(-query, keys, -values, bound,
-                                                                  every)
+  spread = _largest(query, keys, values, bound, visible) + _largest(-query, keys, -values, bound,
+                                                                    visible)
   return exp_at_most(scale * spread, 1 + Fraction(eps1))
 
 
