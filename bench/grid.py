@@ -280,12 +280,32 @@ def _block_points(block: dict, where: str) -> list[Point]:
       if width is None:
         _fail(where, f"missing nnz (family {point.family})")
       points[index] = point._replace(nnz=width)
+  for point in points:
+    _check_layer(point, where)
   for point in points:  # generator errors (nnz > L, bad stride) before any work
     try:
       jax.eval_shape(point.sampler(), jax.random.PRNGKey(0))
     except ValueError as error:
       _fail(where, f"{point.family}(length={point.length}, nnz={point.nnz}): {error}")
   return points
+
+
+def _check_layer(point: Point, where: str) -> None:
+  """CommandError unless a causal point's family is causal by construction
+  (``ja.patterns.is_causal``): a causal layer is defined for causal patterns only."""
+  if point.causal and not ja.patterns.is_causal(point.family):
+    _fail(where, f"family {point.family} is not causal, so it has no causal layer: choose "
+          f"{sorted(ja.patterns.CAUSAL_GENERATORS)} or a published family with causal=true "
+          "(docs/causal.md)")
+
+
+def in_causal_layer(preset: Preset) -> Preset:
+  """The preset with every point judged in a causal layer (``bench run --causal``); CommandError
+  naming the first family that is not causal."""
+  points = tuple(dict.fromkeys(p._replace(causal=True) for p in preset.points))
+  for point in points:
+    _check_layer(point, f"--causal on preset {preset.name}")
+  return preset._replace(points=points)
 
 
 def parse_preset(text: str, name: str) -> Preset:

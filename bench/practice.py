@@ -6,9 +6,11 @@ median d_50 with its 95% order-statistic interval. ``collect`` arranges the
 stored records into ``points`` (every point, per (family, method), for the
 table) and three series:
 
-1. ``length``: d_50 against L per (family, method);
+1. ``length``: d_50 against L per (family, layer, method), the layer being
+   "bidirectional" or "causal" (a causal family may be judged in both);
 2. ``window``: d_50 against Longformer's window w (no global token) per (L, method);
-3. ``globals``: d_50 against the number g of Longformer global tokens per (w, L, method).
+3. ``globals``: d_50 against the number g of Longformer global tokens per (w, L, method)
+   (both bidirectional).
 
 ``plan_seconds`` is the cost model of ``bench practice --plan``. Fits,
 figures and the table: ``jaxattn_plots.practice``.
@@ -24,6 +26,7 @@ from jaxattn_bench import grid, runner
 from jaxattn_bench.store import distinct
 
 PRESET = "practice"
+CAUSAL_PRESET = "practice_causal"  # bench practice --causal
 # Seconds of one grid point on this project's 2-core CPU (shared with another job), over the
 # probes (d, w) of the adaptive search at ``runner.threshold_hint``:
 #   fixed·#widths + T·L²·Σw / keys_rate + T·L·N²·Σw / support_rate,
@@ -53,6 +56,11 @@ def _fields(family: str) -> dict | None:
   return {"name": published.name, **{k: v for k, v in vars(published).items()}}
 
 
+def layer_name(params: dict) -> str:
+  """"causal" for a point judged in a causal layer, else "bidirectional" (``grid.Point.params``)."""
+  return "causal" if params.get("causal", False) else "bidirectional"
+
+
 def collect(records) -> dict:
   """The three series of ``python -m bench practice`` from stored records (any seed mix: the
   caller passes one seed's records)."""
@@ -63,10 +71,11 @@ def collect(records) -> dict:
     if fields is None:
       continue
     bounds = ja.patterns.family_from_spec(family).bounds(record.params["length"])
+    layer = layer_name(record.params)
     point = {**entry(record), "row_bound": bounds.row, "column_bound": bounds.column,
-             "inside_theorem": bounds.inside_theorem}
-    length[f"{family} | {method}"].append(point)
-    if fields["name"] == "longformer":
+             "inside_theorem": bounds.inside_theorem, "layer": layer}
+    length[f"{family} | {layer} | {method}"].append(point)
+    if fields["name"] == "longformer" and layer == "bidirectional":
       key = f"L={point['length']} | {method}"
       if fields["globals"] == 0:
         window[key].append({**point, "window": fields["window"]})

@@ -22,6 +22,7 @@ import platform
 import subprocess
 import sys
 import time
+from typing import Sequence
 
 import jax
 import jaxlib
@@ -55,16 +56,28 @@ def point_work(point: grid.Point) -> float:
 
 def point_cost(point: grid.Point) -> float:
   """The progress bar's and the work split's cost model of a point (``_LEVEL_COST``, ``_PASSES``,
-  ``_COMPILE_COST``): T·L²·P·(d_max + c·G) for a nested search (one pass, G levels), and
-  T·L²·P·Σ (w + c) over the probes (d, w) of ``probes`` for a method built per d, plus a
-  compilation per probe width."""
+  ``_COMPILE_COST``): T·L²·s·P·(d_max + c·G) for a nested search (one pass, G levels), and
+  T·L²·s·P·Σ (w + c) over the probes (d, w) of ``probes`` for a method built per d, plus a
+  compilation per probe width; s is 1, or ``causal_share`` in a causal layer."""
   passes = _PASSES.get(point.method, 1)
   if point.method in ja.construct.NESTED:
     columns, compiles = point.d_grid[-1] + _LEVEL_COST * len(point.d_grid), 1
   else:
     widths = [w for _, w in probes(point.method, point.length, point.nnz, point.d_grid)]
     columns, compiles = sum(widths) + _LEVEL_COST * len(widths), len(set(widths))
-  return point.trials * point.length**2 * columns * passes + _COMPILE_COST * compiles
+  share = causal_share(point.length) if point.causal else 1.0
+  return point.trials * point.length**2 * share * columns * passes + _COMPILE_COST * compiles
+
+
+def causal_share(length: int) -> float:
+  """The share of the key tiles a causal pass runs (docs/causal.md, "Half the work"): row block
+  r of R rows runs the key blocks of K keys up to its last row, ⌈min(L, (r+1)R)/K⌉ of ⌈L/K⌉,
+  with the default tiles (R, K) of JAX's default backend (``ja.default_tiles``)."""
+  rows, keys = ja.default_tiles()
+  rows = min(rows, length)
+  blocks, key_blocks = -(-length // rows), -(-length // keys)
+  visited = sum(-(-min(length, (r + 1) * rows) // keys) for r in range(blocks))
+  return visited / (blocks * key_blocks)
 
 
 def threshold_hint(method: str, length: int, nnz: int) -> float:
@@ -218,8 +231,9 @@ class NoStore:
     return set()
 
 
-def open_store(results: pathlib.Path, points, seeds) -> ResultsStore:
-  """Process 0's results store: read-only when it already holds every point at every seed (so
+def open_store(results: pathlib.Path, work: dict[int, Sequence[grid.Point]]) -> ResultsStore:
+  """Process 0's results store: read-only when it already holds every point of ``work`` (seed ->
+  points) (so
   a complete store is never changed and may be a read-only file), else open for writing (as
   is a file a killed run left mid-write, to roll that back); CommandError, before any work,
   when points are pending and the file cannot be written."""
@@ -229,7 +243,8 @@ def open_store(results: pathlib.Path, points, seeds) -> ResultsStore:
     except InterruptedWrite:  # a killed run's write: rolled back by opening it for writing
       return ResultsStore(results)
     done = store.finished()
-    missing = sum((canonical(p.params()), seed) not in done for seed in seeds for p in points)
+    missing = sum((canonical(p.params()), seed) not in done for seed, points in work.items()
+                  for p in points)
     if not missing:
       return store
     store.close()

@@ -134,6 +134,7 @@ class Record(NamedTuple):
   d_quantile_low: float | None = None
   d_quantile_high: float | None = None
   evaluated: np.ndarray | None = None      # bool [T, G]; None: every verdict was computed
+  finished_at: str | None = None           # when it was stored (UTC, SQLite's datetime)
 
 
 def canonical(params: dict[str, Any]) -> str:
@@ -357,26 +358,39 @@ class ResultsStore:
     """Stores a finished point, its rates and per-trial data (a ``ja.MinDResult``) in one
     transaction that also removes the point's claim; per-trial columns stay NULL for a
     result without verdicts. False (nothing written) when the point is already stored."""
-    trial = (None,) * len(_TRIAL_COLUMNS)
+    trial = None
     if result.verdicts is not None:
-      evaluated = getattr(result, "evaluated", None)
-      trial = (_pack_d(result.thresholds), _pack_d(result.first_success),
-               _pack_bits(result.verdicts), *(float(getattr(result, name)) for name in ESTIMATORS),
-               None if evaluated is None else _pack_bits(evaluated))
+      trial = (result.thresholds, result.first_success, result.verdicts,
+               *(float(getattr(result, name)) for name in ESTIMATORS),
+               getattr(result, "evaluated", None))
     key = (canonical(params), seed)
+    rates = zip(result.d_grid, result.successes, result.success_rate, result.ci_low,
+                result.ci_high)
     with _transaction(self._db):
-      cursor = self._db.execute(
-          f"INSERT INTO points (params, seed, d_min, jl_dim, wall_s, finished_at, run_id, "
-          f"{', '.join(_TRIAL_NAMES)}) VALUES (?, ?, ?, ?, ?, datetime('now'), ?"
-          f"{', ?' * len(_TRIAL_NAMES)}) ON CONFLICT (params, seed) DO NOTHING",
-          (*key, result.d_min, jl_dim, wall_s, run_id, *trial))
-      if cursor.rowcount:
-        self._db.executemany(
-            "INSERT INTO rates VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(cursor.lastrowid, int(d), int(k), result.trials, float(r), float(lo), float(hi))
-             for d, k, r, lo, hi in zip(result.d_grid, result.successes, result.success_rate,
-                                        result.ci_low, result.ci_high)])
+      written = self._insert_point(key, (result.d_min, jl_dim, wall_s, None, run_id), trial,
+                                   result.trials, rates)
       self._db.execute("DELETE FROM claims WHERE params = ? AND seed = ?", key)
+    return written
+
+  def _insert_point(self, key: tuple[str, int], fields: tuple, trial: tuple | None,
+                    trials: int, rates) -> bool:
+    """Inside a transaction: one point, ``fields`` = (d_min, jl_dim, wall_s, finished_at or
+    None for now, run_id), ``trial`` = (thresholds, first_success, verdicts, *ESTIMATORS,
+    evaluated or None) or None, and its ``rates`` (d, successes, rate, ci_low, ci_high); False
+    (nothing written) when the point is already stored."""
+    d_min, jl_dim, wall_s, finished_at, run_id = fields
+    packed = (None,) * len(_TRIAL_COLUMNS) if trial is None else (
+        _pack_d(trial[0]), _pack_d(trial[1]), _pack_bits(trial[2]), *trial[3:-1],
+        None if trial[-1] is None else _pack_bits(trial[-1]))
+    cursor = self._db.execute(
+        f"INSERT INTO points (params, seed, d_min, jl_dim, wall_s, finished_at, run_id, "
+        f"{', '.join(_TRIAL_NAMES)}) VALUES (?, ?, ?, ?, ?, COALESCE(?, datetime('now')), ?"
+        f"{', ?' * len(_TRIAL_NAMES)}) ON CONFLICT (params, seed) DO NOTHING",
+        (*key, d_min, jl_dim, wall_s, finished_at, run_id, *packed))
+    if cursor.rowcount:
+      self._db.executemany("INSERT INTO rates VALUES (?, ?, ?, ?, ?, ?, ?)", [
+          (cursor.lastrowid, int(d), int(k), trials, float(r), float(lo), float(hi))
+          for d, k, r, lo, hi in rates])
     return bool(cursor.rowcount)
 
   def records(self) -> list[Record]:
@@ -392,9 +406,9 @@ class ResultsStore:
     trial_columns = [c.split()[0] if all(c not in added for v, added in _ADDED.items()
                                          if v > self.version) else "NULL" for c in _TRIAL_COLUMNS]
     records = []
-    for (point_id, params, seed, d_min, jl_dim, wall_s, run_id, thresholds, first, verdicts,
-         *estimators, evaluated) in self._db.execute(
-             "SELECT id, params, seed, d_min, jl_dim, wall_s, run_id, "
+    for (point_id, params, seed, d_min, jl_dim, wall_s, finished_at, run_id, thresholds, first,
+         verdicts, *estimators, evaluated) in self._db.execute(
+             "SELECT id, params, seed, d_min, jl_dim, wall_s, finished_at, run_id, "
              f"{', '.join(trial_columns)} FROM points ORDER BY id"):
       d, successes, trials, rate, low, high = (np.asarray(c) for c in zip(*rates[point_id]))
       trial = {}
@@ -405,8 +419,35 @@ class ResultsStore:
                      evaluated=None if evaluated is None else _unpack_bits(evaluated, shape))
       records.append(Record(params=json.loads(params), seed=seed, d_min=d_min, jl_dim=jl_dim,
                             wall_s=wall_s, d=d, successes=successes, trials=int(trials[0]),
-                            rate=rate, ci_low=low, ci_high=high, run=runs[run_id], **trial))
+                            rate=rate, ci_low=low, ci_high=high, run=runs[run_id],
+                            finished_at=finished_at, **trial))
     return records
+
+  def insert(self, records: Sequence[Record]) -> int:
+    """Copies ``records`` (of other stores: ``bench merge``) into this one in one transaction:
+    each distinct run's metadata once (a run already here with the same metadata is reused;
+    ids are remapped), each point with its rates, per-trial data and ``finished_at``. A point
+    already stored here is left as it is. Returns the number of points written."""
+    written, run_ids = 0, {}
+    with _transaction(self._db):
+      for record in records:
+        run = tuple(record.run.get(name) for name in RUN_FIELDS)
+        if run not in run_ids:
+          found = self._db.execute(
+              "SELECT id FROM runs WHERE " + " AND ".join(f"{n} IS ?" for n in RUN_FIELDS),
+              run).fetchone()
+          run_ids[run] = found[0] if found else self._db.execute(
+              f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES "
+              f"({', '.join('?' * len(RUN_FIELDS))})", run).lastrowid
+        trial = None if record.verdicts is None else (
+            record.thresholds, record.first_success, record.verdicts,
+            *(getattr(record, name) for name in ESTIMATORS), record.evaluated)
+        written += self._insert_point(
+            record_key(record),
+            (record.d_min, record.jl_dim, record.wall_s, record.finished_at, run_ids[run]),
+            trial, record.trials,
+            zip(record.d, record.successes, record.rate, record.ci_low, record.ci_high))
+    return written
 
 
 def _pack_bits(values: np.ndarray) -> bytes:

@@ -3,13 +3,14 @@ the published masks of efficient transformers as families ``family(key, length, 
 
 from jaxattn._src.graphs import from_graph, knn
 from jaxattn._src.pattern import SparsePattern, from_rows
-from jaxattn._src.patterns import (GENERATORS, Sampler, banded, block_diagonal, random_causal,
-                                   random_regular, random_sparse, strided)
+from jaxattn._src.patterns import (CAUSAL_GENERATORS, GENERATORS, Sampler, banded, block_diagonal,
+                                   is_causal, random_causal, random_regular, random_sparse,
+                                   strided)
 from jaxattn._src.published import (FAMILIES, BigBird, Bounds, Family, Longformer, ReformerLSH,
                                     SparseTransformerFixed, SparseTransformerStrided,
                                     family_from_spec, lsh_buckets, lsh_candidates, union)
 
-__all__ = ["FAMILIES", "GENERATORS", "BigBird", "Bounds", "Family", "Longformer", "ReformerLSH",
+__all__ = ["CAUSAL_GENERATORS", "FAMILIES", "GENERATORS", "BigBird", "Bounds", "Family", "Longformer", "ReformerLSH",
            "Sampler", "SparsePattern", "SparseTransformerFixed", "SparseTransformerStrided",
-           "banded", "block_diagonal", "family_from_spec", "from_graph", "from_rows", "knn", "lsh_buckets",
+           "banded", "block_diagonal", "family_from_spec", "from_graph", "from_rows", "is_causal", "knn", "lsh_buckets",
            "lsh_candidates", "random_causal", "random_regular", "random_sparse", "strided", "union"]

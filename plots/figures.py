@@ -54,13 +54,15 @@ def label(key: SeriesKey, names: Sequence[str]) -> str:
   values = dict(key)
 
   def part(name):
+    if name == "causal":  # a bidirectional point has no such field (grid.Point.params)
+      return "causal layer" if values.get(name) else "bidirectional"
     value = values[name]
     if name in ("method", "family"):
       return str(value)
     return f"{_SHORT.get(name, name)}={value:g}" if isinstance(value, float) else \
         f"{_SHORT.get(name, name)}={value}"
 
-  return ", ".join(part(n) for n in names if n in values)
+  return ", ".join(part(n) for n in names if n in values or n == "causal")
 
 
 def _varying(keys: Sequence[SeriesKey]) -> tuple[list[str], list[str]]:

@@ -1,13 +1,14 @@
 """Fits, figures and the table of ``python -m bench practice`` (``jaxattn_bench.practice.collect``'s data).
 
-``fit_rows`` fits d_50 against L per (family, method) by both laws, d = a ln L
+``fit_rows`` fits d_50 against L per (family, layer, method) by both laws, d = a ln L
 + b and d = c L^α, by weighted least squares (σ: half the 95% interval, at
 least half the local grid step, as for the runner's figure (a)), and names
 the ``preferred`` law as the main job does (``fit.weighted_preference``:
 ΔAIC ≥ 10 either way, else "undecided"), where ≥ 3 points at distinct L have
 a bounded d_50 above their grid's bottom. ``global_slope`` is the cost in d
 of one global token: the weighted fit of d_50 = a·g + b. ``table`` prints
-"family × L → d_50 per method [95% interval]"; ``figures`` draws d_50 against
+"family × L × layer → d_50 per method [95% interval]" (layer: the
+bidirectional one, or the causal one of docs/causal.md); ``figures`` draws d_50 against
 L, window and g with the head dimensions used in practice (64, 128).
 """
 
@@ -30,7 +31,7 @@ def _sigmas(points: list[dict]) -> np.ndarray:
 
 
 def fit_rows(data: dict) -> dict:
-  """Per "family | method" of the length series: both laws' fits and the preferred law
+  """Per "family | layer | method" of the length series: both laws' fits and the preferred law
   (None below 3 fitted points at distinct L; ``beyond.law_fits``)."""
   rows = {}
   for series, entries in data["length"].items():
@@ -76,29 +77,33 @@ def _cell(entry: dict | None) -> str:
 
 
 def table(data: dict, fits: dict) -> str:
-  """Markdown: one row per (family, L), one column per method (d_50 [95% interval]), the
-  theorem label, and per (family, method) the log-law slope and the preferred law."""
-  methods = sorted({s.split(" | ")[1] for s in data["points"]})
-  families = sorted({s.split(" | ")[0] for s in data["points"]})
-  lines = ["| family | L | N (row, column) | theorem | " + " | ".join(
-      f"{m} d_50 [95%]" for m in methods) + " |", "|" + "---|" * (4 + len(methods))]
-  for family in families:
-    by_method = {m: {e["length"]: e for e in data["points"].get(f"{family} | {m}", [])}
-                 for m in methods}
-    for length in sorted({n for rows in by_method.values() for n in rows}):
-      some = next(rows[length] for rows in by_method.values() if length in rows)
+  """Markdown: one row per (family, L, layer), one column per method (d_50 [95% interval]), the
+  theorem label, and per (family, layer, method) the log-law slope and the preferred law. A
+  causal family judged in both layers has its two rows side by side."""
+  keys = [tuple(s.split(" | ")) for s in data["points"]]
+  methods = sorted({method for _, _, method in keys})
+  lines = ["| family | L | layer | N (row, column) | theorem | " + " | ".join(
+      f"{m} d_50 [95%]" for m in methods) + " |", "|" + "---|" * (5 + len(methods))]
+  for family in sorted({family for family, _, _ in keys}):
+    rows = {}
+    for layer in ("bidirectional", "causal"):
+      for m in methods:
+        for e in data["points"].get(f"{family} | {layer} | {m}", []):
+          rows.setdefault((e["length"], layer), {})[m] = e
+    for (length, layer), by_method in sorted(rows.items()):
+      some = next(iter(by_method.values()))
       label = "inside" if some["inside_theorem"] else "outside"
-      cells = " | ".join(_cell(by_method[m].get(length)) for m in methods)
-      lines.append(f"| {family} | {length} | {some['row_bound']}, {some['column_bound']} | "
-                   f"{label} | {cells} |")
-  lines += ["", "| family | method | slope a of d_50 = a ln L + b [95%] | α of d_50 = c L^α [95%] "
-            "| preferred | n |", "|---|---|---|---|---|---|"]
+      cells = " | ".join(_cell(by_method.get(m)) for m in methods)
+      lines.append(f"| {family} | {length} | {layer} | {some['row_bound']}, "
+                   f"{some['column_bound']} | {label} | {cells} |")
+  lines += ["", "| family | layer | method | slope a of d_50 = a ln L + b [95%] "
+            "| α of d_50 = c L^α [95%] | preferred | n |", "|---|---|---|---|---|---|---|"]
   for series, fit in fits.items():
-    family, method = series.split(" | ")
+    family, layer, method = series.split(" | ")
     if fit is None:
-      lines.append(f"| {family} | {method} | fewer than 3 bounded points | | | |")
+      lines.append(f"| {family} | {layer} | {method} | fewer than 3 bounded points | | | |")
     else:
-      lines.append(f"| {family} | {method} | {fit['slope']:.1f} [{fit['slope_low']:.1f}, "
+      lines.append(f"| {family} | {layer} | {method} | {fit['slope']:.1f} [{fit['slope_low']:.1f}, "
                    f"{fit['slope_high']:.1f}] | {fit['alpha']:.2f} [{fit['alpha_low']:.2f}, "
                    f"{fit['alpha_high']:.2f}] | {fit['preferred']} | {fit['n']} |")
   return "\n".join(lines)

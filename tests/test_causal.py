@@ -294,3 +294,65 @@ def test_check_reads_the_layer_from_the_file(tmp_path, capsys):
     save_solution(out, sol, pattern, report, method="onehot", d=3, eps1=EPS1, eps2=EPS2, seed=0,
                   source="test", changes=(), seconds=0.0, version=ja.__version__, causal=causal)
     assert main(["check", out, "--float64"]) == status, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("family, causal", [
+    ("random_causal", True), ("random_regular", False), ("banded", False),
+    ("sparse_transformer_strided", True), ("sparse_transformer_fixed", True),
+    ("longformer(window=4)", False), ("longformer(window=4,causal=true)", True),
+    ("reformer_lsh(chunk=8,buckets=16)", False), ("bigbird(block=4)", False)])
+def test_is_causal_names_the_families_causal_by_construction(family, causal):
+  assert ja.patterns.is_causal(family) is causal
+
+
+def test_a_causal_layer_needs_a_causal_family_in_presets_and_bench_run(tmp_path, capsys):
+  """A preset block judging a non-causal family in a causal layer, and ``bench run --causal`` on
+  a preset of one, are refused before any work, naming the family (one line, exit 2)."""
+  from jaxattn_bench import grid
+  from jaxattn_bench.cli import main
+  from jaxattn_bench.errors import CommandError
+  text = CAUSAL_PRESET.replace('"random_causal"', '"random_regular"')
+  with pytest.raises(CommandError, match="family random_regular is not causal"):
+    grid.parse_preset(text, "bad")
+  preset = tmp_path / "bidirectional.toml"
+  preset.write_text(text.replace("causal = [false, true]", ""))
+  assert main(["run", "--preset", str(preset), "--causal", "--plan"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "--causal on preset bidirectional" in err[0], err
+  (point,) = grid.in_causal_layer(grid.parse_preset(CAUSAL_PRESET, "c")).points
+  assert point.causal and point.params()["causal"] is True
+
+
+def test_practice_causal_runs_both_layers_and_its_table_says_which(tmp_path, capsys):
+  """``bench practice --causal``: the practice_causal preset judges each causal family in both
+  layers; its plan fits 45 minutes; a table row per (family, L, layer); --causal with --preset is
+  refused (exit 2)."""
+  from jaxattn_bench import grid
+  from jaxattn_bench.cli import main
+  from jaxattn_plots import practice as practice_plots
+  points = grid.load_preset("practice_causal").points
+  assert all(ja.patterns.is_causal(p.family) for p in points)
+  layers = {}
+  for p in points:
+    layers.setdefault(p._replace(causal=False), set()).add(p.causal)
+  assert all(v == {False, True} for v in layers.values())
+  assert main(["practice", "--causal", "--plan"]) == 0
+  minutes = float(re.search(r"expected about ([\d.]+) min", capsys.readouterr().out).group(1))
+  assert minutes <= 45
+  assert main(["practice", "--causal", "--preset", "practice"]) == 2
+  entry = dict(length=64, nnz=3, trials=2, d_grid=[4, 8], top=8, d_median=8.0, d_median_low=4.0,
+               d_median_high=None, seconds=1.0, row_bound=3, column_bound=3,
+               inside_theorem=True)
+  data = {"points": {"f | bidirectional | lstsq": [entry],
+                     "f | causal | lstsq": [{**entry, "d_median": 4.0}]}}
+  table = practice_plots.table(data, {"f | causal | lstsq": None}).splitlines()
+  assert table[0].startswith("| family | L | layer | N (row, column) | theorem | lstsq")
+  assert table[2:4] == ["| f | 64 | bidirectional | 3, 3 | inside | 8 [4, -] |",
+                        "| f | 64 | causal | 3, 3 | inside | ≤ 4 |"]
+  assert "| f | causal | lstsq | fewer than 3 bounded points |" in table[-1]
+
+
+def test_figures_name_both_layers():
+  from jaxattn_plots.figures import label
+  assert label((("method", "jl"),), ["method", "causal"]) == "jl, bidirectional"
+  assert label((("causal", True), ("method", "jl")), ["method", "causal"]) == "jl, causal layer"

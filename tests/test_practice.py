@@ -37,16 +37,18 @@ def test_practice_writes_table_figures_and_json(tmp_path, capsys):
   printed = capsys.readouterr().out
   table = (out / "table.md").read_text()
   assert table in printed.replace("\r", "") or table.splitlines()[0] in printed
-  assert table.startswith("| family | L | N (row, column) | theorem | lstsq d_50 [95%] |")
-  assert "| longformer(window=1) | 64 | 3, 3 | inside |" in table
-  assert "| longformer(window=1,globals=2,global_rows=false) | 32 | 5, 32 | outside |" in table
+  assert table.startswith("| family | L | layer | N (row, column) | theorem | lstsq d_50 [95%] |")
+  assert "| longformer(window=1) | 64 | bidirectional | 3, 3 | inside |" in table
+  assert ("| longformer(window=1,globals=2,global_rows=false) | 32 | bidirectional | 5, 32 | "
+          "outside |") in table
   assert "Cost of a global token" in table
   data = json.loads((out / "practice.json").read_text())
-  assert sorted(data["length"]) == ["longformer(window=1) | lstsq"]
-  assert [e["length"] for e in data["length"]["longformer(window=1) | lstsq"]] == [16, 32, 64]
+  series = "longformer(window=1) | bidirectional | lstsq"
+  assert sorted(data["length"]) == [series]
+  assert [e["length"] for e in data["length"][series]] == [16, 32, 64]
   assert [e["window"] for e in data["window"]["L=32 | lstsq"]] == [1, 2]
   assert [e["globals"] for e in data["globals"]["w=1 | L=32 | lstsq"]] == [0, 1, 2]
-  fit = data["fit"]["longformer(window=1) | lstsq"]
+  fit = data["fit"][series]
   assert fit is None or fit["preferred"] in ("log", "power", "undecided")
   for name in ("d_vs_length.png", "d_vs_window.png", "d_vs_globals.png"):
     assert (out / name).stat().st_size > 10_000

@@ -38,7 +38,7 @@ def main(args) -> int:
   start = time.perf_counter()
   preset = grid.load_preset(args.preset)
   seed = runner.checked_seed(preset, args.seed, args.out)
-  with runner.open_store(args.results, preset.points, [seed]) as store:
+  with runner.open_store(args.results, {seed: preset.points}) as store:
     print(f"preset {preset.name}: {len(preset.points)} points in {args.results}", flush=True)
     records, _, fresh = runner.run_in_process(preset, seed, store)
   print(runner.summary_table(preset.points, records, fresh))

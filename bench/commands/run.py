@@ -8,8 +8,10 @@ the output paths are checked before any work. At the end: a summary
 table, the figures and the fit table (``jaxattn_plots``), and optionally a
 tidy CSV. ``--seeds 0-4`` (or ``0,2,7``) runs the preset at each seed into
 the same store and reports the fitted slope and law verdict per seed, and
-whether they agree. The work itself: ``jaxattn_bench.runner``; several processes:
-``jaxattn_bench.hosts``.
+whether they agree. ``--causal`` judges every point in a causal layer
+(docs/causal.md). The work itself: ``jaxattn_bench.runner``; several processes:
+``jaxattn_bench.hosts``; independent shards of a job array: ``--shard I/N``
+(``jaxattn_bench.shards``, docs/clusters.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pathlib
 
 import jax
 
-from jaxattn_bench import grid, hosts, resources, runner
+from jaxattn_bench import grid, hosts, resources, runner, shards
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.store import ResultsStore, check_output, export_csv
 
@@ -40,6 +42,14 @@ def add_parser(subparsers) -> None:
                       help="folder for figures and fit files (default: results path without "
                            "its suffix)")
   parser.add_argument("--no-figures", action="store_true", help="skip figures and the fit")
+  parser.add_argument("--causal", action="store_true",
+                      help="judge every point in a causal layer (keys j > i masked before the "
+                           "softmax; docs/causal.md); every family must be causal")
+  parser.add_argument("--shard", metavar="I/N",
+                      help="run shard I of N (0 <= I < N): a cost-balanced share of the preset's "
+                           "(point, seed) pairs, split from the whole preset, into its own store "
+                           "(default results/<preset>.shard-I-of-N.sqlite); join the stores with "
+                           "bench merge (docs/clusters.md)")
   parser.add_argument("--plan", action="store_true",
                       help="list the points and their work (and, if the results file exists, "
                            "which are stored, with their seconds) and whether this machine would "
@@ -97,8 +107,12 @@ def check_outputs(args, results: pathlib.Path) -> None:
 
 
 def main(args) -> int:
+  if args.shard and (args.distributed or args.num_processes is not None):
+    raise CommandError("give --shard (independent tasks) or several processes, not both")
   processes = hosts.initialize(args)
   preset = grid.load_preset(args.preset)
+  if args.causal:
+    preset = grid.in_causal_layer(preset)
   if args.seeds is not None and args.seed is not None:
     raise CommandError("give --seed or --seeds, not both")
   seeds = parse_seeds(args.seeds) if args.seeds is not None else [
@@ -106,11 +120,17 @@ def main(args) -> int:
   if seeds[0] < 0:
     raise CommandError(f"--seed must be >= 0, got {seeds[0]}")
   points = preset.points
-  available = resources.available_memory(jax.devices()[0])
+  work = {seed: points for seed in seeds}
   results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
+  if args.shard:
+    index, count = shards.parse_shard(args.shard)
+    work = shards.select(points, shards.split(points, seeds, count)[index])
+    results = args.results or shards.shard_path(preset.name, index, count)
+    args.no_figures = True  # a shard's figures come from the merged store (bench merge)
+  available = resources.available_memory(jax.devices()[0])
   if args.plan:  # the plan is printed even for a preset this machine would refuse
-    for seed in seeds:
-      plan(points, seed, results)
+    for seed, seed_points in work.items():
+      plan(seed_points, seed, results)
     try:
       resources.check_points_fit(points, available=available)
     except CommandError as refusal:
@@ -121,12 +141,13 @@ def main(args) -> int:
   if lead:
     check_outputs(args, results)
   records = []
-  with (runner.open_store(results, points, seeds) if lead else runner.NoStore()) as store:
-    for seed in seeds:
-      pending = runner.pending_points(points, seed, store, processes)
+  with (runner.open_store(results, work) if lead else runner.NoStore()) as store:
+    for seed, seed_points in work.items():
+      pending = runner.pending_points(seed_points, seed, store, processes)
       if lead:
-        print(f"preset {preset.name}, seed {seed}: {len(points)} points, "
-              f"{len(points) - len(pending)} stored in {results}, {len(pending)} to run on "
+        print(f"preset {preset.name}{f' shard {args.shard}' if args.shard else ''}, seed {seed}: "
+              f"{len(seed_points)} points, {len(seed_points) - len(pending)} stored in "
+              f"{results}, {len(pending)} to run on "
               f"{jax.default_backend()} ({jax.devices()[0].device_kind})"
               + (f", {processes.count} processes" if processes.count > 1 else ""), flush=True)
       fresh = set()
@@ -135,9 +156,9 @@ def main(args) -> int:
           fresh = runner.run_pending(preset, pending, seed, store, processes, bar)
       if not lead:
         continue
-      seed_records, all_records = runner.stored_records(store, points, seed)
+      seed_records, all_records = runner.stored_records(store, seed_points, seed)
       records += seed_records
-      print(runner.summary_table(points, seed_records, fresh))
+      print(runner.summary_table(seed_points, seed_records, fresh))
   if not lead:
     return 0
   if args.export_csv:

@@ -140,6 +140,17 @@ GENERATORS = {
     "block_diagonal": block_diagonal,
     "strided": strided,
 }
+CAUSAL_GENERATORS = frozenset({"random_causal"})  # causal by construction
+
+
+def is_causal(family: str) -> bool:
+  """Whether every pattern of ``family`` is causal, S_i ⊆ {0, …, i} (docs/definitions.md §3), by
+  construction: ``CAUSAL_GENERATORS``, or a published spec whose family is causal
+  (``sparse_transformer_strided``, ``longformer(window=4,causal=true)``). ValueError for an
+  unknown family."""
+  if family in GENERATORS:
+    return family in CAUSAL_GENERATORS
+  return bool(getattr(family_from_spec(family), "causal", False))
 
 
 @dataclasses.dataclass(frozen=True)

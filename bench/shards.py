@@ -1,0 +1,56 @@
+"""Shards of a preset for job arrays (docs/clusters.md): a frozen, cost-balanced split of all its
+(point, seed) pairs, each shard run into a store of its own.
+
+``split`` deals the pairs of the whole preset (never of what is pending, which differs per shard)
+to N shards by the runner's cost model (``runner.point_cost``, longest first:
+``hosts.split_work``); a pair's key is (canonical params, seed), the same as in an unsharded
+store. ``bench submit`` computes the split once and hands each task its list of keys, so a
+later change of the cost model cannot reshuffle a running sweep. ``run_shard`` runs the pairs
+of one list not yet in its store (resumable like any store); ``bench merge`` joins the stores.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+from jaxattn_bench import grid, hosts, runner
+from jaxattn_bench.errors import CommandError
+from jaxattn_bench.store import canonical
+
+Key = tuple[str, int]  # (canonical params, seed): a point's identity in a store
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+  """'I/N' -> (I, N) with 0 <= I < N; CommandError on anything else."""
+  match = re.fullmatch(r"(\d+)/(\d+)", spec)
+  if not match or not int(match.group(1)) < int(match.group(2)):
+    raise CommandError(f"--shard: expected I/N with 0 <= I < N, got {spec!r}")
+  return int(match.group(1)), int(match.group(2))
+
+
+def shard_path(preset: str, index: int, count: int, folder: pathlib.Path = pathlib.Path(
+    "results")) -> pathlib.Path:
+  """The default store of shard I of N: ``results/P.shard-I-of-N.sqlite``."""
+  return folder / f"{preset}.shard-{index}-of-{count}.sqlite"
+
+
+def split(points, seeds, count: int) -> list[list[Key]]:
+  """The keys of each of ``count`` shards: every (point, seed) pair of the preset in exactly
+  one, balanced by ``runner.point_cost`` (the largest shard costs at most the mean plus the
+  largest point). Pure and deterministic."""
+  pairs = [(point, seed) for seed in seeds for point in points]
+  shares = hosts.split_work([runner.point_cost(point) for point, _ in pairs], count)
+  return [[(canonical(pairs[i][0].params()), pairs[i][1]) for i in share] for share in shares]
+
+
+def select(points, keys) -> dict[int, list[grid.Point]]:
+  """The preset's points of each seed among ``keys``; CommandError naming a key that is not a
+  point of the preset (a list frozen from another preset)."""
+  by_key = {canonical(p.params()): p for p in points}
+  chosen: dict[int, list[grid.Point]] = {}
+  for params, seed in keys:
+    if params not in by_key:
+      raise CommandError(f"shard point {params} (seed {seed}) is not a point of this preset")
+    chosen.setdefault(seed, []).append(by_key[params])
+  return chosen
