@@ -22,7 +22,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from jaxattn_bench.errors import CommandError, report_internal_error  # noqa: E402  (after the environment)
 
-COMMANDS = ("run", "merge", "min_d", "solve", "check", "perf", "beyond", "bits", "practice")
+COMMANDS = ("run", "submit", "merge", "min_d", "solve", "check", "perf", "beyond", "bits", "practice")
 
 
 def main(argv: list[str] | None = None, prog: str = "jaxattn") -> int:

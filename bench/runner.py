@@ -45,6 +45,9 @@ from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonic
 # CPU; runs under load ranged 16–54 (docs/certified.md). The former 330 overcharged levels tenfold.
 _LEVEL_COST, _COMPILE_COST = 34, 7e10
 _PASSES = {"optimize": 25}
+# Units of ``point_cost`` per second on the 2-core CPU: the causal preset's stored wall times
+# (docs/causal.md), fitted through the origin; other presets and loaded machines vary by 2x.
+COST_RATE = 2.5e10
 # Seconds between looks at the store while other runs compute the points left.
 POLL_S = 0.5
 
@@ -67,6 +70,12 @@ def point_cost(point: grid.Point) -> float:
     columns, compiles = sum(widths) + _LEVEL_COST * len(widths), len(set(widths))
   share = causal_share(point.length) if point.causal else 1.0
   return point.trials * point.length**2 * share * columns * passes + _COMPILE_COST * compiles
+
+
+def point_seconds(point: grid.Point) -> float:
+  """Expected seconds of a point on this project's 2-core CPU: ``point_cost / COST_RATE``
+  (``bench run --plan``, the time limits of ``bench submit``)."""
+  return point_cost(point) / COST_RATE
 
 
 def causal_share(length: int) -> float:
@@ -231,17 +240,19 @@ class NoStore:
     return set()
 
 
-def open_store(results: pathlib.Path, work: dict[int, Sequence[grid.Point]]) -> ResultsStore:
+def open_store(results: pathlib.Path, work: dict[int, Sequence[grid.Point]],
+               allow_network_fs: bool = False) -> ResultsStore:
   """Process 0's results store: read-only when it already holds every point of ``work`` (seed ->
   points) (so
   a complete store is never changed and may be a read-only file), else open for writing (as
   is a file a killed run left mid-write, to roll that back); CommandError, before any work,
-  when points are pending and the file cannot be written."""
+  when points are pending and the file cannot be written. On a network filesystem the store
+  has one writer unless ``allow_network_fs`` (``ResultsStore``)."""
   if results.is_file():
     try:
       store = ResultsStore(results, create=False)
     except InterruptedWrite:  # a killed run's write: rolled back by opening it for writing
-      return ResultsStore(results)
+      return ResultsStore(results, allow_network_fs=allow_network_fs)
     done = store.finished()
     missing = sum((canonical(p.params()), seed) not in done for seed, points in work.items()
                   for p in points)
@@ -253,7 +264,7 @@ def open_store(results: pathlib.Path, work: dict[int, Sequence[grid.Point]]) -> 
       raise CommandError(f"{missing} point(s) pending, but results file {str(results)!r} "
                          f"cannot be written ({reason}); make it writable or give --results "
                          "another file")
-  return ResultsStore(results)
+  return ResultsStore(results, allow_network_fs=allow_network_fs)
 
 
 def pending_points(points, seed: int, store, processes: hosts.Processes) -> list[grid.Point]:

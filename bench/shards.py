@@ -11,6 +11,7 @@ of one list not yet in its store (resumable like any store); ``bench merge`` joi
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 
@@ -54,3 +55,36 @@ def select(points, keys) -> dict[int, list[grid.Point]]:
       raise CommandError(f"shard point {params} (seed {seed}) is not a point of this preset")
     chosen.setdefault(seed, []).append(by_key[params])
   return chosen
+
+
+def manifest_path(preset: str, count: int, folder: pathlib.Path = pathlib.Path(
+    "results")) -> pathlib.Path:
+  """Where ``bench submit`` freezes a split: ``results/P.shards-N.json``."""
+  return folder / f"{preset}.shards-{count}.json"
+
+
+def freeze(path: pathlib.Path, preset: str, points, seeds, count: int) -> list[list[Key]]:
+  """The split of ``path`` if it exists (a sweep keeps its split however the cost model
+  changes), else ``split`` written there; CommandError if the file is of another sweep."""
+  if path.is_file():
+    shares = read_manifest(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if (data["preset"], data["seeds"], len(shares)) != (preset, list(seeds), count):
+      raise CommandError(f"{str(path)!r} freezes preset {data['preset']} seeds {data['seeds']} "
+                         f"in {len(shares)} shards, not {preset} seeds {list(seeds)} in {count}: "
+                         "move it away to split anew")
+    return shares
+  shares = split(points, seeds, count)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps({"preset": preset, "seeds": list(seeds), "shards": shares}, indent=0)
+                  + "\n", encoding="utf-8")
+  return shares
+
+
+def read_manifest(path: pathlib.Path) -> list[list[Key]]:
+  """The frozen key lists of a manifest (``freeze``); CommandError if unreadable."""
+  try:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return [[(str(params), int(seed)) for params, seed in share] for share in data["shards"]]
+  except (OSError, ValueError, KeyError, TypeError) as error:
+    raise CommandError(f"cannot read shard manifest {str(path)!r}: {error}") from None

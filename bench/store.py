@@ -34,6 +34,16 @@ process no longer exists; then it may be taken over. So no point is computed
 twice while its claimant lives, and one whose claimant was killed is not
 lost. Should two results of a point meet anyway, the first stored stands.
 
+That sharing relies on SQLite's file locks, which its documentation does not
+trust on network filesystems (``jaxattn_bench.filesystems``: NFS, SMB/CIFS,
+Lustre without ``flock``). There a store opened for writing has one writer (its
+rollback journal as everywhere; never WAL): the writer holds a claim on the
+whole store, renewed like a point's, and a second writer is refused in one
+line that points to shards (``bench run --shard``), unless
+``allow_network_fs``. Readers are not refused. A requeued shard on another node
+finds its store and takes it over once the claim of the run that ended lapses
+(``lease_s``).
+
 A point and its rates are written in one transaction (SQLite's rollback
 journal), so a killed run loses at most the point in progress and the file
 stays consistent. Opening a schema-1 or 2 file for writing migrates it in place
@@ -61,10 +71,12 @@ import socket
 import sqlite3
 import threading
 import time
+import warnings
 from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
+from jaxattn_bench import filesystems
 from jaxattn_bench.errors import CommandError
 
 SCHEMA_VERSION = 3
@@ -106,6 +118,7 @@ _SCHEMA = (
 )
 LEASE_S = 60.0  # a claim's life after its last renewal
 BUSY_S = 60.0   # how long a statement waits for another process's write to finish
+WRITER = ("*", -1)  # the claim key of a store's single writer (network filesystems)
 
 
 class Record(NamedTuple):
@@ -175,11 +188,11 @@ def results_unwritable(path: str | pathlib.Path) -> str | None:
   return unwritable(path) or (unwritable(folder, folder=True) if folder.exists() else None)
 
 
-def _connect(path: pathlib.Path, write: bool) -> sqlite3.Connection:
+def _connect(path: pathlib.Path, write: bool, timeout: float = BUSY_S) -> sqlite3.Connection:
   """A connection without implicit transactions (see ``_transaction``); ``write=False``
   opens the file in SQLite's read-only mode, which never changes it."""
   target, uri = (path, False) if write else (f"{path.resolve().as_uri()}?mode=ro", True)
-  return sqlite3.connect(target, timeout=BUSY_S, isolation_level=None, uri=uri)
+  return sqlite3.connect(target, timeout=timeout, isolation_level=None, uri=uri)
 
 
 @contextlib.contextmanager
@@ -221,10 +234,12 @@ class ResultsStore:
   the life of this store's claims after their last renewal.
   """
 
-  def __init__(self, path: str | pathlib.Path, create: bool = True, lease_s: float = LEASE_S):
+  def __init__(self, path: str | pathlib.Path, create: bool = True, lease_s: float = LEASE_S,
+               allow_network_fs: bool = False):
     self.path = pathlib.Path(path)
     self.writable, self.lease_s = create, lease_s
     self.owner = secrets.token_hex(8)  # this store's claims
+    self.single_writer = False
     if not create and not self.path.is_file():
       raise CommandError(f"no results file {str(self.path)!r}")
     if create:
@@ -232,6 +247,11 @@ class ResultsStore:
       if reason:
         raise CommandError(f"cannot write results file {str(self.path)!r}: {reason}")
       self.path.parent.mkdir(parents=True, exist_ok=True)
+      found = filesystems.filesystem(self.path)
+      if not found.known:
+        warnings.warn(f"results file {str(self.path)!r} is on a filesystem of unknown type "
+                      f"({found.name}): assumed to lock as a local one", stacklevel=2)
+      self.single_writer = not (found.trusted or allow_network_fs)
     self._db = _connect(self.path, create)
     try:
       self.version = self._check_version()
@@ -275,6 +295,28 @@ class ResultsStore:
     except sqlite3.OperationalError as error:  # read-only, or locked for BUSY_S
       raise CommandError(f"cannot write results file {str(self.path)!r}: {error}") from None
     self.version = SCHEMA_VERSION
+    if self.single_writer:
+      self._become_the_writer()
+
+  def _become_the_writer(self) -> None:
+    """One writer on a network filesystem, kept without trusting its file locks: the writer
+    holds a claim on the whole store (``WRITER``, renewed by ``heartbeat`` like a point's
+    claim). Another owner's live one refuses this store in one line; else its claims and
+    the points' claims of runs that ended are taken over."""
+    with _transaction(self._db):
+      held = self._db.execute("SELECT host, pid, expires_at FROM claims WHERE params = ? AND "
+                              "owner != ?", (WRITER[0], self.owner)).fetchone()
+      if held and held[2] > time.time() and _may_run(held[0], held[1]):
+        name = filesystems.filesystem(self.path).name
+        raise CommandError(
+            f"results file {str(self.path)!r} is on {name}, a network filesystem whose locks "
+            f"SQLite's documentation does not trust, and a run on {held[0]} (pid {held[1]}) is "
+            "writing it: there a store has one writer; run shards into stores of their own "
+            "(bench run --shard I/N, docs/clusters.md), or pass --allow-network-fs to share it")
+      self._db.execute("DELETE FROM claims")
+      self._db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?)",
+                       (*WRITER, self.owner, socket.gethostname(), os.getpid(),
+                        time.time() + self.lease_s))
 
   def __enter__(self) -> ResultsStore:
     return self
@@ -332,7 +374,7 @@ class ResultsStore:
   def heartbeat(self) -> Iterator[None]:
     """Extends this store's claims to ``lease_s`` from now, every ``lease_s / 4`` seconds
     while the block runs (a thread with its own connection: a computation of any length
-    keeps its claims while its process lives)."""
+    keeps its claims while its process lives), the single writer's ``WRITER`` claim too."""
     stop = threading.Event()
 
     def beat():

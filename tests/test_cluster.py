@@ -1,15 +1,20 @@
 """Sweeps as job arrays (docs/clusters.md): ``bench run --shard I/N`` and ``bench merge``."""
 
+import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
-from jaxattn_bench import grid, shards
+from jaxattn_bench import filesystems, grid, shards
 from jaxattn_bench.cli import main as bench_main
 from jaxattn_bench.merge import RESULT_FIELDS, differing_field
 from jaxattn_bench.store import ResultsStore, record_key
-from tests.test_bench_run import TINY
+from tests.test_bench_run import ROOT, TINY, stored
 
 
 def _records(path):
@@ -117,3 +122,136 @@ def test_a_shard_left_mid_write_is_merged_from_a_private_copy(sharded, tmp_path,
   assert {p: p.read_bytes() for p in (part, journal)} == saved
   assert _records(out).keys() == before.keys()
   db.close()
+
+
+NFS = 0x6969
+PATH = os.environ["PATH"]
+
+
+@pytest.mark.parametrize("magic, name, trusted", [(NFS, "nfs", False), (0xFF534D42, "cifs", False),
+                                                  (0x01021994, "tmpfs", True),
+                                                  (0xEF53, "ext4", True), (0x47504653, "gpfs", True)])
+def test_the_filesystem_type_comes_from_statfs(monkeypatch, tmp_path, magic, name, trusted):
+  monkeypatch.setattr(filesystems, "_statfs_type", lambda path: magic)
+  assert filesystems.filesystem(tmp_path / "new" / "r.sqlite")[::2] == (name, trusted)
+
+
+def test_mountinfo_is_the_fallback_and_lustre_needs_flock(monkeypatch, tmp_path):
+  monkeypatch.setattr(filesystems, "_statfs_type", lambda path: None)
+  info = tmp_path / "mountinfo"
+  line = "36 35 0:30 / {point} rw,relatime shared:1 - {kind} server:/x rw,{options}\n"
+  info.write_text(line.format(point="/", kind="ext4", options="") + line.format(
+      point=str(tmp_path), kind="lustre", options="flock"))
+  assert filesystems.filesystem(tmp_path / "r.sqlite", str(info)) == filesystems.Filesystem(
+      "lustre", "mountinfo", True, True)
+  info.write_text(info.read_text().replace(",flock", ",localflock"))
+  assert not filesystems.filesystem(tmp_path / "r.sqlite", str(info)).trusted
+  info.write_text(line.format(point=str(tmp_path), kind="fuse.sshfs", options=""))
+  assert filesystems.filesystem(tmp_path, str(info))[1:] == ("mountinfo", True, False)
+
+
+def test_this_machines_store_folders_are_accepted(tmp_path):
+  assert filesystems.filesystem(tmp_path).trusted
+  assert filesystems.filesystem("/dev/shm").trusted
+
+
+def test_a_second_writer_on_nfs_is_refused_in_one_line(monkeypatch, tmp_path, capsys):
+  """On a faked NFS a store has one writer: a second (bench run on it) is refused, exit 2;
+  reading is allowed; --allow-network-fs shares it as on a local disk."""
+  monkeypatch.setattr(filesystems, "_statfs_type", lambda path: NFS)
+  preset = tmp_path / "tiny.toml"
+  preset.write_text(TINY)
+  path = tmp_path / "r.sqlite"
+  with ResultsStore(path) as first:
+    assert first.single_writer
+    assert bench_main(["run", "--preset", str(preset), "--results", str(path),
+                       "--no-figures"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is on nfs" in err[0] and "--shard" in err[0], err
+    with ResultsStore(path, create=False) as reader:  # reading is allowed
+      assert reader.finished() == set()
+  with ResultsStore(path, allow_network_fs=True) as first, \
+       ResultsStore(path, allow_network_fs=True) as second:
+    assert not first.single_writer and second.finished() == set()
+  with ResultsStore(path) as alone:  # the first writer has gone: the next one may write
+    assert alone.single_writer
+
+
+def test_submit_local_runs_the_shards_and_merges_what_an_unsharded_run_stores(
+    sharded, tmp_path, monkeypatch, capsys):
+  """``bench submit --executor local``: real subprocesses through submitit, two at a time; the
+  merged store equals the unsharded run; a second submit finds nothing left and keeps the
+  frozen split."""
+  monkeypatch.chdir(tmp_path)
+  preset = str(sharded / "tiny.toml")
+  argv = ["submit", "--preset", preset, "--shards", "3", "--seeds", "3-4", "--executor",
+          "local", "--array-parallelism", "2"]
+  assert bench_main(argv) == 0
+  printed = capsys.readouterr().out
+  assert "12 (point, seed) pairs in 3 shards" in printed and "12 point(s) written" in printed
+  whole, merged = _records(sharded / "whole.sqlite"), _records(tmp_path / "results/tiny.sqlite")
+  assert whole.keys() == merged.keys()
+  assert all(differing_field(whole[k], merged[k]) is None for k in whole)
+  manifest = (tmp_path / "results/tiny.shards-3.json").read_text()
+  assert bench_main(argv) == 0
+  assert "submitted" not in capsys.readouterr().out
+  assert (tmp_path / "results/tiny.shards-3.json").read_text() == manifest
+
+
+def test_submit_slurm_writes_one_array_with_the_usr2_signal(tmp_path, monkeypatch, capsys):
+  """The SLURM path through the sbatch script submitit writes, with sbatch, scontrol and sacct
+  stubbed: one ``--array=0-3%2`` submission, USR2 before the time limit, nothing run."""
+  stubs = tmp_path / "bin"
+  stubs.mkdir()
+  log = tmp_path / "sbatch.log"
+  (stubs / "sbatch").write_text(f'#!/bin/sh\ncat "$1" >> {log}\necho "Submitted batch job 4242"\n')
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setenv("PATH", "/usr/bin:/bin")
+  assert bench_main(["submit", "--preset", "quick", "--shards", "2"]) == 2
+  assert "no srun on PATH" in capsys.readouterr().err and not (tmp_path / "results").exists()
+  for name in ("srun", "scontrol", "sacct"):
+    (stubs / name).write_text("#!/bin/sh\nexit 0\n")
+  for stub in stubs.iterdir():
+    stub.chmod(0o755)
+  monkeypatch.setenv("PATH", f"{stubs}:{PATH}")
+  monkeypatch.chdir(tmp_path)
+  preset = tmp_path / "tiny.toml"
+  preset.write_text(TINY)
+  assert bench_main(["submit", "--preset", str(preset), "--shards", "4", "--array-parallelism",
+                     "2", "--partition", "gpu", "--gpus-per-task", "1", "--no-wait"]) == 0
+  assert "as job(s) 4242_0, 4242_1, 4242_2, 4242_3" in capsys.readouterr().out
+  script = log.read_text()
+  assert script.count("#!/bin/bash") == 1
+  for line in ("#SBATCH --array=0-3%2", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-task=1",
+               "#SBATCH --signal=USR2@90"):
+    assert line in script, script
+  assert not list((tmp_path / "results").glob("*.sqlite"))
+  import submitit
+  from jaxattn_bench.commands.submit import ShardTask
+  assert issubclass(ShardTask, submitit.helpers.Checkpointable)  # requeued on USR2
+
+
+def test_a_shard_stopped_mid_point_resumes_without_recomputing(sharded, tmp_path):
+  """SIGTERM (a scheduler's stop) on a shard's run mid-sweep: the points it stored stay as they
+  are (same rows), the rest run on resuming, none twice; the results are the unsharded run's.
+  (SIGKILL: tests/test_bench_run.py, the same store.)"""
+  preset = str(sharded / "tiny.toml")
+  store = tmp_path / "shard.sqlite"
+  argv = ["run", "--preset", preset, "--seeds", "3-4", "--shard", "0/2", "--results",
+          str(store)]
+  process = subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + 240
+  while stored(store) == 0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+  process.send_signal(signal.SIGTERM)
+  process.wait(timeout=60)
+  rows = lambda: sqlite3.connect(store).execute(
+      "SELECT id, params, seed, finished_at FROM points ORDER BY id").fetchall()
+  before = rows()
+  assert 0 < len(before) < 6, f"SIGTERM landed with {len(before)} of 6 points stored"
+  assert bench_main(argv) == 0
+  after = rows()
+  assert after[:len(before)] == before and len(after) == len({r[1:3] for r in after}) == 6
+  whole = _records(sharded / "whole.sqlite")
+  assert all(differing_field(whole[k], r) is None for k, r in _records(store).items())

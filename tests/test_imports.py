@@ -132,7 +132,9 @@ def test_imports_point_down_the_layers():
                              "jaxattn._src.certify", "jaxattn._src.exact"}),
     ("jaxattn._src.certify", set()),
     ("jaxattn._src.exact", set()),
-    ("jaxattn_bench.store", {"jaxattn_bench.errors"}),
+    ("jaxattn_bench.store", {"jaxattn_bench.errors", "jaxattn_bench.filesystems"}),
+    ("jaxattn_bench.filesystems", set()),
+    ("jaxattn_bench.merge", {"jaxattn_bench.errors", "jaxattn_bench.store"}),
 ])
 def test_the_base_layer_and_constructions_import_only_below(module, allowed):
   assert import_graph()[module] <= allowed

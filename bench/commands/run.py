@@ -50,6 +50,13 @@ def add_parser(subparsers) -> None:
                            "(point, seed) pairs, split from the whole preset, into its own store "
                            "(default results/<preset>.shard-I-of-N.sqlite); join the stores with "
                            "bench merge (docs/clusters.md)")
+  parser.add_argument("--manifest", type=pathlib.Path, metavar="PATH.json",
+                      help="with --shard: take the shard's points from this frozen split "
+                           "(written by bench submit) instead of splitting the preset now")
+  parser.add_argument("--allow-network-fs", action="store_true",
+                      help="let concurrent runs share a store on a network filesystem whose "
+                           "locks SQLite does not trust (NFS, SMB/CIFS; docs/clusters.md); "
+                           "by default a store there has one writer")
   parser.add_argument("--plan", action="store_true",
                       help="list the points and their work (and, if the results file exists, "
                            "which are stored, with their seconds) and whether this machine would "
@@ -89,7 +96,8 @@ def plan(points, seed: int, results: pathlib.Path) -> None:
     print(f"{runner.describe(point, names)} d_max={point.d_grid[-1]} G={len(point.d_grid)} "
           f"T={point.trials} work={runner.point_work(point):.3g}{status}")
   print(f"{len(points)} points, total work Σ T·L²·d_max = {sum(map(runner.point_work, points)):.3g} "
-        "multiply-adds")
+        f"multiply-adds, expected about {sum(map(runner.point_seconds, points)) / 60:.0f} min on "
+        "this project's 2-core CPU (runner.point_seconds)")
   if stored:
     done = [(p, wall) for p, wall in zip(points, seconds) if wall is not None]
     cost = sum(runner.point_cost(p) for p, _ in done) / sum(map(runner.point_cost, points))
@@ -107,6 +115,8 @@ def check_outputs(args, results: pathlib.Path) -> None:
 
 
 def main(args) -> int:
+  if args.manifest and not args.shard:
+    raise CommandError("--manifest goes with --shard I/N")
   if args.shard and (args.distributed or args.num_processes is not None):
     raise CommandError("give --shard (independent tasks) or several processes, not both")
   processes = hosts.initialize(args)
@@ -124,7 +134,11 @@ def main(args) -> int:
   results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
   if args.shard:
     index, count = shards.parse_shard(args.shard)
-    work = shards.select(points, shards.split(points, seeds, count)[index])
+    split = (shards.read_manifest(args.manifest) if args.manifest
+             else shards.split(points, seeds, count))
+    if len(split) != count:
+      raise CommandError(f"--manifest {args.manifest} holds {len(split)} shards, not {count}")
+    work = shards.select(points, split[index])
     results = args.results or shards.shard_path(preset.name, index, count)
     args.no_figures = True  # a shard's figures come from the merged store (bench merge)
   available = resources.available_memory(jax.devices()[0])
@@ -141,7 +155,8 @@ def main(args) -> int:
   if lead:
     check_outputs(args, results)
   records = []
-  with (runner.open_store(results, work) if lead else runner.NoStore()) as store:
+  opened = runner.open_store(results, work, args.allow_network_fs) if lead else runner.NoStore()
+  with opened as store:
     for seed, seed_points in work.items():
       pending = runner.pending_points(seed_points, seed, store, processes)
       if lead:
