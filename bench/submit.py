@@ -13,10 +13,15 @@ at most P at a time itself, each with a timeout from the plan.
 from __future__ import annotations
 
 import math
+import os
 import pathlib
 from typing import NamedTuple, Sequence
 
-import submitit
+# Imported as it is, submitit runs logging.config.dictConfig, which closes every logging handler
+# the process has (a user's, pytest's); NOCONFIG leaves logging alone (its records then reach
+# the root logger). Its tasks inherit the setting.
+os.environ.setdefault("SUBMITIT_LOG_LEVEL", "NOCONFIG")
+import submitit  # noqa: E402
 
 from jaxattn_bench import runner, shards
 from jaxattn_bench.store import ResultsStore, canonical
@@ -24,7 +29,7 @@ from jaxattn_bench.store import ResultsStore, canonical
 # Seconds of a point on this project's 2-core CPU: ``runner.point_seconds``; a task's limit is
 # SAFETY times its plan plus a start-up allowance, and its USR2 comes SAFETY times the longest
 # point before that limit (a Python handler runs between XLA calls only).
-SAFETY, STARTUP_S = 2.0, 120.0
+SAFETY, STARTUP_S = 2.0, 300.0
 
 
 def pending(results: pathlib.Path, keys: Sequence[shards.Key]) -> int:

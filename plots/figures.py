@@ -603,9 +603,11 @@ class FitRow(NamedTuple):
 
 def fit_table(records: Sequence[Record]) -> list[FitRow]:
   """Rows of both laws for every series over L and estimator (``fits``)."""
-  rows = []
-  for fit in fits(records):
-    name = label(fit.key, [n for n, _ in fit.key])
+  rows, found = [], fits(records)
+  layered = any(dict(fit.key).get("causal") for fit in found)  # then name both layers
+  for fit in found:
+    names = [n for n, _ in fit.key]
+    name = label(fit.key, names + (["causal"] if layered and "causal" not in names else []))
     for law, line in (("log: d = a ln L + b", fit.log), ("power: d = c L^alpha", fit.power)):
       weighted = isinstance(line, WeightedFit)
       rows.append(FitRow(

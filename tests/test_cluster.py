@@ -101,27 +101,27 @@ def test_stores_of_different_device_kinds_are_refused(sharded, tmp_path, capsys)
   assert "different device kinds" in capsys.readouterr().err
 
 
-def test_a_shard_left_mid_write_is_merged_from_a_private_copy(sharded, tmp_path, capsys):
-  """A hot journal (a killed writer's) beside an input: rolled back on a copy, the input and
-  its journal unchanged."""
-  part = tmp_path / "hot.sqlite"
-  shutil.copy(shards.shard_path("tiny", 2, 4, sharded), part)
-  before = _records(part)
-  db = sqlite3.connect(part, isolation_level=None)
+def test_a_shard_left_mid_write_is_merged_from_a_private_copy(sharded, tmp_path):
+  """A hot journal beside an input (a killed writer's: the file and journal copied mid-write,
+  no process holding them): rolled back on a private copy; the input and its journal unchanged."""
+  source = tmp_path / "source.sqlite"
+  shutil.copy(shards.shard_path("tiny", 2, 4, sharded), source)
+  before = _records(source)
+  db = sqlite3.connect(source, isolation_level=None)
   db.execute("PRAGMA journal_mode = DELETE")
   db.execute("BEGIN IMMEDIATE")
   db.execute("DELETE FROM rates")
   db.execute("PRAGMA cache_size = 1")  # spill the change to the file before commit
   db.execute("DELETE FROM points")
-  journal = part.with_name(part.name + "-journal")
-  if not journal.exists():
-    pytest.skip("SQLite kept the change in memory")
+  part, journal = tmp_path / "hot.sqlite", tmp_path / "hot.sqlite-journal"
+  shutil.copy(source, part)
+  shutil.copy(source.with_name(source.name + "-journal"), journal)
+  db.close()  # rolls the source back; the copies stay as a killed writer left them
   saved = {p: p.read_bytes() for p in (part, journal)}
   out = tmp_path / "merged.sqlite"
   assert bench_main(["merge", str(out), str(part)]) == 0
   assert {p: p.read_bytes() for p in (part, journal)} == saved
   assert _records(out).keys() == before.keys()
-  db.close()
 
 
 NFS = 0x6969
@@ -179,23 +179,23 @@ def test_a_second_writer_on_nfs_is_refused_in_one_line(monkeypatch, tmp_path, ca
 
 def test_submit_local_runs_the_shards_and_merges_what_an_unsharded_run_stores(
     sharded, tmp_path, monkeypatch, capsys):
-  """``bench submit --executor local``: real subprocesses through submitit, two at a time; the
+  """``bench submit --executor local``: real subprocesses through submitit, at once; the
   merged store equals the unsharded run; a second submit finds nothing left and keeps the
   frozen split."""
   monkeypatch.chdir(tmp_path)
   preset = str(sharded / "tiny.toml")
-  argv = ["submit", "--preset", preset, "--shards", "3", "--seeds", "3-4", "--executor",
+  argv = ["submit", "--preset", preset, "--shards", "2", "--seeds", "3-4", "--executor",
           "local", "--array-parallelism", "2"]
   assert bench_main(argv) == 0
   printed = capsys.readouterr().out
-  assert "12 (point, seed) pairs in 3 shards" in printed and "12 point(s) written" in printed
+  assert "12 (point, seed) pairs in 2 shards" in printed and "12 point(s) written" in printed
   whole, merged = _records(sharded / "whole.sqlite"), _records(tmp_path / "results/tiny.sqlite")
   assert whole.keys() == merged.keys()
   assert all(differing_field(whole[k], merged[k]) is None for k in whole)
-  manifest = (tmp_path / "results/tiny.shards-3.json").read_text()
+  manifest = (tmp_path / "results/tiny.shards-2.json").read_text()
   assert bench_main(argv) == 0
   assert "submitted" not in capsys.readouterr().out
-  assert (tmp_path / "results/tiny.shards-3.json").read_text() == manifest
+  assert (tmp_path / "results/tiny.shards-2.json").read_text() == manifest
 
 
 def test_submit_slurm_writes_one_array_with_the_usr2_signal(tmp_path, monkeypatch, capsys):
@@ -227,7 +227,7 @@ def test_submit_slurm_writes_one_array_with_the_usr2_signal(tmp_path, monkeypatc
     assert line in script, script
   assert not list((tmp_path / "results").glob("*.sqlite"))
   import submitit
-  from jaxattn_bench.commands.submit import ShardTask
+  from jaxattn_bench.commands.shard_task import ShardTask
   assert issubclass(ShardTask, submitit.helpers.Checkpointable)  # requeued on USR2
 
 
@@ -255,3 +255,14 @@ def test_a_shard_stopped_mid_point_resumes_without_recomputing(sharded, tmp_path
   assert after[:len(before)] == before and len(after) == len({r[1:3] for r in after}) == 6
   whole = _records(sharded / "whole.sqlite")
   assert all(differing_field(whole[k], r) is None for k, r in _records(store).items())
+
+
+def test_bench_submit_leaves_the_processes_logging_alone():
+  """submitit configures logging on import (closing every handler, pytest's too) unless told not
+  to: ``jaxattn_bench.submit`` tells it."""
+  code = ("import logging, os; handler = logging.FileHandler(os.devnull); "
+          "logging.getLogger().addHandler(handler); import jaxattn_bench.submit; "
+          "assert handler.stream is not None, 'closed'")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "SUBMITIT_LOG_LEVEL"})
+  assert result.returncode == 0, result.stderr

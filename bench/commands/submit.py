@@ -20,11 +20,6 @@ from jaxattn_bench import grid, runner, shards
 from jaxattn_bench.commands.run import parse_seeds
 from jaxattn_bench.errors import CommandError
 
-try:  # the optional extra "cluster"; main says how to install it
-  from submitit.helpers import Checkpointable
-except ModuleNotFoundError:
-  Checkpointable = object
-
 
 def add_parser(subparsers) -> None:
   parser = subparsers.add_parser("submit", help="run a preset as a job array of shards "
@@ -40,7 +35,7 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--partition", help="SLURM partition")
   parser.add_argument("--time", type=int, metavar="MIN",
                       help="time limit per task in minutes (default: twice the plan of the "
-                           "largest shard, plus 2)")
+                           "largest shard, plus 5)")
   parser.add_argument("--gpus-per-task", type=int, metavar="G", help="GPUs per task")
   parser.add_argument("--array-parallelism", type=int, default=None, metavar="P",
                       help="tasks running at once (default: all on SLURM, 1 locally)")
@@ -58,26 +53,10 @@ def add_parser(subparsers) -> None:
   parser.set_defaults(func=main)
 
 
-class ShardTask(Checkpointable):
-  """One shard in a task's process: ``bench run ARGV`` (``--shard I/N --manifest M``); returns
-  how many of its points are still pending. A submitit ``Checkpointable``: on USR2 submitit
-  requeues the same call, which resumes the shard's store."""
-
-  def __init__(self, argv: list[str], results: pathlib.Path, keys: list[shards.Key]):
-    self.argv, self.results, self.keys = argv, results, keys
-
-  def __call__(self) -> int:
-    from jaxattn_bench import submit
-    from jaxattn_bench.cli import main as bench_main
-    status = bench_main(self.argv)
-    if status != 0:
-      raise RuntimeError(f"bench {' '.join(self.argv)} ended with exit status {status}")
-    return submit.pending(self.results, self.keys)
-
-
 def main(args) -> int:
-  try:
+  try:  # submitit only here: importing it configures logging (bench/submit.py)
     from jaxattn_bench import merge, submit
+    from jaxattn_bench.commands.shard_task import ShardTask
   except ModuleNotFoundError as error:
     raise CommandError(f"bench submit needs submitit ({error}): pip install "
                        "'jaxattn[cluster]'") from None
