@@ -19,9 +19,10 @@
 #          (stopped with SIGINT when its time is up; it resumes), then
 #          --plan: per-point seconds and the share of the preset done  -> preset.log, results.sqlite
 #   plots  python -m plots over the results; figure (a) is kept       -> a_d_vs_length.png
-# --smoke: L = 64, d = 16, tiles of 16 and 64 rows by 64 keys, --repeats 1, the rounding
-# probe at d = 1 and 2 only (the suite probes every d: tests/test_certify.py), and a
-# tiny preset written to a temporary folder instead of paper.
+# --smoke: L = 64, d = 16, float32 only (bfloat16 products: the same commands with
+# --matmul-dtype, which tests/test_perf.py runs), tiles of 16 and 64 rows by 64 keys,
+# --repeats 1, the rounding probe at d = 1 and 2 only (the suite probes every d:
+# tests/test_certify.py), and a tiny preset written to a temporary folder instead of paper.
 # and device_check.log, the steps and a summary: at most 8 files, flat, in $OUT
 # (a new temporary folder if OUT is unset). The repository needs no install:
 # jaxattn_bench and jaxattn_plots are links to bench/ and plots/ in a
@@ -53,7 +54,7 @@ cd "$ROOT" || exit 2
 PYTHON=${PYTHON:-python}
 
 if (( SMOKE )); then
-  BUDGET=120 LENGTH=64 DIMS=16 SWEEP_D=16 REPEATS=1
+  BUDGET=120 LENGTH=64 DIMS=16 SWEEP_D=16 REPEATS=1 DTYPES=float32
   PERF_MIN=5 TILES_MIN=5 PRESET_MIN=5 TAIL=25 ROUND_MIN=5 ROUND_MAX_D=2
   TILES=(--tile-rows 16,64 --tile-keys 64)
   PRESET=$WORK/tiny.toml
@@ -72,7 +73,7 @@ eps1 = 1.0
 d_grid = [16, 32, 64, 128]
 EOF
 else
-  BUDGET=480 LENGTH=16384 DIMS="256 512" SWEEP_D=512 REPEATS=5
+  BUDGET=480 LENGTH=16384 DIMS="256 512" SWEEP_D=512 REPEATS=5 DTYPES="float32 bfloat16"
   PERF_MIN=20 TILES_MIN=30 PRESET_MIN=60 TAIL=40 ROUND_MIN=20 ROUND_MAX_D=4096
   TILES=()  # bench perf's default tiles: rows 512, 1024, 2048 x keys 256, 512, 1024, 2048
   PRESET=paper
@@ -138,12 +139,14 @@ EOF
 
 log "device_check.sh$( (( SMOKE )) && echo " --smoke"): budget ${BUDGET} s, OUT=$OUT, root $ROOT"
 # Each step keeps back the minimum of every later one.
+set -- $DTYPES
+ndtypes=$#
 set -- $DIMS
-keep=$(( 2 * $# * PERF_MIN + ROUND_MIN + 2 * TILES_MIN + PRESET_MIN + TAIL ))
+keep=$(( ndtypes * $# * PERF_MIN + ROUND_MIN + ndtypes * TILES_MIN + PRESET_MIN + TAIL ))
 export -f environment
 export PYTHON
 step env env.txt "$keep" 5 60 bash -c environment
-for dtype in float32 bfloat16; do
+for dtype in $DTYPES; do
   for d in $DIMS; do
     keep=$(( keep - PERF_MIN ))
     step "perf d=$d $dtype" perf.txt "$keep" "$PERF_MIN" 90 \
@@ -154,7 +157,7 @@ done
 keep=$(( keep - ROUND_MIN ))
 step rounding rounding.txt "$keep" "$ROUND_MIN" 120 \
   "$PYTHON" -m jaxattn_bench.rounding_probe --max-d "$ROUND_MAX_D"
-for dtype in float32 bfloat16; do
+for dtype in $DTYPES; do
   keep=$(( keep - TILES_MIN ))
   step "tiles $dtype" tiles.txt "$keep" "$TILES_MIN" 120 \
     "$PYTHON" -m jaxattn_bench perf --sweep-tiles --length "$LENGTH" --d "$SWEEP_D" \

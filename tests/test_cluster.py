@@ -15,6 +15,8 @@ from jaxattn_bench.cli import main as bench_main
 from jaxattn_bench.merge import RESULT_FIELDS, differing_field
 from jaxattn_bench.store import ResultsStore, record_key
 from tests.test_bench_run import ROOT, TINY, stored
+from tests.test_store_migration import TINY as V1_TINY
+from tests.test_store_migration import write_v1
 
 
 def _records(path):
@@ -184,18 +186,19 @@ def test_submit_local_runs_the_shards_and_merges_what_an_unsharded_run_stores(
   frozen split."""
   monkeypatch.chdir(tmp_path)
   preset = str(sharded / "tiny.toml")
-  argv = ["submit", "--preset", preset, "--shards", "2", "--seeds", "3-4", "--executor",
+  argv = ["submit", "--preset", preset, "--shards", "4", "--seeds", "3-4", "--executor",
           "local", "--array-parallelism", "2"]
   assert bench_main(argv) == 0
   printed = capsys.readouterr().out
-  assert "12 (point, seed) pairs in 2 shards" in printed and "12 point(s) written" in printed
+  assert "12 (point, seed) pairs in 4 shards" in printed and "12 point(s) written" in printed
   whole, merged = _records(sharded / "whole.sqlite"), _records(tmp_path / "results/tiny.sqlite")
   assert whole.keys() == merged.keys()
   assert all(differing_field(whole[k], merged[k]) is None for k in whole)
-  manifest = (tmp_path / "results/tiny.shards-2.json").read_text()
-  assert bench_main(argv) == 0
+  assert (tmp_path / "results/tiny/a_d_vs_length.png").is_file()  # the merged store's figures
+  manifest = (tmp_path / "results/tiny.shards-4.json").read_text()
+  assert bench_main(argv + ["--no-figures"]) == 0
   assert "submitted" not in capsys.readouterr().out
-  assert (tmp_path / "results/tiny.shards-2.json").read_text() == manifest
+  assert (tmp_path / "results/tiny.shards-4.json").read_text() == manifest
 
 
 def test_submit_slurm_writes_one_array_with_the_usr2_signal(tmp_path, monkeypatch, capsys):
@@ -266,3 +269,20 @@ def test_bench_submit_leaves_the_processes_logging_alone():
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={k: v for k, v in os.environ.items() if k != "SUBMITIT_LOG_LEVEL"})
   assert result.returncode == 0, result.stderr
+
+
+def test_a_schema_1_store_merges_into_the_current_schema_unchanged(tmp_path, capsys):
+  """Older stores are read as they are and written at the current schema; the input is not
+  migrated."""
+  points = grid.parse_preset(V1_TINY, "tiny").points
+  old = tmp_path / "v1.sqlite"
+  write_v1(old, points, seed=0)
+  unread = old.read_bytes()
+  out = tmp_path / "merged.sqlite"
+  assert bench_main(["merge", str(out), str(old)]) == 0
+  assert old.read_bytes() == unread
+  before, after = _records(old), _records(out)
+  assert before.keys() == after.keys()
+  assert all(differing_field(before[k], after[k]) is None for k in before)
+  assert all(r.verdicts is None and r.d_min == 16 for r in after.values())
+  assert sqlite3.connect(out).execute("PRAGMA user_version").fetchone()[0] == 3

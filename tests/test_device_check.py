@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-STEPS = ("env", "perf d=16 float32", "perf d=16 bfloat16", "rounding", "tiles float32",
-         "tiles bfloat16", "preset tiny", "progress", "plots")
+STEPS = ("env", "perf d=16 float32", "rounding", "tiles float32", "preset tiny", "progress",
+         "plots")
 FILES = {"device_check.log", "env.txt", "perf.txt", "rounding.txt", "tiles.txt", "preset.log",
          "results.sqlite", "a_d_vs_length.png"}
 
@@ -41,17 +41,16 @@ def test_smoke_runs_every_step_and_leaves_its_files(tmp_path):
   assert {f.name for f in files} == FILES and all(f.is_file() for f in files)
   assert "jax.devices(): [" in (out / "env.txt").read_text()
   perf = (out / "perf.txt").read_text()
-  assert perf.count("a/d  verify throughput") == 2 and "(b) NumPy" not in perf
-  assert perf.count("b/a  NumPy time / verify time                   = skipped") == 2
-  assert perf.count("certified float32 / float32, search (e)") == 2
+  assert perf.count("a/d  verify throughput") == 1 and "(b) NumPy" not in perf
+  assert perf.count("b/a  NumPy time / verify time                   = skipped") == 1
+  assert perf.count("certified float32 / float32, search (e)") == 1
   rounding = (out / "rounding.txt").read_text()
   for name in ("float32", "bfloat16"):
     assert re.search(rf"^{name} +products: worst error / bound = 0\.\d+ .*within the bound",
                      rounding, re.M)
   tiles = (out / "tiles.txt").read_text()
-  for dtype in ("float32", "bfloat16"):
-    for name in ("verify", "search"):
-      assert re.search(rf"^best {name} tile \({dtype}\): rows=(16|64) keys=64 ", tiles, re.M)
+  for name in ("verify", "search"):
+    assert re.search(rf"^best {name} tile \(float32\): rows=(16|64) keys=64 ", tiles, re.M)
   assert re.search(r"^progress: 2 of 2 points stored in .* 100\.0% of the cost", log, re.M)
   assert (out / "a_d_vs_length.png").read_bytes().startswith(b"\x89PNG")
 
@@ -61,7 +60,7 @@ def test_steps_that_no_longer_fit_are_skipped(tmp_path):
   assert result.returncode == 0, result.stdout + result.stderr
   log = (out / "device_check.log").read_text()
   assert "STEP" not in log
-  for name in STEPS[:7]:
+  for name in STEPS[:5]:
     assert f"SKIP {name}: " in log
   assert "SKIP progress, plots: no results file" in log
   assert {f.name for f in out.iterdir()} == {"device_check.log"}

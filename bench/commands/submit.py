@@ -7,7 +7,7 @@ P --shard I/N --manifest ...`` into ``results/P.shard-I-of-N.sqlite``. On SLURM
 USR2 (preemption, or ``signal_delay_s`` before its time limit) and resuming its store. With
 ``--executor local`` the tasks run as processes on this machine, at most P at once. Shards that
 end with points pending are resubmitted (``--retries``), then the stores are merged into
-``--results`` (``bench merge``), whose figures and fit come as from ``bench run``
+``--results`` (``bench merge``), whose figures and fit are written as by ``bench run``
 (``jaxattn_bench.submit``, docs/clusters.md).
 """
 
@@ -19,6 +19,7 @@ import shutil
 from jaxattn_bench import grid, runner, shards
 from jaxattn_bench.commands.run import parse_seeds
 from jaxattn_bench.errors import CommandError
+from jaxattn_bench.store import ResultsStore
 
 
 def add_parser(subparsers) -> None:
@@ -50,6 +51,9 @@ def add_parser(subparsers) -> None:
                            "on SLURM a folder the nodes share)")
   parser.add_argument("--allow-network-fs", action="store_true",
                       help="passed to each task's bench run (docs/clusters.md)")
+  parser.add_argument("--no-figures", action="store_true",
+                      help="skip the figures and fit of the merged store (written, as by bench "
+                           "run, to the store's path without its suffix)")
   parser.set_defaults(func=main)
 
 
@@ -107,5 +111,10 @@ def main(args) -> int:
   out = args.results or folder / f"{preset.name}.sqlite"
   report = merge.merge(out, sweep.stores)
   print(f"merged {len(report.inputs)} shard store(s) into {out}: {report.written} point(s) "
-        f"written, {report.same} already there; figures and fit: python -m plots --results {out}")
+        f"written, {report.same} already there")
+  if not args.no_figures:
+    from jaxattn_plots import write_report  # matplotlib only when figures are wanted
+    with ResultsStore(out, create=False) as store:
+      records = store.records()
+    print(write_report(records, out.with_suffix("")).text())
   return 0
