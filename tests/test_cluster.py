@@ -181,24 +181,25 @@ def test_a_second_writer_on_nfs_is_refused_in_one_line(monkeypatch, tmp_path, ca
 
 def test_submit_local_runs_the_shards_and_merges_what_an_unsharded_run_stores(
     sharded, tmp_path, monkeypatch, capsys):
-  """``bench submit --executor local``: real subprocesses through submitit, at once; the
+  """``bench submit --executor local``: real subprocesses through submitit, at once (four
+  shards merged: test_four_shards_merged_equal_the_unsharded_run); the
   merged store equals the unsharded run; a second submit finds nothing left and keeps the
   frozen split."""
   monkeypatch.chdir(tmp_path)
   preset = str(sharded / "tiny.toml")
-  argv = ["submit", "--preset", preset, "--shards", "4", "--seeds", "3-4", "--executor",
+  argv = ["submit", "--preset", preset, "--shards", "2", "--seeds", "3-4", "--executor",
           "local", "--array-parallelism", "2"]
   assert bench_main(argv) == 0
   printed = capsys.readouterr().out
-  assert "12 (point, seed) pairs in 4 shards" in printed and "12 point(s) written" in printed
+  assert "12 (point, seed) pairs in 2 shards" in printed and "12 point(s) written" in printed
   whole, merged = _records(sharded / "whole.sqlite"), _records(tmp_path / "results/tiny.sqlite")
   assert whole.keys() == merged.keys()
   assert all(differing_field(whole[k], merged[k]) is None for k in whole)
   assert (tmp_path / "results/tiny/a_d_vs_length.png").is_file()  # the merged store's figures
-  manifest = (tmp_path / "results/tiny.shards-4.json").read_text()
+  manifest = (tmp_path / "results/tiny.shards-2.json").read_text()
   assert bench_main(argv + ["--no-figures"]) == 0
   assert "submitted" not in capsys.readouterr().out
-  assert (tmp_path / "results/tiny.shards-4.json").read_text() == manifest
+  assert (tmp_path / "results/tiny.shards-2.json").read_text() == manifest
 
 
 def test_submit_slurm_writes_one_array_with_the_usr2_signal(tmp_path, monkeypatch, capsys):
