@@ -87,7 +87,8 @@ def main(args) -> int:
                            limit, partition=args.partition, time_min=args.time,
                            gpus_per_task=args.gpus_per_task, parallelism=parallelism)
   print(f"preset {preset.name}: {sum(map(len, shares))} (point, seed) pairs in {args.shards} "
-        f"shards (frozen in {manifest}); {args.executor} tasks of at most {limit.timeout_min} "
+        f"shards (frozen in {manifest}); {args.executor} tasks of at most "
+        f"{args.time or limit.timeout_min} "
         f"min, USR2 {limit.signal_delay_s} s before; plan about "
         f"{sum(map(runner.point_seconds, preset.points)) * len(seeds) / 60:.0f} min of 2-core "
         "CPU in all", flush=True)
