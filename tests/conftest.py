@@ -45,3 +45,19 @@ def pytest_unconfigure(config):
   if getattr(config, "_jaxattn_cache", None):
     shutil.rmtree(config._jaxattn_cache, ignore_errors=True)
     del os.environ[_CACHE]
+
+
+def pytest_collection_modifyitems(config, items):
+  """When tests/test_optimised.py's child runs in this session, the tests it runs at XLA's
+  default optimisation (its ``SELECTED``) are not run here at level 0 as well: the same
+  assertions, on machine code users do not run. Run alone, they run here."""
+  child = "tests/test_optimised.py::test_verdict_numerics_at_xlas_default_optimisation"
+  if os.environ.get("JAXATTN_TESTS_XLA_DEFAULT") == "1" or child not in {i.nodeid for i in items}:
+    return
+  from tests.test_optimised import SELECTED
+  also_there = [item for item in items if not item.nodeid.startswith("tests/test_optimised.py")
+                and any(item.nodeid == s or item.nodeid.startswith(s + "[") for s in SELECTED)]
+  if also_there:
+    config.hook.pytest_deselected(items=also_there)
+    items[:] = [item for item in items if item not in also_there]
+

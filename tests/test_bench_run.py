@@ -79,15 +79,16 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
   status = whole.wait(timeout=300)
   whole_err.close()
   assert status == 0, (tmp_path / "whole.err").read_text()
-  rerun = bench(*common, "--results", str(resumed), timeout=300)
-  assert rerun.returncode == 0, rerun.stderr
-  assert f"6 points, {done} stored" in rerun.stdout and f"{6 - done} to run" in rerun.stdout
+  assert bench_main([*common, "--results", str(resumed)]) == 0  # resumed in this process
+  rerun = capsys.readouterr().out
+  assert f"6 points, {done} stored" in rerun and f"{6 - done} to run" in rerun
   assert table(resumed) == table(tmp_path / "whole.sqlite")
 
-  again = bench(*common, "--results", str(resumed), "--export-csv", str(tmp_path / "r.csv"),
-                timeout=300)
-  assert again.returncode == 0 and "6 stored" in again.stdout and "0 to run" in again.stdout
-  assert again.stdout.count("stored\n") == 6  # the summary table marks every point stored
+  assert bench_main([*common, "--results", str(resumed), "--export-csv",
+                     str(tmp_path / "r.csv")]) == 0
+  again = capsys.readouterr().out
+  assert "6 stored" in again and "0 to run" in again
+  assert again.count("stored\n") == 6  # the summary table marks every point stored
   assert len((tmp_path / "r.csv").read_text().splitlines()) == 1 + 6 * 6
 
 
