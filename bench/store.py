@@ -188,11 +188,11 @@ def results_unwritable(path: str | pathlib.Path) -> str | None:
   return unwritable(path) or (unwritable(folder, folder=True) if folder.exists() else None)
 
 
-def _connect(path: pathlib.Path, write: bool, timeout: float = BUSY_S) -> sqlite3.Connection:
+def _connect(path: pathlib.Path, write: bool) -> sqlite3.Connection:
   """A connection without implicit transactions (see ``_transaction``); ``write=False``
   opens the file in SQLite's read-only mode, which never changes it."""
   target, uri = (path, False) if write else (f"{path.resolve().as_uri()}?mode=ro", True)
-  return sqlite3.connect(target, timeout=timeout, isolation_level=None, uri=uri)
+  return sqlite3.connect(target, timeout=BUSY_S, isolation_level=None, uri=uri)
 
 
 @contextlib.contextmanager
