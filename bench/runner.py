@@ -45,8 +45,10 @@ from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonic
 # CPU; runs under load ranged 16–54 (docs/certified.md). The former 330 overcharged levels tenfold.
 _LEVEL_COST, _COMPILE_COST = 34, 7e10
 _PASSES = {"optimize": 25}
-# Units of ``point_cost`` per second on the 2-core CPU: the causal preset's stored wall times
-# (docs/causal.md), fitted through the origin; other presets and loaded machines vary by 2x.
+# Units of ``point_cost`` per second on the 2-core CPU: least squares through the origin on the
+# causal preset's stored wall times (c2adc11, machine shared) gives 2.55e10 for its jl points and
+# 2.37e10 for all (optimize at small d runs slower than its cost); the quick preset's points,
+# small enough for compilation to dominate, 1.06e10. Plans are good to about 2x.
 COST_RATE = 2.5e10
 # Seconds between looks at the store while other runs compute the points left.
 POLL_S = 0.5
