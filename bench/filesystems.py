@@ -85,14 +85,12 @@ def filesystem(path: str | pathlib.Path, mountinfo: str = "/proc/self/mountinfo"
   ``mountinfo``; trusted and known as the module docstring says."""
   path = pathlib.Path(path).absolute()
   existing = next(p for p in (path, *path.parents) if p.exists())
-  found = _mountinfo(str(existing.resolve()), mountinfo)
-  magic = _statfs_type(str(existing))
-  if magic in MAGIC:
-    name, source = MAGIC[magic], "statfs"
-  elif found:
-    name, source = found[0], "mountinfo"
-  else:
+  name = MAGIC.get(_statfs_type(str(existing)))
+  # mountinfo only where statfs does not settle it: an unknown magic, or Lustre's mount options
+  found = None if name not in (None, "lustre") else _mountinfo(str(existing.resolve()), mountinfo)
+  if name is None and found is None:
     return Filesystem("unknown", "none", True, False)
+  name, source = (name, "statfs") if name else (found[0], "mountinfo")
   if name == "lustre":
     return Filesystem(name, source, "flock" in (found[1].split(",") if found else []), True)
   return Filesystem(name, source, name not in UNTRUSTED, name in KNOWN)
