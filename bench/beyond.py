@@ -62,7 +62,8 @@ def trial_figures(point: grid.Point, seed: int, d: int, trials: int) -> dict:
   def construct(pattern_key, method_key):
     pattern = sampler(pattern_key)
     if point.method != "optimize":
-      return ja.construct.build(point.method, method_key, pattern, d, point.eps1, point.eps2,
+      return ja.construct.build(point.method, method_key, pattern, d, eps1=point.eps1,
+                                eps2=point.eps2,
                                 dtype=point.dtype), jnp.zeros(2, jnp.int32)
     result = ja.construct.optimize_run(method_key, pattern, d, d, point.eps1, point.eps2,
                                        dtype=jnp.dtype(point.dtype))
@@ -71,7 +72,7 @@ def trial_figures(point: grid.Point, seed: int, d: int, trials: int) -> dict:
             jnp.stack([result.steps, result.passes]))
 
   def logit_range(pattern_key, solution):
-    report = ja.verify(solution, sampler(pattern_key), point.eps1, point.eps2)
+    report = ja.verify(solution, sampler(pattern_key), eps1=point.eps1, eps2=point.eps2)
     return report.max_abs_logit.astype(jnp.float32)
 
   with ja.dtype_context(point.dtype):

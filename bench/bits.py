@@ -35,9 +35,10 @@ def trial_bits(point: grid.Point, seed: int, d: int) -> list[int | None]:
   with ja.dtype_context(point.dtype):
     for pattern_key, method_key in zip(pattern_keys, method_keys):
       pattern = sampler(pattern_key)
-      solution = ja.construct.build(point.method, method_key, pattern, d, point.eps1, point.eps2,
+      solution = ja.construct.build(point.method, method_key, pattern, d, eps1=point.eps1,
+                                    eps2=point.eps2,
                                     dtype=point.dtype, max_outside_mass=point.max_outside_mass)
-      bits.append(ja.precision_bits(solution, pattern, point.eps1, point.eps2,
+      bits.append(ja.precision_bits(solution, pattern, eps1=point.eps1, eps2=point.eps2,
                                     max_outside_mass=point.max_outside_mass))
   return bits
 

@@ -24,7 +24,7 @@ def verify_bytes(pattern: ja.SparsePattern, d: int) -> tuple[int, int]:
   """(temporary, argument) bytes of ``ja.verify`` compiled for ``pattern`` at dimension d."""
   x = jax.ShapeDtypeStruct((pattern.length, 2 * d), jnp.float32)
   params = ja.construct.identity_params(d)
-  compiled = jax.jit(lambda x, p: ja.verify(ja.Solution(x, *params), p, 0.5, 0.5)).lower(
+  compiled = jax.jit(lambda x, p: ja.verify(ja.Solution(x, *params), p, eps1=0.5, eps2=0.5)).lower(
       x, pattern).compile()
   memory = compiled.memory_analysis()
   return memory.temp_size_in_bytes, memory.argument_size_in_bytes

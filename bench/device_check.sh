@@ -8,7 +8,7 @@
 # (a step that no longer fits is skipped, and the log says so):
 #   env    environment: nvidia-smi, jax.devices(), versions          -> env.txt
 #   perf   python -m bench perf at L = 16384, d = 256 and 512, float32
-#          and --matmul-dtype bfloat16, NumPy left out (--no-numpy)  -> perf.txt
+#          and --layer-dtype bfloat16, NumPy left out (--no-numpy)  -> perf.txt
 #          (with the certified rows: verdict-only and search, float32 and
 #          bfloat16 products, and the rows settled per stage)
 #   rounding python -m jaxattn_bench.rounding_probe: the certified bound
@@ -20,7 +20,7 @@
 #          --plan: per-point seconds and the share of the preset done  -> preset.log, results.sqlite
 #   plots  python -m plots over the results; figure (a) is kept       -> a_d_vs_length.png
 # --smoke: L = 64, d = 16, float32 only (bfloat16 products: the same commands with
-# --matmul-dtype, which tests/test_perf.py runs), tiles of 16 and 64 rows by 64 keys,
+# --layer-dtype, which tests/test_perf.py runs), tiles of 16 and 64 rows by 64 keys,
 # --repeats 1, the rounding probe at d = 1 and 2 only (the suite probes every d:
 # tests/test_certify.py), and a tiny preset written to a temporary folder instead of paper.
 # and device_check.log, the steps and a summary: at most 8 files, flat, in $OUT
@@ -150,7 +150,7 @@ for dtype in $DTYPES; do
   for d in $DIMS; do
     keep=$(( keep - PERF_MIN ))
     step "perf d=$d $dtype" perf.txt "$keep" "$PERF_MIN" 90 \
-      "$PYTHON" -m jaxattn_bench perf --length "$LENGTH" --d "$d" --matmul-dtype "$dtype" \
+      "$PYTHON" -m jaxattn_bench perf --length "$LENGTH" --d "$d" --layer-dtype "$dtype" \
       --repeats "$REPEATS" --no-numpy
   done
 done
@@ -161,7 +161,7 @@ for dtype in $DTYPES; do
   keep=$(( keep - TILES_MIN ))
   step "tiles $dtype" tiles.txt "$keep" "$TILES_MIN" 120 \
     "$PYTHON" -m jaxattn_bench perf --sweep-tiles --length "$LENGTH" --d "$SWEEP_D" \
-    --matmul-dtype "$dtype" --repeats "$REPEATS" --no-numpy ${TILES[@]+"${TILES[@]}"}
+    --layer-dtype "$dtype" --repeats "$REPEATS" --no-numpy ${TILES[@]+"${TILES[@]}"}
 done
 step "preset $(basename "$PRESET" .toml)" preset.log "$TAIL" "$PRESET_MIN" "$BUDGET" \
   "$PYTHON" -m jaxattn_bench run --preset "$PRESET" --results "$RESULTS" --no-figures

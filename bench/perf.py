@@ -222,8 +222,8 @@ def sweep_tiles(solution, pattern, grid: tuple[int, ...], tiles, matmul_dtype,
   fns = {}
   for rows, block in tiles:
     fns[rows, block, "verify"] = functools.partial(
-        ja.verify, solution, pattern, EPS1, EPS2, block_size=block, row_block=rows,
-        matmul_dtype=matmul_dtype)
+        ja.verify, solution, pattern, eps1=EPS1, eps2=EPS2, layer_dtype=matmul_dtype,
+        compute=ja.Compute(block_size=block, row_block=rows))
     fns[rows, block, "search"] = search_thunk(queries, keys, pattern, grid, matmul_dtype,
                                               block_size=block, row_block=rows)
   seconds = time_round_robin(fns, repeats)
@@ -237,7 +237,7 @@ def verify_once(length: int, d: int, nnz: int, seed: int) -> dict:
   pattern, solution = problem(seed, length, d, nnz)
   jax.block_until_ready(solution)
   built = time.perf_counter()
-  report = jax.block_until_ready(ja.verify(solution, pattern, EPS1, EPS2))
+  report = jax.block_until_ready(ja.verify(solution, pattern, eps1=EPS1, eps2=EPS2))
   done = time.perf_counter()
   return dict(build_s=built - start, verify_s=done - built, ok=bool(report.ok),
               leak=float(report.leak), ratio_error=float(report.ratio_error),
@@ -263,14 +263,14 @@ def optimize_once(length: int, d: int, nnz: int, seed: int, negatives: int | Non
   done = time.perf_counter()
   peak = peak_rss_kib()  # before the checks: the dense float64 reference holds L×L arrays
   solution = ja.construct.solution_from_factors(result.queries, result.keys)
-  report = ja.verify(solution, pattern, EPS1, EPS2)
+  report = ja.verify(solution, pattern, eps1=EPS1, eps2=EPS2)
   figures = dict(compile_s=compiled_at - start, run_s=done - compiled_at,
                  steps=int(result.steps), passes=int(result.passes), passed=bool(result.passed),
                  ok=bool(report.ok), leak=float(report.leak),
                  ratio_error=float(report.ratio_error), reference_ok=None, reference_leak=None)
   if length <= REFERENCE_MAX_LENGTH:
     reference = ja.reference.dense_check(solution.X, solution.w_q, solution.w_k,
-                                         pattern.to_dense(), EPS1, EPS2)
+                                         pattern.to_dense(), eps1=EPS1, eps2=EPS2)
     figures.update(reference_ok=reference.ok, reference_leak=reference.leak)
   return dict(figures, peak_rss_kib=peak)
 

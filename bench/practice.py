@@ -28,7 +28,7 @@ from jaxattn_bench.store import distinct
 PRESET = "practice"
 CAUSAL_PRESET = "practice_causal"  # bench practice --causal
 # Seconds of one grid point on this project's 2-core CPU (shared with another job), over the
-# probes (d, w) of the adaptive search at ``runner.threshold_hint``:
+# probes (d, w) of the adaptive search at ``ja.schedule.threshold_hint``:
 #   fixed·#widths + T·L²·Σw / keys_rate + T·L·N²·Σw / support_rate,
 # least squares (non-negative) on the stored wall times of the preset's run (docs/practice.md),
 # the total exact in sample. Methods not listed use lstsq's.
@@ -91,7 +91,7 @@ def collect(records) -> dict:
 def plan_seconds(point: grid.Point) -> float:
   """Expected seconds of one point (``_MODEL``): a fixed cost per compiled width, and T·L²·w and
   T·L·N²·w per probe of width w (``runner.probes``: the adaptive search's, at the method's
-  ``runner.threshold_hint``)."""
+  ``ja.schedule.threshold_hint``)."""
   fixed, keys_rate, support_rate = _MODEL.get(point.method, _MODEL["lstsq"])
   widths = [w for _, w in runner.probes(point.method, point.length, point.nnz, point.d_grid)]
   columns = point.trials * point.length * sum(widths)

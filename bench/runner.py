@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import math
 import pathlib
 import platform
 import subprocess
@@ -35,16 +34,8 @@ from jaxattn_bench.errors import CommandError
 from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonical, check_output,
                                  record_key, results_unwritable)
 
-# Cost model: seconds ∝ T·L²·(d_max + c·G)·P + a compile (a method built per d: Σ_g (d_g + c)
-# instead of d_max + c·G), P the streamed passes per d of the
-# method's search: 1, but 25 for optimize (8–21 mining passes and checks per trial and d in
-# `python -m bench beyond`, each dearer than a verification pass: P is set so that the beyond
-# preset's optimize and lstsq points at L = 65536 cost 2.85x, as measured: 1015 s and 356 s). c, the cost of a level
-# in columns of the product, is measured by `python -m bench perf` ("search cost per level"):
-# 33 at L = 4096 (d = 128…512) and 34 at L = 8192 (d = 181…724), 17 levels each, on the 2-core
-# CPU; runs under load ranged 16–54 (docs/certified.md). The former 330 overcharged levels tenfold.
-_LEVEL_COST, _COMPILE_COST = 34, 7e10
-_PASSES = {"optimize": 25}
+# The cost model is the library's (``ja.schedule.search_cost``: multiply-adds of the logit
+# products plus a compilation per program), so that plans and the schedule a search chooses agree.
 # Units of ``point_cost`` per second on the 2-core CPU: least squares through the origin on the
 # causal preset's stored wall times (c2adc11, machine shared) gives 2.55e10 for its jl points and
 # 2.37e10 for all (optimize at small d runs slower than its cost); the quick preset's points,
@@ -60,18 +51,13 @@ def point_work(point: grid.Point) -> float:
 
 
 def point_cost(point: grid.Point) -> float:
-  """The progress bar's and the work split's cost model of a point (``_LEVEL_COST``, ``_PASSES``,
-  ``_COMPILE_COST``): T·L²·s·P·(d_max + c·G) for a nested search (one pass, G levels), and
-  T·L²·s·P·Σ (w + c) over the probes (d, w) of ``probes`` for a method built per d, plus a
-  compilation per probe width; s is 1, or ``causal_share`` in a causal layer."""
-  passes = _PASSES.get(point.method, 1)
-  if point.method in ja.construct.NESTED:
-    columns, compiles = point.d_grid[-1] + _LEVEL_COST * len(point.d_grid), 1
-  else:
-    widths = [w for _, w in probes(point.method, point.length, point.nnz, point.d_grid)]
-    columns, compiles = sum(widths) + _LEVEL_COST * len(widths), len(set(widths))
+  """The progress bar's and the work split's cost model of a point: ``ja.schedule.search_cost``
+  of its search on the schedule ``ja.min_d`` chooses (``ja.schedule.choose_schedule``), its
+  work scaled by ``causal_share`` in a causal layer."""
+  args = (point.method, point.length, point.nnz, point.d_grid)
+  schedule = ja.schedule.choose_schedule(*args, point.trials)
   share = causal_share(point.length) if point.causal else 1.0
-  return point.trials * point.length**2 * share * columns * passes + _COMPILE_COST * compiles
+  return ja.schedule.search_cost(*args, schedule=schedule, trials=point.trials, causal_share=share)
 
 
 def point_seconds(point: grid.Point) -> float:
@@ -91,20 +77,10 @@ def causal_share(length: int) -> float:
   return visited / (blocks * key_blocks)
 
 
-def threshold_hint(method: str, length: int, nnz: int) -> float:
-  """Where a plan assumes a method's trials first verify (d*_t): lstsq 4·N·ln L and optimize
-  a fifth of it (docs/beyond.md's fitted slopes at N = 2: 8.1 and 1.6 per unit of ln L),
-  moment_curve 2N, onehot L; +inf (never: the bracket to the top of the grid, the most an
-  adaptive search builds) for any other method."""
-  lstsq = 4 * nnz * math.log(length)
-  return {"lstsq": lstsq, "optimize": lstsq / 5, "moment_curve": 2 * nnz,
-          "onehot": length}.get(method, math.inf)
-
-
 def probes(method: str, length: int, nnz: int, d_grid) -> list[tuple[int, int]]:
   """(d, padded width) of each probe ``ja.min_d``'s adaptive search makes per trial of a method
-  built per d, were its threshold ``threshold_hint`` (``ja.schedule.adaptive_probes``)."""
-  return ja.schedule.adaptive_probes(d_grid, threshold_hint(method, length, nnz))
+  built per d, were its threshold ``ja.schedule.threshold_hint`` (``ja.schedule.probes``)."""
+  return ja.schedule.probes(method, length, nnz, d_grid)
 
 
 def _git_commit() -> str | None:
@@ -146,8 +122,9 @@ def theory_dim(point: grid.Point) -> int | None:
   """``ja.theory.jl_dim`` of the point; None when δ = 0 (no finite bound)."""
   if point.delta == 0:
     return None
-  return ja.theory.jl_dim(point.length, point.nnz, point.eps1, point.eps2, point.a_min,
-                          point.delta, point.max_outside_mass)
+  return ja.theory.jl_dim(point.length, point.nnz, eps1=point.eps1, eps2=point.eps2,
+                          a_min=point.a_min,
+                          delta=point.delta, max_outside_mass=point.max_outside_mass)
 
 
 def describe(point: grid.Point, names: list[str]) -> str:

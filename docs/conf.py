@@ -33,6 +33,7 @@ autodoc_typehints = "none"  # jaxtyping shapes read better in the docstrings tha
 autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": False}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+napoleon_use_ivar = True  # "Attributes:" of a NamedTuple as fields of its page, not a second entry
 
 html_theme = "furo"
 html_title = "jaxattn"

@@ -18,6 +18,7 @@ import warnings
 from jaxattn import certify, construct, patterns, reference, schedule, stats, theory
 from jaxattn._src.base import (DTYPES, Solution, check_d, check_d_grid, check_eps,
                                check_outside_mass, dtype_context)
+from jaxattn._src.options import Compute
 from jaxattn._src.pattern import SparsePattern, check_causal
 from jaxattn._src.precision import precision_bits
 from jaxattn._src.estimators import MinDResult
@@ -29,6 +30,7 @@ from jaxattn._src.verify import Report, RowStats, check_block_size, row_stats, v
 __version__ = "0.1.0"
 
 __all__ = [
+    "Compute",
     "DTYPES",
     "MinDResult",
     "Report",

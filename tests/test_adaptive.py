@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxattn as ja
-from jaxattn._src import estimators, host_stage, schedule
+from jaxattn._src import estimators, host_stage
 
 GRID = ja.geometric_grid(4096, 2)
 EPS1 = EPS2 = 0.5
@@ -74,7 +74,8 @@ def test_adaptive_search_equals_the_full_one_on_fewer_levels(method):
   sampler = ja.patterns.Sampler("random_regular", length=48, nnz=2, a_min=0.5)
   grid = ja.geometric_grid(128, 2)
   runs = {schedule: ja.min_d(jax.random.PRNGKey(3), sampler, grid, eps1=EPS1, eps2=EPS2,
-                             method=method, trials=3, delta=0.5, schedule=schedule)
+                             method=method, trials=3, delta=0.5,
+                             compute=ja.Compute(schedule=schedule))
           for schedule in ("full", "adaptive")}
   full, adaptive = runs["full"], runs["adaptive"]
   assert full.evaluated is None and adaptive.evaluated.sum() < adaptive.evaluated.size
@@ -86,7 +87,6 @@ def test_adaptive_search_equals_the_full_one_on_fewer_levels(method):
   for t, row in enumerate(adaptive.evaluated):
     built = np.asarray(grid)[row]
     assert built.max() <= 4 * full.thresholds[t], (t, built)
-  assert schedule.check_schedule(None, method, 1)  # the default for methods built per d
 
 
 def test_adaptive_probes_are_built_at_their_width_and_settled_on_the_host_at_it():
@@ -104,18 +104,18 @@ def test_adaptive_probes_are_built_at_their_width_and_settled_on_the_host_at_it(
   key, grid = jax.random.PRNGKey(4), (24, 128)
   pattern_keys, method_keys = ja.trial_keys(key, 1)
   pattern = sampler(pattern_keys[0])
-  solution = ja.construct.build("lstsq", method_keys[0], pattern, 24, 0.5, 0.5)
-  spread = np.float64(np.max(np.asarray(ja.verify(solution, pattern, 0.5, 0.5).spread)))
+  solution = ja.construct.build("lstsq", method_keys[0], pattern, 24, eps1=0.5, eps2=0.5)
+  spread = np.float64(np.max(np.asarray(ja.verify(solution, pattern, eps1=0.5, eps2=0.5).spread)))
   eps2 = 0.9
   for factor in np.geomspace(1, 64, 49):  # a near-tie the float32 pass leaves undecided, met
     eps1 = float(np.expm1(spread * factor))
-    report = ja.verify(solution, pattern, eps1, eps2)
+    report = ja.verify(solution, pattern, eps1=eps1, eps2=eps2)
     if bool(report.ok) and int(report.settled_on_host) > 0:
       break
   else:
     pytest.skip("no near-tie found")
   result = ja.min_d(key, sampler, grid, eps1=eps1, eps2=eps2, method="lstsq_wide", trials=1,
-                    schedule="adaptive")
+                    compute=ja.Compute(schedule="adaptive"))
   assert result.verdict_states()[0, 0] == 1 and result.levels_on_host >= 1
   assert not host_stage.exact_level(method_keys[0], pattern, method="lstsq_wide", d_grid=grid,
                                 level=0, eps1=eps1, eps2=eps2, rows=None)  # at width 128
@@ -128,35 +128,56 @@ def test_adaptive_probes_are_built_at_their_width_and_settled_on_the_host_at_it(
 ])
 def test_bad_schedules_are_refused(args, match):
   sampler = ja.patterns.Sampler("random_regular", length=16, nnz=1)
+  method = args.pop("method", "lstsq")
   with pytest.raises(ValueError, match=match):
-    ja.min_d(jax.random.PRNGKey(0), sampler, (4, 8), eps1=EPS1, eps2=EPS2,
-             **{"method": "lstsq", **args})
+    ja.min_d(jax.random.PRNGKey(0), sampler, (4, 8), eps1=EPS1, eps2=EPS2, method=method,
+             compute=ja.Compute(**args))
+
+
+def test_the_schedule_named_by_no_one_is_the_cheaper_by_the_cost_model():
+  """``choose_schedule``: full where compilation dominates (lstsq at L = 64, d ≤ 256: full 9.1 s,
+  adaptive 19.7 s), adaptive where building every grid d does (optimize at docs/practice.md's
+  L = 512 point: adaptive 16.1 s, full 82.5 s; lstsq at L = 16384), full for a nested method;
+  ``min_d`` and ``verify_grid`` run the chosen one when none is named."""
+  choose = ja.schedule.choose_schedule
+  assert choose("lstsq", 64, 2, ja.geometric_grid(256, 4), 8) == "full"
+  assert choose("optimize", 512, 2, ja.geometric_grid(512, 2), 4) == "adaptive"
+  assert choose("lstsq", 16384, 2, ja.geometric_grid(256, 4), 16) == "adaptive"
+  assert choose("jl", 16384, 2, ja.geometric_grid(256, 4), 16) == "full"
+  cost = ja.schedule.search_cost
+  grid = ja.geometric_grid(256, 4)
+  assert cost("lstsq", 64, 2, grid, schedule="full") < cost("lstsq", 64, 2, grid,
+                                                           schedule="adaptive")
+  sampler = ja.patterns.Sampler("random_regular", length=32, nnz=2, a_min=0.5)
+  chosen = ja.min_d(jax.random.PRNGKey(0), sampler, (4, 8, 16), eps1=EPS1, eps2=EPS2,
+                    method="lstsq", trials=2)
+  assert chosen.evaluated is None  # full, as chosen at this size
+  pattern = sampler(jax.random.PRNGKey(1))
+  with pytest.raises(ValueError, match="nested"):
+    ja.verify_grid(jax.random.PRNGKey(0), pattern, (4, 8), eps1=EPS1, eps2=EPS2,
+                   compute=ja.Compute(schedule="adaptive"))
 
 
 @pytest.mark.parametrize("method", ["optimize"])  # lstsq: in min_d's test above
 def test_verify_grid_adaptive_agrees_with_its_full_grid(method):
-  """One pattern and key: the adaptive states equal the full verdicts where evaluated, leave
-  some level out, and give the same d*."""
+  """One pattern and key: the adaptive verdicts (imputed where not built) give the full grid's
+  d*, in the same return type."""
   pattern = ja.patterns.random_regular(jax.random.PRNGKey(1), length=64, nnz=2, a_min=0.5)
   grid = ja.geometric_grid(64, 2)
   full = ja.verify_grid(jax.random.PRNGKey(0), pattern, grid, eps1=EPS1, eps2=EPS2,
-                        method=method)
+                        method=method, compute=ja.Compute(schedule="full"))
   states = ja.verify_grid(jax.random.PRNGKey(0), pattern, grid, eps1=EPS1, eps2=EPS2,
-                          method=method, schedule="adaptive")
-  evaluated = states != ja.schedule.NOT_EVALUATED
-  assert full.dtype == bool and states.dtype == np.int8 and not evaluated.all()
-  np.testing.assert_array_equal(states[evaluated], full[evaluated])
+                          method=method, compute=ja.Compute(schedule="adaptive"))
+  assert full.dtype == bool and states.dtype == bool  # one return type whatever the schedule
   np.testing.assert_array_equal(estimators.trial_thresholds(grid, full[None])[0],
-                                estimators.trial_thresholds(grid, ja.schedule.impute_verdicts(states[None]))[0])
+                                estimators.trial_thresholds(grid, states[None])[0])
 
 
 def test_the_schedule_lives_in_ja_schedule_and_the_old_names_warn():
   """1.0 moved the schedule's parts out of ``ja.__all__``: ``ja.next_level`` still resolves, to the
   same object, with a DeprecationWarning that names the new place."""
   assert "next_level" not in ja.__all__ and "schedule" in ja.__all__
-  for name in ja.schedule.__all__:
-    if name == "MIN_PROBE_WIDTH":
-      continue
+  for name in ("NOT_EVALUATED", "adaptive_probes", "impute_verdicts", "next_level", "probe_width"):
     with pytest.warns(DeprecationWarning, match=f"ja.{name} moved to ja.schedule.{name}"):
       assert getattr(ja, name) is getattr(ja.schedule, name)
   with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):

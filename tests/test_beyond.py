@@ -36,9 +36,9 @@ def test_succeeds_at_documented_d_with_float64_reference(method, seed):
   """Independent NumPy float64 check of the solution at the d each method claims."""
   length, nnz, d = DOCUMENTED[method]
   p = _pattern(length, nnz, jax.random.PRNGKey(seed))
-  sol = _constructor(method)(jax.random.PRNGKey(seed + 10), p, d, EPS1, EPS2)
+  sol = _constructor(method)(jax.random.PRNGKey(seed + 10), p, d, eps1=EPS1, eps2=EPS2)
   chex.assert_shape(sol.X, (length, 2 * d))
-  rep = ja.verify(sol, p, EPS1, EPS2)
+  rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2)
   ref = reference_figures(sol.X, sol.w_q, sol.w_k, p.to_dense())
   assert bool(rep.ok) and reference_ok(ref, EPS1, EPS2)
   np.testing.assert_allclose(float(rep.leak), ref["leak"], rtol=1e-3)
@@ -49,9 +49,9 @@ def test_succeeds_at_documented_d_with_float64_reference(method, seed):
                                        ("moment_curve", 1), ("moment_curve", 3)])
 def test_fails_gracefully_below_its_d(method, d):
   p = _pattern(64, 2)
-  sol = _constructor(method)(KEY, p, d, EPS1, EPS2)
+  sol = _constructor(method)(KEY, p, d, eps1=EPS1, eps2=EPS2)
   assert np.all(np.isfinite(np.asarray(sol.X)))
-  rep = ja.verify(sol, p, EPS1, EPS2)
+  rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2)
   assert not bool(rep.ok)
   assert not any(np.isnan(float(x)) for x in (rep.ratio_error, rep.leak, rep.max_abs_logit))
   assert not reference_ok(reference_figures(sol.X, sol.w_q, sol.w_k, p.to_dense()), EPS1, EPS2)
@@ -60,14 +60,15 @@ def test_fails_gracefully_below_its_d(method, d):
 def test_moment_curve_fails_gracefully_where_float32_runs_out():
   """N = 2 at L = 256 needs logits ~1e8: float32 fails (no NaN), float64 verifies."""
   p = _pattern(256, 2)
-  rep = ja.verify(ja.construct.moment_curve(KEY, p, 4, EPS1, EPS2), p, EPS1, EPS2)
+  rep = ja.verify(ja.construct.moment_curve(KEY, p, 4, eps1=EPS1, eps2=EPS2), p, eps1=EPS1,
+                  eps2=EPS2)
   assert not bool(rep.ok) and float(rep.max_abs_logit) > 1e7
   assert not np.isnan(float(rep.ratio_error)) and not np.isnan(float(rep.leak))
   with jax.enable_x64(True):
     p64 = base.cast_pattern(p, jnp.float64)
-    sol = ja.construct.moment_curve(KEY, p64, 4, EPS1, EPS2, dtype="float64")
+    sol = ja.construct.moment_curve(KEY, p64, 4, eps1=EPS1, eps2=EPS2, dtype="float64")
     assert sol.X.dtype == jnp.float64
-    assert bool(ja.verify(sol, p64, EPS1, EPS2).ok)
+    assert bool(ja.verify(sol, p64, eps1=EPS1, eps2=EPS2).ok)
 
 
 @pytest.mark.parametrize("method, params", [(m, "identity") for m in ("jl",) + METHODS]
@@ -94,7 +95,7 @@ def test_random_params_reproduce_factors_and_verdicts():
     chex.assert_trees_all_equal((random.w_q, random.w_k), (w_q, w_k))
     scale = float(jnp.max(jnp.abs(identity.logits())))
     np.testing.assert_allclose(random.logits(), identity.logits(), rtol=1e-5, atol=1e-5 * scale)
-    same = [bool(ja.verify(s, p, EPS1, EPS2).ok) for s in (identity, random)]
+    same = [bool(ja.verify(s, p, eps1=EPS1, eps2=EPS2).ok) for s in (identity, random)]
     assert same[0] == same[1], (method, d)
     verdicts.append(same[0])
   assert verdicts == [False, True, True]
@@ -115,12 +116,12 @@ def test_factors_padded_to_width_equal_factors_at_d(method):
 
 def test_lstsq_support_logits_are_exact_and_keys_unit():
   p = _pattern(64, 2)
-  sol = ja.construct.lstsq(KEY, p, 16, EPS1, EPS2)
+  sol = ja.construct.lstsq(KEY, p, 16, eps1=EPS1, eps2=EPS2)
   np.testing.assert_allclose(np.linalg.norm(sol.keys(), axis=-1), 1.0, rtol=1e-5)
-  rep = ja.verify(sol, p, EPS1, EPS2)
+  rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2)
   assert float(rep.ratio_error) < 1e-3  # spread only from rounding
   # keys do not depend on A
-  other = ja.construct.lstsq(KEY, _pattern(64, 2, jax.random.PRNGKey(9)), 16, EPS1, EPS2)
+  other = ja.construct.lstsq(KEY, _pattern(64, 2, jax.random.PRNGKey(9)), 16, eps1=EPS1, eps2=EPS2)
   chex.assert_trees_all_equal(sol.keys(), other.keys())
 
 
@@ -178,7 +179,7 @@ class TestOptimizeLoop(chex.TestCase):
     queries, keys = construct.METHODS["lstsq"](KEY, p, 6, 6, EPS1, EPS2)
     slack = 0.3
     sol = construct.solution_from_factors(queries, keys)
-    dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), EPS1, EPS2)
+    dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), eps1=EPS1, eps2=EPS2)
     margin = np.log1p(EPS1)
     for mined in (None, optimize.mine(queries, keys, p, 4)):
       ratio, zeros = optimize.excess(queries, keys, p, EPS1, EPS2, slack, mined)
@@ -209,7 +210,7 @@ class TestOptimizeLoop(chex.TestCase):
         mined.negatives), axis=1))
     np.testing.assert_allclose(found, top, rtol=1e-5, atol=1e-5)
     sol = construct.solution_from_factors(queries, keys)
-    ref = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), EPS1, EPS2)
+    ref = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), eps1=EPS1, eps2=EPS2)
     np.testing.assert_allclose(mined.gap, ref.gap, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(mined.spread, ref.spread, rtol=1e-5, atol=1e-5)
 
@@ -240,8 +241,8 @@ class TestOptimizeLoop(chex.TestCase):
       result = run(grid)
       for d, q, k, passed in zip(grid, result.queries, result.keys, result.passed):
         sol = construct.solution_from_factors(q, k)
-        assert ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), EPS1,
-                                        EPS2).ok == bool(passed), (negatives, d)
+        assert ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), eps1=EPS1,
+                                        eps2=EPS2).ok == bool(passed), (negatives, d)
       verdicts[negatives] = np.asarray(result.passed).tolist()
     assert verdicts[4] == verdicts[None] and True in verdicts[4] and False in verdicts[4]
 
@@ -253,7 +254,7 @@ class TestOptimizeLoop(chex.TestCase):
     result = optimize.optimize_run(KEY, p, 6, 6, EPS1, EPS2)
     assert int(result.steps) > 0 and bool(result.passed)
     sol = construct.solution_from_factors(result.queries, result.keys)
-    rep = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), EPS1, EPS2)
+    rep = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), eps1=EPS1, eps2=EPS2)
     margin, rounding = optimize.SLACK / 2 * np.log1p(EPS1), 1e-4
     assert rep.spread.max() <= np.log1p(EPS1) - margin + rounding
     assert rep.gap.max() <= np.log(EPS2) - margin + rounding
@@ -285,11 +286,12 @@ def test_min_d_runs_every_method(method, grid):
 
 def test_dtype_axis():
   p = _pattern(32, 2)
-  sol = ja.construct.lstsq(KEY, p, 32, EPS1, EPS2, dtype="bfloat16")
+  sol = ja.construct.lstsq(KEY, p, 32, eps1=EPS1, eps2=EPS2, dtype="bfloat16")
   assert sol.X.dtype == jnp.bfloat16
-  rep = ja.verify(sol, p, EPS1, EPS2)
+  rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2)
   assert rep.leak.dtype == jnp.bfloat16
-  rounded = ja.verify(ja.construct.lstsq(KEY, p, 32, EPS1, EPS2), p, EPS1, EPS2, dtype="bfloat16")
+  rounded = ja.verify(ja.construct.lstsq(KEY, p, 32, eps1=EPS1, eps2=EPS2), p, eps1=EPS1,
+                      eps2=EPS2, dtype="bfloat16")
   assert rounded.leak.dtype == jnp.bfloat16
   sampler = ja.patterns.Sampler("random_regular", length=16, nnz=1, a_min=0.2)
   result = ja.min_d(KEY, sampler, (2, 64), eps1=EPS1, eps2=EPS2, method="moment_curve", trials=2,
@@ -298,9 +300,10 @@ def test_dtype_axis():
 
 
 @pytest.mark.parametrize("call", [
-    lambda: ja.construct.lstsq(KEY, _pattern(16, 1), 4, EPS1, EPS2, dtype="float64"),
-    lambda: ja.verify(ja.construct.jl(KEY, _pattern(16, 1), 4, EPS1, EPS2), _pattern(16, 1),
-                      EPS1, EPS2, dtype=jnp.float64),
+    lambda: ja.construct.lstsq(KEY, _pattern(16, 1), 4, eps1=EPS1, eps2=EPS2, dtype="float64"),
+    lambda: ja.verify(ja.construct.jl(KEY, _pattern(16, 1), 4, eps1=EPS1, eps2=EPS2), _pattern(16,
+                                                                                               1),
+                      eps1=EPS1, eps2=EPS2, dtype=jnp.float64),
     lambda: ja.min_d(KEY, ja.patterns.Sampler("random_regular", 16, 1), (4,), eps1=EPS1,
                      eps2=EPS2, dtype="float64")])
 def test_float64_without_x64_is_a_clear_error(call):
@@ -310,9 +313,9 @@ def test_float64_without_x64_is_a_clear_error(call):
 
 def test_bad_dtype_and_params():
   with pytest.raises(ValueError, match="unknown dtype"):
-    ja.construct.jl(KEY, _pattern(16, 1), 4, EPS1, EPS2, dtype="float16")
+    ja.construct.jl(KEY, _pattern(16, 1), 4, eps1=EPS1, eps2=EPS2, dtype="float16")
   with pytest.raises(ValueError, match="unknown params"):
-    ja.construct.jl(KEY, _pattern(16, 1), 4, EPS1, EPS2, params="orthogonal")
+    ja.construct.jl(KEY, _pattern(16, 1), 4, eps1=EPS1, eps2=EPS2, params="orthogonal")
 
 
 def test_beyond_preset_and_dtype_axis():

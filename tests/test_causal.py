@@ -31,18 +31,19 @@ def test_a_non_causal_pattern_is_refused_naming_its_row_and_column():
   a = np.eye(5, dtype=np.float32)
   a[1, 3] = a[2, 4] = 1
   pattern = ja.SparsePattern.from_dense(a)
-  sol = ja.construct.jl(jax.random.PRNGKey(0), pattern, 8, EPS1, EPS2)
+  sol = ja.construct.jl(jax.random.PRNGKey(0), pattern, 8, eps1=EPS1, eps2=EPS2)
   message = "row 1 has a nonzero at column 3 > 1"
   with pytest.raises(ValueError, match=message):
-    ja.verify(sol, pattern, EPS1, EPS2, causal=True)
+    ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, causal=True)
   with pytest.raises(ValueError, match=message):
     ja.verify_grid(jax.random.PRNGKey(0), pattern, (4, 8), eps1=EPS1, eps2=EPS2, causal=True)
   with pytest.raises(ValueError, match="row 1 has a nonzero at column 3"):
-    ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, EPS1, EPS2, causal=True)
+    ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, eps1=EPS1, eps2=EPS2, causal=True)
   sampler = ja.patterns.Sampler("random_regular", length=16, nnz=2, a_min=0.5)
   with pytest.raises(ValueError, match=r"causal=True, trial 0: .*row \d+ has a nonzero at column"):
     ja.min_d(jax.random.PRNGKey(0), sampler, (4, 8), eps1=EPS1, eps2=EPS2, trials=2, causal=True)
-  assert bool(ja.verify(sol, pattern, EPS1, EPS2).row_ok.shape == (5,))  # bidirectional: fine
+  assert bool(ja.verify(sol, pattern, eps1=EPS1,
+                        eps2=EPS2).row_ok.shape == (5,))  # bidirectional: fine
 
 
 def _future_key_case():
@@ -58,7 +59,7 @@ def test_a_future_key_is_masked_by_a_causal_layer():
   queries, keys, a = _future_key_case()
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
   pattern = ja.SparsePattern.from_dense(a)
-  both = [ja.verify(sol, pattern, EPS1, EPS2, causal=causal) for causal in (False, True)]
+  both = [ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, causal=causal) for causal in (False, True)]
   np.testing.assert_array_equal(both[0].row_ok, [False, True, True])
   np.testing.assert_array_equal(both[1].row_ok, [True, True, True])
   assert float(both[0].gap[0]) == 45.0 and float(both[1].gap[0]) == -np.inf
@@ -66,7 +67,8 @@ def test_a_future_key_is_masked_by_a_causal_layer():
     assert bool(report.certified)
     np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(
         queries, keys, a, EPS1, EPS2, causal=causal))
-    dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, EPS1, EPS2, causal=causal)
+    dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, eps1=EPS1, eps2=EPS2,
+                                     causal=causal)
     np.testing.assert_array_equal(report.row_ok, oracle.float_row_ok(
         dense, queries, keys, a, EPS1, EPS2))
 
@@ -84,9 +86,9 @@ def test_causal_verdicts_equal_the_exact_oracle(method, d, family):
   nnz = 3 if family == "random_causal" else ja.patterns.family_from_spec(family).width(30)
   pattern = ja.patterns.Sampler(family, 30, nnz, 0.3)(jax.random.PRNGKey(0))
   a = np.asarray(pattern.to_dense())
-  sol = ja.construct.build(method, jax.random.PRNGKey(1), pattern, d, EPS1, EPS2)
+  sol = ja.construct.build(method, jax.random.PRNGKey(1), pattern, d, eps1=EPS1, eps2=EPS2)
   queries, keys = np.asarray(sol.queries()), np.asarray(sol.keys())
-  base = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, EPS1, EPS2, causal=True)
+  base = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, eps1=EPS1, eps2=EPS2, causal=True)
   row = int(np.argmax(np.isfinite(base.gap) & (np.arange(30) > 10)))
   ratio_at, leak_at = float(np.expm1(base.spread[row])), float(np.exp(base.gap[row]))
   for rel in (-1e-7, 1e-9, 0.3):
@@ -94,7 +96,8 @@ def test_causal_verdicts_equal_the_exact_oracle(method, d, family):
     eps2 = min(leak_at * (1 + rel), 0.999)
     rows_ok = {}
     for causal in (False, True):
-      report = ja.verify(sol, pattern, eps1, eps2, causal=causal, block_size=8, row_block=8)
+      report = ja.verify(sol, pattern, eps1=eps1, eps2=eps2, causal=causal,
+                         compute=ja.Compute(block_size=8, row_block=8))
       assert bool(report.certified)
       rows_ok[causal] = np.asarray(report.row_ok)
       np.testing.assert_array_equal(rows_ok[causal], oracle.exact_row_ok(
@@ -115,8 +118,8 @@ def test_a_dense_row_in_a_causal_layer_spans_its_prefix():
   keys = np.concatenate([np.eye(length, dtype=np.float32),
                          np.array([[0, 0, 0, 0, 30, -30, 0, 0]], np.float32).T], axis=1)
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
-  causal = ja.verify(sol, pattern, EPS1, EPS2, causal=True)
-  bidirectional = ja.verify(sol, pattern, EPS1, EPS2)
+  causal = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, causal=True)
+  bidirectional = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2)
   assert float(causal.spread[3]) == 0 and float(bidirectional.spread[3]) == 60
   assert bool(causal.ok) and not bool(bidirectional.row_ok[3])
   np.testing.assert_array_equal(causal.row_ok, oracle.exact_row_ok(
@@ -126,20 +129,22 @@ def test_a_dense_row_in_a_causal_layer_spans_its_prefix():
 def test_the_causal_outside_mass_is_that_of_the_visible_keys():
   pattern = _causal_pattern(24, 2)
   a = np.asarray(pattern.to_dense())
-  sol = ja.construct.jl(jax.random.PRNGKey(3), pattern, 64, EPS1, EPS2)
-  report = ja.verify(sol, pattern, EPS1, EPS2, max_outside_mass=0.9, causal=True, block_size=8)
-  dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, EPS1, EPS2, 0.9, causal=True)
+  sol = ja.construct.jl(jax.random.PRNGKey(3), pattern, 64, eps1=EPS1, eps2=EPS2)
+  report = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.9, causal=True,
+                     compute=ja.Compute(block_size=8))
+  dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, eps1=EPS1, eps2=EPS2,
+                                   max_outside_mass=0.9, causal=True)
   np.testing.assert_allclose(float(report.outside_mass_max), dense.outside_mass_max, rtol=1e-4)
   np.testing.assert_allclose(float(report.outside_mass_mean), np.mean(dense.outside_mass),
                              rtol=1e-4)
   assert float(report.outside_mass_max) < float(
-      ja.verify(sol, pattern, EPS1, EPS2, max_outside_mass=0.9).outside_mass_max)
+      ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.9).outside_mass_max)
 
 
 def test_row_stats_of_listed_rows_use_their_own_index():
   """The host stage re-does listed rows (``rows``): each must be masked at its own index i."""
   pattern = _causal_pattern(24, 3)
-  sol = ja.construct.jl(jax.random.PRNGKey(2), pattern, 16, EPS1, EPS2)
+  sol = ja.construct.jl(jax.random.PRNGKey(2), pattern, 16, eps1=EPS1, eps2=EPS2)
   ones = jnp.ones((1,), jnp.float32)
   full = ja.row_stats(sol.queries(), sol.keys(), pattern, (16,), ones, causal=True, block_size=8)
   rows = jnp.array([23, 5, 17, 0])
@@ -156,7 +161,7 @@ def test_a_causal_pass_skips_the_key_tiles_above_the_diagonal(length, rows, bloc
   bidirectional pass runs them all. (With the CPU tiles, 1024 × 512, at L = 16384: 272 of 512.)"""
   from jaxattn._src.verify import _stream
   pattern = _causal_pattern(length, 2)
-  sol = ja.construct.jl(jax.random.PRNGKey(0), pattern, 8, EPS1, EPS2)
+  sol = ja.construct.jl(jax.random.PRNGKey(0), pattern, 8, eps1=EPS1, eps2=EPS2)
   ones = jnp.ones((1,), jnp.float32)
   counts = [int(_stream(sol.queries(), sol.keys(), pattern, (8,), ones, block, rows, False, None,
                         None, index)[1]) for index in (None, jnp.arange(length))]
@@ -177,8 +182,8 @@ def test_the_key_block_on_the_diagonal_is_never_skipped(rows, block):
   keys = np.eye(length, dtype=np.float32) + 2 * np.eye(length, k=1, dtype=np.float32)
   a = np.eye(length, dtype=np.float32)
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
-  report = ja.verify(sol, ja.SparsePattern.from_dense(a), EPS1, EPS2, causal=True,
-                     block_size=block, row_block=rows)
+  report = ja.verify(sol, ja.SparsePattern.from_dense(a), eps1=EPS1, eps2=EPS2, causal=True,
+                     compute=ja.Compute(block_size=block, row_block=rows))
   np.testing.assert_array_equal(report.row_ok, [True] + [False] * (length - 1))
   np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, a, EPS1, EPS2,
                                                                    causal=True))
@@ -211,9 +216,10 @@ def test_optimize_built_for_a_causal_layer_is_what_the_causal_search_judges():
   pattern = _causal_pattern(32, 2)
   key, grid = jax.random.PRNGKey(3), (2, 8)
   verdicts = ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2, method="optimize",
-                            causal=True, schedule="full")
-  reports = [ja.verify(ja.construct.build("optimize", key, pattern, d, EPS1, EPS2, causal=True),
-                       pattern, EPS1, EPS2, causal=True) for d in grid]
+                            causal=True, compute=ja.Compute(schedule="full"))
+  reports = [ja.verify(ja.construct.build("optimize", key, pattern, d, eps1=EPS1, eps2=EPS2,
+                                          causal=True),
+                       pattern, eps1=EPS1, eps2=EPS2, causal=True) for d in grid]
   np.testing.assert_array_equal(verdicts, [bool(r.ok) for r in reports])
   assert all(bool(r.certified) for r in reports) and bool(reports[-1].ok)
 
@@ -257,7 +263,8 @@ def test_verify_grid_in_a_causal_layer_is_ja_verify_at_every_d():
   pattern = sampler(ja.trial_keys(key, 1)[0][0])
   verdicts = ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2, method="lstsq",
                             causal=True)
-  want = [bool(ja.verify(ja.construct.lstsq(key, pattern, d, EPS1, EPS2), pattern, EPS1, EPS2,
+  want = [bool(ja.verify(ja.construct.lstsq(key, pattern, d, eps1=EPS1, eps2=EPS2), pattern,
+                         eps1=EPS1, eps2=EPS2,
                          causal=True).ok) for d in grid]
   np.testing.assert_array_equal(verdicts, want)
   assert any(want) and not all(want)
@@ -293,7 +300,7 @@ def test_check_reads_the_layer_from_the_file(tmp_path, capsys):
   queries, keys, a = _future_key_case()
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
   pattern = ja.SparsePattern.from_dense(a)
-  report = ja.verify(sol, pattern, EPS1, EPS2, causal=True)
+  report = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, causal=True)
   for causal, status in ((True, 0), (False, 1)):
     out = str(tmp_path / f"causal_{causal}.npz")
     save_solution(out, sol, pattern, report, method="onehot", d=3, eps1=EPS1, eps2=EPS2, seed=0,

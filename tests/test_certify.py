@@ -104,7 +104,7 @@ def _exact_rows(sol):
   """Row verdicts of the dense float64 check, which resolves them (the offsets are ≫ float64's
   margin at logits of 2000; ``float_row_ok`` checks it)."""
   want = ja.reference.dense_check(sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k), PLANTED,
-                                  1.0, 0.5)
+                                  eps1=1.0, eps2=0.5)
   return oracle.float_row_ok(want, np.asarray(sol.queries()), np.asarray(sol.keys()), PLANTED,
                              1.0, 0.5)
 
@@ -113,7 +113,7 @@ def _exact_rows(sol):
 @pytest.mark.parametrize("matmul", ["float32", "bfloat16"])
 def test_planted_near_ties_are_decided_exactly(offset, matmul):
   sol = _planted_tie(offset)
-  rep = ja.verify(sol, ja.SparsePattern.from_dense(PLANTED), 1.0, 0.5, matmul=matmul)
+  rep = ja.verify(sol, ja.SparsePattern.from_dense(PLANTED), eps1=1.0, eps2=0.5, matmul=matmul)
   assert bool(rep.certified)
   np.testing.assert_array_equal(rep.row_ok, _exact_rows(sol))
   assert int(rep.settled_on_host) > 0  # the bound cannot decide rows 0 and 1
@@ -126,8 +126,9 @@ def test_uncertified_float32_decides_some_planted_ties_wrongly():
   for offset in np.linspace(-1e-4, 1e-4, 21):
     sol = _planted_tie(offset)
     want = _exact_rows(sol)
-    computed = ja.verify(sol, pattern, 1.0, 0.5, max_outside_mass=0.999)  # uncertified path
-    np.testing.assert_array_equal(ja.verify(sol, pattern, 1.0, 0.5).row_ok, want)
+    computed = ja.verify(sol, pattern, eps1=1.0, eps2=0.5,
+                         max_outside_mass=0.999)  # uncertified path
+    np.testing.assert_array_equal(ja.verify(sol, pattern, eps1=1.0, eps2=0.5).row_ok, want)
     wrong += int(np.sum(np.asarray(computed.row_ok) != want))
   assert wrong > 0
 
@@ -141,7 +142,7 @@ def test_support_logits_are_exact_products_on_the_host(eps1, ok):
   keys = np.array([[2.0 ** 20, 2.0 ** -40, 0], [2.0 ** 20, 0, 10], [0, 0, 0]], np.float32)
   a = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]], np.float32)
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
-  rep = ja.verify(sol, ja.SparsePattern.from_dense(a), eps1, 0.5)
+  rep = ja.verify(sol, ja.SparsePattern.from_dense(a), eps1=eps1, eps2=0.5)
   assert bool(rep.certified) and int(rep.settled_on_host) >= 1
   want = oracle.exact_row_ok(queries, keys, a, eps1, 0.5)
   assert bool(want[0]) == ok
@@ -151,22 +152,23 @@ def test_support_logits_are_exact_products_on_the_host(eps1, ok):
 def test_wide_margins_need_no_recheck():
   pattern = ja.patterns.random_regular(jax.random.PRNGKey(0), length=64, nnz=2, a_min=0.5)
   for d, ok in ((32, False), (48, True)):  # leak 2.9 and 8e-6 against ε2 = 0.5
-    rep = ja.verify(ja.construct.lstsq(jax.random.PRNGKey(1), pattern, d, 0.5, 0.5), pattern,
-                    0.5, 0.5)
+    rep = ja.verify(ja.construct.lstsq(jax.random.PRNGKey(1), pattern, d, eps1=0.5, eps2=0.5),
+                    pattern,
+                    eps1=0.5, eps2=0.5)
     assert bool(rep.ok) == ok and bool(rep.certified)
     assert int(rep.settled_by_bound) == 64 and int(rep.settled_on_host) == 0
 
 
 def test_uncertified_settings_say_so():
   pattern = ja.patterns.random_regular(jax.random.PRNGKey(0), length=32, nnz=1, a_min=0.5)
-  sol = ja.construct.lstsq(jax.random.PRNGKey(1), pattern, 16, 0.5, 0.5)
-  assert bool(ja.verify(sol, pattern, 0.5, 0.5).certified)
-  assert not bool(ja.verify(sol, pattern, 0.5, 0.5, max_outside_mass=0.5).certified)
-  assert not bool(ja.verify(sol, pattern, 0.5, 0.5, matmul_dtype=jnp.bfloat16).certified)
-  assert not bool(ja.verify(sol, pattern, 0.5, 0.5, dtype="bfloat16").certified)
-  assert not bool(jax.jit(lambda s: ja.verify(s, pattern, 0.5, 0.5))(sol).certified)
+  sol = ja.construct.lstsq(jax.random.PRNGKey(1), pattern, 16, eps1=0.5, eps2=0.5)
+  assert bool(ja.verify(sol, pattern, eps1=0.5, eps2=0.5).certified)
+  assert not bool(ja.verify(sol, pattern, eps1=0.5, eps2=0.5, max_outside_mass=0.5).certified)
+  assert not bool(ja.verify(sol, pattern, eps1=0.5, eps2=0.5, layer_dtype=jnp.bfloat16).certified)
+  assert not bool(ja.verify(sol, pattern, eps1=0.5, eps2=0.5, dtype="bfloat16").certified)
+  assert not bool(jax.jit(lambda s: ja.verify(s, pattern, eps1=0.5, eps2=0.5))(sol).certified)
   with pytest.raises(ValueError, match="matmul must be one of"):
-    ja.verify(sol, pattern, 0.5, 0.5, matmul="float16")
+    ja.verify(sol, pattern, eps1=0.5, eps2=0.5, matmul="float16")
 
 
 def test_min_d_settles_undecided_levels_exactly():
@@ -219,16 +221,17 @@ def test_certified_verdicts_equal_the_exact_oracle(method, d, nnz):
   the exact oracle's (tests/exact_oracle.py). At 1e-9 float64 does not resolve the row (its
   spread is ~1e-6 on logits of size ~40), so the float oracle must refuse there."""
   pattern = ja.patterns.random_regular(jax.random.PRNGKey(nnz), length=96, nnz=nnz, a_min=0.3)
-  sol = ja.construct.build(method, jax.random.PRNGKey(7), pattern, d, 0.5, 0.5)
+  sol = ja.construct.build(method, jax.random.PRNGKey(7), pattern, d, eps1=0.5, eps2=0.5)
   a = np.asarray(pattern.to_dense())
   queries, keys = np.asarray(sol.queries()), np.asarray(sol.keys())
-  base = ja.reference.dense_check(sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k), a, 0.5, 0.5)
+  base = ja.reference.dense_check(sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k), a, eps1=0.5,
+                                  eps2=0.5)
   row = nnz % 3  # a row whose figures set the tolerances
   ratio_at, leak_at = float(np.expm1(base.spread[row])), float(np.exp(base.gap[row]))
   for rel in (-1e-7, -1e-9, 1e-9, 1e-7):
     eps1 = max(ratio_at * (1 + rel), 1e-6)
     eps2 = min(leak_at * (1 + rel), 0.999) if leak_at < 0.999 else 0.5
-    rep = ja.verify(sol, pattern, eps1, eps2)
+    rep = ja.verify(sol, pattern, eps1=eps1, eps2=eps2)
     assert bool(rep.certified)
     np.testing.assert_array_equal(rep.row_ok, oracle.exact_row_ok(queries, keys, a, eps1, eps2),
                                   err_msg=rel)
@@ -238,10 +241,11 @@ def test_the_float_oracle_refuses_inside_float64s_margin():
   """``float_row_ok`` answers at a wide margin and fails the test at a margin below float64's
   accuracy relative to the logits' size (row 2 of the lstsq case above, ε1 at 1 + 1e-9)."""
   pattern = ja.patterns.random_regular(jax.random.PRNGKey(2), length=96, nnz=2, a_min=0.3)
-  sol = ja.construct.build("lstsq", jax.random.PRNGKey(7), pattern, 24, 0.5, 0.5)
+  sol = ja.construct.build("lstsq", jax.random.PRNGKey(7), pattern, 24, eps1=0.5, eps2=0.5)
   a = np.asarray(pattern.to_dense())
   queries, keys = np.asarray(sol.queries()), np.asarray(sol.keys())
-  report = ja.reference.dense_check(sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k), a, 0.5, 0.5)
+  report = ja.reference.dense_check(sol.X, np.asarray(sol.w_q), np.asarray(sol.w_k), a, eps1=0.5,
+                                    eps2=0.5)
   np.testing.assert_array_equal(oracle.float_row_ok(report, queries, keys, a, 0.5, 0.5),
                                 oracle.exact_row_ok(queries, keys, a, 0.5, 0.5))
   eps1 = float(np.expm1(report.spread[2])) * (1 + 1e-9)

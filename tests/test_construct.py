@@ -130,7 +130,7 @@ def test_bad_eps(eps1, eps2, name):
 
 def test_unknown_method():
   with pytest.raises(ValueError, match="unknown method"):
-    ja.construct.build("nope", KEY, _pattern(), 8, 0.5, 0.5)
+    ja.construct.build("nope", KEY, _pattern(), 8, eps1=0.5, eps2=0.5)
 
 
 def test_jit_and_vmap_over_keys():

@@ -74,10 +74,10 @@ def test_keep_top_n_cuts_a_dense_row_to_its_first_columns():
 
 def test_a_bad_dense_flag_is_refused():
   p = SparsePattern.from_dense(_windowed(), check_columns=False)
-  sol = ja.construct.jl(jax.random.PRNGKey(0), p, 8, EPS1, EPS2)
+  sol = ja.construct.jl(jax.random.PRNGKey(0), p, 8, eps1=EPS1, eps2=EPS2)
   for bad in (p.dense[:5], p.dense.astype(jnp.int32)):
     with pytest.raises(ValueError, match=r"pattern.dense must be a bool array of shape \(12,\)"):
-      ja.verify(sol, p._replace(dense=bad), EPS1, EPS2)
+      ja.verify(sol, p._replace(dense=bad), eps1=EPS1, eps2=EPS2)
 
 
 @pytest.mark.parametrize("method, d", [("jl", 256), ("lstsq", 24), ("moment_curve", 14),
@@ -87,11 +87,11 @@ def test_every_method_meets_global_rows_at_zero_queries(method, d):
   pattern = family(jax.random.PRNGKey(0), 32)
   np.testing.assert_array_equal(pattern.dense, np.arange(32) < 2)
   assert pattern.nnz == family.bounds(32).row == 7
-  sol = ja.construct.build(method, jax.random.PRNGKey(1), pattern, d, EPS1, EPS2)
+  sol = ja.construct.build(method, jax.random.PRNGKey(1), pattern, d, eps1=EPS1, eps2=EPS2)
   np.testing.assert_array_equal(sol.queries()[:2], 0.0)
-  report = ja.verify(sol, pattern, EPS1, EPS2)
+  report = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2)
   a = np.asarray(pattern.to_dense())
-  want = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, EPS1, EPS2)
+  want = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, eps1=EPS1, eps2=EPS2)
   assert bool(report.certified)
   np.testing.assert_array_equal(report.row_ok, oracle.float_row_ok(
       want, np.asarray(sol.queries()), np.asarray(sol.keys()), a, EPS1, EPS2))
@@ -134,7 +134,7 @@ def test_a_planted_dense_row_is_decided_exactly(offset, settled):
   pattern, queries, keys = _planted(top)
   assert pattern.dense is not None and bool(pattern.dense[0])
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
-  report = ja.verify(sol, pattern, EPS1, EPS2)
+  report = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2)
   want = float(top) - 1 <= t1  # exact in float64, and ≥ 10⁻⁸ away from t1
   assert bool(report.row_ok[0]) == want and bool(report.certified)
   assert bool(report.row_ok[1:].all())
@@ -187,7 +187,8 @@ def test_verify_memory_is_linear_with_a_dense_row():
   assert pattern.nnz == 4 and pattern.dense is not None
   x = jax.ShapeDtypeStruct((length, 2 * d), jnp.float32)
   params = ja.construct.identity_params(d)
-  compiled = jax.jit(lambda x, p: ja.verify(ja.Solution(x, *params), p, EPS1, EPS2)).lower(
+  compiled = jax.jit(lambda x, p: ja.verify(ja.Solution(x, *params), p, eps1=EPS1,
+                                            eps2=EPS2)).lower(
       x, pattern).compile()
   memory = compiled.memory_analysis()
   used = memory.temp_size_in_bytes + memory.argument_size_in_bytes

@@ -42,7 +42,7 @@ def test_verify_under_mass_matches_dense_softmax(built_for, eta):
   pattern = ja.SparsePattern.from_dense(a)
   solution = noisy_target_solution(pattern, 0.15, EPS1, EPS2, max_outside_mass=built_for)
   conditions, mass = _dense(np.asarray(solution.logits(), np.float64), a)
-  report = ja.verify(solution, pattern, EPS1, EPS2, max_outside_mass=eta)
+  report = ja.verify(solution, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=eta)
   np.testing.assert_array_equal(report.row_ok, conditions & (mass <= eta))
   assert bool(report.ok) == bool(np.all(conditions & (mass <= eta)))
   np.testing.assert_allclose(float(report.outside_mass_max), mass.max(), rtol=1e-4)
@@ -59,12 +59,13 @@ def test_ratio_passes_where_mass_fails():
   figures = reference_figures(*ratio_built, a)
   assert figures["ratio_error"] <= EPS1 and figures["leak"] <= EPS2
   assert figures["outside_mass_max"] > 0.9
-  assert bool(ja.verify(ratio_built, pattern, EPS1, EPS2).ok)
-  assert not bool(ja.verify(ratio_built, pattern, EPS1, EPS2, max_outside_mass=0.1).ok)
-  assert not ja.reference.dense_check(*ratio_built, a, EPS1, EPS2, 0.1).ok
-  assert bool(ja.verify(mass_built, pattern, EPS1, EPS2, max_outside_mass=0.1).ok)
-  assert ja.reference.dense_check(*mass_built, a, EPS1, EPS2, 0.1).ok
-  assert float(ja.verify(ratio_built, pattern, EPS1, EPS2).max_outside_mass) == np.inf
+  assert bool(ja.verify(ratio_built, pattern, eps1=EPS1, eps2=EPS2).ok)
+  assert not bool(ja.verify(ratio_built, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.1).ok)
+  assert not ja.reference.dense_check(*ratio_built, a, eps1=EPS1, eps2=EPS2,
+                                      max_outside_mass=0.1).ok
+  assert bool(ja.verify(mass_built, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.1).ok)
+  assert ja.reference.dense_check(*mass_built, a, eps1=EPS1, eps2=EPS2, max_outside_mass=0.1).ok
+  assert float(ja.verify(ratio_built, pattern, eps1=EPS1, eps2=EPS2).max_outside_mass) == np.inf
 
 
 @pytest.mark.parametrize("eta", [0.01, 0.1, 0.3])
@@ -82,8 +83,9 @@ def test_mass_shift_puts_exactly_the_designed_mass_outside(eta):
   np.testing.assert_allclose(outside[binds], designed, rtol=1e-4)
   np.testing.assert_allclose(mass[~binds], ratio[~binds])
   assert binds.any() and np.all(outside <= eta)
-  assert ja.theory.jl_dim(LENGTH, 2, EPS1, EPS2, 0.2, max_outside_mass=eta) >= ja.theory.jl_dim(
-      LENGTH, 2, EPS1, EPS2, 0.2)
+  assert ja.theory.jl_dim(LENGTH, 2, eps1=EPS1, eps2=EPS2, a_min=0.2,
+                          max_outside_mass=eta) >= ja.theory.jl_dim(
+      LENGTH, 2, eps1=EPS1, eps2=EPS2, a_min=0.2)
 
 
 def test_min_d_verdicts_under_mass_are_the_dense_checks_of_built_solutions():
@@ -98,7 +100,7 @@ def test_min_d_verdicts_under_mass_are_the_dense_checks_of_built_solutions():
   for pattern_key, method_key in zip(*ja.trial_keys(key, 2)):
     pattern = sampler(pattern_key)
     a = np.asarray(pattern.to_dense())
-    solutions = [ja.construct.jl(method_key, pattern, d, EPS1, EPS2, max_outside_mass=eta)
+    solutions = [ja.construct.jl(method_key, pattern, d, eps1=EPS1, eps2=EPS2, max_outside_mass=eta)
                  for d in grid]
     logits = [(x @ w_q) @ (x @ w_k).T for x, w_q, w_k in (
         (np.asarray(m, np.float64) for m in s) for s in solutions)]
@@ -111,7 +113,7 @@ def test_bad_eta():
   pattern = ja.SparsePattern.from_dense(_matrix())
   for eta in (0.0, 1.0, -0.1, 2.0):
     with pytest.raises(ValueError, match="max_outside_mass"):
-      ja.verify(noisy_target_solution(pattern, 0.0, EPS1, EPS2), pattern, EPS1, EPS2,
+      ja.verify(noisy_target_solution(pattern, 0.0, EPS1, EPS2), pattern, eps1=EPS1, eps2=EPS2,
                 max_outside_mass=eta)
     with pytest.raises(ValueError, match="max_outside_mass"):
       ja.min_d(jax.random.PRNGKey(0), ja.patterns.Sampler("banded", 8, 1), (4,), eps1=EPS1,

@@ -26,8 +26,8 @@ def _patterns():
 
 @pytest.mark.parametrize("name, pattern", list(_patterns()), ids=[n for n, _ in _patterns()])
 def test_verifies_at_d_equal_length(name, pattern):
-  sol = ja.construct.onehot(KEY, pattern, LENGTH, EPS1, EPS2)
-  report = ja.verify(sol, pattern, EPS1, EPS2)
+  sol = ja.construct.onehot(KEY, pattern, LENGTH, eps1=EPS1, eps2=EPS2)
+  report = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2)
   assert bool(report.ok), name
   assert reference_ok(reference_figures(sol.X, sol.w_q, sol.w_k, pattern.to_dense()), EPS1, EPS2)
   target = np.zeros((LENGTH, LENGTH))
@@ -40,8 +40,9 @@ def test_verifies_at_d_equal_length(name, pattern):
 
 def test_fails_below_length_and_pads_above():
   pattern = ja.patterns.banded(KEY, length=LENGTH, nnz=3, a_min=0.5)  # row L−1 attends key L−1
-  assert not bool(ja.verify(ja.construct.onehot(KEY, pattern, LENGTH - 1, EPS1, EPS2), pattern,
-                            EPS1, EPS2).ok)
+  assert not bool(ja.verify(ja.construct.onehot(KEY, pattern, LENGTH - 1, eps1=EPS1, eps2=EPS2),
+                            pattern,
+                            eps1=EPS1, eps2=EPS2).ok)
   queries, keys = ja.construct.METHODS["onehot"](KEY, pattern, jnp.asarray(LENGTH), LENGTH + 8,
                                                  EPS1, EPS2)
   np.testing.assert_array_equal(np.asarray(keys), np.eye(LENGTH, LENGTH + 8))
@@ -50,7 +51,7 @@ def test_fails_below_length_and_pads_above():
 
 def test_mass_criterion_at_d_equal_length():
   pattern = ja.patterns.random_regular(KEY, length=LENGTH, nnz=2, a_min=0.2)
-  sol = ja.construct.onehot(KEY, pattern, LENGTH, EPS1, EPS2, max_outside_mass=0.01)
-  assert bool(ja.verify(sol, pattern, EPS1, EPS2, max_outside_mass=0.01).ok)
-  plain = ja.construct.onehot(KEY, pattern, LENGTH, EPS1, EPS2)
-  assert not bool(ja.verify(plain, pattern, EPS1, EPS2, max_outside_mass=0.01).ok)
+  sol = ja.construct.onehot(KEY, pattern, LENGTH, eps1=EPS1, eps2=EPS2, max_outside_mass=0.01)
+  assert bool(ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.01).ok)
+  plain = ja.construct.onehot(KEY, pattern, LENGTH, eps1=EPS1, eps2=EPS2)
+  assert not bool(ja.verify(plain, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.01).ok)

@@ -27,11 +27,12 @@ def test_numpy_baseline_agrees_with_verify(d):
 def test_bfloat16_option_and_bad_dtype():
   pattern = ja.patterns.random_regular(jax.random.PRNGKey(0), length=32, nnz=1, a_min=0.5)
   sol = ja.construct.jl(jax.random.PRNGKey(1), pattern, d=64, eps1=1.0, eps2=0.5)
-  report = ja.verify(sol, pattern, 1.0, 0.5, matmul_dtype=jnp.bfloat16)
+  report = ja.verify(sol, pattern, eps1=1.0, eps2=0.5, layer_dtype=jnp.bfloat16)
   assert report.leak.dtype == jnp.float32
-  assert float(report.leak) != float(ja.verify(sol, pattern, 1.0, 0.5).leak)  # rounding shows
-  with pytest.raises(ValueError, match="matmul_dtype"):
-    ja.verify(sol, pattern, 1.0, 0.5, matmul_dtype=jnp.int32)
+  assert float(report.leak) != float(ja.verify(sol, pattern, eps1=1.0,
+                                               eps2=0.5).leak)  # rounding shows
+  with pytest.raises(ValueError, match="layer_dtype"):
+    ja.verify(sol, pattern, eps1=1.0, eps2=0.5, layer_dtype=jnp.int32)
 
 
 def test_cli_prints_ratios_and_child_memory(capsys):
@@ -68,7 +69,7 @@ def test_cli_without_numpy_skips_b(monkeypatch, capsys):
 
 def test_cli_sweeps_tiles_and_prints_the_best(capsys):
   status = bench_main(["perf", "--sweep-tiles", "--length", "64", "--d", "16", "--repeats", "1",
-                       "--matmul-dtype", "bfloat16", "--tile-rows", "16,64,512",
+                       "--layer-dtype", "bfloat16", "--tile-rows", "16,64,512",
                        "--tile-keys", "32,100"])
   out = capsys.readouterr().out
   assert status == 0

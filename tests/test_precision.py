@@ -58,9 +58,9 @@ def test_bits_are_the_brute_force_threshold(method, d, seed):
   assumes monotonicity (it would return 3), and against the step off by a power of two."""
   a = _matrix(2)
   pattern = ja.SparsePattern.from_dense(a)
-  solution = ja.construct.build(method, jax.random.PRNGKey(seed), pattern, d, EPS1, EPS2)
+  solution = ja.construct.build(method, jax.random.PRNGKey(seed), pattern, d, eps1=EPS1, eps2=EPS2)
   checks = _dense_checks(solution, a)
-  bits = ja.precision_bits(solution, pattern, EPS1, EPS2)
+  bits = ja.precision_bits(solution, pattern, eps1=EPS1, eps2=EPS2)
   assert bits == _brute_threshold(checks) and bits >= 2
   if method == "jl":
     assert checks[bits - 4] and not checks[bits - 2]  # b* − 3 passes, b* − 1 fails
@@ -72,11 +72,11 @@ def test_mass_criterion_bits_and_none_when_nothing_verifies():
   a = _matrix(1)
   pattern = ja.SparsePattern.from_dense(a)
   solution = noisy_target_solution(pattern, 0.2, EPS1, EPS2, max_outside_mass=0.1)
-  bits = ja.precision_bits(solution, pattern, EPS1, EPS2, max_outside_mass=0.1)
+  bits = ja.precision_bits(solution, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.1)
   assert bits is not None and bits == _brute_threshold(_dense_checks(solution, a, 0.1))
-  assert bits > ja.precision_bits(solution, pattern, EPS1, EPS2)
+  assert bits > ja.precision_bits(solution, pattern, eps1=EPS1, eps2=EPS2)
   ratio_built = noisy_target_solution(pattern, 0.2, EPS1, EPS2)
-  assert ja.precision_bits(ratio_built, pattern, EPS1, EPS2, max_outside_mass=0.1) is None
+  assert ja.precision_bits(ratio_built, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.1) is None
   assert _brute_threshold(_dense_checks(ratio_built, a, 0.1)) is None
 
 
@@ -91,6 +91,6 @@ def test_bad_arguments():
   solution = noisy_target_solution(pattern, 0.0, EPS1, EPS2)
   for kwargs in ({"max_outside_mass": 1.0}, {"max_bits": 0}):
     with pytest.raises(ValueError):
-      ja.precision_bits(solution, pattern, EPS1, EPS2, **kwargs)
+      ja.precision_bits(solution, pattern, eps1=EPS1, eps2=EPS2, **kwargs)
   with pytest.raises(ValueError, match="length"):
-    ja.precision_bits(solution, ja.SparsePattern.from_dense(np.eye(9)), EPS1, EPS2)
+    ja.precision_bits(solution, ja.SparsePattern.from_dense(np.eye(9)), eps1=EPS1, eps2=EPS2)

@@ -254,8 +254,8 @@ def test_optimize_solution_per_family_agrees_with_float64_reference(spec):
   NumPy reference built from the dense attention."""
   from tests.reference import reference_figures, reference_ok
   pattern = P.family_from_spec(spec)(KEY, 64)
-  solution = ja.construct.optimize(KEY, pattern, 32, 0.5, 0.5)
-  report = ja.verify(solution, pattern, 0.5, 0.5)
+  solution = ja.construct.optimize(KEY, pattern, 32, eps1=0.5, eps2=0.5)
+  report = ja.verify(solution, pattern, eps1=0.5, eps2=0.5)
   reference = reference_figures(solution.X, solution.w_q, solution.w_k, pattern.to_dense())
   assert bool(report.ok) and reference_ok(reference, 0.5, 0.5)  # d = 32 verifies at L = 64
   np.testing.assert_allclose(float(report.leak), reference["leak"], rtol=1e-3, atol=1e-30)

@@ -26,7 +26,8 @@ def test_nested_prefixes_match_independent_constructions():
     p = _sampler(nnz=2)(pattern_key)
     nested = ja.verify_grid(method_key, p, grid, eps1=EPS1, eps2=EPS2)
     for g, d in enumerate(grid):
-      rep = ja.verify(ja.construct.jl(method_key, p, d, EPS1, EPS2), p, EPS1, EPS2)
+      rep = ja.verify(ja.construct.jl(method_key, p, d, eps1=EPS1, eps2=EPS2), p, eps1=EPS1,
+                      eps2=EPS2)
       near = (abs(float(rep.ratio_error) - EPS1) < 1e-4) or (abs(float(rep.leak) - EPS2) < 1e-4)
       assert near or nested[g] == bool(rep.ok), (trial, d)
     assert not nested[0] and nested[-1]
@@ -75,7 +76,7 @@ def test_compiles_once_for_the_whole_grid():
 @pytest.mark.parametrize("length", [16, 64])
 def test_empirical_d_min_is_below_theory(length):
   """At d = jl_dim every trial succeeds (the bound holds), and d_min is found strictly below it."""
-  bound = ja.theory.jl_dim(length, 2, EPS1, EPS2, 0.2, delta=0.1)
+  bound = ja.theory.jl_dim(length, 2, eps1=EPS1, eps2=EPS2, a_min=0.2, delta=0.1)
   assert GRID[-1] < bound
   res = ja.min_d(jax.random.PRNGKey(2), _sampler(length, nnz=2), GRID + (bound,), eps1=EPS1,
                  eps2=EPS2, trials=4, delta=0.1)

@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import jax
 import numpy as np
@@ -117,7 +118,7 @@ def test_independent_float64_check_agrees_with_printed_report(solved):
   w_q, w_k = np.eye(2 * D_OK)[:, :D_OK], np.eye(2 * D_OK)[:, D_OK:]  # params "identity"
   with np.load(out) as saved:
     reference = reference_figures(saved["X"], w_q, w_k, A)
-    dense = ja.reference.dense_check(saved["X"], w_q, w_k, A, 0.5, 0.5)
+    dense = ja.reference.dense_check(saved["X"], w_q, w_k, A, eps1=0.5, eps2=0.5)
     spread, gap = dense.spread, dense.gap
   ratio_error, leak = reference["ratio_error"], reference["leak"]
   np.testing.assert_allclose(ratio_error, figure("ratio_error"), rtol=1e-4)
@@ -167,7 +168,7 @@ def test_the_docs_recipe_gives_the_librarys_logits(solved):
   Guards a recipe (or a writer) that takes the wrong half of X for queries or keys, or that
   does not read format-1 files (dense w_q, w_k)."""
   library = ja.construct.build("jl", jax.random.PRNGKey(0), ja.SparsePattern.from_dense(A), D_OK,
-                               EPS1, EPS2).logits()
+                               eps1=EPS1, eps2=EPS2).logits()
   scale = float(np.abs(library).max())
   np.testing.assert_allclose(_recipe_logits(solved[0]), library, rtol=1e-5, atol=1e-5 * scale)
   with np.load(FORMAT_1) as old:
@@ -183,8 +184,9 @@ def test_solution_file_grows_with_l_times_d(tmp_path):
   268 MB; the plan's estimate (``resources.solution_file_bytes``) bounds it from above, within
   64 KiB. Guards a writer that stores dense W (size ∝ d²) and an estimate that counts them."""
   pattern = ja.SparsePattern.from_dense(A)
-  report = ja.verify(ja.construct.build("jl", jax.random.PRNGKey(0), pattern, D_OK, EPS1, EPS2),
-                     pattern, EPS1, EPS2)
+  report = ja.verify(ja.construct.build("jl", jax.random.PRNGKey(0), pattern, D_OK, eps1=EPS1,
+                                        eps2=EPS2),
+                     pattern, eps1=EPS1, eps2=EPS2)
   sizes = {}
   for d in (1024, 2048, 4096):
     factors = np.random.default_rng(d).normal(size=(2, L, d)).astype(np.float32)
@@ -224,7 +226,8 @@ def test_search_picks_the_smallest_verifying_grid_d(tmp_path, capsys):
   path, out = _write(str(tmp_path), "npy", A), str(tmp_path / "out.npz")
   assert _solve(path, "--search", "--d-grid", ",".join(map(str, grid)), "--out", out) == 0
   pattern, key = ja.SparsePattern.from_dense(A), jax.random.PRNGKey(0)
-  built = [bool(ja.verify(ja.construct.jl(key, pattern, d, EPS1, EPS2), pattern, EPS1, EPS2).ok)
+  built = [bool(ja.verify(ja.construct.jl(key, pattern, d, eps1=EPS1, eps2=EPS2), pattern,
+                          eps1=EPS1, eps2=EPS2).ok)
            for d in grid]
   assert built.index(True) > 0  # the search has something to skip
   with np.load(out) as saved:
@@ -232,28 +235,30 @@ def test_search_picks_the_smallest_verifying_grid_d(tmp_path, capsys):
   np.testing.assert_array_equal(ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2), built)
 
 
-def test_a_method_built_per_d_is_searched_upward_and_stops(tmp_path, capsys, monkeypatch):
-  """lstsq (not nested) in chunks of 2 grid d: the first chunk holding a verifying d ends the
-  search; the grid above it is never built (a guard: verify_grid never sees its d)."""
-  from jaxattn_bench.commands import solve
-  monkeypatch.setattr(solve, "SEARCH_CHUNK", 2)
+@pytest.mark.parametrize("schedule", ["full", "adaptive"])
+def test_the_search_is_one_verify_grid_on_the_chosen_schedule(schedule, tmp_path, capsys,
+                                                              monkeypatch):
+  """``bench solve --search`` is one ``ja.verify_grid`` call over the whole grid, on the schedule
+  ``ja.schedule.choose_schedule`` picks (forced here both ways), and certifies the smallest d at
+  which the method, built alone, verifies."""
   seen = []
   grid_fn = ja.verify_grid
-  monkeypatch.setattr(ja, "verify_grid", lambda key, p, d_grid, **kw: seen.append(d_grid) or
-                      grid_fn(key, p, d_grid, **kw))
+  monkeypatch.setattr(ja.schedule, "choose_schedule", lambda *args: schedule)
+  monkeypatch.setattr(ja, "verify_grid", lambda key, p, d_grid, **kw: seen.append(
+      (d_grid, kw["compute"].schedule)) or grid_fn(key, p, d_grid, **kw))
   grid = (1, 2, 4, 8, 16, 32, 64, 128)
   path, out = _write(str(tmp_path), "npy", A), str(tmp_path / "out.npz")
   assert _solve(path, "--method", "lstsq", "--search", "--d-grid", ",".join(map(str, grid)),
                 "--out", out) == 0
   pattern, key = ja.SparsePattern.from_dense(A), jax.random.PRNGKey(0)
-  built = [bool(ja.verify(ja.construct.lstsq(key, pattern, d, EPS1, EPS2), pattern, EPS1,
-                          EPS2).ok) for d in grid]
+  built = [bool(ja.verify(ja.construct.lstsq(key, pattern, d, eps1=EPS1, eps2=EPS2), pattern,
+                          eps1=EPS1, eps2=EPS2).ok) for d in grid]
   first = built.index(True)
   assert 0 < first < len(grid) - 2  # something below to fail, something above to skip
-  assert [d for chunk in seen for d in chunk] == list(grid[:(first // 2 + 1) * 2])
+  assert seen == [(grid, schedule)]
   with np.load(out) as saved:
     assert int(saved["d"]) == grid[first]
-  assert "larger grid d not built" in capsys.readouterr().out
+  assert f"{schedule} schedule: smallest verifying d = {grid[first]}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("method", ["onehot", "jl", "lstsq"])
@@ -276,7 +281,7 @@ def test_the_default_search_grid_stops_at_L_only_for_onehot(method, tmp_path, ca
   assert _solve(path, "--method", method, "--search", "--out", out) == 2
   top = A.shape[0] if method == "onehot" else 4096
   assert max(d for chunk in seen[:-1] for d in chunk) == top and seen[-1] == [top]
-  assert f"on d in 1..{top}:" in capsys.readouterr().out
+  assert f"on d in 1..{top}," in capsys.readouterr().out
 
 
 def test_uncertified_run_exits_1_names_failing_rows_and_keeps_out(solved, tmp_path, capsys):
@@ -499,7 +504,8 @@ def test_verify_grid_rejects_bad_arguments():
 def test_dense_check_on_a_hand_computed_case():
   # X W_Q = X W_K = X = [[1, 0], [0, 2]]: logits [[1, 0], [0, 4]].
   x, eye = np.array([[1.0, 0.0], [0.0, 2.0]]), np.eye(2)
-  dense = ja.reference.dense_check(x, eye, eye, np.array([[1.0, 0.5], [0.0, 1.0]]), 0.5, 0.5)
+  dense = ja.reference.dense_check(x, eye, eye, np.array([[1.0, 0.5], [0.0, 1.0]]), eps1=0.5,
+                                   eps2=0.5)
   spread, gap = dense.spread, dense.gap
   np.testing.assert_allclose(spread, [1.0 - np.log(2.0), 0.0])  # (1 − 0) − (0 − ln ½)
   np.testing.assert_allclose(gap, [-np.inf, 0.0 - 4.0])
@@ -538,13 +544,18 @@ def test_mass_criterion_is_certified_saved_and_rechecked(solved, tmp_path, capsy
     assert float(saved["report_outside_mass_max"]) > 0.5 and "max_outside_mass" not in saved
 
 
-def test_the_chunk_plan_counts_chunks_to_the_threshold_hint(monkeypatch):
-  """The plan of an upward search charges each chunk up to the one holding the method's hint
-  (optimize on 1,797 tokens, N = 4: d ≈ 24, so three chunks of four) its compilation."""
-  from jaxattn_bench import resources
+def test_the_search_plan_is_the_cost_model_of_the_schedule_it_runs(capsys):
+  """``bench solve --search`` plans and runs the schedule ``ja.min_d`` would choose (the cost
+  model's, ``ja.schedule.choose_schedule``): optimize on 1,797 tokens is adaptive, and its plan
+  line is ``search_cost`` at the runner's rate."""
+  from jaxattn_bench import runner
   from jaxattn_bench.commands import solve
-  monkeypatch.setattr(resources, "measured_flop_rate", lambda: float("inf"))
-  grid = ja.geometric_grid(1797, per_octave=2)
-  line = solve._chunk_plan(1797, 4, grid, "optimize")
-  assert "about 14 s if it verifies near d = 24 (3 chunk(s)" in line  # 3 × 4.5 s
-  assert "(6 chunk(s)" in solve._chunk_plan(1797, 4, grid, "onehot")  # hint L: every chunk
+  grid = ja.geometric_grid(4096, per_octave=2)
+  assert ja.schedule.choose_schedule("optimize", 1797, 4, grid) == "adaptive"
+  assert ja.schedule.choose_schedule("lstsq", 64, 3, grid) == "full"
+  args = types.SimpleNamespace(method="optimize", search=True, d=None, out="x.npz")
+  solve._plan(args, ja.patterns.random_regular(jax.random.PRNGKey(0), length=1797, nnz=4), grid)
+  seconds = ja.schedule.search_cost("optimize", 1797, 4, grid,
+                                    schedule="adaptive") / runner.COST_RATE
+  assert f"adaptive schedule: about {seconds:.0f} s" in capsys.readouterr().err
+

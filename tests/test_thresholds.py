@@ -24,8 +24,9 @@ def test_verdicts_and_thresholds_match_brute_force():
   pattern_keys, method_keys = ja.trial_keys(key, trials)
   for t in range(trials):
     pattern = sampler(pattern_keys[t])
-    reports = [ja.verify(ja.construct.jl(method_keys[t], pattern, d, EPS1, EPS2), pattern, EPS1,
-                         EPS2) for d in GRID]
+    reports = [ja.verify(ja.construct.jl(method_keys[t], pattern, d, eps1=EPS1, eps2=EPS2),
+                         pattern, eps1=EPS1,
+                         eps2=EPS2) for d in GRID]
     row = np.array([bool(r.ok) for r in reports])
     near = np.array([min(abs(float(r.ratio_error) - EPS1), abs(float(r.leak) - EPS2)) < 1e-4
                      for r in reports])  # float32 ties at the tolerance may go either way

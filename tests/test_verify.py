@@ -43,7 +43,7 @@ def test_agrees_with_float64_reference(seed):
   noise = [0.0, 0.05, 0.2, 0.5, 1.0, 3.0][seed % 6]
   p, sol = _noisy_case(seed, noise=noise)
   ref = reference_figures(sol.X, sol.w_q, sol.w_k, p.to_dense())
-  rep = ja.verify(sol, p, EPS1, EPS2, block_size=7)
+  rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2, compute=ja.Compute(block_size=7))
   for name in FIGURES:
     np.testing.assert_allclose(float(getattr(rep, name)), ref[name], rtol=2e-4, atol=1e-6,
                                err_msg=name)
@@ -65,7 +65,7 @@ def test_float64_agrees_tightly(seed):
   with jax.enable_x64(True):
     p, sol = _noisy_case(seed, noise=0.3, dtype=np.float64)
     p = p._replace(weights=p.weights.astype(jnp.float64))
-    rep = ja.verify(sol, p, EPS1, EPS2)
+    rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2)
     assert rep.leak.dtype == jnp.float64
     ref = reference_figures(sol.X, sol.w_q, sol.w_k, p.to_dense())
     for name in FIGURES:
@@ -76,7 +76,7 @@ def test_float64_agrees_tightly(seed):
 def test_per_row_verdicts_and_figures():
   """Each row's spread, gap and verdict against the float64 reference's per-row figures."""
   p, sol = _noisy_case(5, noise=0.4)
-  rep = ja.verify(sol, p, EPS1, EPS2)
+  rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2)
   chex.assert_shape([rep.row_ok, rep.spread, rep.gap], (p.length,))
   ref = reference_figures(sol.X, sol.w_q, sol.w_k, p.to_dense())
   np.testing.assert_allclose(np.expm1(rep.spread), ref["row_ratio_error"], rtol=2e-4, atol=1e-6)
@@ -90,8 +90,8 @@ def test_per_row_verdicts_and_figures():
 @pytest.mark.parametrize("block_size", [1, 5, 16, 24, 100])
 def test_block_size_does_not_change_figures(block_size):
   p, sol = _noisy_case(2, noise=0.3)
-  base = ja.verify(sol, p, EPS1, EPS2)
-  rep = ja.verify(sol, p, EPS1, EPS2, block_size=block_size)
+  base = ja.verify(sol, p, eps1=EPS1, eps2=EPS2)
+  rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2, compute=ja.Compute(block_size=block_size))
   chex.assert_trees_all_close(rep, base, rtol=1e-6)
 
 
@@ -103,8 +103,9 @@ def test_row_blocks():
   blocked = verify_lib.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4,
                                  row_block=8)
   chex.assert_trees_all_close(blocked, whole, rtol=1e-6)
-  chex.assert_trees_all_close(ja.verify(sol, p, EPS1, EPS2, row_block=8),
-                              ja.verify(sol, p, EPS1, EPS2), rtol=1e-6)
+  chex.assert_trees_all_close(ja.verify(sol, p, eps1=EPS1, eps2=EPS2,
+                                        compute=ja.Compute(row_block=8)),
+                              ja.verify(sol, p, eps1=EPS1, eps2=EPS2), rtol=1e-6)
 
 
 def test_default_tiles_follow_the_backend_table(monkeypatch):
@@ -130,8 +131,8 @@ def test_the_resource_planner_reads_the_library_tile_table():
 def test_row_scaling_of_a_changes_nothing():
   p, sol = _noisy_case(4, noise=0.2)
   scale = jnp.exp(jnp.linspace(-3.0, 3.0, p.length))[:, None]
-  base = ja.verify(sol, p, EPS1, EPS2)
-  scaled = ja.verify(sol, p._replace(weights=p.weights * scale), EPS1, EPS2)
+  base = ja.verify(sol, p, eps1=EPS1, eps2=EPS2)
+  scaled = ja.verify(sol, p._replace(weights=p.weights * scale), eps1=EPS1, eps2=EPS2)
   chex.assert_trees_all_close(scaled, base, rtol=1e-5, atol=1e-6)
 
 
@@ -141,7 +142,7 @@ def test_row_shift_of_logits_changes_no_verdict():
   shift = jnp.linspace(-5.0, 5.0, p.length)[:, None]
   shifted = solution_from_factors(jnp.concatenate([sol.queries(), shift], 1),
                                   jnp.concatenate([sol.keys(), jnp.ones_like(shift)], 1))
-  base, rep = ja.verify(sol, p, EPS1, EPS2), ja.verify(shifted, p, EPS1, EPS2)
+  base, rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2), ja.verify(shifted, p, eps1=EPS1, eps2=EPS2)
   np.testing.assert_array_equal(rep.row_ok, base.row_ok)
   for name in ("ratio_error", "leak", "outside_mass_max", "outside_mass_mean"):
     np.testing.assert_allclose(getattr(rep, name), getattr(base, name), rtol=1e-4, err_msg=name)
@@ -151,7 +152,7 @@ def test_full_support_has_no_leak():
   a = np.ones((4, 4))
   p = ja.SparsePattern.from_dense(a)
   sol = solution_from_factors(jnp.zeros((4, 2)), jnp.zeros((4, 2)))
-  rep = ja.verify(sol, p, EPS1, EPS2)
+  rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2)
   assert bool(rep.ok) and float(rep.leak) == 0.0 and float(rep.outside_mass_max) == 0.0
 
 
@@ -160,15 +161,16 @@ class VariantsTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_jit_and_non_jit_agree(self):
     p, sol = _noisy_case(7, noise=0.3)
-    rep = self.variant(lambda s, q: ja.verify(s, q, EPS1, EPS2, block_size=8))(sol, p)
+    rep = self.variant(lambda s, q: ja.verify(s, q, eps1=EPS1, eps2=EPS2,
+                                              compute=ja.Compute(block_size=8)))(sol, p)
     ref = reference_figures(sol.X, sol.w_q, sol.w_k, p.to_dense())
     np.testing.assert_allclose(float(rep.leak), ref["leak"], rtol=2e-4)
 
   def test_disable_jit_agrees(self):
     p, sol = _noisy_case(8, length=6, noise=0.3)
-    jitted = ja.verify(sol, p, EPS1, EPS2, block_size=4)
+    jitted = ja.verify(sol, p, eps1=EPS1, eps2=EPS2, compute=ja.Compute(block_size=4))
     with jax.disable_jit():
-      eager = ja.verify(sol, p, EPS1, EPS2, block_size=4)
+      eager = ja.verify(sol, p, eps1=EPS1, eps2=EPS2, compute=ja.Compute(block_size=4))
     chex.assert_trees_all_close(eager, jitted, rtol=1e-5)
 
 
@@ -176,14 +178,14 @@ def test_bad_inputs():
   p, sol = _noisy_case(0)
   other = ja.patterns.random_regular(jax.random.PRNGKey(0), length=10, nnz=2)
   with pytest.raises(ValueError, match="length 10 but X has 24 rows"):
-    ja.verify(sol, other, EPS1, EPS2)
+    ja.verify(sol, other, eps1=EPS1, eps2=EPS2)
   with pytest.raises(ValueError, match="w_q, w_k"):
-    ja.verify(sol._replace(w_k=np.asarray(sol.w_k)[:, :3]), p, EPS1, EPS2)
+    ja.verify(sol._replace(w_k=np.asarray(sol.w_k)[:, :3]), p, eps1=EPS1, eps2=EPS2)
   with pytest.raises(ValueError, match="eps2"):
-    ja.verify(sol, p, EPS1, 1.5)
+    ja.verify(sol, p, eps1=EPS1, eps2=1.5)
   with pytest.raises(ValueError, match="eps1"):
-    ja.verify(sol, p, -0.1, EPS2)
+    ja.verify(sol, p, eps1=-0.1, eps2=EPS2)
   with pytest.raises(ValueError, match="block_size"):
-    ja.verify(sol, p, EPS1, EPS2, block_size=0)
+    ja.verify(sol, p, eps1=EPS1, eps2=EPS2, compute=ja.Compute(block_size=0))
   with pytest.raises(ValueError, match="row_block"):
-    ja.verify(sol, p, EPS1, EPS2, row_block=0)
+    ja.verify(sol, p, eps1=EPS1, eps2=EPS2, compute=ja.Compute(row_block=0))

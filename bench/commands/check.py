@@ -60,8 +60,8 @@ def main(args) -> int:
       pattern = ja.SparsePattern.from_scipy(matrix, check_columns=False)
       solution = _solution(arrays, d, dtype)
       report = jax.block_until_ready(
-          ja.verify(solution, pattern, eps1, eps2, block_size=args.block_size,
-                    max_outside_mass=eta, matmul=args.matmul, causal=causal))
+          ja.verify(solution, pattern, eps1=eps1, eps2=eps2, max_outside_mass=eta, causal=causal,
+                    matmul=args.matmul, compute=ja.Compute(block_size=args.block_size)))
     except ValueError as error:
       raise CommandError(f"{path}: {error}") from None
   seconds = time.perf_counter() - start
@@ -76,8 +76,9 @@ def main(args) -> int:
   if args.float64 and pattern.length <= DENSE_MAX_LENGTH:
     queries, keys = saved_factors(arrays)
     a = matrix.toarray()  # a dense row is L ones; in a causal layer it is its prefix 0..i
-    dense = ja.reference.logits_check(queries @ keys.T, np.tril(a) if causal else a, eps1, eps2,
-                                      eta, causal=causal)
+    dense = ja.reference.logits_check(queries @ keys.T, np.tril(a) if causal else a, eps1=eps1,
+                                      eps2=eps2,
+                                      max_outside_mass=eta, causal=causal)
     print(f"dense NumPy  float64: ok {dense.ok}, ratio_error {dense.ratio_error:.6g}, "
           f"leak {dense.leak:.6g}, outside mass max {dense.outside_mass_max:.3g}")
     if dense.ok != ok:

@@ -34,7 +34,8 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--schedule", choices=("full", "adaptive"),
                       help="full: every (trial, d); adaptive: up by doublings until a trial "
-                      "verifies, then down to its first failure (default for methods built per d)")
+                      "verifies, then down to its first failure (default: the cheaper by the cost "
+                      "model, ja.schedule.choose_schedule)")
   parser.add_argument("--causal", action="store_true",
                       help="judge in a causal layer (keys j > i masked before the softmax); the "
                       "family must be causal, e.g. random_causal")
@@ -84,9 +85,11 @@ def main(args) -> int:
   try:
     result = ja.min_d(jax.random.PRNGKey(args.seed), sampler, grid, eps1=args.eps1,
                       eps2=args.eps2, method=args.method, trials=args.trials, delta=args.delta,
-                      max_trial_batch=plan.max_trial_batch, matmul=args.matmul,
-                      schedule=args.schedule, causal=args.causal)
-    bound = ja.theory.jl_dim(args.length, args.nnz, args.eps1, args.eps2, args.a_min, args.delta)
+                      compute=ja.Compute(max_trial_batch=plan.max_trial_batch,
+                                         schedule=args.schedule), matmul=args.matmul,
+                      causal=args.causal)
+    bound = ja.theory.jl_dim(args.length, args.nnz, eps1=args.eps1, eps2=args.eps2,
+                             a_min=args.a_min, delta=args.delta)
   except ValueError as error:
     raise CommandError(str(error)) from None
   seconds = time.perf_counter() - start
@@ -123,7 +126,8 @@ def main(args) -> int:
 def _plan(args, grid: tuple[int, ...]) -> resources.Plan:
   """The memory plan of the search (CommandError if one trial cannot fit); its cost on stderr."""
   nested = args.method in ja.construct.NESTED
-  adaptive = not nested and args.schedule != "full"
+  adaptive = (args.schedule or ja.schedule.choose_schedule(
+      args.method, args.length, args.nnz, grid, args.trials)) == "adaptive"
   if args.trials < 1:
     raise CommandError(f"--trials must be >= 1, got {args.trials}")
   plan = resources.plan_search(

@@ -57,8 +57,10 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--repeats", type=int, default=7, help="timed runs of each, after a warm-up")
   parser.add_argument("--per-octave", type=int, default=2,
                       help="search grid: geometric_grid(d, per_octave) (2 gives 16 values to 256)")
-  parser.add_argument("--matmul-dtype", choices=("float32", "bfloat16"), default="float32",
-                      help="operand dtype of the JAX matmuls (accumulation stays float32)")
+  parser.add_argument("--layer-dtype", "--matmul-dtype", dest="layer_dtype",
+                      choices=("float32", "bfloat16"), default="float32",
+                      help="the layer's own dtype: Q, K rounded to it, accumulated in float32 "
+                      "(uncertified; --matmul-dtype is its name before 1.0)")
   parser.add_argument("--grid-start", type=int, default=1,
                       help="search grid: from this d up (geometric_grid(d, per_octave, start))")
   parser.add_argument("--certified", action=argparse.BooleanOptionalAction, default=True,
@@ -92,7 +94,7 @@ def add_parser(subparsers) -> None:
 
 def speed(args) -> None:
   length, d = args.length, args.d
-  matmul_dtype = jnp.dtype(args.matmul_dtype)
+  matmul_dtype = jnp.dtype(args.layer_dtype)
   pattern, solution = perf.problem(args.seed, length, d, args.nnz)
   queries, keys = solution.queries(), solution.keys()
   host = [np.asarray(a) for a in (solution.X, solution.w_q, solution.w_k, pattern.cols,
@@ -100,7 +102,8 @@ def speed(args) -> None:
   dense = jax.jit(perf.dense_jax, static_argnames="matmul_dtype")
   bare = jax.jit(perf.bare_ceiling, static_argnames="matmul_dtype")
   fns = {
-      "(a) ja.verify": lambda: ja.verify(solution, pattern, perf.EPS1, perf.EPS2, matmul_dtype=(
+      "(a) ja.verify": lambda: ja.verify(solution, pattern, eps1=perf.EPS1, eps2=perf.EPS2,
+                                         layer_dtype=(
           None if matmul_dtype == jnp.float32 else matmul_dtype)),
       "(b) NumPy float32": lambda: perf.numpy_check(*host, perf.EPS1, perf.EPS2),
       "(c) dense JAX": lambda: dense(solution, pattern, perf.EPS1, perf.EPS2, matmul_dtype=matmul_dtype),
@@ -115,7 +118,8 @@ def speed(args) -> None:
       ok, _, leak = fns[name]()
       verdicts[name] = (bool(ok), float(leak))
   if length <= perf.REFERENCE_MAX_LENGTH:
-    reference = ja.reference.dense_check(*host[:3], pattern.to_dense(), perf.EPS1, perf.EPS2)
+    reference = ja.reference.dense_check(*host[:3], pattern.to_dense(), eps1=perf.EPS1,
+                                         eps2=perf.EPS2)
     verdicts["float64 dense reference"] = (reference.ok, reference.leak)
   grid = ja.geometric_grid(d, args.per_octave, start=min(args.grid_start, d))
   search_name = f"(e) search, {len(grid)} d <= {d}"
@@ -127,7 +131,7 @@ def speed(args) -> None:
 
   flops = 2.0 * length * length * d
   print(perf.environment())
-  print(f"L={length} d={d} N={args.nnz} matmul dtype {args.matmul_dtype}; medians of "
+  print(f"L={length} d={d} N={args.nnz} matmul dtype {args.layer_dtype}; medians of "
         f"{args.repeats} after warm-up, round-robin; GFLOP/s = 2·L²·d / time")
   print(f"{'check':<30} {'ms':>9} {'GFLOP/s':>9}  verdict (ok, leak)")
   for name, t in seconds.items():
@@ -229,14 +233,14 @@ def causal_speed(args) -> None:
 
 def sweep(args) -> None:
   length, d = args.length, args.d
-  matmul_dtype = None if args.matmul_dtype == "float32" else jnp.dtype(args.matmul_dtype)
+  matmul_dtype = None if args.layer_dtype == "float32" else jnp.dtype(args.layer_dtype)
   pattern, solution = perf.problem(args.seed, length, d, args.nnz)
   grid = ja.geometric_grid(d, args.per_octave)
   tiles = [(rows, keys) for rows in args.tile_rows for keys in args.tile_keys]
   times, oks = perf.sweep_tiles(solution, pattern, grid, tiles, matmul_dtype, args.repeats)
   flops = 2.0 * length * length * d
   print(perf.environment())
-  print(f"tile sweep: L={length} d={d} N={args.nnz} matmul dtype {args.matmul_dtype}, search over "
+  print(f"tile sweep: L={length} d={d} N={args.nnz} matmul dtype {args.layer_dtype}, search over "
         f"{len(grid)} d <= {d}; medians of {args.repeats} after warm-up, round-robin; default "
         f"(rows, keys) on {jax.default_backend()}: {ja.default_tiles()}")
   print(f"{'rows':>6} {'keys':>6} {'verify ms':>10} {'GFLOP/s':>9} {'search ms':>10} "
@@ -246,7 +250,7 @@ def sweep(args) -> None:
           f"{1e3 * t_search:>10.1f} {flops / t_search / 1e9:>9.1f}")
   for index, name in enumerate(("verify", "search")):
     rows, keys = min(times, key=lambda tile: times[tile][index])
-    print(f"best {name} tile ({args.matmul_dtype}): rows={rows} keys={keys} "
+    print(f"best {name} tile ({args.layer_dtype}): rows={rows} keys={keys} "
           f"({1e3 * times[rows, keys][index]:.1f} ms)")
   if len(set(oks.values())) != 1:
     raise CommandError(f"the verdict depends on the tile: {oks}", status=1)

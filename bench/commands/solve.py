@@ -17,7 +17,6 @@ import sys
 import time
 
 import jax
-import numpy as np
 
 import jaxattn as ja
 from jaxattn_bench import resources, runner
@@ -28,13 +27,8 @@ from jaxattn_bench.solution_file import check_destination, format_report, save_s
 
 # 1, 2, 3, 4, 6, 8, 11, 16, ..., 2896, 4096: two values per doubling of d.
 DEFAULT_D_GRID = ja.geometric_grid(4096, per_octave=2)
-# Grid d per compiled pass of a method built per d (``_search``: upward, stopping at the first
-# chunk that verifies).
-SEARCH_CHUNK = 4
-# Seconds to compile one chunk on this project's 2-core CPU: the search lines of `bench solve
-# --search` on knn_digits.mtx (docs/practice.md), 9.7 s for two optimize chunks and 7.0 s for four
-# lstsq chunks, nearly all compilation.
-_CHUNK_COMPILE_S = {"optimize": 4.5, "lstsq": 1.5}
+# A search expected to take at least this long prints its plan (on stderr).
+PLAN_MENTION_S = 5.0
 
 
 # Methods that verify every pattern at d = L (one-hot keys): their default grid stops at L.
@@ -152,33 +146,21 @@ def _check_options(args) -> tuple[int, ...]:
 
 def _search(args, key, pattern: ja.SparsePattern, d_grid: tuple[int, ...],
             start: float) -> list[int]:
-  """The grid d at which the method verifies for this pattern (``ja.verify_grid``), smallest
-  first, or the top of the grid if none; prints the search line.
-
-  A nested method reads the whole grid off one pass. A method built per d is
-  searched upward in chunks of ``SEARCH_CHUNK`` grid d (one compile each),
-  stopping at the first chunk that holds a verifying d: the grid above it is
-  never built, so the search costs what it finds.
-  """
-  nested = args.method in ja.construct.NESTED
-  step = len(d_grid) if nested else SEARCH_CHUNK
-  evaluated, ok = (), np.zeros(0, bool)
-  for first in range(0, len(d_grid), step):
-    chunk = d_grid[first:first + step]
-    ok = np.concatenate([ok, ja.verify_grid(
-        key, pattern, chunk, eps1=args.eps1, eps2=args.eps2, method=args.method,
-        block_size=args.block_size, max_outside_mass=args.max_outside_mass, matmul=args.matmul,
-        causal=args.causal)])
-    evaluated += chunk
-    if ok.any():
-      break
-  candidates = [d for d, passed in zip(evaluated, ok) if passed] or [d_grid[-1]]
-  skipped = f"; {len(d_grid) - len(evaluated)} larger grid d not built" if len(evaluated) < len(
-      d_grid) else ""
-  found = (f"smallest verifying d = {candidates[0]} ({int(ok.sum())} of {len(evaluated)} "
-           f"verify{skipped})" if ok.any() else f"no d verifies; trying d = {d_grid[-1]}")
-  print(f"search       {args.method} on d in {d_grid[0]}..{d_grid[-1]}: {found}  "
-        f"[{time.perf_counter() - start:.2f} s]")
+  """The grid d at which the method verifies for this pattern (``ja.verify_grid``, on the
+  schedule ``ja.min_d`` runs: the cheaper by the cost model), smallest first, or the top of the
+  grid if none; prints the search line."""
+  schedule = ja.schedule.choose_schedule(args.method, pattern.length, pattern.nnz, d_grid)
+  ok = ja.verify_grid(key, pattern, d_grid, eps1=args.eps1, eps2=args.eps2, method=args.method,
+                      max_outside_mass=args.max_outside_mass, matmul=args.matmul,
+                      causal=args.causal, compute=ja.Compute(block_size=args.block_size,
+                                                             schedule=schedule))
+  candidates = [d for d, passed in zip(d_grid, ok) if passed] or [d_grid[-1]]
+  counted = (f"{int(ok.sum())} of {len(d_grid)} verify" if schedule == "full" else
+             "the grid d not built imputed by monotonicity")
+  found = (f"smallest verifying d = {candidates[0]} ({counted})" if ok.any()
+           else f"no d verifies; trying d = {d_grid[-1]}")
+  print(f"search       {args.method} on d in {d_grid[0]}..{d_grid[-1]}, {schedule} schedule: "
+        f"{found}  [{time.perf_counter() - start:.2f} s]")
   return candidates
 
 
@@ -189,12 +171,12 @@ def _certify(args, key, pattern: ja.SparsePattern, candidates: list[int]):
   for d in candidates:
     resources.check_disk(args.out, resources.solution_file_bytes(pattern.length, pattern.nnz, d),
                          change="lower --d or write --out to a folder with more space")
-    solution = ja.construct.build(args.method, key, pattern, d, args.eps1, args.eps2,
+    solution = ja.construct.build(args.method, key, pattern, d, eps1=args.eps1, eps2=args.eps2,
                                   max_outside_mass=args.max_outside_mass, causal=args.causal)
     report = jax.block_until_ready(
-        ja.verify(solution, pattern, args.eps1, args.eps2, block_size=args.block_size,
-                  max_outside_mass=args.max_outside_mass, matmul=args.matmul,
-                  causal=args.causal))
+        ja.verify(solution, pattern, eps1=args.eps1, eps2=args.eps2,
+                  max_outside_mass=args.max_outside_mass, causal=args.causal, matmul=args.matmul,
+                  compute=ja.Compute(block_size=args.block_size)))
     if report.ok:
       break
   return d, solution, report
@@ -213,29 +195,14 @@ def _plan(args, pattern: ja.SparsePattern, d_grid: tuple[int, ...]) -> None:
                          change="lower --d or write --out to a folder with more space")
     return
   nested = args.method in ja.construct.NESTED
-  plan = resources.plan_search(
+  resources.plan_search(
       f"solve --search up to d={d} (L={length}, N={nnz})", length=length, nnz=nnz, width=d,
       levels=len(d_grid) if nested else 1, method=args.method, trials=1, available=available,
       change="lower the largest d of --d-grid")
-  line = resources.cost_line(f"plan         {args.method} on {len(d_grid)} grid d up to {d}", plan,
-                             resources.search_flops(length, d, 1 if nested else len(d_grid),
-                                                    args.method, 1))
-  if line and not nested:  # searched upward by chunks: the grid's cost is the most it can take
-    line += "\n" + _chunk_plan(length, nnz, d_grid, args.method)
-  if line:
-    print(line, file=sys.stderr, flush=True)
-
-
-def _chunk_plan(length: int, nnz: int, d_grid: tuple[int, ...], method: str) -> str:
-  """The plan of an upward search by chunks (``_search``): its chunks up to the one holding
-  ``runner.threshold_hint``, each compiled (``_CHUNK_COMPILE_S``) and run at the measured rate."""
-  rate = resources.measured_flop_rate()
-  hint = runner.threshold_hint(method, length, nnz)
-  chunks = [d_grid[i:i + SEARCH_CHUNK] for i in range(0, len(d_grid), SEARCH_CHUNK)]
-  expected = next((i + 1 for i, c in enumerate(chunks) if c[-1] >= hint), len(chunks))
-  compile_s = _CHUNK_COMPILE_S.get(method, _CHUNK_COMPILE_S["lstsq"])
-  seconds = sum(compile_s + resources.search_flops(length, c[-1], len(c), method, 1) / rate
-                for c in chunks[:expected])
-  return (f"plan         upward in chunks of {SEARCH_CHUNK} grid d, stopping at the first chunk "
-          f"that verifies: about {seconds:.0f} s if it verifies near d = {min(hint, d_grid[-1]):.0f} "
-          f"({expected} chunk(s), about {compile_s:g} s each to compile)")
+  schedule = ja.schedule.choose_schedule(args.method, length, nnz, d_grid)
+  seconds = ja.schedule.search_cost(args.method, length, nnz, d_grid,
+                                    schedule=schedule) / runner.COST_RATE
+  if seconds >= PLAN_MENTION_S:
+    print(f"plan         {args.method} on {len(d_grid)} grid d up to {d}, {schedule} schedule: "
+          f"about {seconds:.0f} s on this project's 2-core CPU (ja.schedule.search_cost)",
+          file=sys.stderr, flush=True)

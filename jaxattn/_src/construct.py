@@ -21,6 +21,7 @@ from jaxattn._src.jl import jl_factors
 from jaxattn._src.lstsq import lstsq_factors
 from jaxattn._src.moment_curve import moment_curve_factors
 from jaxattn._src.onehot import onehot_factors
+from jaxattn._src.options import keyword_eps
 from jaxattn._src.optimize import optimize_factors
 from jaxattn._src.pattern import SparsePattern, check_dense
 
@@ -124,8 +125,9 @@ def _build(method: str, key, pattern, d, eps1, eps2, params, dtype,
   return jax.tree.map(lambda x: x.astype(evaluate), solution)
 
 
-def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float,
-          eps2: float, *, params: str = "identity", dtype=None,
+@keyword_eps
+def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float,
+          eps2: float, params: str = "identity", dtype=None,
           max_outside_mass: float | None = None, causal: bool = False) -> Solution:
   """``Solution`` of the named method (a key of ``METHODS``) at dimension d.
 
@@ -148,8 +150,9 @@ def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: 
                 max_outside_mass, causal)
 
 
-def lstsq(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
-          params: str = "identity", dtype=None) -> Solution:
+@keyword_eps
+def lstsq(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: float,
+          params: str = "identity", dtype=None, causal: bool = False) -> Solution:
   """Exact-support least squares: random unit keys, minimum-norm queries.
 
   K = X W_K has unit rows g_j/‖g_j‖, g_j Gaussian, drawn from ``key`` alone
@@ -163,11 +166,13 @@ def lstsq(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: 
 
   Args and returns: as ``jl``.
   """
-  return build("lstsq", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
+  return build("lstsq", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype,
+               causal=causal)
 
 
-def moment_curve(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
-                 params: str = "identity", dtype=None) -> Solution:
+@keyword_eps
+def moment_curve(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: float,
+                 params: str = "identity", dtype=None, causal: bool = False) -> Solution:
   """Deterministic keys on the trigonometric moment curve: d = 2N for every L.
 
   k_j = (cos mθ_j, sin mθ_j)_{m=1..N}, θ_j = 2πj/L; query i is the
@@ -180,11 +185,13 @@ def moment_curve(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float,
 
   Args and returns: as ``jl``.
   """
-  return build("moment_curve", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
+  return build("moment_curve", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype,
+               causal=causal)
 
 
-def optimize(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
-             params: str = "identity", dtype=None) -> Solution:
+@keyword_eps
+def optimize(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: float,
+             params: str = "identity", dtype=None, causal: bool = False) -> Solution:
   """Gradient descent on X with W_Q, W_K fixed: the empirical lower envelope of d.
 
   Starts from ``lstsq`` (at shift c_jl,i) and runs optax Adam on both factors
@@ -199,11 +206,13 @@ def optimize(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps
 
   Args and returns: as ``jl``.
   """
-  return build("optimize", key, pattern, d, eps1, eps2, params=params, dtype=dtype)
+  return build("optimize", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype,
+               causal=causal)
 
 
-def onehot(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
-           params: str = "identity", dtype=None,
+@keyword_eps
+def onehot(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: float,
+           params: str = "identity", dtype=None, causal: bool = False,
            max_outside_mass: float | None = None) -> Solution:
   """The reference that bounds every grid: one-hot keys K = I, queries Q_i = B_i, at d = L.
 
@@ -215,12 +224,14 @@ def onehot(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2:
 
   Args and returns: as ``jl``.
   """
-  return build("onehot", key, pattern, d, eps1, eps2, params=params, dtype=dtype,
-               max_outside_mass=max_outside_mass)
+  return build("onehot", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype,
+               causal=causal, max_outside_mass=max_outside_mass)
 
 
-def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: float, *,
-       params: str = "identity", dtype=None, max_outside_mass: float | None = None) -> Solution:
+@keyword_eps
+def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: float,
+       params: str = "identity", dtype=None, causal: bool = False,
+       max_outside_mass: float | None = None) -> Solution:
   """The paper's construction (Likhosherstov et al. 2021, Thm. 1): X = [B R, R].
 
   B_ij = ln A_ij + c_i on the support S_i and 0 elsewhere, with c_i =
@@ -241,6 +252,8 @@ def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: flo
     eps2: zero tolerance ε2 ∈ (0, 1).
     params: fixed W_Q, W_K: "identity" (above) or "random" (``solution_from_factors``).
     dtype: precision of the solution: "bfloat16", "float32" (default) or "float64".
+    causal: build for a causal layer (methods in ``CAUSAL_AWARE``: optimize; the others
+      build as for a bidirectional layer, which stays valid in a causal one).
     max_outside_mass: η of the mass criterion: the shift c_i is raised so that
       the outside softmax mass stays ≤ η at the same logit error
       (``target_logits``); None (default): the ratio criterion.
@@ -248,5 +261,5 @@ def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, eps1: float, eps2: flo
   Returns:
     ``Solution(X [L, D], w_q [D, d], w_k [D, d])``, D = 2d (identity) or 4d (random).
   """
-  return build("jl", key, pattern, d, eps1, eps2, params=params, dtype=dtype,
-               max_outside_mass=max_outside_mass)
+  return build("jl", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype,
+               causal=causal, max_outside_mass=max_outside_mass)

@@ -16,8 +16,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from jaxattn._src.base import Solution, check_eps, check_outside_mass
+from jaxattn._src.options import Compute, check_compute, keyword_eps, legacy_options
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.verify import check_block_size, verify_factors
+from jaxattn._src.verify import verify_factors
 
 
 def round_fixed_point(x: Float[Array, "..."], bits: Int[Array, ""] | int) -> Float[Array, "..."]:
@@ -42,9 +43,11 @@ def _verifies_rounded(queries, keys, pattern, eps1, eps2, max_outside_mass, bits
                              row_block=row_block).ok)
 
 
-def precision_bits(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float, *,
+@legacy_options
+@keyword_eps
+def precision_bits(solution: Solution, pattern: SparsePattern, *, eps1: float, eps2: float,
                    max_outside_mass: float | None = None, max_bits: int | None = None,
-                   block_size: int | None = None, row_block: int | None = None) -> int | None:
+                   compute: Compute = Compute()) -> int | None:
   """The smallest b such that Q = X W_Q and K = X W_K, each rounded to b′-bit fixed point,
   verify at every b′ ∈ [b, ``max_bits``]:
 
@@ -65,15 +68,16 @@ def precision_bits(solution: Solution, pattern: SparsePattern, eps1: float, eps2
     max_outside_mass: η of the mass criterion (None: the ratio criterion).
     max_bits: top of the scan (default: the significand bits of X's dtype,
       24 for float32, 53 for float64, 8 for bfloat16).
-    block_size, row_block: tiles of the streamed verification.
+    compute: ``ja.Compute``; its ``block_size`` and ``row_block`` tile the streamed
+      verification (the rounding and verification run in X's dtype).
 
   Returns:
     b*, or None when the solution does not verify at b = ``max_bits``.
   """
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
-  check_block_size(block_size)
-  check_block_size(row_block, "row_block")
+  check_compute(compute)
+  block_size, row_block = compute.block_size, compute.row_block
   if pattern.length != solution.X.shape[0]:
     raise ValueError(f"pattern has length {pattern.length} but X has {solution.X.shape[0]} rows")
   queries, keys = solution.queries(), solution.keys()

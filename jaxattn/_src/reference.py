@@ -11,6 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxattn._src.options import keyword_eps
+
 
 class DenseReport(NamedTuple):
   """Figures of ``dense_check`` and ``logits_check``, NumPy float64; ok ⇔ ratio_error ≤ ε1 and
@@ -25,15 +27,18 @@ class DenseReport(NamedTuple):
   outside_mass_max: float
 
 
-def dense_check(x, w_q, w_k, a, eps1: float, eps2: float,
-                max_outside_mass: float | None = None, *, causal: bool = False) -> DenseReport:
+@keyword_eps
+def dense_check(x, w_q, w_k, a, *, eps1: float, eps2: float,
+                max_outside_mass: float | None = None, causal: bool = False) -> DenseReport:
   """``logits_check`` of ℓ = (X W_Q)(X W_K)ᵀ, all in float64 (W_Q, W_K made dense)."""
   x, w_q, w_k = (np.asarray(m, np.float64) for m in (x, w_q, w_k))
-  return logits_check((x @ w_q) @ (x @ w_k).T, a, eps1, eps2, max_outside_mass, causal=causal)
+  return logits_check((x @ w_q) @ (x @ w_k).T, a, eps1=eps1, eps2=eps2,
+                      max_outside_mass=max_outside_mass, causal=causal)
 
 
-def logits_check(logits, a, eps1: float, eps2: float,
-                 max_outside_mass: float | None = None, *, causal: bool = False) -> DenseReport:
+@keyword_eps
+def logits_check(logits, a, *, eps1: float, eps2: float,
+                 max_outside_mass: float | None = None, causal: bool = False) -> DenseReport:
   """(ε1, ε2) check of the L×L logits ℓ against a dense A, in float64:
 
     spread_i = max_{j∈S_i}(ℓ_ij − ln A_ij) − min_{j∈S_i}(ℓ_ij − ln A_ij),

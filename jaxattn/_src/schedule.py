@@ -110,13 +110,9 @@ def _or(value, default):
   return default if value is None else value
 
 
-def check_schedule(schedule: str | None, method: str, check_above: int) -> bool:
-  """Whether ``min_d`` searches adaptively; ValueError for a bad ``schedule`` or ``check_above``."""
-  if schedule not in (None, "full", "adaptive"):
-    raise ValueError(f"schedule must be 'full', 'adaptive' or None, got {schedule!r}")
+def check_schedule(schedule: str | None, method: str) -> None:
+  """ValueError for ``schedule="adaptive"`` with a nested method (every d is read off one draw);
+  the values themselves are ``options.check_compute``'s."""
   if schedule == "adaptive" and method in NESTED:
     raise ValueError(f"schedule='adaptive' needs a method built per d; {method!r} is nested "
                      "(every d is read off one draw)")
-  if isinstance(check_above, bool) or not isinstance(check_above, int) or check_above < 0:
-    raise ValueError(f"check_above must be a non-negative integer, got {check_above!r}")
-  return schedule == "adaptive" or (schedule is None and method not in NESTED)

@@ -20,12 +20,14 @@ from jaxtyping import PRNGKeyArray
 from jaxattn._src import certify, grid_kernel, host_stage
 from jaxattn._src.base import check_d_grid, check_eps, check_outside_mass, resolve_dtype
 from jaxattn._src.construct import METHODS, NESTED
-from jaxattn._src.estimators import MinDResult
+from jaxattn._src.cost import choose_schedule
+from jaxattn._src.estimators import MinDResult, impute_verdicts
 from jaxattn._src.grid_kernel import trial_keys
 from jaxattn._src.pattern import SparsePattern, check_causal
+from jaxattn._src.options import Compute, check_compute, keyword_eps, legacy_options
 from jaxattn._src.schedule import adaptive_states, check_schedule
 from jaxattn._src.tiles import local_mesh
-from jaxattn._src.verify import check_block_size, check_matmul
+from jaxattn._src.verify import check_matmul
 
 Sampler = Callable[[PRNGKeyArray], SparsePattern]
 
@@ -54,60 +56,59 @@ def geometric_grid(stop: int, per_octave: int = 4, start: int = 1) -> tuple[int,
 
 
 
+@legacy_options
+@keyword_eps
 def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int], *,
-                eps1: float, eps2: float, method: str = "jl",
-                block_size: int | None = None, row_block: int | None = None,
-                max_outside_mass: float | None = None, matmul: str = "float32",
-                schedule: str = "full", check_above: int = 1, causal: bool = False) -> np.ndarray:
-  """ok(d) = ``verify(build(method, key, pattern, d, ...), pattern, eps1, eps2, ...).ok`` for
-  every grid d, under the mass criterion when ``max_outside_mass`` = η is given.
+                eps1: float, eps2: float, max_outside_mass: float | None = None,
+                causal: bool = False, method: str = "jl", matmul: str = "float32",
+                compute: Compute = Compute()) -> np.ndarray:
+  """ok(d) = ``verify(build(method, key, pattern, d, ...), pattern, eps1=eps1, eps2=eps2, ...).ok``
+  for every grid d, under the mass criterion when ``max_outside_mass`` = η is given.
 
-  For one fixed pattern and key, in one compiled pass (``grid_states``):
-  nested prefixes of one d_max draw for methods in ``NESTED``,
-  one loop padded to d_max otherwise. Compiles once per (L, N, d_grid),
-  never per d. The smallest d with ok(d) is the pattern's own minimal d
-  for this key. Verdicts are certified as ``ja.verify``'s are
-  (``matmul``: the products' format of the pass, "float32" or "bfloat16"):
-  levels the pass leaves undecided are settled by ``exact_level``.
-  ``schedule="adaptive"`` (methods not in ``NESTED``): only the levels
-  ``next_level`` asks for are built, as in ``min_d``'s adaptive search.
-  ``causal``: verdicts of a causal layer (``verify``'s ``causal``; the pattern must be causal).
+  For one fixed pattern and key, on the schedule ``min_d`` uses (``compute.schedule``; None:
+  the cheaper by ``ja.schedule.choose_schedule``): "full" computes every grid d in one compiled
+  pass (``grid_states``: nested prefixes of one d_max draw for methods in ``NESTED``, one loop
+  padded to d_max otherwise); "adaptive" builds only the levels ``next_level`` asks for and
+  imputes the others by monotonicity (``impute_verdicts``: exact where the method is
+  monotone, as ``min_d``'s thresholds). Never one compile per d.
+  The smallest d with ok(d) is the pattern's own minimal d for this key. Verdicts are
+  certified as ``ja.verify``'s are (``matmul``); levels the pass leaves undecided are settled
+  by ``exact_level``. ``causal``: verdicts of a causal layer (the pattern must be causal).
 
   Returns:
-    bool [G], host array; with ``schedule="adaptive"``, int8 [G] states (1 verifies, 0 fails,
-    ``NOT_EVALUATED``).
+    bool [G], host array.
   """
   d_grid = _checked_grid(d_grid, method)
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
-  check_block_size(block_size)
-  check_block_size(row_block, "row_block")
+  check_compute(compute)
   check_matmul(matmul)
   if causal:
     check_causal(pattern)
-  adaptive = check_schedule(schedule, method, check_above)
+  check_schedule(compute.schedule, method)
+  adaptive = _adaptive(compute.schedule, method, pattern, d_grid)
   limits = certify.thresholds(eps1, eps2, resolve_dtype(None)[0])
+  tiles = dict(block_size=compute.block_size, row_block=compute.row_block, causal=causal)
   states = functools.partial(
       grid_kernel.compiled_grid_states, key, pattern, method=method, d_grid=d_grid, eps1=eps1,
-      eps2=eps2, limits=limits, block_size=block_size, row_block=row_block,
-      max_outside_mass=max_outside_mass, matmul=matmul, causal=causal)
+      eps2=eps2, limits=limits, max_outside_mass=max_outside_mass, matmul=matmul, **tiles)
   exact = lambda t, g, rows, width=None: host_stage.exact_level(
       key, pattern, method=method, d_grid=d_grid, level=g, eps1=eps1, eps2=eps2, rows=rows,
-      block_size=block_size, row_block=row_block, width=width, causal=causal)
+      width=width, **tiles)
   one = lambda tree: jax.tree.map(lambda x: x[None], tree)
   if adaptive:
     run = lambda probes, width: one(states(d=probes[0][0], width=width))
-    return adaptive_states(run, exact, d_grid, 1, check_above)[0][0]
+    return impute_verdicts(adaptive_states(run, exact, d_grid, 1, compute.check_above)[0])[0]
   return host_stage.settle_levels(*one(states()), exact)[0][0]
 
 
-
+@legacy_options
+@keyword_eps
 def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: float,
-          eps2: float, method: str = "jl", trials: int = 16, delta: float = 0.1,
-          confidence: float = 0.95, block_size: int | None = None, matmul_dtype=None,
-          dtype=None, row_block: int | None = None, max_trial_batch: int | None = None,
-          max_outside_mass: float | None = None, matmul: str = "float32",
-          schedule: str | None = None, check_above: int = 1, causal: bool = False) -> MinDResult:
+          eps2: float, max_outside_mass: float | None = None, causal: bool = False,
+          dtype=None, layer_dtype=None, method: str = "jl", trials: int = 16, delta: float = 0.1,
+          confidence: float = 0.95, matmul: str = "float32", compute: Compute = Compute()
+          ) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials, and per trial
   its verdicts, threshold d*_t and first success, with the quantiles d_50 and d_{1−δ}.
 
@@ -115,9 +116,8 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   split keys; it succeeds at d iff ``verify`` passes. Trials are split over this process's
   devices (or row blocks) and vmapped in batches; never one compile per d. Verdicts are
   certified (docs/certified.md; the host settles what the program cannot, ``exact_level``).
-  ``schedule="adaptive"`` (default for methods not in ``NESTED``) builds per trial only the
-  levels ``next_level`` asks for, at ``probe_width``, and imputes the rest by monotonicity
-  (``impute_verdicts``, docs/practice.md); ``"full"``: every (trial, grid d).
+  The schedule is ``verify_grid``'s: "adaptive" builds per trial only the levels
+  ``next_level`` asks for and imputes the rest by monotonicity (docs/practice.md).
 
   Args:
     key: PRNG key; the same key gives the same result on the same device.
@@ -125,43 +125,51 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
       once for equal arguments (a ``functools.partial`` compiles per new object).
     d_grid: increasing positive dimensions to test.
     eps1, eps2: tolerances ε1 > 0 and ε2 ∈ (0, 1).
-    method: a construction name (``ja.METHODS``).
-    trials, delta, confidence: T ≥ 1; the failure fraction δ ∈ [0, 1); the intervals' level.
-    block_size, row_block: keys and query rows per tile (default: ``verify``'s).
-    matmul_dtype: e.g. ``jnp.bfloat16``: a layer with Q, K rounded to it (``verify``).
-    dtype: "bfloat16", "float32" (default) or "float64" (needs jax_enable_x64).
-    max_trial_batch: at most this many trials per vmapped batch (a memory budget).
     max_outside_mass: η ∈ (0, 1) of the mass criterion (``verify``); None: the ratio criterion.
-    matmul: the certified pass's products, "float32" (default) or "bfloat16" (``verify``).
-    schedule, check_above: "full", "adaptive" or None; levels checked above a trial's top.
     causal: a causal layer (``verify``'s); every trial's pattern is checked causal first.
       Same key, same draws: d*_t(causal) ≤ d*_t(bidirectional) unless CAUSAL_AWARE.
+    dtype, layer_dtype: the layer's precision and the dtype its Q, K are rounded to (``verify``).
+    method: a construction name (``ja.construct.METHODS``).
+    trials, delta, confidence: T ≥ 1; the failure fraction δ ∈ [0, 1); the intervals' level.
+    matmul: the certified pass's products, "float32" (default) or "bfloat16" (``verify``).
+    compute: ``ja.Compute``: ``block_size`` and ``row_block`` (``verify``'s tiles),
+      ``max_trial_batch`` (trials per vmapped batch: a memory budget), ``schedule`` and
+      ``check_above`` (levels checked above a trial's top).
 
   Returns:
     ``MinDResult``: d_min, rates, [T, G] verdicts, thresholds and quantiles (docstring there).
   """
   d_grid = _checked_grid(d_grid, method)
-  adaptive = _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, block_size,
-                           row_block, max_trial_batch, matmul, schedule, method, check_above)
+  _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, matmul, compute, method)
   if causal:
     _check_causal_trials(key, sampler, trials)
   evaluate, _ = resolve_dtype(dtype)
-  matmul_dtype = None if matmul_dtype is None else jnp.dtype(matmul_dtype)
-  batch = grid_kernel.trial_batch(jax.eval_shape(sampler, key).length, len(d_grid) if method in
-                                  NESTED else 1, block_size, row_block, trials)
+  layer_dtype = None if layer_dtype is None else jnp.dtype(layer_dtype)
+  block_size, row_block, shape = compute.block_size, compute.row_block, jax.eval_shape(sampler, key)
+  adaptive = _adaptive(compute.schedule, method, shape, d_grid, trials)
+  batch = grid_kernel.trial_batch(shape.length, len(d_grid) if method in NESTED else 1,
+                                  block_size, row_block, trials)
   shared = dict(method=method, d_grid=d_grid, block_size=block_size, row_block=row_block,
                 dtype=evaluate.name, causal=causal)
   run = functools.partial(
       grid_kernel.trial_states, key, eps1, eps2, max_outside_mass,
       certify.thresholds(eps1, eps2, evaluate), sampler=sampler, trials=trials, mesh=local_mesh(),
-      trial_batch=min(batch, max_trial_batch or trials), matmul_dtype=matmul_dtype, matmul=matmul,
-      **shared)
+      trial_batch=min(batch, compute.max_trial_batch or trials), matmul_dtype=layer_dtype,
+      matmul=matmul, **shared)
   exact = _trial_level(key, sampler, trials, eps1=eps1, eps2=eps2, **shared)
-  verdicts, host_levels = (adaptive_states(run, exact, d_grid, trials, check_above) if adaptive
-                           else host_stage.settle_levels(*run(), exact))
+  verdicts, host_levels = (adaptive_states(run, exact, d_grid, trials, compute.check_above)
+                           if adaptive else host_stage.settle_levels(*run(), exact))
   return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)._replace(
-      certified=matmul_dtype is None and certify.certifiable(evaluate, max_outside_mass),
+      certified=layer_dtype is None and certify.certifiable(evaluate, max_outside_mass),
       levels_on_host=host_levels)
+
+
+def _adaptive(schedule: str | None, method: str, shape: SparsePattern, d_grid: tuple[int, ...],
+              trials: int = 1) -> bool:
+  """Whether a search runs the adaptive schedule: as named, or the cheaper by the cost model
+  (``cost.choose_schedule``) for patterns of ``shape``'s length and N."""
+  return (schedule or choose_schedule(method, shape.length, shape.nnz, d_grid, trials)
+          ) == "adaptive"
 
 
 def _trial_level(key: PRNGKeyArray, sampler: Sampler, trials: int, **settings
@@ -185,10 +193,9 @@ def _check_causal_trials(key: PRNGKeyArray, sampler: Sampler, trials: int) -> No
       raise ValueError(f"causal=True, trial {t}: {error}") from None
 
 
-def _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, block_size, row_block,
-                  max_trial_batch, matmul, schedule, method, check_above) -> bool:
-  """``min_d``'s argument checks: ValueError naming the first bad one; whether the search is
-  adaptive (``schedule.check_schedule``)."""
+def _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, matmul,
+                  compute: Compute, method: str) -> None:
+  """``min_d``'s argument checks: ValueError naming the first bad one."""
   if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
     raise ValueError(f"trials must be a positive integer, got {trials!r}")
   if not 0.0 <= delta < 1.0:
@@ -197,8 +204,6 @@ def _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, block
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
-  check_block_size(block_size)
-  check_block_size(row_block, "row_block")
-  check_block_size(max_trial_batch, "max_trial_batch")
+  check_compute(compute)
   check_matmul(matmul)
-  return check_schedule(schedule, method, check_above)
+  check_schedule(compute.schedule, method)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from jaxattn._src.options import keyword_eps
+
 
 def jl_inner_product_failure(d: int, eps: float) -> float:
   """Bound on P(|⟨Gx, Gy⟩ − ⟨x, y⟩| > ε‖x‖‖y‖) for G ∈ R^{d×L} with N(0, 1/d) entries.
@@ -14,7 +16,8 @@ def jl_inner_product_failure(d: int, eps: float) -> float:
   return 4.0 * math.exp(-d * (eps**2 / 4 - eps**3 / 6))
 
 
-def jl_dim(length: int, nnz: int, eps1: float, eps2: float, a_min: float,
+@keyword_eps
+def jl_dim(length: int, nnz: int, *, eps1: float, eps2: float, a_min: float,
            delta: float = 0.1, max_outside_mass: float | None = None) -> int:
   """d at which ``construct.jl`` provably succeeds with probability ≥ 1 − δ.
 

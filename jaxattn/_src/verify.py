@@ -32,7 +32,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxtyping import Array, Bool, Float, Int
 
 from jaxattn._src import certify, exact
-from jaxattn._src.base import IdentityBlock, Solution, cast_pattern, check_eps, check_outside_mass, resolve_dtype
+from jaxattn._src.base import (IdentityBlock, Solution, cast_pattern, check_eps,
+                               check_outside_mass, resolve_dtype)
+from jaxattn._src.options import Compute, check_compute, keyword_eps, legacy_options
 from jaxattn._src.pattern import SparsePattern, check_causal, check_dense
 from jaxattn._src.tiles import (SupportStats, causal_mask, default_tiles, dot, local_mesh,
                                 pad_rows, padding_mask, row_blocks, shard_leading, support_stats,
@@ -468,10 +470,11 @@ def check_matmul(matmul: str) -> str:
   return matmul
 
 
-def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
-           block_size: int | None = None, matmul_dtype=None, *, dtype=None,
-           row_block: int | None = None, max_outside_mass: float | None = None,
-           matmul: str = "float32", causal: bool = False) -> Report:
+@legacy_options
+@keyword_eps
+def verify(solution: Solution, pattern: SparsePattern, *, eps1: float, eps2: float,
+           max_outside_mass: float | None = None, causal: bool = False, dtype=None,
+           layer_dtype=None, matmul: str = "float32", compute: Compute = Compute()) -> Report:
   """Checks whether row-softmax((X W_Q)(X W_K)ᵀ) (ε1, ε2)-approximates A, exactly.
 
   ratio_error = exp(max_i spread_i) − 1 and leak = exp(max_i gap_i), with
@@ -498,20 +501,20 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
     solution: X, W_Q, W_K.
     pattern: the target A (``pattern.length`` must equal X's rows).
     eps1, eps2: ratio tolerance ε1 > 0 and zero tolerance ε2 ∈ (0, 1).
-    block_size: keys per streamed block (default: ``default_tiles()[1]``).
-    matmul_dtype: e.g. ``jnp.bfloat16``: a finite-precision layer whose
-      Q = X W_Q and K = X W_K are rounded to it, the logits accumulated in
-      X's dtype; the verdict is the computed one for the rounded Q, K
-      (uncertified). None: X's dtype.
+    max_outside_mass: η ∈ (0, 1) of the mass criterion; None: the ratio criterion.
+    causal: a causal layer (docs/definitions.md §3): softmax over the keys j ≤ i, zeros
+      j ≤ i, j ∉ S_i; the pattern must be causal (else ValueError naming row and column).
     dtype: if given ("bfloat16", "float32", "float64"), X, W_Q, W_K are
       rounded to it and every step runs in it; default: X's dtype.
-    row_block: query rows per block (default: ``default_tiles()[0]``).
-    max_outside_mass: η ∈ (0, 1) of the mass criterion; None: the ratio criterion.
+    layer_dtype: e.g. ``jnp.bfloat16``: a finite-precision layer whose
+      Q = X W_Q and K = X W_K are rounded to it, the logits accumulated in
+      X's dtype; the verdict is the computed one for the rounded Q, K
+      (uncertified). None: X's dtype. (Before 1.0: ``matmul_dtype``.)
     matmul: the products' format of certified verification, "float32"
       (default) or "bfloat16" (Q, K rounded to bfloat16, accumulated in
       float32, the bound widened accordingly); the verdict is exact either way.
-    causal: a causal layer (docs/definitions.md §3): softmax over the keys j ≤ i, zeros
-      j ≤ i, j ∉ S_i; the pattern must be causal (else ValueError naming row and column).
+    compute: ``ja.Compute``: its ``block_size`` and ``row_block`` are the keys and query rows
+      per tile (default ``default_tiles()``).
 
   Returns:
     ``Report``; its figures are JAX scalars (``float(rep.leak)``).
@@ -519,21 +522,22 @@ def verify(solution: Solution, pattern: SparsePattern, eps1: float, eps2: float,
   if dtype is not None:
     evaluate, _ = resolve_dtype(dtype)
     solution = jax.tree.map(lambda x: jnp.asarray(x).astype(evaluate), solution)
-  _check_verify(solution, pattern, eps1, eps2, max_outside_mass, matmul, block_size, row_block,
-                causal, matmul_dtype)
-  matmul_dtype = None if matmul_dtype is None else jnp.dtype(matmul_dtype)
+  _check_verify(solution, pattern, eps1, eps2, max_outside_mass, matmul, compute, causal,
+                layer_dtype)
+  layer_dtype = None if layer_dtype is None else jnp.dtype(layer_dtype)
   exact_params = all(isinstance(w, IdentityBlock) for w in (solution.w_q, solution.w_k))
   return verify_factors(*_factors(solution), pattern, eps1, eps2,
-                        max_outside_mass=max_outside_mass, block_size=block_size,
-                        row_block=row_block, matmul=matmul, matmul_dtype=matmul_dtype,
+                        max_outside_mass=max_outside_mass, block_size=compute.block_size,
+                        row_block=compute.row_block, matmul=matmul, matmul_dtype=layer_dtype,
                         certified=exact_params, causal=causal)
 
 
 def _check_verify(solution: Solution, pattern: SparsePattern, eps1, eps2, max_outside_mass,
-                  matmul, block_size, row_block, causal, matmul_dtype) -> None:
+                  matmul, compute: Compute, causal, layer_dtype) -> None:
   """``verify``'s argument checks: ValueError naming the first bad one."""
-  if matmul_dtype is not None and not jnp.issubdtype(jnp.dtype(matmul_dtype), jnp.floating):
-    raise ValueError(f"matmul_dtype must be a floating dtype, got {jnp.dtype(matmul_dtype)}")
+  check_compute(compute)
+  if layer_dtype is not None and not jnp.issubdtype(jnp.dtype(layer_dtype), jnp.floating):
+    raise ValueError(f"layer_dtype must be a floating dtype, got {jnp.dtype(layer_dtype)}")
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
   check_matmul(matmul)
@@ -546,5 +550,3 @@ def _check_verify(solution: Solution, pattern: SparsePattern, eps1, eps2, max_ou
   if solution.w_q.shape != solution.w_k.shape or solution.w_q.shape[0] != solution.X.shape[1]:
     raise ValueError(f"need w_q, w_k of shape [{solution.X.shape[1]}, d], got "
                      f"{solution.w_q.shape} and {solution.w_k.shape}")
-  check_block_size(block_size)
-  check_block_size(row_block, "row_block")
