@@ -255,7 +255,7 @@ def optimize_once(length: int, d: int, nnz: int, seed: int, negatives: int | Non
   pattern_keys, method_keys = ja.trial_keys(jax.random.PRNGKey(seed), 1)
   pattern = ja.patterns.random_regular(pattern_keys[0], length=length, nnz=nnz, a_min=A_MIN)
   run = jax.jit(functools.partial(ja.construct.optimize_run, d=d, width=d, eps1=EPS1, eps2=EPS2,
-                                  negatives=negatives))
+                                  training=ja.construct.Training(negatives=negatives)))
   start = time.perf_counter()
   compiled = run.lower(method_keys[0], pattern).compile()
   compiled_at = time.perf_counter()

@@ -214,7 +214,7 @@ REFERENCE_DENSE = 34  # float64 reference (29.8, and 4 for the float32 dense pat
 
 
 def optimize_dense_bytes(length: int, nnz: int) -> int:
-  """Peak bytes of ``optimize`` with the dense loss (``negatives=None``): the L×L logits and
+  """Peak bytes of ``optimize`` with the dense loss (``Training(negatives=None)``): the L×L logits and
   support mask, and the L×L×N zeros excess with its gradient and hinge, (5 + 12·N)·L²."""
   return (5 + 12 * nnz) * length**2
 

@@ -38,7 +38,7 @@ import glob
 import math
 import os
 import zipfile
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse
@@ -66,24 +66,38 @@ def check_destination(path: str) -> None:
     raise CommandError(f"{path}: is a directory")
 
 
-def save_solution(path: str, solution: Solution, pattern: SparsePattern, report: Report, *,
-                  method: str, d: int, eps1: float, eps2: float, seed: int, source: str,
-                  max_outside_mass: float | None = None,
-                  changes: tuple[str, ...], seconds: float, version: str,
-                  causal: bool = False) -> None:
+class Provenance(NamedTuple):
+  """How a solution was made, as its file records it: the question (ε1, ε2, η, the layer), the
+  method, d and seed, the pattern's source and the changes made to it, the time and version."""
+
+  method: str
+  d: int
+  eps1: float
+  eps2: float
+  seed: int
+  source: str
+  changes: tuple[str, ...] = ()
+  seconds: float = 0.0
+  version: str = ja.__version__
+  max_outside_mass: float | None = None  # stored only under the mass criterion
+  causal: bool = False                   # stored only for a causal layer
+
+
+def save_solution(path: str, solution: Solution, pattern: SparsePattern, report: Report,
+                  made: Provenance) -> None:
   """Writes the solution file atomically: a temporary file, then ``os.replace``."""
   check_destination(path)
   arrays: dict[str, Any] = solution_arrays(solution)
   arrays.update(zip(PATTERN_KEYS, map(np.asarray, pattern[:3])))
   if pattern.dense is not None:
     arrays.update(pattern_dense=np.asarray(pattern.dense))
-  arrays.update(method=np.str_(method), d=np.int64(d), eps1=np.float64(eps1),
-                eps2=np.float64(eps2), seed=np.int64(seed), source=np.str_(source),
-                changes=np.array(changes, dtype=str), seconds=np.float64(seconds),
-                jaxattn_version=np.str_(version), format=np.str_(FORMAT))
-  if max_outside_mass is not None:
-    arrays.update(max_outside_mass=np.float64(max_outside_mass))
-  if causal:
+  arrays.update(method=np.str_(made.method), d=np.int64(made.d), eps1=np.float64(made.eps1),
+                eps2=np.float64(made.eps2), seed=np.int64(made.seed), source=np.str_(made.source),
+                changes=np.array(made.changes, dtype=str), seconds=np.float64(made.seconds),
+                jaxattn_version=np.str_(made.version), format=np.str_(FORMAT))
+  if made.max_outside_mass is not None:
+    arrays.update(max_outside_mass=np.float64(made.max_outside_mass))
+  if made.causal:
     arrays.update(causal=np.bool_(True))
   arrays.update({f"report_{name}": np.asarray(value) for name, value in report._asdict().items()})
   _remove_stale_temporaries(path)

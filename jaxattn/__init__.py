@@ -25,7 +25,8 @@ from jaxattn._src.estimators import MinDResult
 from jaxattn._src.grid_kernel import trial_keys
 from jaxattn._src.search import geometric_grid, min_d, verify_grid
 from jaxattn._src.tiles import default_tiles
-from jaxattn._src.verify import Report, RowStats, check_block_size, row_stats, verify
+from jaxattn._src.stream import RowStats, row_stats
+from jaxattn._src.verify import Report, check_block_size, verify
 
 __version__ = "0.1.0"
 

@@ -9,6 +9,7 @@ import pytest
 
 import jaxattn as ja
 from jaxattn._src import estimators, host_stage
+from jaxattn._src.options import SearchSpec
 
 GRID = ja.geometric_grid(4096, 2)
 EPS1 = EPS2 = 0.5
@@ -117,8 +118,8 @@ def test_adaptive_probes_are_built_at_their_width_and_settled_on_the_host_at_it(
   result = ja.min_d(key, sampler, grid, eps1=eps1, eps2=eps2, method="lstsq_wide", trials=1,
                     compute=ja.Compute(schedule="adaptive"))
   assert result.verdict_states()[0, 0] == 1 and result.levels_on_host >= 1
-  assert not host_stage.exact_level(method_keys[0], pattern, method="lstsq_wide", d_grid=grid,
-                                level=0, eps1=eps1, eps2=eps2, rows=None)  # at width 128
+  assert not host_stage.exact_level(method_keys[0], pattern, SearchSpec("lstsq_wide", grid),
+                                    level=0, eps1=eps1, eps2=eps2, rows=None)  # at width 128
 
 
 @pytest.mark.parametrize("args, match", [

@@ -237,7 +237,7 @@ class TestOptimizeLoop(chex.TestCase):
     verdicts = {}
     for negatives in (4, None):
       run = jax.jit(jax.vmap(lambda d, negatives=negatives: optimize.optimize_run(
-          KEY, p, d, 6, EPS1, EPS2, negatives=negatives)))
+          KEY, p, d, 6, EPS1, EPS2, training=optimize.Training(negatives=negatives))))
       result = run(grid)
       for d, q, k, passed in zip(grid, result.queries, result.keys, result.passed):
         sol = construct.solution_from_factors(q, k)
@@ -261,7 +261,8 @@ class TestOptimizeLoop(chex.TestCase):
 
   def test_queries_only_keeps_keys(self):
     p = _pattern(16, 2)
-    result = optimize.optimize_run(KEY, p, 16, 16, EPS1, EPS2, train_keys=False, max_steps=5)
+    result = optimize.optimize_run(KEY, p, 16, 16, EPS1, EPS2,
+                                   training=optimize.Training(train_keys=False, max_steps=5))
     _, keys = construct.METHODS["lstsq"](KEY, p, 16, 16, EPS1, EPS2)
     np.testing.assert_array_equal(result.keys, keys)
 

@@ -159,7 +159,7 @@ def test_a_causal_pass_skips_the_key_tiles_above_the_diagonal(length, rows, bloc
   """The tiles the program runs (a counter carried in its loop): row block r sees the key
   blocks up to its last row, min(n, ⌊(min(L, (r+1)R) − 1)/B⌋ + 1) of n = ⌈L/B⌉; a
   bidirectional pass runs them all. (With the CPU tiles, 1024 × 512, at L = 16384: 272 of 512.)"""
-  from jaxattn._src.verify import _stream
+  from jaxattn._src.stream import _stream
   pattern = _causal_pattern(length, 2)
   sol = ja.construct.jl(jax.random.PRNGKey(0), pattern, 8, eps1=EPS1, eps2=EPS2)
   ones = jnp.ones((1,), jnp.float32)
@@ -296,15 +296,15 @@ def test_check_reads_the_layer_from_the_file(tmp_path, capsys):
   """The future-key solution is certified in a causal layer only: the file's ``causal`` flag
   decides the semantics of ``bench check`` (without it, the check fails)."""
   from jaxattn_bench.cli import main
-  from jaxattn_bench.solution_file import save_solution
+  from jaxattn_bench.solution_file import Provenance, save_solution
   queries, keys, a = _future_key_case()
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
   pattern = ja.SparsePattern.from_dense(a)
   report = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, causal=True)
   for causal, status in ((True, 0), (False, 1)):
     out = str(tmp_path / f"causal_{causal}.npz")
-    save_solution(out, sol, pattern, report, method="onehot", d=3, eps1=EPS1, eps2=EPS2, seed=0,
-                  source="test", changes=(), seconds=0.0, version=ja.__version__, causal=causal)
+    save_solution(out, sol, pattern, report, Provenance("onehot", 3, EPS1, EPS2, seed=0,
+                                                        source="test", causal=causal))
     assert main(["check", out, "--float64"]) == status, capsys.readouterr().out
 
 

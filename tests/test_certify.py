@@ -177,6 +177,7 @@ def test_min_d_settles_undecided_levels_exactly():
   redoing the level's pass: the same verdict), and every verdict equals exact arithmetic on the
   trial's factors."""
   from jaxattn._src import grid_kernel, host_stage
+  from jaxattn._src.options import Criterion, SearchSpec
   trials = 2
   if "jl_fixed_eps" not in ja.construct.METHODS:  # jl whose factors do not depend on ε
     jl = ja.construct.METHODS["jl"]
@@ -197,12 +198,14 @@ def test_min_d_settles_undecided_levels_exactly():
   res = ja.min_d(key, sampler, grid, eps1=eps1, eps2=eps2, trials=trials, delta=0.5,
                  method="jl_fixed_eps")
   assert res.certified and res.levels_on_host >= 1
+  spec = SearchSpec("jl_fixed_eps", grid)
   undecided = np.flatnonzero(np.asarray(grid_kernel.compiled_grid_states(
-      method_keys[0], pattern, method="jl_fixed_eps", d_grid=grid, eps1=eps1, eps2=eps2,
-      limits=ja.certify.thresholds(eps1, eps2))[0]) == ja.certify.UNDECIDED)
+      method_keys[0], pattern, spec, Criterion(eps1, eps2, None,
+                                               ja.certify.thresholds(eps1, eps2)))[0])
+                             == ja.certify.UNDECIDED)
   assert level in undecided
-  both = [host_stage.exact_level(method_keys[0], pattern, method="jl_fixed_eps", d_grid=grid,
-                             level=level, eps1=eps1, eps2=eps2, rows=rows)
+  both = [host_stage.exact_level(method_keys[0], pattern, spec, level=level, eps1=eps1,
+                                 eps2=eps2, rows=rows)
           for rows in (np.arange(32), None)]
   assert both[0] == both[1] == res.verdicts[0, level]
   q, k = np.asarray(queries), np.asarray(keys)

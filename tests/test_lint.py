@@ -25,3 +25,30 @@ def test_no_function_is_longer_than_sixty_lines():
           if node.end_lineno - node.lineno + 1 > 60:
             long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
   assert long == []
+
+
+def test_no_function_takes_more_than_twelve_parameters():
+  """1.0's rule (docs/api.md, "Options (1.0)"): a function of the library, the benchmarks or the
+  figures takes at most 12 parameters, grouped where they travel together (``ja.Compute``,
+  ``ja.construct.Training``, ``SearchSpec``); a public entry point at most 3 positional ones,
+  and then at most 12 by keyword."""
+  import ast
+  many = []
+  for folder in ("jaxattn", "bench", "plots"):
+    for path in sorted((ROOT / folder).rglob("*.py")):
+      for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+          args = node.args
+          positional = len(args.posonlyargs) + len(args.args) + bool(args.vararg)
+          keyword = len(args.kwonlyargs) + bool(args.kwarg)
+          entry = positional <= 3 and keyword <= 12
+          if positional + keyword > 12 and not entry:
+            many.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+  assert many == []
+
+
+def test_no_library_module_is_longer_than_five_hundred_lines():
+  """A module per job (1.0): a module of ``jaxattn`` over ~500 lines does more than one."""
+  long = {str(path.relative_to(ROOT)): n for path in sorted((ROOT / "jaxattn").rglob("*.py"))
+          if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500}
+  assert long == {}

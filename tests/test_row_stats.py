@@ -10,7 +10,7 @@ from absl.testing import parameterized
 
 import jaxattn as ja
 from jaxattn._src import tiles
-from jaxattn._src import verify as verify_lib
+from jaxattn._src import stream
 
 
 def dense_stats(queries, keys, pattern, splits, scales):
@@ -28,7 +28,7 @@ def dense_stats(queries, keys, pattern, splits, scales):
     p = np.exp(logits - logits.max(1, keepdims=True))
     mass = np.where(support, 0.0, p).sum(1) / p.sum(1)
     out.append((spread, gap, mass, np.abs(logits).max(1), np.zeros_like(spread), np.zeros_like(gap)))
-  return verify_lib.RowStats(*(np.stack(x) for x in zip(*out)))
+  return stream.RowStats(*(np.stack(x) for x in zip(*out)))
 
 
 def assert_bounds_cover(stats, want):
@@ -54,7 +54,7 @@ class RowStatsTest(chex.TestCase):
     splits = (3, 8, 64, 65, 66, 200)
     scales = 200 / np.array(splits, np.float64)
     stats = self.variant(functools.partial(
-        verify_lib.row_stats, splits=splits, block_size=block_size, row_block=row_block,
+        stream.row_stats, splits=splits, block_size=block_size, row_block=row_block,
         full=full))(
             queries, keys, pattern, scales=jnp.asarray(scales, jnp.float32))
     want = dense_stats(queries, keys, pattern, splits, scales)
@@ -73,10 +73,10 @@ class RowStatsTest(chex.TestCase):
   def test_rank1_levels_alone_match_dense(self, block_size):
     pattern, queries, keys = _problem(width=16)
     splits = (1, 2, 5, 16)  # every level d <= _RANK1_MAX_D: rank-1 updates only, no matmul
-    self.assertLessEqual(splits[-1], verify_lib._RANK1_MAX_D)
+    self.assertLessEqual(splits[-1], stream._RANK1_MAX_D)
     scales = 16 / np.array(splits, np.float64)
     stats = self.variant(functools.partial(
-        verify_lib.row_stats, splits=splits, block_size=block_size, full=False))(
+        stream.row_stats, splits=splits, block_size=block_size, full=False))(
             queries, keys, pattern, scales=jnp.asarray(scales, jnp.float32))
     want = dense_stats(queries, keys, pattern, splits, scales)
     np.testing.assert_allclose(stats.spread, want.spread, rtol=1e-4, atol=1e-4)
@@ -84,16 +84,16 @@ class RowStatsTest(chex.TestCase):
 
   def test_levels_agree_with_separate_single_level_passes(self):
     pattern, queries, keys = _problem(width=24)
-    nested = verify_lib.row_stats(queries, keys, pattern, (5, 24), jnp.array([2.0, 1.0]),
+    nested = stream.row_stats(queries, keys, pattern, (5, 24), jnp.array([2.0, 1.0]),
                                   block_size=16, full=False)
     for g, split in enumerate((5, 24)):
-      single = verify_lib.row_stats(queries[:, :split], keys[:, :split], pattern, (split,),
+      single = stream.row_stats(queries[:, :split], keys[:, :split], pattern, (split,),
                                     jnp.array([(2.0, 1.0)[g]]), block_size=16, full=False)
       np.testing.assert_allclose(nested.gap[g], single.gap[0], rtol=1e-6, atol=1e-6)
 
   def test_bfloat16_matmul_is_exact_for_rounded_factors(self):
     pattern, queries, keys = _problem(width=24)
-    stats = verify_lib.row_stats(queries, keys, pattern, (24,), jnp.ones(1), block_size=16,
+    stats = stream.row_stats(queries, keys, pattern, (24,), jnp.ones(1), block_size=16,
                                  matmul_dtype=jnp.bfloat16)
     self.assertEqual(stats.gap.dtype, jnp.float32)
     rounded = [x.astype(jnp.bfloat16).astype(jnp.float32) for x in (queries, keys)]
@@ -107,7 +107,7 @@ class RowStatsTest(chex.TestCase):
     pattern, queries, keys = _problem()
     for splits in [(0, 24), (8, 4), (8, 8), (201,)]:
       with self.assertRaisesRegex(ValueError, "splits"):
-        verify_lib.row_stats(queries, keys, pattern, splits, jnp.ones(len(splits)))
+        stream.row_stats(queries, keys, pattern, splits, jnp.ones(len(splits)))
 
 
 @pytest.mark.parametrize("full", [True, False])

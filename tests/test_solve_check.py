@@ -192,9 +192,8 @@ def test_solution_file_grows_with_l_times_d(tmp_path):
     factors = np.random.default_rng(d).normal(size=(2, L, d)).astype(np.float32)
     solution = ja.construct.solution_from_factors(*map(jax.numpy.asarray, factors))
     out = str(tmp_path / f"d{d}.npz")
-    solution_file.save_solution(out, solution, pattern, report, method="jl", d=d, eps1=EPS1,
-                                eps2=EPS2, seed=0, source="test", changes=(), seconds=0.0,
-                                version=ja.__version__)
+    solution_file.save_solution(out, solution, pattern, report, solution_file.Provenance(
+        "jl", d, EPS1, EPS2, seed=0, source="test"))
     sizes[d] = os.path.getsize(out)
     estimate = resources.solution_file_bytes(L, pattern.nnz, d)
     assert 4 * L * 2 * d < sizes[d] <= estimate < sizes[d] + (64 << 10), (d, sizes[d], estimate)

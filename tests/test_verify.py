@@ -8,7 +8,7 @@ import pytest
 
 import jaxattn as ja
 from jaxattn._src import tiles as tiles_lib
-from jaxattn._src import verify as verify_lib
+from jaxattn._src import stream
 from jaxattn.construct import solution_from_factors, target_logits
 from tests.reference import reference_figures, reference_ok
 
@@ -99,8 +99,8 @@ def test_row_blocks():
   """Row blocking (padded to a multiple of the row block) changes nothing."""
   p, sol = _noisy_case(3, length=30, noise=0.3)
   ones = jnp.ones((1,))
-  whole = verify_lib.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4)
-  blocked = verify_lib.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4,
+  whole = stream.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4)
+  blocked = stream.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4,
                                  row_block=8)
   chex.assert_trees_all_close(blocked, whole, rtol=1e-6)
   chex.assert_trees_all_close(ja.verify(sol, p, eps1=EPS1, eps2=EPS2,
@@ -114,7 +114,7 @@ def test_default_tiles_follow_the_backend_table(monkeypatch):
   p, sol = _noisy_case(3, length=30, noise=0.3)
   monkeypatch.setitem(tiles_lib.TILES, jax.default_backend(), (8, 5))
   assert ja.default_tiles() == (8, 5)
-  program = str(jax.make_jaxpr(lambda q, k: verify_lib.row_stats(q, k, p, (30,), jnp.ones(1)))(
+  program = str(jax.make_jaxpr(lambda q, k: stream.row_stats(q, k, p, (30,), jnp.ones(1)))(
       sol.queries(), sol.keys()))
   assert "length=4" in program and "length=6" in program  # 4 row blocks of 8, 6 key blocks of 5
 

@@ -23,7 +23,8 @@ from jaxattn_bench import resources, runner
 from jaxattn_bench.commands import add_matmul_option
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.pattern_file import load_pattern
-from jaxattn_bench.solution_file import check_destination, format_report, save_solution
+from jaxattn_bench.solution_file import (Provenance, check_destination, format_report,
+                                         save_solution)
 
 # 1, 2, 3, 4, 6, 8, 11, 16, ..., 2896, 4096: two values per doubling of d.
 DEFAULT_D_GRID = ja.geometric_grid(4096, per_octave=2)
@@ -119,10 +120,9 @@ def main(args) -> int:
   for line in format_report(report, d, seconds):
     print(line)
   if report.ok or args.save_uncertified:
-    save_solution(args.out, solution, pattern, report, method=args.method, d=d, eps1=args.eps1,
-                  eps2=args.eps2, max_outside_mass=args.max_outside_mass, seed=args.seed,
-                  source=args.pattern, changes=user.changes, seconds=seconds,
-                  version=ja.__version__, causal=args.causal)
+    save_solution(args.out, solution, pattern, report, Provenance(
+        args.method, d, args.eps1, args.eps2, args.seed, args.pattern, user.changes, seconds,
+        ja.__version__, args.max_outside_mass, args.causal))
     print(f"wrote        {args.out}   (re-verify: python -m bench check {args.out})")
   else:
     print(f"not written  {args.out} (not certified; --save-uncertified writes it anyway)")

@@ -201,7 +201,7 @@ def optimize(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, 
   blocks, in one jitted ``lax.while_loop`` that stops as soon as that exact
   streamed check passes (with half the margin) or after 200 steps
   (``jaxattn._src.optimize``; ``optimize_run`` also returns the steps and
-  passes, and with ``negatives=None`` trains on the dense loss). Memory
+  passes, and with ``training=Training(negatives=None)`` trains on the dense loss). Memory
   O(L·(N + K)·d), never O(L²); time O(L²·d) per pass.
 
   Args and returns: as ``jl``.

@@ -19,30 +19,29 @@ from jaxattn._src import certify
 from jaxattn._src.base import cast_pattern, resolve_dtype
 from jaxattn._src.construct import NESTED, method_factors
 from jaxattn._src.host_stage import HostRows, undecided_rows
+from jaxattn._src.options import Criterion, SearchSpec
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.tiles import default_tiles, shard_leading
-from jaxattn._src.verify import row_ok, row_states, row_stats
+from jaxattn._src.stream import row_stats
+from jaxattn._src.verify import row_ok, row_states
 
 # Bytes of [G, rows, block] logit tiles one vmapped batch of trials may hold.
 TILE_BUDGET = 1 << 28
 
 
-def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
-                d_grid: tuple[int, ...], eps1, eps2, limits: certify.Thresholds,
-                block_size: int | None = None, row_block: int | None = None, matmul_dtype=None,
-                mesh=None, dtype=None, max_outside_mass=None, matmul: str = "float32",
-                d: Int[Array, ""] | None = None, width: int | None = None, causal: bool = False
-                ) -> tuple[Int[Array, " G"], HostRows]:
-  """Whether ``method`` verifies at every d of ``d_grid`` for one pattern and key: per grid d
-  ``certify.CERTAIN_OK``, ``CERTAIN_FAIL`` or ``UNDECIDED`` (int8; the host settles the last),
-  with each level's undecided rows (``HostRows``). Given ``d`` (not nested): that d only,
+def grid_states(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec,
+                criterion: Criterion, *, mesh=None, d: Int[Array, ""] | None = None,
+                width: int | None = None) -> tuple[Int[Array, " G"], HostRows]:
+  """Whether ``spec.method`` verifies at every d of ``spec.d_grid`` for one pattern and key: per
+  grid d ``certify.CERTAIN_OK``, ``CERTAIN_FAIL`` or ``UNDECIDED`` (int8; the host settles the
+  last), with each level's undecided rows (``HostRows``). Given ``d`` (not nested): that d only,
   padded to ``width`` (G = 1, an adaptive probe).
 
-  Certified (``certify.certifiable`` and no ``matmul_dtype``): a level fails if a row
+  Certified (``certify.certifiable`` and no ``layer_dtype``): a level fails if a row
   certainly fails, passes if every row certainly passes, and is undecided
   otherwise; after a pass with ``matmul="bfloat16"`` products, up to
   ``RECHECK_SHARE``·L undecided rows are re-done with float32 products
-  (``recheck_rows``). Uncertified (the mass criterion, a ``matmul_dtype``, a
+  (``recheck_rows``). Uncertified (the mass criterion, a ``layer_dtype``, a
   bfloat16 evaluation ``dtype``): the computed verdict, never undecided.
 
   With η = ``max_outside_mass`` under the mass criterion (``row_ok``): the
@@ -53,18 +52,21 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
   other methods are built at each d inside one compiled loop, padded to d_max.
   Either way the shapes, and so the compiled program, depend on d_max only.
-  Tiles, ``matmul_dtype``, ``mesh`` and ``causal`` go to ``row_stats``. Factors are computed
+  Tiles, the products' dtype, ``mesh`` and ``causal`` go to ``row_stats``. Factors are computed
   in float32 (float64 for ``dtype`` float64), verified in ``dtype`` (``resolve_dtype``).
   """
-  evaluate, compute = resolve_dtype(dtype)
+  method, d_grid, block_size, row_block, causal = (spec.method, spec.d_grid, spec.block_size,
+                                                   spec.row_block, spec.causal)
+  eps1, eps2, max_outside_mass, limits = criterion
+  evaluate, compute = resolve_dtype(spec.dtype)
   pattern = cast_pattern(pattern, compute)
   factors = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), method_factors(
       method, key, pattern, d, width, eps1, eps2, dtype=evaluate,
       max_outside_mass=max_outside_mass, causal=causal))
   d_max = d_grid[-1]
   full = max_outside_mass is not None  # the outside mass is only streamed when it is judged
-  certified = matmul_dtype is None and certify.certifiable(evaluate, max_outside_mass)
-  first = certify.MATMUL_FORMATS[matmul] if matmul_dtype is None else matmul_dtype
+  certified = spec.layer_dtype is None and certify.certifiable(evaluate, max_outside_mass)
+  first = certify.MATMUL_FORMATS[spec.matmul] if spec.layer_dtype is None else spec.layer_dtype
 
   def level_states(queries, keys, splits, scales):
     stats = row_stats(queries, keys, pattern, splits, scales, block_size=block_size, mesh=mesh,
@@ -130,16 +132,13 @@ def trial_keys(key: PRNGKeyArray, trials: int
   return pattern_keys, method_keys
 
 
-compiled_grid_states = jax.jit(grid_states, static_argnames=(
-    "method", "d_grid", "block_size", "row_block", "matmul", "width", "causal"))
+compiled_grid_states = jax.jit(grid_states, static_argnames=("spec", "width"))
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "sampler", "method", "d_grid", "trials", "trial_batch", "block_size", "row_block",
-    "matmul_dtype", "mesh", "dtype", "matmul", "width", "causal"))
-def trial_states(key, eps1, eps2, max_outside_mass, limits, probes=None, *, sampler, method,
-                 d_grid, trials, trial_batch, block_size, row_block, matmul_dtype, mesh, dtype,
-                 matmul, width=None, causal=False):
+@functools.partial(jax.jit, static_argnames=("spec", "sampler", "trials", "trial_batch", "mesh",
+                                             "width"))
+def trial_states(key, criterion: Criterion, probes=None, *, spec: SearchSpec, sampler, trials,
+                 trial_batch, mesh, width=None):
   """The level states int8 [T, G] and ``HostRows`` (``grid_states``) of every trial t, split over
   ``mesh`` (row blocks if fewer trials than devices).
 
@@ -153,11 +152,9 @@ def trial_states(key, eps1, eps2, max_outside_mass, limits, probes=None, *, samp
 
   def trial(inputs):
     pattern_key, method_key, d, active = inputs
-    run = lambda: grid_states(
-        method_key, sampler(pattern_key), method=method, d_grid=d_grid, eps1=eps1, eps2=eps2,
-        limits=limits, block_size=block_size, row_block=row_block, matmul_dtype=matmul_dtype,
-        mesh=None if shard_trials else mesh, dtype=dtype, max_outside_mass=max_outside_mass,
-        matmul=matmul, d=None if width is None else d, width=width, causal=causal)
+    run = lambda: grid_states(method_key, sampler(pattern_key), spec, criterion,
+                              mesh=None if shard_trials else mesh,
+                              d=None if width is None else d, width=width)
     if width is None:
       return run()
     skip = lambda: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(run))

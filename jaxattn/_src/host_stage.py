@@ -20,6 +20,7 @@ from jaxattn._src import certify
 from jaxattn._src.base import cast_pattern, resolve_dtype
 from jaxattn._src.construct import NESTED, method_factors
 from jaxattn._src.exact import Fraction, rows_ok_exact
+from jaxattn._src.options import SearchSpec
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.verify import settle_rows
 
@@ -52,11 +53,9 @@ def trial_factors(key, pattern, d, eps1, eps2, *, method, width, dtype, causal=F
   return jax.tree.map(lambda x: x.astype(evaluate), factors)
 
 
-def exact_level(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
-                d_grid: tuple[int, ...], level: int, eps1: float, eps2: float, dtype=None,
-                rows: np.ndarray | None = None, block_size: int | None = None,
-                row_block: int | None = None, width: int | None = None,
-                causal: bool = False) -> bool:
+def exact_level(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec, *, level: int,
+                eps1: float, eps2: float, rows: np.ndarray | None = None,
+                width: int | None = None) -> bool:
   """The exact verdict of one trial at ``d_grid[level]``, for a level the search left undecided.
 
   The factors are rebuilt from the trial's key (d_max for nested methods,
@@ -64,16 +63,16 @@ def exact_level(key: PRNGKeyArray, pattern: SparsePattern, *, method: str,
   default d_max, otherwise). ``rows``: the level's undecided rows (every
   other row is certainly ok), decided in exact arithmetic on the host; None
   (more than ``HOST_ROWS``): ``settle_rows`` decides every row, a float32
-  pass first. ``causal``: in a causal layer's semantics.
+  pass first. In a causal layer's semantics with ``spec.causal``.
   """
-  d_max, d = d_grid[-1], d_grid[level]
-  nested, width = method in NESTED, width or d_max
-  queries, keys = trial_factors(key, pattern, d_max if nested else d, eps1, eps2, method=method,
-                                width=width, dtype=resolve_dtype(dtype)[0].name, causal=causal)
+  d_max, d, causal = spec.d_grid[-1], spec.d_grid[level], spec.causal
+  nested, width = spec.method in NESTED, width or d_max
+  queries, keys = trial_factors(key, pattern, d_max if nested else d, eps1, eps2,
+                                method=spec.method, width=width, dtype=spec.dtype, causal=causal)
   split, scale = (d, (d_max, d)) if nested else (width, (1, 1))
   if rows is None:
     ok, _ = settle_rows(queries, keys, pattern, None, eps1, eps2, split=split, scale=scale,
-                        block_size=block_size, row_block=row_block, causal=causal)
+                        block_size=spec.block_size, row_block=spec.row_block, causal=causal)
   else:
     ok = rows_ok_exact(np.asarray(queries)[:, :split], np.asarray(keys)[:, :split],
                        *(np.asarray(x) for x in pattern[:3]), rows, eps1, eps2, Fraction(*scale),

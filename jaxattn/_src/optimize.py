@@ -69,6 +69,17 @@ MERGE_BLOCKS = 16  # at most this many key blocks per top-K merge of the mining 
                    # (merging after every block made the pass markedly slower on the CPU)
 
 
+class Training(NamedTuple):
+  """optimize's training schedule (``optimize_run``): Adam's step size, its steps, the hard
+  negatives it trains on and how often it re-mines them."""
+
+  train_keys: bool = True            # keys move too (else only the queries)
+  max_steps: int = MAX_STEPS         # Adam steps in all
+  learning_rate: float = LEARNING_RATE
+  negatives: int | None = NEGATIVES  # K per row (static); None: the dense loss, O(L²·N) memory
+  mine_every: int = MINE_EVERY       # Adam steps per round between two mining passes
+
+
 class OptimizeResult(NamedTuple):
   """Factors after optimisation, the Adam steps and streamed passes taken, and whether they passed."""
 
@@ -281,10 +292,9 @@ def rounds_left(state, max_steps: int, mine_every: int) -> Bool[Array, ""]:
 
 
 def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
-                 eps1, eps2, *, dtype=None, train_keys: bool = True, max_steps: int = MAX_STEPS,
-                 learning_rate: float = LEARNING_RATE, negatives: int | None = NEGATIVES,
-                 mine_every: int = MINE_EVERY, block_size: int | None = None,
-                 row_block: int | None = None, causal: bool = False) -> OptimizeResult:
+                 eps1, eps2, *, dtype=None, training: Training = Training(),
+                 block_size: int | None = None, row_block: int | None = None,
+                 causal: bool = False) -> OptimizeResult:
   """Adam on ``loss`` from the ``lstsq`` factors, in rounds of ≤ ``mine_every`` steps between
   streamed mining passes, in one ``lax.while_loop`` (jit- and vmap-able; static shapes).
 
@@ -294,9 +304,9 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   (from lstsq's 32× larger logits it needs more steps and stalls).
 
   The first round trains on the negatives mined from the lstsq start (the pass that checked
-  it). Only the first d columns move (the rest stay zero); keys move only if ``train_keys``.
-  ``negatives``: K hard negatives per row (static), or None for the dense loss (O(L²·N)
-  memory). Each round trains until the loss on its mined set is 0 or ``mine_every`` steps
+  it). Only the first d columns move (the rest stay zero); keys move only if ``train_keys``
+  (``training``: ``Training``). ``negatives``: K hard negatives per row (static), or None for
+  the dense loss (O(L²·N) memory). Each round trains until the loss on its mined set is 0 or ``mine_every`` steps
   (``train_round``), then ``mine`` re-mines and checks (``mined_check``); the loop stops at
   the first pass whose ``stopping_test`` holds, or after ``max_steps`` steps (or
   1 + ⌈max_steps/mine_every⌉ passes, ``rounds_left``) in all. ``block_size``, ``row_block``:
@@ -304,6 +314,7 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   """
   import optax  # here, not at the top: importing jaxattn or the verifier does not load optax
 
+  train_keys, max_steps, learning_rate, negatives, mine_every = training
   if negatives is not None and negatives < 1 or mine_every < 1:
     raise ValueError(f"need negatives >= 1 (or None) and mine_every >= 1, got negatives="
                      f"{negatives}, mine_every={mine_every}")

@@ -23,6 +23,8 @@ import inspect
 import warnings
 from typing import Any, Callable, NamedTuple, TypeVar
 
+from jaxtyping import Array, Float
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -49,6 +51,33 @@ class Compute(NamedTuple):
   max_trial_batch: int | None = None
   schedule: str | None = None
   check_above: int = 1
+
+
+class SearchSpec(NamedTuple):
+  """A search's static settings as they travel inside (``grid_kernel``, ``host_stage``): what is
+  built at each level and how its pass is cut and computed. Hashable: one compile per spec.
+
+  ``dtype``: the evaluation dtype's name (``base.resolve_dtype``); ``layer_dtype``: the dtype the
+  layer's Q, K are rounded to (None: none; uncertified otherwise); the rest as on ``ja.min_d``.
+  """
+
+  method: str
+  d_grid: tuple[int, ...]
+  dtype: str = "float32"
+  causal: bool = False
+  matmul: str = "float32"
+  layer_dtype: Any = None
+  block_size: int | None = None
+  row_block: int | None = None
+
+
+class Criterion(NamedTuple):
+  """A search's tolerances as they travel inside: traced, so a new ε does not recompile."""
+
+  eps1: Float[Array, ""] | float
+  eps2: Float[Array, ""] | float
+  max_outside_mass: Float[Array, ""] | float | None
+  limits: Any  # ``certify.Thresholds`` of (ε1, ε2) in the evaluation dtype
 
 
 def check_compute(compute: Compute) -> Compute:

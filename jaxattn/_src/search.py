@@ -24,7 +24,8 @@ from jaxattn._src.cost import choose_schedule
 from jaxattn._src.estimators import MinDResult, impute_verdicts
 from jaxattn._src.grid_kernel import trial_keys
 from jaxattn._src.pattern import SparsePattern, check_causal
-from jaxattn._src.options import Compute, check_compute, keyword_eps, legacy_options
+from jaxattn._src.options import (Compute, Criterion, SearchSpec, check_compute, keyword_eps,
+                                  legacy_options)
 from jaxattn._src.schedule import adaptive_states, check_schedule
 from jaxattn._src.tiles import local_mesh
 from jaxattn._src.verify import check_matmul
@@ -87,14 +88,13 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
     check_causal(pattern)
   check_schedule(compute.schedule, method)
   adaptive = _adaptive(compute.schedule, method, pattern, d_grid)
-  limits = certify.thresholds(eps1, eps2, resolve_dtype(None)[0])
-  tiles = dict(block_size=compute.block_size, row_block=compute.row_block, causal=causal)
-  states = functools.partial(
-      grid_kernel.compiled_grid_states, key, pattern, method=method, d_grid=d_grid, eps1=eps1,
-      eps2=eps2, limits=limits, max_outside_mass=max_outside_mass, matmul=matmul, **tiles)
+  spec = SearchSpec(method, d_grid, causal=causal, matmul=matmul, block_size=compute.block_size,
+                    row_block=compute.row_block)
+  criterion = Criterion(eps1, eps2, max_outside_mass,
+                        certify.thresholds(eps1, eps2, resolve_dtype(None)[0]))
+  states = functools.partial(grid_kernel.compiled_grid_states, key, pattern, spec, criterion)
   exact = lambda t, g, rows, width=None: host_stage.exact_level(
-      key, pattern, method=method, d_grid=d_grid, level=g, eps1=eps1, eps2=eps2, rows=rows,
-      width=width, **tiles)
+      key, pattern, spec, level=g, eps1=eps1, eps2=eps2, rows=rows, width=width)
   one = lambda tree: jax.tree.map(lambda x: x[None], tree)
   if adaptive:
     run = lambda probes, width: one(states(d=probes[0][0], width=width))
@@ -144,23 +144,23 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   if causal:
     _check_causal_trials(key, sampler, trials)
   evaluate, _ = resolve_dtype(dtype)
-  layer_dtype = None if layer_dtype is None else jnp.dtype(layer_dtype)
-  block_size, row_block, shape = compute.block_size, compute.row_block, jax.eval_shape(sampler, key)
+  spec = SearchSpec(method, d_grid, evaluate.name, causal, matmul,
+                    None if layer_dtype is None else jnp.dtype(layer_dtype), compute.block_size,
+                    compute.row_block)
+  shape = jax.eval_shape(sampler, key)
   adaptive = _adaptive(compute.schedule, method, shape, d_grid, trials)
   batch = grid_kernel.trial_batch(shape.length, len(d_grid) if method in NESTED else 1,
-                                  block_size, row_block, trials)
-  shared = dict(method=method, d_grid=d_grid, block_size=block_size, row_block=row_block,
-                dtype=evaluate.name, causal=causal)
+                                  spec.block_size, spec.row_block, trials)
   run = functools.partial(
-      grid_kernel.trial_states, key, eps1, eps2, max_outside_mass,
-      certify.thresholds(eps1, eps2, evaluate), sampler=sampler, trials=trials, mesh=local_mesh(),
-      trial_batch=min(batch, compute.max_trial_batch or trials), matmul_dtype=layer_dtype,
-      matmul=matmul, **shared)
-  exact = _trial_level(key, sampler, trials, eps1=eps1, eps2=eps2, **shared)
+      grid_kernel.trial_states, key, Criterion(eps1, eps2, max_outside_mass,
+                                               certify.thresholds(eps1, eps2, evaluate)),
+      spec=spec, sampler=sampler, trials=trials, mesh=local_mesh(),
+      trial_batch=min(batch, compute.max_trial_batch or trials))
+  exact = _trial_level(key, sampler, trials, spec, eps1=eps1, eps2=eps2)
   verdicts, host_levels = (adaptive_states(run, exact, d_grid, trials, compute.check_above)
                            if adaptive else host_stage.settle_levels(*run(), exact))
   return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)._replace(
-      certified=layer_dtype is None and certify.certifiable(evaluate, max_outside_mass),
+      certified=spec.layer_dtype is None and certify.certifiable(evaluate, max_outside_mass),
       levels_on_host=host_levels)
 
 
@@ -172,14 +172,14 @@ def _adaptive(schedule: str | None, method: str, shape: SparsePattern, d_grid: t
           ) == "adaptive"
 
 
-def _trial_level(key: PRNGKeyArray, sampler: Sampler, trials: int, **settings
-                 ) -> Callable[[int, int, np.ndarray | None], bool]:
+def _trial_level(key: PRNGKeyArray, sampler: Sampler, trials: int, spec: SearchSpec, *,
+                 eps1: float, eps2: float) -> Callable[[int, int, np.ndarray | None], bool]:
   """(t, g, rows) -> ``exact_level`` of trial t of ``min_d`` at grid level g, its pattern and
   construction keys from ``trial_keys``."""
   pattern_keys, method_keys = trial_keys(key, trials)
   return lambda t, g, rows, width=None: host_stage.exact_level(
-      method_keys[t], jax.jit(sampler)(pattern_keys[t]), level=g, rows=rows, width=width,
-      **settings)
+      method_keys[t], jax.jit(sampler)(pattern_keys[t]), spec, level=g, rows=rows, width=width,
+      eps1=eps1, eps2=eps2)
 
 
 def _check_causal_trials(key: PRNGKeyArray, sampler: Sampler, trials: int) -> None:
