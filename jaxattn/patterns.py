@@ -8,9 +8,10 @@ from jaxattn._src.patterns import (CAUSAL_GENERATORS, GENERATORS, Sampler, bande
                                    strided)
 from jaxattn._src.published import (FAMILIES, BigBird, Bounds, Family, Longformer, ReformerLSH,
                                     SparseTransformerFixed, SparseTransformerStrided,
-                                    family_from_spec, lsh_buckets, lsh_candidates, union)
+                                    family_from_spec, hash_rotated, lsh_buckets, lsh_candidates,
+                                    union)
 
 __all__ = ["CAUSAL_GENERATORS", "FAMILIES", "GENERATORS", "BigBird", "Bounds", "Family", "Longformer", "ReformerLSH",
            "Sampler", "SparsePattern", "SparseTransformerFixed", "SparseTransformerStrided",
-           "banded", "block_diagonal", "family_from_spec", "from_graph", "from_rows", "is_causal", "knn", "lsh_buckets",
+           "banded", "block_diagonal", "family_from_spec", "from_graph", "from_rows", "hash_rotated", "is_causal", "knn", "lsh_buckets",
            "lsh_candidates", "random_causal", "random_regular", "random_sparse", "strided", "union"]

@@ -147,7 +147,8 @@ def test_sparse_transformer_fixed(block, summary, causal, length):
 
 
 def lsh_reference(buckets, chunk, causal, mask_buckets):
-  """Reformer's sets: sort by (bucket, position), chunk, look one chunk back (cyclic), union."""
+  """Reformer's sets with ``per_round_look_back``: per round, sort by (bucket, position), chunk,
+  look one chunk back (cyclic within the round), union (across rounds: tests/test_upstream.py)."""
   rounds, length = buckets.shape
   a = np.zeros((length, length), bool)
   chunks = length // chunk
@@ -169,7 +170,8 @@ def lsh_reference(buckets, chunk, causal, mask_buckets):
 def test_lsh_sets(rounds, chunk, buckets, causal, mask_buckets):
   length = 16
   bucket_ids = np.asarray(jax.random.randint(KEY, (rounds, length), 0, buckets))
-  cols, valid = P.lsh_candidates(jax.numpy.asarray(bucket_ids), chunk, causal, mask_buckets)
+  cols, valid = P.lsh_candidates(jax.numpy.asarray(bucket_ids), chunk, causal, mask_buckets,
+                                 per_round_look_back=True)
   cols, valid = P.union(cols, valid, length)
   pattern = P.from_rows(cols, jax.numpy.ones(cols.shape), valid)
   np.testing.assert_array_equal(_mask(pattern),

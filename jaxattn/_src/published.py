@@ -30,7 +30,8 @@ from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Int, PRNGKeyArray
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from jaxattn._src.pattern import SparsePattern, from_rows, log_uniform
 
@@ -93,7 +94,7 @@ class Family:
   @property
   def spec(self) -> str:
     """The family as ``name(field=value, ...)``, fields that differ from their defaults only."""
-    changed = [f"{f.name}={str(getattr(self, f.name)).lower()}"
+    changed = [f"{f.name}={_spec_text(getattr(self, f.name))}"
                for f in dataclasses.fields(self) if getattr(self, f.name) != f.default]
     return self.name + (f"({','.join(changed)})" if changed else "")
 
@@ -188,8 +189,17 @@ class BigBird(Family):
 
   L = n·b in blocks of b tokens. Block row B ∉ {0, n − 1} attends blocks
   B − 1, B, B + 1 (window of 3), blocks 0 and n − 1 (global) and r random
-  blocks, drawn per block row uniformly without replacement among the blocks
-  1 … n − 2 outside its window (Hugging Face ``_bigbird_block_rand_mask``).
+  blocks, drawn per block row uniformly without replacement: by default among
+  the blocks 1 … n − 2 outside its window (the paper's description, §2). With
+  ``focus`` = F (1024 in the sources), among the candidates of google-research's
+  ``bigbird_block_rand_mask(M, M, b, b, r, last_idx=F)`` (M = ``max_length``,
+  4096): blocks 1 … F/b − 1 outside the window, all of them for the block rows
+  M/b − 3 and M/b − 2, and blocks 3 … and 4 … for rows 1 and 2 (``focus_candidates``;
+  tests/upstream.py ports it). That is what ``full_bigbird_mask`` draws, and what
+  Hugging Face's ``BigBirdBlockSparseAttention`` draws in training for
+  L ∈ {1024, 3072, 4096}; for other L it follows a per-length plan
+  (``_bigbird_block_rand_mask_with_head``, not reproduced here), and in eval mode
+  its recent versions draw no random blocks at all.
   Rows of blocks 0 and n − 1 attend every key (``global_rows``; with
   ``global_rows=False`` they follow the rule of the other block rows). As in
   Hugging Face ``modeling_big_bird.py``, L ≤ (5 + 2r)·b falls back to full
@@ -202,10 +212,15 @@ class BigBird(Family):
   block: int = 64
   random_blocks: int = 3
   global_rows: bool = True
+  focus: int | None = None
+  max_length: int = 4096
 
   def __post_init__(self):
     _positive("block", self.block)
     _positive("random_blocks", self.random_blocks, 0)
+    _positive("max_length", self.max_length)
+    if self.focus is not None:
+      _positive("focus", self.focus)
 
   def check_length(self, length):
     _positive("length", length)
@@ -221,11 +236,34 @@ class BigBird(Family):
     row = jnp.arange(blocks)[:, None]
     column = jnp.arange(blocks)[None, :]
     taken = (jnp.abs(column - row) <= 1) | (column == 0) | (column == blocks - 1)
-    scores = jnp.where(taken, jnp.inf, jax.random.uniform(key, (blocks, blocks)))
+    allowed = ~taken if self.focus is None else jnp.asarray(self.focus_candidates(blocks))
+    scores = jnp.where(allowed, jax.random.uniform(key, (blocks, blocks)), jnp.inf)
     chosen = jnp.argsort(scores, axis=-1)[:, :self.random_blocks]
+    chosen = jnp.where(jnp.take_along_axis(allowed, chosen, -1), chosen, -1)  # too few: none
     fixed = jnp.concatenate([row + jnp.arange(-1, 2),
                              jnp.broadcast_to(jnp.array([0, blocks - 1]), (blocks, 2))], axis=-1)
     return jnp.concatenate([fixed, chosen], axis=-1)
+
+  def focus_candidates(self, blocks: int) -> np.ndarray:
+    """bool [n, n]: the blocks block row B may draw with ``focus`` F, as google-research's
+    ``bigbird_block_rand_mask(M, M, b, b, r, last_idx=F)`` lists them for rows 1 … n − 2 of its
+    M/b: ``middle_seq[2:last]``, ``[3:last]``, ``[:last]`` for the rows M/b − 3 and M/b − 2,
+    else ``middle_seq[:B − 2]`` and ``[B + 1:last]`` (none for rows 0 and n − 1)."""
+    total = self.max_length // self.block
+    last = self.focus // self.block - 1 if self.focus > 2 * self.block else total - 1
+    allowed = np.zeros((blocks, blocks), bool)
+    middle = np.arange(1, total - 1)
+    for b in range(1, min(blocks - 1, total - 1)):
+      if b in (1, 2):
+        picks = middle[b + 1:last]
+      elif b in (total - 3, total - 2) or b - 2 > last:
+        picks = middle[:last]
+      elif b + 1 == last:
+        picks = middle[:b - 2]
+      else:
+        picks = np.concatenate([middle[:b - 2], middle[b + 1:last]])
+      allowed[b, picks[picks < blocks]] = True
+    return allowed
 
   def candidates(self, key, length):
     if self.full(length):  # every row dense (``dense_mask``): one placeholder slot each
@@ -335,46 +373,70 @@ class SparseTransformerFixed(Family):
     return Bounds(row=row, column=length, dense_rows=0, grows_with_length=True)
 
 
-def lsh_candidates(buckets: Int[Array, "H L"], chunk: int, causal: bool,
-                   mask_buckets: bool) -> Candidates:
+def lsh_candidates(buckets: Int[Array, "H L"], chunk: int, causal: bool, mask_buckets: bool,
+                   per_round_look_back: bool = False) -> Candidates:
   """Reformer's attention sets from the bucket of every token in each of H hash rounds.
 
-  Per round, tokens are sorted by (bucket, position) and the sorted sequence is
-  cut into chunks of ``chunk``; a token attends the tokens of its own chunk
-  and of the chunk before (the first chunk's "before" is the last, as in
-  Hugging Face ``_look_adjacent`` and trax ``look_adjacent``). Kept: tokens
-  of the same bucket (``mask_buckets``, the set P_i of the paper; Hugging Face
-  masks none), j ≤ i if ``causal``, j ≠ i. Rounds are unioned. Self: a token
-  attends itself only when no other token is left in any round (the paper's
-  rule; Hugging Face and trax give self a logit of −1e5).
+  As Hugging Face (``LSHSelfAttention``: ``_hash_vectors``' round offsets,
+  ``_stable_argsort``, ``_look_adjacent``) and trax: tokens are sorted by
+  (round, bucket, position), the H·L sorted slots are cut into chunks of
+  ``chunk``, and a slot attends its own chunk and the chunk before, cyclically
+  over all H·L/c chunks: the first chunk of round h looks back at the last
+  chunk of round h − 1 (of round H − 1 for h = 0). ``per_round_look_back``:
+  within round h instead (its own last chunk; the same for H = 1). Kept: tokens
+  of the same bucket of the same round (``mask_buckets``, the set P_i of the
+  paper; Hugging Face masks none), j ≤ i if ``causal``, j ≠ i; a token's sets
+  over its H slots are unioned. Self: a token attends itself only when no
+  other token is left (the paper's rule; Hugging Face and trax give self a
+  logit of −1e5). tests/upstream.py ports Hugging Face's procedure to check this.
   """
   rounds, length = buckets.shape
   chunks = length // chunk
   rows = _rows(length)
-
-  def one_round(bucket):
-    order = jnp.argsort(bucket * length + jnp.arange(length))
-    rank = jnp.zeros(length, jnp.int32).at[order].set(jnp.arange(length, dtype=jnp.int32))
-    own = rank // chunk
-    slots = jnp.concatenate([own[:, None] * chunk, (own[:, None] - 1) % chunks * chunk],
-                            axis=-1)[:, :, None] + jnp.arange(chunk)
-    cols = order[slots.reshape(length, -1)]
-    valid = (cols != rows) & ((bucket[cols] == bucket[:, None]) | (not mask_buckets))
-    return cols, valid & ((cols <= rows) | (not causal))
-
-  cols, valid = jax.vmap(one_round)(buckets)
+  # Per round, the sorted order and each token's chunk; a slot's previous chunk in its round
+  # (per round) or in the concatenated sequence of all rounds (Hugging Face, trax).
+  orders = jax.vmap(lambda bucket: jnp.argsort(bucket * length + jnp.arange(length)))(buckets)
+  ranks = jax.vmap(lambda order: jnp.zeros(length, jnp.int32).at[order].set(
+      jnp.arange(length, dtype=jnp.int32)))(orders)
+  own = ranks // chunk + chunks * jnp.arange(rounds)[:, None]  # chunk ids over all rounds
+  back = ((own % chunks - 1) % chunks + own // chunks * chunks if per_round_look_back
+          else (own - 1) % (rounds * chunks))
+  slots = jnp.stack([own, back], -1)[..., None] * chunk + jnp.arange(chunk)  # [H, L, 2, c]
+  cols = orders.reshape(-1)[slots.reshape(rounds, length, -1)]
+  round_of = slots.reshape(rounds, length, -1) // length  # the round each slot belongs to
+  here = jnp.arange(rounds)[:, None, None]
+  same_bucket = (round_of == here) & (buckets[here, cols] == buckets[:, :, None])
+  valid = (cols != rows[None]) & (same_bucket | (not mask_buckets))
+  valid = valid & ((cols <= rows[None]) | (not causal))
   cols = jnp.moveaxis(cols, 0, 1).reshape(length, -1)
   valid = jnp.moveaxis(valid, 0, 1).reshape(length, -1)
   alone = ~jnp.any(valid, axis=-1, keepdims=True)
   return jnp.concatenate([cols, rows], axis=-1), jnp.concatenate([valid, alone], axis=-1)
 
 
-def lsh_buckets(key: PRNGKeyArray, vectors, buckets: int, rounds: int) -> Int[Array, "H L"]:
-  """h(x) = argmax([x R; −x R]) with R ∈ R^{D×buckets/2} Gaussian, one R per round (Kitaev et al. 2020)."""
-  def one_round(round_key):
-    projected = vectors @ jax.random.normal(round_key, (vectors.shape[-1], buckets // 2))
-    return jnp.argmax(jnp.concatenate([projected, -projected], axis=-1), axis=-1)
-  return jax.vmap(one_round)(jax.random.split(key, rounds))
+def lsh_buckets(key: PRNGKeyArray, vectors, buckets: int | tuple[int, ...],
+                rounds: int) -> Int[Array, "H L"]:
+  """h(x) = argmax([x R; −x R]) with R ∈ R^{D×buckets/2} Gaussian, one R per round (Kitaev et al.
+  2020); for ``buckets`` = (f_1, …, f_k) the factorised hash of f_1·…·f_k buckets
+  (``hash_rotated``) on one R ∈ R^{D×Σf/2} per round."""
+  factors = (buckets,) if isinstance(buckets, int) else tuple(buckets)
+  rotations = jax.vmap(lambda round_key: jax.random.normal(
+      round_key, (vectors.shape[-1], sum(factors) // 2)))(jax.random.split(key, rounds))
+  return hash_rotated(vectors, rotations, factors)
+
+
+def hash_rotated(vectors: Float[Array, "L D"], rotations: Float[Array, "H D R"],
+                 factors: tuple[int, ...]) -> Int[Array, "H L"]:
+  """Per round, the bucket Σ_k b_k·Π_{m<k} f_m with b_k = argmax([x R_k; −x R_k]), R_k the next
+  f_k/2 columns of the round's R: Hugging Face ``LSHSelfAttention._hash_vectors`` (a list
+  ``num_buckets`` factorises the hash; one factor is the plain hash)."""
+  rotated = jax.vmap(lambda rotation: vectors @ rotation)(rotations)
+  buckets, start, product = jnp.zeros(rotated.shape[:2], jnp.int32), 0, 1
+  for factor in factors:
+    part = rotated[..., start:start + factor // 2]
+    buckets = buckets + product * jnp.argmax(jnp.concatenate([part, -part], -1), -1)
+    start, product = start + factor // 2, product * factor
+  return buckets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,26 +446,34 @@ class ReformerLSH(Family):
   Token vectors x_j ∈ R^D (D = ``dim``) are standard Gaussian (Reformer
   shares queries and keys), hashed into ``buckets`` buckets by random
   rotations in each of ``hashes`` rounds (``lsh_buckets``); attention sets
-  as in ``lsh_candidates``. Requires L a multiple of ``chunk`` and an even
-  bucket count. Published: ``google/reformer-enwik8`` chunk 256, 512 buckets,
-  4 hashes (causal); ``reformer-crime-and-punishment`` chunk 64, 64 or 128
-  buckets, 1 hash. Row bound H·(2c − 1), column bound H·(2c − 1) + 1 (a
-  token left alone attends itself): fixed in L.
+  as in ``lsh_candidates`` (``per_round_look_back``: a round's first chunk
+  looks back within its round, not at the previous round's last chunk).
+  ``buckets``: an even count, or even factors (f_1, …, f_k) of a factorised
+  hash of f_1·…·f_k buckets (``hash_rotated``; spec ``buckets=64x128``).
+  Requires L a multiple of ``chunk``. Published (Hugging Face configs):
+  ``google/reformer-enwik8`` chunk 256, 512 buckets, 4 hashes, causal;
+  ``google/reformer-crime-and-punishment`` chunk 64, ``num_buckets = [64, 128]``
+  (a factorised hash of 64 × 128 = 8192 buckets, ``buckets=64x128``), 1 hash,
+  causal (a language model). Row bound H·(2c − 1), column bound H·(2c − 1) + 1
+  (a token left alone attends itself): fixed in L.
   """
 
   name: ClassVar[str] = "reformer_lsh"
   chunk: int = 64
-  buckets: int = 64
+  buckets: int | tuple[int, ...] = 64
   hashes: int = 1
   causal: bool = False
   mask_buckets: bool = True
   dim: int = 64
+  per_round_look_back: bool = False
 
   def __post_init__(self):
-    for name in ("chunk", "buckets", "hashes", "dim"):
+    for name in ("chunk", "hashes", "dim"):
       _positive(name, getattr(self, name))
-    if self.buckets % 2:
-      raise ValueError(f"buckets must be even, got {self.buckets}")
+    for factor in (self.buckets,) if isinstance(self.buckets, int) else self.buckets:
+      _positive("buckets", factor)
+      if factor % 2:
+        raise ValueError(f"buckets must be even (each factor), got {self.buckets}")
 
   def check_length(self, length):
     _positive("length", length)
@@ -414,7 +484,8 @@ class ReformerLSH(Family):
     k_vectors, k_hash = jax.random.split(key)
     vectors = jax.random.normal(k_vectors, (length, self.dim))
     buckets = lsh_buckets(k_hash, vectors, self.buckets, self.hashes)
-    return lsh_candidates(buckets, self.chunk, self.causal, self.mask_buckets)
+    return lsh_candidates(buckets, self.chunk, self.causal, self.mask_buckets,
+                          self.per_round_look_back)
 
   def bounds(self, length):
     per_round = min(2, length // self.chunk) * self.chunk - 1
@@ -429,16 +500,23 @@ FAMILIES: dict[str, type[Family]] = {
 _SPEC = re.compile(r"^(\w+)(?:\((.*)\))?$")
 
 
-def _spec_value(text: str) -> int | bool | None:
+def _spec_value(text: str) -> int | tuple[int, ...] | bool | None:
   lowered = text.strip().lower()
   if lowered in ("true", "false"):
     return lowered == "true"
   if lowered == "none":
     return None
   try:
-    return int(lowered)
+    values = tuple(int(part) for part in lowered.split("x"))
   except ValueError:
-    raise ValueError(f"expected an integer, true, false or none, got {text.strip()!r}") from None
+    raise ValueError(f"expected an integer, integers joined by x (64x128), true, false or none, "
+                     f"got {text.strip()!r}") from None
+  return values[0] if len(values) == 1 else values
+
+
+def _spec_text(value) -> str:
+  """A field's value as a spec writes it: integers of a tuple joined by x, booleans lower-case."""
+  return "x".join(map(str, value)) if isinstance(value, tuple) else str(value).lower()
 
 
 def family_from_spec(spec: str) -> Family:
