@@ -6,10 +6,10 @@ from jaxattn._src.pattern import SparsePattern, from_rows
 from jaxattn._src.patterns import (CAUSAL_GENERATORS, GENERATORS, Sampler, banded, block_diagonal,
                                    is_causal, random_causal, random_regular, random_sparse,
                                    strided)
+from jaxattn._src.lsh import hash_rotated, lsh_buckets, lsh_candidates
 from jaxattn._src.published import (FAMILIES, BigBird, Bounds, Family, Longformer, ReformerLSH,
                                     SparseTransformerFixed, SparseTransformerStrided,
-                                    family_from_spec, hash_rotated, lsh_buckets, lsh_candidates,
-                                    union)
+                                    family_from_spec, union)
 
 __all__ = ["CAUSAL_GENERATORS", "FAMILIES", "GENERATORS", "BigBird", "Bounds", "Family", "Longformer", "ReformerLSH",
            "Sampler", "SparsePattern", "SparseTransformerFixed", "SparseTransformerStrided",

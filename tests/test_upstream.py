@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxattn._src import published as P
+from jaxattn._src import lsh, published as P
 from tests import upstream
 
 KEY = jax.random.PRNGKey(0)
@@ -56,7 +56,7 @@ def test_lsh_hash_is_hugging_faces_hash_vectors(factors):
   rng = np.random.default_rng(0)
   vectors = rng.normal(size=(length, dim)).astype(np.float32)
   rotations = rng.normal(size=(dim, rounds, sum(factors) // 2)).astype(np.float32)
-  ours = np.asarray(P.hash_rotated(vectors, np.moveaxis(rotations, 1, 0), factors))
+  ours = np.asarray(lsh.hash_rotated(vectors, np.moveaxis(rotations, 1, 0), factors))
   theirs = upstream.hash_vectors(vectors, list(factors) if len(factors) > 1 else factors[0],
                                  rotations)
   np.testing.assert_array_equal(ours, theirs)
@@ -74,7 +74,7 @@ def test_lsh_sets_are_hugging_faces_chunked_attention(rounds, chunk, buckets, ca
   theirs = upstream.lsh_attention_sets(bucket_ids, chunk, causal)
 
   def ours(per_round):
-    cols, valid = P.lsh_candidates(jax.numpy.asarray(bucket_ids), chunk, causal, False, per_round)
+    cols, valid = lsh.lsh_candidates(jax.numpy.asarray(bucket_ids), chunk, causal, False, per_round)
     cols, valid = P.union(cols, valid, length)
     return _mask(P.from_rows(cols, jax.numpy.ones(cols.shape), valid))
 
