@@ -238,8 +238,8 @@ def solution_from_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"
   which mixes both, costs each factor the same relative precision.
   """
   if params == "identity":
-    w_q, w_k = identity_params(queries.shape[-1])
-    return Solution(X=jnp.concatenate([queries, keys], axis=-1), w_q=w_q, w_k=w_k)
+    block_q, block_k = identity_params(queries.shape[-1])
+    return Solution(X=jnp.concatenate([queries, keys], axis=-1), w_q=block_q, w_k=block_k)
   if params == "random":
     w_q, w_k = random_params(queries.shape[-1], queries.dtype)
     q_norm, k_norm = jnp.linalg.norm(queries), jnp.linalg.norm(keys)
@@ -268,7 +268,7 @@ def resolve_dtype(dtype) -> tuple[jnp.dtype, jnp.dtype]:
   name = dtype if isinstance(dtype, str) else getattr(jnp.dtype(dtype), "name", None)
   if name not in names:
     raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
-  if name == "float64" and not jax.config.jax_enable_x64:
+  if name == "float64" and not jax.config.read("jax_enable_x64"):
     raise ValueError("dtype float64 needs 64-bit JAX: jax.config.update('jax_enable_x64', True) "
                      "or JAX_ENABLE_X64=1")
   evaluate = names[name]

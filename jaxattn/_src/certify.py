@@ -123,9 +123,9 @@ def thresholds(eps1: float, eps2: float, dtype=jnp.float32) -> Thresholds:
   if any(isinstance(x, jax.core.Tracer) for x in (eps1, eps2)):
     ratio, gap = jnp.log1p(jnp.asarray(eps1, dtype)), jnp.log(jnp.asarray(eps2, dtype))
     return Thresholds(ratio, ratio, gap, gap)
-  ratio = _outward(math.log1p(float(eps1)), dtype)
-  gap = _outward(math.log(float(eps2)), dtype)
-  return Thresholds(*(jnp.asarray(x) for x in (*ratio, *gap)))
+  ratio_below, ratio_above = _outward(math.log1p(float(eps1)), dtype)
+  gap_below, gap_above = _outward(math.log(float(eps2)), dtype)
+  return Thresholds(*(jnp.asarray(x) for x in (ratio_below, ratio_above, gap_below, gap_above)))
 
 
 def gamma(n: Array | int, u: float) -> Array:

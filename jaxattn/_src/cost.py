@@ -77,4 +77,4 @@ def choose_schedule(method: str, length: int, nnz: int, d_grid: Sequence[int],
     return "full"
   costs = {name: search_cost(method, length, nnz, d_grid, schedule=name, trials=trials)
            for name in ("full", "adaptive")}
-  return min(costs, key=costs.get)
+  return min(costs, key=costs.__getitem__)

@@ -120,11 +120,11 @@ def trial_thresholds(d_grid: Sequence[int], verdicts: np.ndarray) -> tuple[np.nd
   first_t = d_grid[min{g : verdicts[t, g]}]; +inf where the set is empty
   (d*_t: the trial fails at the top of the grid). float [T] each.
   """
-  d_grid = np.asarray(d_grid, float)
+  grid = np.asarray(d_grid, float)
   verdicts = np.asarray(verdicts, bool)
   from_here = np.logical_and.accumulate(verdicts[:, ::-1], axis=1)[:, ::-1]  # all of g.. pass
-  thresholds = np.where(from_here[:, -1], d_grid[np.argmax(from_here, axis=1)], np.inf)
-  first = np.where(verdicts.any(axis=1), d_grid[np.argmax(verdicts, axis=1)], np.inf)
+  thresholds = np.where(from_here[:, -1], grid[np.argmax(from_here, axis=1)], np.inf)
+  first = np.where(verdicts.any(axis=1), grid[np.argmax(verdicts, axis=1)], np.inf)
   return thresholds, first
 
 

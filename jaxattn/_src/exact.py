@@ -43,10 +43,10 @@ def exp_at_most(delta: Fraction, bound: Fraction) -> bool:
     return False
   if delta == 0 or bound == 1:
     return delta <= 0 if bound == 1 else bound >= 1
-  log_bound, approx = math.log(bound.numerator) - math.log(bound.denominator), float(delta)
-  slack = 1e-9 * (1 + abs(log_bound) + abs(approx))  # float64 logs and quotients err ≪ slack
-  if abs(approx - log_bound) > slack:
-    return approx < log_bound
+  rough, approx = math.log(bound.numerator) - math.log(bound.denominator), float(delta)
+  slack = 1e-9 * (1 + abs(rough) + abs(approx))  # float64 logs and quotients err ≪ slack
+  if abs(approx - rough) > slack:
+    return approx < rough
   precision = 40
   while True:
     with decimal.localcontext() as context:
@@ -120,7 +120,7 @@ def _row_ok(query, keys, values, bound, cols, weights, eps1, eps2, scale, visibl
 
 
 def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weights: np.ndarray,
-                  valid: np.ndarray, rows: Sequence[int], eps1: float, eps2: float,
+                  valid: np.ndarray, rows: Sequence[int] | np.ndarray, eps1: float, eps2: float,
                   scale: Fraction | None = None, dense: np.ndarray | None = None,
                   causal: bool = False) -> np.ndarray:
   """Whether each of ``rows`` of ℓ = s Q Kᵀ meets both conditions exactly (module docstring).
@@ -144,13 +144,13 @@ def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weigh
     bool [len(rows)]; a row with a non-finite factor fails.
   """
   scale = Fraction(1) if scale is None else scale
-  rows = np.asarray(rows, int)
+  row_index = np.asarray(rows, int)
   keys64 = keys.astype(np.float64)
-  finite = np.all(np.isfinite(queries[rows]), 1) & bool(np.all(np.isfinite(keys64)))
+  finite = np.all(np.isfinite(queries[row_index]), 1) & bool(np.all(np.isfinite(keys64)))
   gamma = 1.01 * (keys.shape[-1] + 1) * _U64
-  ok = np.zeros(rows.size, bool)
-  for start in range(0, rows.size, _CHUNK):
-    chunk = rows[start:start + _CHUNK]
+  ok = np.zeros(row_index.size, np.bool_)
+  for start in range(0, row_index.size, _CHUNK):
+    chunk = row_index[start:start + _CHUNK]
     q64 = queries[chunk].astype(np.float64)
     values = q64 @ keys64.T
     bound = gamma * (np.abs(q64) @ np.abs(keys64).T) + 2.0 ** -1000

@@ -44,14 +44,12 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec,
   (``recheck_rows``). Uncertified (the mass criterion, a ``layer_dtype``, a
   bfloat16 evaluation ``dtype``): the computed verdict, never undecided.
 
-  With η = ``max_outside_mass`` under the mass criterion (``row_ok``): the
-  pass then also streams each row's outside log-sum-exp (``row_stats``'s
-  ``full``), and methods in ``MASS_AWARE`` build for η.
+  With η = ``max_outside_mass`` (``row_ok``): the pass also streams each row's outside
+  log-sum-exp (``row_stats``'s ``full``), and methods in ``MASS_AWARE`` build for η.
 
-  Methods in ``NESTED`` are drawn once at d_max and every d is read
-  off nested prefixes in one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ;
-  other methods are built at each d inside one compiled loop, padded to d_max.
-  Either way the shapes, and so the compiled program, depend on d_max only.
+  Methods in ``NESTED`` are drawn once at d_max and every d is read off nested prefixes in
+  one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ; other methods are built
+  at each d inside one compiled loop, padded to d_max: the program depends on d_max only.
   Tiles, the products' dtype, ``mesh`` and ``causal`` go to ``row_stats``. Factors are computed
   in float32 (float64 for ``dtype`` float64), verified in ``dtype`` (``resolve_dtype``).
   """
@@ -60,7 +58,7 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec,
   eps1, eps2, max_outside_mass, limits = criterion
   evaluate, compute = resolve_dtype(spec.dtype)
   pattern = cast_pattern(pattern, compute)
-  factors = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), method_factors(
+  build = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), method_factors(
       method, key, pattern, d, width, eps1, eps2, dtype=evaluate,
       max_outside_mass=max_outside_mass, causal=causal))
   d_max = d_grid[-1]
@@ -68,7 +66,8 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec,
   certified = spec.layer_dtype is None and certify.certifiable(evaluate, max_outside_mass)
   first = certify.MATMUL_FORMATS[spec.matmul] if spec.layer_dtype is None else spec.layer_dtype
 
-  def level_states(queries, keys, splits, scales):
+  def level_states(factors, splits, scales):
+    queries, keys = factors
     stats = row_stats(queries, keys, pattern, splits, scales, block_size=block_size, mesh=mesh,
                       row_block=row_block, full=full, matmul_dtype=first, causal=causal)
     if not certified:
@@ -81,13 +80,12 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec,
     return certify.level_states(states), undecided_rows(states)
 
   if method in NESTED:
-    queries, keys = factors(d_max, d_max)
-    return level_states(queries, keys, d_grid, d_max / jnp.asarray(d_grid, queries.dtype))
+    return level_states(build(d_max, d_max), d_grid, d_max / jnp.asarray(d_grid, evaluate))
   ones = jnp.ones((1,), evaluate)
   if d is not None:
-    return level_states(*factors(d, width), (width,), ones)
+    return level_states(build(d, width), (width,), ones)
   return jax.tree.map(lambda x: x[:, 0], jax.lax.map(
-      lambda d: level_states(*factors(d, d_max), (d_max,), ones), jnp.asarray(d_grid)))
+      lambda d: level_states(build(d, d_max), (d_max,), ones), jnp.asarray(d_grid)))
 
 
 # The share of rows a bfloat16 pass may leave to the in-program float32 re-check.

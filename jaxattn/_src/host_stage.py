@@ -34,7 +34,7 @@ class HostRows(NamedTuple):
   slot) and how many there are."""
 
   rows: Int[Array, "G C"]
-  count: Int[Array, " G"]
+  undecided: Int[Array, " G"]
 
 
 def undecided_rows(states: Int[Array, "G L"]) -> HostRows:
@@ -75,7 +75,8 @@ def exact_level(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec, *, 
                         block_size=spec.block_size, row_block=spec.row_block, causal=causal)
   else:
     ok = rows_ok_exact(np.asarray(queries)[:, :split], np.asarray(keys)[:, :split],
-                       *(np.asarray(x) for x in pattern[:3]), rows, eps1, eps2, Fraction(*scale),
+                       np.asarray(pattern.cols), np.asarray(pattern.weights),
+                       np.asarray(pattern.valid), rows, eps1, eps2, Fraction(*scale),
                        dense=pattern.dense_host, causal=causal)
   return bool(ok.all())
 
@@ -85,7 +86,7 @@ def settle_levels(states: Int[ArrayLike, "T G"], host_rows: HostRows,
   """Verdicts bool [T, G] from level states [T, G] and their ``HostRows`` [T, G, ...],
   ``exact(t, g, rows)`` deciding the undecided levels (rows None: more than ``HOST_ROWS``);
   and how many levels that took."""
-  states, rows, count = (np.asarray(x) for x in (states, *host_rows))
+  states, rows, count = (np.asarray(x) for x in (states, host_rows.rows, host_rows.undecided))
   verdicts = states == certify.CERTAIN_OK
   undecided = np.argwhere(states == certify.UNDECIDED)
   for t, g in undecided:

@@ -255,8 +255,8 @@ def mined_check(params: tuple[Float[Array, "L w"], Float[Array, "L w"]], pattern
                 row_block: int | None, causal: bool = False) -> tuple[Mined, Bool[Array, ""]]:
   """One streamed pass of ``optimize_run``: ``mine`` on the factors rounded to the evaluation
   dtype, and its ``stopping_test``."""
-  rounded = [x.astype(evaluate) for x in params]
-  mined = mine(*rounded, pattern, negatives, block_size=block_size, row_block=row_block,
+  queries, keys = (x.astype(evaluate) for x in params)
+  mined = mine(queries, keys, pattern, negatives, block_size=block_size, row_block=row_block,
                causal=causal)
   return mined, stopping_test(mined, eps1, eps2)
 
@@ -329,7 +329,7 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   mask = (columns, columns if train_keys else jnp.zeros_like(columns))
   optimizer = optax.adam(learning_rate)
   value_and_grad = jax.value_and_grad(lambda p, mined: loss(
-      *p, pattern, None if negatives is None else mined, eps1, eps2, causal))
+      p[0], p[1], pattern, None if negatives is None else mined, eps1, eps2, causal))
 
   def body(state):
     """A round: train (not before the first pass, which checks the lstsq start), mine, check;

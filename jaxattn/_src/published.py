@@ -64,6 +64,7 @@ def _positive(name: str, value: int, minimum: int = 1) -> None:
     raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+@dataclasses.dataclass(frozen=True)
 class Family:
   """Base of the published families: draws ``candidates``, takes their union, adds weights."""
 
@@ -250,8 +251,8 @@ class BigBird(Family):
     ``bigbird_block_rand_mask(M, M, b, b, r, last_idx=F)`` lists them for rows 1 … n − 2 of its
     M/b: ``middle_seq[2:last]``, ``[3:last]``, ``[:last]`` for the rows M/b − 3 and M/b − 2,
     else ``middle_seq[:B − 2]`` and ``[B + 1:last]`` (none for rows 0 and n − 1)."""
-    total = self.max_length // self.block
-    last = self.focus // self.block - 1 if self.focus > 2 * self.block else total - 1
+    total, focus = self.max_length // self.block, self.focus or self.max_length
+    last = focus // self.block - 1 if focus > 2 * self.block else total - 1
     allowed = np.zeros((blocks, blocks), bool)
     middle = np.arange(1, total - 1)
     for b in range(1, min(blocks - 1, total - 1)):

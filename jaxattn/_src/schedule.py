@@ -44,7 +44,7 @@ def next_level(d_grid: Sequence[int], states: np.ndarray, check_above: int = 1) 
     last = int(known.max())
     if last == levels - 1:
       return None
-    return int(max(last + 1, min(np.searchsorted(d_grid, 2 * d_grid[last]), levels - 1)))
+    return max(last + 1, min(int(np.searchsorted(d_grid, 2 * d_grid[last])), levels - 1))
   top = int(passed.min())
   above = range(top + 1, min(top + 1 + check_above, levels))
   for level in [*above, *range(top - 1, floor, -1)]:

@@ -99,7 +99,7 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   if adaptive:
     run = lambda probes, width: one(states(d=probes[0][0], width=width))
     return impute_verdicts(adaptive_states(run, exact, d_grid, 1, compute.check_above)[0])[0]
-  return host_stage.settle_levels(*one(states()), exact)[0][0]
+  return _settled(lambda: one(states()), exact)[0][0]
 
 
 @legacy_options
@@ -158,7 +158,7 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
       trial_batch=min(batch, compute.max_trial_batch or trials))
   exact = _trial_level(key, sampler, trials, spec, eps1=eps1, eps2=eps2)
   verdicts, host_levels = (adaptive_states(run, exact, d_grid, trials, compute.check_above)
-                           if adaptive else host_stage.settle_levels(*run(), exact))
+                           if adaptive else _settled(run, exact))
   return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)._replace(
       certified=spec.layer_dtype is None and certify.certifiable(evaluate, max_outside_mass),
       levels_on_host=host_levels)
@@ -172,14 +172,22 @@ def _adaptive(schedule: str | None, method: str, shape: SparsePattern, d_grid: t
           ) == "adaptive"
 
 
+def _settled(run: Callable[[], tuple], exact: Callable[..., bool]) -> tuple[np.ndarray, int]:
+  """``host_stage.settle_levels`` of the level states and host rows ``run()`` computes."""
+  states, host_rows = run()
+  return host_stage.settle_levels(states, host_rows, exact)
+
+
 def _trial_level(key: PRNGKeyArray, sampler: Sampler, trials: int, spec: SearchSpec, *,
-                 eps1: float, eps2: float) -> Callable[[int, int, np.ndarray | None], bool]:
-  """(t, g, rows) -> ``exact_level`` of trial t of ``min_d`` at grid level g, its pattern and
-  construction keys from ``trial_keys``."""
+                 eps1: float, eps2: float) -> Callable[..., bool]:
+  """(t, g, rows, width) -> ``exact_level`` of trial t of ``min_d`` at grid level g, its pattern
+  and construction keys from ``trial_keys``."""
   pattern_keys, method_keys = trial_keys(key, trials)
-  return lambda t, g, rows, width=None: host_stage.exact_level(
-      method_keys[t], jax.jit(sampler)(pattern_keys[t]), spec, level=g, rows=rows, width=width,
-      eps1=eps1, eps2=eps2)
+
+  def exact(t: int, g: int, rows: np.ndarray | None, width: int | None = None) -> bool:
+    return host_stage.exact_level(method_keys[t], jax.jit(sampler)(pattern_keys[t]), spec,
+                                  level=g, rows=rows, width=width, eps1=eps1, eps2=eps2)
+  return exact
 
 
 def _check_causal_trials(key: PRNGKeyArray, sampler: Sampler, trials: int) -> None:

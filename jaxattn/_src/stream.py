@@ -106,7 +106,7 @@ def _level_maxima(mask: Float[Array, "R B"], products: list[Float[Array, "R B"]]
   come from one fused reduce (``_row_maxima``), so a level costs its product
   or updates and no pass of its own.
   """
-  row_max = ()
+  row_max: tuple[Array, ...] = ()
   if rank1_dims:
     sums = list(itertools.accumulate(
         (q[:, c:c + 1] * keys_t[c] for c in range(rank1_dims[-1])), initial=mask))

@@ -196,6 +196,6 @@ def support_stats(q: Float[Array, "R w"], keys: Float[Array, "L w"], cols: Int[A
     shape = (prefix.shape[-1], q.shape[0])
     init = tuple(jnp.full(shape, value, q.dtype) for value in (-jnp.inf, jnp.inf, jnp.inf,
                                                                 -jnp.inf, 0.0))
-    (high, low, minimum, log_sum, abs_max), _ = jax.lax.scan(
-        step, init, tuple(map(split, (cols, log_w, valid))))
+    carry, _ = jax.lax.scan(step, init, tuple(map(split, (cols, log_w, valid))))
+    high, low, minimum, log_sum, abs_max = carry
   return SupportStats(high - low, minimum, log_sum, abs_max)

@@ -129,22 +129,22 @@ def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern
   if states is None:
     states = _recheck(queries, keys, pattern, jnp.arange(pattern.length), scales, limits,
                       (split,), block_size, row_block, causal)[0]
-  states = np.array(states)
-  by_bound = int(np.sum(states != certify.UNDECIDED))
-  undecided = np.flatnonzero(states == certify.UNDECIDED)
+  settled = np.array(states)
+  by_bound = int(np.sum(settled != certify.UNDECIDED))
+  undecided = np.flatnonzero(settled == certify.UNDECIDED)
   if recheck and undecided.size:
     padded = np.resize(undecided, 1 << int(np.ceil(np.log2(undecided.size))))  # few compiles
-    states[undecided] = np.asarray(_recheck(queries, keys, pattern, jnp.asarray(padded), scales,
-                                            limits, (split,), block_size, row_block, causal))[0][
-                                                :undecided.size]
-  by_float32 = int(np.sum(states != certify.UNDECIDED)) - by_bound
-  host = np.flatnonzero(states == certify.UNDECIDED)
-  row_ok = states == certify.CERTAIN_OK
+    settled[undecided] = np.asarray(_recheck(queries, keys, pattern, jnp.asarray(padded), scales,
+                                             limits, (split,), block_size, row_block, causal))[0][
+                                                 :undecided.size]
+  by_float32 = int(np.sum(settled != certify.UNDECIDED)) - by_bound
+  host = np.flatnonzero(settled == certify.UNDECIDED)
+  row_ok = settled == certify.CERTAIN_OK
   if host.size:
     row_ok[host] = exact.rows_ok_exact(
-        np.asarray(queries)[:, :split], np.asarray(keys)[:, :split],
-        *(np.asarray(x) for x in pattern[:3]), host, eps1, eps2, exact.Fraction(*scale),
-        dense=pattern.dense_host, causal=causal)
+        np.asarray(queries)[:, :split], np.asarray(keys)[:, :split], np.asarray(pattern.cols),
+        np.asarray(pattern.weights), np.asarray(pattern.valid), host, eps1, eps2,
+        exact.Fraction(*scale), dense=pattern.dense_host, causal=causal)
   return row_ok, (by_bound, by_float32, int(host.size))
 
 
@@ -243,7 +243,8 @@ def verify(solution: Solution, pattern: SparsePattern, *, eps1: float, eps2: flo
                 layer_dtype)
   layer_dtype = None if layer_dtype is None else jnp.dtype(layer_dtype)
   exact_params = all(isinstance(w, IdentityBlock) for w in (solution.w_q, solution.w_k))
-  return verify_factors(*_factors(solution), pattern, eps1, eps2,
+  queries, keys = _factors(solution)
+  return verify_factors(queries, keys, pattern, eps1, eps2,
                         max_outside_mass=max_outside_mass, block_size=compute.block_size,
                         row_block=compute.row_block, matmul=matmul, matmul_dtype=layer_dtype,
                         certified=exact_params, causal=causal)
