@@ -18,6 +18,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "command_help",
+    "namedtuple_fields",
 ]
 source_suffix = {".md": "markdown"}
 root_doc = "index"

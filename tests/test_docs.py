@@ -42,6 +42,15 @@ def test_docs_build_without_warnings(site):
   assert 'id="measured-on-an-nvidia-h200"' in hardware  # the README links this anchor
 
 
+def test_namedtuple_fields_show_their_type_and_comment(site):
+  """No field reads Python's "Alias for field number N": each shows its annotation and the
+  comment beside it in the class body (docs/_ext/namedtuple_fields.py)."""
+  html = (site / "api.html").read_text(encoding="utf-8")
+  assert "Alias for field number" not in html
+  report = html[html.index('id="jaxattn.Report.ratio_error"'):][:1500]
+  assert "exp(max_i spread_i) − 1" in report and "Float[Array" in report
+
+
 def test_every_public_name_is_in_the_api_reference(site):
   """Each name of each public module's ``__all__`` has an entry (``module.name``), or is the
   same object as a name documented under another module, or is a documented module."""
