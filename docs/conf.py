@@ -30,7 +30,9 @@ myst_enable_extensions = ["dollarmath"]
 myst_fence_as_directive = []
 
 autodoc_member_order = "bysource"
-autodoc_typehints = "none"  # jaxtyping shapes read better in the docstrings than in signatures
+autodoc_typehints = "signature"  # with jaxtyping shapes, e.g. Float[Array, "L d"]
+autodoc_preserve_defaults = True  # "compute: Compute = Compute()", as written, not its repr
+autodoc_type_aliases = {"PRNGKeyArray": "PRNGKeyArray", "Sampler": "Sampler"}  # by name, unexpanded
 autodoc_default_options = {"members": True, "undoc-members": True, "show-inheritance": False}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

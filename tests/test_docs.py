@@ -6,6 +6,7 @@ OUT``, from scratch (``-E``), offline (no intersphinx in docs/conf.py).
 
 from __future__ import annotations
 
+import html as htmllib
 import importlib
 import inspect
 import pathlib
@@ -43,12 +44,14 @@ def test_docs_build_without_warnings(site):
 
 
 def test_namedtuple_fields_show_their_type_and_comment(site):
-  """No field reads Python's "Alias for field number N": each shows its annotation and the
+  """Signatures carry their types, and no field reads Python's "Alias for field number N": each shows its annotation and the
   comment beside it in the class body (docs/_ext/namedtuple_fields.py)."""
   html = (site / "api.html").read_text(encoding="utf-8")
   assert "Alias for field number" not in html
   report = html[html.index('id="jaxattn.Report.ratio_error"'):][:1500]
   assert "exp(max_i spread_i) − 1" in report and "Float[Array" in report
+  signature = htmllib.unescape(re.sub(r"<[^>]+>", "", html[html.index('id="jaxattn.min_d"'):][:6000]))
+  assert "key: PRNGKeyArray" in signature and "compute: Compute = Compute()" in signature
 
 
 def test_every_public_name_is_in_the_api_reference(site):
