@@ -87,11 +87,39 @@ def dense_jax(solution, pattern, eps1, eps2, matmul_dtype):
   return (ratio_error <= eps1) & (leak <= eps2), ratio_error, leak
 
 
-def bare_ceiling(queries, keys, matmul_dtype):
-  """The ceiling: max_j (Q Kᵀ)_ij, the same matmul and one row max (jit it)."""
-  logits = jnp.matmul(queries.astype(matmul_dtype), keys.astype(matmul_dtype).T,
-                      precision=HIGHEST, preferred_element_type=jnp.float32)
-  return jnp.max(logits, axis=-1)
+def bare_ceiling(queries, keys, matmul_dtype, rows: int | None = None):
+  """The ceiling: max_j (Q Kᵀ)_ij, the same matmul and one row max (jit it, ``rows`` static): in
+  one L×L product, or in blocks of ``rows`` query rows (``lax.map``; the last block padded)."""
+  def block_max(q):
+    logits = jnp.matmul(q.astype(matmul_dtype), keys.astype(matmul_dtype).T,
+                        precision=HIGHEST, preferred_element_type=jnp.float32)
+    return jnp.max(logits, axis=-1)
+
+  length = queries.shape[0]
+  if rows is None or rows >= length:
+    return block_max(queries)
+  padded = jnp.pad(queries, ((0, -length % rows), (0, 0))).reshape(-1, rows, queries.shape[-1])
+  return jax.lax.map(block_max, padded).reshape(-1)[:length]
+
+
+# Row blocks the ceiling is timed at (None: one L×L product): the fastest is the ceiling, XLA's
+# best matmul with a row max at these shapes (one product materialises the L×L logits).
+CEILING_ROWS = (None, 1024, 256)
+
+
+def native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+  """The device's native bfloat16 arithmetic: "gpu"/"tpu" on those backends; on a CPU, the first
+  of the flags avx512_bf16, amx_bf16 (x86) or bf16 (Arm) it reports; None if it has none (XLA
+  then converts bfloat16 operands to float32, docs/certified.md)."""
+  platform = jax.devices()[0].platform
+  if platform != "cpu":
+    return platform
+  try:
+    with open(cpuinfo, encoding="utf-8") as file:
+      flags = set(file.read().split())
+  except OSError:
+    return None
+  return next((flag for flag in ("avx512_bf16", "amx_bf16", "bf16") if flag in flags), None)
 
 
 def time_round_robin(fns: dict, repeats: int) -> dict:
