@@ -7,7 +7,8 @@ pattern), four ways to check it:
   (b) NumPy float32: dense logits, boolean support mask, row max (``numpy_check``),
       the baseline a user would write;
   (c) dense JAX: the same dense computation, jitted (``dense_jax``);
-  (d) bare ceiling: ℓ = Q Kᵀ and one row max, jitted: the matmul alone;
+  (d) bare ceiling: ℓ = Q Kᵀ and one row max, jitted, in one product or in row blocks
+      (``CEILING_ROWS``): the matmul alone, the fastest tiling;
 
 and (e) the whole-grid search (every d of a geometric grid up to d_max in
 one nested pass of ``ja.row_stats``, as ``ja.min_d`` runs it per trial).
