@@ -4,7 +4,7 @@ cache"): a second run of the same programs reads them from disk instead of compi
 The folder is ``$JAX_COMPILATION_CACHE_DIR`` when set (JAX's own variable), else
 ``$XDG_CACHE_HOME/jaxattn/jax`` (``~/.cache/jaxattn/jax``). ``--no-compile-cache`` or
 ``JAXATTN_COMPILE_CACHE=0`` turns it off. Programs that took at least
-``MIN_COMPILE_S`` to compile are kept: low enough for the presets' searches, whose programs
+``MIN_COMPILE_S`` to compile are kept (``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` wins): low enough for the presets' searches, whose programs
 take about a second each on the 2-core CPU. JAX keys each entry by the program, its
 options, the backend and the JAX version, so a stale entry is never read.
 """
@@ -39,5 +39,6 @@ def enable(environ=os.environ) -> pathlib.Path | None:
     return None
   jax.config.update("jax_enable_compilation_cache", True)
   jax.config.update("jax_compilation_cache_dir", str(path))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
+  if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in environ:  # JAX's own variable wins
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
   return path
