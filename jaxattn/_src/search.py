@@ -56,7 +56,6 @@ def geometric_grid(stop: int, per_octave: int = 4, start: int = 1) -> tuple[int,
   return tuple(sorted(d for d in grid if d >= start))
 
 
-
 @legacy_options
 @keyword_eps
 def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int], *,
