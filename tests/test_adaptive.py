@@ -4,6 +4,7 @@ its imputed verdicts and its agreement with the full search."""
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -183,3 +184,31 @@ def test_the_schedule_lives_in_ja_schedule_and_the_old_names_warn():
       assert getattr(ja, name) is getattr(ja.schedule, name)
   with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
     ja.no_such_name  # noqa: B018
+
+
+def test_min_ds_default_check_above_finds_a_failure_above_the_first_success():
+  """A registered method built per d that verifies at d = 8 and from 23 on, failing between
+  (onehot's exact factors there, zeros elsewhere): ``ja.min_d``'s adaptive search with the
+  default ``ja.Compute()`` checks above its first success and finds the full search's
+  threshold, 23; with ``check_above=0`` it would stop at 8 (the assumption the default
+  guards, docs/practice.md)."""
+  from jaxattn._src.onehot import onehot_factors
+
+  def sometimes(key, pattern, d, width, eps1, eps2, **kw):
+    factors = onehot_factors(key, pattern, d, width, eps1, eps2, **kw)
+    good = (d == 8) | (d >= 23)
+    return tuple(jnp.where(good, x, 0.0) for x in factors)
+
+  ja.construct.register_method("sometimes", sometimes)
+  try:
+    sampler = ja.patterns.Sampler("random_regular", length=8, nnz=2, a_min=0.5)
+    grid = ja.geometric_grid(64, 4)
+    run = lambda compute: ja.min_d(jax.random.PRNGKey(0), sampler, grid, eps1=EPS1, eps2=EPS2,
+                                   method="sometimes", trials=1, compute=compute)
+    full = run(ja.Compute(schedule="full"))
+    assert full.thresholds[0] == 23 and full.first_success[0] == 8
+    default = run(ja.Compute(schedule="adaptive"))
+    assert default.thresholds[0] == 23 and default.non_monotone == 1
+    assert run(ja.Compute(schedule="adaptive", check_above=0)).thresholds[0] == 8
+  finally:
+    ja.construct.unregister_method("sometimes")
