@@ -212,3 +212,30 @@ def test_min_ds_default_check_above_finds_a_failure_above_the_first_success():
     assert run(ja.Compute(schedule="adaptive", check_above=0)).thresholds[0] == 8
   finally:
     ja.construct.unregister_method("sometimes")
+
+
+def test_probes_are_compiled_at_powers_of_two_only():
+  """Every probe of an adaptive search is built padded to ``probe_width``: a power of two of at
+  least ``MIN_PROBE_WIDTH`` (or d_max), so that its programs are one per width, never one per d.
+  A method that records the widths it is traced at sees only those."""
+  from jaxattn._src.onehot import onehot_factors
+  traced = set()
+
+  def recorded(key, pattern, d, width, eps1, eps2, **kw):
+    traced.add(width)  # at trace time: once per compiled width
+    return onehot_factors(key, pattern, d, width, eps1, eps2, **kw)
+
+  grid = ja.geometric_grid(80, 4)
+  for d in grid:
+    width = ja.schedule.probe_width(d, grid[-1])
+    assert width >= d and (width == grid[-1] or (
+        width >= ja.schedule.MIN_PROBE_WIDTH and width & (width - 1) == 0)), (d, width)
+  ja.construct.register_method("recorded", recorded)
+  try:
+    sampler = ja.patterns.Sampler("random_regular", length=40, nnz=2, a_min=0.5)
+    result = ja.min_d(jax.random.PRNGKey(0), sampler, grid, eps1=EPS1, eps2=EPS2,
+                      method="recorded", trials=2, compute=ja.Compute(schedule="adaptive"))
+  finally:
+    ja.construct.unregister_method("recorded")
+  assert result.thresholds.tolist() == [45.0, 45.0]  # onehot: the first grid d ≥ L
+  assert traced == {32, 64, 80}, traced
