@@ -42,8 +42,10 @@ class Compute(NamedTuple):
       memory budget); None: as many as the tile budget allows.
     schedule: the search over d (``min_d``, ``verify_grid``): "full" (every grid
       d), "adaptive" (``ja.schedule``: only the levels ``next_level`` asks for,
-      for methods built per d) or None (chosen: "full" for nested methods).
-    check_above: levels checked above a trial's threshold by the adaptive schedule.
+      for methods built per d) or None: the cheaper by the cost model
+      (``ja.schedule.choose_schedule``; always "full" for nested methods).
+    check_above: levels the adaptive schedule checks above a trial's first verifying d
+      (its top) before it scans down; a failure there resumes the bracket.
   """
 
   block_size: int | None = None
