@@ -4,8 +4,9 @@ cache"): a second run of the same programs reads them from disk instead of compi
 The folder is ``$JAX_COMPILATION_CACHE_DIR`` when set (JAX's own variable), else
 ``$XDG_CACHE_HOME/jaxattn/jax`` (``~/.cache/jaxattn/jax``). ``--no-compile-cache`` or
 ``JAXATTN_COMPILE_CACHE=0`` turns it off. Programs that took at least
-``MIN_COMPILE_S`` to compile are kept (``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` wins): low enough for the presets' searches, whose programs
-take about a second each on the 2-core CPU. JAX keys each entry by the program, its
+``MIN_COMPILE_S`` to compile are kept (``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS``
+wins): low enough for the presets' searches, whose programs take about a second each on
+the 2-core CPU. JAX keys each entry by the program, its
 options, the backend and the JAX version, so a stale entry is never read.
 """
 

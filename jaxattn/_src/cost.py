@@ -1,5 +1,5 @@
 """The cost model of a search over d: the schedule a search runs when none is named, and the
-plans of the commands (docs/scale-and-speed.md, "Cost model").
+plans of the commands (docs/practice.md, "Which schedule, when none is named").
 
 A search of T trials over a grid of G dimensions up to d_max costs, in
 multiply-adds of the logit products plus its compilations,
