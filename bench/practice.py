@@ -22,7 +22,7 @@ import math
 from collections import defaultdict
 
 import jaxattn as ja
-from jaxattn_bench import grid, runner
+from jaxattn_bench import grid
 from jaxattn_bench.store import distinct
 
 PRESET = "practice"
@@ -90,10 +90,11 @@ def collect(records) -> dict:
 
 def plan_seconds(point: grid.Point) -> float:
   """Expected seconds of one point (``_MODEL``): a fixed cost per compiled width, and T·L²·w and
-  T·L·N²·w per probe of width w (``runner.probes``: the adaptive search's, at the method's
+  T·L·N²·w per probe of width w (``ja.schedule.probes``: the adaptive search's, at the method's
   ``ja.schedule.threshold_hint``)."""
   fixed, keys_rate, support_rate = _MODEL.get(point.method, _MODEL["lstsq"])
-  widths = [w for _, w in runner.probes(point.method, point.length, point.nnz, point.d_grid)]
+  widths = [w for _, w in ja.schedule.probes(point.method, point.length, point.nnz,
+                                             point.d_grid)]
   columns = point.trials * point.length * sum(widths)
   return (fixed * len(set(widths)) + columns * point.length / keys_rate
           + columns * point.nnz**2 / support_rate)

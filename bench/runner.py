@@ -77,12 +77,6 @@ def causal_share(length: int) -> float:
   return visited / (blocks * key_blocks)
 
 
-def probes(method: str, length: int, nnz: int, d_grid) -> list[tuple[int, int]]:
-  """(d, padded width) of each probe ``ja.min_d``'s adaptive search makes per trial of a method
-  built per d, were its threshold ``ja.schedule.threshold_hint`` (``ja.schedule.probes``)."""
-  return ja.schedule.probes(method, length, nnz, d_grid)
-
-
 def _git_commit() -> str | None:
   root = pathlib.Path(__file__).resolve().parent.parent
   try:
