@@ -4,6 +4,7 @@ in the class body, instead of Python's "Alias for field number N"."""
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import inspect
 import io
@@ -28,8 +29,10 @@ def _owner(name: str):
   return None
 
 
+@functools.cache
 def field_notes(cls) -> dict[str, tuple[str, str]]:
-  """field -> (annotation, the comment at the end of its line) of a class body."""
+  """field -> (annotation, the comment at the end of its line) of a class body (read once per
+  class)."""
   source = textwrap.dedent(inspect.getsource(cls))
   comments = {token.start[0]: token.string.lstrip("#").strip()
               for token in tokenize.generate_tokens(io.StringIO(source).readline)
