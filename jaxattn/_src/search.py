@@ -79,13 +79,9 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
     bool [G], host array.
   """
   d_grid = _checked_grid(d_grid, method)
-  check_eps(eps1, eps2)
-  check_outside_mass(max_outside_mass)
-  check_compute(compute)
-  check_matmul(matmul)
+  _check_options(eps1, eps2, max_outside_mass, matmul, compute, method)
   if causal:
     check_causal(pattern)
-  check_schedule(compute.schedule, method)
   adaptive = _adaptive(compute.schedule, method, pattern, d_grid)
   spec = SearchSpec(method, d_grid, causal=causal, matmul=matmul, block_size=compute.block_size,
                     row_block=compute.row_block)
@@ -209,6 +205,12 @@ def _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, matmu
     raise ValueError(f"delta must be in [0, 1), got {delta}")
   if not 0.0 < confidence < 1.0:
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+  _check_options(eps1, eps2, max_outside_mass, matmul, compute, method)
+
+
+def _check_options(eps1, eps2, max_outside_mass, matmul, compute: Compute, method: str) -> None:
+  """The argument checks ``verify_grid`` and ``min_d`` share: ValueError naming the first bad
+  one (ε, η, the matmul format, ``compute`` and its schedule for ``method``)."""
   check_eps(eps1, eps2)
   check_outside_mass(max_outside_mass)
   check_compute(compute)
