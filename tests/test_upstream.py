@@ -81,3 +81,16 @@ def test_lsh_sets_are_hugging_faces_chunked_attention(rounds, chunk, buckets, ca
   np.testing.assert_array_equal(ours(False), theirs)
   if rounds > 1 and length // chunk > 2:  # (with two chunks a round, both see its whole round)
     assert (ours(True) != theirs).any()
+
+
+def test_the_reformer_family_draws_hugging_faces_sets_by_default():
+  """``ReformerLSH`` without the paper's bucket mask, at its defaults otherwise (look-back across
+  rounds), gives Hugging Face's sets on the buckets it hashed."""
+  family = P.ReformerLSH(chunk=4, buckets=4, hashes=3, mask_buckets=False, causal=True, dim=8)
+  length = 32
+  k_vectors, k_hash = jax.random.split(KEY)
+  vectors = jax.random.normal(k_vectors, (length, family.dim))
+  buckets = np.asarray(lsh.lsh_buckets(k_hash, vectors, family.buckets, family.hashes))
+  cols, valid = P.union(*family.candidates(KEY, length), length)
+  ours = _mask(P.from_rows(cols, jax.numpy.ones(cols.shape), valid))
+  np.testing.assert_array_equal(ours, upstream.lsh_attention_sets(buckets, family.chunk, True))
