@@ -1,0 +1,268 @@
+"""Each term of the rounding bound and each step of the host stage, forced by an input that a
+weaker version decides wrongly (docs/certified.md, "What each part is for").
+
+Every tile here is tiny and built so that the float32 pass cannot decide it without the part
+under test: with the part, the verdict is the exact oracle's (tests/exact_oracle.py); without
+it (checked by hand and by the mutation run, docs/certified.md), a row is certified wrongly.
+"""
+
+import decimal
+import math
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxattn as ja
+from jaxattn._src import certify, exact
+from jaxattn.construct import solution_from_factors
+
+from tests import exact_oracle as oracle
+
+
+def _verify(queries, keys, a, eps1, eps2, matmul="float32", pattern=None):
+  pattern = ja.SparsePattern.from_dense(a) if pattern is None else pattern
+  sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
+  report = ja.verify(sol, pattern, eps1=eps1, eps2=eps2, matmul=matmul)
+  assert bool(report.certified)
+  return report
+
+
+def _spread_errors(queries, keys, a):
+  """(|ŝ_i − spread_i|, σ_i) per row of ``ja.row_stats`` (the full pass), the exact spread from
+  the oracle at 60 digits."""
+  pattern = ja.SparsePattern.from_dense(a)
+  stats = ja.row_stats(jnp.asarray(queries), jnp.asarray(keys), pattern, (queries.shape[1],),
+                       jnp.ones(1))
+  errors = []
+  with decimal.localcontext() as context:
+    context.prec = 60
+    for i, row in enumerate(oracle.exact_logits(queries, keys)):
+      support = [int(j) for j in np.flatnonzero(a[i] > 0)]
+      spread = oracle._row_figures(row, a[i], support, len(row), (0.5, 0.5), 60)[0]
+      errors.append((abs(decimal.Decimal(float(stats.spread[0, i])) - spread),
+                     decimal.Decimal(float(stats.spread_bound[0, i]))))
+  return errors
+
+
+# --- the logit bound's subnormal term -------------------------------------------------------
+
+def test_products_flushed_to_zero_are_covered_by_the_subnormal_term():
+  """Every product 2⁻¹³⁰ is subnormal, which XLA's CPU flushes: the pass computes spread 0 where
+  the exact spread is 64·2⁻¹³⁰ = 2⁻¹²⁴. Only φ_d = (d + 2)·2⁻¹²⁶(1 + ‖q‖)(1 + κ) bounds that
+  error; without it σ ≈ 0 and the row would be certainly ok at ε1 = 2⁻¹²⁵."""
+  d = 64
+  queries = np.full((2, d), 2.0 ** -65, np.float32)
+  keys = np.zeros((2, d), np.float32)
+  keys[0] = 2.0 ** -65
+  a = np.ones((2, 2), np.float32)
+  report = _verify(queries, keys, a, eps1=2.0 ** -125, eps2=0.5)
+  assert float(report.ratio_error) == 0  # every product flushed
+  np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, a, 2.0 ** -125,
+                                                                   0.5))
+  assert not bool(report.ok) and int(report.settled_on_host) == 2
+
+
+# --- the ln A term ----------------------------------------------------------------------------
+
+# Two float32 weights near 10⁻³⁰ (|ln w| ≈ 69) whose float32 logs err by +3.8·10⁻⁶ and
+# −3.8·10⁻⁶ (XLA's CPU log; found by scanning 6000 neighbours): the computed spread of a row
+# with these weights and equal logits is the exact one less 7.7·10⁻⁶.
+FAR_WEIGHTS = np.array([9.999885e-31, 1.0002404e-30], np.float32)
+
+
+def test_the_log_term_covers_float32_logs_of_weights_far_from_one():
+  """Row 0 has equal logits (Q = 0) and the weights ``FAR_WEIGHTS``: its spread is
+  |ln w_1 − ln w_0| = 2.52·10⁻⁴ exactly and 7.7·10⁻⁶ less in float32. ln(1 + ε1) placed halfway
+  fails the row; only e_ln = LOG_ULPS·u·2 max|ln w| covers that error, so without it the row
+  would be certainly ok."""
+  a = np.array([FAR_WEIGHTS, [0, 1]], np.float32)
+  queries, keys = np.zeros((2, 2), np.float32), np.eye(2, dtype=np.float32)
+  (error, bound), _ = _spread_errors(queries, keys, a)
+  assert error > 7e-6 and error <= bound  # the float32 logs' error, covered
+  true_spread = math.log(float(FAR_WEIGHTS[1]) / float(FAR_WEIGHTS[0]))
+  eps1 = math.expm1(true_spread - 3.8e-6)
+  report = _verify(queries, keys, a, eps1=eps1, eps2=0.5)
+  np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, a, eps1, 0.5))
+  assert not bool(report.row_ok[0]) and int(report.settled_on_host) == 1
+
+
+# --- the host stage: e^Δ ≤ R at a precision that grows -----------------------------------------
+
+def _ln2(digits=120):
+  with decimal.localcontext() as context:
+    context.prec = digits
+    return Fraction(decimal.Decimal(2).ln())
+
+
+@pytest.mark.parametrize("offset", [-7e-44, -1e-45, 1e-45, 7e-44])
+def test_exp_at_most_grows_its_precision_near_ln_r(offset):
+  """Δ = ln 2 + offset against R = 2 (ε1 = 1): 40 digits of ln 2 (the first precision, off by
+  1.3·10⁻⁴⁴) decide none of these, so a stage that answers at its first precision errs on one
+  side or the other."""
+  delta = _ln2() + Fraction(offset)
+  assert exact.exp_at_most(delta, Fraction(2)) == (offset < 0)
+  assert exact.exp_at_most(-delta, Fraction(1, 2)) == (offset > 0)
+
+
+def _ln2_factors(below, third=-10.0):
+  """Factors whose row 0 has logits Δ, 0 and ``third``, Δ within 2⁻¹⁵⁰ of ln 2 (below it or
+  above): float32 chunks of ln 2's binary expansion, k_c ≈ r_c·2^{12c} against q_c = 2^{−12c},
+  every product exact in float64 and their sum the rational Δ. Rows 1 and 2 have q = 0."""
+  residual = _ln2() + Fraction(-1 if below else 1, 2 ** 150)
+  query, key = [], []
+  while abs(residual) > Fraction(1, 2 ** 170):
+    q = 2.0 ** (-12 * len(query))
+    k = np.float32(float(residual / Fraction(q)))
+    query.append(q)
+    key.append(k)
+    residual -= Fraction(q) * Fraction(float(k))
+  d = len(query)
+  queries = np.array([query, [0] * d, [0] * d], np.float32)
+  keys = np.array([key, [0] * d, [third] + [0] * (d - 1)], np.float32)
+  delta = sum(Fraction(float(q)) * Fraction(float(k)) for q, k in zip(queries[0], keys[0]))
+  assert 0 < abs(delta - _ln2()) < Fraction(1, 2 ** 149) and (delta < _ln2()) == below
+  return queries, keys
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["sparse", "dense"])
+@pytest.mark.parametrize("below", [True, False], ids=["below", "above"])
+def test_a_spread_within_1e_45_of_ln_2_is_decided_exactly(below, dense):
+  """Row 0's spread is Δ, within 2⁻¹⁵⁰ ≈ 7·10⁻⁴⁶ of ln(1 + ε1) = ln 2: ok just below, failing
+  just above, through the sparse path (support {0, 1}, key 2 outside at logit −10) and the dense
+  one (a row of ones, key 2 at logit 0). Rows 1 and 2 are dense rows with q = 0."""
+  queries, keys = _ln2_factors(below, third=0.0 if dense else -10.0)
+  a = np.array([[1, 1, dense], [1, 1, 1], [1, 1, 1]], np.float32)
+  report = _verify(queries, keys, a, eps1=1.0, eps2=0.9)
+  assert list(np.asarray(report.row_ok)) == [below, True, True]
+  assert int(report.settled_on_host) >= 1
+
+
+def test_a_tie_counts_as_ok():
+  """Equal logits, weights ½ and 1, ε1 = 1: the pair's bound R = (1 + ε1)·½ is exactly 1 and
+  Δ = 0, the one tie exact arithmetic can meet (spread = ln 2 = ln(1 + ε1)); ≤ makes it ok."""
+  a = np.array([[0.5, 1], [0, 1]], np.float32)
+  queries, keys = np.array([[1, 0], [-1, 0]], np.float32), np.array([[1, 0], [1, 0]], np.float32)
+  report = _verify(queries, keys, a, eps1=1.0, eps2=0.5)
+  assert bool(report.row_ok[0]) and int(report.settled_on_host) >= 1
+  assert exact.exp_at_most(Fraction(0), Fraction(1))
+  assert not exact.exp_at_most(Fraction(0), Fraction(1) - Fraction(1, 2 ** 60))
+
+
+# --- the host stage: which outside columns are summed exactly -----------------------------------
+
+def _cancelling_tile(dense):
+  """Row 0 (q = (1, 1, 1)) sees key A, whose products 2⁶⁰, 5, −2⁶⁰ sum to 5 exactly and to 0 or 5
+  in float64 (by summation order) within an interval of about ±2¹⁰; key B, logit 4 (a narrow
+  interval); and key C (sparse: its support, logit 10; dense: logit 0, the row's support every
+  key). The true maximum over A and B is A's, which a stage that chose columns by the lower
+  ends of their intervals would skip. Rows 1 and 2 are dense rows with q = 0."""
+  queries = np.array([[1, 1, 1], [0, 0, 0], [0, 0, 0]], np.float32)
+  keys = np.array([[2.0 ** 60, 5, -2.0 ** 60], [4, 0, 0], [0 if dense else 10, 0, 0]], np.float32)
+  a = np.array([[1, 1, 1] if dense else [0, 0, 1], [1, 1, 1], [1, 1, 1]], np.float32)
+  return queries, keys, a
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["sparse", "dense"])
+def test_outside_columns_with_wide_intervals_are_summed_exactly(dense):
+  """Sparse: gap 5 − 10 against ln ε2 = −5.5; dense: spread 5 − 0 against ln(1 + ε1) = 4.5. The
+  exact maximum (A's 5) fails row 0; B's 4 alone would pass it."""
+  queries, keys, a = _cancelling_tile(dense)
+  eps1, eps2 = (math.expm1(4.5), 0.5) if dense else (0.5, math.exp(-5.5))
+  report = _verify(queries, keys, a, eps1=eps1, eps2=eps2)
+  assert not bool(report.row_ok[0]) and int(report.settled_on_host) >= 1
+  np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, a, eps1, eps2))
+
+
+# --- the same host steps inside a search (``host_stage.exact_level``) ---------------------------
+
+def _fixed_method(queries, keys):
+  """A registered construction that returns these factors at every d (padded to the width)."""
+  def factors(key, pattern, d, width, eps1, eps2, **kw):
+    del key, pattern, d, eps1, eps2, kw
+    pad = ((0, 0), (0, width - queries.shape[1]))
+    return jnp.asarray(np.pad(queries, pad)), jnp.asarray(np.pad(keys, pad))
+  return factors
+
+
+@pytest.mark.parametrize("case", ["ln2-below", "ln2-above", "cancelling"])
+def test_a_searchs_undecided_levels_meet_the_same_cases(case):
+  """``ja.min_d`` on a construction that returns the tiles above at every d: each level is left
+  undecided by the compiled pass and settled on the host, with the exact verdict. (A search
+  takes q = 0 on dense rows whatever the method, so only sparse rows reach its host stage.)"""
+  if case == "cancelling":
+    queries, keys, a = _cancelling_tile(dense=False)
+    eps1, eps2, want = 0.5, math.exp(-5.5), False
+  else:
+    queries, keys = _ln2_factors(below=case == "ln2-below")
+    a = np.array([[1, 1, 0], [1, 1, 1], [1, 1, 1]], np.float32)
+    eps1, eps2, want = 1.0, 0.9, case == "ln2-below"
+  pattern = ja.SparsePattern.from_dense(a)
+  name = f"fixed_{case}"
+  ja.construct.register_method(name, _fixed_method(queries, keys))
+  try:
+    result = ja.min_d(jax.random.PRNGKey(0), lambda key: pattern, (8, 16), eps1=eps1, eps2=eps2,
+                      trials=1, method=name, compute=ja.Compute(schedule="full"))
+  finally:
+    ja.construct.unregister_method(name)
+  assert result.certified and result.levels_on_host == 2
+  np.testing.assert_array_equal(result.verdicts, [[want, want]])
+
+
+# --- the thresholds ----------------------------------------------------------------------------
+
+def _edge_tolerances():
+  """ε1, ε2 whose ln(1 + ε1) and ln ε2 lie on a float32 number F or within a float64 ulp or two
+  of it (either side), and random ones (half of which float32 rounds inwards, half outwards)."""
+  edges = [np.float32(x) for x in (0.5, -0.5, 0.1, -0.1, 2.0 ** -20, -3.0, 1e-6)]
+  values = [np.nextafter(float(f), (-1) ** k * np.inf) if k else float(f)
+            for f in edges for k in range(3)]
+  rng = np.random.default_rng(0)
+  logs = values + list(rng.uniform(-8, -1e-3, 40))
+  return ([math.expm1(abs(t)) for t in logs], [math.exp(-abs(t)) for t in logs])
+
+
+def _exact_log(x):
+  with decimal.localcontext() as context:
+    context.prec = 60
+    return decimal.Decimal(x).ln()
+
+
+def test_thresholds_bracket_the_exact_logs_and_are_the_nearest_float32_outside():
+  """t⁻ ≤ t ≤ t⁺ exactly, for t = ln(1 + ε1) and ln ε2 (``certify.thresholds``), and each is one
+  float32 step from the bracket at most: the next float32 inwards lies within a few float64
+  ulps of t. Rounding inwards breaks the first; stepping out twice, the second."""
+  ratio_eps, gap_eps = _edge_tolerances()
+  for eps1, eps2 in zip(ratio_eps, gap_eps):
+    limits = certify.thresholds(eps1, eps2)
+    for below, above, exact_value in ((limits.ratio_below, limits.ratio_above,
+                                       _exact_log(decimal.Decimal(1) + decimal.Decimal(eps1))),
+                                      (limits.gap_below, limits.gap_above, _exact_log(eps2))):
+      below, above = np.float32(below), np.float32(above)
+      slack = decimal.Decimal(4 * 2.0 ** -52) * abs(exact_value)
+      assert decimal.Decimal(float(below)) <= exact_value <= decimal.Decimal(float(above)), eps1
+      assert decimal.Decimal(float(np.nextafter(below, np.float32(np.inf)))) > exact_value - slack
+      assert decimal.Decimal(float(np.nextafter(above, np.float32(-np.inf)))) < exact_value + slack
+
+
+# --- planted ratio near-ties with weights far from 1 ------------------------------------------
+
+@pytest.mark.parametrize("weight", [2.0 ** -60, 1e-30, 0.37])
+@pytest.mark.parametrize("offset", [-3e-5, 3e-5])
+@pytest.mark.parametrize("matmul", ["float32", "bfloat16"])
+def test_planted_weighted_ratio_near_ties_are_decided_exactly(weight, offset, matmul):
+  """Row 0: support {0, 1} with weights (w, 1), logits 2000 + x_j, x_1 = x_0 − ln w − ln 2 −
+  offset: its spread is ln 2 + offset against ln(1 + ε1) = ln 2, while float32 rounds the logits
+  to multiples of 2⁻¹³ and ln w (|ln w| up to 69) to 4·10⁻⁶. Rows 1 and 2 are dense (q = 0)."""
+  x0 = 0.4 * 2.0 ** -13
+  x1 = x0 - math.log(np.float32(weight)) - math.log(2) - offset
+  queries = np.array([[1, 1], [0, 0], [0, 0]], np.float32)
+  keys = np.array([[2000, x0], [2000, x1], [1950, 0]], np.float32)
+  a = np.array([[weight, 1, 0], [1, 1, 1], [1, 1, 1]], np.float32)
+  report = _verify(queries, keys, a, eps1=1.0, eps2=0.5, matmul=matmul)
+  want = oracle.exact_row_ok(queries, keys, a, 1.0, 0.5)
+  assert bool(want[0]) == (offset < 0)
+  np.testing.assert_array_equal(report.row_ok, want)
+  assert int(report.settled_on_host) >= 1
