@@ -104,3 +104,13 @@ def test_cli_optimize_reports_both_variants_and_fails_on_disagreement(capsys, mo
   assert sum(line.startswith(("hard negatives", "dense loss ")) for line in out.splitlines()) == 2
   figures["reference_ok"] = False
   assert bench_main(["perf", "--optimize", "--optimize-length", "64"]) == 1
+
+
+def test_cli_causal_times_both_layers(capsys):
+  """``bench perf --causal`` (docs/causal.md) verifies and searches both layers and prints the
+  speed-ups; its verdicts are certified."""
+  assert bench_main(["perf", "--causal", "--length", "64", "--d", "16", "--repeats", "1"]) == 0
+  out = capsys.readouterr().out
+  for layer in ("bidirectional", "causal"):
+    assert re.search(rf"\(a\) ja.verify, {layer} .* certified True", out), out
+  assert "causal speed-up, verify (a)" in out and "causal speed-up, search (e)" in out

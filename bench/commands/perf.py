@@ -223,7 +223,7 @@ def causal_speed(args) -> None:
   fns, verdicts = {}, {}
   for layer, causal in (("bidirectional", False), ("causal", True)):
     fns[f"(a) ja.verify, {layer}"] = functools.partial(
-        ja.verify, solution, pattern, perf.EPS1, perf.EPS2, causal=causal)
+        ja.verify, solution, pattern, eps1=perf.EPS1, eps2=perf.EPS2, causal=causal)
     verdicts[layer] = fns[f"(a) ja.verify, {layer}"]()
     fns[f"(e) search, {layer}"] = perf.search_thunk(queries, keys, pattern, grid, None,
                                                     causal=causal)
