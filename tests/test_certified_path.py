@@ -97,6 +97,16 @@ def _ln2(digits=120):
     return Fraction(decimal.Decimal(2).ln())
 
 
+@pytest.mark.parametrize("delta, bound, want", [
+    (0, 1, True), (0, Fraction(1, 2), False), (0, Fraction(3, 2), True), (1, 2, False),
+    (1, 3, True), (-1, Fraction(1, 2), True), (-1, Fraction(1, 3), False), (-5, 0, False),
+    (-5, -1, False), (Fraction(1, 10 ** 30), 1, False), (Fraction(-1, 10 ** 30), 1, True)])
+def test_exp_at_most_on_its_special_cases(delta, bound, want):
+  """e^Δ ≤ R where Δ = 0, R = 1, R ≤ 0 or Δ = ±1 (e^±1 against 2, 3, ½, ⅓), and R = 1 against
+  Δ = ±10⁻³⁰ (below float64's resolution of ln R = 0)."""
+  assert exact.exp_at_most(Fraction(delta), Fraction(bound)) is want
+
+
 @pytest.mark.parametrize("offset", [-7e-44, -1e-45, 1e-45, 7e-44])
 def test_exp_at_most_grows_its_precision_near_ln_r(offset):
   """Δ = ln 2 + offset against R = 2 (ε1 = 1): 40 digits of ln 2 (the first precision, off by
@@ -266,3 +276,93 @@ def test_planted_weighted_ratio_near_ties_are_decided_exactly(weight, offset, ma
   assert bool(want[0]) == (offset < 0)
   np.testing.assert_array_equal(report.row_ok, want)
   assert int(report.settled_on_host) >= 1
+
+
+# --- the bound as documented, recomputed in float64 ---------------------------------------------
+
+def _documented_bounds(queries, keys, a, splits, u_in=0.0):
+  """σ, τ [G, L] of docs/certified.md ("The bound, term by term"), in float64 from the stored
+  factors: an implementation of the page, not of ``certify``."""
+  u, q, k = 2.0 ** -24, queries.astype(np.float64), keys.astype(np.float64)
+  width, sigmas, taus = keys.shape[1], [], []
+  valid = a > 0
+  log_w = np.where(valid, np.log(np.where(valid, a, 1).astype(np.float64)), 0.0)
+  log_max = np.abs(log_w).max(1)
+  normalised = np.where(valid, log_w - np.where(valid, log_w, -np.inf).max(1, keepdims=True), 0)
+  log_norm = np.abs(normalised).max(1)
+  for d in splits:
+    scale, inflate = width / d, 1 + (d + 4) * 2 * u
+    q_norm = np.linalg.norm(q[:, :d], axis=1) * inflate
+    kappa = np.linalg.norm(k[:, :d], axis=1).max() * inflate
+    gamma = (d + 1) * u / (1 - (d + 1) * u)
+    beta = (1 + u_in) ** 2 - 1 + gamma * (1 + u_in) ** 2
+    reach = scale * q_norm * kappa
+    tiny = (d + 2) * 2.0 ** -126 * (1 + q_norm) * (1 + kappa)
+    logit = scale * (beta * q_norm * kappa + tiny) * (1 + u) ** 2 + 3 * u * reach
+    e_ln = 4 * u * 2 * log_max + u * log_norm  # LOG_ULPS = 4
+    shifted = logit + e_ln + 2 * u * (reach * (1 + beta) + logit + log_norm)
+    sigmas.append(shifted)
+    taus.append(logit)
+  return np.array(sigmas), np.array(taus)
+
+
+def _bound_tiles():
+  rng = np.random.default_rng(5)
+  q, k = rng.standard_normal((2, 4, 512)).astype(np.float32) * np.float32(3)
+  weights = np.array([[1e-30, 1, 0, 0], [1, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 1, 2.0 ** -40]],
+                     np.float32)
+  tiny_q = np.full((4, 512), 2.0 ** -70, np.float32)
+  return {"gaussian": (q, k, weights), "far weights, q = 0": (0 * q, k, weights),
+          "subnormal products": (tiny_q, tiny_q, weights)}
+
+
+@pytest.mark.parametrize("tile", sorted(_bound_tiles()))
+@pytest.mark.parametrize("matmul_dtype", [None, jnp.bfloat16], ids=["float32", "bfloat16"])
+def test_the_bound_is_the_documented_one(tile, matmul_dtype):
+  """σ and τ of ``ja.row_stats`` equal docs/certified.md's formula to within their own float32
+  rounding (relative 2·10⁻⁶; the (1 + 2⁻¹⁶) inflation on top), on nested levels d = 1, 3, 512:
+  a term changed, dropped or loosened beyond that (γ_{d+1}, u_in, the subnormal term, the norms'
+  inflation, ``LOG_ULPS``, the scale's rounding, a truncating model on the CPU) fails."""
+  queries, keys, a = _bound_tiles()[tile]
+  splits = (1, 3, 512)
+  pattern = ja.SparsePattern.from_dense(a)
+  stats = ja.row_stats(jnp.asarray(queries), jnp.asarray(keys), pattern, splits,
+                       jnp.asarray([512 / d for d in splits], jnp.float32), matmul_dtype=matmul_dtype)
+  u_in = 0.0 if matmul_dtype is None else 2.0 ** -8
+  sigma, tau = _documented_bounds(queries, keys, a, splits, u_in)
+  u, inflate = 2.0 ** -24, 1 + 2.0 ** -16
+  spread, gap = np.asarray(stats.spread, np.float64), np.asarray(stats.gap, np.float64)
+  want_sigma = (2 * sigma + 2 * u * np.abs(spread)) * inflate
+  want_tau = np.where(np.isneginf(gap), 0, (2 * tau + 2 * u * np.abs(gap)) * inflate)
+  np.testing.assert_allclose(stats.spread_bound, want_sigma, rtol=2e-6)
+  np.testing.assert_allclose(stats.gap_bound, want_tau, rtol=2e-6)
+
+
+def test_the_hosts_float64_interval_is_the_documented_one():
+  """The host's float64 logits lie within 1.01·γ_{d+1}(2⁻⁵³)·Σ|q_c k_c| + 2⁻¹⁰⁰⁰ of the exact
+  ones (docs/certified.md, stage 3), and that is the interval it uses: a narrower one could
+  skip the true maximum (``test_outside_columns_with_wide_intervals_are_summed_exactly``)."""
+  queries, keys, _ = _cancelling_tile(dense=False)
+  rng = np.random.default_rng(2)
+  queries = np.concatenate([queries, rng.standard_normal((3, 3)).astype(np.float32)])
+  values, bound = exact.float64_logits(queries, keys)
+  d, u = 3, 2.0 ** -53
+  magnitude = np.abs(queries.astype(np.float64)) @ np.abs(keys.astype(np.float64)).T
+  np.testing.assert_array_equal(bound, 1.01 * (d + 1) * u * magnitude + 2.0 ** -1000)
+  exact_values = oracle.exact_logits(queries, keys)
+  for i, row in enumerate(exact_values):
+    for j, value in enumerate(row):
+      assert abs(Fraction(float(values[i, j])) - value) <= Fraction(float(bound[i, j]))
+
+
+def test_rounding_models_are_the_documented_ones():
+  """The CPU rounds to nearest and is validated; a GPU truncates and is not validated yet; any
+  other backend is taken as truncating and unvalidated (docs/certified.md, Backends)."""
+  model = certify.RoundingModel
+  assert certify.rounding_model("cpu") == model(truncating=False, validated=True)
+  assert certify.rounding_model("gpu") == model(truncating=True, validated=False)
+  assert certify.rounding_model("tpu") == model(truncating=True, validated=False)
+  assert certify.certifiable(jnp.float32, backend="cpu")
+  assert not certify.certifiable(jnp.float32, backend="gpu")
+  assert not certify.certifiable(jnp.float32, max_outside_mass=0.5, backend="cpu")
+  assert not certify.certifiable(jnp.bfloat16, backend="cpu")

@@ -84,6 +84,18 @@ def exact_dot(q: np.ndarray, k: np.ndarray) -> Fraction:
   return Fraction(total) * Fraction(2) ** low
 
 
+def float64_logits(queries: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(ℓ̃, e): the logits Q Kᵀ as one float64 product and a bound on their error,
+
+    |ℓ̃_ij − ℓ_ij| ≤ e_ij = 1.01·γ_{d+1}(2⁻⁵³)·Σ_c |q_ic k_jc| + 2⁻¹⁰⁰⁰
+
+  (every product and sum rounded once, in any order; 1% and an absolute 2⁻¹⁰⁰⁰ for underflow
+  on top)."""
+  q64, k64 = queries.astype(np.float64), keys.astype(np.float64)
+  gamma = 1.01 * (keys.shape[-1] + 1) * _U64
+  return q64 @ k64.T, gamma * (np.abs(q64) @ np.abs(k64).T) + 2.0 ** -1000
+
+
 def _largest(query: np.ndarray, keys: np.ndarray, values: np.ndarray, bound: np.ndarray,
              outside: np.ndarray) -> Fraction:
   """max_{j outside} q·k_j exactly, from float64 ``values`` within ``bound`` of the exact ones:
@@ -126,8 +138,7 @@ def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weigh
   """Whether each of ``rows`` of ℓ = s Q Kᵀ meets both conditions exactly (module docstring).
 
   The float64 logits of up to ``_CHUNK`` rows at a time come from one
-  product, with the bound γ_{d+1}(2⁻⁵³)·|Q||K|ᵀ (inflated by 1%, plus an
-  absolute 2⁻¹⁰⁰⁰ for underflow).
+  product, within ``float64_logits``'s bound.
 
   Args:
     queries, keys: Q[:, :d] and K[:, :d] as stored (float32 or float64), [L, d].
@@ -145,15 +156,11 @@ def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weigh
   """
   scale = Fraction(1) if scale is None else scale
   row_index = np.asarray(rows, int)
-  keys64 = keys.astype(np.float64)
-  finite = np.all(np.isfinite(queries[row_index]), 1) & bool(np.all(np.isfinite(keys64)))
-  gamma = 1.01 * (keys.shape[-1] + 1) * _U64
+  finite = np.all(np.isfinite(queries[row_index]), 1) & bool(np.all(np.isfinite(keys)))
   ok = np.zeros(row_index.size, np.bool_)
   for start in range(0, row_index.size, _CHUNK):
     chunk = row_index[start:start + _CHUNK]
-    q64 = queries[chunk].astype(np.float64)
-    values = q64 @ keys64.T
-    bound = gamma * (np.abs(q64) @ np.abs(keys64).T) + 2.0 ** -1000
+    values, bound = float64_logits(queries[chunk], keys)
     for n, i in enumerate(chunk):
       visible = np.arange(keys.shape[0]) <= i if causal else np.ones(keys.shape[0], bool)
       ok[start + n] = finite[start + n] and (
