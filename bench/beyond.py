@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +87,7 @@ def trial_figures(point: grid.Point, seed: int, d: int, trials: int) -> dict:
       seconds.append(time.perf_counter() - start)
       logits.append(float(measure(pattern_keys[t], solution)))
       costs.append(np.asarray(cost))
-  figures = {"logit_range": max(logits), "trials": len(logits)}
+  figures: dict[str, Any] = {"logit_range": max(logits), "trials": len(logits)}
   if point.method == "optimize":
     steps, passes = np.mean(costs, axis=0)
     figures["optimize"] = dict(steps=float(steps), passes=float(passes),
@@ -135,7 +136,7 @@ def main_entry(record, seed: int) -> dict:
 
 def collect(records, seed: int) -> dict:
   """The numbers of the tables and figures: stored records plus logit ranges (progress on stderr)."""
-  data = {"seed": seed, "main": {}, "curve": {}, "dtype": {}, "dtype_length": DTYPE_LENGTH,
+  data: dict[str, Any] = {"seed": seed, "main": {}, "curve": {}, "dtype": {}, "dtype_length": DTYPE_LENGTH,
           "measured_trials": MEASURED_TRIALS}
   main = {m: sorted((r for r in select(records, method=m, **MAIN) if not is_curve(r)),
                     key=lambda r: r.params["length"]) for m in METHODS}
@@ -154,7 +155,7 @@ def collect(records, seed: int) -> dict:
     for (nnz, dtype), rows in curve.items():
       verified = [r.params["length"] for r in rows if curve_verified(r)]
       failed = [r.params["length"] for r in rows if not curve_verified(r)]
-      entry = {"largest": max(verified) if verified else None,
+      entry: dict[str, Any] = {"largest": max(verified) if verified else None,
                "first_failure": min(failed) if failed else None,
                "tested_up_to": max(r.params["length"] for r in rows) if rows else None,
                "logit_range": {}}

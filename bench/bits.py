@@ -14,6 +14,7 @@ Figures and tables: ``jaxattn_plots.bits``.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import jax
 import numpy as np
@@ -56,7 +57,7 @@ def collect(records, seed: int) -> dict:
   Progress on stderr."""
   rows = sorted(distinct([r for r in records if r.seed == seed]),
                 key=lambda r: (r.params["method"], r.params["length"]))
-  data = {"seed": seed, "points": [], "bounds": {}}
+  data: dict[str, Any] = {"seed": seed, "points": [], "bounds": {}}
   for record in tqdm(rows, desc="bits per token", unit="point", file=sys.stderr):
     point = grid.Point(**{**record.params, "d_grid": tuple(record.params["d_grid"])})
     bits = [] if record.d_min is None else trial_bits(point, seed, record.d_min)

@@ -13,6 +13,8 @@ runs) and prints XLA's ``memory_analysis`` (temporaries and arguments) for:
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax
 import jax.numpy as jnp
 
@@ -27,6 +29,8 @@ def verify_bytes(pattern: ja.SparsePattern, d: int) -> tuple[int, int]:
   compiled = jax.jit(lambda x, p: ja.verify(ja.Solution(x, *params), p, eps1=0.5, eps2=0.5)).lower(
       x, pattern).compile()
   memory = compiled.memory_analysis()
+  if memory is None:
+    raise RuntimeError(f"the {jax.default_backend()} backend reports no compiled memory")
   return memory.temp_size_in_bytes, memory.argument_size_in_bytes
 
 
@@ -46,13 +50,14 @@ def main() -> None:
   print(_line("global row padded to L slots", padded, 8))
   window = ja.patterns.Longformer(window=256, globals=1)(key, 4096)
   print(_line(f"support gathered {tiles.SUPPORT_CHUNK} slots at a time", window, 128))
-  chunk = tiles.support_stats.__kwdefaults__["chunk"]
-  tiles.support_stats.__kwdefaults__["chunk"] = window.nnz  # one gather of every slot
+  defaults = cast(dict, tiles.support_stats.__kwdefaults__)  # support_stats has keyword defaults
+  chunk = defaults["chunk"]
+  defaults["chunk"] = window.nnz  # one gather of every slot
   jax.clear_caches()  # the inner jitted passes were traced with the default chunk
   try:
     print(_line("support gathered in one piece (chunk = N)", window, 128))
   finally:
-    tiles.support_stats.__kwdefaults__["chunk"] = chunk
+    defaults["chunk"] = chunk
     jax.clear_caches()
 
 

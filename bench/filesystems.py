@@ -85,12 +85,16 @@ def filesystem(path: str | pathlib.Path, mountinfo: str = "/proc/self/mountinfo"
   ``mountinfo``; trusted and known as the module docstring says."""
   path = pathlib.Path(path).absolute()
   existing = next(p for p in (path, *path.parents) if p.exists())
-  name = MAGIC.get(_statfs_type(str(existing)))
+  magic = _statfs_type(str(existing))
+  name = None if magic is None else MAGIC.get(magic)
   # mountinfo only where statfs does not settle it: an unknown magic, or Lustre's mount options
   found = None if name not in (None, "lustre") else _mountinfo(str(existing.resolve()), mountinfo)
-  if name is None and found is None:
+  if name is not None:
+    source = "statfs"
+  elif found is not None:
+    name, source = found[0], "mountinfo"
+  else:
     return Filesystem("unknown", "none", True, False)
-  name, source = (name, "statfs") if name else (found[0], "mountinfo")
   if name == "lustre":
     return Filesystem(name, source, "flock" in (found[1].split(",") if found else []), True)
   return Filesystem(name, source, name not in UNTRUSTED, name in KNOWN)

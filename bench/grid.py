@@ -57,7 +57,7 @@ import importlib.resources
 import itertools
 import math
 import pathlib
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, NoReturn
 
 import jax
 import numpy as np
@@ -65,7 +65,7 @@ import numpy as np
 try:
   import tomllib
 except ModuleNotFoundError:  # Python 3.10
-  import tomli as tomllib
+  import tomli as tomllib  # type: ignore[no-redef]
 
 import jaxattn as ja
 from jaxattn_bench.errors import CommandError
@@ -147,7 +147,7 @@ def _as_list(value) -> list:
 
 # --- field parsers: value -> normalised value, or CommandError ---------------------------
 
-def _fail(where: str, message: str):
+def _fail(where: str, message: str) -> NoReturn:
   raise CommandError(f"{where}: {message}")
 
 
@@ -255,7 +255,7 @@ def _block_points(block: dict, where: str) -> list[Point]:
     _fail(where, f"missing {', '.join(missing)}")
   if "mass" in _as_list(block["criterion"]) and "max_outside_mass" not in block:
     _fail(where, 'criterion "mass" needs max_outside_mass = η')
-  values = {"max_outside_mass": [None], "nnz": [None]}
+  values: dict[str, list[Any]] = {"max_outside_mass": [None], "nnz": [None]}
   for name, (parse, sweeps) in _FIELDS.items():
     if name not in block:
       continue

@@ -45,10 +45,11 @@ _COLLECTIVES = itertools.count()
 
 
 class Processes(NamedTuple):
-  """This process's index, the number of processes in the run and the longest wait for a peer."""
+  """This process's index (rank), the number of processes in the run (size) and the longest wait
+  for a peer."""
 
-  index: int
-  count: int
+  rank: int
+  size: int
   peer_timeout: float = PEER_TIMEOUT_S
 
 
@@ -81,8 +82,8 @@ def initialize(args: argparse.Namespace) -> Processes:
   elif args.distributed:
     jax.distributed.initialize()
   processes = Processes(jax.process_index(), jax.process_count(), args.peer_timeout)
-  if processes.count > 1:
-    atexit.register(_say_exited, processes.index)  # runs before JAX's own shutdown
+  if processes.size > 1:
+    atexit.register(_say_exited, processes.rank)  # runs before JAX's own shutdown
   return processes
 
 
@@ -109,15 +110,15 @@ def rendezvous(what: str, processes: Processes) -> None:
   step = next(_COLLECTIVES)
   client = _client()
   try:
-    client.key_value_set(f"jaxattn/ready/{step}/{processes.index}", "1")
+    client.key_value_set(f"jaxattn/ready/{step}/{processes.rank}", "1")
   except Exception as error:
-    raise CommandError(f"process {processes.index}: the coordinator (process 0) is gone before "
+    raise CommandError(f"process {processes.rank}: the coordinator (process 0) is gone before "
                        f"{what}: {error}", status=3) from error
   deadline = time.monotonic() + processes.peer_timeout
-  for other in range(processes.count):
-    while other != processes.index and not _arrived(client, step, other, what, processes):
+  for other in range(processes.size):
+    while other != processes.rank and not _arrived(client, step, other, what, processes):
       if time.monotonic() > deadline:
-        raise CommandError(f"process {processes.index}: process {other} has not reached {what} "
+        raise CommandError(f"process {processes.rank}: process {other} has not reached {what} "
                            f"within {processes.peer_timeout:g} s (--peer-timeout); stopping",
                            status=3)
 
@@ -134,10 +135,10 @@ def _arrived(client, step: int, other: int, what: str, processes: Processes) -> 
     except Exception:  # noqa: BLE001  (not found: the peer is still running)
       exited = False
     if exited:
-      raise CommandError(f"process {processes.index}: process {other} exited before {what}; "
+      raise CommandError(f"process {processes.rank}: process {other} exited before {what}; "
                          "stopping (its own output says why)", status=3) from waited
     if "DEADLINE_EXCEEDED" not in str(waited) and "timed out" not in str(waited).lower():
-      raise CommandError(f"process {processes.index}: the coordinator (process 0) is gone "
+      raise CommandError(f"process {processes.rank}: the coordinator (process 0) is gone "
                          f"before {what}: {' '.join(str(waited).split())[:200]}",
                          status=3) from waited
     return False
@@ -167,7 +168,7 @@ def split_work(costs: Sequence[float], count: int) -> tuple[tuple[int, ...], ...
 
 def broadcast(value: np.ndarray, processes: Processes) -> np.ndarray:
   """Process 0's ``value`` on every process (once every process has arrived: ``rendezvous``)."""
-  if processes.count == 1:
+  if processes.size == 1:
     return value
   rendezvous("a broadcast from process 0", processes)
   from jax.experimental import multihost_utils
@@ -176,7 +177,7 @@ def broadcast(value: np.ndarray, processes: Processes) -> np.ndarray:
 
 def gather_sum(local: np.ndarray, processes: Processes) -> np.ndarray:
   """Σ over processes of ``local`` (an all-gather): each process's results, zero elsewhere."""
-  if processes.count == 1:
+  if processes.size == 1:
     return local
   rendezvous("an exchange of results", processes)
   from jax.experimental import multihost_utils

@@ -169,7 +169,7 @@ def check_header(path: str, suffix: str) -> None:
       entries = None
     elif symmetry != "general":
       entries *= 2  # (i, j) also stands for (j, i)
-    nbytes = (rows * cols if layout == "array" else entries) * 24  # row, column, float64 value
+    nbytes = (rows * cols if entries is None else entries) * 24  # row, column, float64 value
   if len(shape) != 2 or shape[0] != shape[1]:
     raise CommandError(f"{path}: A must be a square matrix, got shape {tuple(shape)} (from the "
                        "file's header)")

@@ -127,7 +127,7 @@ def time_round_robin(fns: dict, repeats: int) -> dict:
   """Median wall seconds of each thunk, run in turn ``repeats`` times after one warm-up each."""
   for fn in fns.values():
     jax.block_until_ready(fn())
-  times = {name: [] for name in fns}
+  times: dict[str, list[float]] = {name: [] for name in fns}
   for _ in range(repeats):
     for name, fn in fns.items():
       start = time.perf_counter()
@@ -321,8 +321,8 @@ def peak_rss_kib() -> int:
 
 if __name__ == "__main__":  # the --memory and --optimize children (module docstring)
   if sys.argv[1] == "optimize":
-    *sizes, negatives = sys.argv[2:7]
-    print(json.dumps(optimize_once(*(int(a) for a in sizes),
-                                   None if negatives == "dense" else int(negatives))))
+    length, d, nnz, seed = (int(a) for a in sys.argv[2:6])
+    negatives = None if sys.argv[6] == "dense" else int(sys.argv[6])
+    print(json.dumps(optimize_once(length, d, nnz, seed, negatives)))
   else:
     print(json.dumps(verify_once(*(int(a) for a in sys.argv[1:5]))))

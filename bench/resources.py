@@ -128,7 +128,10 @@ def gigabytes(size: float) -> str:
 def library_tiles() -> dict[str, tuple[int, int]]:
   """jaxattn's default (rows, keys) per backend (``jaxattn._src.tiles.TILES``), read from its
   data file ``tiles.json`` without importing jaxattn (hence JAX)."""
-  package = pathlib.Path(importlib.util.find_spec("jaxattn").submodule_search_locations[0])
+  spec = importlib.util.find_spec("jaxattn")
+  if spec is None or not spec.submodule_search_locations:
+    raise CommandError("jaxattn is not installed: python -m pip install -e .")
+  package = pathlib.Path(spec.submodule_search_locations[0])
   table = json.loads((package / "_src" / "tiles.json").read_text())
   return {backend: tuple(tile) for backend, tile in table.items()}
 

@@ -21,7 +21,7 @@ import platform
 import subprocess
 import sys
 import time
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import jax
 import jaxlib
@@ -167,7 +167,7 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
   ``bar`` is a tqdm-like progress bar (``set_description``, ``update`` by cost).
   Returns the (canonical params, seed) of the points computed.
   """
-  shares = hosts.split_work([point_cost(p) for p in pending], processes.count)
+  shares = hosts.split_work([point_cost(p) for p in pending], processes.size)
   levels = max(len(p.d_grid) for p in pending)
   most_trials = max(p.trials for p in pending)
   computed = set()
@@ -177,15 +177,15 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
         [store is not None and index is not None
          and store.claim((canonical(pending[index].params()), seed)) for index in picks]),
         processes)
-    verdicts = np.zeros((processes.count, most_trials, levels), np.int8)
-    walls = np.zeros(processes.count, np.float32)
-    if claimed[processes.index]:
-      point = pending[picks[processes.index]]
-      bar.set_description(f"{round_ + 1}/{len(shares[processes.index])} {describe(point, names)}")
+    verdicts = np.zeros((processes.size, most_trials, levels), np.int8)
+    walls = np.zeros(processes.size, np.float32)
+    if claimed[processes.rank]:
+      point = pending[picks[processes.rank]]
+      bar.set_description(f"{round_ + 1}/{len(shares[processes.rank])} {describe(point, names)}")
       start = time.perf_counter()
-      verdicts[processes.index, :point.trials, :len(point.d_grid)] = solve_point(point,
+      verdicts[processes.rank, :point.trials, :len(point.d_grid)] = solve_point(point,
                                                                                  seed).verdict_states()
-      walls[processes.index] = time.perf_counter() - start
+      walls[processes.rank] = time.perf_counter() - start
     verdicts, walls = hosts.gather_sum(verdicts, processes), hosts.gather_sum(walls, processes)
     for process, index in enumerate(picks):
       if not claimed[process]:
@@ -213,7 +213,7 @@ class NoStore:
     return set()
 
 
-def open_store(results: pathlib.Path, work: dict[int, Sequence[grid.Point]],
+def open_store(results: pathlib.Path, work: Mapping[int, Sequence[grid.Point]],
                allow_network_fs: bool = False) -> ResultsStore:
   """Process 0's results store: read-only when it already holds every point of ``work`` (seed ->
   points) (so
@@ -254,7 +254,7 @@ def run_pending(preset: grid.Preset, pending, seed: int, store, processes: hosts
   every point is stored: points other runs hold are waited for (``POLL_S``), and run here
   if their claim lapses. Process 0 renews its claims meanwhile (``ResultsStore.heartbeat``).
   Returns the (canonical params, seed) of the points computed by this run."""
-  lead = processes.index == 0
+  lead = processes.rank == 0
   run_id = store.start_run(environment(preset, seed)) if lead else None
   computed = set()
   with (store.heartbeat() if lead else contextlib.nullcontext()):

@@ -124,8 +124,8 @@ def solution_arrays(solution: Solution) -> dict[str, np.ndarray]:
   x = np.asarray(solution.X)
   if (isinstance(solution.w_q, ja.construct.IdentityBlock)
       and (solution.w_q, solution.w_k) == ja.construct.identity_params(solution.d)):
-    return dict(X=x, params=np.str_("identity"))
-  return dict(X=x, params=np.str_("dense"), w_q=np.asarray(solution.w_q),
+    return dict(X=x, params=np.asarray("identity"))
+  return dict(X=x, params=np.asarray("dense"), w_q=np.asarray(solution.w_q),
               w_k=np.asarray(solution.w_k))
 
 
@@ -218,7 +218,7 @@ def _check_layout(arrays: dict[str, np.ndarray], path: str) -> None:
 
 def _required_keys(arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
   """The arrays a solution file of its format and params holds."""
-  keys = ("X",) + PATTERN_KEYS + SETTING_KEYS
+  keys: tuple[str, ...] = ("X",) + PATTERN_KEYS + SETTING_KEYS
   if str(arrays.get("format", FORMAT_1)) == FORMAT:
     keys += ("params",)
   return keys + (PARAMS_KEYS if saved_params(arrays) == "dense" else ())

@@ -72,7 +72,7 @@ import sqlite3
 import threading
 import time
 import warnings
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence, cast
 
 import numpy as np
 
@@ -343,7 +343,7 @@ class ResultsStore:
       cursor = self._db.execute(
           f"INSERT INTO runs ({', '.join(metadata)}) VALUES ({', '.join('?' * len(metadata))})",
           tuple(metadata.values()))
-    return cursor.lastrowid
+    return cast(int, cursor.lastrowid)  # an INSERT's row id, never None
 
   def finished(self) -> set[tuple[str, int]]:
     """(canonical params, seed) of every stored point."""

@@ -85,6 +85,7 @@ def executor(kind: str, folder: pathlib.Path, limit: Limits, *, partition: str |
   """submitit's SlurmExecutor (one ``sbatch --array=0-(N-1)%P`` per batch, USR2
   ``signal_delay_s`` before the limit) or LocalExecutor (a process per task, the same limit)."""
   timeout = time_min or limit.timeout_min
+  chosen: submitit.core.core.Executor
   if kind == "slurm":
     chosen = submitit.SlurmExecutor(folder=folder)
     chosen.update_parameters(time=timeout, signal_delay_s=limit.signal_delay_s,

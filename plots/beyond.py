@@ -12,6 +12,7 @@ from __future__ import annotations
 import pathlib
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from jaxattn_plots.figures import grid_sigma, outside_legend, wrapped
@@ -42,7 +43,7 @@ def fit_slopes(data: dict) -> dict:
   """Per method, d_50 = a ln L + b by weighted least squares over ``fitted_points``
   (None below 3 lengths), with the main job's log-vs-power verdict ``preferred`` and its ΔAIC
   (``law_fits``)."""
-  slopes = {}
+  slopes: dict[str, dict | None] = {}
   for method, rows in data["main"].items():
     points = fitted_points(rows)
     fits = law_fits(points)
@@ -96,7 +97,8 @@ def figure_d50(data: dict) -> Figure:
       ax.plot(*zip(*bounded), "v", mfc="white", color=color,
               label=f"{method}: at the bottom of its grid (≤)")
     if fit is not None:
-      xs = np.linspace(*np.log(fit["lengths"]), 50)
+      first, last = np.log(fit["lengths"])
+      xs = np.linspace(first, last, 50)
       ax.plot(xs, np.maximum(fit["intercept"] + fit["slope"] * xs, 1.0), "-", color=color, lw=1)
   ax.set_yscale("log", base=2)
   return _finish(fig, ax, "ln L", "d_50 (95% interval)",
@@ -128,7 +130,7 @@ def figure_logit_range(data: dict) -> Figure:
                  "(dotted float32, dash-dot float64)", title_size=8, legend_size=7)
 
 
-def _figure() -> tuple[Figure, object]:
+def _figure() -> tuple[Figure, Axes]:
   fig = Figure(figsize=(6.8, 5.6), layout="constrained")
   return fig, fig.subplots()
 

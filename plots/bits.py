@@ -46,9 +46,9 @@ def figure(data: dict, out: pathlib.Path) -> pathlib.Path:
       per_entry.annotate(f"d={entry['d']}", (length, b), textcoords="offset points",
                          xytext=(4, 4), fontsize=6, color=line.get_color())
   for nnz, bounds in data["bounds"].items():
-    lengths = sorted(map(int, bounds))
+    bound_lengths = sorted(map(int, bounds))
     for family, style in (("random_regular", "k-"), ("regular", "k--")):
-      spent.plot(lengths, [bounds[str(n)][family] for n in lengths], style, lw=1.2,
+      spent.plot(bound_lengths, [bounds[str(n)][family] for n in bound_lengths], style, lw=1.2,
                  label=f"{BOUND_NAMES[family]}, N = {nnz}")
   for ax, ylabel in ((spent, "bits per token, 2d·b"), (per_entry, "bits per entry b")):
     ax.set_xscale("log", base=2)

@@ -79,7 +79,7 @@ def _plotted_d(record: Record) -> float:
 
 
 # Marker style and legend text of each kind of point (module docstring).
-_KINDS = {
+_KINDS: dict[str, tuple[dict[str, Any], str]] = {
     "below": (dict(marker="o", ms=6), "{name} < L"),
     "trivial": (dict(marker="o", mfc="white", ms=6, mew=1.5), "{name} ≥ L"),
     "missed": (dict(marker="^", mfc="white", ms=8, mew=1.5), "not reached (drawn at top of d grid)"),
@@ -98,7 +98,8 @@ def _mark_points(ax, x: np.ndarray, group: list[Record], color: str,
   if values is None:
     values = [r.d_min for r in group]
   reached = np.array([v is not None and np.isfinite(v) for v in values])
-  y = np.array([float(v) if ok else float(r.d[-1]) for v, ok, r in zip(values, reached, group)])
+  y = np.array([float(v) if ok and v is not None else float(r.d[-1])
+                for v, ok, r in zip(values, reached, group)])
   trivial = reached & (y >= np.array([r.params["length"] for r in group]))
   masks = {"below": reached & ~trivial, "trivial": trivial, "missed": ~reached}
   artists = ax.plot(x, y, "-", color=color, lw=1, alpha=0.6) if line else []
@@ -213,7 +214,7 @@ def sigma(record: Record, value: float, low: float, high: float) -> float:
   return grid_sigma(record.d, value, low, high)
 
 
-def grid_sigma(d_grid: Sequence[int], value: float, low: float, high: float) -> float:
+def grid_sigma(d_grid: Sequence[int] | np.ndarray, value: float, low: float, high: float) -> float:
   """``sigma`` for an estimate searched on ``d_grid``."""
   grid = np.asarray(d_grid, float)
   g = int(np.clip(np.searchsorted(grid, value), 1, grid.size - 1)) if grid.size > 1 else 0
@@ -253,14 +254,16 @@ def fits(records: Sequence[Record]) -> list[SeriesFit]:
         continue
       d = np.array([e[0] for _, e in points])
       counts = {"not_reached": len(group) - len(points), "d_ge_L": int(np.sum(d >= lengths))}
+      laws: tuple[LawFit, LawFit] | tuple[WeightedFit, WeightedFit]
       if estimator == "d_min":
-        log_fit, power_fit = fit_log_law(lengths, d), fit_power_law(lengths, d)
-        preferred, delta = ols_preference(lengths, d, log_fit, power_fit)
+        ols = laws = fit_log_law(lengths, d), fit_power_law(lengths, d)
+        preferred, delta = ols_preference(lengths, d, *ols)
       else:
         sigmas = np.array([sigma(r, *e) for r, e in points])
-        log_fit, power_fit = (fit_weighted(law, lengths, d, sigmas) for law in ("log", "power"))
-        preferred, delta = weighted_preference(log_fit, power_fit)
-      out.append(SeriesFit(key, estimator, log_fit, power_fit, preferred, delta, counts))
+        weighted = laws = (fit_weighted("log", lengths, d, sigmas),
+                           fit_weighted("power", lengths, d, sigmas))
+        preferred, delta = weighted_preference(*weighted)
+      out.append(SeriesFit(key, estimator, laws[0], laws[1], preferred, delta, counts))
   return out
 
 
@@ -282,7 +285,7 @@ def _draw_intervals(ax, lengths: np.ndarray, group: Sequence[Record], color) -> 
   diamonds of one series on ``ax``; the highest value drawn and whether a diamond was."""
   top = 0.0
   shown_d = [(x, r.d_median, r.d_median_low, r.d_median_high)
-             for x, r in zip(lengths, group) if np.isfinite(r.d_median)]
+             for x, r in zip(lengths, group) if r.d_median is not None and np.isfinite(r.d_median)]
   if shown_d:
     x, y, low, high = (np.array(v, float) for v in zip(*shown_d))
     bounded_high = np.where(np.isfinite(high), high, y)
@@ -349,7 +352,8 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
   settings, note = _settings(shown)
   fig = Figure(figsize=(13, 6.4), layout="constrained")
   linear, log = fig.subplots(1, 2, sharex=True)
-  top, kinds, bound, quantiles, estimators = 0.0, (set(), set()), False, False, set()
+  kinds: tuple[set[str], set[str]] = (set(), set())
+  top, bound, quantiles, estimators = 0.0, False, False, set()
   for i, (key, group) in enumerate(groups.items()):
     color = _COLORS[i % len(_COLORS)]
     lengths = np.array([r.params["length"] for r in group], float)
@@ -533,7 +537,7 @@ def figure_paper_scan(records: Sequence[Record], reference: Sequence[Record] = (
     color = _COLORS[i % len(_COLORS)]
     rows = [(length, values, top, ref) for key, length, values, top, ref in scans
             if tuple((k, v) for k, v in key if k != "length") == problem]
-    name = f"{label(problem, ('nnz', 'eps1'))}: one-trial scan d_min, one dot per seed"
+    name: str | None = f"{label(problem, ('nnz', 'eps1'))}: one-trial scan d_min, one dot per seed"
     for length, values, top, ref in rows:
       values = np.array(values)
       jitter = length * 2 ** rng.uniform(-0.12, 0.12, values.size)
@@ -609,14 +613,12 @@ def fit_table(records: Sequence[Record]) -> list[FitRow]:
     names = [n for n, _ in fit.key]
     name = label(fit.key, names + (["causal"] if layered and "causal" not in names else []))
     for law, line in (("log: d = a ln L + b", fit.log), ("power: d = c L^alpha", fit.power)):
-      weighted = isinstance(line, WeightedFit)
+      low, high, chi2, p_value = ((line.constant_low, line.constant_high, line.chi2, line.p_value)
+                                  if isinstance(line, WeightedFit) else (float("nan"),) * 4)
       rows.append(FitRow(
           name, law, line.param, line.param_low, line.param_high, line.constant, line.r2, line.n,
           fit.counts["not_reached"], fit.counts["d_ge_L"], fit.estimator, fit.preferred,
-          fit.delta_aic, line.constant_low if weighted else float("nan"),
-          line.constant_high if weighted else float("nan"),
-          line.chi2 if weighted else float("nan"), line.n - 2,
-          line.p_value if weighted else float("nan")))
+          fit.delta_aic, low, high, chi2, line.n - 2, p_value))
   return rows
 
 

@@ -175,7 +175,7 @@ def fit_weighted(law: str, length: np.ndarray, d: np.ndarray, sigma: np.ndarray,
   if np.any(d <= 0) or np.any(sigma <= 0) or not np.all(np.isfinite(d * sigma)):
     raise ValueError("d and sigma must be positive and finite")
   if law == "log":
-    start = np.polyfit(np.log(length), d, 1)
+    start = tuple(np.polyfit(np.log(length), d, 1))
   elif law == "power":
     slope, intercept = np.polyfit(np.log(length), np.log(d), 1)
     start = (slope, np.exp(intercept))

@@ -33,7 +33,7 @@ def _sigmas(points: list[dict]) -> np.ndarray:
 def fit_rows(data: dict) -> dict:
   """Per "family | layer | method" of the length series: both laws' fits and the preferred law
   (None below 3 fitted points at distinct L; ``beyond.law_fits``)."""
-  rows = {}
+  rows: dict[str, dict | None] = {}
   for series, entries in data["length"].items():
     fits = law_fits(fitted_points(entries))
     if fits is None:
@@ -85,7 +85,7 @@ def table(data: dict, fits: dict) -> str:
   lines = ["| family | L | layer | N (row, column) | theorem | " + " | ".join(
       f"{m} d_50 [95%]" for m in methods) + " |", "|" + "---|" * (5 + len(methods))]
   for family in sorted({family for family, _, _ in keys}):
-    rows = {}
+    rows: dict[tuple[int, str], dict] = {}
     for layer in ("bidirectional", "causal"):
       for m in methods:
         for e in data["points"].get(f"{family} | {layer} | {m}", []):

@@ -43,14 +43,14 @@ def add_parser(subparsers) -> None:
   parser.set_defaults(func=main)
 
 
-def _value(d: float, top: int) -> str:
-  """A grid d, or '> top' for a threshold above the grid (not reached)."""
-  return f"> {top}" if d == float("inf") else str(int(d))
+def _value(d: float | None, top: int) -> str:
+  """A grid d, or '> top' for a threshold above the grid (not reached); '-' without trials."""
+  return "-" if d is None else f"> {top}" if d == float("inf") else str(int(d))
 
 
-def _bound(d: float) -> str:
+def _bound(d: float | None) -> str:
   """An interval end at grid resolution; ±∞ where the order statistics leave it unbounded."""
-  return {float("inf"): "∞", float("-inf"): "-∞"}.get(d) or str(int(d))
+  return "-" if d is None else {float("inf"): "∞", float("-inf"): "-∞"}.get(d) or str(int(d))
 
 
 def _thresholds(values, top: int) -> str:

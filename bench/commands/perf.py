@@ -24,6 +24,7 @@ import functools
 import json
 import subprocess
 import sys
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -101,15 +102,16 @@ def speed(args) -> None:
   matmul_dtype = jnp.dtype(args.layer_dtype)
   pattern, solution = perf.problem(args.seed, length, d, args.nnz)
   queries, keys = solution.queries(), solution.keys()
-  host = [np.asarray(a) for a in (solution.X, solution.w_q, solution.w_k, pattern.cols,
-                                  pattern.weights, pattern.valid)]
+  x, w_q, w_k, cols, weights, valid = (np.asarray(a) for a in (
+      solution.X, solution.w_q, solution.w_k, pattern.cols, pattern.weights, pattern.valid))
   dense = jax.jit(perf.dense_jax, static_argnames="matmul_dtype")
   bare = jax.jit(perf.bare_ceiling, static_argnames=("matmul_dtype", "rows"))
-  fns = {
+  fns: dict[str, Callable[[], Any]] = {
       "(a) ja.verify": lambda: ja.verify(solution, pattern, eps1=perf.EPS1, eps2=perf.EPS2,
                                          layer_dtype=(
           None if matmul_dtype == jnp.float32 else matmul_dtype)),
-      "(b) NumPy float32": lambda: perf.numpy_check(*host, perf.EPS1, perf.EPS2),
+      "(b) NumPy float32": lambda: perf.numpy_check(x, w_q, w_k, cols, weights, valid,
+                                                    perf.EPS1, perf.EPS2),
       "(c) dense JAX": lambda: dense(solution, pattern, perf.EPS1, perf.EPS2, matmul_dtype=matmul_dtype),
       **{_ceiling_name(rows): functools.partial(bare, queries, keys, matmul_dtype=matmul_dtype,
                                                 rows=rows) for rows in perf.CEILING_ROWS},
@@ -123,7 +125,7 @@ def speed(args) -> None:
       ok, _, leak = fns[name]()
       verdicts[name] = (bool(ok), float(leak))
   if length <= perf.REFERENCE_MAX_LENGTH:
-    reference = ja.reference.dense_check(*host[:3], pattern.to_dense(), eps1=perf.EPS1,
+    reference = ja.reference.dense_check(x, w_q, w_k, pattern.to_dense(), eps1=perf.EPS1,
                                          eps2=perf.EPS2)
     verdicts["float64 dense reference"] = (reference.ok, reference.leak)
   grid = ja.geometric_grid(d, args.per_octave, start=min(args.grid_start, d))
@@ -293,7 +295,8 @@ def memory(args) -> None:
 def optimize(args) -> None:
   """One optimize trial with hard negatives and, up to DENSE_MAX_LENGTH, with the dense loss."""
   length, d, nnz = args.optimize_length, args.optimize_d, args.optimize_nnz
-  variants = {f"hard negatives (K={ja.construct.NEGATIVES})": ja.construct.NEGATIVES}
+  variants: dict[str, int | str] = {f"hard negatives (K={ja.construct.NEGATIVES})":
+                                        ja.construct.NEGATIVES}
   if length <= DENSE_MAX_LENGTH:
     variants["dense loss"] = "dense"
   print(perf.environment())
@@ -331,11 +334,11 @@ def check_resources(args) -> None:
   available = resources.available_memory(jax.devices()[0])
   if args.optimize:
     length, nnz = args.optimize_length, args.optimize_nnz
-    dense = [resources.REFERENCE_DENSE * length**2 if length <= perf.REFERENCE_MAX_LENGTH else 0,
+    checks = [resources.REFERENCE_DENSE * length**2 if length <= perf.REFERENCE_MAX_LENGTH else 0,
              resources.optimize_dense_bytes(length, nnz) if length <= DENSE_MAX_LENGTH else 0]
     resources.check_fits(
         f"perf --optimize at L={length}, N={nnz}, d={args.optimize_d}",
-        resources.solve_bytes(length, nnz, args.optimize_d, "optimize") + max(dense),
+        resources.solve_bytes(length, nnz, args.optimize_d, "optimize") + max(checks),
         available=available, change="lower --optimize-length or --optimize-d")
   if args.memory:
     resources.check_fits(

@@ -17,6 +17,7 @@ whether they agree. ``--causal`` judges every point in a causal layer
 from __future__ import annotations
 
 import pathlib
+from typing import Mapping, Sequence
 
 import jax
 
@@ -86,7 +87,7 @@ def parse_seeds(spec: str) -> list[int]:
 def plan(points, seed: int, results: pathlib.Path) -> None:
   """Prints each point's work; if ``results`` exists, its stored seconds and the share done."""
   stored = results.is_file()
-  seconds = [None] * len(points)
+  seconds: list[float | None] = [None] * len(points)
   if stored:
     with ResultsStore(results, create=False) as store:
       seconds = runner.stored_seconds(store, points, seed)
@@ -130,7 +131,7 @@ def main(args) -> int:
   if seeds[0] < 0:
     raise CommandError(f"--seed must be >= 0, got {seeds[0]}")
   points = preset.points
-  work = {seed: points for seed in seeds}
+  work: Mapping[int, Sequence[grid.Point]] = {seed: points for seed in seeds}
   results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
   if args.shard:
     index, count = shards.parse_shard(args.shard)
@@ -151,7 +152,7 @@ def main(args) -> int:
       print(f"refused here: {refusal}")
     return 0
   resources.check_points_fit(points, available=available)
-  lead = processes.index == 0
+  lead = processes.rank == 0
   if lead:
     check_outputs(args, results)
   records = []
@@ -164,7 +165,7 @@ def main(args) -> int:
               f"{len(seed_points)} points, {len(seed_points) - len(pending)} stored in "
               f"{results}, {len(pending)} to run on "
               f"{jax.default_backend()} ({jax.devices()[0].device_kind})"
-              + (f", {processes.count} processes" if processes.count > 1 else ""), flush=True)
+              + (f", {processes.size} processes" if processes.size > 1 else ""), flush=True)
       fresh = set()
       if pending:
         with runner.progress_bar(pending, lead) as bar:

@@ -46,9 +46,10 @@ def default_grid(method: str, length: int) -> tuple[int, ...]:
 
 def _d_grid(text: str) -> tuple[int, ...]:
   try:
-    return ja.check_d_grid(text.split(","))
+    return ja.check_d_grid([int(d) for d in text.split(",")])
   except ValueError as error:
-    raise CommandError(f"--d-grid {text!r}: {error}") from None
+    message = error if "d_grid" in str(error) else "d_grid must be integers"
+    raise CommandError(f"--d-grid {text!r}: {message}") from None
 
 
 def add_parser(subparsers) -> None:
