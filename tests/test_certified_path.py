@@ -110,7 +110,7 @@ def test_exp_at_most_on_its_special_cases(delta, bound, want):
 @pytest.mark.parametrize("offset", [-7e-44, -1e-45, 1e-45, 7e-44])
 def test_exp_at_most_grows_its_precision_near_ln_r(offset):
   """Δ = ln 2 + offset against R = 2 (ε1 = 1): 40 digits of ln 2 (the first precision, off by
-  1.3·10⁻⁴⁴) decide none of these, so a stage that answers at its first precision errs on one
+  1.3·10⁻⁴³) decide none of these, so a stage that answers at its first precision errs on one
   side or the other."""
   delta = _ln2() + Fraction(offset)
   assert exact.exp_at_most(delta, Fraction(2)) == (offset < 0)
