@@ -117,6 +117,23 @@ def test_exp_at_most_grows_its_precision_near_ln_r(offset):
   assert exact.exp_at_most(-delta, Fraction(1, 2)) == (offset > 0)
 
 
+def _ln(value, digits):
+  with decimal.localcontext() as context:
+    context.prec = digits
+    return Fraction(decimal.Decimal(value).ln())
+
+
+@pytest.mark.parametrize("bound", [3, 5])
+def test_exp_at_most_trusts_decimal_no_further_than_its_rounding(bound):
+  """40 digits of ln 3 are 4.9·10⁻⁴⁰ low and of ln 5 4.0·10⁻⁴⁰ high (half an ulp is 5·10⁻⁴⁰).
+  Δ halfway between ln R and that value is decided wrongly by a stage that takes the 40-digit
+  value within less than its rounding error (e.g. 11⁻³⁹ instead of 10⁻³⁹ per unit)."""
+  exact_log, rounded = _ln(bound, 100), _ln(bound, 40)
+  delta = (exact_log + rounded) / 2
+  assert abs(rounded - exact_log) > Fraction(3, 10 ** 40)
+  assert exact.exp_at_most(delta, Fraction(bound)) == (delta < exact_log)
+
+
 def _ln2_factors(below, third=-10.0):
   """Factors whose row 0 has logits Δ, 0 and ``third``, Δ within 2⁻¹⁵⁰ of ln 2 (below it or
   above): float32 chunks of ln 2's binary expansion, k_c ≈ r_c·2^{12c} against q_c = 2^{−12c},
@@ -366,3 +383,23 @@ def test_rounding_models_are_the_documented_ones():
   assert not certify.certifiable(jnp.float32, backend="gpu")
   assert not certify.certifiable(jnp.float32, max_outside_mass=0.5, backend="cpu")
   assert not certify.certifiable(jnp.bfloat16, backend="cpu")
+
+
+def test_traced_tolerances_get_the_devices_logs():
+  """Inside ``jit`` (ε traced: uncertified verdicts) the thresholds are the device's log1p(ε1) and
+  log(ε2) in the evaluation dtype, unwidened."""
+  limits = jax.jit(certify.thresholds)(0.5, 0.25)
+  np.testing.assert_allclose(limits, [math.log1p(0.5)] * 2 + [math.log(0.25)] * 2, rtol=1e-6)
+
+
+def test_gamma_is_unbounded_from_n_u_equal_one_and_truncation_doubles_u():
+  """γ_n(u) = nu/(1 − nu) while nu < 1 and +inf from nu = 1 on (no bound); a truncating
+  accumulation takes u' = 2u: β_d = γ_{d+1}(2u) for exact inputs."""
+  u = 2.0 ** -24
+  np.testing.assert_array_equal(certify.gamma(jnp.asarray([2 ** 23, 2 ** 24, 3 * 2 ** 23]), u),
+                                np.float32([1.0, np.inf, np.inf]))
+  dims = jnp.asarray([1, 100, 4096])
+  for truncating, u_acc in ((False, u), (True, 2 * u)):
+    n = np.array([2, 101, 4097])
+    np.testing.assert_allclose(certify.logit_factor(dims, 0.0, u, truncating),
+                               n * u_acc / (1 - n * u_acc), rtol=1e-6)
