@@ -86,7 +86,14 @@ def random_case(d, seed, magnitudes=False, subnormal=False):
   return tile(q, k, support_key=rng.standard_normal(d).astype(np.float32))
 
 
-CASES = {"sequential": sequential_case, "bfloat16": bfloat16_case,
+def unbalanced_case(d):
+  """The sequential case with q scaled by 2⁻⁶⁴ and k by 2⁴⁰: every entry and product is normal,
+  every square of q underflows (a norm summed from raw squares would be 0)."""
+  queries, keys = sequential_case(d)
+  return queries * np.float32(2.0 ** -64), keys * np.float32(2.0 ** 40)
+
+
+CASES = {"sequential": sequential_case, "unbalanced": unbalanced_case, "bfloat16": bfloat16_case,
          "random": lambda d: random_case(d, d),
          "magnitudes": lambda d: random_case(d, d, magnitudes=True),
          "subnormal": lambda d: random_case(d, d, subnormal=True)}

@@ -18,6 +18,7 @@ import pytest
 import jaxattn as ja
 from jaxattn._src import certify, exact
 from jaxattn.construct import solution_from_factors
+from jaxattn_bench import rounding_probe as probe
 
 from tests import exact_oracle as oracle
 
@@ -123,15 +124,17 @@ def _ln(value, digits):
     return Fraction(decimal.Decimal(value).ln())
 
 
-@pytest.mark.parametrize("bound", [3, 5])
-def test_exp_at_most_trusts_decimal_no_further_than_its_rounding(bound):
-  """40 digits of ln 3 are 4.9·10⁻⁴⁰ low and of ln 5 4.0·10⁻⁴⁰ high (half an ulp is 5·10⁻⁴⁰).
-  Δ halfway between ln R and that value is decided wrongly by a stage that takes the 40-digit
-  value within less than its rounding error (e.g. 11⁻³⁹ instead of 10⁻³⁹ per unit)."""
-  exact_log, rounded = _ln(bound, 100), _ln(bound, 40)
+@pytest.mark.parametrize("num, den", [(3, 1), (5, 1), (2 ** 100 + 1, 2 ** 100)])
+def test_exp_at_most_trusts_decimal_no_further_than_its_rounding(num, den):
+  """ln R = ln num − ln den at 40 digits each errs by 4.9·10⁻⁴⁰ (R = 3, low), 4.0·10⁻⁴⁰ (R = 5,
+  high) and 4.8·10⁻³⁹ (R = 1 + 2⁻¹⁰⁰, from two logs of size 69). Δ halfway between ln R and that
+  value is decided wrongly by a stage that trusts the 40-digit value further than its rounding
+  (e.g. 11⁻³⁹ instead of 10⁻³⁹ per unit, or not scaled by the logs' size)."""
+  exact_log = _ln(num, 100) - _ln(den, 100)
+  rounded = _ln(num, 40) - _ln(den, 40)
   delta = (exact_log + rounded) / 2
   assert abs(rounded - exact_log) > Fraction(3, 10 ** 40)
-  assert exact.exp_at_most(delta, Fraction(bound)) == (delta < exact_log)
+  assert exact.exp_at_most(delta, Fraction(num, den)) == (delta < exact_log)
 
 
 def _ln2_factors(below, third=-10.0):
@@ -301,6 +304,7 @@ def _documented_bounds(queries, keys, a, splits, u_in=0.0):
   """σ, τ [G, L] of docs/certified.md ("The bound, term by term"), in float64 from the stored
   factors: an implementation of the page, not of ``certify``."""
   u, q, k = 2.0 ** -24, queries.astype(np.float64), keys.astype(np.float64)
+  q, k = (np.where(np.abs(x) < 2.0 ** -126, 0, x) for x in (q, k))  # subnormals flush to 0
   width, sigmas, taus = keys.shape[1], [], []
   valid = a > 0
   log_w = np.where(valid, np.log(np.where(valid, a, 1).astype(np.float64)), 0.0)
@@ -329,8 +333,10 @@ def _bound_tiles():
   weights = np.array([[1e-30, 1, 0, 0], [1, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 1, 2.0 ** -40]],
                      np.float32)
   tiny_q = np.full((4, 512), 2.0 ** -70, np.float32)
+  subnormal_k = np.full((4, 512), 2.0 ** -130, np.float32)
   return {"gaussian": (q, k, weights), "far weights, q = 0": (0 * q, k, weights),
-          "subnormal products": (tiny_q, tiny_q, weights)}
+          "subnormal products": (tiny_q, tiny_q, weights),
+          "large q, subnormal keys": (q * np.float32(2.0 ** 50), subnormal_k, weights)}
 
 
 @pytest.mark.parametrize("tile", sorted(_bound_tiles()))
@@ -403,3 +409,39 @@ def test_gamma_is_unbounded_from_n_u_equal_one_and_truncation_doubles_u():
     n = np.array([2, 101, 4097])
     np.testing.assert_allclose(certify.logit_factor(dims, 0.0, u, truncating),
                                n * u_acc / (1 - n * u_acc), rtol=1e-6)
+
+
+def test_float64_factors_keep_float64_norms():
+  """A float64 evaluation (``dtype="float64"``) bounds with float64 norms, inflated for float64
+  rounding: norms computed in float32 would err by 2⁻²⁴, far beyond (d + 4)·2⁻⁵²."""
+  rng = np.random.default_rng(1)
+  with jax.enable_x64(True):
+    x = rng.standard_normal((3, 8))
+    norms = certify.prefix_norms(jnp.asarray(x), (3, 8), 2.0 ** -53)
+    assert norms.dtype == jnp.float64
+    want = np.stack([np.linalg.norm(x[:, :d], axis=1) * (1 + (d + 4) * 2.0 ** -52)
+                     for d in (3, 8)], 1)
+    np.testing.assert_allclose(norms, want, rtol=1e-14)
+
+
+def test_norms_of_entries_whose_squares_underflow_still_bound_the_logits():
+  """q = 2⁻⁶⁴·(1, t, …, t) and k = 2⁴⁰·(1, t, …, t) (the sequential tile, rescaled): every entry
+  and product is a normal float32, but every square of q underflows. Norms summed from raw
+  squares came out 0, the bound 10⁻¹⁴, the true gap error 9·10⁻¹³ at d = 700, and with ln ε2
+  halfway between the computed and the exact gap the row was certified wrongly. Norms of rows
+  rescaled by a power of two first bound the error and leave the row to the host."""
+  tile_queries, tile_keys = probe.sequential_case(700)
+  key = tile_keys[1] * np.float32(2.0 ** 40)  # support logit q·k > 0, outside −q·k: gap < 0
+  queries, keys = probe.tile(tile_queries[0] * np.float32(2.0 ** -64), -key, key)
+  (error, bound), = probe.gap_errors(queries, keys, (700,))
+  assert 0 < error <= bound
+  pattern = ja.SparsePattern.from_dense(np.eye(3, dtype=np.float32))
+  sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
+  computed = float(ja.verify(sol, pattern, eps1=0.5, eps2=0.5).gap[0])
+  logits = oracle.exact_logits(queries, keys)
+  exact_gap = max(logits[0][1:]) - logits[0][0]  # key 2 is zero: logit 0
+  eps2 = math.exp((computed + float(exact_gap)) / 2)
+  report = ja.verify(sol, pattern, eps1=0.5, eps2=eps2)
+  assert bool(report.certified) and int(report.settled_on_host) >= 1
+  np.testing.assert_array_equal(report.row_ok,
+                                oracle.exact_row_ok(queries, keys, np.eye(3), 0.5, eps2))
