@@ -23,10 +23,10 @@ from jaxattn_bench import rounding_probe as probe
 from tests import exact_oracle as oracle
 
 
-def _verify(queries, keys, a, eps1, eps2, matmul="float32", pattern=None):
-  pattern = ja.SparsePattern.from_dense(a) if pattern is None else pattern
+def _verify(queries, keys, a, eps1, eps2, matmul="float32"):
+  """``ja.verify`` of the factors against the dense A, whose verdicts must be certified."""
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
-  report = ja.verify(sol, pattern, eps1=eps1, eps2=eps2, matmul=matmul)
+  report = ja.verify(sol, ja.SparsePattern.from_dense(a), eps1=eps1, eps2=eps2, matmul=matmul)
   assert bool(report.certified)
   return report
 
@@ -92,10 +92,12 @@ def test_the_log_term_covers_float32_logs_of_weights_far_from_one():
 
 # --- the host stage: e^Δ ≤ R at a precision that grows -----------------------------------------
 
-def _ln2(digits=120):
+def _ln(value, digits=120):
+  """ln of a rational ``value`` to ``digits`` digits (``decimal``), as a rational."""
+  value = Fraction(value)
   with decimal.localcontext() as context:
     context.prec = digits
-    return Fraction(decimal.Decimal(2).ln())
+    return Fraction((decimal.Decimal(value.numerator) / decimal.Decimal(value.denominator)).ln())
 
 
 @pytest.mark.parametrize("delta, bound, want", [
@@ -113,15 +115,9 @@ def test_exp_at_most_grows_its_precision_near_ln_r(offset):
   """Δ = ln 2 + offset against R = 2 (ε1 = 1): 40 digits of ln 2 (the first precision, off by
   1.3·10⁻⁴³) decide none of these, so a stage that answers at its first precision errs on one
   side or the other."""
-  delta = _ln2() + Fraction(offset)
+  delta = _ln(2) + Fraction(offset)
   assert exact.exp_at_most(delta, Fraction(2)) == (offset < 0)
   assert exact.exp_at_most(-delta, Fraction(1, 2)) == (offset > 0)
-
-
-def _ln(value, digits):
-  with decimal.localcontext() as context:
-    context.prec = digits
-    return Fraction(decimal.Decimal(value).ln())
 
 
 @pytest.mark.parametrize("num, den", [(3, 1), (5, 1), (2 ** 100 + 1, 2 ** 100)])
@@ -141,7 +137,7 @@ def _ln2_factors(below, third=-10.0):
   """Factors whose row 0 has logits Δ, 0 and ``third``, Δ within 2⁻¹⁵⁰ of ln 2 (below it or
   above): float32 chunks of ln 2's binary expansion, k_c ≈ r_c·2^{12c} against q_c = 2^{−12c},
   every product exact in float64 and their sum the rational Δ. Rows 1 and 2 have q = 0."""
-  residual = _ln2() + Fraction(-1 if below else 1, 2 ** 150)
+  residual = _ln(2) + Fraction(-1 if below else 1, 2 ** 150)
   query, key = [], []
   while abs(residual) > Fraction(1, 2 ** 170):
     q = 2.0 ** (-12 * len(query))
@@ -153,7 +149,7 @@ def _ln2_factors(below, third=-10.0):
   queries = np.array([query, [0] * d, [0] * d], np.float32)
   keys = np.array([key, [0] * d, [third] + [0] * (d - 1)], np.float32)
   delta = sum(Fraction(float(q)) * Fraction(float(k)) for q, k in zip(queries[0], keys[0]))
-  assert 0 < abs(delta - _ln2()) < Fraction(1, 2 ** 149) and (delta < _ln2()) == below
+  assert 0 < abs(delta - _ln(2)) < Fraction(1, 2 ** 149) and (delta < _ln(2)) == below
   return queries, keys
 
 
@@ -254,12 +250,6 @@ def _edge_tolerances():
   return ([math.expm1(abs(t)) for t in logs], [math.exp(-abs(t)) for t in logs])
 
 
-def _exact_log(x):
-  with decimal.localcontext() as context:
-    context.prec = 60
-    return decimal.Decimal(x).ln()
-
-
 def test_thresholds_bracket_the_exact_logs_and_are_the_nearest_float32_outside():
   """t⁻ ≤ t ≤ t⁺ exactly, for t = ln(1 + ε1) and ln ε2 (``certify.thresholds``), and each is one
   float32 step from the bracket at most: the next float32 inwards lies within a few float64
@@ -268,13 +258,13 @@ def test_thresholds_bracket_the_exact_logs_and_are_the_nearest_float32_outside()
   for eps1, eps2 in zip(ratio_eps, gap_eps):
     limits = certify.thresholds(eps1, eps2)
     for below, above, exact_value in ((limits.ratio_below, limits.ratio_above,
-                                       _exact_log(decimal.Decimal(1) + decimal.Decimal(eps1))),
-                                      (limits.gap_below, limits.gap_above, _exact_log(eps2))):
+                                       _ln(1 + Fraction(eps1))),
+                                      (limits.gap_below, limits.gap_above, _ln(eps2))):
       below, above = np.float32(below), np.float32(above)
-      slack = decimal.Decimal(4 * 2.0 ** -52) * abs(exact_value)
-      assert decimal.Decimal(float(below)) <= exact_value <= decimal.Decimal(float(above)), eps1
-      assert decimal.Decimal(float(np.nextafter(below, np.float32(np.inf)))) > exact_value - slack
-      assert decimal.Decimal(float(np.nextafter(above, np.float32(-np.inf)))) < exact_value + slack
+      slack = Fraction(4 * 2.0 ** -52) * abs(exact_value)
+      assert Fraction(float(below)) <= exact_value <= Fraction(float(above)), eps1
+      assert Fraction(float(np.nextafter(below, np.float32(np.inf)))) > exact_value - slack
+      assert Fraction(float(np.nextafter(above, np.float32(-np.inf)))) < exact_value + slack
 
 
 # --- planted ratio near-ties with weights far from 1 ------------------------------------------
@@ -435,13 +425,11 @@ def test_norms_of_entries_whose_squares_underflow_still_bound_the_logits():
   queries, keys = probe.tile(tile_queries[0] * np.float32(2.0 ** -64), -key, key)
   (error, bound), = probe.gap_errors(queries, keys, (700,))
   assert 0 < error <= bound
-  pattern = ja.SparsePattern.from_dense(np.eye(3, dtype=np.float32))
-  sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
-  computed = float(ja.verify(sol, pattern, eps1=0.5, eps2=0.5).gap[0])
+  eye = np.eye(3, dtype=np.float32)
+  computed = float(_verify(queries, keys, eye, eps1=0.5, eps2=0.5).gap[0])
   logits = oracle.exact_logits(queries, keys)
   exact_gap = max(logits[0][1:]) - logits[0][0]  # key 2 is zero: logit 0
   eps2 = math.exp((computed + float(exact_gap)) / 2)
-  report = ja.verify(sol, pattern, eps1=0.5, eps2=eps2)
-  assert bool(report.certified) and int(report.settled_on_host) >= 1
-  np.testing.assert_array_equal(report.row_ok,
-                                oracle.exact_row_ok(queries, keys, np.eye(3), 0.5, eps2))
+  report = _verify(queries, keys, eye, eps1=0.5, eps2=eps2)
+  assert int(report.settled_on_host) >= 1
+  np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, eye, 0.5, eps2))
