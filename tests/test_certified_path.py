@@ -213,28 +213,47 @@ def _fixed_method(queries, keys):
   return factors
 
 
-@pytest.mark.parametrize("case", ["ln2-below", "ln2-above", "cancelling"])
-def test_a_searchs_undecided_levels_meet_the_same_cases(case):
-  """``ja.min_d`` on a construction that returns the tiles above at every d: each level is left
-  undecided by the compiled pass and settled on the host, with the exact verdict. (A search
-  takes q = 0 on dense rows whatever the method, so only sparse rows reach its host stage.)"""
+def _many_ln2_rows(below, length=70):
+  """``length`` rows like row 0 of ``_ln2_factors`` (support {0, 1}, every other key at logit
+  −10): more undecided rows than ``HOST_ROWS``, so that the host re-does the level's pass."""
+  queries, keys = _ln2_factors(below)
+  keys = np.concatenate([keys, np.repeat(keys[2:], length - 3, axis=0)])
+  a = np.zeros((length, length), np.float32)
+  a[:, :2] = 1
+  return np.repeat(queries[:1], length, axis=0), keys, a
+
+
+@pytest.mark.parametrize("case, nested", [("ln2-below", False), ("ln2-above", False),
+                                          ("cancelling", False), ("ln2-above", True),
+                                          ("ln2-below, 70 rows", False)])
+def test_a_searchs_undecided_levels_meet_the_same_cases(case, nested):
+  """``ja.min_d`` on a construction that returns the tiles above at every d of (8, 12, 16): each
+  level is left undecided by the compiled pass and settled on the host, with the exact verdict.
+  Declared nested, level d reads (16/d)·Q_{:, :d}K_{:, :d}ᵀ off the same factors: d = 8 and 12
+  fail clearly (Δ scaled by 2 and 4/3), d = 16 is the near-tie. With 70 such rows (more than
+  ``HOST_ROWS``) the host re-does the level. (A search takes q = 0 on dense rows whatever the
+  method, so only sparse rows reach its host stage.)"""
+  below = case.startswith("ln2-below")
   if case == "cancelling":
     queries, keys, a = _cancelling_tile(dense=False)
     eps1, eps2, want = 0.5, math.exp(-5.5), False
+  elif case.endswith("70 rows"):
+    queries, keys, a = _many_ln2_rows(below)
+    eps1, eps2, want = 1.0, 0.9, below
   else:
-    queries, keys = _ln2_factors(below=case == "ln2-below")
+    queries, keys = _ln2_factors(below)
     a = np.array([[1, 1, 0], [1, 1, 1], [1, 1, 1]], np.float32)
-    eps1, eps2, want = 1.0, 0.9, case == "ln2-below"
+    eps1, eps2, want = 1.0, 0.9, below
   pattern = ja.SparsePattern.from_dense(a)
-  name = f"fixed_{case}"
-  ja.construct.register_method(name, _fixed_method(queries, keys))
+  name = f"fixed_{case}_{nested}"
+  ja.construct.register_method(name, _fixed_method(queries, keys), nested=nested)
   try:
-    result = ja.min_d(jax.random.PRNGKey(0), lambda key: pattern, (8, 16), eps1=eps1, eps2=eps2,
-                      trials=1, method=name, compute=ja.Compute(schedule="full"))
+    result = ja.min_d(jax.random.PRNGKey(0), lambda key: pattern, (8, 12, 16), eps1=eps1,
+                      eps2=eps2, trials=1, method=name, compute=ja.Compute(schedule="full"))
   finally:
     ja.construct.unregister_method(name)
-  assert result.certified and result.levels_on_host == 2
-  np.testing.assert_array_equal(result.verdicts, [[want, want]])
+  assert result.certified and result.levels_on_host == (1 if nested else 3)
+  np.testing.assert_array_equal(result.verdicts, [[False, False, want] if nested else [want] * 3])
 
 
 # --- the thresholds ----------------------------------------------------------------------------
