@@ -452,3 +452,13 @@ def test_norms_of_entries_whose_squares_underflow_still_bound_the_logits():
   report = _verify(queries, keys, eye, eps1=0.5, eps2=eps2)
   assert int(report.settled_on_host) >= 1
   np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, eye, 0.5, eps2))
+
+
+def test_exact_dot_is_exact_for_mixed_widths():
+  """A float64 query against float32 keys (or the reverse): the products are not exact in float64,
+  so ``exact_dot`` must take rational products unless both factors are 4 bytes or narrower."""
+  rng = np.random.default_rng(4)
+  wide = rng.standard_normal(50) * (1 + 2.0 ** -40)  # float64 with more than 24 significant bits
+  narrow = rng.standard_normal(50).astype(np.float32)
+  want = sum(Fraction(float(a)) * Fraction(float(b)) for a, b in zip(wide, narrow))
+  assert exact.exact_dot(wide, narrow) == want and exact.exact_dot(narrow, wide) == want
