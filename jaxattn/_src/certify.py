@@ -152,15 +152,16 @@ class Bounds(NamedTuple):
 def prefix_norms(x: Float[Array, "L w"], splits: tuple[int, ...], u: float) -> Float[Array, "L G"]:
   """‖x_{i, :d_g}‖₂ for every row and split, inflated by (1 + (d_g + 4)·2u) for their own rounding.
 
-  Each row is first divided by 2^(e−1) ≤ max_c |x_ic| < 2^e (at least the smallest normal
-  number), exactly (a power of two), so that no square underflows or overflows: entries whose squares fall below the smallest normal
-  number would otherwise count as 0 (XLA flushes subnormals) while their products with large
-  keys are normal and round (docs/certified.md). An entry that underflows after the division is
-  below 2⁻¹²⁵ of the row's largest: its square is far inside the inflation.
+  Each row is first divided, exactly, by the power of two 2^(e−1) ≤ max_c |x_ic| < 2^e (at
+  least the smallest normal number), so that no square underflows or overflows: a square below
+  the smallest normal number would count as 0 (XLA flushes subnormals) while the entry's
+  products with large keys are normal and round (docs/certified.md). An entry that underflows
+  after the division is below 2⁻¹²⁵ of the row's largest: its square is far inside the
+  inflation.
   """
   x = x.astype(jnp.float32) if x.dtype != jnp.float64 else x
   _, exponent = jnp.frexp(jnp.max(jnp.abs(x), axis=-1, keepdims=True))
-  smallest = jnp.finfo(x.dtype).minexp  # 2^(minexp) is the smallest normal: the scale stays one
+  smallest = jnp.finfo(x.dtype).minexp  # 2^minexp, the smallest normal number: the least scale
   scale = jnp.ldexp(jnp.ones((), x.dtype), jnp.maximum(exponent - 1, smallest))
   x = x / scale
   prefix = (jnp.arange(x.shape[-1])[:, None] < jnp.asarray(splits)).astype(x.dtype)
