@@ -182,24 +182,45 @@ def test_a_tie_counts_as_ok():
 def _cancelling_tile(dense):
   """Row 0 (q = (1, 1, 1)) sees key A, whose products 2⁶⁰, 5, −2⁶⁰ sum to 5 exactly and to 0 or 5
   in float64 (by summation order) within an interval of about ±2¹⁰; key B, logit 4 (a narrow
-  interval); and key C (sparse: its support, logit 10; dense: logit 0, the row's support every
+  interval); and key C (sparse: its support, logit 10; dense: logit −3, the row's support every
   key). The true maximum over A and B is A's, which a stage that chose columns by the lower
   ends of their intervals would skip. Rows 1 and 2 are dense rows with q = 0."""
   queries = np.array([[1, 1, 1], [0, 0, 0], [0, 0, 0]], np.float32)
-  keys = np.array([[2.0 ** 60, 5, -2.0 ** 60], [4, 0, 0], [0 if dense else 10, 0, 0]], np.float32)
+  keys = np.array([[2.0 ** 60, 5, -2.0 ** 60], [4, 0, 0], [-3 if dense else 10, 0, 0]], np.float32)
   a = np.array([[1, 1, 1] if dense else [0, 0, 1], [1, 1, 1], [1, 1, 1]], np.float32)
   return queries, keys, a
 
 
 @pytest.mark.parametrize("dense", [False, True], ids=["sparse", "dense"])
-def test_outside_columns_with_wide_intervals_are_summed_exactly(dense):
-  """Sparse: gap 5 − 10 against ln ε2 = −5.5; dense: spread 5 − 0 against ln(1 + ε1) = 4.5. The
-  exact maximum (A's 5) fails row 0; B's 4 alone would pass it."""
+@pytest.mark.parametrize("margin", [-0.5, 0.5])
+def test_outside_columns_with_wide_intervals_are_summed_exactly(dense, margin):
+  """Sparse: gap 5 − 10 = −5 against ln ε2 = −5 + margin; dense: spread 5 − (−3) = 8 against
+  ln(1 + ε1) = 8 + margin. At margin −0.5 the exact maximum (A's 5) fails row 0 where B's 4
+  alone would pass it; at +0.5 the row passes (a dense row's spread is max + (−min), both
+  extremes summed exactly)."""
   queries, keys, a = _cancelling_tile(dense)
-  eps1, eps2 = (math.expm1(4.5), 0.5) if dense else (0.5, math.exp(-5.5))
+  eps1, eps2 = (math.expm1(8 + margin), 0.5) if dense else (0.5, math.exp(-5 + margin))
   report = _verify(queries, keys, a, eps1=eps1, eps2=eps2)
-  assert not bool(report.row_ok[0]) and int(report.settled_on_host) >= 1
+  assert bool(report.row_ok[0]) == (margin > 0) and int(report.settled_on_host) >= 1
   np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, a, eps1, eps2))
+
+
+@pytest.mark.parametrize("margin", [-0.5, 0.5])
+def test_a_causal_rows_host_stage_sees_its_own_key_and_none_after(margin):
+  """Causal layer: row 2 (q = (1, 1, 1), support {0}, logit 10) sees key 2 (the cancelling key,
+  logit 5, outside its support) and not key 3 (logit 1000). Its gap is 5 − 10 against
+  ln ε2 = −5 + margin: it fails at −0.5 (key 2 seen) and passes at +0.5 (key 3 unseen)."""
+  queries = np.array([[0, 0, 0], [0, 0, 0], [1, 1, 1], [0, 0, 0]], np.float32)
+  keys = np.array([[10, 0, 0], [0, 0, 0], [2.0 ** 60, 5, -2.0 ** 60], [1000, 0, 0]], np.float32)
+  a = np.tril(np.ones((4, 4), np.float32))
+  a[2] = [1, 0, 0, 0]
+  eps2 = math.exp(-5 + margin)
+  sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
+  report = ja.verify(sol, ja.SparsePattern.from_dense(a), eps1=0.5, eps2=eps2, causal=True)
+  assert bool(report.certified) and int(report.settled_on_host) >= 1
+  assert bool(report.row_ok[2]) == (margin > 0)
+  np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, a, 0.5, eps2,
+                                                                   causal=True))
 
 
 # --- the same host steps inside a search (``host_stage.exact_level``) ---------------------------
@@ -462,3 +483,13 @@ def test_exact_dot_is_exact_for_mixed_widths():
   narrow = rng.standard_normal(50).astype(np.float32)
   want = sum(Fraction(float(a)) * Fraction(float(b)) for a, b in zip(wide, narrow))
   assert exact.exact_dot(wide, narrow) == want and exact.exact_dot(narrow, wide) == want
+
+
+def test_a_row_with_a_non_finite_factor_fails_on_the_host():
+  """A NaN query leaves its row undecided by the pass (NaN figures) and the host fails it without
+  forming rationals of NaN; the other rows keep their exact verdicts."""
+  queries, keys, a = _cancelling_tile(dense=False)
+  queries[1] = np.nan
+  report = _verify(queries, keys, a, eps1=0.5, eps2=math.exp(-4.5))
+  assert int(report.settled_on_host) >= 2
+  np.testing.assert_array_equal(report.row_ok, [True, False, True])
