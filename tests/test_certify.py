@@ -218,7 +218,7 @@ def test_min_d_settles_undecided_levels_exactly():
 
 @pytest.mark.parametrize("method, d", [("jl", 96), ("lstsq", 24), ("optimize", 12),
                                        ("moment_curve", 8)])
-@pytest.mark.parametrize("nnz", [1, 2, 4])
+@pytest.mark.parametrize("nnz", [2, 4])  # nnz = 1 (no spread): test_certified_path's gap tiles
 def test_certified_verdicts_equal_the_exact_oracle(method, d, nnz):
   """ε at relative distances 1e-9 and 1e-7 from a row's own float64 figures: row verdicts equal
   the exact oracle's (tests/exact_oracle.py). At 1e-9 float64 does not resolve the row (its
