@@ -397,6 +397,7 @@ def test_the_hosts_float64_interval_is_the_documented_one():
   queries, keys, _ = _cancelling_tile(dense=False)
   rng = np.random.default_rng(2)
   queries = np.concatenate([queries, rng.standard_normal((3, 3)).astype(np.float32)])
+  keys = np.concatenate([keys, rng.standard_normal((4, 3)).astype(np.float32)])  # L = 7, d = 3
   values, bound = exact.float64_logits(queries, keys)
   d, u = 3, 2.0 ** -53
   magnitude = np.abs(queries.astype(np.float64)) @ np.abs(keys.astype(np.float64)).T
@@ -486,9 +487,10 @@ def test_exact_dot_is_exact_for_mixed_widths():
 
 def test_a_row_with_a_non_finite_factor_fails_on_the_host():
   """A NaN query leaves its row undecided by the pass (NaN figures) and the host fails it without
-  forming rationals of NaN; the other rows keep their exact verdicts."""
+  forming rationals of NaN; rows 0 and 2 (the cancelling row, passing at ln ε2 = −4.5) keep
+  their exact verdicts: three host rows, each verdict in its own place."""
   queries, keys, a = _cancelling_tile(dense=False)
-  queries[1] = np.nan
+  queries[1], queries[2], a[2] = np.nan, queries[0], a[0]
   report = _verify(queries, keys, a, eps1=0.5, eps2=math.exp(-4.5))
-  assert int(report.settled_on_host) >= 2
+  assert int(report.settled_on_host) == 3
   np.testing.assert_array_equal(report.row_ok, [True, False, True])
