@@ -2,7 +2,7 @@
 exact arithmetic on the host (docs/certified.md, stage 3).
 
 A level's undecided rows (up to ``HOST_ROWS`` by index) are decided by
-``exact.rows_ok_exact`` on the trial's factors, rebuilt from its key; with
+``verify.host_rows_ok`` on the trial's factors, rebuilt from its key; with
 more, ``verify.settle_rows`` re-does the level (a float32 pass first).
 """
 
@@ -19,10 +19,9 @@ from jaxtyping import Array, ArrayLike, Int, PRNGKeyArray
 from jaxattn._src import certify
 from jaxattn._src.base import cast_pattern, resolve_dtype
 from jaxattn._src.construct import NESTED, method_factors
-from jaxattn._src.exact import Fraction, rows_ok_exact
 from jaxattn._src.options import SearchSpec
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.verify import settle_rows
+from jaxattn._src.verify import host_rows_ok, settle_rows
 
 
 # Undecided rows per level handed to the host by index (more: the host re-does the level's pass).
@@ -74,10 +73,8 @@ def exact_level(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec, *, 
     ok, _ = settle_rows(queries, keys, pattern, None, eps1, eps2, split=split, scale=scale,
                         block_size=spec.block_size, row_block=spec.row_block, causal=causal)
   else:
-    ok = rows_ok_exact(np.asarray(queries)[:, :split], np.asarray(keys)[:, :split],
-                       np.asarray(pattern.cols), np.asarray(pattern.weights),
-                       np.asarray(pattern.valid), rows, eps1, eps2, Fraction(*scale),
-                       dense=pattern.dense_host, causal=causal)
+    ok = host_rows_ok(queries, keys, pattern, rows, eps1, eps2, split=split, scale=scale,
+                      causal=causal)
   return bool(ok.all())
 
 

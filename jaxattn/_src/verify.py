@@ -106,6 +106,17 @@ def _recheck(queries, keys, pattern, rows, scales, limits, splits, block_size, r
                               row_block=row_block, full=False, rows=rows, causal=causal), limits)
 
 
+def host_rows_ok(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
+                 rows: np.ndarray, eps1: float, eps2: float, *, split: int,
+                 scale: tuple[int, int], causal: bool) -> np.ndarray:
+  """Whether each of ``rows`` of ℓ = s Q[:, :split] K[:, :split]ᵀ (s = scale[0]/scale[1]) meets
+  both conditions in exact arithmetic (``exact.rows_ok_exact`` on the host): bool [len(rows)]."""
+  return exact.rows_ok_exact(
+      np.asarray(queries)[:, :split], np.asarray(keys)[:, :split], np.asarray(pattern.cols),
+      np.asarray(pattern.weights), np.asarray(pattern.valid), rows, eps1, eps2,
+      exact.Fraction(*scale), dense=pattern.dense_host, causal=causal)
+
+
 def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
                 states: Int[Array, " L"] | None, eps1: float, eps2: float, *, split: int,
                 scale: tuple[int, int] = (1, 1), recheck: bool = False,
@@ -118,7 +129,7 @@ def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern
   here) settled the rows not UNDECIDED;
   with ``recheck`` (the pass ran in a narrower matmul format) the undecided
   rows are re-done with float32 products (stage 2); the rest are decided in
-  exact arithmetic on the host (stage 3, ``exact.rows_ok_exact``); ``causal``: in a causal
+  exact arithmetic on the host (stage 3, ``host_rows_ok``); ``causal``: in a causal
   layer's semantics at every stage.
 
   Returns:
@@ -141,10 +152,8 @@ def settle_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern
   host = np.flatnonzero(settled == certify.UNDECIDED)
   row_ok = settled == certify.CERTAIN_OK
   if host.size:
-    row_ok[host] = exact.rows_ok_exact(
-        np.asarray(queries)[:, :split], np.asarray(keys)[:, :split], np.asarray(pattern.cols),
-        np.asarray(pattern.weights), np.asarray(pattern.valid), host, eps1, eps2,
-        exact.Fraction(*scale), dense=pattern.dense_host, causal=causal)
+    row_ok[host] = host_rows_ok(queries, keys, pattern, host, eps1, eps2, split=split,
+                                scale=scale, causal=causal)
   return row_ok, (by_bound, by_float32, int(host.size))
 
 
