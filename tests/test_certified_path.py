@@ -133,11 +133,13 @@ def test_exp_at_most_trusts_decimal_no_further_than_its_rounding(num, den):
   assert exact.exp_at_most(delta, Fraction(num, den)) == (delta < exact_log)
 
 
-def _ln2_factors(below, third=-10.0):
-  """Factors whose row 0 has logits Δ, 0 and ``third``, Δ within 2⁻¹⁵⁰ of ln 2 (below it or
-  above): float32 chunks of ln 2's binary expansion, k_c ≈ r_c·2^{12c} against q_c = 2^{−12c},
-  every product exact in float64 and their sum the rational Δ. Rows 1 and 2 have q = 0."""
-  residual = _ln(2) + Fraction(-1 if below else 1, 2 ** 150)
+def _ln2_factors(below, third=-10.0, share=1):
+  """Factors whose row 0 has logits Δ, 0 and ``third``, Δ within 2⁻¹⁵⁰ of (ln 2)/``share``
+  (below it or above): float32 chunks of that number's binary expansion, k_c ≈ r_c·2^{12c}
+  against q_c = 2^{−12c}, every product exact in float64 and their sum the rational Δ. Rows 1
+  and 2 have q = 0."""
+  target = _ln(2) / share
+  residual = target + Fraction(-1 if below else 1, 2 ** 150)
   query, key = [], []
   while abs(residual) > Fraction(1, 2 ** 170):
     q = 2.0 ** (-12 * len(query))
@@ -149,7 +151,7 @@ def _ln2_factors(below, third=-10.0):
   queries = np.array([query, [0] * d, [0] * d], np.float32)
   keys = np.array([key, [0] * d, [third] + [0] * (d - 1)], np.float32)
   delta = sum(Fraction(float(q)) * Fraction(float(k)) for q, k in zip(queries[0], keys[0]))
-  assert 0 < abs(delta - _ln(2)) < Fraction(1, 2 ** 149) and (delta < _ln(2)) == below
+  assert 0 < abs(delta - target) < Fraction(1, 2 ** 149) and (delta < target) == below
   return queries, keys
 
 
@@ -245,13 +247,15 @@ def _many_ln2_rows(below, length=70):
 
 
 @pytest.mark.parametrize("case, nested", [("cancelling", False), ("ln2-above", True),
+                                          ("ln2-above at d = 8", True),
                                           ("ln2-below, 70 rows", False)])
 def test_a_searchs_undecided_levels_meet_the_same_cases(case, nested):
   """``ja.min_d`` on a construction that returns the tiles above at every d of (8, 12, 16): each
   level is left undecided by the compiled pass and settled on the host, with the exact verdict.
   Declared nested, level d reads (16/d)·Q_{:, :d}K_{:, :d}ᵀ off the same factors: d = 8 and 12
-  fail clearly (Δ scaled by 2 and 4/3), d = 16 is the near-tie. With 70 such rows (more than
-  ``HOST_ROWS``) the host re-does the level. (A search takes q = 0 on dense rows whatever the
+  fail clearly (Δ scaled by 2 and 4/3), d = 16 is the near-tie; with Δ ≈ (ln 2)/2 instead, the
+  near-tie is at d = 8 (the host must scale by 2) and d = 12, 16 pass clearly. With 70 such rows
+  (more than ``HOST_ROWS``) the host re-does the level. (A search takes q = 0 on dense rows whatever the
   method, so only sparse rows reach its host stage.)"""
   below = case.startswith("ln2-below")
   if case == "cancelling":
@@ -261,7 +265,7 @@ def test_a_searchs_undecided_levels_meet_the_same_cases(case, nested):
     queries, keys, a = _many_ln2_rows(below)
     eps1, eps2, want = 1.0, 0.9, below
   else:
-    queries, keys = _ln2_factors(below)
+    queries, keys = _ln2_factors(below, share=2 if case.endswith("d = 8") else 1)
     a = np.array([[1, 1, 0], [1, 1, 1], [1, 1, 1]], np.float32)
     eps1, eps2, want = 1.0, 0.9, below
   pattern = ja.SparsePattern.from_dense(a)
@@ -272,8 +276,10 @@ def test_a_searchs_undecided_levels_meet_the_same_cases(case, nested):
                       eps2=eps2, trials=1, method=name, compute=ja.Compute(schedule="full"))
   finally:
     ja.construct.unregister_method(name)
+  expected = ([want, True, True] if case.endswith("d = 8") else [False, False, want] if nested
+              else [want] * 3)
   assert result.certified and result.levels_on_host == (1 if nested else 3)
-  np.testing.assert_array_equal(result.verdicts, [[False, False, want] if nested else [want] * 3])
+  np.testing.assert_array_equal(result.verdicts, [expected])
 
 
 # --- the thresholds ----------------------------------------------------------------------------
