@@ -136,8 +136,8 @@ def main_entry(record, seed: int) -> dict:
 
 def collect(records, seed: int) -> dict:
   """The numbers of the tables and figures: stored records plus logit ranges (progress on stderr)."""
-  data: dict[str, Any] = {"seed": seed, "main": {}, "curve": {}, "dtype": {}, "dtype_length": DTYPE_LENGTH,
-          "measured_trials": MEASURED_TRIALS}
+  data: dict[str, Any] = {"seed": seed, "main": {}, "curve": {}, "dtype": {},
+                          "dtype_length": DTYPE_LENGTH, "measured_trials": MEASURED_TRIALS}
   main = {m: sorted((r for r in select(records, method=m, **MAIN) if not is_curve(r)),
                     key=lambda r: r.params["length"]) for m in METHODS}
   curve = {(n, t): sorted((r for r in select(records, method="moment_curve", nnz=n, dtype=t)
@@ -155,10 +155,11 @@ def collect(records, seed: int) -> dict:
     for (nnz, dtype), rows in curve.items():
       verified = [r.params["length"] for r in rows if curve_verified(r)]
       failed = [r.params["length"] for r in rows if not curve_verified(r)]
-      entry: dict[str, Any] = {"largest": max(verified) if verified else None,
-               "first_failure": min(failed) if failed else None,
-               "tested_up_to": max(r.params["length"] for r in rows) if rows else None,
-               "logit_range": {}}
+      entry: dict[str, Any] = {
+          "largest": max(verified) if verified else None,
+          "first_failure": min(failed) if failed else None,
+          "tested_up_to": max(r.params["length"] for r in rows) if rows else None,
+          "logit_range": {}}
       if dtype == "float64":  # the range the construction needs, computed where it is exact
         for record in rows:
           figures = trial_figures(_point(record), seed, 2 * nnz, record.trials)

@@ -183,8 +183,8 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
       point = pending[picks[processes.rank]]
       bar.set_description(f"{round_ + 1}/{len(shares[processes.rank])} {describe(point, names)}")
       start = time.perf_counter()
-      verdicts[processes.rank, :point.trials, :len(point.d_grid)] = solve_point(point,
-                                                                                 seed).verdict_states()
+      verdicts[processes.rank, :point.trials, :len(point.d_grid)] = solve_point(
+          point, seed).verdict_states()
       walls[processes.rank] = time.perf_counter() - start
     verdicts, walls = hosts.gather_sum(verdicts, processes), hosts.gather_sum(walls, processes)
     for process, index in enumerate(picks):

@@ -385,7 +385,8 @@ def test_the_bound_is_the_documented_one(tile, matmul_dtype):
   splits = (1, 3, 512)
   pattern = ja.SparsePattern.from_dense(a)
   stats = ja.row_stats(jnp.asarray(queries), jnp.asarray(keys), pattern, splits,
-                       jnp.asarray([512 / d for d in splits], jnp.float32), matmul_dtype=matmul_dtype)
+                       jnp.asarray([512 / d for d in splits], jnp.float32),
+                       matmul_dtype=matmul_dtype)
   u_in = 0.0 if matmul_dtype is None else 2.0 ** -8
   sigma, tau = _documented_bounds(queries, keys, a, splits, u_in)
   u, inflate = 2.0 ** -24, 1 + 2.0 ** -16
@@ -463,7 +464,7 @@ def test_float64_factors_keep_float64_norms():
 def test_norms_of_entries_whose_squares_underflow_still_bound_the_logits():
   """q = 2⁻⁶⁴·(1, t, …, t) and k = 2⁴⁰·(1, t, …, t) (the sequential tile, rescaled): every entry
   and product is a normal float32, but every square of q underflows. Norms summed from raw
-  squares came out 0, the bound 10⁻¹⁴, the true gap error 9·10⁻¹³ at d = 700, and with ln ε2
+  squares came out 0, the bound 7·10⁻¹⁵, the true gap error 3·10⁻¹³ at d = 700, and with ln ε2
   halfway between the computed and the exact gap the row was certified wrongly. Norms of rows
   rescaled by a power of two first bound the error and leave the row to the host."""
   tile_queries, tile_keys = probe.sequential_case(700)

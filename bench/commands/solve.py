@@ -46,10 +46,13 @@ def default_grid(method: str, length: int) -> tuple[int, ...]:
 
 def _d_grid(text: str) -> tuple[int, ...]:
   try:
-    return ja.check_d_grid([int(d) for d in text.split(",")])
+    grid = [int(d) for d in text.split(",")]
+  except ValueError:
+    raise CommandError(f"--d-grid {text!r}: d_grid must be integers") from None
+  try:
+    return ja.check_d_grid(grid)
   except ValueError as error:
-    message = error if "d_grid" in str(error) else "d_grid must be integers"
-    raise CommandError(f"--d-grid {text!r}: {message}") from None
+    raise CommandError(f"--d-grid {text!r}: {error}") from None
 
 
 def add_parser(subparsers) -> None:
