@@ -25,8 +25,8 @@ root_doc = "index"
 exclude_patterns = ["_build", "_ext", "design"]  # design: working notes for contributors, not pages
 myst_heading_anchors = 3
 myst_enable_extensions = ["dollarmath"]
-# Shell blocks whose info string carries a marker ("bash quick") are run by the tests;
-# Pygments highlights them as bash.
+# A fence's first word picks the highlighting; the words after it ("text output",
+# "toml file=my_grid.toml") are for the tests that run the pages (tests/doc_blocks.py).
 myst_fence_as_directive = []
 
 autodoc_member_order = "bysource"
