@@ -16,11 +16,16 @@ copyright = "2026, the jaxattn authors"  # noqa: A001  (Sphinx's name)
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "command_help",
     "namedtuple_fields",
+    "api_links",
 ]
-source_suffix = {".md": "markdown"}
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+# The symbol pages in api/ are committed (docs/_ext/api_pages.py writes them); a name of an
+# autosummary table without its page is a warning, so an error of the -W build.
+autosummary_generate = False
 root_doc = "index"
 exclude_patterns = ["_build", "_ext", "design"]  # design: working notes for contributors, not pages
 myst_heading_anchors = 3

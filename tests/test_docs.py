@@ -18,8 +18,10 @@ import time
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-MODULES = ("jaxattn", "jaxattn.certify", "jaxattn.construct", "jaxattn.patterns",
-           "jaxattn.reference", "jaxattn.schedule", "jaxattn.stats", "jaxattn.theory")
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+import api_pages  # noqa: E402  (docs/_ext is Sphinx's extension folder, not a package)
+
+MODULES = api_pages.MODULES
 BUILD_SECONDS = 60
 
 
@@ -46,18 +48,22 @@ def test_docs_build_without_warnings(site):
 def test_namedtuple_fields_show_their_type_and_comment(site):
   """Signatures carry their types, and no field reads Python's "Alias for field number N": each shows its annotation and the
   comment beside it in the class body (docs/_ext/namedtuple_fields.py)."""
-  html = (site / "api.html").read_text(encoding="utf-8")
-  assert "Alias for field number" not in html
+  pages = [p.read_text(encoding="utf-8") for p in (site / "api").glob("*.html")]
+  assert len(pages) == 93 and not any("Alias for field number" in html for html in pages)
+  html = (site / "api" / "jaxattn.Report.html").read_text(encoding="utf-8")
   report = html[html.index('id="jaxattn.Report.ratio_error"'):][:1500]
   assert "exp(max_i spread_i) − 1" in report and "Float[Array" in report
+  html = (site / "api" / "jaxattn.min_d.html").read_text(encoding="utf-8")
   signature = htmllib.unescape(re.sub(r"<[^>]+>", "", html[html.index('id="jaxattn.min_d"'):][:6000]))
   assert "key: PRNGKeyArray" in signature and "compute: Compute = Compute()" in signature
 
 
 def test_every_public_name_is_in_the_api_reference(site):
-  """Each name of each public module's ``__all__`` has an entry (``module.name``), or is the
-  same object as a name documented under another module, or is a documented module."""
-  html = (site / "api.html").read_text(encoding="utf-8")
+  """Each name of each public module's ``__all__`` has an entry (``module.name``) on the API
+  page or its own page, or is the same object as a name documented under another module, or
+  is a documented module."""
+  html = "".join(p.read_text(encoding="utf-8") for p in [site / "api.html",
+                                                         *(site / "api").glob("*.html")])
   ids = set(re.findall(r'id="([^"]+)"', html))
   documented = {}
   for module_name in MODULES:
@@ -101,3 +107,19 @@ def test_the_commands_page_has_every_commands_help(site):
     assert f'id="python-m-bench-{name.replace("_", "-")}"' in html, name
   assert html.count("usage: python -m bench") == len(COMMANDS) + 1
 
+
+
+def test_each_function_and_class_has_its_committed_page():
+  """docs/api/ holds exactly the pages docs/_ext/api_pages.py writes (one per public function
+  and class): a new public name without its page, or a stale page, fails here."""
+  committed = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "api").glob("*")}
+  assert committed == api_pages.pages()
+
+
+def test_the_narrative_pages_link_names_to_their_api_entries(site):
+  """Inline code naming a documented object links to it (docs/_ext/api_links.py)."""
+  html = (site / "definitions.html").read_text(encoding="utf-8")
+  assert ('href="api/jaxattn.verify.html#jaxattn.verify"><code class="docutils literal '
+          'notranslate"><span class="pre">ja.verify</span>') in html
+  assert 'href="api/jaxattn.construct.NESTED' not in html  # a constant stays on api.md
+  assert 'href="api.html#jaxattn.construct.NESTED"' in html
