@@ -12,7 +12,7 @@ table) and three series:
 3. ``globals``: d_50 against the number g of Longformer global tokens per (w, L, method)
    (both bidirectional).
 
-``plan_seconds`` is the cost model of ``bench practice --plan``. Fits,
+Plans come from the runner's cost model (``runner.point_seconds``). Fits,
 figures and the table: ``jaxattn_plots.practice``.
 """
 
@@ -22,17 +22,10 @@ import math
 from collections import defaultdict
 
 import jaxattn as ja
-from jaxattn_bench import grid
 from jaxattn_bench.store import distinct
 
 PRESET = "practice"
 CAUSAL_PRESET = "practice_causal"  # bench practice --causal
-# Seconds of one grid point on this project's 2-core CPU (shared with another job), over the
-# probes (d, w) of the adaptive search at ``ja.schedule.threshold_hint``:
-#   fixed·#widths + T·L²·Σw / keys_rate + T·L·N²·Σw / support_rate,
-# least squares (non-negative) on the stored wall times of the preset's run (docs/practice.md),
-# the total exact in sample. Methods not listed use lstsq's.
-_MODEL = {"optimize": (5.5, 7.45e7, 7.6e7), "lstsq": (3.3, math.inf, 3.97e6)}
 
 
 def _finite(value) -> float | None:
@@ -86,15 +79,3 @@ def collect(records) -> dict:
   points = {k: sorted(v, key=lambda e: e["length"]) for k, v in sorted(length.items())}
   return {"points": points, "length": order(length, "length"), "window": order(window, "window"),
           "globals": order(globals_, "globals")}
-
-
-def plan_seconds(point: grid.Point) -> float:
-  """Expected seconds of one point (``_MODEL``): a fixed cost per compiled width, and T·L²·w and
-  T·L·N²·w per probe of width w (``ja.schedule.probes``: the adaptive search's, at the method's
-  ``ja.schedule.threshold_hint``)."""
-  fixed, keys_rate, support_rate = _MODEL.get(point.method, _MODEL["lstsq"])
-  widths = [w for _, w in ja.schedule.probes(point.method, point.length, point.nnz,
-                                             point.d_grid)]
-  columns = point.trials * point.length * sum(widths)
-  return (fixed * len(set(widths)) + columns * point.length / keys_rate
-          + columns * point.nnz**2 / support_rate)

@@ -286,61 +286,26 @@ def check_disk(path: str, size: int, change: str) -> None:
                        f"{folder} has {gigabytes(free)} free; {change}")
 
 
-def search_flops(length: int, width: int, passes: int, method: str, trials: int) -> float:
-  """Floating-point operations of a compiled search: 2·L²·w per trial and pass over the keys.
-
-  A nested method reads every grid d off one pass; the others make one pass
-  per grid d, at width d_max, and ``optimize`` adds up to ``OPTIMIZE_PASSES``
-  streamed mining passes (2·L²·w each) and ``OPTIMIZE_STEPS`` Adam steps on
-  the support and K hard negatives per row (6·L·(K + N)·N·w each, N ≈ 2).
-  """
-  per_pass = 2.0 * length * length * width
-  if method == "optimize":
-    per_pass += (OPTIMIZE_PASSES * 2.0 * length * length * width
-                 + OPTIMIZE_STEPS * 12.0 * length * (OPTIMIZE_NEGATIVES + 2) * width)
-  return trials * passes * per_pass
+# Bounds of jaxattn's optimize (``jaxattn._src.optimize``) the memory plan needs: NEGATIVES hard
+# negatives per row, gathered CHUNK keys at a time.
+OPTIMIZE_NEGATIVES, OPTIMIZE_CHUNK = 16, 32
+MENTION_S = 5.0  # searches expected to take longer print their plan (bench min_d, bench solve)
 
 
-# Upper bounds of jaxattn's optimize (``jaxattn._src.optimize``): MAX_STEPS Adam steps, in rounds
-# of MINE_EVERY steps between streamed passes (1 + 200/10 passes), NEGATIVES per row, CHUNK keys.
-OPTIMIZE_STEPS, OPTIMIZE_PASSES, OPTIMIZE_NEGATIVES, OPTIMIZE_CHUNK = 200, 21, 16, 32
+def duration(seconds: float) -> str:
+  """"40 s", "12 min", "3.1 h"."""
+  return (f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200
+          else f"{seconds / 3600:.1f} h")
 
 
-def measured_flop_rate(size: int = 1024) -> float:
-  """Flop/s of a jitted size×size float32 matmul on JAX's default device (best of 3, warm)."""
-  import time
-
-  import jax
-  import jax.numpy as jnp
-
-  matrix = jnp.ones((size, size), jnp.float32)
-  product = jax.jit(lambda x: x @ x)
-  product(matrix).block_until_ready()
-  best = float("inf")
-  for _ in range(3):
-    start = time.perf_counter()
-    product(matrix).block_until_ready()
-    best = min(best, time.perf_counter() - start)
-  return 2.0 * size ** 3 / best
-
-
-def expected_duration(flops: float, rate: float) -> str:
-  """"about 40 s (2.1e+12 flop at 52 GFLOP/s)": a cost-model estimate, compilation excluded."""
-  seconds = flops / rate
-  shown = (f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200
-           else f"{seconds / 3600:.1f} h")
-  return f"about {shown} ({flops:.2g} flop at {rate / 1e9:.0f} GFLOP/s measured), plus compilation"
-
-
-MENTION_FLOPS = 1e11  # jobs above this announce their plan and expected duration
-
-
-def cost_line(what: str, plan: Plan, flops: float) -> str | None:
-  """One line on what a long job does, its memory and expected duration; None below MENTION_FLOPS."""
-  if flops < MENTION_FLOPS:
+def cost_line(what: str, plan: Plan, seconds: float) -> str | None:
+  """One line on what a long job does, its memory and its expected duration on this project's
+  2-core CPU (``runner.search_seconds``, the one cost model); None below ``MENTION_S``."""
+  if seconds < MENTION_S:
     return None
   return (f"{what}: at most {gigabytes(plan.need)} of {gigabytes(plan.available.bytes)} available; "
-          f"{expected_duration(flops, measured_flop_rate())}")
+          f"about {duration(seconds)} on this project's 2-core CPU (runner.search_seconds), "
+          "compilation included")
 
 
 ITEMSIZE = {"bfloat16": 2, "float32": 4, "float64": 8}

@@ -36,11 +36,12 @@ from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonic
 
 # The cost model is the library's (``ja.schedule.search_cost``: multiply-adds of the logit
 # products plus a compilation per program), so that plans and the schedule a search chooses agree.
-# Units of ``point_cost`` per second on the 2-core CPU: least squares through the origin on the
-# causal preset's stored wall times (c2adc11, machine shared) gives 2.55e10 for its jl points and
-# 2.37e10 for all (optimize at small d runs slower than its cost); the quick preset's points,
-# small enough for compilation to dominate, 1.06e10. Plans are good to about 2x.
-COST_RATE = 2.5e10
+# Units of ``ja.schedule.search_cost`` per second on the 2-core CPU, fitted with the model's C and
+# S to the stored wall times of the quick, long and practice presets (bf0dccb, docs/data/:
+# `python -m jaxattn_bench.cost_fit docs/data/{quick,long,practice}.sqlite`). In total the
+# model is within 4% of the time taken, per point within a factor 2 above and 4 below
+# (docs/practice.md, "Which schedule, when none is named").
+COST_RATE = 1.09e11
 # Seconds between looks at the store while other runs compute the points left.
 POLL_S = 0.5
 
@@ -50,20 +51,23 @@ def point_work(point: grid.Point) -> float:
   return float(point.trials) * point.length**2 * point.d_grid[-1]
 
 
-def point_cost(point: grid.Point) -> float:
-  """The progress bar's and the work split's cost model of a point: ``ja.schedule.search_cost``
-  of its search on the schedule ``ja.min_d`` chooses (``ja.schedule.choose_schedule``), its
-  work scaled by ``causal_share`` in a causal layer."""
-  args = (point.method, point.length, point.nnz, point.d_grid)
-  schedule = ja.schedule.choose_schedule(*args, point.trials)
-  share = causal_share(point.length) if point.causal else 1.0
-  return ja.schedule.search_cost(*args, schedule=schedule, trials=point.trials, causal_share=share)
+def search_seconds(method: str, length: int, nnz: int, d_grid: Sequence[int], *,
+                   trials: int = 1, schedule: str | None = None, causal: bool = False) -> float:
+  """Expected seconds of a search on this project's 2-core CPU: ``ja.schedule.search_cost`` on
+  ``schedule`` (default: the one ``ja.min_d`` chooses, ``ja.schedule.choose_schedule``), its
+  work scaled by ``causal_share`` in a causal layer, over ``COST_RATE``. The one cost model of
+  every plan: ``bench run --plan``, ``bench practice --plan``, ``bench submit``'s time limits
+  and work split, and the plans ``bench min_d`` and ``bench solve --search`` print."""
+  schedule = schedule or ja.schedule.choose_schedule(method, length, nnz, d_grid, trials)
+  share = causal_share(length) if causal else 1.0
+  return ja.schedule.search_cost(method, length, nnz, d_grid, schedule=schedule, trials=trials,
+                                 causal_share=share) / COST_RATE
 
 
 def point_seconds(point: grid.Point) -> float:
-  """Expected seconds of a point on this project's 2-core CPU: ``point_cost / COST_RATE``
-  (``bench run --plan``, the time limits of ``bench submit``)."""
-  return point_cost(point) / COST_RATE
+  """Expected seconds of a grid point (``search_seconds`` of its search)."""
+  return search_seconds(point.method, point.length, point.nnz, point.d_grid,
+                        trials=point.trials, causal=point.causal)
 
 
 def causal_share(length: int) -> float:
@@ -167,7 +171,7 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
   ``bar`` is a tqdm-like progress bar (``set_description``, ``update`` by cost).
   Returns the (canonical params, seed) of the points computed.
   """
-  shares = hosts.split_work([point_cost(p) for p in pending], processes.size)
+  shares = hosts.split_work([point_seconds(p) for p in pending], processes.size)
   levels = max(len(p.d_grid) for p in pending)
   most_trials = max(p.trials for p in pending)
   computed = set()
@@ -196,7 +200,7 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
         result = ja.MinDResult.from_verdicts(
             point.d_grid, verdicts[process, :point.trials, :len(point.d_grid)], point.delta)
         store.add(run_id, point.params(), seed, result, theory_dim(point), float(walls[process]))
-        bar.update(point_cost(point))
+        bar.update(point_seconds(point))
   return computed
 
 
@@ -262,7 +266,7 @@ def run_pending(preset: grid.Preset, pending, seed: int, store, processes: hosts
       fresh = run_rounds(pending, seed, processes, store if lead else None, run_id, bar,
                          varying_axes(preset.points))
       left = pending_points(pending, seed, store, processes)
-      bar.update(sum(point_cost(p) for p in pending  # stored by other runs
+      bar.update(sum(point_seconds(p) for p in pending  # stored by other runs
                      if p not in left and (canonical(p.params()), seed) not in fresh))
       if left and not fresh:
         bar.set_description(f"waiting for {len(left)} point(s) that other runs are computing")
@@ -311,7 +315,7 @@ def stored_seconds(store, points, seed: int) -> list[float | None]:
 
 
 def progress_bar(pending, shown: bool) -> tqdm:
-  """A progress bar with ETA over the points' cost (``point_cost``); on stderr."""
-  return tqdm(total=sum(map(point_cost, pending)),
+  """A progress bar with ETA over the points' cost (``point_seconds``); on stderr."""
+  return tqdm(total=sum(map(point_seconds, pending)),
               bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
               file=sys.stderr, dynamic_ncols=True, disable=not shown)

@@ -2,7 +2,7 @@
 (point, seed) pairs, each shard run into a store of its own.
 
 ``split`` deals the pairs of the whole preset (never of what is pending, which differs per shard)
-to N shards by the runner's cost model (``runner.point_cost``, longest first:
+to N shards by the runner's cost model (``runner.point_seconds``, longest first:
 ``hosts.split_work``); a pair's key is (canonical params, seed), the same as in an unsharded
 store. ``bench submit`` computes the split once and hands each task its list of keys, so a
 later change of the cost model cannot reshuffle a running sweep. ``run_shard`` runs the pairs
@@ -38,10 +38,10 @@ def shard_path(preset: str, index: int, count: int, folder: pathlib.Path = pathl
 
 def split(points, seeds, count: int) -> list[list[Key]]:
   """The keys of each of ``count`` shards: every (point, seed) pair of the preset in exactly
-  one, balanced by ``runner.point_cost`` (the largest shard costs at most the mean plus the
+  one, balanced by ``runner.point_seconds`` (the largest shard costs at most the mean plus the
   largest point). Pure and deterministic."""
   pairs = [(point, seed) for seed in seeds for point in points]
-  shares = hosts.split_work([runner.point_cost(point) for point, _ in pairs], count)
+  shares = hosts.split_work([runner.point_seconds(point) for point, _ in pairs], count)
   return [[(canonical(pairs[i][0].params()), pairs[i][1]) for i in share] for share in shares]
 
 

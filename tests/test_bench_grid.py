@@ -1,5 +1,7 @@
 """Presets: parsing, validation, expansion and per-point keys (jaxattn_bench.grid)."""
 
+import argparse
+
 import jax
 import numpy as np
 import pytest
@@ -147,16 +149,42 @@ def test_matmul_is_a_setting_recorded_unless_float32():
 
 
 def test_cost_model_charges_optimize_its_passes():
-  """The progress bar's cost model (``runner.point_cost``) puts optimize at L = 65536 of the
+  """The progress bar's cost model (``runner.point_seconds``) puts optimize at L = 65536 of the
   beyond preset (T = 4, d in {16, 24}) at 2.85× lstsq's point there (T = 6, five d up to 128),
   as `python -m bench beyond` measured (1015 s and 356 s). Guards against dropping optimize's
   passes per d, which made it 4× cheaper than lstsq and the ETA an hour short."""
   from jaxattn_bench import runner
 
   points = {(p.method, p.length): p for p in grid.load_preset("beyond").points}
-  ratio = (runner.point_cost(points["optimize", 65536])
-           / runner.point_cost(points["lstsq", 65536]))
+  ratio = (runner.point_seconds(points["optimize", 65536])
+           / runner.point_seconds(points["lstsq", 65536]))
   assert 2.0 < ratio < 4.0
+
+
+def test_every_plan_is_the_one_cost_model(capsys):
+  """``bench practice --plan``, ``bench run --plan`` and the line ``bench min_d`` prints before
+  a long search are ``runner.search_seconds`` of the search each runs: one model, whose
+  support term charges lstsq and optimize for N (a practice point's plan grows with N at
+  fixed L and grid)."""
+  from jaxattn_bench import runner
+  from jaxattn_bench.commands import min_d as min_d_command
+  from jaxattn_bench.commands import practice as practice_command
+
+  points = grid.load_preset("practice").points
+  lines = practice_command.plan(points).splitlines()
+  assert all(line.endswith(f"about {runner.point_seconds(p):.0f} s")
+             for line, p in zip(lines, points))
+  assert f"expected about {sum(map(runner.point_seconds, points)) / 60:.0f} min" in lines[-1]
+  narrow, wide = (runner.search_seconds("lstsq", 256, n, ja.geometric_grid(128, 2), trials=6,
+                                        schedule="full") for n in (3, 33))
+  assert wide > narrow
+  parser = argparse.ArgumentParser()
+  min_d_command.add_parser(parser.add_subparsers())
+  args = parser.parse_args(["min_d", "--length", "4096", "--nnz", "2", "--method", "lstsq",
+                            "--trials", "16", "--d-max", "256"])
+  min_d_command._plan(args, ja.geometric_grid(256, 2))
+  seconds = runner.search_seconds("lstsq", 4096, 2, ja.geometric_grid(256, 2), trials=16)
+  assert f"about {seconds:.0f} s on this project's 2-core CPU" in capsys.readouterr().err
 
 
 PUBLISHED = """
@@ -190,3 +218,26 @@ def test_published_families_get_their_width_as_nnz():
 def test_published_family_errors(edit, message):
   with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
     grid.parse_preset(PUBLISHED.replace(*edit), "published")
+
+
+def test_the_cost_fit_recovers_the_constants_of_timings_it_made():
+  """``cost_fit.fit`` on wall times the model itself gives (rate 1e11, C 2e11, S of lstsq
+  3e3, optimize 5e2) returns those constants: it fits the model it documents."""
+  from jaxattn_bench import cost_fit
+  from jaxattn_bench.store import Record
+
+  points = [(m, length, nnz, ja.geometric_grid(top, 2), trials)
+            for m, top in (("jl", 512), ("lstsq", 256), ("optimize", 64))
+            for length, nnz, trials in ((64, 2, 4), (512, 9, 6), (4096, 3, 8), (1024, 33, 2))]
+  records = []
+  for method, length, nnz, d_grid, trials in points:
+    record = Record({"method": method, "length": length, "nnz": nnz}, 0, None, None, 0.0,
+                    np.array(d_grid), np.zeros(len(d_grid)), trials, *([np.zeros(3)] * 3), {})
+    terms = cost_fit.point_terms(record)
+    support = {"lstsq": 3e3, "optimize": 5e2}.get(method, 0.0)
+    wall = (terms.keys + support * terms.support + 2e11 * terms.compiles) / 1e11
+    records.append(record._replace(wall_s=wall))
+  result = cost_fit.fit(records)
+  np.testing.assert_allclose([result.rate, result.compile_cost, result.support_cost["lstsq"],
+                              result.support_cost["optimize"]], [1e11, 2e11, 3e3, 5e2], rtol=1e-6)
+  np.testing.assert_allclose(result.modelled, result.measured, rtol=1e-6)

@@ -268,13 +268,11 @@ class TestOptimizeLoop(chex.TestCase):
 
 
 def test_resource_plan_mirrors_optimize():
-  """The resource plan's bounds of optimize (steps, passes, negatives, chunk) are optimize's own:
-  guards a change of optimize that leaves ``bench resources`` planning for the old loop."""
+  """The memory plan's bounds of optimize (negatives, chunk) are optimize's own: guards a
+  change of optimize that leaves ``bench resources`` planning for the old loop."""
   from jaxattn_bench import resources
-  assert (resources.OPTIMIZE_STEPS, resources.OPTIMIZE_PASSES, resources.OPTIMIZE_NEGATIVES,
-          resources.OPTIMIZE_CHUNK) == (optimize.MAX_STEPS,
-                                        1 + -(-optimize.MAX_STEPS // optimize.MINE_EVERY),
-                                        optimize.NEGATIVES, optimize.CHUNK)
+  assert (resources.OPTIMIZE_NEGATIVES, resources.OPTIMIZE_CHUNK) == (optimize.NEGATIVES,
+                                                                      optimize.CHUNK)
 
 
 @pytest.mark.parametrize("method, grid", [("lstsq", (4, 48)), ("moment_curve", (2, 4)),

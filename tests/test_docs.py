@@ -49,7 +49,7 @@ def test_namedtuple_fields_show_their_type_and_comment(site):
   """Signatures carry their types, and no field reads Python's "Alias for field number N": each shows its annotation and the
   comment beside it in the class body (docs/_ext/namedtuple_fields.py)."""
   pages = [p.read_text(encoding="utf-8") for p in (site / "api").glob("*.html")]
-  assert len(pages) == 93 and not any("Alias for field number" in html for html in pages)
+  assert len(pages) == len(api_pages.pages()) > 90 and not any("Alias for field number" in html for html in pages)
   html = (site / "api" / "jaxattn.Report.html").read_text(encoding="utf-8")
   report = html[html.index('id="jaxattn.Report.ratio_error"'):][:1500]
   assert "exp(max_i spread_i) − 1" in report and "Float[Array" in report

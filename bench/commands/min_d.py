@@ -8,7 +8,7 @@ import time
 import jax
 
 import jaxattn as ja
-from jaxattn_bench import resources
+from jaxattn_bench import resources, runner
 from jaxattn_bench.commands import add_matmul_option
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.grid import published_width
@@ -135,12 +135,11 @@ def _plan(args, grid: tuple[int, ...]) -> resources.Plan:
       nnz=args.nnz, width=grid[-1], levels=len(grid) if nested else 1, method=args.method,
       trials=args.trials, available=resources.available_memory(jax.devices()[0]),
       change="lower --length, --nnz or --d-max")
-  widths = ([w for _, w in ja.schedule.probes(args.method, args.length, args.nnz, grid)]
-            if adaptive else [grid[-1]] * (1 if nested else len(grid)))
-  flops = sum(resources.search_flops(args.length, w, 1, args.method, args.trials) for w in widths)
+  seconds = runner.search_seconds(args.method, args.length, args.nnz, grid, trials=args.trials,
+                                  schedule="adaptive" if adaptive else "full", causal=args.causal)
   line = resources.cost_line(f"plan         {args.trials} trials ({plan.max_trial_batch} at most at "
                              f"once), {len(grid)} grid d up to {grid[-1]}",
-                             plan, flops)
+                             plan, seconds)
   if line:
     print(line, file=sys.stderr, flush=True)
   return plan

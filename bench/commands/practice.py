@@ -47,13 +47,13 @@ def add_parser(subparsers) -> None:
 
 
 def plan(points) -> str:
-  """One line per point with its expected seconds (``practice.plan_seconds``), and the total."""
+  """One line per point with its expected seconds (``runner.point_seconds``), and the total."""
   names = runner.varying_axes(points)
   lines = [f"{runner.describe(p, names)} G={len(p.d_grid)} d_max={p.d_grid[-1]} T={p.trials}: "
-           f"about {practice.plan_seconds(p):.0f} s" for p in points]
-  total = sum(map(practice.plan_seconds, points))
+           f"about {runner.point_seconds(p):.0f} s" for p in points]
+  total = sum(map(runner.point_seconds, points))
   lines.append(f"{len(points)} points, expected about {total / 60:.0f} min on this project's "
-               "2-core CPU (cost model of jaxattn_bench.practice)")
+               "2-core CPU (runner.point_seconds)")
   return "\n".join(lines)
 
 

@@ -101,7 +101,7 @@ def plan(points, seed: int, results: pathlib.Path) -> None:
         "this project's 2-core CPU (runner.point_seconds)")
   if stored:
     done = [(p, wall) for p, wall in zip(points, seconds) if wall is not None]
-    cost = sum(runner.point_cost(p) for p, _ in done) / sum(map(runner.point_cost, points))
+    cost = sum(runner.point_seconds(p) for p, _ in done) / sum(map(runner.point_seconds, points))
     print(f"progress: {len(done)} of {len(points)} points stored in {results} for seed {seed}, "
           f"{cost:.1%} of the cost model's total, in {sum(w for _, w in done):.1f} s of point time")
 

@@ -28,8 +28,6 @@ from jaxattn_bench.solution_file import (Provenance, check_destination, format_r
 
 # 1, 2, 3, 4, 6, 8, 11, 16, ..., 2896, 4096: two values per doubling of d.
 DEFAULT_D_GRID = ja.geometric_grid(4096, per_octave=2)
-# A search expected to take at least this long prints its plan (on stderr).
-PLAN_MENTION_S = 5.0
 
 
 # Methods that verify every pattern at d = L (one-hot keys): their default grid stops at L.
@@ -204,9 +202,8 @@ def _plan(args, pattern: ja.SparsePattern, d_grid: tuple[int, ...]) -> None:
       levels=len(d_grid) if nested else 1, method=args.method, trials=1, available=available,
       change="lower the largest d of --d-grid")
   schedule = ja.schedule.choose_schedule(args.method, length, nnz, d_grid)
-  seconds = ja.schedule.search_cost(args.method, length, nnz, d_grid,
-                                    schedule=schedule) / runner.COST_RATE
-  if seconds >= PLAN_MENTION_S:
+  seconds = runner.search_seconds(args.method, length, nnz, d_grid, schedule=schedule)
+  if seconds >= resources.MENTION_S:
     print(f"plan         {args.method} on {len(d_grid)} grid d up to {d}, {schedule} schedule: "
-          f"about {seconds:.0f} s on this project's 2-core CPU (ja.schedule.search_cost)",
+          f"about {seconds:.0f} s on this project's 2-core CPU (runner.search_seconds)",
           file=sys.stderr, flush=True)
