@@ -135,7 +135,7 @@ def main_entry(record, seed: int) -> dict:
 
 
 def collect(records, seed: int) -> dict:
-  """The numbers of the tables and figures: stored records plus logit ranges (progress on stderr)."""
+  """The numbers of the tables and figures: stored records and logit ranges (progress on stderr)."""
   data: dict[str, Any] = {"seed": seed, "main": {}, "curve": {}, "dtype": {},
                           "dtype_length": DTYPE_LENGTH, "measured_trials": MEASURED_TRIALS}
   main = {m: sorted((r for r in select(records, method=m, **MAIN) if not is_curve(r)),

@@ -23,7 +23,8 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 from jaxattn_bench import compile_cache  # noqa: E402  (after the environment)
 from jaxattn_bench.errors import CommandError, report_internal_error  # noqa: E402
 
-COMMANDS = ("run", "submit", "merge", "min_d", "solve", "check", "perf", "beyond", "bits", "practice")
+COMMANDS = ("run", "submit", "merge", "min_d", "solve", "check", "perf", "beyond", "bits",
+            "practice")
 # Commands that compile nothing, and so neither load JAX nor touch its compilation cache.
 JAX_FREE = ("merge",)
 

@@ -7,8 +7,9 @@ The model (``ja.schedule.search_cost``) puts a point's seconds at
 
 with ``ja.schedule.search_terms`` of the search the point ran (on the schedule ``ja.min_d``
 chooses, ``ja.schedule.choose_schedule``: a store does not record it, and an adaptive search
-that evaluates every level is stored as a full one; the causal share in a causal layer). That is linear in 1/rate, C/rate and S_m/rate,
-so one non-negative least-squares fit over every stored point gives them all: the rate
+that evaluates every level is stored as a full one; the causal share in a causal layer). That is
+linear in 1/rate, C/rate and S_m/rate, so one non-negative least-squares fit over every stored
+point gives them all: the rate
 (``runner.COST_RATE``), C (``ja.schedule.COMPILE_COST``) and S per method
 (``ja.schedule.SUPPORT_COST``); P and c stay as measured (``bench perf``, the beyond preset).
 The fit weighs every point by 1/wall, so that it fits ratios, not the longest points.

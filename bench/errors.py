@@ -1,4 +1,4 @@
-"""The errors of the commands: a user-facing failure as one line, an internal error as one line and a log.
+"""Errors of the commands: a user's failure as one line, an internal error as one line and a log.
 
 Exit statuses: 0 success (certified), 1 not certified, 2 bad input or a job
 that cannot fit, 3 an internal error (a bug: the traceback goes to a log file).

@@ -30,9 +30,9 @@ its blocks in order (repeated points run once). Every point carries the
 settings ``d_grid`` (increasing dimensions to search), ``trials`` (T),
 ``delta`` (δ) and ``matmul`` (the products' format of the certified pass,
 docs/certified.md: the verdicts are exact either way, so it is a setting, not
-an axis; recorded in a point's params unless float32). Unknown fields, values of the wrong type or out of range, and
-unknown families or methods raise ``CommandError`` naming the field before
-any work starts.
+an axis; recorded in a point's params unless float32). Unknown fields, values
+of the wrong type or out of range, and unknown families or methods raise
+``CommandError`` naming the field before any work starts.
 
 Under ``criterion = "mass"`` a point succeeds only if every row's outside
 softmax mass is ≤ η as well (``ja.min_d(..., max_outside_mass=η)``); η

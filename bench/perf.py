@@ -232,7 +232,8 @@ def certified_search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul
 
 def level_cost(seconds_grid: float, seconds_one: float, levels: int, d_max: int) -> float:
   """c of the search's cost model t ∝ L²·(d_max + c·G), from the times of the search over G
-  levels and of one level at d_max: t_G/t_1 = r = (d_max + cG)/(d_max + c) ⇒ c = d_max(r − 1)/(G − r)."""
+  levels and of one level at d_max: t_G/t_1 = r = (d_max + cG)/(d_max + c), so
+  c = d_max(r − 1)/(G − r)."""
   ratio = seconds_grid / seconds_one
   return d_max * (ratio - 1) / (levels - ratio) if levels > ratio else float("inf")
 

@@ -1,4 +1,4 @@
-"""The resource plan of a job: its peak memory and file size from its shapes, against what the machine has.
+"""The resource plan of a job: its peak memory and file size from its shapes, against the machine.
 
 Every estimate is a formula of the job's shapes (L, N, width, grid levels,
 trials per batch, dtype), computed before anything is compiled or allocated,
@@ -102,7 +102,7 @@ def host_memory() -> Available:
 
 
 def available_memory(device=None) -> Available:
-  """Free memory of ``device`` (a JAX device) if it reports it, else the host's (``host_memory``)."""
+  """Free memory of ``device`` (a JAX device) if it reports it, else the host's (host_memory)."""
   stats = None
   if device is not None and getattr(device, "platform", "cpu") != "cpu":
     try:
@@ -200,7 +200,7 @@ def solution_file_bytes(length: int, nnz: int, d: int, params: str = "identity",
 
 def solve_bytes(length: int, nnz: int, d: int, method: str, params: str = "identity",
                 itemsize: int = 4) -> int:
-  """Peak bytes of ``bench solve --d d``: the construction at width d, then ``verify`` of its solution.
+  """Peak bytes of ``bench solve --d d``: the construction at width d, then ``verify`` of it.
 
   O(L·(N + d)) for identity parameters; dense ones (``random``) add 2·D·d.
   """
@@ -217,8 +217,8 @@ REFERENCE_DENSE = 34  # float64 reference (29.8, and 4 for the float32 dense pat
 
 
 def optimize_dense_bytes(length: int, nnz: int) -> int:
-  """Peak bytes of ``optimize`` with the dense loss (``Training(negatives=None)``): the L×L logits and
-  support mask, and the L×L×N zeros excess with its gradient and hinge, (5 + 12·N)·L²."""
+  """Peak bytes of ``optimize`` with the dense loss (``Training(negatives=None)``): the L×L
+  logits and support mask, and the L×L×N zeros excess with its gradient and hinge, (5 + 12·N)·L²."""
   return (5 + 12 * nnz) * length**2
 
 

@@ -1,4 +1,4 @@
-"""The grid runner: minimal d for each point of a preset, split over processes, into a results store.
+"""The grid runner: minimal d of each point of a preset, split over processes, into a store.
 
 For every point (``grid.Point``), d_min comes from ``ja.min_d`` with T
 vmapped trials, keyed by the seed and the point's parameters

@@ -137,7 +137,8 @@ def saved_params(arrays: dict[str, np.ndarray]) -> str:
 
 
 def saved_factors(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-  """Q = X W_Q and K = X W_K in float64 with NumPy alone, from the file's arrays (the recipe of docs/your-pattern.md)."""
+  """Q = X W_Q and K = X W_K in float64 with NumPy alone, from the file's arrays (the recipe of
+  docs/your-pattern.md)."""
   x, d = np.asarray(arrays["X"], np.float64), int(arrays["d"])
   if saved_params(arrays) == "identity":
     return x[:, :d], x[:, d:]
@@ -199,7 +200,7 @@ def load_solution(path: str, itemsize: int = 4) -> dict[str, np.ndarray]:
 
 
 def _check_layout(arrays: dict[str, np.ndarray], path: str) -> None:
-  """CommandError unless the arrays are a solution file of a known format, with consistent params."""
+  """CommandError unless the arrays are a solution file of a known format and consistent."""
   found = str(arrays.get("format", FORMAT_1))
   if found not in (FORMAT_1, FORMAT):
     raise CommandError(f"{path}: solution file format {found!r} is not one this jaxattn reads "

@@ -2,12 +2,12 @@
 points are pending, then merged (docs/clusters.md).
 
 Each task runs ``bench run --preset P --shard I/N --manifest M`` in its own process (the
-command's ``ShardTask``, a ``submitit.helpers.Checkpointable``: on SLURM's USR2 signal, sent ``signal_delay_s`` before the
-time limit or at preemption, submitit requeues it with the same arguments; points are stored one
-by one, so the requeued task resumes its store). The split is frozen in the manifest M
-(``shards.freeze``) before anything is submitted. SLURM gets one ``sbatch`` with
-``--array=0-(N-1)%P``; submitit's local executor starts every task at once, so ``local`` submits
-at most P at a time itself, each with a timeout from the plan.
+command's ``ShardTask``, a ``submitit.helpers.Checkpointable``: on SLURM's USR2 signal, sent
+``signal_delay_s`` before the time limit or at preemption, submitit requeues it with the same
+arguments; points are stored one by one, so the requeued task resumes its store). The split is
+frozen in the manifest M (``shards.freeze``) before anything is submitted. SLURM gets one
+``sbatch`` with ``--array=0-(N-1)%P``; submitit's local executor starts every task at once, so
+``local`` submits at most P at a time itself, each with a timeout from the plan.
 """
 
 from __future__ import annotations

@@ -58,11 +58,13 @@ def _escape_bars(lines: list[str]) -> None:
       literal_indent = None
     if literal_indent is None:
       parts = line.split("``")
-      lines[i] = "``".join(part if k % 2 else part.replace("|", "\\|") for k, part in enumerate(parts))
+      lines[i] = "``".join(part if k % 2 else part.replace("|", "\\|")
+                           for k, part in enumerate(parts))
       if line.rstrip().endswith("::"):
         literal_indent = indent
 
 
 def setup(app) -> None:
   """Escapes the docstrings' absolute-value bars before they are parsed."""
-  app.connect("autodoc-process-docstring", lambda app, what, name, obj, options, lines: _escape_bars(lines))
+  app.connect("autodoc-process-docstring",
+              lambda app, what, name, obj, options, lines: _escape_bars(lines))

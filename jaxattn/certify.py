@@ -1,4 +1,4 @@
-"""Certified verdicts: the rounding bound, the row states and the exact host stage (docs/certified.md).
+"""Certified verdicts: the rounding bound, the row states, the exact host stage (docs/certified.md).
 
 ``ja.verify``, ``ja.verify_grid`` and ``ja.min_d`` use these already; they are
 public for benchmarks and for checks of other kernels' figures.
@@ -16,5 +16,5 @@ from jaxattn._src.verify import row_states, settle_rows
 __all__ = ["CERTAIN_FAIL", "CERTAIN_OK", "HOST_ROWS", "LOG_ULPS", "MATMUL_FORMATS",
            "RECHECK_SHARE", "ROUNDING_MODELS", "UNDECIDED", "HostRows",
            "RoundingModel", "Thresholds", "certifiable", "exact_dot", "exact_level", "exp_at_most",
-           "level_states", "recheck_rows", "rounding_model", "row_states", "rows_ok_exact", "settle_rows", "thresholds", "undecided_rows",
-           "unit_roundoff"]
+           "level_states", "recheck_rows", "rounding_model", "row_states", "rows_ok_exact",
+           "settle_rows", "thresholds", "undecided_rows", "unit_roundoff"]

@@ -11,7 +11,8 @@ from jaxattn._src.published import (FAMILIES, BigBird, Bounds, Family, Longforme
                                     SparseTransformerFixed, SparseTransformerStrided,
                                     family_from_spec, union)
 
-__all__ = ["CAUSAL_GENERATORS", "FAMILIES", "GENERATORS", "BigBird", "Bounds", "Family", "Longformer", "ReformerLSH",
-           "Sampler", "SparsePattern", "SparseTransformerFixed", "SparseTransformerStrided",
-           "banded", "block_diagonal", "family_from_spec", "from_graph", "from_rows", "hash_rotated", "is_causal", "knn", "lsh_buckets",
-           "lsh_candidates", "random_causal", "random_regular", "random_sparse", "strided", "union"]
+__all__ = ["CAUSAL_GENERATORS", "FAMILIES", "GENERATORS", "BigBird", "Bounds", "Family",
+           "Longformer", "ReformerLSH", "Sampler", "SparsePattern", "SparseTransformerFixed",
+           "SparseTransformerStrided", "banded", "block_diagonal", "family_from_spec", "from_graph",
+           "from_rows", "hash_rotated", "is_causal", "knn", "lsh_buckets", "lsh_candidates",
+           "random_causal", "random_regular", "random_sparse", "strided", "union"]

@@ -1,4 +1,4 @@
-"""``python -m plots --results FILE [--out DIR]``: figures (a)–(e) and the fit table ((e) for paper_scan points).
+"""``python -m plots --results FILE [--out DIR]``: figures (a)–(e) ((e) for paper_scan points), fit.
 
 The results file is opened read-only and never changed; the output folder is
 checked before anything is drawn.

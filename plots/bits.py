@@ -68,8 +68,8 @@ def figure(data: dict, out: pathlib.Path) -> pathlib.Path:
 
 
 def table(data: dict) -> str:
-  """The tables of docs/bits-and-mass.md: per L the counting bounds and, per method, 2d·b (d, b) at d_min; then
-  2d·b over the bound."""
+  """The tables of docs/bits-and-mass.md: per L the counting bounds and, per method, 2d·b (d, b)
+  at d_min; then 2d·b over the bound."""
   series = _series(data)
   lengths = sorted({e["length"] for e in data["points"]})
   nnz = sorted({e["nnz"] for e in data["points"]})

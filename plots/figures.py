@@ -36,7 +36,7 @@ SeriesKey = tuple[tuple[str, Any], ...]
 
 
 def series(records: Sequence[Record], x: str, min_values: int = 2) -> dict[SeriesKey, list[Record]]:
-  """``distinct`` records grouped by seed and every field except ``x`` and SETTINGS, sorted by ``x``.
+  """``distinct`` records grouped by seed and every field but ``x`` and SETTINGS, sorted by ``x``.
 
   Only groups with at least ``min_values`` distinct values of ``x`` are kept.
   """
@@ -82,7 +82,8 @@ def _plotted_d(record: Record) -> float:
 _KINDS: dict[str, tuple[dict[str, Any], str]] = {
     "below": (dict(marker="o", ms=6), "{name} < L"),
     "trivial": (dict(marker="o", mfc="white", ms=6, mew=1.5), "{name} ≥ L"),
-    "missed": (dict(marker="^", mfc="white", ms=8, mew=1.5), "not reached (drawn at top of d grid)"),
+    "missed": (dict(marker="^", mfc="white", ms=8, mew=1.5),
+               "not reached (drawn at top of d grid)"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Fits, figures and the table of ``python -m bench practice`` (``jaxattn_bench.practice.collect``'s data).
+"""Fits, figures and the table of ``python -m bench practice`` (from ``practice.collect``'s data).
 
 ``fit_rows`` fits d_50 against L per (family, layer, method) by both laws, d = a ln L
 + b and d = c L^α, by weighted least squares (σ: half the 95% interval, at

@@ -52,7 +52,8 @@ def seed_stability(records: Sequence[Record]) -> str:
     if estimator is None:
       continue
     group = sorted(by_estimator[estimator], key=lambda f: dict(f.key)["seed"])
-    lines += [f"seed stability: log-law slope a of {estimator} ({label(problem, [n for n, _ in problem])})",
+    names = [n for n, _ in problem]
+    lines += [f"seed stability: log-law slope a of {estimator} ({label(problem, names)})",
               f"{'seed':>5} {'a':>7} {'95% CI':>16}  preferred (ΔAIC)"]
     for fit in group:
       lines.append(f"{dict(fit.key)['seed']:>5} {fit.log.param:>7.3g} "
@@ -61,7 +62,8 @@ def seed_stability(records: Sequence[Record]) -> str:
     overlap = max(f.log.param_low for f in group) <= min(f.log.param_high for f in group)
     verdicts = sorted({f.preferred for f in group})
     slopes = np.array([f.log.param for f in group])
-    lines.append(f"{len(group)} seeds: slope {slopes.mean():.3g} ± {slopes.std(ddof=1):.2g} (mean ± sd); "
+    lines.append(f"{len(group)} seeds: slope {slopes.mean():.3g} ± {slopes.std(ddof=1):.2g} "
+                 "(mean ± sd); "
                  f"every two intervals overlap: {'yes' if overlap else 'no'}; law verdict "
                  + (f"agrees: {verdicts[0]}" if len(verdicts) == 1 else
                     f"differs: {', '.join(verdicts)}"))
@@ -92,7 +94,8 @@ def scan_spread(records: Sequence[Record], reference: Sequence[Record]) -> str:
 
 def _json_row(row: FitRow) -> dict:
   """A fit row as JSON-ready dict: NaN (a field that does not apply) as null."""
-  return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row._asdict().items()}
+  return {k: None if isinstance(v, float) and math.isnan(v) else v
+          for k, v in row._asdict().items()}
 
 
 def write_report(records: Sequence[Record], out: str | pathlib.Path,

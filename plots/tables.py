@@ -1,4 +1,4 @@
-"""``python -m plots.tables [--check] [PAGE ...]``: the measured tables of the docs, from their data files.
+"""``python -m plots.tables [--check] [PAGE ...]``: the docs' measured tables from their data files.
 
 A table on a page sits between two comment lines that name its data file::
 
@@ -82,9 +82,12 @@ def pages(root: pathlib.Path = ROOT) -> list[pathlib.Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m plots.tables", description=__doc__.splitlines()[0])
-  parser.add_argument("pages", nargs="*", type=pathlib.Path, help="default: README.md and docs/*.md")
-  parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is stale")
+  parser = argparse.ArgumentParser(prog="python -m plots.tables",
+                                   description=__doc__.splitlines()[0])
+  parser.add_argument("pages", nargs="*", type=pathlib.Path,
+                      help="default: README.md and docs/*.md")
+  parser.add_argument("--check", action="store_true",
+                      help="change nothing; exit 1 if a table is stale")
   args = parser.parse_args(argv)
   stale = []
   try:

@@ -36,7 +36,8 @@ def test_the_flat_keywords_of_before_1_0_warn_and_mean_what_they_meant():
   is ``layer_dtype=``: same report, one DeprecationWarning naming the new spelling."""
   tiles = ja.Compute(block_size=4, row_block=8)
   new = ja.verify(SOLUTION, PATTERN, eps1=0.5, eps2=0.5, compute=tiles, layer_dtype=jnp.bfloat16)
-  with pytest.warns(DeprecationWarning, match=r"compute=ja\.Compute\(block_size, row_block=\.\.\.\)"):
+  with pytest.warns(DeprecationWarning,
+                    match=r"compute=ja\.Compute\(block_size, row_block=\.\.\.\)"):
     with pytest.warns(DeprecationWarning, match=r"verify\(layer_dtype=\.\.\.\)"):
       old = ja.verify(SOLUTION, PATTERN, eps1=0.5, eps2=0.5, block_size=4, row_block=8,
                       matmul_dtype=jnp.bfloat16)

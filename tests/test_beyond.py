@@ -1,4 +1,4 @@
-"""Constructions beyond the paper (lstsq, optimize, moment_curve), fixed random parameters, dtypes."""
+"""Constructions beyond the paper (lstsq, optimize, moment_curve), random parameters, dtypes."""
 
 import functools
 
@@ -139,7 +139,7 @@ def test_lstsq_shift_is_clipped_below_at_c_jl():
 
 
 def test_moment_curve_depth_is_the_minimum_over_all_outside_points():
-  """The neighbour rule (concavity of log|g| between zeros) against a brute-force float64 minimum."""
+  """The neighbour rule (concavity of log|g| between zeros) against a brute-force float64 min."""
   length = 40
   theta = 2 * np.pi * np.arange(length) / length
   for nnz, seed in ((2, 0), (3, 1)):
@@ -324,7 +324,8 @@ def test_beyond_preset_and_dtype_axis():
   assert {p.dtype for p in points} == {"bfloat16", "float32", "float64"}
   assert all(p.dtype == "float32" for p in grid.load_preset("quick").points)
   point = points[0]
-  assert grid.point_key(0, point).tolist() == grid.point_key(0, point._replace(dtype="float64")).tolist()
+  wider = point._replace(dtype="float64")
+  assert grid.point_key(0, point).tolist() == grid.point_key(0, wider).tolist()
   with pytest.raises(Exception, match="dtype"):
     grid.parse_preset('method = "jl"\n[[grid]]\nfamily = "banded"\nlength = 8\nnnz = 1\n'
                       'a_min = 0.5\neps1 = 0.5\neps2 = 0.5\ndtype = "float16"\nd_grid = [2]\n'

@@ -284,7 +284,8 @@ def test_solve_and_check_in_a_causal_layer(tmp_path, capsys):
     assert bool(saved["causal"])
   assert main(["check", out, "--float64"]) == 0
   printed = capsys.readouterr().out
-  assert "float64 (ja.verify), causal layer" in printed and "dense NumPy  float64: ok True" in printed
+  assert "float64 (ja.verify), causal layer" in printed
+  assert "dense NumPy  float64: ok True" in printed
   bad = str(tmp_path / "bad.npy")
   np.save(bad, a.T)
   assert main(["solve", bad, "--causal", "--d", "8", "--out", out]) == 2

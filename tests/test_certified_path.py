@@ -255,8 +255,8 @@ def test_a_searchs_undecided_levels_meet_the_same_cases(case, nested):
   Declared nested, level d reads (16/d)·Q_{:, :d}K_{:, :d}ᵀ off the same factors: d = 8 and 12
   fail clearly (Δ scaled by 2 and 4/3), d = 16 is the near-tie; with Δ ≈ (ln 2)/2 instead, the
   near-tie is at d = 8 (the host must scale by 2) and d = 12, 16 pass clearly. With 70 such rows
-  (more than ``HOST_ROWS``) the host re-does the level. (A search takes q = 0 on dense rows whatever the
-  method, so only sparse rows reach its host stage.)"""
+  (more than ``HOST_ROWS``) the host re-does the level. (A search takes q = 0 on dense rows
+  whatever the method, so only sparse rows reach its host stage.)"""
   below = case.startswith("ln2-below")
   if case == "cancelling":
     queries, keys, a = _cancelling_tile(dense=False)

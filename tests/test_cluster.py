@@ -130,9 +130,9 @@ NFS = 0x6969
 PATH = os.environ["PATH"]
 
 
-@pytest.mark.parametrize("magic, name, trusted", [(NFS, "nfs", False), (0xFF534D42, "cifs", False),
-                                                  (0x01021994, "tmpfs", True),
-                                                  (0xEF53, "ext4", True), (0x47504653, "gpfs", True)])
+@pytest.mark.parametrize("magic, name, trusted", [
+    (NFS, "nfs", False), (0xFF534D42, "cifs", False), (0x01021994, "tmpfs", True),
+    (0xEF53, "ext4", True), (0x47504653, "gpfs", True)])
 def test_the_filesystem_type_comes_from_statfs(monkeypatch, tmp_path, magic, name, trusted):
   monkeypatch.setattr(filesystems, "_statfs_type", lambda path: magic)
   assert filesystems.filesystem(tmp_path / "new" / "r.sqlite")[::2] == (name, trusted)

@@ -46,15 +46,18 @@ def test_docs_build_without_warnings(site):
 
 
 def test_namedtuple_fields_show_their_type_and_comment(site):
-  """Signatures carry their types, and no field reads Python's "Alias for field number N": each shows its annotation and the
-  comment beside it in the class body (docs/_ext/namedtuple_fields.py)."""
+  """Signatures carry their types, and no field reads Python's "Alias for field number N": each
+  shows its annotation and the comment beside it in the class body
+  (docs/_ext/namedtuple_fields.py)."""
   pages = [p.read_text(encoding="utf-8") for p in (site / "api").glob("*.html")]
-  assert len(pages) == len(api_pages.pages()) > 90 and not any("Alias for field number" in html for html in pages)
+  assert len(pages) == len(api_pages.pages()) > 90
+  assert not any("Alias for field number" in html for html in pages)
   html = (site / "api" / "jaxattn.Report.html").read_text(encoding="utf-8")
   report = html[html.index('id="jaxattn.Report.ratio_error"'):][:1500]
   assert "exp(max_i spread_i) − 1" in report and "Float[Array" in report
   html = (site / "api" / "jaxattn.min_d.html").read_text(encoding="utf-8")
-  signature = htmllib.unescape(re.sub(r"<[^>]+>", "", html[html.index('id="jaxattn.min_d"'):][:6000]))
+  entry = html[html.index('id="jaxattn.min_d"'):][:6000]
+  signature = htmllib.unescape(re.sub(r"<[^>]+>", "", entry))
   assert "key: PRNGKeyArray" in signature and "compute: Compute = Compute()" in signature
 
 

@@ -86,7 +86,8 @@ def test_solve_at_large_d_is_planned_in_l_times_d():
   """64×64 (N = 3) at d = 20000 and 40000: memory and file O(L·d), no dense 2d×d W_Q, W_K.
 
   They were 25.6 GB of memory at d = 40000 and a 6.41 GB file at d = 20000; now both fit
-  easily (the real runs: docs/your-pattern.md, "The solution file"). Guards estimates that count dense W."""
+  easily (the real runs: docs/your-pattern.md, "The solution file"). Guards estimates that count
+  dense W."""
   file = {d: resources.solution_file_bytes(64, 3, d) for d in (20000, 40000)}
   memory = {d: resources.solve_bytes(64, 3, d, "jl") for d in (20000, 40000)}
   assert file[20000] < 10.4e6 and 1.95 < file[40000] / file[20000] < 2.05, file
@@ -201,7 +202,8 @@ def test_check_points_fit_refuses_a_point_that_cannot_fit():
 
 CALIBRATION = r'''
 import sys, jax, jax.numpy as jnp, jaxattn as ja
-hwm = lambda: int([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]) << 10
+hwm = lambda: int([l for l in open("/proc/self/status")
+                  if l.startswith("VmHWM")][0].split()[1]) << 10
 jax.jit(lambda x: x @ x)(jnp.ones((8, 8))).block_until_ready()
 base = hwm()
 sampler = ja.patterns.Sampler("random_regular", length=8192, nnz=2, a_min=0.2)

@@ -1,4 +1,5 @@
-"""The wiring: no import cycle, and imports only point down the layers (docs/getting-started.md, "Layout").
+"""The wiring: no import cycle, and imports only point down the layers (docs/getting-started.md,
+"Layout").
 
 Layers, bottom to top: the library ``jaxattn``; the experiments
 ``jaxattn_bench`` (folder bench/); the figures ``jaxattn_plots`` (folder
@@ -55,7 +56,7 @@ def _imports(name: str, path: pathlib.Path, known: set[str]) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-  """Module -> the project modules it imports explicitly (parents implied by Python are not edges)."""
+  """Module -> the project modules it imports explicitly (parents Python implies are no edges)."""
   modules = _modules()
   return {name: _imports(name, path, set(modules)) for name, path in modules.items()}
 
@@ -67,7 +68,7 @@ def layer(module: str) -> int:
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-  """Strongly connected components of more than one module (Tarjan), or a module importing itself."""
+  """Strongly connected components of several modules (Tarjan), or a module importing itself."""
   index, low, stack, on_stack, found = {}, {}, [], set(), []
 
   def visit(node):
@@ -161,7 +162,7 @@ def test_no_private_name_is_imported_across_modules():
 
 
 def test_figures_read_only_the_jax_free_store():
-  """plots/ (commands aside) reads results through the store and its error type, nothing else of bench/."""
+  """plots/ (commands aside) reads results through the store and its error type, nothing else."""
   reads = {target for source, targets in import_graph().items()
            if source.startswith("jaxattn_plots") and layer(source) < LAYERS.index("commands")
            for target in targets if target.startswith("jaxattn_bench")}

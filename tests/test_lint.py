@@ -69,6 +69,7 @@ def test_the_library_the_commands_and_the_plots_type_check(tmp_path):
        str(tmp_path / "cache"), "-p", "jaxattn", "-p", "jaxattn_bench", "-p", "jaxattn_plots"],
       cwd=tmp_path, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
-  modules = sum(1 for folder in ("jaxattn", "bench", "plots") for _ in (ROOT / folder).rglob("*.py"))
+  modules = sum(1 for folder in ("jaxattn", "bench", "plots")
+                for _ in (ROOT / folder).rglob("*.py"))
   checked = re.search(r"no issues found in (\d+) source files", result.stdout)
   assert checked and int(checked.group(1)) >= modules, result.stdout  # all three were read

@@ -42,9 +42,8 @@ def test_this_process_compiles_at_the_level_asked():
 def test_verdict_numerics_at_xlas_default_optimisation():
   flags = re.sub(r"--xla_backend_optimization_level=\S+", "", os.environ.get("XLA_FLAGS", ""))
   env = dict(os.environ, XLA_FLAGS=flags.strip(), JAXATTN_TESTS_XLA_DEFAULT="1")
-  result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
-                           *SELECTED], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=540)
+  command = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", *SELECTED]
+  result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
   assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
   passed = re.search(r"(\d+) passed", result.stdout)
   assert passed and int(passed.group(1)) >= len(SELECTED), result.stdout[-2000:]

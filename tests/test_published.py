@@ -1,4 +1,4 @@
-"""Published masks: each family against a dense reference built here from its source's definition."""
+"""Published masks: each family against a dense reference built here from its source's words."""
 
 import itertools
 

@@ -77,7 +77,8 @@ def test_unregister_frees_the_name_and_a_new_function_is_traced_anew(registered)
   assert registered not in ja.construct.NESTED and registered not in ja.construct.MASS_AWARE
 
 
-@pytest.mark.parametrize("name, message", [("jl", "built in"), ("no_such_method", "not registered")])
+@pytest.mark.parametrize("name, message", [("jl", "built in"),
+                                           ("no_such_method", "not registered")])
 def test_unregister_refuses_built_in_and_unknown_names(name, message):
   with pytest.raises(ValueError, match=message):
     ja.construct.unregister_method(name)

@@ -27,7 +27,8 @@ def dense_stats(queries, keys, pattern, splits, scales):
     gap = np.where(support, -np.inf, logits).max(1) - np.where(support, logits, np.inf).min(1)
     p = np.exp(logits - logits.max(1, keepdims=True))
     mass = np.where(support, 0.0, p).sum(1) / p.sum(1)
-    out.append((spread, gap, mass, np.abs(logits).max(1), np.zeros_like(spread), np.zeros_like(gap)))
+    out.append((spread, gap, mass, np.abs(logits).max(1), np.zeros_like(spread),
+                np.zeros_like(gap)))
   return stream.RowStats(*(np.stack(x) for x in zip(*out)))
 
 

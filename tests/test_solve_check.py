@@ -163,7 +163,7 @@ def _recipe_logits(path: str) -> np.ndarray:
 
 
 def test_the_docs_recipe_gives_the_librarys_logits(solved):
-  """The NumPy recipe of docs/your-pattern.md on a file of each format equals the logits the library computes.
+  """The NumPy recipe of docs/your-pattern.md on a file of each format gives the library's logits.
 
   Guards a recipe (or a writer) that takes the wrong half of X for queries or keys, or that
   does not read format-1 files (dense w_q, w_k)."""

@@ -14,7 +14,8 @@ import jaxattn as ja
 def test_jl_dim_is_the_smallest_d_meeting_the_union_bound():
   length, nnz, eps1, eps2, a_min, delta = 256, 2, 0.5, 0.5, 0.2, 0.1
   d = ja.theory.jl_dim(length, nnz, eps1=eps1, eps2=eps2, a_min=a_min, delta=delta)
-  eps = (math.log1p(eps1) / 2) / (math.sqrt(nnz) * (math.log1p(eps1) + math.log(1 / (eps2 * a_min))))
+  eps = ((math.log1p(eps1) / 2)
+         / (math.sqrt(nnz) * (math.log1p(eps1) + math.log(1 / (eps2 * a_min)))))
   failure = lambda d: length**2 * ja.theory.jl_inner_product_failure(d, eps)
   assert failure(d) <= delta < failure(d - 1)
 

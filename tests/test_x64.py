@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-# The library example of docs/getting-started.md at a small size: pattern, construction, verify, min_d, from_dense.
+# The library example of docs/getting-started.md at a small size: pattern, construction, verify,
+# min_d, from_dense.
 SNIPPET = """
 import sys, jax, numpy as np, jaxattn as ja
 key = jax.random.PRNGKey(0)

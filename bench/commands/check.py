@@ -52,7 +52,7 @@ def main(args) -> int:
   eps1, eps2 = float(arrays["eps1"]), float(arrays["eps2"])
   # η of the mass criterion if the solution was certified under it (files without it: ratio)
   eta = float(arrays["max_outside_mass"]) if "max_outside_mass" in arrays else None
-  causal = bool(arrays["causal"]) if "causal" in arrays else False  # files without it: bidirectional
+  causal = bool(arrays["causal"]) if "causal" in arrays else False  # absent: bidirectional
   start = time.perf_counter()
   with ja.dtype_context("float64" if args.float64 else "float32"):
     dtype = jnp.float64 if args.float64 else jnp.float32
@@ -90,7 +90,7 @@ def main(args) -> int:
 
 
 def _solution(arrays, d: int, dtype) -> ja.Solution:
-  """The file's X with its parameters: identity W_Q, W_K (``IdentityBlock``s) or the stored dense ones."""
+  """The file's X with its parameters: identity W_Q, W_K (``IdentityBlock``s) or its dense ones."""
   if saved_params(arrays) == "identity":
     return ja.Solution(jnp.asarray(arrays["X"], dtype), *ja.construct.identity_params(d))
   return ja.Solution(*(jnp.asarray(arrays[k], dtype) for k in ("X", "w_q", "w_k")))

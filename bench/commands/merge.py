@@ -1,4 +1,4 @@
-"""``python -m bench merge OUT.sqlite SHARD.sqlite ...``: join results stores (the shards of a job array) into one.
+"""``python -m bench merge OUT.sqlite SHARD.sqlite ...``: join results stores (a job array).
 
 Inputs may be globs (quoted: ``'results/long.shard-*.sqlite'``). Every point is copied in one
 transaction; a point already in OUT with the same results is skipped, one with different

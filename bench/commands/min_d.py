@@ -137,9 +137,9 @@ def _plan(args, grid: tuple[int, ...]) -> resources.Plan:
       change="lower --length, --nnz or --d-max")
   seconds = runner.search_seconds(args.method, args.length, args.nnz, grid, trials=args.trials,
                                   schedule="adaptive" if adaptive else "full", causal=args.causal)
-  line = resources.cost_line(f"plan         {args.trials} trials ({plan.max_trial_batch} at most at "
-                             f"once), {len(grid)} grid d up to {grid[-1]}",
-                             plan, seconds)
+  what = (f"plan         {args.trials} trials ({plan.max_trial_batch} at most at once), "
+          f"{len(grid)} grid d up to {grid[-1]}")
+  line = resources.cost_line(what, plan, seconds)
   if line:
     print(line, file=sys.stderr, flush=True)
   return plan

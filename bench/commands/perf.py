@@ -81,7 +81,8 @@ def add_parser(subparsers) -> None:
                       metavar="K,K,...", help="keys per tile to sweep (default 256,512,1024,2048)")
   parser.add_argument("--optimize", action="store_true",
                       help="instead of the table: one optimize trial (hard negatives, and the "
-                           "dense loss where L <= %d), time, peak RSS, float64 check" % DENSE_MAX_LENGTH)
+                           "dense loss where L <= %d), time, peak RSS, float64 check"
+                           % DENSE_MAX_LENGTH)
   parser.add_argument("--causal", action="store_true",
                       help="instead of the table: a causal pattern, ja.verify and the search "
                            "timed in a bidirectional and a causal layer (round-robin), and the "
@@ -112,7 +113,8 @@ def speed(args) -> None:
           None if matmul_dtype == jnp.float32 else matmul_dtype)),
       "(b) NumPy float32": lambda: perf.numpy_check(x, w_q, w_k, cols, weights, valid,
                                                     perf.EPS1, perf.EPS2),
-      "(c) dense JAX": lambda: dense(solution, pattern, perf.EPS1, perf.EPS2, matmul_dtype=matmul_dtype),
+      "(c) dense JAX": lambda: dense(solution, pattern, perf.EPS1, perf.EPS2,
+                                     matmul_dtype=matmul_dtype),
       **{_ceiling_name(rows): functools.partial(bare, queries, keys, matmul_dtype=matmul_dtype,
                                                 rows=rows) for rows in perf.CEILING_ROWS},
   }

@@ -1,4 +1,4 @@
-"""``python -m bench practice``: what head dimension a fixed layer needs for published attention masks.
+"""``python -m bench practice``: the head dimension a fixed layer needs for published masks.
 
 Runs the ``practice`` preset (or ``--preset``, a TOML file of the same form;
 ``--causal``: the ``practice_causal`` preset, the causal families judged in

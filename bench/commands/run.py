@@ -96,7 +96,8 @@ def plan(points, seed: int, results: pathlib.Path) -> None:
     status = "" if not stored else "  pending" if wall is None else f"  stored {wall:.1f} s"
     print(f"{runner.describe(point, names)} d_max={point.d_grid[-1]} G={len(point.d_grid)} "
           f"T={point.trials} work={runner.point_work(point):.3g}{status}")
-  print(f"{len(points)} points, total work Σ T·L²·d_max = {sum(map(runner.point_work, points)):.3g} "
+  work = sum(map(runner.point_work, points))
+  print(f"{len(points)} points, total work Σ T·L²·d_max = {work:.3g} "
         f"multiply-adds, expected about {sum(map(runner.point_seconds, points)) / 60:.0f} min on "
         "this project's 2-core CPU (runner.point_seconds)")
   if stored:

@@ -1,5 +1,5 @@
-"""The task of one shard in a ``bench submit`` job array: a submitit ``Checkpointable`` (imported only
-by ``bench submit``, which needs the extra ``cluster``)."""
+"""The task of one shard in a ``bench submit`` job array: a submitit ``Checkpointable``
+(imported only by ``bench submit``, which needs the extra ``cluster``)."""
 
 from __future__ import annotations
 

@@ -185,7 +185,7 @@ def _certify(args, key, pattern: ja.SparsePattern, candidates: list[int]):
 
 
 def _plan(args, pattern: ja.SparsePattern, d_grid: tuple[int, ...]) -> None:
-  """CommandError if the search, the solution or its file cannot fit; a long search's cost on stderr."""
+  """CommandError if the search, solution or file cannot fit; a long search's cost on stderr."""
   available = resources.available_memory(jax.devices()[0])
   length, nnz = pattern.length, pattern.nnz
   d = d_grid[-1] if args.search else args.d

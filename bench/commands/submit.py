@@ -1,4 +1,5 @@
-"""``python -m bench submit --preset P --shards N``: a sweep as one job array (submitit), resubmitted while points are pending, then merged.
+"""``python -m bench submit --preset P --shards N``: a sweep as one job array (submitit),
+resubmitted while points are pending, then merged.
 
 The split of the preset's (point, seed) pairs is frozen in ``results/P.shards-N.json`` before
 anything is submitted (a later run of the command keeps it); task I runs ``bench run --preset

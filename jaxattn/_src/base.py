@@ -119,7 +119,7 @@ class Solution(NamedTuple):
 
 
 def identity_params(d: int) -> tuple[IdentityBlock, IdentityBlock]:
-  """The fixed parameters W_Q = [I_d; 0], W_K = [0; I_d] ∈ R^{2d×d}, as ``IdentityBlock`` objects."""
+  """The fixed parameters W_Q = [I_d; 0], W_K = [0; I_d] ∈ R^{2d×d} as ``IdentityBlock`` objects."""
   return IdentityBlock(0, 2 * d, d), IdentityBlock(d, 2 * d, d)
 
 
@@ -166,7 +166,8 @@ def target_logits(pattern: SparsePattern, eps1, eps2, max_outside_mass=None) -> 
   With η = ``max_outside_mass`` (the mass criterion, docs/definitions.md §3)
   the shift is raised to
 
-    c_i = max(c_i above, ln(1 + ε1) + ln((L − |S_i|)(1 − η) / (η w_i))),   w_i = Σ_{j∈S_i} A_ij / max_{j∈S_i} A_ij,
+    c_i = max(c_i above, ln(1 + ε1) + ln((L − |S_i|)(1 − η) / (η w_i))),
+    w_i = Σ_{j∈S_i} A_ij / max_{j∈S_i} A_ij,
 
   so that the same logit error keeps Σ_{j∉S_i} P_ij ≤ η too (docs/theory.md §6).
   """
@@ -197,7 +198,8 @@ def sparse_matmul(pattern: SparsePattern, values: Float[Array, "L N"],
   return jnp.einsum("lk,lkw->lw", values, dense[pattern.cols], precision=HIGHEST)
 
 
-def prefix_gaussian(key: PRNGKeyArray, length: int, width: int, dtype=jnp.float32) -> Float[Array, "L w"]:
+def prefix_gaussian(key: PRNGKeyArray, length: int, width: int,
+                    dtype=jnp.float32) -> Float[Array, "L w"]:
   """Standard normal L×width matrix whose column k is drawn from fold_in(key, k).
 
   Its first d columns do not depend on ``width``: a draw for d_max contains
@@ -255,7 +257,7 @@ def solution_from_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"
 
 
 def resolve_dtype(dtype) -> tuple[jnp.dtype, jnp.dtype]:
-  """(evaluation dtype, compute dtype) for ``dtype`` in ``DTYPES`` (a name or a dtype); None: float32.
+  """(evaluation dtype, compute dtype) for ``dtype`` in ``DTYPES`` (name or dtype); None: float32.
 
   Constructions compute in float64 for float64 and in float32 otherwise, then
   round to the evaluation dtype. The default is float32 whatever the global
@@ -281,7 +283,7 @@ def cast_pattern(pattern: SparsePattern, dtype) -> SparsePattern:
 
 
 def check_d_grid(d_grid: Sequence[int]) -> tuple[int, ...]:
-  """``d_grid`` as a tuple of ints; ValueError unless non-empty, positive and strictly increasing."""
+  """``d_grid`` as a tuple of ints; ValueError unless non-empty, positive, strictly increasing."""
   try:
     grid = tuple(int(d) for d in d_grid)
   except (TypeError, ValueError):

@@ -1,8 +1,8 @@
-"""The registry of constructions and their public constructors: ``method(key, pattern, d, eps1, eps2)``.
+"""The registry of constructions and their constructors ``method(key, pattern, d, eps1, eps2)``.
 
 Each construction is a factor function in a module of its own (``jl``,
-``lstsq``, ``moment_curve``, ``optimize``, and the reference ``onehot``), which depends on the base layer
-only (``optimize`` also starts from ``lstsq``). This module lists them in
+``lstsq``, ``moment_curve``, ``optimize``, and the reference ``onehot``), which depends on the base
+layer only (``optimize`` also starts from ``lstsq``). This module lists them in
 ``METHODS`` and wraps them with the fixed parameters W_Q, W_K
 (``base.solution_from_factors``).
 """
@@ -67,7 +67,7 @@ BUILT_IN = frozenset(METHODS)
 
 def register_method(name: str, factors: FactorFn, *, nested: bool = False,
                     mass_aware: bool = False, causal_aware: bool = False) -> None:
-  """Adds a construction: ``build(name, ...)``, ``ja.min_d(..., method=name)`` and presets then use it.
+  """Adds a construction: ``build(name, ...)``, ``ja.min_d(..., method=name)`` and presets use it.
 
   ``factors(key, pattern, d, width, eps1, eps2, *, dtype) -> (Q, K)`` with
   Q, K: [L, width], zero beyond column d, jit-able with ``width`` static and

@@ -11,7 +11,8 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 
 def lsh_candidates(buckets: Int[Array, "H L"], chunk: int, causal: bool, mask_buckets: bool,
-                   per_round_look_back: bool = False) -> tuple[Int[Array, "L M"], Bool[Array, "L M"]]:
+                   per_round_look_back: bool = False
+                   ) -> tuple[Int[Array, "L M"], Bool[Array, "L M"]]:
   """Reformer's attention sets from the bucket of every token in each of H hash rounds.
 
   As Hugging Face (``LSHSelfAttention``: ``_hash_vectors``' round offsets,

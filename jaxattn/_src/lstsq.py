@@ -53,7 +53,8 @@ def unit_keys(key: PRNGKeyArray, length: int, d: Int[Array, ""] | int, width: in
   return gauss / jnp.linalg.norm(gauss, axis=-1, keepdims=True)
 
 
-SHIFT_FACTOR = 32.0  # c_i = 32 c_jl,i: the margin per unit of logit range within 1/32 of its supremum
+# c_i = 32 c_jl,i: the margin per unit of logit range within 1/32 of its supremum
+SHIFT_FACTOR = 32.0
 
 
 def precision_shift(eps1, nnz: int, d, dtype) -> Float[Array, ""]:

@@ -40,7 +40,8 @@ def angles(index: Int[Array, "..."], length: int, dtype) -> Float[Array, "..."]:
 
 
 def curve_keys(length: int, nnz: int, dtype) -> Float[Array, "L w"]:
-  """k_j = (cos mθ_j, sin mθ_j)_{m=1..N} ∈ R^w, w = 2N, θ_j = 2πj/L (mθ_j reduced mod 2π exactly)."""
+  """k_j = (cos mθ_j, sin mθ_j)_{m=1..N} ∈ R^w, w = 2N, θ_j = 2πj/L (mθ_j reduced exactly mod 2π).
+  """
   theta = angles(jnp.arange(length)[:, None] * jnp.arange(1, nnz + 1)[None, :], length, dtype)
   return jnp.concatenate([jnp.cos(theta), jnp.sin(theta)], axis=-1)
 

@@ -81,7 +81,7 @@ class Training(NamedTuple):
 
 
 class OptimizeResult(NamedTuple):
-  """Factors after optimisation, the Adam steps and streamed passes taken, and whether they passed."""
+  """Factors after optimisation, the Adam steps and streamed passes taken, whether they passed."""
 
   queries: Float[Array, "L w"]
   keys: Float[Array, "L w"]
@@ -220,7 +220,8 @@ def excess(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spa
 
   Ratios: r_is − r_is' − (1 − slack) ln(1 + ε1) for s, s' ∈ S_i.
   Zeros:  ℓ_ij − ℓ_is − ln ε2 + slack ln(1 + ε1) for s ∈ S_i and j ∈ H_i (``mined``), or every
-  j ∉ S_i (``mined=None``, dense): then both conditions hold with that margin iff every entry is ≤ 0.
+  j ∉ S_i (``mined=None``, dense): then both conditions hold with that margin iff every entry
+  is ≤ 0.
   """
   dtype = queries.dtype
   support = jnp.einsum("lw,lkw->lk", queries, keys[pattern.cols], precision=HIGHEST)
@@ -244,7 +245,8 @@ def loss(queries, keys, pattern: SparsePattern, mined: Mined | None, eps1, eps2,
 
 
 def stopping_test(mined: Mined, eps1, eps2, slack=SLACK / 2) -> Bool[Array, ""]:
-  """The stopping test: max_i spread_i ≤ (1 − slack) ln(1 + ε1) and max_i gap_i ≤ ln ε2 − slack ln(1 + ε1)."""
+  """The stopping test: max_i spread_i ≤ (1 − slack) ln(1 + ε1) and
+  max_i gap_i ≤ ln ε2 − slack ln(1 + ε1)."""
   margin = slack * jnp.log1p(eps1)
   return ((jnp.max(mined.spread) <= jnp.log1p(eps1) - margin)
           & (jnp.max(mined.gap) <= jnp.log(eps2) - margin))
@@ -306,9 +308,9 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   The first round trains on the negatives mined from the lstsq start (the pass that checked
   it). Only the first d columns move (the rest stay zero); keys move only if ``train_keys``
   (``training``: ``Training``). ``negatives``: K hard negatives per row (static), or None for
-  the dense loss (O(L²·N) memory). Each round trains until the loss on its mined set is 0 or ``mine_every`` steps
-  (``train_round``), then ``mine`` re-mines and checks (``mined_check``); the loop stops at
-  the first pass whose ``stopping_test`` holds, or after ``max_steps`` steps (or
+  the dense loss (O(L²·N) memory). Each round trains until the loss on its mined set is 0 or
+  ``mine_every`` steps (``train_round``), then ``mine`` re-mines and checks (``mined_check``);
+  the loop stops at the first pass whose ``stopping_test`` holds, or after ``max_steps`` steps (or
   1 + ⌈max_steps/mine_every⌉ passes, ``rounds_left``) in all. ``block_size``, ``row_block``:
   the pass's tiles; ``causal``: negatives, dense loss and stopping test over j ≤ i only.
   """

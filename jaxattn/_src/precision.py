@@ -1,4 +1,4 @@
-"""Bits per entry a solution needs: its queries and keys in b-bit fixed point (docs/definitions.md §7).
+"""Bits per entry a solution needs: queries and keys in b-bit fixed point (docs/definitions.md §7).
 
 Q = X W_Q and K = X W_K are each rounded to the grid of step
 max|entry|·2^(1−b) (one step per matrix), and the rounded logits

@@ -1,4 +1,5 @@
-"""Published sparse-attention masks as pattern families (Longformer, BigBird, Sparse Transformer, Reformer).
+"""Published sparse-attention masks as pattern families (Longformer, BigBird, Sparse Transformer,
+Reformer).
 
 A family is a frozen dataclass of its source's parameters; calling it draws a
 pattern: ``family(key, length, a_min=1.0) -> SparsePattern``, jit-able with
@@ -101,7 +102,7 @@ class Family:
     return self.name + (f"({','.join(changed)})" if changed else "")
 
   def __call__(self, key: PRNGKeyArray, length: int, a_min: float = 1.0) -> SparsePattern:
-    """A pattern of the family at length L: binary if a_min = 1, else weights log-uniform in [a_min, 1]."""
+    """A pattern of the family at length L: binary if a_min = 1, else log-uniform in [a_min, 1]."""
     self.check_length(length)
     if not 0 < a_min <= 1:
       raise ValueError(f"a_min must be in (0, 1], got {a_min}")
@@ -187,7 +188,7 @@ class Longformer(Family):
 
 @dataclasses.dataclass(frozen=True)
 class BigBird(Family):
-  """BigBird block-sparse attention (Zaheer et al. 2020; google-research/bigbird ``full_bigbird_mask``).
+  """BigBird block-sparse attention (Zaheer et al. 2020; bigbird's ``full_bigbird_mask``).
 
   L = n·b in blocks of b tokens. Block row B ∉ {0, n − 1} attends blocks
   B − 1, B, B + 1 (window of 3), blocks 0 and n − 1 (global) and r random
@@ -456,7 +457,7 @@ def _spec_text(value) -> str:
 
 
 def family_from_spec(spec: str) -> Family:
-  """The family named by ``name`` or ``name(field=value, ...)``, e.g. ``longformer(window=8,globals=2)``.
+  """The family named ``name`` or ``name(field=value, ...)``, as ``longformer(window=8,globals=2)``.
 
   ValueError naming the unknown family, field or bad value.
   """

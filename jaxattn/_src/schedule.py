@@ -59,7 +59,7 @@ MIN_PROBE_WIDTH = 32
 
 
 def probe_width(d: int, d_max: int) -> int:
-  """The padded width of an adaptive probe at d: min(d_max, max(``MIN_PROBE_WIDTH``, 2^⌈log2 d⌉))."""
+  """The padded width of an adaptive probe at d: min(d_max, max(MIN_PROBE_WIDTH, 2^⌈log2 d⌉))."""
   return min(d_max, max(MIN_PROBE_WIDTH, 1 << (int(d) - 1).bit_length()))
 
 

@@ -42,7 +42,7 @@ def _checked_grid(d_grid: Sequence[int], method: str) -> tuple[int, ...]:
 
 
 def geometric_grid(stop: int, per_octave: int = 4, start: int = 1) -> tuple[int, ...]:
-  """The integers round(2^(k/per_octave)), k = 0, 1, ..., that lie in [start, stop], and stop itself.
+  """The integers round(2^(k/per_octave)), k = 0, 1, ..., in [start, stop], and stop itself.
 
   Deduplicated and increasing: ``geometric_grid(256, 2)`` = (1, 2, 3, 4, 6,
   8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256). ValueError unless

@@ -82,7 +82,8 @@ def _circulant_pairs_log2(length: int) -> float:
   copies of g such cycles number (L!)² / (g! (2m)^g): (L!)² relabellings over
   the g! (2m)^g side-preserving automorphisms.
   """
-  return _log2_sum([2 * _log2_factorial(length) - _log2_factorial(g) - g * math.log2(2 * length // g)
+  return _log2_sum([2 * _log2_factorial(length) - _log2_factorial(g)
+                    - g * math.log2(2 * length // g)
                     for g in range(1, length // 2 + 1) if length % g == 0])
 
 
