@@ -282,6 +282,25 @@ def test_a_searchs_undecided_levels_meet_the_same_cases(case, nested):
   np.testing.assert_array_equal(result.verdicts, [expected])
 
 
+def test_a_nested_levels_host_verdict_reads_only_its_first_d_columns():
+  """Nested, the near-tie of ``_ln2_factors`` (ln 2/2, just below) in columns 0..6 and a column 8
+  that adds 5 to row 0's supported logit 0: level d = 8 reads 2·Q_{:, :8}K_{:, :8}ᵀ, the exact
+  near-tie (ok), settled on the host from its listed rows; levels 12 and 16 read column 8 and
+  fail clearly. A host stage that read the columns up to d_max at level 8 would fail it."""
+  queries, keys = _ln2_factors(True, share=2)
+  queries, keys = (np.pad(x, ((0, 0), (0, 9 - x.shape[1]))) for x in (queries, keys))
+  queries[0, 8], keys[0, 8] = 1.0, 5.0
+  pattern = ja.SparsePattern.from_dense(np.array([[1, 1, 0], [1, 1, 1], [1, 1, 1]], np.float32))
+  ja.construct.register_method("fixed_columns_above", _fixed_method(queries, keys), nested=True)
+  try:
+    result = ja.min_d(jax.random.PRNGKey(0), lambda key: pattern, (8, 12, 16), eps1=1.0,
+                      eps2=0.9, trials=1, method="fixed_columns_above")
+  finally:
+    ja.construct.unregister_method("fixed_columns_above")
+  assert result.certified and result.levels_on_host == 1
+  np.testing.assert_array_equal(result.verdicts, [[True, False, False]])
+
+
 # --- the thresholds ----------------------------------------------------------------------------
 
 def _edge_tolerances():
