@@ -6,10 +6,11 @@ A table on a page sits between two comment lines that name its data file::
   | L | jl | ...
   <!-- end table -->
 
-The data file is a CSV (the table's header row, then its cells as the page shows them),
-led by ``#`` lines that say where the numbers come from: ``# command:``, ``# commit:`` and
-``# machine:`` are required, ``# note:`` optional, and ``# align:`` gives each column's
-alignment (``l`` or ``r``, default ``l``). The command writes the table and, on the line
+The data file is a CSV (the table's header row, then its cells as the page shows them), or a
+``.txt`` file (a command's output as printed, shown as a ``text`` block), led by ``#`` lines
+that say where the numbers come from: ``# command:``, ``# commit:`` and ``# machine:`` are
+required, ``# note:`` optional, and ``# align:`` gives a CSV's column alignments (``l`` or
+``r``, default ``l``). The command writes the table and, on the line
 under it, its provenance; ``--check`` writes nothing and exits 1 naming every table that
 differs from its file (``tests/test_doc_tables.py`` runs it).
 """
@@ -30,18 +31,20 @@ REQUIRED = ("command", "commit", "machine")
 
 
 class TableData(NamedTuple):
-  """A data file: its provenance fields and its rows (the first is the header)."""
+  """A data file: its provenance fields and its rows (the first is the header), or its text."""
 
   fields: dict[str, str]
-  rows: list[list[str]]
+  rows: list[list[str]]  # a CSV's; empty for a .txt file
+  text: str = ""         # a .txt file's output
 
 
 def read_data(path: pathlib.Path) -> TableData:
-  """The ``#`` fields and CSV rows of ``path``; ValueError naming a missing field or a row
-  whose cell count differs from the header's."""
+  """The leading ``#`` fields of ``path`` and its CSV rows (or, for a .txt file, the text after
+  them); ValueError naming a missing field or a row whose cell count differs from the header's."""
   lines = path.read_text(encoding="utf-8").splitlines()
+  count = next((n for n, line in enumerate(lines) if not line.startswith("#")), len(lines))
   fields = {}
-  for line in (line for line in lines if line.startswith("#")):
+  for line in lines[:count]:
     field = re.fullmatch(r"# (\w+): (.+)", line)
     if field is None:
       raise ValueError(f"{path}: {line!r} is not a '# name: value' line")
@@ -49,8 +52,9 @@ def read_data(path: pathlib.Path) -> TableData:
   missing = [name for name in REQUIRED if name not in fields]
   if missing:
     raise ValueError(f"{path}: no '# {missing[0]}:' line (each of {', '.join(REQUIRED)} is needed)")
-  rows = list(csv.reader(io.StringIO("\n".join(line for line in lines
-                                                  if not line.startswith("#")))))
+  if path.suffix == ".txt":
+    return TableData(fields, [], "".join(f"{line}\n" for line in lines[count:]))
+  rows = list(csv.reader(io.StringIO("\n".join(lines[count:]))))
   for number, row in enumerate(rows[1:], 2):
     if len(row) != len(rows[0]):
       raise ValueError(f"{path}: row {number} has {len(row)} cells, the header {len(rows[0])}")
@@ -58,11 +62,15 @@ def read_data(path: pathlib.Path) -> TableData:
 
 
 def markdown(data: TableData, name: str) -> str:
-  """The table as Markdown, then one line of provenance."""
-  header, *body = data.rows
-  align = data.fields.get("align", "").split(",") if data.fields.get("align") else []
-  rule = ["---:" if align[i:i + 1] == ["r"] else "---" for i in range(len(header))]
-  lines = ["| " + " | ".join(row) + " |" for row in (header, rule, *body)]
+  """The table as Markdown (a .txt file's text as a ``text`` block), then one line of
+  provenance."""
+  if data.rows:
+    header, *body = data.rows
+    align = data.fields.get("align", "").split(",") if data.fields.get("align") else []
+    rule = ["---:" if align[i:i + 1] == ["r"] else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(row) + " |" for row in (header, rule, *body)]
+  else:
+    lines = ["```text", *data.text.splitlines(), "```"]
   note = f" {data.fields['note']}" if "note" in data.fields else ""
   lines += ["", f"*Data: `{name}`, from `{data.fields['command']}` at {data.fields['commit']} "
             f"on {data.fields['machine']}.{note}*"]

@@ -23,10 +23,12 @@ def test_every_table_is_what_its_data_file_generates():
 
 
 def test_every_data_file_is_used_and_every_table_has_one():
-  """19 tables, one data file each, none left over; each store is read by a block that runs."""
+  """21 tables (19 CSV, 2 printed outputs), one data file each, none left over; each store is
+  read by a block that runs."""
   regions = _regions()
-  assert len(regions) == 19
-  assert sorted(regions) == sorted(f"docs/data/{p.name}" for p in DATA.glob("*.csv"))
+  assert len(regions) == 21
+  assert sorted(regions) == sorted(f"docs/data/{p.name}" for p in DATA.glob("*")
+                                   if p.suffix in (".csv", ".txt"))
   run = "\n".join(b.code for page in PAGES for b in blocks(page) if b.runnable and b.excuse is None)
   for store in DATA.glob("*.sqlite"):
     assert f"results/{store.name}" in run, f"no block of the docs reads {store.name}"
@@ -66,3 +68,13 @@ def test_the_table_carries_its_provenance(tmp_path):
   assert tables.markdown(tables.read_data(path), "t.csv") == (
       "| name | d |\n| --- | ---: |\n| jl, 2 | 724 [512, 1448] |\n\n"
       "*Data: `t.csv`, from `python -m bench x` at abc1234 on a CPU.*\n")
+
+
+def test_a_printed_output_is_shown_as_printed(tmp_path):
+  """A .txt data file: its text after the ``#`` lines, as a text block, then its provenance."""
+  path = tmp_path / "t.txt"
+  path.write_text("# command: python -m bench perf\n# commit: abc1234\n# machine: a CPU\n"
+                  "check    ms\n(a)    9.5\n", encoding="utf-8")
+  assert tables.markdown(tables.read_data(path), "t.txt") == (
+      "```text\ncheck    ms\n(a)    9.5\n```\n\n"
+      "*Data: `t.txt`, from `python -m bench perf` at abc1234 on a CPU.*\n")
