@@ -1,5 +1,6 @@
 """Sweeps as job arrays (docs/clusters.md): ``bench run --shard I/N`` and ``bench merge``."""
 
+import math
 import os
 import shutil
 import signal
@@ -35,6 +36,20 @@ def test_the_split_deals_every_pair_once_and_balanced():
   for bad in ("4/4", "1", "-1/2", "a/b"):
     with pytest.raises(Exception, match="--shard: expected I/N"):
       shards.parse_shard(bad)
+
+
+def test_a_tasks_limits_are_its_plan_with_their_margins():
+  """A task's time limit is 2 × its shard's planned seconds plus 300 s; USR2 comes 5 × the
+  longest point before it (a single point took up to 4.2 × its plan in the cost fit)."""
+  from jaxattn_bench import runner, submit
+  from jaxattn_bench.store import canonical
+  points = grid.load_preset("long").points
+  split = shards.split(points, [0], 4)
+  seconds = {canonical(p.params()): runner.point_seconds(p) for p in points}
+  largest = max(sum(seconds[params] for params, _ in share) for share in split)
+  limits = submit.limits(points, split)
+  assert limits.timeout_min == math.ceil((2 * largest + 300) / 60)
+  assert limits.signal_delay_s == math.ceil(5 * max(seconds.values())) > 90
 
 
 @pytest.fixture(scope="module")
