@@ -37,11 +37,11 @@ from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonic
 # The cost model is the library's (``ja.schedule.search_cost``: multiply-adds of the logit
 # products plus a compilation per program), so that plans and the schedule a search chooses agree.
 # Units of ``ja.schedule.search_cost`` per second on the 2-core CPU, fitted with the model's C and
-# S to the stored wall times of the quick, long and practice presets (bf0dccb, docs/data/:
-# `python -m jaxattn_bench.cost_fit docs/data/{quick,long,practice}.sqlite`). In total the
-# model is within 4% of the time taken, per point within a factor 2 above and 4 below
+# S to the stored wall times of the quick, long, practice and causal presets (docs/data/:
+# `python -m jaxattn_bench.cost_fit docs/data/{quick,long,practice,causal}.sqlite`). In total
+# the model is within 7% of the time taken, per point within a factor 2.7 above and 5.6 below
 # (docs/practice.md, "Which schedule, when none is named").
-COST_RATE = 1.09e11
+COST_RATE = 7.98e10
 # Seconds between looks at the store while other runs compute the points left.
 POLL_S = 0.5
 

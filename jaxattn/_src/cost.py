@@ -29,18 +29,18 @@ from jaxattn._src.schedule import adaptive_probes
 # each, on the 2-core CPU; runs under load ranged 16–54 (docs/certified.md).
 LEVEL_COST = 34
 # C and S: fitted with the runner's rate (``runner.COST_RATE``) to the stored wall times of the
-# quick, long and practice presets on the 2-core CPU at bf0dccb (docs/data/, 74 points, relative
-# errors in non-negative least squares):
-#   python -m jaxattn_bench.cost_fit docs/data/{quick,long,practice}.sqlite
-# C: one compiled program, in the units of the products: about 1.06 s at 1.09e11 units per second.
-COMPILE_COST = 1.15e11
+# quick, long, practice and causal presets on the 2-core CPU at bf0dccb and e0bf915 (docs/data/,
+# 138 points, relative errors in non-negative least squares):
+#   python -m jaxattn_bench.cost_fit docs/data/{quick,long,practice,causal}.sqlite
+# C: one compiled program, in the units of the products: about 1.43 s at 7.98e10 units per second.
+COMPILE_COST = 1.14e11
 # P: streamed passes per build: 1, but 25 for optimize (8–21 mining passes and checks per trial and
 # d in `python -m bench beyond`, each dearer than a verification pass: P is set so that the beyond
 # preset's optimize and lstsq points at L = 65536 cost 2.85x, as measured: 1015 s and 356 s).
 PASSES = {"optimize": 25}
 # S: a build's work on the N support entries of a row, per column (optimize's Adam steps on the
 # support and hard negatives, lstsq's solves); none for the other methods.
-SUPPORT_COST = {"optimize": 1270.0, "lstsq": 513.0}
+SUPPORT_COST = {"optimize": 869.0, "lstsq": 261.0}
 
 
 def threshold_hint(method: str, length: int, nnz: int) -> float:
