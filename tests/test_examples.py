@@ -61,6 +61,7 @@ def _run(kind: str, code: str, folder: pathlib.Path, where: str, status: int = 0
     command = [sys.executable, "-c", code]
   else:
     command = ["bash", "-e", "-c", f'python() {{ "{sys.executable}" "$@"; }}\n{code}']
+  # COLUMNS: argparse wraps a --help to the terminal's width; a page shows it at 100.
   result = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "MPLBACKEND": "Agg", "COLUMNS": "100"})
   assert result.returncode == status, (f"{where} exited {result.returncode}, not {status}:\n"
