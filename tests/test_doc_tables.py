@@ -61,20 +61,16 @@ def test_a_data_file_without_its_provenance_is_refused(tmp_path, text, error):
     tables.read_data(path)
 
 
-def test_the_table_carries_its_provenance(tmp_path):
-  path = tmp_path / "t.csv"
-  path.write_text("# command: python -m bench x\n# commit: abc1234\n# machine: a CPU\n"
-                  "# align: l,r\nname,d\n\"jl, 2\",\"724 [512, 1448]\"\n", encoding="utf-8")
-  assert tables.markdown(tables.read_data(path), "t.csv") == (
-      "| name | d |\n| --- | ---: |\n| jl, 2 | 724 [512, 1448] |\n\n"
-      "*Data: `t.csv`, from `python -m bench x` at abc1234 on a CPU.*\n")
-
-
-def test_a_printed_output_is_shown_as_printed(tmp_path):
-  """A .txt data file: its text after the ``#`` lines, as a text block, then its provenance."""
-  path = tmp_path / "t.txt"
-  path.write_text("# command: python -m bench perf\n# commit: abc1234\n# machine: a CPU\n"
-                  "check    ms\n(a)    9.5\n", encoding="utf-8")
-  assert tables.markdown(tables.read_data(path), "t.txt") == (
-      "```text\ncheck    ms\n(a)    9.5\n```\n\n"
-      "*Data: `t.txt`, from `python -m bench perf` at abc1234 on a CPU.*\n")
+@pytest.mark.parametrize("name, body, shown", [
+    ("t.csv", "# align: l,r\nname,d\n\"jl, 2\",\"724 [512, 1448]\"\n",
+     "| name | d |\n| --- | ---: |\n| jl, 2 | 724 [512, 1448] |\n"),
+    ("t.txt", "check    ms\n(a)    9.5\n", "```text\ncheck    ms\n(a)    9.5\n```\n")],
+    ids=["csv", "txt"])
+def test_the_table_carries_its_provenance(tmp_path, name, body, shown):
+  """A CSV as a Markdown table with its alignments; a .txt file's text after the ``#`` lines as
+  a text block, as printed; each followed by the line naming its source."""
+  path = tmp_path / name
+  path.write_text("# command: python -m bench x\n# commit: abc1234\n# machine: a CPU\n" + body,
+                  encoding="utf-8")
+  assert tables.markdown(tables.read_data(path), name) == (
+      f"{shown}\n*Data: `{name}`, from `python -m bench x` at abc1234 on a CPU.*\n")
