@@ -5,11 +5,10 @@ The model (``ja.schedule.search_cost``) puts a point's seconds at
 
   wall = (keys + S_m·support + C·compiles) / rate,
 
-with ``ja.schedule.search_terms`` of the search the point ran (on the schedule ``ja.min_d``
-chooses, ``ja.schedule.choose_schedule``: a store does not record it, and an adaptive search
-that evaluates every level is stored as a full one; the causal share in a causal layer). That is
-linear in 1/rate, C/rate and S_m/rate, so one non-negative least-squares fit over every stored
-point gives them all: the rate
+with the terms of the search the point ran (``runner.search_terms``, on the schedule
+``ja.min_d`` chooses: a store does not record it, and an adaptive search that evaluates every
+level is stored as a full one). That is linear in 1/rate, C/rate and S_m/rate, so one
+non-negative least-squares fit over every stored point gives them all: the rate
 (``runner.COST_RATE``), C (``ja.schedule.COMPILE_COST``) and S per method
 (``ja.schedule.SUPPORT_COST``); P and c stay as measured (``bench perf``, the beyond preset).
 The fit weighs every point by 1/wall, so that it fits ratios, not the longest points.
@@ -41,14 +40,11 @@ class CostFit(NamedTuple):
 
 
 def point_terms(record: Record) -> ja.schedule.SearchTerms:
-  """``search_terms`` of the search a stored point ran."""
+  """``runner.search_terms`` of the search a stored point ran."""
   params = record.params
-  grid = tuple(int(d) for d in record.d)
-  method, length, nnz = params["method"], params["length"], params["nnz"]
-  schedule = ja.schedule.choose_schedule(method, length, nnz, grid, record.trials)
-  share = runner.causal_share(length) if params.get("causal", False) else 1.0
-  return ja.schedule.search_terms(method, length, nnz, grid, schedule=schedule,
-                                  trials=record.trials, causal_share=share)
+  return runner.search_terms(params["method"], params["length"], params["nnz"],
+                             tuple(int(d) for d in record.d), trials=record.trials,
+                             causal=params.get("causal", False))
 
 
 def fit(records: Sequence[Record], methods: Sequence[str] = ("lstsq", "optimize")) -> CostFit:

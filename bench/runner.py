@@ -51,17 +51,26 @@ def point_work(point: grid.Point) -> float:
   return float(point.trials) * point.length**2 * point.d_grid[-1]
 
 
-def search_seconds(method: str, length: int, nnz: int, d_grid: Sequence[int], *,
-                   trials: int = 1, schedule: str | None = None, causal: bool = False) -> float:
-  """Expected seconds of a search on this project's 2-core CPU: ``ja.schedule.search_cost`` on
-  ``schedule`` (default: the one ``ja.min_d`` chooses, ``ja.schedule.choose_schedule``), its
-  work scaled by ``causal_share`` in a causal layer, over ``COST_RATE``. The one cost model of
-  every plan: ``bench run --plan``, ``bench practice --plan``, ``bench submit``'s time limits
-  and work split, and the plans ``bench min_d`` and ``bench solve --search`` print."""
+def search_terms(method: str, length: int, nnz: int, d_grid: Sequence[int], *,
+                 trials: int = 1, schedule: str | None = None,
+                 causal: bool = False) -> ja.schedule.SearchTerms:
+  """``ja.schedule.search_terms`` of a search on ``schedule`` (default: the one ``ja.min_d``
+  chooses, ``ja.schedule.choose_schedule``), its work scaled by ``causal_share`` in a causal
+  layer."""
   schedule = schedule or ja.schedule.choose_schedule(method, length, nnz, d_grid, trials)
   share = causal_share(length) if causal else 1.0
-  return ja.schedule.search_cost(method, length, nnz, d_grid, schedule=schedule, trials=trials,
-                                 causal_share=share) / COST_RATE
+  return ja.schedule.search_terms(method, length, nnz, d_grid, schedule=schedule, trials=trials,
+                                  causal_share=share)
+
+
+def search_seconds(method: str, length: int, nnz: int, d_grid: Sequence[int], *,
+                   trials: int = 1, schedule: str | None = None, causal: bool = False) -> float:
+  """Expected seconds of a search on this project's 2-core CPU: the cost of its
+  ``search_terms`` over ``COST_RATE``. The one cost model of every plan: ``bench run --plan``,
+  ``bench practice --plan``, ``bench submit``'s time limits and work split, and the plans
+  ``bench min_d`` and ``bench solve --search`` print."""
+  return search_terms(method, length, nnz, d_grid, trials=trials, schedule=schedule,
+                      causal=causal).cost(method) / COST_RATE
 
 
 def point_seconds(point: grid.Point) -> float:

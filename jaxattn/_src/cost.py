@@ -66,6 +66,10 @@ class SearchTerms(NamedTuple):
   support: float  # T·L·s·N²·columns: the work on the rows' supports, in units of S
   compiles: int   # compiled programs
 
+  def cost(self, method: str) -> float:
+    """keys + S·support + C·compiles, with ``method``'s S (``SUPPORT_COST``, 0 if not listed)."""
+    return self.keys + SUPPORT_COST.get(method, 0.0) * self.support + COMPILE_COST * self.compiles
+
 
 def search_terms(method: str, length: int, nnz: int, d_grid: Sequence[int], *, schedule: str,
                  trials: int = 1, causal_share: float = 1.0) -> SearchTerms:
@@ -88,10 +92,8 @@ def search_cost(method: str, length: int, nnz: int, d_grid: Sequence[int], *, sc
                 trials: int = 1, causal_share: float = 1.0) -> float:
   """The model's cost of a search (module docstring): keys + S·support + C·compiles of its
   ``search_terms``."""
-  terms = search_terms(method, length, nnz, d_grid, schedule=schedule, trials=trials,
-                       causal_share=causal_share)
-  return (terms.keys + SUPPORT_COST.get(method, 0.0) * terms.support
-          + COMPILE_COST * terms.compiles)
+  return search_terms(method, length, nnz, d_grid, schedule=schedule, trials=trials,
+                      causal_share=causal_share).cost(method)
 
 
 def choose_schedule(method: str, length: int, nnz: int, d_grid: Sequence[int],
