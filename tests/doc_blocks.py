@@ -26,8 +26,10 @@ import pathlib
 import re
 from typing import NamedTuple
 
+from jaxattn_plots.tables import pages
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PAGES = ["README.md"] + sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))
+PAGES = [str(page.relative_to(ROOT)) for page in pages(ROOT)]  # README.md, docs/*.md
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```", re.S | re.M)
 EXCUSE = re.compile(r"^\*Not run by the suite: (.+)\*$")
 MEASURED = re.compile(r"\d+(\.\d+)? ?(s|min|h)\b")
