@@ -7,9 +7,11 @@ A page's blocks run in document order, in one temporary folder shared by the pag
 block may write the file a later block reads), each block in a fresh process of the running
 interpreter. The folder holds links to the repository's ``bench``, ``plots`` and
 ``examples``, so ``python -m bench`` and ``examples/...`` work as from the repository root;
-in shell blocks ``python`` is ``sys.executable``. It also holds ``results/``, a copy of the
-results stores kept in ``docs/data/`` (the products of the excused runs, from which the
-pages' tables are generated), so that a block after an excused run reads what it wrote.
+in shell blocks ``python`` is ``sys.executable``; ``docs/data`` links to the kept results
+files. An excused run is replaced by its product: where the page passes an excused block that
+names ``results/NAME.sqlite`` and ``docs/data/NAME.sqlite`` is kept, the suite copies that file
+to ``results/``, so the blocks after it read what the run wrote, and the blocks before it see
+what a reader who has not run it sees.
 
 Size overrides: a block listed in ``SMALLER`` runs with those substitutions applied, the
 same code at smaller sizes; such a block shows no output for the suite to compare.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +33,7 @@ from tests.doc_blocks import (MEASURED, NEEDS, PAGES, ROOT, Block, blocks, conso
 
 # (page, text in the block) -> substitutions. The random parameters' QR at d = 2048 alone
 # takes minutes on 2 cores.
+DATA = ROOT / "docs" / "data"
 SMALLER = {
     ("docs/beyond.md", "params=\"random\""): [("length=256", "length=32"), ("d=2048", "d=256")],
 }
@@ -48,10 +52,17 @@ def _smaller(block: Block) -> str:
 def _folder(tmp_path: pathlib.Path) -> pathlib.Path:
   for name in ("bench", "plots", "examples"):
     (tmp_path / name).symlink_to(ROOT / name)
+  (tmp_path / "docs").mkdir()
+  (tmp_path / "docs" / "data").symlink_to(DATA)
   (tmp_path / "results").mkdir()
-  for store in (ROOT / "docs" / "data").glob("*.sqlite"):
-    shutil.copy(store, tmp_path / "results" / store.name)
   return tmp_path
+
+
+def _products(block: Block, folder: pathlib.Path) -> None:
+  """Copy to ``results/`` the kept results files an excused ``block`` writes."""
+  for name in re.findall(r"results/([\w-]+\.sqlite)", block.code):
+    if (DATA / name).is_file():
+      shutil.copy(DATA / name, folder / "results" / name)
 
 
 def _run(kind: str, code: str, folder: pathlib.Path, where: str, status: int = 0) -> str:
@@ -75,6 +86,8 @@ def run_page(page: str, folder: pathlib.Path) -> None:
   for block in blocks(page):
     if block.file:
       (folder / block.file).write_text(block.code, encoding="utf-8")
+    if block.excuse is not None:
+      _products(block, folder)
     if not block.runnable or block.excuse is not None:
       continue
     if block.language == "console":
