@@ -34,58 +34,66 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec,
                 width: int | None = None) -> tuple[Int[Array, " G"], HostRows]:
   """Whether ``spec.method`` verifies at every d of ``spec.d_grid`` for one pattern and key: per
   grid d ``certify.CERTAIN_OK``, ``CERTAIN_FAIL`` or ``UNDECIDED`` (int8; the host settles the
-  last), with each level's undecided rows (``HostRows``). Given ``d`` (not nested): that d only,
-  padded to ``width`` (G = 1, an adaptive probe).
+  last), with each level's undecided rows (``HostRows``; ``stream_level_states``). Given ``d`` (not
+  nested): that d only, padded to ``width`` (G = 1, an adaptive probe).
+
+  With η = ``max_outside_mass``, methods in ``MASS_AWARE`` build for η. Methods in ``NESTED``
+  are drawn once at d_max and every d is read off nested prefixes in one streamed pass, logits
+  ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ; other methods are built at each d inside one
+  compiled loop, padded to d_max: the program depends on d_max only. Factors are computed
+  in float32 (float64 for ``dtype`` float64), verified in ``dtype`` (``resolve_dtype``).
+  """
+  evaluate, compute = resolve_dtype(spec.dtype)
+  pattern = cast_pattern(pattern, compute)
+  build = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), method_factors(
+      spec.method, key, pattern, d, width, criterion.eps1, criterion.eps2, dtype=evaluate,
+      max_outside_mass=criterion.max_outside_mass, causal=spec.causal))
+  states = functools.partial(stream_level_states, pattern=pattern, spec=spec,
+                             criterion=criterion, mesh=mesh)
+  d_grid = spec.d_grid
+  d_max = d_grid[-1]
+  if spec.method in NESTED:
+    return states(build(d_max, d_max), d_grid, d_max / jnp.asarray(d_grid, evaluate))
+  ones = jnp.ones((1,), evaluate)
+  if d is not None:
+    assert width is not None, "a probe at d is built padded to its width"
+    return states(build(d, width), (width,), ones)
+  return jax.tree.map(lambda x: x[:, 0], jax.lax.map(
+      lambda d: states(build(d, d_max), (d_max,), ones), jnp.asarray(d_grid)))
+
+
+def stream_level_states(factors: tuple[Float[Array, "L w"], Float[Array, "L w"]],
+                        splits: tuple[int, ...], scales: Float[Array, " G"], *,
+                        pattern: SparsePattern, spec: SearchSpec, criterion: Criterion,
+                        mesh=None) -> tuple[Int[Array, " G"], HostRows]:
+  """The states of G levels (prefixes ``splits`` of the factors, logits scaled by ``scales``)
+  in one streamed pass (``row_stats``, with ``spec``'s tiles, products' dtype and ``causal``).
 
   Certified (``certify.certifiable`` and no ``layer_dtype``): a level fails if a row
   certainly fails, passes if every row certainly passes, and is undecided
   otherwise; after a pass with ``matmul="bfloat16"`` products, up to
   ``RECHECK_SHARE``·L undecided rows are re-done with float32 products
   (``recheck_rows``). Uncertified (the mass criterion, a ``layer_dtype``, a
-  bfloat16 evaluation ``dtype``): the computed verdict, never undecided.
-
-  With η = ``max_outside_mass`` (``row_ok``): the pass also streams each row's outside
-  log-sum-exp (``row_stats``'s ``full``), and methods in ``MASS_AWARE`` build for η.
-
-  Methods in ``NESTED`` are drawn once at d_max and every d is read off nested prefixes in
-  one streamed pass, logits ℓ^(d) = (d_max/d) Q_{:, :d} K_{:, :d}ᵀ; other methods are built
-  at each d inside one compiled loop, padded to d_max: the program depends on d_max only.
-  Tiles, the products' dtype, ``mesh`` and ``causal`` go to ``row_stats``. Factors are computed
-  in float32 (float64 for ``dtype`` float64), verified in ``dtype`` (``resolve_dtype``).
+  bfloat16 evaluation ``dtype``): the computed verdict, never undecided. With η =
+  ``max_outside_mass`` (``row_ok``) the pass also streams each row's outside log-sum-exp.
   """
-  method, d_grid, block_size, row_block, causal = (spec.method, spec.d_grid, spec.block_size,
-                                                   spec.row_block, spec.causal)
-  eps1, eps2, max_outside_mass, limits = criterion
-  evaluate, compute = resolve_dtype(spec.dtype)
-  pattern = cast_pattern(pattern, compute)
-  build = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), method_factors(
-      method, key, pattern, d, width, eps1, eps2, dtype=evaluate,
-      max_outside_mass=max_outside_mass, causal=causal))
-  d_max = d_grid[-1]
-  full = max_outside_mass is not None  # the outside mass is only streamed when it is judged
-  certified = spec.layer_dtype is None and certify.certifiable(evaluate, max_outside_mass)
+  queries, keys = factors
+  max_outside_mass, limits = criterion.max_outside_mass, criterion.limits
+  evaluate, _ = resolve_dtype(spec.dtype)
   first = certify.MATMUL_FORMATS[spec.matmul] if spec.layer_dtype is None else spec.layer_dtype
-
-  def level_states(factors, splits, scales):
-    queries, keys = factors
-    stats = row_stats(queries, keys, pattern, splits, scales, block_size=block_size, mesh=mesh,
-                      row_block=row_block, full=full, matmul_dtype=first, causal=causal)
-    if not certified:
-      verdicts = jnp.all(row_ok(stats, limits, max_outside_mass), -1).astype(jnp.int8)
-      return verdicts, undecided_rows(jnp.ones_like(stats.gap, jnp.int8))
-    states = row_states(stats, limits)
-    if first is not None and jnp.finfo(first).bits < jnp.finfo(evaluate).bits:
-      states = recheck_rows(queries, keys, pattern, states, splits, scales, limits,
-                            block_size=block_size, row_block=row_block, causal=causal)
-    return certify.level_states(states), undecided_rows(states)
-
-  if method in NESTED:
-    return level_states(build(d_max, d_max), d_grid, d_max / jnp.asarray(d_grid, evaluate))
-  ones = jnp.ones((1,), evaluate)
-  if d is not None:
-    return level_states(build(d, width), (width,), ones)
-  return jax.tree.map(lambda x: x[:, 0], jax.lax.map(
-      lambda d: level_states(build(d, d_max), (d_max,), ones), jnp.asarray(d_grid)))
+  block_size, row_block, causal = spec.block_size, spec.row_block, spec.causal
+  # the outside mass is only streamed when it is judged
+  stats = row_stats(queries, keys, pattern, splits, scales, block_size=block_size, mesh=mesh,
+                    row_block=row_block, full=max_outside_mass is not None, matmul_dtype=first,
+                    causal=causal)
+  if spec.layer_dtype is not None or not certify.certifiable(evaluate, max_outside_mass):
+    verdicts = jnp.all(row_ok(stats, limits, max_outside_mass), -1).astype(jnp.int8)
+    return verdicts, undecided_rows(jnp.ones_like(stats.gap, jnp.int8))
+  states = row_states(stats, limits)
+  if first is not None and jnp.finfo(first).bits < jnp.finfo(evaluate).bits:
+    states = recheck_rows(queries, keys, pattern, states, splits, scales, limits,
+                          block_size=block_size, row_block=row_block, causal=causal)
+  return certify.level_states(states), undecided_rows(states)
 
 
 # The share of rows a bfloat16 pass may leave to the in-program float32 re-check.
