@@ -11,7 +11,7 @@ from absl.testing import parameterized
 
 import jaxattn as ja
 from jaxattn import construct
-from jaxattn._src import base, lstsq, moment_curve, optimize
+from jaxattn._src import base, lstsq, mining, moment_curve, optimize
 from tests.reference import reference_figures, reference_ok
 
 KEY = jax.random.PRNGKey(0)
@@ -181,7 +181,7 @@ class TestOptimizeLoop(chex.TestCase):
     sol = construct.solution_from_factors(queries, keys)
     dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), eps1=EPS1, eps2=EPS2)
     margin = np.log1p(EPS1)
-    for mined in (None, optimize.mine(queries, keys, p, 4)):
+    for mined in (None, mining.mine(queries, keys, p, 4)):
       ratio, zeros = optimize.excess(queries, keys, p, EPS1, EPS2, slack, mined)
       np.testing.assert_allclose(np.max(ratio), dense.spread.max() - (1 - slack) * margin,
                                  rtol=1e-4, atol=1e-4)
@@ -200,7 +200,7 @@ class TestOptimizeLoop(chex.TestCase):
     """
     p = ja.patterns.random_regular(KEY, length=300, nnz=3, a_min=0.2)
     queries, keys = (jax.random.normal(k, (300, 5)) for k in jax.random.split(KEY))
-    mined = jax.jit(functools.partial(optimize.mine, count=4, block_size=block_size,
+    mined = jax.jit(functools.partial(mining.mine, count=4, block_size=block_size,
                                       row_block=64, merge_blocks=merge_blocks))(queries, keys, p)
     logits = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T
     dense = p.to_dense() > 0
@@ -221,7 +221,7 @@ class TestOptimizeLoop(chex.TestCase):
     queries, keys = (np.asarray(jax.random.normal(k, (96, 4)), np.float64)
                      for k in jax.random.split(KEY))
     with jax.enable_x64(True):
-      mined = optimize.mine(jnp.asarray(queries), jnp.asarray(keys),
+      mined = mining.mine(jnp.asarray(queries), jnp.asarray(keys),
                             base.cast_pattern(p, jnp.float64), 3, block_size=32)
     assert mined.gap.dtype == jnp.float64
     logits = np.where(p.to_dense() > 0, -np.inf, queries @ keys.T)
@@ -272,7 +272,7 @@ def test_resource_plan_mirrors_optimize():
   change of optimize that leaves ``bench resources`` planning for the old loop."""
   from jaxattn_bench import resources
   assert (resources.OPTIMIZE_NEGATIVES, resources.OPTIMIZE_CHUNK) == (optimize.NEGATIVES,
-                                                                      optimize.CHUNK)
+                                                                      mining.CHUNK)
 
 
 @pytest.mark.parametrize("method, grid", [("lstsq", (4, 48)), ("moment_curve", (2, 4)),

@@ -192,7 +192,7 @@ def test_the_key_block_on_the_diagonal_is_never_skipped(rows, block):
 def test_optimize_mines_only_the_keys_a_causal_row_sees():
   """``mine(causal=True)``: each row's negatives are the K largest ℓ_ij over j ≤ i, j ∉ S_i (the
   dense float64 ranking), and its gap is the causal pass's."""
-  from jaxattn._src.optimize import mine
+  from jaxattn._src.mining import mine
   length, count = 40, 5
   pattern = _causal_pattern(length, 2)
   queries, keys = ja.construct.METHODS["lstsq"](jax.random.PRNGKey(0), pattern, 8, 8, EPS1, EPS2,

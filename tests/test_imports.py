@@ -6,7 +6,8 @@ Layers, bottom to top: the library ``jaxattn``; the experiments
 plots/); the commands (``jaxattn_bench.commands``, ``jaxattn_bench.cli`` and
 the ``__main__`` modules). Inside the library, the base layer imports only
 the pattern type, and each construction only the base (``optimize`` also
-starts from ``lstsq`` and mines negatives with the tiling ``tiles`` that ``verify`` uses).
+starts from ``lstsq`` and trains on the negatives of ``mining``, which streams with the tiling
+``tiles`` that ``verify`` uses).
 """
 
 import ast
@@ -127,7 +128,8 @@ def test_imports_point_down_the_layers():
     ("jaxattn._src.lstsq", {"jaxattn._src.base", "jaxattn._src.pattern"}),
     ("jaxattn._src.moment_curve", {"jaxattn._src.base", "jaxattn._src.pattern"}),
     ("jaxattn._src.optimize", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.lstsq",
-                               "jaxattn._src.tiles"}),
+                               "jaxattn._src.mining"}),
+    ("jaxattn._src.mining", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.tiles"}),
     ("jaxattn._src.tiles", {"jaxattn._src.base", "jaxattn._src.pattern"}),
     ("jaxattn._src.verify", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.tiles",
                              "jaxattn._src.certify", "jaxattn._src.exact",

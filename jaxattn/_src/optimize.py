@@ -11,16 +11,7 @@ logits of its *hard negatives* H_i ⊂ [L] ∖ S_i:
 
 r_is = ℓ_is − ln A_is; each pair term is C¹. H_i holds the K largest
 off-support logits of row i, re-mined every ``MINE_EVERY`` Adam steps by
-one streamed pass over key blocks (``mine``, the tiling of ``ja.verify``: ``tiles``):
-per tile of rows × keys, the maximum of every chunk of ``CHUNK``
-consecutive keys, merged per group of key blocks (``lax.top_k`` over the
-row's K kept maxima and the group's new ones; a group is the largest
-divisor of the number of blocks that is ≤ ``MERGE_BLOCKS`` and at most half
-of it) into each row's K largest chunk maxima. The K largest logits of a
-row lie in those K chunks (a chunk holding one of them has its maximum ≥
-the K-th largest logit, and at most K chunks do), so recomputing the
-K·CHUNK logits of those chunks from gathered keys and keeping their top K
-is exact, while the pass itself costs one matmul and one fused max per tile.
+one streamed pass over key blocks (``mining.mine``).
 
 Stopping test. The same pass yields max_{j∉S_i} ℓ_ij exactly (the largest
 chunk maximum, from the very tiles and support mask of ``ja.verify``), so
@@ -46,9 +37,8 @@ the small-L reference that the tests and ``python -m bench perf
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,17 +46,14 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from jaxattn._src.base import HIGHEST, Factors
 from jaxattn._src.lstsq import SHIFT_FACTOR, lstsq_shifted
+from jaxattn._src.mining import Mined, mine
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.tiles import default_tiles, dot, pad_rows, row_blocks, support_stats, tile_mask
 
 MAX_STEPS = 200
 LEARNING_RATE = 0.05
 SLACK = 0.25
 NEGATIVES = 16   # K: hard negatives per row
 MINE_EVERY = 10  # Adam steps per round between two mining passes
-CHUNK = 32       # keys per chunk of the mining pass
-MERGE_BLOCKS = 16  # at most this many key blocks per top-K merge of the mining pass
-                   # (merging after every block made the pass markedly slower on the CPU)
 
 
 class Training(NamedTuple):
@@ -88,113 +75,6 @@ class OptimizeResult(NamedTuple):
   steps: Int[Array, ""]
   passed: Bool[Array, ""]
   passes: Int[Array, ""]  # streamed passes (mining and check): 1 if the lstsq start passed
-
-
-class Mined(NamedTuple):
-  """Output of ``mine``: each row's hard negatives and its streamed figures."""
-
-  negatives: Int[Array, "L K"]  # column indices of the K largest off-support logits, largest first
-  valid: Bool[Array, "L K"]     # False where the row has fewer than K off-support columns
-  spread: Float[Array, " L"]     # spread_i (docs/definitions.md)
-  gap: Float[Array, " L"]        # gap_i = max_{j∉S_i} ℓ_ij − min_{j∈S_i} ℓ_ij
-
-
-def merge_chunk_maxima(carry: tuple[Float[Array, "R k"], Int[Array, "R k"]],
-                       maxima: Float[Array, "R G P"], start: Int[Array, " G"], chunk: int,
-                       kept: int) -> tuple[Float[Array, "R k"], Int[Array, "R k"]]:
-  """Per row, the ``kept`` largest chunk maxima, and their chunk ids, of the kept ``carry`` and
-  the maxima of a group of G key blocks (P chunks each) starting at keys ``start``."""
-  rows, group, per_block = maxima.shape
-  ids = start[:, None] // chunk + jnp.arange(per_block, dtype=jnp.int32)  # [group, per_block]
-  ids = jnp.broadcast_to(ids.reshape(-1), (rows, group * per_block))
-  values, order = jax.lax.top_k(jnp.concatenate([carry[0], maxima.reshape(rows, -1)], 1), kept)
-  return values, jnp.take_along_axis(jnp.concatenate([carry[1], ids], 1), order, 1)
-
-
-def negatives_in_chunks(q: Float[Array, "R w"], keys: Float[Array, "P w"],
-                        chunk_ids: Int[Array, "R k"], cols: Int[Array, "R N"],
-                        valid: Bool[Array, "R N"], chunk: int, count: int, length: int,
-                        causal: tuple[Int[Array, " R"], Float[Array, "R k"]] | None = None
-                        ) -> tuple[Int[Array, "R K"], Bool[Array, "R K"]]:
-  """The ``count`` largest off-support logits of each row among the keys of its kept chunks
-  (columns, largest first) and whether each exists (rows with fewer off-support columns).
-  ``causal`` = (each row's index i, its kept chunk maxima): only the columns j ≤ i, of chunks
-  whose maximum is finite (an early row sees fewer chunks than it keeps; the rest are padding
-  that may repeat a chunk)."""
-  rows = q.shape[0]
-  columns = (chunk_ids[:, :, None] * chunk + jnp.arange(chunk)).reshape(rows, -1)
-  logits = jnp.einsum("rw,rcw->rc", q, keys[columns], precision=HIGHEST)
-  in_support = jnp.any((columns[:, :, None] == cols[:, None, :]) & valid[:, None, :], -1)
-  outside = (columns < length) & ~in_support
-  if causal is not None:
-    row_index, chunk_max = causal
-    seen = jnp.repeat(jnp.isfinite(chunk_max), chunk, axis=1)
-    outside = outside & (columns <= row_index[:, None]) & seen
-  values, order = jax.lax.top_k(jnp.where(outside, logits, -jnp.inf), count)
-  negatives = jnp.minimum(jnp.take_along_axis(columns, order, 1), length - 1)
-  return negatives, jnp.isfinite(values)
-
-
-def mine(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
-         count: int, *, block_size: int | None = None, row_block: int | None = None,
-         merge_blocks: int = MERGE_BLOCKS, causal: bool = False) -> Mined:
-  """H_i = the ``count`` largest ℓ_ij over j ∉ S_i (ℓ = Q Kᵀ), with spread_i and gap_i, in one pass
-  (``causal``: over j ≤ i, j ∉ S_i, the keys j > i masked as in ``ja.verify``'s causal pass).
-
-  Streams over key blocks of ``block_size`` (rounded up to whole chunks) in
-  row blocks of ``row_block`` (defaults: ``default_tiles()``), keeping per
-  row the ``count`` largest maxima of chunks of ``CHUNK`` keys, merged per
-  group of at most ``merge_blocks`` key blocks (module docstring,
-  ``merge_chunk_maxima``), then the negatives among the kept chunks' keys
-  (``negatives_in_chunks``); memory O(L·(N + count + w) + tile + row_block·count·CHUNK·w).
-  A dense row (``SparsePattern.dense``) is taken at q_i = 0, where ``optimize_run`` holds it:
-  spread 0 (its one placeholder slot) and gap −∞.
-  """
-  length, width = keys.shape
-  dtype = queries.dtype
-  default_rows, default_keys = default_tiles()
-  chunk = min(CHUNK, length)
-  block = math.ceil(min(block_size or default_keys, length) / chunk) * chunk
-  n_blocks = math.ceil(length / block)
-  per_block = block // chunk
-  kept = min(count, n_blocks * per_block)  # chunks kept per row
-  count = min(count, length)
-  rows = min(row_block or default_rows, length)
-  n_row_blocks = math.ceil(length / rows)
-  # Blocks per merge: a divisor of n_blocks, at most half of them (a single group, a scan of
-  # length 1, made the pass slower than merging every block on the CPU, L = 1024–8192).
-  group = max(g for g in range(1, min(merge_blocks, max(1, n_blocks // 2)) + 1)
-              if n_blocks % g == 0)
-  padded_keys = pad_rows(keys, n_blocks * block)
-  key_blocks = padded_keys.reshape(n_blocks // group, group, block, width)
-  starts = (jnp.arange(n_blocks, dtype=jnp.int32) * block).reshape(n_blocks // group, group)
-  ones = jnp.ones((width, 1), dtype)
-
-  def one_row_block(args):
-    q, cols, valid, log_w, dense, index = args
-    support = support_stats(q, keys, cols, log_w, valid, ones, ones[0])
-    spread, support_min = support.spread, support.minimum
-
-    def chunk_maxima(k, start):
-      tile = dot(q, k, dtype) + tile_mask(cols, valid, start, block, length, dtype, None, index)
-      return jnp.max(tile.reshape(rows, per_block, chunk), -1)
-
-    def key_group(carry, inputs):
-      k, start = inputs
-      maxima = jnp.moveaxis(jax.lax.map(lambda a: chunk_maxima(*a), (k, start)), 0, 1)
-      return merge_chunk_maxima(carry, maxima, start, chunk, kept), None
-
-    init = (jnp.full((rows, kept), -jnp.inf, dtype), jnp.zeros((rows, kept), jnp.int32))
-    (chunk_max, chunk_ids), _ = jax.lax.scan(key_group, init, (key_blocks, starts))
-    negatives, found = negatives_in_chunks(q, padded_keys, chunk_ids, cols, valid, chunk, count,
-                                           length, None if index is None else (index, chunk_max))
-    gap = chunk_max[:, 0] - support_min[0]
-    return Mined(negatives, found, spread[0], gap if dense is None else
-                 jnp.where(dense, -jnp.inf, gap))  # q_i = 0 (frozen): spread 0, nothing outside
-
-  mined = jax.lax.map(one_row_block, row_blocks(queries, pattern, n_row_blocks, rows, dtype,
-                                                jnp.arange(length) if causal else None))
-  return jax.tree.map(lambda x: x.reshape(n_row_blocks * rows, *x.shape[2:])[:length], mined)
 
 
 def outside_logits(queries: Float[Array, "L w"], keys: Float[Array, "L w"],
@@ -287,72 +167,90 @@ def train_round(value_and_grad, optimizer, mask, params, opt_state, mined: Mined
   return params, opt_state, taken
 
 
-def rounds_left(state, max_steps: int, mine_every: int) -> Bool[Array, ""]:
+class RoundState(NamedTuple):
+  """The loop state of ``optimize_run`` after a round."""
+
+  passes: Int[Array, ""]   # streamed passes taken
+  steps: Int[Array, ""]    # Adam steps taken
+  params: tuple[Float[Array, "L w"], Float[Array, "L w"]]  # (queries, keys)
+  opt_state: Any           # Adam's moments
+  mined: Mined             # the last pass's negatives and figures
+  passed: Bool[Array, ""]  # whether the last pass's ``stopping_test`` held
+
+
+def rounds_left(state: RoundState, training: Training) -> Bool[Array, ""]:
   """Whether ``optimize_run`` goes on: passes and steps are left, and the last pass failed."""
-  passes, steps, _, _, _, passed = state
-  return (passes <= math.ceil(max_steps / mine_every)) & (steps < max_steps) & ~passed
+  rounds = math.ceil(training.max_steps / training.mine_every)
+  return (state.passes <= rounds) & (state.steps < training.max_steps) & ~state.passed
+
+
+def optimize_round(state: RoundState, value_and_grad, optimizer, mask, check,
+                   moderate: Float[Array, "L w"], training: Training) -> RoundState:
+  """A round of ``optimize_run``: train until the loss on the mined set is 0 or ``mine_every``
+  steps (``train_round``; not before the first pass, which checks the lstsq start), then
+  ``check`` re-mines and checks (``mined_check``).
+
+  After a failed first pass, the ``moderate`` start (with the negatives mined from lstsq):
+  ``lstsq`` at the shift c_i = c_jl,i (``shift_factor=1``), logits of order ln(1/(ε2 a_min)),
+  the scale Adam's fixed step size suits (from lstsq's 32× larger logits it needs more steps
+  and stalls).
+  """
+  budget = jnp.where(state.passes == 0, 0,
+                     jnp.minimum(training.mine_every, training.max_steps - state.steps))
+  params, opt_state, taken = train_round(value_and_grad, optimizer, mask, state.params,
+                                         state.opt_state, state.mined, budget)
+  mined, passed = check(params)
+  fallback = (state.passes == 0) & ~passed
+  params = (jnp.where(fallback, moderate, params[0]), params[1])
+  return RoundState(state.passes + 1, state.steps + taken, params, opt_state, mined, passed)
+
+
+def check_training(training: Training) -> Training:
+  """``training``, or a ValueError naming its bad field (negatives ≥ 1 or None, mine_every ≥ 1)."""
+  if training.negatives is not None and training.negatives < 1 or training.mine_every < 1:
+    raise ValueError(f"need negatives >= 1 (or None) and mine_every >= 1, got negatives="
+                     f"{training.negatives}, mine_every={training.mine_every}")
+  return training
 
 
 def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
                  eps1, eps2, *, dtype=None, training: Training = Training(),
                  block_size: int | None = None, row_block: int | None = None,
                  causal: bool = False) -> OptimizeResult:
-  """Adam on ``loss`` from the ``lstsq`` factors, in rounds of ≤ ``mine_every`` steps between
-  streamed mining passes, in one ``lax.while_loop`` (jit- and vmap-able; static shapes).
+  """Adam on ``loss`` from the ``lstsq`` factors, in rounds (``optimize_round``) of ≤
+  ``mine_every`` steps between streamed mining passes, in one ``lax.while_loop`` (jit- and
+  vmap-able; static shapes); 0 steps and 1 pass if the lstsq start passes.
 
-  The start is ``lstsq`` if it already passes (0 steps, 1 pass), and
-  otherwise ``lstsq`` at the shift c_i = c_jl,i (``shift_factor=1``):
-  logits of order ln(1/(ε2 a_min)), the scale Adam's fixed step size suits
-  (from lstsq's 32× larger logits it needs more steps and stalls).
-
-  The first round trains on the negatives mined from the lstsq start (the pass that checked
-  it). Only the first d columns move (the rest stay zero); keys move only if ``train_keys``
-  (``training``: ``Training``). ``negatives``: K hard negatives per row (static), or None for
-  the dense loss (O(L²·N) memory). Each round trains until the loss on its mined set is 0 or
-  ``mine_every`` steps (``train_round``), then ``mine`` re-mines and checks (``mined_check``);
-  the loop stops at the first pass whose ``stopping_test`` holds, or after ``max_steps`` steps (or
-  1 + ⌈max_steps/mine_every⌉ passes, ``rounds_left``) in all. ``block_size``, ``row_block``:
-  the pass's tiles; ``causal``: negatives, dense loss and stopping test over j ≤ i only.
+  Only the first d columns move (the rest stay zero); keys move only if ``train_keys``
+  (``training``: ``Training``; ``negatives``: K hard negatives per row, static, or None for the
+  dense loss, O(L²·N) memory). The loop stops at the first pass whose ``stopping_test`` holds,
+  or after ``max_steps`` steps (or 1 + ⌈max_steps/mine_every⌉ passes, ``rounds_left``) in all.
+  ``block_size``, ``row_block``: the pass's tiles; ``causal``: negatives, dense loss and
+  stopping test over j ≤ i only.
   """
   import optax  # here, not at the top: importing jaxattn or the verifier does not load optax
 
-  train_keys, max_steps, learning_rate, negatives, mine_every = training
-  if negatives is not None and negatives < 1 or mine_every < 1:
-    raise ValueError(f"need negatives >= 1 (or None) and mine_every >= 1, got negatives="
-                     f"{negatives}, mine_every={mine_every}")
-  check = functools.partial(mined_check, pattern=pattern, negatives=negatives or 1, eps1=eps1,
-                            eps2=eps2, evaluate=pattern.weights.dtype if dtype is None else dtype,
-                            block_size=block_size, row_block=row_block, causal=causal)
+  negatives = check_training(training).negatives
+  evaluate = pattern.weights.dtype if dtype is None else dtype
+  check = lambda params: mined_check(params, pattern, negatives or 1, eps1, eps2, evaluate,
+                                     block_size, row_block, causal)
   # Both starts from one factorisation: two independent LAPACK solves could run
   # at once and deadlock XLA's CPU thread pool (``min_norm_solve``).
   (start, moderate), keys = lstsq_shifted(key, pattern, d, width, eps1, eps2,
                                           (SHIFT_FACTOR, 1.0), dtype=dtype)
   columns = (jnp.arange(width) < d).astype(start.dtype)
-  mask = (columns, columns if train_keys else jnp.zeros_like(columns))
-  optimizer = optax.adam(learning_rate)
+  optimizer = optax.adam(training.learning_rate)
   value_and_grad = jax.value_and_grad(lambda p, mined: loss(
       p[0], p[1], pattern, None if negatives is None else mined, eps1, eps2, causal))
-
-  def body(state):
-    """A round: train (not before the first pass, which checks the lstsq start), mine, check;
-    after a failed first pass, the moderate start (with the negatives mined from lstsq)."""
-    passes, steps, params, opt_state, mined, _ = state
-    budget = jnp.where(passes == 0, 0, jnp.minimum(mine_every, max_steps - steps))
-    params, opt_state, taken = train_round(value_and_grad, optimizer, mask, params, opt_state,
-                                           mined, budget)
-    mined, passed = check(params)
-    fallback = (passes == 0) & ~passed
-    params = (jnp.where(fallback, moderate, params[0]), params[1])
-    return passes + 1, steps + taken, params, opt_state, mined, passed
-
+  mask = (columns, columns if training.train_keys else jnp.zeros_like(columns))
+  body = lambda state: optimize_round(state, value_and_grad, optimizer, mask, check, moderate,
+                                      training)
   params = (start, keys)
   zero = jnp.zeros((), jnp.int32)
-  no_negatives = jax.eval_shape(check, params)[0]
-  init = (zero, zero, params, optimizer.init(params),
-          jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), no_negatives), jnp.asarray(False))
-  more = functools.partial(rounds_left, max_steps=max_steps, mine_every=mine_every)
-  passes, steps, (queries, keys), _, _, passed = jax.lax.while_loop(more, body, init)
-  return OptimizeResult(queries, keys, steps, passed, passes)
+  unmined = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(check, params)[0])
+  init = RoundState(zero, zero, params, optimizer.init(params), unmined, jnp.asarray(False))
+  last = jax.lax.while_loop(lambda state: rounds_left(state, training), body, init)
+  return OptimizeResult(*last.params, last.steps, last.passed, last.passes)
 
 
 def optimize_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int,
