@@ -7,9 +7,10 @@ from jaxattn._src.patterns import (CAUSAL_GENERATORS, GENERATORS, Sampler, bande
                                    is_causal, random_causal, random_regular, random_sparse,
                                    strided)
 from jaxattn._src.lsh import hash_rotated, lsh_buckets, lsh_candidates
-from jaxattn._src.published import (FAMILIES, BigBird, Bounds, Family, Longformer, ReformerLSH,
+from jaxattn._src.family import Bounds, Family, union
+from jaxattn._src.published import (FAMILIES, BigBird, Longformer, ReformerLSH,
                                     SparseTransformerFixed, SparseTransformerStrided,
-                                    family_from_spec, union)
+                                    family_from_spec)
 
 __all__ = ["CAUSAL_GENERATORS", "FAMILIES", "GENERATORS", "BigBird", "Bounds", "Family",
            "Longformer", "ReformerLSH", "Sampler", "SparsePattern", "SparseTransformerFixed",

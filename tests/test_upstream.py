@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from jaxattn._src import lsh, published as P
+from jaxattn._src.family import union
+from jaxattn._src.pattern import from_rows
 from tests import upstream
 
 KEY = jax.random.PRNGKey(0)
@@ -75,8 +77,8 @@ def test_lsh_sets_are_hugging_faces_chunked_attention(rounds, chunk, buckets, ca
 
   def ours(per_round):
     cols, valid = lsh.lsh_candidates(jax.numpy.asarray(bucket_ids), chunk, causal, False, per_round)
-    cols, valid = P.union(cols, valid, length)
-    return _mask(P.from_rows(cols, jax.numpy.ones(cols.shape), valid))
+    cols, valid = union(cols, valid, length)
+    return _mask(from_rows(cols, jax.numpy.ones(cols.shape), valid))
 
   np.testing.assert_array_equal(ours(False), theirs)
   if rounds > 1 and length // chunk > 2:  # (with two chunks a round, both see its whole round)
@@ -91,6 +93,6 @@ def test_the_reformer_family_draws_hugging_faces_sets_by_default():
   k_vectors, k_hash = jax.random.split(KEY)
   vectors = jax.random.normal(k_vectors, (length, family.dim))
   buckets = np.asarray(lsh.lsh_buckets(k_hash, vectors, family.buckets, family.hashes))
-  cols, valid = P.union(*family.candidates(KEY, length), length)
-  ours = _mask(P.from_rows(cols, jax.numpy.ones(cols.shape), valid))
+  cols, valid = union(*family.candidates(KEY, length), length)
+  ours = _mask(from_rows(cols, jax.numpy.ones(cols.shape), valid))
   np.testing.assert_array_equal(ours, upstream.lsh_attention_sets(buckets, family.chunk, True))

@@ -24,117 +24,17 @@ the others are generated all the same and labelled outside it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Int, PRNGKeyArray
+from jaxtyping import Array, Int, PRNGKeyArray
 
+from jaxattn._src.family import Bounds, Family, check_positive, row_index
 from jaxattn._src.lsh import lsh_buckets, lsh_candidates
-from jaxattn._src.pattern import SparsePattern, from_rows, log_uniform
-
-Candidates = tuple[Int[Array, "L M"], Bool[Array, "L M"]]
-
-
-class Bounds(NamedTuple):
-  """A family's bounds at length L (upper bounds, attained at large enough L).
-
-  ``row``: most nonzeros in a row that is not dense; ``column``: most nonzeros
-  in a column; ``dense_rows``: rows that attend every key they may see;
-  ``grows_with_length``: whether N = max(row, column) grows with L at fixed
-  parameters (dense rows and global columns do).
-  """
-
-  row: int
-  column: int
-  dense_rows: int
-  grows_with_length: bool
-
-  @property
-  def inside_theorem(self) -> bool:
-    """Whether the theorem applies: at most N nonzeros per row and column, N fixed as L grows."""
-    return not self.grows_with_length
-
-
-def _positive(name: str, value: int, minimum: int = 1) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Family:
-  """Base of the published families: draws ``candidates``, takes their union, adds weights."""
-
-  name: ClassVar[str]
-
-  def candidates(self, key: PRNGKeyArray, length: int) -> Candidates:
-    """Per row, candidate columns [L, M] and whether each is in the support (with repeats)."""
-    raise NotImplementedError
-
-  def bounds(self, length: int) -> Bounds:
-    """The family's ``Bounds`` at L."""
-    raise NotImplementedError
-
-  def check_length(self, length: int) -> None:
-    """ValueError unless the family is defined at ``length``."""
-    _positive("length", length)
-
-  def dense_mask(self, length: int) -> Bool[Array, " L"] | None:
-    """The rows that attend every key (held apart as dense rows), or None if there are none."""
-    del length
-    return None
-
-  def width(self, length: int) -> int:
-    """N of the drawn patterns: min(candidates per row, row bound), dense rows apart."""
-    self.check_length(length)
-    shape = jax.eval_shape(lambda key: self.candidates(key, length), jax.random.PRNGKey(0))[0].shape
-    return min(shape[-1], self.bounds(length).row)
-
-  @property
-  def spec(self) -> str:
-    """The family as ``name(field=value, ...)``, fields that differ from their defaults only."""
-    changed = [f"{f.name}={_spec_text(getattr(self, f.name))}"
-               for f in dataclasses.fields(self) if getattr(self, f.name) != f.default]
-    return self.name + (f"({','.join(changed)})" if changed else "")
-
-  def __call__(self, key: PRNGKeyArray, length: int, a_min: float = 1.0) -> SparsePattern:
-    """A pattern of the family at length L: binary if a_min = 1, else log-uniform in [a_min, 1]."""
-    self.check_length(length)
-    if not 0 < a_min <= 1:
-      raise ValueError(f"a_min must be in (0, 1], got {a_min}")
-    return _generate(self, key, length, float(a_min))
-
-
-@functools.partial(jax.jit, static_argnames=("family", "length", "a_min"))
-def _generate(family: Family, key: PRNGKeyArray, length: int, a_min: float) -> SparsePattern:
-  k_mask, k_weights = jax.random.split(key)
-  cols, valid = union(*family.candidates(k_mask, length), family.width(length))
-  weights = (jnp.ones(cols.shape, jnp.float32) if a_min == 1.0
-             else log_uniform(k_weights, cols.shape, a_min))
-  return from_rows(cols, weights, valid, family.dense_mask(length))
-
-
-def union(cols: Int[Array, "L M"], valid: Bool[Array, "L M"], width: int) -> Candidates:
-  """Each row's distinct valid columns, sorted, in ``width`` slots (invalid slots last).
-
-  ``width`` must be at least the number of distinct valid columns of every row.
-  """
-  length = cols.shape[0]
-  ordered = jnp.sort(jnp.where(valid, cols, length), axis=-1)
-  repeat = jnp.concatenate([jnp.zeros_like(ordered[:, :1], bool),
-                            ordered[:, 1:] == ordered[:, :-1]], axis=-1)
-  keep = (ordered < length) & ~repeat
-  order = jnp.argsort(~keep, axis=-1, stable=True)[:, :width]  # kept slots first, in order
-  return (jnp.take_along_axis(jnp.minimum(ordered, length - 1), order, axis=-1),
-          jnp.take_along_axis(keep, order, axis=-1))
-
-
-def _rows(length: int) -> Int[Array, "L 1"]:
-  return jnp.arange(length)[:, None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,16 +61,16 @@ class Longformer(Family):
   global_rows: bool = True
 
   def __post_init__(self):
-    _positive("window", self.window, 0)
-    _positive("globals", self.globals, 0)
+    check_positive("window", self.window, 0)
+    check_positive("globals", self.globals, 0)
 
   def candidates(self, key, length):
     del key
     ahead = 0 if self.causal else self.window
-    cols = jnp.concatenate([_rows(length) + jnp.arange(-self.window, ahead + 1),
+    cols = jnp.concatenate([row_index(length) + jnp.arange(-self.window, ahead + 1),
                             jnp.broadcast_to(jnp.arange(self.globals), (length, self.globals))],
                            axis=-1)
-    valid = (cols >= 0) & (cols < length) & ((cols <= _rows(length)) | (not self.causal))
+    valid = (cols >= 0) & (cols < length) & ((cols <= row_index(length)) | (not self.causal))
     return cols, valid
 
   def dense_mask(self, length):
@@ -219,14 +119,14 @@ class BigBird(Family):
   max_length: int = 4096
 
   def __post_init__(self):
-    _positive("block", self.block)
-    _positive("random_blocks", self.random_blocks, 0)
-    _positive("max_length", self.max_length)
+    check_positive("block", self.block)
+    check_positive("random_blocks", self.random_blocks, 0)
+    check_positive("max_length", self.max_length)
     if self.focus is not None:
-      _positive("focus", self.focus)
+      check_positive("focus", self.focus)
 
   def check_length(self, length):
-    _positive("length", length)
+    check_positive("length", length)
     if length % self.block:
       raise ValueError(f"bigbird needs length a multiple of block={self.block}, got {length}")
 
@@ -270,7 +170,7 @@ class BigBird(Family):
 
   def candidates(self, key, length):
     if self.full(length):  # every row dense (``dense_mask``): one placeholder slot each
-      return _rows(length), jnp.ones((length, 1), bool)
+      return row_index(length), jnp.ones((length, 1), bool)
     blocks = length // self.block
     chosen = self.block_columns(key, blocks)
     cols = (chosen[:, :, None] * self.block + jnp.arange(self.block)).reshape(blocks, -1)
@@ -314,13 +214,13 @@ class SparseTransformerStrided(Family):
 
   def __post_init__(self):
     if self.stride is not None:
-      _positive("stride", self.stride)
+      check_positive("stride", self.stride)
 
   def candidates(self, key, length):
     del key
     stride = _stride(self.stride, length)
     steps = jnp.arange(-(-length // stride))
-    rows = _rows(length)
+    rows = row_index(length)
     if self.causal:
       cols = jnp.concatenate([rows + jnp.arange(-stride, 1), rows - steps * stride], axis=-1)
     else:
@@ -356,14 +256,14 @@ class SparseTransformerFixed(Family):
   causal: bool = True
 
   def __post_init__(self):
-    _positive("block", self.block)
-    _positive("summary", self.summary)
+    check_positive("block", self.block)
+    check_positive("summary", self.summary)
     if self.summary > self.block:
       raise ValueError(f"summary={self.summary} must be <= block={self.block}")
 
   def candidates(self, key, length):
     del key
-    rows = _rows(length)
+    rows = row_index(length)
     own = rows // self.block * self.block + jnp.arange(self.block)
     starts = jnp.arange(-(-length // self.block)) * self.block + self.block - self.summary
     summaries = (starts[:, None] + jnp.arange(self.summary)).reshape(-1)
@@ -406,14 +306,14 @@ class ReformerLSH(Family):
 
   def __post_init__(self):
     for name in ("chunk", "hashes", "dim"):
-      _positive(name, getattr(self, name))
+      check_positive(name, getattr(self, name))
     for factor in (self.buckets,) if isinstance(self.buckets, int) else self.buckets:
-      _positive("buckets", factor)
+      check_positive("buckets", factor)
       if factor % 2:
         raise ValueError(f"buckets must be even (each factor), got {self.buckets}")
 
   def check_length(self, length):
-    _positive("length", length)
+    check_positive("length", length)
     if length % self.chunk:
       raise ValueError(f"reformer_lsh needs length a multiple of chunk={self.chunk}, got {length}")
 
@@ -449,11 +349,6 @@ def _spec_value(text: str) -> int | tuple[int, ...] | bool | None:
     raise ValueError(f"expected an integer, integers joined by x (64x128), true, false or none, "
                      f"got {text.strip()!r}") from None
   return values[0] if len(values) == 1 else values
-
-
-def _spec_text(value) -> str:
-  """A field's value as a spec writes it: integers of a tuple joined by x, booleans lower-case."""
-  return "x".join(map(str, value)) if isinstance(value, tuple) else str(value).lower()
 
 
 def family_from_spec(spec: str) -> Family:
