@@ -246,6 +246,47 @@ def key_block_loop(step, init, blocks, block: int, row_index: Int[Array, " R"] |
       state, jax.tree.map(lambda x: x[b], blocks))[0], (init, jnp.int32(0)))
 
 
+def _stream_tiles(length: int, n_queries: int, block_size: int | None, row_block: int | None,
+                  mesh) -> tuple[int, int, int, int]:
+  """(key block, row block, key blocks, row blocks) of a streamed pass over ``n_queries`` rows
+  and L keys (defaults: ``default_tiles()``), the row blocks a multiple of ``mesh``'s devices."""
+  default_rows, default_keys = default_tiles()
+  block = min(block_size or default_keys, length)
+  row_block = min(row_block or default_rows, n_queries)
+  devices = mesh.size if mesh else 1
+  return (block, row_block, math.ceil(length / block),
+          math.ceil(n_queries / row_block / devices) * devices)
+
+
+def _unseen_columns(start: Int[Array, ""], block: int, length: int,
+                    row_index: Int[Array, " R"] | None, mask: Float[Array, "R B"]
+                    ) -> Float[Array, "R B"]:
+  """−∞ at the columns of a key block no row sees (padding past L; causal: j > i), else 0:
+  a dense row's −min_j over every key it sees."""
+  if row_index is None:
+    return jnp.broadcast_to(padding_mask(start, block, length, mask.dtype), mask.shape)
+  return causal_mask(start, block, row_index, mask.dtype)
+
+
+def _row_block_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
+                       abs_max: Float[Array, "G R"], negated: list, support: SupportStats,
+                       scales: Float[Array, " G"], full: bool, dense: Bool[Array, " R"] | None
+                       ) -> RowStats:
+  """A row block's ``RowStats`` from its streamed outside maxima (with sums and max |ℓ| if
+  ``full``, already scaled) and its support's figures: gap_i = max_{j∉S_i} ℓ_ij −
+  min_{j∈S_i} ℓ_ij with ℓ = s·C, the outside mass by ``_full_figures``; dense rows by
+  ``dense_row_figures`` (``negated``: the streamed −min_j C_ij)."""
+  if full:
+    outside_mass, abs_max = _full_figures(out_max, out_sum, abs_max, support)
+  else:
+    out_max = scales[:, None] * out_max  # max_j s·C_ij = s · max_j C_ij for s > 0
+    outside_mass = jnp.zeros_like(out_max)
+  zeros = jnp.zeros_like(support.spread)
+  stats = RowStats(support.spread, out_max - support.minimum, outside_mass, abs_max, zeros, zeros)
+  return (stats if dense is None else
+          dense_row_figures(stats, dense, out_max, scales[:, None] * negated[0]))
+
+
 def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full, matmul_dtype,
             mesh, row_index=None) -> tuple[RowStats, Int[Array, ""]]:
   """The streamed pass of ``row_stats`` (figures only; bounds zero) and the key tiles it ran: a
@@ -254,12 +295,8 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
   (length, width), n_queries, dtype = keys.shape, queries.shape[0], queries.dtype
   if matmul_dtype is not None:
     queries, keys = queries.astype(matmul_dtype), keys.astype(matmul_dtype)
-  default_rows, default_keys = default_tiles()
-  block = min(block_size or default_keys, length)
-  row_block = min(row_block or default_rows, n_queries)
-  n_blocks = math.ceil(length / block)
-  devices = mesh.size if mesh else 1
-  n_row_blocks = math.ceil(n_queries / row_block / devices) * devices
+  block, row_block, n_blocks, n_row_blocks = _stream_tiles(length, n_queries, block_size,
+                                                            row_block, mesh)
   prefix = (jnp.arange(width)[:, None] < jnp.asarray(splits)).astype(dtype)  # [w, G]
   rank1_dims = () if full else tuple(d for d in splits if d <= _RANK1_MAX_D)
   ranges, key_ranges, keys_t = _key_blocks(keys, splits, rank1_dims, block, n_blocks, dtype)
@@ -269,39 +306,32 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
     q_ranges = [q[:, lo:hi] for lo, hi in ranges]
     q_exact = q.astype(dtype)  # for elementwise products, exact in ``dtype`` for narrower q
     support = support_stats(q_exact, keys, cols, lw, valid, prefix, scales, full=full)
-    spread, support_min = support.spread, support.minimum
 
     def key_block(carry, inputs):
       k_ranges, k_t, start = inputs
       mask = tile_mask(cols, valid, start, block, length, dtype, dense, index)
       products = [dot(q_r, k_r, dtype) for q_r, k_r in zip(q_ranges, k_ranges)]
-      new = (_full_update(carry[:3], mask, products, scales) if full else (jnp.maximum(
-          carry[0], _level_maxima(mask, products, q_exact, k_t, rank1_dims)),) + carry[1:3])
+      if full:
+        new = _full_update(carry[:3], mask, products, scales)
+      else:
+        level_max = _level_maxima(mask, products, q_exact, k_t, rank1_dims)
+        new = (jnp.maximum(carry[0], level_max), *carry[1:3])
       if dense is None:
         return new, None
-      padding = (jnp.broadcast_to(padding_mask(start, block, length, dtype), mask.shape)
-                 if index is None else causal_mask(start, block, index, dtype))
+      padding = _unseen_columns(start, block, length, index, mask)
       negated = _level_maxima(padding, [-p for p in products], -q_exact, k_t, rank1_dims)
       return new + (jnp.maximum(carry[3], negated),), None  # −min_j C_g,ij over every key
 
     shape = (len(splits), q.shape[0])
-    init = (jnp.full(shape, -jnp.inf, dtype), jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+    init = (jnp.full(shape, -jnp.inf, dtype), *jnp.zeros((2, *shape), dtype))
     init += () if dense is None else (init[0],)
     (out_max, out_sum, abs_max, *negated), visited = key_block_loop(
         key_block, init, (key_ranges, keys_t, jnp.arange(n_blocks) * block), block, index)
-    if full:
-      outside_mass, abs_max = _full_figures(out_max, out_sum, abs_max, support)
-    else:
-      out_max = scales[:, None] * out_max  # max_j s·C_ij = s · max_j C_ij for s > 0
-      outside_mass = jnp.zeros_like(out_max)
-    zeros = jnp.zeros_like(spread)
-    stats = RowStats(spread, out_max - support_min, outside_mass, abs_max, zeros, zeros)
-    return (stats if dense is None else dense_row_figures(stats, dense, out_max, scales[:, None]
-                                                          * negated[0])), visited
+    figures = _row_block_figures(out_max, out_sum, abs_max, negated, support, scales, full, dense)
+    return figures, visited
 
   padded = n_row_blocks * row_block
   blocks = row_blocks(queries, pattern, n_row_blocks, row_block, dtype, row_index)
   stats, visited = shard_leading(lambda *b: jax.lax.map(one_row_block, b), mesh, *blocks)
-  # [n_row_blocks, G, R] -> [G, M]
-  return jax.tree.map(lambda s: jnp.moveaxis(s, 0, 1).reshape(len(splits), padded)[:, :n_queries],
-                      stats), jnp.sum(visited)
+  unblock = lambda s: jnp.moveaxis(s, 0, 1).reshape(len(splits), padded)[:, :n_queries]
+  return jax.tree.map(unblock, stats), jnp.sum(visited)  # [n_row_blocks, G, R] -> [G, M]
