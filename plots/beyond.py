@@ -160,14 +160,24 @@ def _d_cell(entry: dict | None) -> str:
 
 
 def tables(data: dict) -> str:
-  """The "Beyond the paper" tables of docs/beyond.md (Markdown)."""
-  show = lambda value: "—" if value is None else (f"{value:.0f}" if isinstance(value, float)
-                                                  else str(value))
-  methods, dtypes = list(data["main"]), list(next(iter(data["dtype"].values())))
+  """The "Beyond the paper" tables of docs/beyond.md (Markdown): d_50 per method and L with the
+  fitted slopes, the logit ranges and optimize's cost, moment_curve's reach, d_50 per dtype."""
+  methods = list(data["main"])
   lengths = sorted({e["length"] for rows in data["main"].values() for e in rows})
   at = {m: {e["length"]: e for e in rows} for m, rows in data["main"].items()}
-  trials = {e["length"]: e["trials"] for rows in data["main"].values() for e in rows}
+  return "\n".join([*_d50_table(data, methods, lengths, at), "", _slopes(data), "",
+                    *_range_table(methods, lengths, at), "", *_curve_table(data), "",
+                    *_dtype_table(data, methods)])
 
+
+def _show(value) -> str:
+  """A cell: — for None, a float without decimals, anything else as written."""
+  return "—" if value is None else f"{value:.0f}" if isinstance(value, float) else str(value)
+
+
+def _d50_table(data: dict, methods: list, lengths: list, at: dict) -> list[str]:
+  """d_50 per method and L (``_d_cell``), with T and the ratio jl / lstsq."""
+  trials = {e["length"]: e["trials"] for rows in data["main"].values() for e in rows}
   lines = ["| L | T | " + " | ".join(methods) + " | jl / lstsq |",
            "|---:|---:|" + "---:|" * (len(methods) + 1)]
   for length in lengths:
@@ -175,15 +185,24 @@ def tables(data: dict) -> str:
     ratio = f"{jl / lstsq:.0f}×" if jl and lstsq else "—"
     lines.append(f"| {length} | {trials[length]} | "
                  + " | ".join(_d_cell(at[m].get(length)) for m in methods) + f" | {ratio} |")
+  return lines
+
+
+def _slopes(data: dict) -> str:
+  """The fitted slopes of d_50 = a ln L + b per method, with their fit's figures."""
   slopes = [f"{m} {f['slope']:.1f} [{f['low']:.1f}, {f['high']:.1f}] (L = {f['lengths'][0]}"
             f"–{f['lengths'][1]}, χ²/dof = {f['chi2']:.1f}/{f['dof']}, preferred "
             f"{f['preferred']}, ΔAIC {f['delta_aic']:+.1f})"
             for m, f in data["fit"].items() if f is not None]
-  lines += ["", "Fitted slope a of d_50 = a ln L + b (weighted least squares, 95% CI): "
-            + "; ".join(slopes) + ".", ""]
-  lines += ["| L | " + " | ".join(f"max\\|ℓ\\| {m}" for m in methods)
-            + " | optimize: Adam steps | optimize: passes | optimize: s / trial |",
-            "|---:|" + "---:|" * (len(methods) + 3)]
+  return ("Fitted slope a of d_50 = a ln L + b (weighted least squares, 95% CI): "
+          + "; ".join(slopes) + ".")
+
+
+def _range_table(methods: list, lengths: list, at: dict) -> list[str]:
+  """max |ℓ| per method and L, and optimize's Adam steps, passes and seconds per trial."""
+  lines = ["| L | " + " | ".join(f"max\\|ℓ\\| {m}" for m in methods)
+           + " | optimize: Adam steps | optimize: passes | optimize: s / trial |",
+           "|---:|" + "---:|" * (len(methods) + 3)]
   for length in lengths:
     cells = []
     for method in methods:
@@ -193,19 +212,30 @@ def tables(data: dict) -> str:
     cells += ["—"] * 3 if cost is None else [f"{cost['steps']:.0f}", f"{cost['passes']:.0f}",
                                              f"{cost['seconds']:.2f}"]
     lines.append(f"| {length} | " + " | ".join(cells) + " |")
-  lines += ["", "| moment_curve, d = 2N | largest L verified | first L failing | "
-            "max\\|ℓ\\| at largest L |", "|---|---:|---:|---:|"]
+  return lines
+
+
+def _curve_table(data: dict) -> list[str]:
+  """moment_curve at d = 2N: the largest L verified, the first failing, max |ℓ| there."""
+  lines = ["| moment_curve, d = 2N | largest L verified | first L failing | "
+           "max\\|ℓ\\| at largest L |", "|---|---:|---:|---:|"]
   for name, entry in data["curve"].items():
     nnz = name.split()[0]
     exact = data["curve"][f"{nnz} float64"]["logit_range"]
     largest = entry["largest"]
     logit = "—" if largest is None or largest not in exact else f"{exact[largest]:.3g}"
-    first = show(entry["first_failure"]) if entry["first_failure"] else \
-        f"none ≤ {entry['tested_up_to']}"
-    lines.append(f"| {name} | {show(largest)} | {first} | {logit} |")
-  lines += ["", f"| d_50 at L = {data['dtype_length']}, N = 2 | " + " | ".join(dtypes) + " |",
-            "|---|" + "---:|" * len(dtypes)]
+    first = (_show(entry["first_failure"]) if entry["first_failure"] else
+             f"none ≤ {entry['tested_up_to']}")
+    lines.append(f"| {name} | {_show(largest)} | {first} | {logit} |")
+  return lines
+
+
+def _dtype_table(data: dict, methods: list) -> list[str]:
+  """d_50 per method and evaluation dtype at one L, N = 2."""
+  dtypes = list(next(iter(data["dtype"].values())))
+  lines = [f"| d_50 at L = {data['dtype_length']}, N = 2 | " + " | ".join(dtypes) + " |",
+           "|---|" + "---:|" * len(dtypes)]
   for method in methods:
-    lines.append(f"| {method} | " + " | ".join(show(data["dtype"][method][t]) for t in dtypes)
+    lines.append(f"| {method} | " + " | ".join(_show(data["dtype"][method][t]) for t in dtypes)
                  + " |")
-  return "\n".join(lines)
+  return lines
