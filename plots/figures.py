@@ -339,8 +339,8 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
   bars, d_{1−δ} (diamonds), and both laws fitted to d_50 (solid: log, dash-dotted: power),
   with the preferred law; points without per-trial data fall back to d_min and its OLS fit.
   Right: d_min on a log d axis with the provable ``jl_dim`` dashed. With
-  several seeds, the smallest seed's series only. Steps: ``_draw_intervals``, ``_draw_laws``,
-  ``_d_vs_length_axes``.
+  several seeds, the smallest seed's series only. Steps: ``_draw_length_series``
+  (``_draw_intervals``, ``_draw_laws``), ``_d_vs_length_axes``, ``_d_vs_length_legends``.
   """
   first_seed = min((r.seed for r in records), default=0)
   records = [r for r in records if r.seed == first_seed]  # one seed: fit.csv has every seed
@@ -353,42 +353,67 @@ def figure_d_vs_length(records: Sequence[Record]) -> Figure | None:
   settings, note = _settings(shown)
   fig = Figure(figsize=(13, 6.4), layout="constrained")
   linear, log = fig.subplots(1, 2, sharex=True)
-  kinds: tuple[set[str], set[str]] = (set(), set())
-  top, bound, quantiles, estimators = 0.0, False, False, set()
-  for i, (key, group) in enumerate(groups.items()):
-    color = _COLORS[i % len(_COLORS)]
-    lengths = np.array([r.params["length"] for r in group], float)
-    name = label(key, varying) or label(key, ("method",))
-    per_trial = all(r.d_median is not None for r in group)
-    estimator = "d_median" if per_trial else "d_min"
-    values = [r.d_median if per_trial else r.d_min for r in group]
-    fit = fitted.get((key, estimator))
-    kinds[0].update(_mark_points(linear, lengths, group, color, values, line=False,
-                                 label=None if fit else f"{name} (too few points to fit)"))
-    estimators.add(estimator)
-    kinds[1].update(_mark_points(log, lengths, group, color, notes=[note(r) for r in group],
-                                 label=name))
-    top = max(top, *(_plotted_d(r) for r in group))
-    if per_trial:
-      interval_top, has_quantile = _draw_intervals(linear, lengths, group, color)
-      top, quantiles = max(top, interval_top), quantiles or has_quantile
-    if fit is not None:
-      _draw_laws(linear, lengths, fit, name, estimator, color)
-    jl_dim = [(r.params["length"], r.jl_dim) for r in group if r.jl_dim is not None]
-    if jl_dim:
-      log.plot(*zip(*jl_dim), "--", color=color, lw=1.2)
-      bound = True
-  _d_vs_length_axes(fig, linear, log, shown, top)
-  diamond = [Line2D([], [], ls="", marker="D", mfc="none", color="k", ms=4,
-                    label="d_{1−δ}: (1−δ)-quantile of d*_t")] if quantiles else []
-  _legend_below(linear, linear.get_legend_handles_labels()[0]
-                + _marker_handles(kinds[0], False, "d_50" if estimators == {"d_median"} else "d")
-                + diamond)
-  _legend_below(log, log.get_legend_handles_labels()[0] + _marker_handles(kinds[1], bound),
-                ncols=2)
+  drawn = [_draw_length_series(linear, log, group, _COLORS[i % len(_COLORS)],
+                               label(key, varying) or label(key, ("method",)),
+                               {e: fitted.get((key, e)) for e in ("d_median", "d_min")}, note)
+           for i, (key, group) in enumerate(groups.items())]
+  _d_vs_length_axes(fig, linear, log, shown, max(0.0, *(d.top for d in drawn)))
+  _d_vs_length_legends(linear, log, drawn)
   fig.suptitle(wrapped(f"{label(next(iter(groups)), [n for n in shared if n != 'seed'])}; "
                        f"{settings}", fig.get_figwidth(), 10), fontsize=10)
   return fig
+
+
+class _SeriesDrawn(NamedTuple):
+  """What ``_draw_length_series`` drew of one series, for the axes and the legends."""
+
+  linear_kinds: set[str]  # kinds of point on the left panel (``_KINDS``)
+  log_kinds: set[str]     # and on the right
+  top: float              # the highest d drawn
+  bound: bool             # whether its jl_dim was drawn
+  quantile: bool          # whether a d_{1−δ} diamond was
+  estimator: str          # "d_median" (per-trial data) or "d_min"
+
+
+def _draw_length_series(linear, log, group: list[Record], color: str, name: str,
+                        fitted: dict[str, SeriesFit | None],
+                        note: Callable[[Record], str]) -> _SeriesDrawn:
+  """One series of figure (a): its d_50 (or d_min) on the left with its intervals, quantiles
+  and the laws fitted to it (``fitted`` per estimator), its d_min on the right with jl_dim."""
+  lengths = np.array([r.params["length"] for r in group], float)
+  per_trial = all(r.d_median is not None for r in group)
+  estimator = "d_median" if per_trial else "d_min"
+  fit = fitted[estimator]
+  left = _mark_points(linear, lengths, group, color,
+                      [r.d_median if per_trial else r.d_min for r in group], line=False,
+                      label=None if fit else f"{name} (too few points to fit)")
+  right = _mark_points(log, lengths, group, color, notes=[note(r) for r in group], label=name)
+  top, quantile = max(_plotted_d(r) for r in group), False
+  if per_trial:
+    interval_top, quantile = _draw_intervals(linear, lengths, group, color)
+    top = max(top, interval_top)
+  if fit is not None:
+    _draw_laws(linear, lengths, fit, name, estimator, color)
+  jl_dim = [(r.params["length"], r.jl_dim) for r in group if r.jl_dim is not None]
+  if jl_dim:
+    log.plot(*zip(*jl_dim), "--", color=color, lw=1.2)
+  return _SeriesDrawn(left, right, top, bool(jl_dim), quantile, estimator)
+
+
+def _d_vs_length_legends(linear, log, drawn: list[_SeriesDrawn]) -> None:
+  """Figure (a)'s legends under its panels: the series, the kinds of point, d_{1−δ} and jl_dim
+  where drawn."""
+  left = set().union(*(d.linear_kinds for d in drawn))
+  right = set().union(*(d.log_kinds for d in drawn))
+  estimators = {d.estimator for d in drawn}
+  diamond = [Line2D([], [], ls="", marker="D", mfc="none", color="k", ms=4,
+                    label="d_{1−δ}: (1−δ)-quantile of d*_t")]
+  diamond = diamond if any(d.quantile for d in drawn) else []
+  _legend_below(linear, linear.get_legend_handles_labels()[0]
+                + _marker_handles(left, False, "d_50" if estimators == {"d_median"} else "d")
+                + diamond)
+  _legend_below(log, log.get_legend_handles_labels()[0]
+                + _marker_handles(right, any(d.bound for d in drawn)), ncols=2)
 
 
 def _figure_against(records: Sequence[Record], x: str, xlabel: str, title: str,
@@ -540,29 +565,10 @@ def figure_paper_scan(records: Sequence[Record], reference: Sequence[Record] = (
             if tuple((k, v) for k, v in key if k != "length") == problem]
     name: str | None = f"{label(problem, ('nnz', 'eps1'))}: one-trial scan d_min, one dot per seed"
     for length, values, top, ref in rows:
-      values = np.array(values)
-      jitter = length * 2 ** rng.uniform(-0.12, 0.12, values.size)
-      finite = np.isfinite(values)
-      if finite.any():
-        ax.plot(jitter[finite], values[finite], ".", color=color, ms=5, alpha=0.8,
-                label=name)
-        name = None
-      if not finite.all():
-        ax.plot(jitter[~finite], np.full((~finite).sum(), top), "^", mfc="white", color=color,
-                label=references.pop("missed", None))
+      if _draw_scan_dots(ax, length, np.array(values), top, color, name, rng, references):
+        name = None  # the problem's name once, at its first dot
       if ref is not None:
-        low = ref.d_median - ref.d_median_low if np.isfinite(ref.d_median_low) else 0
-        high = ref.d_median_high - ref.d_median if np.isfinite(ref.d_median_high) else 0
-        ax.errorbar([length], [ref.d_median], yerr=[[low], [high]], fmt="s", color="k", ms=4,
-                    capsize=3, zorder=3, label=references.pop("median", None))
-        if np.isfinite(ref.d_quantile):
-          ax.plot([length], [ref.d_quantile], "D", mfc="none", color="k", ms=5, zorder=3,
-                  label=references.pop("quantile", None))
-        first = ref.first_success[np.isfinite(ref.first_success)]
-        if first.size:
-          lo, hi = np.quantile(first, [0.025, 0.975])
-          ax.fill_between([length / 2**0.2, length * 2**0.2], lo, hi, color="gray", alpha=0.25,
-                          lw=0, label=references.pop("band", None))
+        _draw_scan_reference(ax, length, ref, references)
   ax.set_xscale("log", base=2)
   _data_ticks(ax, [length for _, length, *_ in scans])
   ax.set_xlabel("sequence length L")
@@ -573,6 +579,39 @@ def figure_paper_scan(records: Sequence[Record], reference: Sequence[Record] = (
   ax.grid(True, alpha=0.3)
   outside_legend(fig, ax.get_legend_handles_labels()[0], fontsize=7)
   return fig
+
+
+def _draw_scan_dots(ax, length: int, values: np.ndarray, top: float, color: str,
+                    name: str | None, rng: np.random.Generator, references: dict) -> bool:
+  """Figure (e)'s single-scan d_min at one L, one dot per seed (jittered in L), labelled
+  ``name``; the seeds not reached as triangles at the grid's ``top``. Whether a dot was drawn.
+  A label of ``references`` is used once (popped)."""
+  jitter = length * 2 ** rng.uniform(-0.12, 0.12, values.size)
+  finite = np.isfinite(values)
+  if finite.any():
+    ax.plot(jitter[finite], values[finite], ".", color=color, ms=5, alpha=0.8, label=name)
+  if not finite.all():
+    ax.plot(jitter[~finite], np.full((~finite).sum(), top), "^", mfc="white", color=color,
+            label=references.pop("missed", None))
+  return bool(finite.any())
+
+
+def _draw_scan_reference(ax, length: int, ref: Any, references: dict) -> None:
+  """Figure (e)'s reference at one L (``ref``: a ``Record`` with per-trial data, as
+  ``paper_scans`` finds it): d_50 with its 95% interval, d_{1−δ} (diamond) and the central 95%
+  of its per-trial first successes (shaded). Each label of ``references`` once."""
+  low = ref.d_median - ref.d_median_low if np.isfinite(ref.d_median_low) else 0
+  high = ref.d_median_high - ref.d_median if np.isfinite(ref.d_median_high) else 0
+  ax.errorbar([length], [ref.d_median], yerr=[[low], [high]], fmt="s", color="k", ms=4,
+              capsize=3, zorder=3, label=references.pop("median", None))
+  if np.isfinite(ref.d_quantile):
+    ax.plot([length], [ref.d_quantile], "D", mfc="none", color="k", ms=5, zorder=3,
+            label=references.pop("quantile", None))
+  first = ref.first_success[np.isfinite(ref.first_success)]
+  if first.size:
+    lo, hi = np.quantile(first, [0.025, 0.975])
+    ax.fill_between([length / 2**0.2, length * 2**0.2], lo, hi, color="gray", alpha=0.25,
+                    lw=0, label=references.pop("band", None))
 
 
 FIGURES = {
