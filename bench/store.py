@@ -447,23 +447,9 @@ class ResultsStore:
     # an older file read as it is: NULL for the columns of later schemas
     trial_columns = [c.split()[0] if all(c not in added for v, added in _ADDED.items()
                                          if v > self.version) else "NULL" for c in _TRIAL_COLUMNS]
-    records = []
-    for (point_id, params, seed, d_min, jl_dim, wall_s, finished_at, run_id, thresholds, first,
-         verdicts, *estimators, evaluated) in self._db.execute(
-             "SELECT id, params, seed, d_min, jl_dim, wall_s, finished_at, run_id, "
-             f"{', '.join(trial_columns)} FROM points ORDER BY id"):
-      d, successes, trials, rate, low, high = (np.asarray(c) for c in zip(*rates[point_id]))
-      trial = {}
-      if verdicts is not None:
-        shape = (int(trials[0]), d.size)
-        trial = dict(verdicts=_unpack_bits(verdicts, shape), thresholds=_unpack_d(thresholds),
-                     first_success=_unpack_d(first), **dict(zip(ESTIMATORS, estimators)),
-                     evaluated=None if evaluated is None else _unpack_bits(evaluated, shape))
-      records.append(Record(params=json.loads(params), seed=seed, d_min=d_min, jl_dim=jl_dim,
-                            wall_s=wall_s, d=d, successes=successes, trials=int(trials[0]),
-                            rate=rate, ci_low=low, ci_high=high, run=runs[run_id],
-                            finished_at=finished_at, **trial))
-    return records
+    rows = self._db.execute("SELECT id, params, seed, d_min, jl_dim, wall_s, finished_at, run_id, "
+                            f"{', '.join(trial_columns)} FROM points ORDER BY id")
+    return [_record(row, rates[row[0]], runs) for row in rows]
 
   def insert(self, records: Sequence[Record]) -> int:
     """Copies ``records`` (of other stores: ``bench merge``) into this one in one transaction:
@@ -490,6 +476,23 @@ class ResultsStore:
             trial, record.trials,
             zip(record.d, record.successes, record.rate, record.ci_low, record.ci_high))
     return written
+
+
+def _record(row: tuple, rates: list[tuple], runs: dict[int, dict]) -> Record:
+  """The ``Record`` of a row of ``points`` (``ResultsStore.records``'s columns), its rows of
+  ``rates`` (d, successes, trials, rate, interval) and the runs by id."""
+  (_, params, seed, d_min, jl_dim, wall_s, finished_at, run_id, thresholds, first, verdicts,
+   *estimators, evaluated) = row
+  d, successes, trials, rate, low, high = (np.asarray(c) for c in zip(*rates))
+  trial = {}
+  if verdicts is not None:
+    shape = (int(trials[0]), d.size)
+    trial = dict(verdicts=_unpack_bits(verdicts, shape), thresholds=_unpack_d(thresholds),
+                 first_success=_unpack_d(first), **dict(zip(ESTIMATORS, estimators)),
+                 evaluated=None if evaluated is None else _unpack_bits(evaluated, shape))
+  return Record(params=json.loads(params), seed=seed, d_min=d_min, jl_dim=jl_dim, wall_s=wall_s,
+                d=d, successes=successes, trials=int(trials[0]), rate=rate, ci_low=low,
+                ci_high=high, run=runs[run_id], finished_at=finished_at, **trial)
 
 
 def _pack_bits(values: np.ndarray) -> bytes:
