@@ -74,19 +74,25 @@ def main(args) -> int:
     print(line)
   ok = bool(report.ok)
   if args.float64 and pattern.length <= DENSE_MAX_LENGTH:
-    queries, keys = saved_factors(arrays)
-    a = matrix.toarray()  # a dense row is L ones; in a causal layer it is its prefix 0..i
-    dense = ja.reference.logits_check(queries @ keys.T, np.tril(a) if causal else a, eps1=eps1,
-                                      eps2=eps2,
-                                      max_outside_mass=eta, causal=causal)
-    print(f"dense NumPy  float64: ok {dense.ok}, ratio_error {dense.ratio_error:.6g}, "
-          f"leak {dense.leak:.6g}, outside mass max {dense.outside_mass_max:.3g}")
-    if dense.ok != ok:
-      print("DISAGREE     the dense reference and ja.verify differ: not certified")
-      ok = False
+    ok = _dense_agrees(arrays, matrix, ok, eps1=eps1, eps2=eps2, eta=eta, causal=causal)
   if "report_ok" in arrays and bool(arrays["report_ok"]) != bool(report.ok):
     print(f"note         the file's own report said ok={bool(arrays['report_ok'])}")
   return 0 if ok else 1
+
+
+def _dense_agrees(arrays, matrix, ok: bool, *, eps1: float, eps2: float, eta: float | None,
+                  causal: bool) -> bool:
+  """Prints the dense float64 NumPy check of the file's logits (``ja.reference.logits_check``);
+  whether it agrees with ``ok``, ja.verify's verdict, and that verdict holds."""
+  queries, keys = saved_factors(arrays)
+  a = matrix.toarray()  # a dense row is L ones; in a causal layer it is its prefix 0..i
+  dense = ja.reference.logits_check(queries @ keys.T, np.tril(a) if causal else a, eps1=eps1,
+                                    eps2=eps2, max_outside_mass=eta, causal=causal)
+  print(f"dense NumPy  float64: ok {dense.ok}, ratio_error {dense.ratio_error:.6g}, "
+        f"leak {dense.leak:.6g}, outside mass max {dense.outside_mass_max:.3g}")
+  if dense.ok != ok:
+    print("DISAGREE     the dense reference and ja.verify differ: not certified")
+  return ok and bool(dense.ok) == ok
 
 
 def _solution(arrays, d: int, dtype) -> ja.Solution:

@@ -92,7 +92,14 @@ def main(args) -> int:
                              a_min=args.a_min, delta=args.delta)
   except ValueError as error:
     raise CommandError(str(error)) from None
-  seconds = time.perf_counter() - start
+  _print_result(args, result, grid, bound, time.perf_counter() - start)
+  return 0
+
+
+def _print_result(args, result: ja.MinDResult, grid: tuple[int, ...], bound: int,
+                  seconds: float) -> None:
+  """The search's line, its success rates per grid d with their intervals, d_min, the
+  per-trial thresholds and first successes, d_50 and d_{1−δ}, jl_dim and how it ran."""
   print(f"{args.family} L={args.length} N={args.nnz} eps1={args.eps1} eps2={args.eps2} "
         f"a_min={args.a_min} method={args.method} trials={args.trials} delta={args.delta} "
         f"seed={args.seed}{' layer=causal' if args.causal else ''} "
@@ -120,7 +127,6 @@ def main(args) -> int:
   print(f"verdicts {'exact' if result.certified else 'computed (not certified)'}: products "
         f"{args.matmul}, {result.levels_on_host} (trial, d) settled on the host "
         "(docs/certified.md)")
-  return 0
 
 
 def _plan(args, grid: tuple[int, ...]) -> resources.Plan:
