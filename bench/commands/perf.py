@@ -66,12 +66,19 @@ def add_parser(subparsers) -> None:
                       help="search grid: from this d up (geometric_grid(d, per_octave, start))")
   parser.add_argument("--certified", action=argparse.BooleanOptionalAction, default=True,
                       help="time the certified rows too (default; --no-certified leaves them out)")
+  parser.add_argument("--no-numpy", action="store_true",
+                      help="leave out (b), the NumPy check, and b/a (e.g. on a GPU host)")
+  parser.add_argument("--seed", type=int, default=0)
+  _add_modes(parser)
+  parser.set_defaults(func=main)
+
+
+def _add_modes(parser) -> None:
+  """The options of perf's other measurements: peak memory, the tile sweep, optimize, causal."""
   parser.add_argument("--memory", action="store_true",
                       help="also verify once at --memory-length in a child process: peak RSS")
   parser.add_argument("--memory-length", type=int, default=65536)
   parser.add_argument("--memory-d", type=int, default=128)
-  parser.add_argument("--no-numpy", action="store_true",
-                      help="leave out (b), the NumPy check, and b/a (e.g. on a GPU host)")
   parser.add_argument("--sweep-tiles", action="store_true",
                       help="instead of the table: time ja.verify and the search for every "
                            "(rows, keys) tile and print the fastest")
@@ -90,8 +97,6 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--optimize-length", type=int, default=4096, help="L of --optimize")
   parser.add_argument("--optimize-d", type=int, default=16, help="d of --optimize")
   parser.add_argument("--optimize-nnz", type=int, default=2, help="N of --optimize")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.set_defaults(func=main)
 
 
 def _ceiling_name(rows: int | None) -> str:
@@ -99,24 +104,44 @@ def _ceiling_name(rows: int | None) -> str:
 
 
 def speed(args) -> None:
-  length, d = args.length, args.d
-  matmul_dtype = jnp.dtype(args.layer_dtype)
-  pattern, solution = perf.problem(args.seed, length, d, args.nnz)
+  """The table: (a) ja.verify, (b) NumPy, (c) dense JAX, (d) the bare matmul ceilings and (e)
+  the search, timed round-robin with their verdicts, and the certified rows."""
+  pattern, solution = perf.problem(args.seed, args.length, args.d, args.nnz)
   queries, keys = solution.queries(), solution.keys()
+  fns, verdicts = _speed_checks(args, pattern, solution)
+  layer = None if args.layer_dtype == "float32" else jnp.dtype(args.layer_dtype)
+  grid = ja.geometric_grid(args.d, args.per_octave, start=min(args.grid_start, args.d))
+  search_name = f"(e) search, {len(grid)} d <= {args.d}"
+  fns[search_name] = perf.search_thunk(queries, keys, pattern, grid, layer)
+  certified = certified_checks(queries, keys, pattern, grid, args) if args.certified else {}
+  fns.update({name: fn for name, (fn, _) in certified.items()})
+  seconds = perf.time_round_robin(fns, args.repeats)
+  _print_speed(args, seconds, verdicts, search_name, grid)
+  if certified:
+    print_certified(certified, seconds, search_name, grid, args.d)
+  if len({v[0] for v in verdicts.values()}) != 1:
+    raise CommandError(f"the checks disagree on ok: {verdicts}", status=1)
+
+
+def _speed_checks(args, pattern, solution) -> tuple[dict[str, Callable[[], Any]], dict]:
+  """The timed checks (a)–(d) of the table, name -> thunk, and each verdict, name -> (ok, leak),
+  with the float64 dense reference's (not timed) where L ≤ ``REFERENCE_MAX_LENGTH``."""
+  matmul_dtype = jnp.dtype(args.layer_dtype)
   x, w_q, w_k, cols, weights, valid = (np.asarray(a) for a in (
       solution.X, solution.w_q, solution.w_k, pattern.cols, pattern.weights, pattern.valid))
   dense = jax.jit(perf.dense_jax, static_argnames="matmul_dtype")
   bare = jax.jit(perf.bare_ceiling, static_argnames=("matmul_dtype", "rows"))
+  layer = None if matmul_dtype == jnp.float32 else matmul_dtype
   fns: dict[str, Callable[[], Any]] = {
       "(a) ja.verify": lambda: ja.verify(solution, pattern, eps1=perf.EPS1, eps2=perf.EPS2,
-                                         layer_dtype=(
-          None if matmul_dtype == jnp.float32 else matmul_dtype)),
+                                         layer_dtype=layer),
       "(b) NumPy float32": lambda: perf.numpy_check(x, w_q, w_k, cols, weights, valid,
                                                     perf.EPS1, perf.EPS2),
       "(c) dense JAX": lambda: dense(solution, pattern, perf.EPS1, perf.EPS2,
                                      matmul_dtype=matmul_dtype),
-      **{_ceiling_name(rows): functools.partial(bare, queries, keys, matmul_dtype=matmul_dtype,
-                                                rows=rows) for rows in perf.CEILING_ROWS},
+      **{_ceiling_name(rows): functools.partial(bare, solution.queries(), solution.keys(),
+                                                matmul_dtype=matmul_dtype, rows=rows)
+         for rows in perf.CEILING_ROWS},
   }
   if args.no_numpy:
     del fns["(b) NumPy float32"]
@@ -126,21 +151,19 @@ def speed(args) -> None:
     if name in fns:
       ok, _, leak = fns[name]()
       verdicts[name] = (bool(ok), float(leak))
-  if length <= perf.REFERENCE_MAX_LENGTH:
+  if args.length <= perf.REFERENCE_MAX_LENGTH:
     reference = ja.reference.dense_check(x, w_q, w_k, pattern.to_dense(), eps1=perf.EPS1,
                                          eps2=perf.EPS2)
     verdicts["float64 dense reference"] = (reference.ok, reference.leak)
-  grid = ja.geometric_grid(d, args.per_octave, start=min(args.grid_start, d))
-  search_name = f"(e) search, {len(grid)} d <= {d}"
-  fns[search_name] = perf.search_thunk(
-      queries, keys, pattern, grid, None if matmul_dtype == jnp.float32 else matmul_dtype)
-  certified = certified_checks(queries, keys, pattern, grid, args) if args.certified else {}
-  fns.update({name: fn for name, (fn, _) in certified.items()})
-  seconds = perf.time_round_robin(fns, args.repeats)
+  return fns, verdicts
 
-  flops = 2.0 * length * length * d
+
+def _print_speed(args, seconds: dict[str, float], verdicts: dict, search_name: str,
+                 grid: tuple[int, ...]) -> None:
+  """The table's rows (ms, GFLOP/s = 2·L²·d / time, verdict) and the ratios a/d, b/a, e/a."""
+  flops = 2.0 * args.length * args.length * args.d
   print(perf.environment())
-  print(f"L={length} d={d} N={args.nnz} matmul dtype {args.layer_dtype}; medians of "
+  print(f"L={args.length} d={args.d} N={args.nnz} matmul dtype {args.layer_dtype}; medians of "
         f"{args.repeats} after warm-up, round-robin; GFLOP/s = 2·L²·d / time")
   print(f"{'check':<30} {'ms':>9} {'GFLOP/s':>9}  verdict (ok, leak)")
   for name, t in seconds.items():
@@ -151,8 +174,7 @@ def speed(args) -> None:
     ok, leak = verdicts["float64 dense reference"]
     print(f"{'float64 dense reference':<30} {'':>9} {'':>9}  {ok}, {leak:.4g}  (not timed)")
   ceiling = min(map(_ceiling_name, perf.CEILING_ROWS), key=seconds.__getitem__)
-  t_a, t_d = seconds["(a) ja.verify"], seconds[ceiling]
-  t_e = seconds[f"(e) search, {len(grid)} d <= {d}"]
+  t_a, t_d, t_e = seconds["(a) ja.verify"], seconds[ceiling], seconds[search_name]
   print(f"a/d  verify throughput / bare matmul throughput = {t_d / t_a:.2f}   (target >= 0.7; "
         f"d: the fastest ceiling, {ceiling[13:]})")
   native = perf.native_bfloat16() or ("none (bfloat16 operands converted to float32: no "
@@ -165,10 +187,6 @@ def speed(args) -> None:
     print(f"b/a  NumPy time / verify time                   = {t_b / t_a:.2f}   (target >= 1.5)")
   print(f"e/a  whole-grid search / one verify at d_max     = {t_e / t_a:.2f}   (target <= 1.5); "
         f"grid {grid}")
-  if certified:
-    print_certified(certified, seconds, search_name, grid, d)
-  if len({v[0] for v in verdicts.values()}) != 1:
-    raise CommandError(f"the checks disagree on ok: {verdicts}", status=1)
 
 
 def certified_checks(queries, keys, pattern, grid, args) -> dict:
