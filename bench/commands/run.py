@@ -46,6 +46,17 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--causal", action="store_true",
                       help="judge every point in a causal layer (keys j > i masked before the "
                            "softmax; docs/causal.md); every family must be causal")
+  parser.add_argument("--plan", action="store_true",
+                      help="list the points and their work (and, if the results file exists, "
+                           "which are stored, with their seconds) and whether this machine would "
+                           "refuse a point, then stop (nothing is run)")
+  _add_cluster_options(parser)
+  hosts.add_arguments(parser)
+  parser.set_defaults(func=main)
+
+
+def _add_cluster_options(parser) -> None:
+  """A shard of a job array (``--shard``, ``--manifest``) and a store on a network filesystem."""
   parser.add_argument("--shard", metavar="I/N",
                       help="run shard I of N (0 <= I < N): a cost-balanced share of the preset's "
                            "(point, seed) pairs, split from the whole preset, into its own store "
@@ -58,12 +69,6 @@ def add_parser(subparsers) -> None:
                       help="let concurrent runs share a store on a network filesystem whose "
                            "locks SQLite does not trust (NFS, SMB/CIFS; docs/clusters.md); "
                            "by default a store there has one writer")
-  parser.add_argument("--plan", action="store_true",
-                      help="list the points and their work (and, if the results file exists, "
-                           "which are stored, with their seconds) and whether this machine would "
-                           "refuse a point, then stop (nothing is run)")
-  hosts.add_arguments(parser)
-  parser.set_defaults(func=main)
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -125,6 +130,36 @@ def main(args) -> int:
   preset = grid.load_preset(args.preset)
   if args.causal:
     preset = grid.in_causal_layer(preset)
+  work, results = _work(args, preset)
+  available = resources.available_memory(jax.devices()[0])
+  if args.plan:  # the plan is printed even for a preset this machine would refuse
+    for seed, seed_points in work.items():
+      plan(seed_points, seed, results)
+    try:
+      resources.check_points_fit(preset.points, available=available)
+    except CommandError as refusal:
+      print(f"refused here: {refusal}")
+    return 0
+  resources.check_points_fit(preset.points, available=available)
+  lead = processes.rank == 0
+  if lead:
+    check_outputs(args, results)
+  records, all_records = _run_seeds(args, preset, work, results, processes)
+  if not lead:
+    return 0
+  if args.export_csv:
+    export_csv(all_records, args.export_csv)
+    print(f"wrote {len(all_records)} points to {args.export_csv}")
+  if not args.no_figures:
+    from jaxattn_plots import write_report  # matplotlib only when figures are wanted
+    print(write_report(records, args.figures or results.with_suffix(""),
+                       reference=all_records).text())
+  return 0
+
+
+def _work(args, preset: grid.Preset) -> tuple[Mapping[int, Sequence[grid.Point]], pathlib.Path]:
+  """The points to run per seed (``--seed``, ``--seeds``; a shard's share with ``--shard``) and
+  the store they go to."""
   if args.seeds is not None and args.seed is not None:
     raise CommandError("give --seed or --seeds, not both")
   seeds = parse_seeds(args.seeds) if args.seeds is not None else [
@@ -132,31 +167,27 @@ def main(args) -> int:
   if seeds[0] < 0:
     raise CommandError(f"--seed must be >= 0, got {seeds[0]}")
   points = preset.points
-  work: Mapping[int, Sequence[grid.Point]] = {seed: points for seed in seeds}
-  results = args.results or pathlib.Path("results") / f"{preset.name}.sqlite"
-  if args.shard:
-    index, count = shards.parse_shard(args.shard)
-    split = (shards.read_manifest(args.manifest) if args.manifest
-             else shards.split(points, seeds, count))
-    if len(split) != count:
-      raise CommandError(f"--manifest {args.manifest} holds {len(split)} shards, not {count}")
-    work = shards.select(points, split[index])
-    results = args.results or shards.shard_path(preset.name, index, count)
-    args.no_figures = True  # a shard's figures come from the merged store (bench merge)
-  available = resources.available_memory(jax.devices()[0])
-  if args.plan:  # the plan is printed even for a preset this machine would refuse
-    for seed, seed_points in work.items():
-      plan(seed_points, seed, results)
-    try:
-      resources.check_points_fit(points, available=available)
-    except CommandError as refusal:
-      print(f"refused here: {refusal}")
-    return 0
-  resources.check_points_fit(points, available=available)
+  if not args.shard:
+    return ({seed: points for seed in seeds},
+            args.results or pathlib.Path("results") / f"{preset.name}.sqlite")
+  index, count = shards.parse_shard(args.shard)
+  split = (shards.read_manifest(args.manifest) if args.manifest
+           else shards.split(points, seeds, count))
+  if len(split) != count:
+    raise CommandError(f"--manifest {args.manifest} holds {len(split)} shards, not {count}")
+  args.no_figures = True  # a shard's figures come from the merged store (bench merge)
+  return (shards.select(points, split[index]),
+          args.results or shards.shard_path(preset.name, index, count))
+
+
+def _run_seeds(args, preset: grid.Preset, work: Mapping[int, Sequence[grid.Point]],
+               results: pathlib.Path, processes) -> tuple[list, list]:
+  """Runs each seed's pending points into the store at ``results`` (the lead process reports
+  and writes; the others compute their share), and the lead's records: the preset's points of
+  every seed, and everything stored."""
   lead = processes.rank == 0
-  if lead:
-    check_outputs(args, results)
-  records = []
+  records: list = []
+  all_records: list = []
   opened = runner.open_store(results, work, args.allow_network_fs) if lead else runner.NoStore()
   with opened as store:
     for seed, seed_points in work.items():
@@ -176,13 +207,4 @@ def main(args) -> int:
       seed_records, all_records = runner.stored_records(store, seed_points, seed)
       records += seed_records
       print(runner.summary_table(seed_points, seed_records, fresh))
-  if not lead:
-    return 0
-  if args.export_csv:
-    export_csv(all_records, args.export_csv)
-    print(f"wrote {len(all_records)} points to {args.export_csv}")
-  if not args.no_figures:
-    from jaxattn_plots import write_report  # matplotlib only when figures are wanted
-    print(write_report(records, args.figures or results.with_suffix(""),
-                       reference=all_records).text())
-  return 0
+  return records, all_records

@@ -64,12 +64,7 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--out", required=True, metavar="OUT.npz", help="solution file to write")
   parser.add_argument("--method", default="jl", choices=sorted(ja.construct.METHODS),
                       help="construction (default: jl, the paper's)")
-  parser.add_argument("--eps1", type=float, default=0.5, help="ratio tolerance > 0 (default 0.5)")
-  parser.add_argument("--eps2", type=float, default=0.5,
-                      help="zero tolerance in (0, 1) (default 0.5)")
-  parser.add_argument("--max-outside-mass", type=float, metavar="ETA",
-                      help="the mass criterion: also every row's softmax mass outside its "
-                      "support <= ETA in (0, 1) (default: the ratio criterion alone)")
+  _add_criterion(parser)
   size = parser.add_mutually_exclusive_group(required=True)
   size.add_argument("--d", type=int, help="query/key dimension d")
   size.add_argument("--search", action="store_true",
@@ -89,6 +84,16 @@ def add_parser(subparsers) -> None:
   parser.add_argument("--save-uncertified", action="store_true",
                       help="write OUT even if the pattern is not certified")
   parser.set_defaults(func=main)
+
+
+def _add_criterion(parser) -> None:
+  """What the solution must meet: ε1, ε2 and optionally η, the mass criterion's bound."""
+  parser.add_argument("--eps1", type=float, default=0.5, help="ratio tolerance > 0 (default 0.5)")
+  parser.add_argument("--eps2", type=float, default=0.5,
+                      help="zero tolerance in (0, 1) (default 0.5)")
+  parser.add_argument("--max-outside-mass", type=float, metavar="ETA",
+                      help="the mass criterion: also every row's softmax mass outside its "
+                      "support <= ETA in (0, 1) (default: the ratio criterion alone)")
 
 
 def main(args) -> int:
