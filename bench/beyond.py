@@ -35,11 +35,11 @@ PRESET = "beyond"
 METHODS = ("jl", "lstsq", "optimize", "moment_curve")
 DTYPES = ("bfloat16", "float32", "float64")
 MAIN = dict(nnz=2, dtype="float32")  # the d-against-L series (with the curve series excluded)
-CURVE_TRIALS, CURVE_D = 4, 4          # the moment_curve precision series: T and d
+CURVE_TRIALS, CURVE_D = 4, 4  # the moment_curve precision series: T and d
 DTYPE_LENGTH = 256
-MEASURED_TRIALS = 1                   # trials whose logit range (and optimize's cost) are
-                                      # measured again after the search (an optimize trial
-                                      # at L = 65536 runs for over a minute)
+MEASURED_TRIALS = 1  # trials whose logit range (and optimize's cost) are
+# measured again after the search (an optimize trial
+# at L = 65536 runs for over a minute)
 
 
 def _point(record) -> grid.Point:
@@ -63,14 +63,17 @@ def trial_figures(point: grid.Point, seed: int, d: int, trials: int) -> dict:
   def construct(pattern_key, method_key):
     pattern = sampler(pattern_key)
     if point.method != "optimize":
-      return ja.construct.build(point.method, method_key, pattern, d, eps1=point.eps1,
-                                eps2=point.eps2,
-                                dtype=point.dtype), jnp.zeros(2, jnp.int32)
-    result = ja.construct.optimize_run(method_key, pattern, d, d, point.eps1, point.eps2,
-                                       dtype=jnp.dtype(point.dtype))
+      return ja.construct.build(
+        point.method, method_key, pattern, d, eps1=point.eps1, eps2=point.eps2, dtype=point.dtype
+      ), jnp.zeros(2, jnp.int32)
+    result = ja.construct.optimize_run(
+      method_key, pattern, d, d, point.eps1, point.eps2, dtype=jnp.dtype(point.dtype)
+    )
     solution = ja.construct.solution_from_factors(result.queries, result.keys)
-    return (jax.tree.map(lambda x: x.astype(point.dtype), solution),
-            jnp.stack([result.steps, result.passes]))
+    return (
+      jax.tree.map(lambda x: x.astype(point.dtype), solution),
+      jnp.stack([result.steps, result.passes]),
+    )
 
   def logit_range(pattern_key, solution):
     report = ja.verify(solution, sampler(pattern_key), eps1=point.eps1, eps2=point.eps2)
@@ -90,22 +93,29 @@ def trial_figures(point: grid.Point, seed: int, d: int, trials: int) -> dict:
   figures: dict[str, Any] = {"logit_range": max(logits), "trials": len(logits)}
   if point.method == "optimize":
     steps, passes = np.mean(costs, axis=0)
-    figures["optimize"] = dict(steps=float(steps), passes=float(passes),
-                               seconds=float(np.mean(seconds)))
+    figures["optimize"] = dict(
+      steps=float(steps), passes=float(passes), seconds=float(np.mean(seconds))
+    )
   return figures
 
 
 def select(records, **fields) -> list:
   """The ``distinct`` records whose params (or ``trials``) equal ``fields``."""
-  return [r for r in distinct(records)
-          if all((r.trials if k == "trials" else r.params[k]) == v for k, v in fields.items())]
+  return [
+    r
+    for r in distinct(records)
+    if all((r.trials if k == "trials" else r.params[k]) == v for k, v in fields.items())
+  ]
 
 
 def is_curve(record) -> bool:
   """Whether a record is a point of the moment_curve precision series (2): T = CURVE_TRIALS,
   d grid [CURVE_D]."""
-  return (record.params["method"] == "moment_curve" and record.trials == CURVE_TRIALS
-          and list(record.params["d_grid"]) == [CURVE_D])
+  return (
+    record.params["method"] == "moment_curve"
+    and record.trials == CURVE_TRIALS
+    and list(record.params["d_grid"]) == [CURVE_D]
+  )
 
 
 def curve_verified(record) -> bool:
@@ -122,29 +132,57 @@ def curve_verified(record) -> bool:
 def main_entry(record, seed: int) -> dict:
   """One point of the d-against-L series: d_50 with its interval, d_min, the grid, and the
   ``trial_figures`` at d_50 (None where d_50 is not reached)."""
-  entry = {"length": record.params["length"], "trials": record.trials,
-           "d_grid": [int(d) for d in record.d], "top": int(record.d[-1]),
-           "d_median": _finite(record.d_median), "d_median_low": _finite(record.d_median_low),
-           "d_median_high": _finite(record.d_median_high), "d_min": record.d_min,
-           "logit_range": None, "measured_trials": 0, "optimize": None}
+  entry = {
+    "length": record.params["length"],
+    "trials": record.trials,
+    "d_grid": [int(d) for d in record.d],
+    "top": int(record.d[-1]),
+    "d_median": _finite(record.d_median),
+    "d_median_low": _finite(record.d_median_low),
+    "d_median_high": _finite(record.d_median_high),
+    "d_min": record.d_min,
+    "logit_range": None,
+    "measured_trials": 0,
+    "optimize": None,
+  }
   if entry["d_median"] is not None:
     figures = trial_figures(_point(record), seed, int(entry["d_median"]), MEASURED_TRIALS)
-    entry.update(logit_range=figures["logit_range"], measured_trials=figures["trials"],
-                 optimize=figures.get("optimize"))
+    entry.update(
+      logit_range=figures["logit_range"],
+      measured_trials=figures["trials"],
+      optimize=figures.get("optimize"),
+    )
   return entry
 
 
 def collect(records, seed: int) -> dict:
   """The numbers of the tables and figures: stored records and logit ranges (progress on stderr)."""
-  data: dict[str, Any] = {"seed": seed, "main": {}, "curve": {}, "dtype": {},
-                          "dtype_length": DTYPE_LENGTH, "measured_trials": MEASURED_TRIALS}
-  main = {m: sorted((r for r in select(records, method=m, **MAIN) if not is_curve(r)),
-                    key=lambda r: r.params["length"]) for m in METHODS}
-  curve = {(n, t): sorted((r for r in select(records, method="moment_curve", nnz=n, dtype=t)
-                          if CURVE_D in r.d), key=lambda r: r.params["length"])
-           for n in (1, 2) for t in ("float32", "float64")}
+  data: dict[str, Any] = {
+    "seed": seed,
+    "main": {},
+    "curve": {},
+    "dtype": {},
+    "dtype_length": DTYPE_LENGTH,
+    "measured_trials": MEASURED_TRIALS,
+  }
+  main = {
+    m: sorted(
+      (r for r in select(records, method=m, **MAIN) if not is_curve(r)),
+      key=lambda r: r.params["length"],
+    )
+    for m in METHODS
+  }
+  curve = {
+    (n, t): sorted(
+      (r for r in select(records, method="moment_curve", nnz=n, dtype=t) if CURVE_D in r.d),
+      key=lambda r: r.params["length"],
+    )
+    for n in (1, 2)
+    for t in ("float32", "float64")
+  }
   work = sum(len(rows) for rows in main.values()) + sum(
-      len(rows) for (_, t), rows in curve.items() if t == "float64")
+    len(rows) for (_, t), rows in curve.items() if t == "float64"
+  )
   with tqdm(total=work, desc="logit ranges", unit="point", file=sys.stderr) as bar:
     for method, rows in main.items():
       data["main"][method] = []
@@ -156,10 +194,11 @@ def collect(records, seed: int) -> dict:
       verified = [r.params["length"] for r in rows if curve_verified(r)]
       failed = [r.params["length"] for r in rows if not curve_verified(r)]
       entry: dict[str, Any] = {
-          "largest": max(verified) if verified else None,
-          "first_failure": min(failed) if failed else None,
-          "tested_up_to": max(r.params["length"] for r in rows) if rows else None,
-          "logit_range": {}}
+        "largest": max(verified) if verified else None,
+        "first_failure": min(failed) if failed else None,
+        "tested_up_to": max(r.params["length"] for r in rows) if rows else None,
+        "logit_range": {},
+      }
       if dtype == "float64":  # the range the construction needs, computed where it is exact
         for record in rows:
           figures = trial_figures(_point(record), seed, 2 * nnz, record.trials)
@@ -167,9 +206,12 @@ def collect(records, seed: int) -> dict:
           bar.update()
       data["curve"][f"N={nnz} {dtype}"] = entry
   for method in METHODS:
-    by_dtype = {r.params["dtype"]: _finite(r.d_median) if _finite(r.d_median) is not None
-                else f"> {int(r.d[-1])}"
-                for r in select(records, method=method, nnz=2, length=DTYPE_LENGTH)
-                if not is_curve(r)}
+    by_dtype = {
+      r.params["dtype"]: _finite(r.d_median)
+      if _finite(r.d_median) is not None
+      else f"> {int(r.d[-1])}"
+      for r in select(records, method=method, nnz=2, length=DTYPE_LENGTH)
+      if not is_curve(r)
+    }
     data["dtype"][method] = {t: by_dtype.get(t) for t in DTYPES}
   return data

@@ -36,11 +36,25 @@ def trial_bits(point: grid.Point, seed: int, d: int) -> list[int | None]:
   with ja.dtype_context(point.dtype):
     for pattern_key, method_key in zip(pattern_keys, method_keys):
       pattern = sampler(pattern_key)
-      solution = ja.construct.build(point.method, method_key, pattern, d, eps1=point.eps1,
-                                    eps2=point.eps2,
-                                    dtype=point.dtype, max_outside_mass=point.max_outside_mass)
-      bits.append(ja.precision_bits(solution, pattern, eps1=point.eps1, eps2=point.eps2,
-                                    max_outside_mass=point.max_outside_mass))
+      solution = ja.construct.build(
+        point.method,
+        method_key,
+        pattern,
+        d,
+        eps1=point.eps1,
+        eps2=point.eps2,
+        dtype=point.dtype,
+        max_outside_mass=point.max_outside_mass,
+      )
+      bits.append(
+        ja.precision_bits(
+          solution,
+          pattern,
+          eps1=point.eps1,
+          eps2=point.eps2,
+          max_outside_mass=point.max_outside_mass,
+        )
+      )
   return bits
 
 
@@ -55,17 +69,28 @@ def bits_per_token(d: int, bits: list[int | None]) -> dict | None:
 def collect(records, seed: int) -> dict:
   """Per stored point of ``seed``: d_min, per-trial b and 2d·b; and the bounds per (N, L).
   Progress on stderr."""
-  rows = sorted(distinct([r for r in records if r.seed == seed]),
-                key=lambda r: (r.params["method"], r.params["length"]))
+  rows = sorted(
+    distinct([r for r in records if r.seed == seed]),
+    key=lambda r: (r.params["method"], r.params["length"]),
+  )
   data: dict[str, Any] = {"seed": seed, "points": [], "bounds": {}}
   for record in tqdm(rows, desc="bits per token", unit="point", file=sys.stderr):
     point = grid.Point(**{**record.params, "d_grid": tuple(record.params["d_grid"])})
     bits = [] if record.d_min is None else trial_bits(point, seed, record.d_min)
-    data["points"].append({
-        "method": point.method, "dtype": point.dtype, "length": point.length, "nnz": point.nnz,
-        "d": record.d_min, "top": int(record.d[-1]), "bits": bits,
-        "bits_per_token": None if record.d_min is None else bits_per_token(record.d_min, bits)})
+    data["points"].append(
+      {
+        "method": point.method,
+        "dtype": point.dtype,
+        "length": point.length,
+        "nnz": point.nnz,
+        "d": record.d_min,
+        "top": int(record.d[-1]),
+        "bits": bits,
+        "bits_per_token": None if record.d_min is None else bits_per_token(record.d_min, bits),
+      }
+    )
     data["bounds"].setdefault(str(point.nnz), {})[str(point.length)] = {
-        family: ja.theory.pattern_bits(family, point.length, point.nnz) for family in BOUNDS}
+      family: ja.theory.pattern_bits(family, point.length, point.nnz) for family in BOUNDS
+    }
   data["device"] = jax.devices()[0].device_kind
   return data

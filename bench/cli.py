@@ -23,8 +23,18 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 from jaxattn_bench import compile_cache  # noqa: E402  (after the environment)
 from jaxattn_bench.errors import CommandError, report_internal_error  # noqa: E402
 
-COMMANDS = ("run", "submit", "merge", "min_d", "solve", "check", "perf", "beyond", "bits",
-            "practice")
+COMMANDS = (
+  "run",
+  "submit",
+  "merge",
+  "min_d",
+  "solve",
+  "check",
+  "perf",
+  "beyond",
+  "bits",
+  "practice",
+)
 # Commands that compile nothing, and so neither load JAX nor touch its compilation cache.
 JAX_FREE = ("merge",)
 
@@ -32,17 +42,21 @@ JAX_FREE = ("merge",)
 def main(argv: list[str] | None = None, prog: str = "jaxattn") -> int:
   """Parses ``argv`` (default: sys.argv[1:]), runs the command and returns its exit status."""
   parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-  parser.add_argument("--no-compile-cache", action="store_true",
-                      help="compile every program anew (default: JAX's persistent cache in "
-                      "$JAX_COMPILATION_CACHE_DIR or ~/.cache/jaxattn/jax; also "
-                      "JAXATTN_COMPILE_CACHE=0)")
+  parser.add_argument(
+    "--no-compile-cache",
+    action="store_true",
+    help="compile every program anew (default: JAX's persistent cache in "
+    "$JAX_COMPILATION_CACHE_DIR or ~/.cache/jaxattn/jax; also "
+    "JAXATTN_COMPILE_CACHE=0)",
+  )
   subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   for name in COMMANDS:
     importlib.import_module(f"jaxattn_bench.commands.{name}").add_parser(subparsers)
   args = parser.parse_args(argv)
   if args.command not in JAX_FREE:
-    compile_cache.enable({**os.environ, "JAXATTN_COMPILE_CACHE": "0"} if args.no_compile_cache
-                         else os.environ)
+    compile_cache.enable(
+      {**os.environ, "JAXATTN_COMPILE_CACHE": "0"} if args.no_compile_cache else os.environ
+    )
   try:
     return args.func(args)
   except CommandError as error:

@@ -26,8 +26,11 @@ def verify_bytes(pattern: ja.SparsePattern, d: int) -> tuple[int, int]:
   """(temporary, argument) bytes of ``ja.verify`` compiled for ``pattern`` at dimension d."""
   x = jax.ShapeDtypeStruct((pattern.length, 2 * d), jnp.float32)
   params = ja.construct.identity_params(d)
-  compiled = jax.jit(lambda x, p: ja.verify(ja.Solution(x, *params), p, eps1=0.5, eps2=0.5)).lower(
-      x, pattern).compile()
+  compiled = (
+    jax.jit(lambda x, p: ja.verify(ja.Solution(x, *params), p, eps1=0.5, eps2=0.5))
+    .lower(x, pattern)
+    .compile()
+  )
   memory = compiled.memory_analysis()
   if memory is None:
     raise RuntimeError(f"the {jax.default_backend()} backend reports no compiled memory")
@@ -36,8 +39,10 @@ def verify_bytes(pattern: ja.SparsePattern, d: int) -> tuple[int, int]:
 
 def _line(what: str, pattern: ja.SparsePattern, d: int) -> str:
   temp, arguments = verify_bytes(pattern, d)
-  return (f"{what:<58} L={pattern.length:<6} N={pattern.nnz:<5} d={d:<4} "
-          f"temp {temp / 1e6:8.1f} MB  arguments {arguments / 1e6:7.2f} MB")
+  return (
+    f"{what:<58} L={pattern.length:<6} N={pattern.nnz:<5} d={d:<4} "
+    f"temp {temp / 1e6:8.1f} MB  arguments {arguments / 1e6:7.2f} MB"
+  )
 
 
 def main() -> None:
@@ -45,8 +50,9 @@ def main() -> None:
   sink = ja.patterns.Longformer(window=1, globals=1)
   for length in (4096, 16384):
     print(_line("global row held apart (dense)", sink(key, length), 8))
-  padded = ja.SparsePattern.from_scipy(sink(key, 4096).to_scipy(), check_columns=False,
-                                       dense_rows="pad")
+  padded = ja.SparsePattern.from_scipy(
+    sink(key, 4096).to_scipy(), check_columns=False, dense_rows="pad"
+  )
   print(_line("global row padded to L slots", padded, 8))
   window = ja.patterns.Longformer(window=256, globals=1)(key, 4096)
   print(_line(f"support gathered {tiles.SUPPORT_CHUNK} slots at a time", window, 128))

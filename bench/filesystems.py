@@ -30,10 +30,24 @@ import pathlib
 from typing import NamedTuple
 
 # f_type magic numbers (linux/magic.h and the filesystems' own headers) -> name.
-MAGIC = {0x6969: "nfs", 0xFF534D42: "cifs", 0xFE534D42: "smb2", 0x517B: "smb",
-         0x0BD00BD0: "lustre", 0x47504653: "gpfs", 0x00C36400: "ceph", 0x65735546: "fuse",
-         0xEF53: "ext4", 0x58465342: "xfs", 0x9123683E: "btrfs", 0x2FC12FC1: "zfs",
-         0x01021994: "tmpfs", 0x794C7630: "overlay", 0x858458F6: "ramfs", 0xF2F52010: "f2fs"}
+MAGIC = {
+  0x6969: "nfs",
+  0xFF534D42: "cifs",
+  0xFE534D42: "smb2",
+  0x517B: "smb",
+  0x0BD00BD0: "lustre",
+  0x47504653: "gpfs",
+  0x00C36400: "ceph",
+  0x65735546: "fuse",
+  0xEF53: "ext4",
+  0x58465342: "xfs",
+  0x9123683E: "btrfs",
+  0x2FC12FC1: "zfs",
+  0x01021994: "tmpfs",
+  0x794C7630: "overlay",
+  0x858458F6: "ramfs",
+  0xF2F52010: "f2fs",
+}
 UNTRUSTED = {"nfs", "nfs4", "cifs", "smb", "smb2", "smb3"}
 TRUSTED_CLUSTER = {"gpfs", "ceph"}
 LOCAL = {"ext2", "ext3", "ext4", "xfs", "btrfs", "zfs", "tmpfs", "overlay", "ramfs", "f2fs"}
@@ -43,10 +57,10 @@ KNOWN = UNTRUSTED | TRUSTED_CLUSTER | LOCAL | {"lustre"}  # others (fuse, ...): 
 class Filesystem(NamedTuple):
   """A path's filesystem: its type name, how it was found, and SQLite's locks there."""
 
-  name: str        # "nfs", "ext4", ... or "unknown"
-  source: str      # "statfs", "mountinfo" or "none"
-  trusted: bool    # concurrent writers may share a store here
-  known: bool      # False: the type was not recognised (allowed, with a warning)
+  name: str  # "nfs", "ext4", ... or "unknown"
+  source: str  # "statfs", "mountinfo" or "none"
+  trusted: bool  # concurrent writers may share a store here
+  known: bool  # False: the type was not recognised (allowed, with a warning)
 
 
 def _statfs_type(path: str) -> int | None:

@@ -86,10 +86,10 @@ class Point(NamedTuple):
   d_grid: tuple[int, ...]
   trials: int
   delta: float
-  criterion: str = "ratio"               # "ratio": (ε1, ε2) alone; "mass": also outside mass ≤ η
+  criterion: str = "ratio"  # "ratio": (ε1, ε2) alone; "mass": also outside mass ≤ η
   max_outside_mass: float | None = None  # η, for criterion "mass" only
-  matmul: str = "float32"                # products of the certified pass (``ja.min_d``)
-  causal: bool = False                   # a causal layer (``ja.min_d(..., causal=True)``)
+  matmul: str = "float32"  # products of the certified pass (``ja.min_d``)
+  causal: bool = False  # a causal layer (``ja.min_d(..., causal=True)``)
 
   def params(self) -> dict[str, Any]:
     """All fields as a JSON-ready dict (the point's identity in a results store); under the
@@ -147,6 +147,7 @@ def _as_list(value) -> list:
 
 # --- field parsers: value -> normalised value, or CommandError ---------------------------
 
+
 def _fail(where: str, message: str) -> NoReturn:
   raise CommandError(f"{where}: {message}")
 
@@ -156,6 +157,7 @@ def _integer(minimum: int):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
       _fail(where, f"expected an integer >= {minimum}, got {value!r}")
     return value
+
   return parse
 
 
@@ -171,6 +173,7 @@ def _real(low: float, high: float, *, closed_low: bool = False, closed_high: boo
     if not (above and below):
       _fail(where, f"expected a number in {interval}, got {value!r}")
     return value
+
   return parse
 
 
@@ -180,6 +183,7 @@ def _name(registry: Callable[[], dict]):
     if value not in choices:
       _fail(where, f"unknown value {value!r}; choose from {choices}")
     return value
+
   return parse
 
 
@@ -196,8 +200,11 @@ def _family(value, where):
   try:
     return ja.patterns.family_from_spec(value).spec
   except ValueError as error:
-    _fail(where, f"unknown family {value!r}: not one of {sorted(ja.patterns.GENERATORS)}, and "
-          f"not a published family ({error})")
+    _fail(
+      where,
+      f"unknown family {value!r}: not one of {sorted(ja.patterns.GENERATORS)}, and "
+      f"not a published family ({error})",
+    )
 
 
 def published_width(family: str, length: int) -> int | None:
@@ -211,8 +218,10 @@ def _d_grid(value, where):
   if isinstance(value, dict):
     unknown = sorted(set(value) - {"start", "stop", "per_octave"})
     if unknown or len(value) != 3:
-      _fail(where, "expected a list of d or a table {start, stop, per_octave}, got "
-            f"keys {sorted(value)}")
+      _fail(
+        where,
+        f"expected a list of d or a table {{start, stop, per_octave}}, got keys {sorted(value)}",
+      )
     start = _integer(1)(value["start"], f"{where}.start")
     stop = _integer(start)(value["stop"], f"{where}.stop")
     per_octave = _integer(1)(value["per_octave"], f"{where}.per_octave")
@@ -229,21 +238,21 @@ def _d_grid(value, where):
 
 # name -> (parser, whether a list sweeps it)
 _FIELDS: dict[str, tuple[Callable, bool]] = {
-    "family": (_family, True),
-    "method": (_name(lambda: ja.construct.METHODS), True),
-    "length": (_integer(1), True),
-    "nnz": (_integer(1), True),
-    "a_min": (_real(0.0, 1.0, closed_high=True), True),
-    "eps1": (_real(0.0, math.inf), True),
-    "eps2": (_real(0.0, 1.0), True),
-    "dtype": (_name(lambda: ja.construct.DTYPES), True),
-    "d_grid": (_d_grid, False),
-    "trials": (_integer(1), False),
-    "delta": (_real(0.0, 1.0, closed_low=True), False),
-    "criterion": (_name(lambda: CRITERIA), True),
-    "max_outside_mass": (_real(0.0, 1.0), True),
-    "matmul": (_name(lambda: ja.certify.MATMUL_FORMATS), False),
-    "causal": (_boolean, True),
+  "family": (_family, True),
+  "method": (_name(lambda: ja.construct.METHODS), True),
+  "length": (_integer(1), True),
+  "nnz": (_integer(1), True),
+  "a_min": (_real(0.0, 1.0, closed_high=True), True),
+  "eps1": (_real(0.0, math.inf), True),
+  "eps2": (_real(0.0, 1.0), True),
+  "dtype": (_name(lambda: ja.construct.DTYPES), True),
+  "d_grid": (_d_grid, False),
+  "trials": (_integer(1), False),
+  "delta": (_real(0.0, 1.0, closed_low=True), False),
+  "criterion": (_name(lambda: CRITERIA), True),
+  "max_outside_mass": (_real(0.0, 1.0), True),
+  "matmul": (_name(lambda: ja.certify.MATMUL_FORMATS), False),
+  "causal": (_boolean, True),
 }
 _TOP_LEVEL = {"description", "seed", "grid"}
 
@@ -267,10 +276,15 @@ def _block_points(block: dict, where: str) -> list[Point]:
       values[name] = [parse(v, f"{where}.{name}") for v in raw]
     else:
       values[name] = [parse(raw, f"{where}.{name}")]
-  points = [Point(**dict(zip(Point._fields, combo)))
-            for combo in itertools.product(*(values[name] for name in Point._fields))]
-  points = list(dict.fromkeys(  # η belongs to mass points only
-      p if p.criterion == "mass" else p._replace(max_outside_mass=None) for p in points))
+  points = [
+    Point(**dict(zip(Point._fields, combo)))
+    for combo in itertools.product(*(values[name] for name in Point._fields))
+  ]
+  points = list(
+    dict.fromkeys(  # η belongs to mass points only
+      p if p.criterion == "mass" else p._replace(max_outside_mass=None) for p in points
+    )
+  )
   for index, point in enumerate(points):
     if point.nnz is None:
       try:
@@ -294,9 +308,12 @@ def _check_layer(point: Point, where: str) -> None:
   """CommandError unless a causal point's family is causal by construction
   (``ja.patterns.is_causal``): a causal layer is defined for causal patterns only."""
   if point.causal and not ja.patterns.is_causal(point.family):
-    _fail(where, f"family {point.family} is not causal, so it has no causal layer: choose "
-          f"{sorted(ja.patterns.CAUSAL_GENERATORS)} or a published family with causal=true "
-          "(docs/causal.md)")
+    _fail(
+      where,
+      f"family {point.family} is not causal, so it has no causal layer: choose "
+      f"{sorted(ja.patterns.CAUSAL_GENERATORS)} or a published family with causal=true "
+      "(docs/causal.md)",
+    )
 
 
 def in_causal_layer(preset: Preset) -> Preset:
@@ -316,13 +333,19 @@ def parse_preset(text: str, name: str) -> Preset:
     _fail(f"preset {name}", f"invalid TOML: {error}")
   unknown = sorted(set(data) - _TOP_LEVEL - set(_FIELDS))
   if unknown:
-    _fail(f"preset {name}", f"unknown field(s) {unknown}; allowed: "
-          f"{sorted(_TOP_LEVEL | set(_FIELDS))}")
+    _fail(
+      f"preset {name}", f"unknown field(s) {unknown}; allowed: {sorted(_TOP_LEVEL | set(_FIELDS))}"
+    )
   blocks = data.get("grid")
   if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) for b in blocks):
     _fail(f"preset {name}", "needs at least one [[grid]] block")
-  defaults = {"dtype": "float32", "criterion": "ratio", "matmul": "float32", "causal": False,
-              **{k: v for k, v in data.items() if k in _FIELDS}}
+  defaults = {
+    "dtype": "float32",
+    "criterion": "ratio",
+    "matmul": "float32",
+    "causal": False,
+    **{k: v for k, v in data.items() if k in _FIELDS},
+  }
   points: dict[Point, None] = {}
   for index, block in enumerate(blocks, 1):
     where = f"preset {name}, grid block {index}"
@@ -337,8 +360,7 @@ def parse_preset(text: str, name: str) -> Preset:
   description = data.get("description", "")
   if not isinstance(description, str):
     _fail(f"preset {name}.description", f"expected a string, got {description!r}")
-  return Preset(name=name, source=text, seed=seed, description=description,
-                points=tuple(points))
+  return Preset(name=name, source=text, seed=seed, description=description, points=tuple(points))
 
 
 def preset_names() -> list[str]:
@@ -354,6 +376,7 @@ def load_preset(spec: str) -> Preset:
     return parse_preset(resource.read_text(encoding="utf-8"), spec)
   path = pathlib.Path(spec)
   if path.suffix != ".toml" or not path.is_file():
-    raise CommandError(f"unknown preset {spec!r}: not one of {preset_names()} "
-                       "and not an existing .toml file")
+    raise CommandError(
+      f"unknown preset {spec!r}: not one of {preset_names()} and not an existing .toml file"
+    )
   return parse_preset(path.read_text(encoding="utf-8"), path.stem)

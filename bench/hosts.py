@@ -40,7 +40,7 @@ from jaxattn_bench.errors import CommandError
 
 
 PEER_TIMEOUT_S = 6 * 3600.0  # the longest a process waits for a peer at a collective
-POLL_MS = 1000               # how often a waiting process looks for peers that exited
+POLL_MS = 1000  # how often a waiting process looks for peers that exited
 _COLLECTIVES = itertools.count()
 
 
@@ -56,16 +56,25 @@ class Processes(NamedTuple):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """The multi-process options of a command (all off: one process)."""
   group = parser.add_argument_group("several processes (hosts); see jaxattn_bench.hosts")
-  group.add_argument("--coordinator", metavar="HOST:PORT",
-                     help="address of process 0, the same for every process")
+  group.add_argument(
+    "--coordinator", metavar="HOST:PORT", help="address of process 0, the same for every process"
+  )
   group.add_argument("--num-processes", type=int, metavar="P", help="number of processes")
   group.add_argument("--process-id", type=int, metavar="I", help="this process, 0 .. P-1")
-  group.add_argument("--distributed", action="store_true",
-                     help="start JAX's multi-process runtime from the cluster launcher's "
-                          "environment (SLURM, Open MPI, TPU pods)")
-  group.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S, metavar="S",
-                     help="stop (exit status 3) when another process has not reached the next "
-                          "exchange of results within S seconds (default %(default)g)")
+  group.add_argument(
+    "--distributed",
+    action="store_true",
+    help="start JAX's multi-process runtime from the cluster launcher's "
+    "environment (SLURM, Open MPI, TPU pods)",
+  )
+  group.add_argument(
+    "--peer-timeout",
+    type=float,
+    default=PEER_TIMEOUT_S,
+    metavar="S",
+    help="stop (exit status 3) when another process has not reached the next "
+    "exchange of results within S seconds (default %(default)g)",
+  )
 
 
 def initialize(args: argparse.Namespace) -> Processes:
@@ -75,10 +84,14 @@ def initialize(args: argparse.Namespace) -> Processes:
     if any(value is None for value in explicit):
       raise CommandError("--coordinator, --num-processes and --process-id go together")
     if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
-      raise CommandError(f"need 0 <= --process-id < --num-processes, got {args.process_id} "
-                         f"and {args.num_processes}")
-    jax.distributed.initialize(coordinator_address=args.coordinator,
-                               num_processes=args.num_processes, process_id=args.process_id)
+      raise CommandError(
+        f"need 0 <= --process-id < --num-processes, got {args.process_id} and {args.num_processes}"
+      )
+    jax.distributed.initialize(
+      coordinator_address=args.coordinator,
+      num_processes=args.num_processes,
+      process_id=args.process_id,
+    )
   elif args.distributed:
     jax.distributed.initialize()
   processes = Processes(jax.process_index(), jax.process_count(), args.peer_timeout)
@@ -89,6 +102,7 @@ def initialize(args: argparse.Namespace) -> Processes:
 
 def _client():
   from jax._src import distributed
+
   return distributed.global_state.client
 
 
@@ -112,15 +126,19 @@ def rendezvous(what: str, processes: Processes) -> None:
   try:
     client.key_value_set(f"jaxattn/ready/{step}/{processes.rank}", "1")
   except Exception as error:
-    raise CommandError(f"process {processes.rank}: the coordinator (process 0) is gone before "
-                       f"{what}: {error}", status=3) from error
+    raise CommandError(
+      f"process {processes.rank}: the coordinator (process 0) is gone before {what}: {error}",
+      status=3,
+    ) from error
   deadline = time.monotonic() + processes.peer_timeout
   for other in range(processes.size):
     while other != processes.rank and not _arrived(client, step, other, what, processes):
       if time.monotonic() > deadline:
-        raise CommandError(f"process {processes.rank}: process {other} has not reached {what} "
-                           f"within {processes.peer_timeout:g} s (--peer-timeout); stopping",
-                           status=3)
+        raise CommandError(
+          f"process {processes.rank}: process {other} has not reached {what} "
+          f"within {processes.peer_timeout:g} s (--peer-timeout); stopping",
+          status=3,
+        )
 
 
 def _arrived(client, step: int, other: int, what: str, processes: Processes) -> bool:
@@ -135,12 +153,17 @@ def _arrived(client, step: int, other: int, what: str, processes: Processes) -> 
     except Exception:  # noqa: BLE001  (not found: the peer is still running)
       exited = False
     if exited:
-      raise CommandError(f"process {processes.rank}: process {other} exited before {what}; "
-                         "stopping (its own output says why)", status=3) from waited
+      raise CommandError(
+        f"process {processes.rank}: process {other} exited before {what}; "
+        "stopping (its own output says why)",
+        status=3,
+      ) from waited
     if "DEADLINE_EXCEEDED" not in str(waited) and "timed out" not in str(waited).lower():
-      raise CommandError(f"process {processes.rank}: the coordinator (process 0) is gone "
-                         f"before {what}: {' '.join(str(waited).split())[:200]}",
-                         status=3) from waited
+      raise CommandError(
+        f"process {processes.rank}: the coordinator (process 0) is gone "
+        f"before {what}: {' '.join(str(waited).split())[:200]}",
+        status=3,
+      ) from waited
     return False
 
 
@@ -172,6 +195,7 @@ def broadcast(value: np.ndarray, processes: Processes) -> np.ndarray:
     return value
   rendezvous("a broadcast from process 0", processes)
   from jax.experimental import multihost_utils
+
   return np.asarray(multihost_utils.broadcast_one_to_all(value))
 
 
@@ -181,4 +205,5 @@ def gather_sum(local: np.ndarray, processes: Processes) -> np.ndarray:
     return local
   rendezvous("an exchange of results", processes)
   from jax.experimental import multihost_utils
+
   return np.asarray(multihost_utils.process_allgather(local)).sum(axis=0)

@@ -26,8 +26,21 @@ import numpy as np
 from jaxattn_bench.errors import CommandError
 from jaxattn_bench.store import ESTIMATORS, InterruptedWrite, Record, ResultsStore, record_key
 
-RESULT_FIELDS = ("d_min", "jl_dim", "trials", "d", "successes", "rate", "ci_low", "ci_high",
-                 "verdicts", "thresholds", "first_success", *ESTIMATORS, "evaluated")
+RESULT_FIELDS = (
+  "d_min",
+  "jl_dim",
+  "trials",
+  "d",
+  "successes",
+  "rate",
+  "ci_low",
+  "ci_high",
+  "verdicts",
+  "thresholds",
+  "first_success",
+  *ESTIMATORS,
+  "evaluated",
+)
 
 
 class MergeReport(NamedTuple):
@@ -48,8 +61,9 @@ def _equal(a, b) -> bool:
 
 def differing_field(a: Record, b: Record) -> str | None:
   """The first of ``RESULT_FIELDS`` where two records of one point differ; None when equal."""
-  return next((name for name in RESULT_FIELDS
-               if not _equal(getattr(a, name), getattr(b, name))), None)
+  return next(
+    (name for name in RESULT_FIELDS if not _equal(getattr(a, name), getattr(b, name))), None
+  )
 
 
 def expand(patterns: Sequence[str]) -> list[pathlib.Path]:
@@ -91,17 +105,22 @@ def _device_kinds(sources: dict[pathlib.Path, list[Record]]) -> dict[str, pathli
 def merge(out: pathlib.Path, inputs: Sequence[pathlib.Path]) -> MergeReport:
   """Copies every point of ``inputs`` into the store ``out`` (created if need be): see the
   module docstring. CommandError, with nothing written, on a conflict or mixed device kinds."""
-  sources = {path: read_records(path) for path in inputs if not (
-      out.exists() and path.resolve() == out.resolve())}
+  sources = {
+    path: read_records(path)
+    for path in inputs
+    if not (out.exists() and path.resolve() == out.resolve())
+  }
   if len(sources) < len(inputs):
     raise CommandError(f"{str(out)!r} is both the output and an input")
   if out.exists():
     sources = {out: read_records(out), **sources}
   kinds = _device_kinds(sources)
   if len(kinds) > 1:
-    raise CommandError("stores computed on different device kinds: " + ", ".join(
-        f"{kind} in {str(path)!r}" for kind, path in kinds.items())
-        + "; merge each kind into a store of its own")
+    raise CommandError(
+      "stores computed on different device kinds: "
+      + ", ".join(f"{kind} in {str(path)!r}" for kind, path in kinds.items())
+      + "; merge each kind into a store of its own"
+    )
   seen: dict[tuple[str, int], tuple[Record, pathlib.Path]] = {}
   new, same = [], 0
   for path, records in sources.items():
@@ -114,8 +133,10 @@ def merge(out: pathlib.Path, inputs: Sequence[pathlib.Path]) -> MergeReport:
         continue
       field = differing_field(seen[key][0], record)
       if field is not None:
-        raise CommandError(f"point {key[0]} seed {key[1]} differs ({field}) between "
-                           f"{str(seen[key][1])!r} and {str(path)!r}; nothing written")
+        raise CommandError(
+          f"point {key[0]} seed {key[1]} differs ({field}) between "
+          f"{str(seen[key][1])!r} and {str(path)!r}; nothing written"
+        )
       same += 1
   with ResultsStore(out) as store:
     written = store.insert(new)

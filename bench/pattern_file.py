@@ -39,8 +39,10 @@ SUFFIXES = (".npy", ".npz", ".mtx", ".mtx.gz")
 _SAVE_NPZ_KEYS = frozenset({"format", "shape", "data"})
 _SHOWN = 8  # rows or columns listed by name in a note
 _NPY_MAGIC = b"\x93NUMPY"
-_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
-                   (2, 0): np.lib.format.read_array_header_2_0}
+_HEADER_READERS = {
+  (1, 0): np.lib.format.read_array_header_1_0,
+  (2, 0): np.lib.format.read_array_header_2_0,
+}
 _LOAD_COPIES = 3  # the stored arrays, their float/CSR conversion and the pattern built from them
 
 
@@ -84,10 +86,18 @@ def read_matrix(path: str) -> np.ndarray | scipy.sparse.sparray:
       matrix = scipy.io.mmread(path)
   except CommandError:
     raise
-  except (OSError, ValueError, EOFError, TypeError, IndexError, KeyError,
-          zipfile.BadZipFile) as error:
-    raise CommandError(f"{path}: cannot read as {suffix}: {error or type(error).__name__}"
-                       ) from None
+  except (
+    OSError,
+    ValueError,
+    EOFError,
+    TypeError,
+    IndexError,
+    KeyError,
+    zipfile.BadZipFile,
+  ) as error:
+    raise CommandError(
+      f"{path}: cannot read as {suffix}: {error or type(error).__name__}"
+    ) from None
   if scipy.sparse.issparse(matrix):
     matrix = scipy.sparse.csr_array(matrix)
   else:
@@ -104,8 +114,9 @@ def array_header(file, name: str) -> tuple[tuple[int, ...], np.dtype]:
   or holds pickled objects.
   """
   if file.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
-    raise CommandError(f"{name}: not a NumPy .npy file (it does not start with NumPy's magic "
-                       "bytes \\x93NUMPY)")
+    raise CommandError(
+      f"{name}: not a NumPy .npy file (it does not start with NumPy's magic bytes \\x93NUMPY)"
+    )
   version = tuple(file.read(2))
   if version not in _HEADER_READERS:
     raise CommandError(f"{name}: cannot read as .npy: unsupported format version {version}")
@@ -154,7 +165,7 @@ def check_header(path: str, suffix: str) -> None:
       entries = headers["data"][0][0] if headers["data"][0] else 0
       nbytes = sum(math.prod(s) * t.itemsize for s, t in headers.values())
     elif len(headers) == 1:
-      (shape, dtype), = headers.values()
+      ((shape, dtype),) = headers.values()
       entries, nbytes = None, math.prod(shape) * dtype.itemsize
     else:
       return  # _read_npz says what is wrong
@@ -162,8 +173,7 @@ def check_header(path: str, suffix: str) -> None:
     try:
       rows, cols, entries, layout, _, symmetry = scipy.io.mminfo(path)
     except (OSError, ValueError, IndexError) as error:
-      raise CommandError(f"{path}: cannot read as .mtx: {error or type(error).__name__}"
-                         ) from None
+      raise CommandError(f"{path}: cannot read as .mtx: {error or type(error).__name__}") from None
     shape = (rows, cols)
     if layout == "array":
       entries = None
@@ -171,13 +181,19 @@ def check_header(path: str, suffix: str) -> None:
       entries *= 2  # (i, j) also stands for (j, i)
     nbytes = (rows * cols if entries is None else entries) * 24  # row, column, float64 value
   if len(shape) != 2 or shape[0] != shape[1]:
-    raise CommandError(f"{path}: A must be a square matrix, got shape {tuple(shape)} (from the "
-                       "file's header)")
+    raise CommandError(
+      f"{path}: A must be a square matrix, got shape {tuple(shape)} (from the file's header)"
+    )
   if entries is not None and entries < shape[0]:
-    raise CommandError(f"{path}: {entries} stored entries for {shape[0]} rows: some row of A "
-                       "has no nonzero entry; every row needs at least one")
-  resources.check_fits(f"{path}: reading this {shape[0]}x{shape[1]} matrix",
-                       _LOAD_COPIES * nbytes, change="use a smaller pattern")
+    raise CommandError(
+      f"{path}: {entries} stored entries for {shape[0]} rows: some row of A "
+      "has no nonzero entry; every row needs at least one"
+    )
+  resources.check_fits(
+    f"{path}: reading this {shape[0]}x{shape[1]} matrix",
+    _LOAD_COPIES * nbytes,
+    change="use a smaller pattern",
+  )
 
 
 def _read_npz(path: str) -> np.ndarray | scipy.sparse.sparray:
@@ -190,8 +206,9 @@ def _read_npz(path: str) -> np.ndarray | scipy.sparse.sparray:
       return scipy.sparse.load_npz(path)
     if len(names) != 1:
       raise CommandError(
-          f"{path}: holds {len(names)} arrays ({', '.join(names) or 'none'}); expected one "
-          "dense array or a scipy.sparse matrix saved with scipy.sparse.save_npz")
+        f"{path}: holds {len(names)} arrays ({', '.join(names) or 'none'}); expected one "
+        "dense array or a scipy.sparse matrix saved with scipy.sparse.save_npz"
+      )
     return archive[names[0]]
 
 
@@ -208,10 +225,14 @@ def load_pattern(path: str, top_n: int | None = None) -> UserPattern:
   sparse = scipy.sparse.issparse(matrix)
   try:
     pattern = (SparsePattern.from_scipy if sparse else SparsePattern.from_dense)(
-        matrix, check_columns=False, dense_rows="auto")
+      matrix, check_columns=False, dense_rows="auto"
+    )
   except ValueError as error:
-    convention = (" (rows and columns counted from 0; the .mtx file numbers them from 1)"
-                  if ".mtx" in path.lower() and any(c.isdigit() for c in str(error)) else "")
+    convention = (
+      " (rows and columns counted from 0; the .mtx file numbers them from 1)"
+      if ".mtx" in path.lower() and any(c.isdigit() for c in str(error))
+      else ""
+    )
     raise CommandError(f"{path}: {error}{convention}") from None
   changes = []
   if top_n is not None:
@@ -219,16 +240,22 @@ def load_pattern(path: str, top_n: int | None = None) -> UserPattern:
     pattern, dropped_share = pattern.keep_top_n(top_n)
     cut = np.flatnonzero(row_counts > top_n)
     changes.append(
-        f"--top-n {top_n}: kept the {top_n} largest entries of every row (ties: smaller column "
-        f"first); dropped {int(np.sum(row_counts - np.minimum(row_counts, top_n)))} of "
-        f"{int(row_counts.sum())} nonzeros from {cut.size} of {pattern.length} rows"
-        + (f", at most {dropped_share.max():.3g} (mean {dropped_share[cut].mean():.3g}) of a "
-           "row's total weight" if cut.size else ""))
+      f"--top-n {top_n}: kept the {top_n} largest entries of every row (ties: smaller column "
+      f"first); dropped {int(np.sum(row_counts - np.minimum(row_counts, top_n)))} of "
+      f"{int(row_counts.sum())} nonzeros from {cut.size} of {pattern.length} rows"
+      + (
+        f", at most {dropped_share.max():.3g} (mean {dropped_share[cut].mean():.3g}) of a "
+        "row's total weight"
+        if cut.size
+        else ""
+      )
+    )
   col_counts = pattern.counts()[1]
   dense_columns = np.flatnonzero(col_counts > pattern.nnz)
   if dense_columns.size:
     changes.append(
-        f"outside the theorem: {dense_columns.size} column(s) have more than N={pattern.nnz} "
-        f"nonzeros (column {_listed(dense_columns)}; up to {col_counts.max()} nonzeros); "
-        "kept as they are, N bounds the rows only")
+      f"outside the theorem: {dense_columns.size} column(s) have more than N={pattern.nnz} "
+      f"nonzeros (column {_listed(dense_columns)}; up to {col_counts.max()} nonzeros); "
+      "kept as they are, N bounds the rows only"
+    )
   return UserPattern(pattern, tuple(changes), dense_columns)

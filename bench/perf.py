@@ -67,8 +67,7 @@ def numpy_check(x, w_q, w_k, cols, weights, valid, eps1, eps2) -> tuple[bool, fl
   log_w = np.where(valid, log_w - log_w.max(1, keepdims=True), 0.0).astype(np.float32)
   shifted = np.take_along_axis(logits, cols, 1) - log_w
   spread = np.where(valid, shifted, -np.inf).max(1) - np.where(valid, shifted, np.inf).min(1)
-  gap = (np.where(support, -np.inf, logits).max(1)
-         - np.where(support, logits, np.inf).min(1))
+  gap = np.where(support, -np.inf, logits).max(1) - np.where(support, logits, np.inf).min(1)
   ratio_error, leak = np.expm1(spread.max()), np.exp(gap.max())
   return bool(ratio_error <= eps1 and leak <= eps2), float(ratio_error), float(leak)
 
@@ -80,10 +79,12 @@ def dense_jax(solution, pattern, eps1, eps2, matmul_dtype):
   rows = jnp.arange(pattern.length)[:, None]
   support = jnp.zeros(logits.shape, bool).at[rows, pattern.cols].max(pattern.valid)
   shifted = jnp.take_along_axis(logits, pattern.cols, 1) - pattern.log_weights
-  spread = (jnp.max(jnp.where(pattern.valid, shifted, -jnp.inf), 1)
-            - jnp.min(jnp.where(pattern.valid, shifted, jnp.inf), 1))
-  gap = (jnp.max(jnp.where(support, -jnp.inf, logits), 1)
-         - jnp.min(jnp.where(support, logits, jnp.inf), 1))
+  spread = jnp.max(jnp.where(pattern.valid, shifted, -jnp.inf), 1) - jnp.min(
+    jnp.where(pattern.valid, shifted, jnp.inf), 1
+  )
+  gap = jnp.max(jnp.where(support, -jnp.inf, logits), 1) - jnp.min(
+    jnp.where(support, logits, jnp.inf), 1
+  )
   ratio_error, leak = jnp.expm1(jnp.max(spread)), jnp.exp(jnp.max(gap))
   return (ratio_error <= eps1) & (leak <= eps2), ratio_error, leak
 
@@ -91,9 +92,14 @@ def dense_jax(solution, pattern, eps1, eps2, matmul_dtype):
 def bare_ceiling(queries, keys, matmul_dtype, rows: int | None = None):
   """The ceiling: max_j (Q Kᵀ)_ij, the same matmul and one row max (jit it, ``rows`` static): in
   one L×L product, or in blocks of ``rows`` query rows (``lax.map``; the last block padded)."""
+
   def block_max(q):
-    logits = jnp.matmul(q.astype(matmul_dtype), keys.astype(matmul_dtype).T,
-                        precision=HIGHEST, preferred_element_type=jnp.float32)
+    logits = jnp.matmul(
+      q.astype(matmul_dtype),
+      keys.astype(matmul_dtype).T,
+      precision=HIGHEST,
+      preferred_element_type=jnp.float32,
+    )
     return jnp.max(logits, axis=-1)
 
   length = queries.shape[0]
@@ -136,8 +142,9 @@ def time_round_robin(fns: dict, repeats: int) -> dict:
   return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def problem(seed: int, length: int, d: int, nnz: int, generator=ja.patterns.random_regular
-            ) -> tuple[ja.SparsePattern, ja.Solution]:
+def problem(
+  seed: int, length: int, d: int, nnz: int, generator=ja.patterns.random_regular
+) -> tuple[ja.SparsePattern, ja.Solution]:
   """The inputs every check times: a pattern of ``generator`` (default a random N-regular one;
   ``random_causal`` for ``bench perf --causal``) and its ``jl`` solution at d."""
   key_p, key_x = jax.random.split(jax.random.PRNGKey(seed))
@@ -148,22 +155,44 @@ def problem(seed: int, length: int, d: int, nnz: int, generator=ja.patterns.rand
 def environment() -> str:
   """One line naming the device, host cores and versions."""
   device = jax.devices()[0]
-  return (f"device: {device.platform} {device.device_kind} x{jax.local_device_count()} "
-          f"({os.cpu_count()} host cores, {platform.machine()}); jax {jax.__version__}, "
-          f"jaxlib {jaxlib.__version__}, "
-          f"numpy {np.__version__}, python {platform.python_version()}")
+  return (
+    f"device: {device.platform} {device.device_kind} x{jax.local_device_count()} "
+    f"({os.cpu_count()} host cores, {platform.machine()}); jax {jax.__version__}, "
+    f"jaxlib {jaxlib.__version__}, "
+    f"numpy {np.__version__}, python {platform.python_version()}"
+  )
 
 
-def search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul_dtype,
-                 block_size: int | None = None, row_block: int | None = None,
-                 causal: bool = False):
+def search_thunk(
+  queries,
+  keys,
+  pattern,
+  grid: tuple[int, ...],
+  matmul_dtype,
+  block_size: int | None = None,
+  row_block: int | None = None,
+  causal: bool = False,
+):
   """A thunk running the nested-prefix search over ``grid`` on Q, K (jitted, as ``ja.min_d`` does),
   in tiles of ``row_block`` × ``block_size`` (default: ``ja.default_tiles()``), in a causal
   layer with ``causal``."""
   scales = grid[-1] / jnp.asarray(grid, jnp.float32)
-  search = jax.jit(lambda q, k, p: ja.row_stats(q, k, p, grid, scales, block_size=block_size,
-                                                row_block=row_block, full=False,
-                                                matmul_dtype=matmul_dtype, causal=causal).gap)
+  search = jax.jit(
+    lambda q, k, p: (
+      ja.row_stats(
+        q,
+        k,
+        p,
+        grid,
+        scales,
+        block_size=block_size,
+        row_block=row_block,
+        full=False,
+        matmul_dtype=matmul_dtype,
+        causal=causal,
+      ).gap
+    )
+  )
   return lambda: search(queries, keys, pattern)
 
 
@@ -179,8 +208,9 @@ def verdict_thunk(queries, keys, pattern, matmul: str | None):
 
   @jax.jit
   def first(q, k, p):
-    stats = jax.tree.map(lambda s: s[0], ja.row_stats(q, k, p, (d,), jnp.ones(1), full=False,
-                                                      matmul_dtype=form))
+    stats = jax.tree.map(
+      lambda s: s[0], ja.row_stats(q, k, p, (d,), jnp.ones(1), full=False, matmul_dtype=form)
+    )
     if matmul is None:
       return jnp.all((stats.spread <= limits.ratio_above) & (stats.gap <= limits.gap_above))
     return ja.certify.row_states(stats, limits)
@@ -191,9 +221,11 @@ def verdict_thunk(queries, keys, pattern, matmul: str | None):
       return bool(out), None
     if np.any(out == ja.certify.CERTAIN_FAIL):
       return False, (int(np.sum(out != ja.certify.UNDECIDED)), 0, 0)
-    ok, settled = ja.certify.settle_rows(queries, keys, pattern, out, EPS1, EPS2, split=d,
-                                         recheck=matmul == "bfloat16")
+    ok, settled = ja.certify.settle_rows(
+      queries, keys, pattern, out, EPS1, EPS2, split=d, recheck=matmul == "bfloat16"
+    )
     return bool(ok.all()), settled
+
   return run
 
 
@@ -211,22 +243,36 @@ def certified_search_thunk(queries, keys, pattern, grid: tuple[int, ...], matmul
   def first(q, k, p):
     stats = ja.row_stats(q, k, p, grid, scales, full=False, matmul_dtype=form)
     states = ja.certify.row_states(stats, limits)
-    after = (ja.certify.recheck_rows(q, k, p, states, grid, scales, limits)
-             if matmul == "bfloat16" else states)
+    after = (
+      ja.certify.recheck_rows(q, k, p, states, grid, scales, limits)
+      if matmul == "bfloat16"
+      else states
+    )
     decided = lambda x: jnp.sum(x != ja.certify.UNDECIDED)
-    return ja.certify.level_states(after), ja.certify.undecided_rows(after), jnp.stack(
-        [decided(states), decided(after) - decided(states), states.size - decided(after)])
+    return (
+      ja.certify.level_states(after),
+      ja.certify.undecided_rows(after),
+      jnp.stack([decided(states), decided(after) - decided(states), states.size - decided(after)]),
+    )
 
   def run():
     levels, (rows, count), counts = jax.tree.map(np.array, first(queries, keys, pattern))
     undecided = np.flatnonzero(levels == ja.certify.UNDECIDED)
     for g in undecided:
       q, k, *arrays = host
-      listed = rows[g, :count[g]] if count[g] <= rows.shape[1] else np.arange(len(q))
-      levels[g] = ja.certify.rows_ok_exact(q[:, :grid[g]], k[:, :grid[g]], *arrays, listed, EPS1,
-                                           EPS2, fractions.Fraction(grid[-1], grid[g]),
-                                           dense=pattern.dense_host).all()
+      listed = rows[g, : count[g]] if count[g] <= rows.shape[1] else np.arange(len(q))
+      levels[g] = ja.certify.rows_ok_exact(
+        q[:, : grid[g]],
+        k[:, : grid[g]],
+        *arrays,
+        listed,
+        EPS1,
+        EPS2,
+        fractions.Fraction(grid[-1], grid[g]),
+        dense=pattern.dense_host,
+      ).all()
     return levels == ja.certify.CERTAIN_OK, (*counts.tolist(), len(undecided))
+
   return run
 
 
@@ -238,8 +284,9 @@ def level_cost(seconds_grid: float, seconds_one: float, levels: int, d_max: int)
   return d_max * (ratio - 1) / (levels - ratio) if levels > ratio else float("inf")
 
 
-def sweep_tiles(solution, pattern, grid: tuple[int, ...], tiles, matmul_dtype,
-                repeats: int) -> tuple[dict, dict]:
+def sweep_tiles(
+  solution, pattern, grid: tuple[int, ...], tiles, matmul_dtype, repeats: int
+) -> tuple[dict, dict]:
   """Median seconds of ``ja.verify`` and of the search over ``grid`` for every (rows, keys) tile.
 
   Tiles are clamped to L (as ``row_stats`` does) and deduplicated; all are
@@ -252,10 +299,17 @@ def sweep_tiles(solution, pattern, grid: tuple[int, ...], tiles, matmul_dtype,
   fns = {}
   for rows, block in tiles:
     fns[rows, block, "verify"] = functools.partial(
-        ja.verify, solution, pattern, eps1=EPS1, eps2=EPS2, layer_dtype=matmul_dtype,
-        compute=ja.Compute(block_size=block, row_block=rows))
-    fns[rows, block, "search"] = search_thunk(queries, keys, pattern, grid, matmul_dtype,
-                                              block_size=block, row_block=rows)
+      ja.verify,
+      solution,
+      pattern,
+      eps1=EPS1,
+      eps2=EPS2,
+      layer_dtype=matmul_dtype,
+      compute=ja.Compute(block_size=block, row_block=rows),
+    )
+    fns[rows, block, "search"] = search_thunk(
+      queries, keys, pattern, grid, matmul_dtype, block_size=block, row_block=rows
+    )
   seconds = time_round_robin(fns, repeats)
   times = {tile: (seconds[(*tile, "verify")], seconds[(*tile, "search")]) for tile in tiles}
   return times, {tile: bool(fns[(*tile, "verify")]().ok) for tile in tiles}
@@ -269,9 +323,14 @@ def verify_once(length: int, d: int, nnz: int, seed: int) -> dict:
   built = time.perf_counter()
   report = jax.block_until_ready(ja.verify(solution, pattern, eps1=EPS1, eps2=EPS2))
   done = time.perf_counter()
-  return dict(build_s=built - start, verify_s=done - built, ok=bool(report.ok),
-              leak=float(report.leak), ratio_error=float(report.ratio_error),
-              peak_rss_kib=peak_rss_kib())
+  return dict(
+    build_s=built - start,
+    verify_s=done - built,
+    ok=bool(report.ok),
+    leak=float(report.leak),
+    ratio_error=float(report.ratio_error),
+    peak_rss_kib=peak_rss_kib(),
+  )
 
 
 def optimize_once(length: int, d: int, nnz: int, seed: int, negatives: int | None) -> dict:
@@ -284,8 +343,16 @@ def optimize_once(length: int, d: int, nnz: int, seed: int, negatives: int | Non
   """
   pattern_keys, method_keys = ja.trial_keys(jax.random.PRNGKey(seed), 1)
   pattern = ja.patterns.random_regular(pattern_keys[0], length=length, nnz=nnz, a_min=A_MIN)
-  run = jax.jit(functools.partial(ja.construct.optimize_run, d=d, width=d, eps1=EPS1, eps2=EPS2,
-                                  training=ja.construct.Training(negatives=negatives)))
+  run = jax.jit(
+    functools.partial(
+      ja.construct.optimize_run,
+      d=d,
+      width=d,
+      eps1=EPS1,
+      eps2=EPS2,
+      training=ja.construct.Training(negatives=negatives),
+    )
+  )
   start = time.perf_counter()
   compiled = run.lower(method_keys[0], pattern).compile()
   compiled_at = time.perf_counter()
@@ -294,13 +361,22 @@ def optimize_once(length: int, d: int, nnz: int, seed: int, negatives: int | Non
   peak = peak_rss_kib()  # before the checks: the dense float64 reference holds L×L arrays
   solution = ja.construct.solution_from_factors(result.queries, result.keys)
   report = ja.verify(solution, pattern, eps1=EPS1, eps2=EPS2)
-  figures = dict(compile_s=compiled_at - start, run_s=done - compiled_at,
-                 steps=int(result.steps), passes=int(result.passes), passed=bool(result.passed),
-                 ok=bool(report.ok), leak=float(report.leak),
-                 ratio_error=float(report.ratio_error), reference_ok=None, reference_leak=None)
+  figures = dict(
+    compile_s=compiled_at - start,
+    run_s=done - compiled_at,
+    steps=int(result.steps),
+    passes=int(result.passes),
+    passed=bool(result.passed),
+    ok=bool(report.ok),
+    leak=float(report.leak),
+    ratio_error=float(report.ratio_error),
+    reference_ok=None,
+    reference_leak=None,
+  )
   if length <= REFERENCE_MAX_LENGTH:
-    reference = ja.reference.dense_check(solution.X, solution.w_q, solution.w_k,
-                                         pattern.to_dense(), eps1=EPS1, eps2=EPS2)
+    reference = ja.reference.dense_check(
+      solution.X, solution.w_q, solution.w_k, pattern.to_dense(), eps1=EPS1, eps2=EPS2
+    )
     figures.update(reference_ok=reference.ok, reference_leak=reference.leak)
   return dict(figures, peak_rss_kib=peak)
 

@@ -35,10 +35,17 @@ def _finite(value) -> float | None:
 
 def entry(record) -> dict:
   """One point: L, N, the grid, d_50 with its interval (None: not reached / unbounded), seconds."""
-  return {"length": record.params["length"], "nnz": record.params["nnz"],
-          "trials": record.trials, "d_grid": [int(d) for d in record.d], "top": int(record.d[-1]),
-          "d_median": _finite(record.d_median), "d_median_low": _finite(record.d_median_low),
-          "d_median_high": _finite(record.d_median_high), "seconds": float(record.wall_s)}
+  return {
+    "length": record.params["length"],
+    "nnz": record.params["nnz"],
+    "trials": record.trials,
+    "d_grid": [int(d) for d in record.d],
+    "top": int(record.d[-1]),
+    "d_median": _finite(record.d_median),
+    "d_median_low": _finite(record.d_median_low),
+    "d_median_high": _finite(record.d_median_high),
+    "seconds": float(record.wall_s),
+  }
 
 
 def _fields(family: str) -> dict | None:
@@ -50,7 +57,7 @@ def _fields(family: str) -> dict | None:
 
 
 def layer_name(params: dict) -> str:
-  """"causal" for a point judged in a causal layer, else "bidirectional" (``grid.Point.params``)."""
+  """The layer a point is judged in (``grid.Point.params``): "causal" or "bidirectional"."""
   return "causal" if params.get("causal", False) else "bidirectional"
 
 
@@ -65,8 +72,13 @@ def collect(records) -> dict:
       continue
     bounds = ja.patterns.family_from_spec(family).bounds(record.params["length"])
     layer = layer_name(record.params)
-    point = {**entry(record), "row_bound": bounds.row, "column_bound": bounds.column,
-             "inside_theorem": bounds.inside_theorem, "layer": layer}
+    point = {
+      **entry(record),
+      "row_bound": bounds.row,
+      "column_bound": bounds.column,
+      "inside_theorem": bounds.inside_theorem,
+      "layer": layer,
+    }
     length[f"{family} | {layer} | {method}"].append(point)
     if fields["name"] == "longformer" and layer == "bidirectional":
       key = f"L={point['length']} | {method}"
@@ -74,8 +86,15 @@ def collect(records) -> dict:
         window[key].append({**point, "window": fields["window"]})
       if fields["globals"] == 0 or not fields["global_rows"]:
         globals_[f"w={fields['window']} | {key}"].append({**point, "globals": fields["globals"]})
-  order = lambda series, x: {k: sorted(v, key=lambda e: e[x]) for k, v in sorted(series.items())
-                             if len({e[x] for e in v}) >= 2}
+  order = lambda series, x: {
+    k: sorted(v, key=lambda e: e[x])
+    for k, v in sorted(series.items())
+    if len({e[x] for e in v}) >= 2
+  }
   points = {k: sorted(v, key=lambda e: e["length"]) for k, v in sorted(length.items())}
-  return {"points": points, "length": order(length, "length"), "window": order(window, "window"),
-          "globals": order(globals_, "globals")}
+  return {
+    "points": points,
+    "length": order(length, "length"),
+    "window": order(window, "window"),
+    "globals": order(globals_, "globals"),
+  }

@@ -32,13 +32,14 @@ from typing import Iterable, NamedTuple
 
 from jaxattn_bench.errors import CommandError
 
-SAFETY = 1.5               # a job must fit SAFETY × its estimate (+ RUNTIME_BYTES)
+SAFETY = 1.5  # a job must fit SAFETY × its estimate (+ RUNTIME_BYTES)
 RUNTIME_BYTES = 512 << 20  # JAX/XLA runtime, compiled programs, NumPy copies of small arrays
-PATTERN_BYTES = 9          # per slot of a row-padded pattern: int32 column, float32 weight, bool
-REPORT_ROW_BYTES = 9       # per row of a saved Report: bool row_ok, float32 spread and gap
-_CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                  "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+PATTERN_BYTES = 9  # per slot of a row-padded pattern: int32 column, float32 weight, bool
+REPORT_ROW_BYTES = 9  # per row of a saved Report: bool row_ok, float32 spread and gap
+_CGROUP_FILES = (
+  ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+  ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
 
 
 class Available(NamedTuple):
@@ -146,8 +147,15 @@ def _rows(length: int, row_block: int = ROW_BLOCK) -> int:
   return math.ceil(length / row_block) * row_block if length > row_block else length
 
 
-def search_trial_bytes(length: int, nnz: int, width: int, levels: int, method: str,
-                       itemsize: int = 4, tile: tuple[int, int] = TILE) -> int:
+def search_trial_bytes(
+  length: int,
+  nnz: int,
+  width: int,
+  levels: int,
+  method: str,
+  itemsize: int = 4,
+  tile: tuple[int, int] = TILE,
+) -> int:
   """Peak bytes of one trial of a compiled search (``ja.min_d``, ``ja.verify_grid``) at width d_max.
 
   (6 + N)·L·w for the factors, the padded key copies and the gathered support
@@ -161,8 +169,11 @@ def search_trial_bytes(length: int, nnz: int, width: int, levels: int, method: s
   elements = (6 + nnz) * rows * width + (levels + 2) * min(tile[0], length) * block
   if method == "optimize":
     negatives = OPTIMIZE_NEGATIVES
-    elements += (length * width * (3 * negatives + 8) + 3 * length * negatives * nnz
-                 + min(tile[0], length) * negatives * OPTIMIZE_CHUNK * width)
+    elements += (
+      length * width * (3 * negatives + 8)
+      + 3 * length * negatives * nnz
+      + min(tile[0], length) * negatives * OPTIMIZE_CHUNK * width
+    )
   return itemsize * elements
 
 
@@ -176,17 +187,30 @@ def _param_elements(depth: int, d: int, params: str) -> int:
   return 0 if params == "identity" else 2 * depth * d
 
 
-def verify_bytes(length: int, nnz: int, depth: int, d: int, itemsize: int = 4,
-                 params: str = "identity", tile: tuple[int, int] = TILE) -> int:
+def verify_bytes(
+  length: int,
+  nnz: int,
+  depth: int,
+  d: int,
+  itemsize: int = 4,
+  params: str = "identity",
+  tile: tuple[int, int] = TILE,
+) -> int:
   """Peak bytes of ``ja.verify`` of X [L, D] and W_Q, W_K [D, d] (``params``): inputs, X W_Q,
   X W_K, tiles of ``tile`` (rows, keys)."""
   rows, block = min(tile[0], length), min(tile[1], length)
-  return itemsize * (length * depth + _param_elements(depth, d, params) + 4 * length * d
-                     + rows * nnz * d + 4 * rows * block)
+  return itemsize * (
+    length * depth
+    + _param_elements(depth, d, params)
+    + 4 * length * d
+    + rows * nnz * d
+    + 4 * rows * block
+  )
 
 
-def solution_file_bytes(length: int, nnz: int, d: int, params: str = "identity",
-                        itemsize: int = 4) -> int:
+def solution_file_bytes(
+  length: int, nnz: int, d: int, params: str = "identity", itemsize: int = 4
+) -> int:
   """Bytes of a solution file: X [L, D], W_Q, W_K [D, d] unless identity (no W stored), the pattern.
 
   O(L·(d + N)) for identity parameters: at float32 4·L·2d for X, 9·L·N for the
@@ -194,25 +218,31 @@ def solution_file_bytes(length: int, nnz: int, d: int, params: str = "identity",
   headers (``jaxattn_bench.solution_file``).
   """
   depth = _depth(d, params)
-  return (itemsize * (length * depth + _param_elements(depth, d, params))
-          + PATTERN_BYTES * length * nnz + REPORT_ROW_BYTES * length + (64 << 10))
+  return (
+    itemsize * (length * depth + _param_elements(depth, d, params))
+    + PATTERN_BYTES * length * nnz
+    + REPORT_ROW_BYTES * length
+    + (64 << 10)
+  )
 
 
-def solve_bytes(length: int, nnz: int, d: int, method: str, params: str = "identity",
-                itemsize: int = 4) -> int:
+def solve_bytes(
+  length: int, nnz: int, d: int, method: str, params: str = "identity", itemsize: int = 4
+) -> int:
   """Peak bytes of ``bench solve --d d``: the construction at width d, then ``verify`` of it.
 
   O(L·(N + d)) for identity parameters; dense ones (``random``) add 2·D·d.
   """
   depth = _depth(d, params)
-  return (search_trial_bytes(length, nnz, d, 1, method, itemsize)
-          + verify_bytes(length, nnz, depth, d, itemsize, params))
+  return search_trial_bytes(length, nnz, d, 1, method, itemsize) + verify_bytes(
+    length, nnz, depth, d, itemsize, params
+  )
 
 
 # Bytes per entry of the L×L logits of ``bench perf``'s dense checks, rounded up from the
 # growth of the peak resident memory (VmHWM) of one check at L = 4096 on a CPU:
-NUMPY_DENSE = 9       # NumPy float32 (8.8): the logits, one masked copy at a time, the support
-JAX_DENSE = 10        # jitted dense JAX (9.1): the logits, the support and masked copies
+NUMPY_DENSE = 9  # NumPy float32 (8.8): the logits, one masked copy at a time, the support
+JAX_DENSE = 10  # jitted dense JAX (9.1): the logits, the support and masked copies
 REFERENCE_DENSE = 34  # float64 reference (29.8, and 4 for the float32 dense pattern it reads)
 
 
@@ -222,16 +252,26 @@ def optimize_dense_bytes(length: int, nnz: int) -> int:
   return (5 + 12 * nnz) * length**2
 
 
-def perf_bytes(length: int, nnz: int, d: int, levels: int, *, dense: int = 0,
-               tiles: Iterable[tuple[int, int]] = (TILE,)) -> int:
+def perf_bytes(
+  length: int,
+  nnz: int,
+  d: int,
+  levels: int,
+  *,
+  dense: int = 0,
+  tiles: Iterable[tuple[int, int]] = (TILE,),
+) -> int:
   """Peak bytes of ``bench perf`` at L, N, d: the ``jl`` solution and its check (``solve_bytes``),
   the search over ``levels`` grid d, both at the most demanding of ``tiles``, and the dense
   checks at ``dense`` bytes per entry of the L×L logits (0: none; NUMPY_DENSE, JAX_DENSE,
   REFERENCE_DENSE: the largest that runs), all held at once.
   """
-  tiled = max(search_trial_bytes(length, nnz, d, 1, "jl", tile=tile)
-              + verify_bytes(length, nnz, 2 * d, d, tile=tile)
-              + search_trial_bytes(length, nnz, d, levels, "jl", tile=tile) for tile in tiles)
+  tiled = max(
+    search_trial_bytes(length, nnz, d, 1, "jl", tile=tile)
+    + verify_bytes(length, nnz, 2 * d, d, tile=tile)
+    + search_trial_bytes(length, nnz, d, levels, "jl", tile=tile)
+    for tile in tiles
+  )
   return tiled + dense * length * length
 
 
@@ -244,28 +284,38 @@ class Plan(NamedTuple):
 
 
 def _refuse(what: str, need: int, available: Available, change: str) -> CommandError:
-  return CommandError(f"{what} needs about {gigabytes(need)} of memory ({SAFETY:g} x the "
-                      f"estimate + {gigabytes(RUNTIME_BYTES)} for the runtime) but only "
-                      f"{gigabytes(available.bytes)} is available ({available.source}); {change}")
+  return CommandError(
+    f"{what} needs about {gigabytes(need)} of memory ({SAFETY:g} x the "
+    f"estimate + {gigabytes(RUNTIME_BYTES)} for the runtime) but only "
+    f"{gigabytes(available.bytes)} is available ({available.source}); {change}"
+  )
 
 
-def plan_search(what: str, *, length: int, nnz: int, width: int, levels: int, method: str,
-                trials: int, itemsize: int = 4, available: Available | None = None,
-                change: str = "use a smaller --length, --nnz or --d-max") -> Plan:
+def plan_search(
+  what: str,
+  *,
+  length: int,
+  nnz: int,
+  width: int,
+  levels: int,
+  method: str,
+  trials: int,
+  itemsize: int = 4,
+  available: Available | None = None,
+  change: str = "use a smaller --length, --nnz or --d-max",
+) -> Plan:
   """The trials per batch that fit (≤ ``trials``), or CommandError if one trial does not fit."""
   available = available or host_memory()
   per_trial = search_trial_bytes(length, nnz, width, levels, method, itemsize)
   room = available.bytes - RUNTIME_BYTES
   fitting = int(room // (SAFETY * per_trial)) if room > 0 else 0
   if fitting < 1:
-    raise _refuse(f"{what} (one trial)", int(SAFETY * per_trial) + RUNTIME_BYTES, available,
-                  change)
+    raise _refuse(f"{what} (one trial)", int(SAFETY * per_trial) + RUNTIME_BYTES, available, change)
   batch = min(trials, fitting)
   return Plan(int(SAFETY * per_trial * batch) + RUNTIME_BYTES, available, batch)
 
 
-def check_fits(what: str, need: int, *, available: Available | None = None,
-               change: str) -> Plan:
+def check_fits(what: str, need: int, *, available: Available | None = None, change: str) -> Plan:
   """CommandError unless SAFETY·``need`` + RUNTIME_BYTES fits in the available memory."""
   available = available or host_memory()
   total = int(SAFETY * need) + RUNTIME_BYTES
@@ -282,8 +332,10 @@ def check_disk(path: str, size: int, change: str) -> None:
   except OSError:
     return  # the write itself will say what is wrong
   if size > free:
-    raise CommandError(f"{path}: the solution file would take about {gigabytes(size)} but "
-                       f"{folder} has {gigabytes(free)} free; {change}")
+    raise CommandError(
+      f"{path}: the solution file would take about {gigabytes(size)} but "
+      f"{folder} has {gigabytes(free)} free; {change}"
+    )
 
 
 # Bounds of jaxattn's optimize (``jaxattn._src.optimize``) the memory plan needs: NEGATIVES hard
@@ -293,9 +345,14 @@ MENTION_S = 5.0  # searches expected to take longer print their plan (bench min_
 
 
 def duration(seconds: float) -> str:
-  """"40 s", "12 min", "3.1 h"."""
-  return (f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200
-          else f"{seconds / 3600:.1f} h")
+  """ "40 s", "12 min", "3.1 h"."""
+  return (
+    f"{seconds:.0f} s"
+    if seconds < 120
+    else f"{seconds / 60:.0f} min"
+    if seconds < 7200
+    else f"{seconds / 3600:.1f} h"
+  )
 
 
 def cost_line(what: str, plan: Plan, seconds: float) -> str | None:
@@ -303,9 +360,11 @@ def cost_line(what: str, plan: Plan, seconds: float) -> str | None:
   2-core CPU (``runner.search_seconds``, the one cost model); None below ``MENTION_S``."""
   if seconds < MENTION_S:
     return None
-  return (f"{what}: at most {gigabytes(plan.need)} of {gigabytes(plan.available.bytes)} available; "
-          f"about {duration(seconds)} on this project's 2-core CPU (runner.search_seconds), "
-          "compilation included")
+  return (
+    f"{what}: at most {gigabytes(plan.need)} of {gigabytes(plan.available.bytes)} available; "
+    f"about {duration(seconds)} on this project's 2-core CPU (runner.search_seconds), "
+    "compilation included"
+  )
 
 
 ITEMSIZE = {"bfloat16": 2, "float32": 4, "float64": 8}
@@ -320,8 +379,15 @@ def check_points_fit(points: Iterable, *, available: Available | None = None) ->
   """
   available = available or host_memory()
   for point in points:
-    plan_search(f"point L={point.length} N={point.nnz} {point.method} d_max={point.d_grid[-1]}",
-                length=point.length, nnz=point.nnz, width=point.d_grid[-1],
-                levels=len(point.d_grid), method=point.method, trials=point.trials,
-                itemsize=ITEMSIZE.get(point.dtype, 4), available=available,
-                change="remove the point or lower its length or d grid")
+    plan_search(
+      f"point L={point.length} N={point.nnz} {point.method} d_max={point.d_grid[-1]}",
+      length=point.length,
+      nnz=point.nnz,
+      width=point.d_grid[-1],
+      levels=len(point.d_grid),
+      method=point.method,
+      trials=point.trials,
+      itemsize=ITEMSIZE.get(point.dtype, 4),
+      available=available,
+      change="remove the point or lower its length or d grid",
+    )

@@ -31,37 +31,47 @@ def tile(query, outside_key, support_key=None):
   so that the errors of the two logits add in the gap), outside key ``outside_key``."""
   support_key = -outside_key if support_key is None else support_key
   zeros = np.zeros_like(query)
-  return (np.stack([query, zeros, zeros]).astype(np.float32),
-          np.stack([support_key, outside_key, zeros]).astype(np.float32))
+  return (
+    np.stack([query, zeros, zeros]).astype(np.float32),
+    np.stack([support_key, outside_key, zeros]).astype(np.float32),
+  )
 
 
-def gap_errors(queries, keys, splits, matmul_dtype=None, full=False
-               ) -> list[tuple[float, float]]:
+def gap_errors(queries, keys, splits, matmul_dtype=None, full=False) -> list[tuple[float, float]]:
   """(|ĝ − g|, τ) of row 0 at every level, g the exact rational gap of the nested level."""
   width = keys.shape[1]
   scales = [width / d for d in splits]
-  stats = ja.row_stats(jnp.asarray(queries), jnp.asarray(keys), EYE3, tuple(splits),
-                       jnp.asarray(scales, jnp.float32), full=full, matmul_dtype=matmul_dtype)
+  stats = ja.row_stats(
+    jnp.asarray(queries),
+    jnp.asarray(keys),
+    EYE3,
+    tuple(splits),
+    jnp.asarray(scales, jnp.float32),
+    full=full,
+    matmul_dtype=matmul_dtype,
+  )
   errors = []
   for g, d in enumerate(splits):
     scale = fractions.Fraction(width, d)
     logits = [scale * ja.certify.exact_dot(queries[0, :d], key[:d]) for key in keys]
     gap = max(logits[1:]) - logits[0]  # column 2's key is zero: logit 0
-    errors.append((float(abs(fractions.Fraction(float(stats.gap[g, 0])) - gap)),
-                   float(stats.gap_bound[g, 0])))
+    errors.append(
+      (float(abs(fractions.Fraction(float(stats.gap[g, 0])) - gap)), float(stats.gap_bound[g, 0]))
+    )
   return errors
 
 
 def worst_violation(queries, keys, splits, matmul_dtype=None, full=False) -> float:
   """max over levels of |ĝ − g| − τ (exactly); > 0: the bound fails."""
-  return max(error - bound for error, bound in gap_errors(queries, keys, splits, matmul_dtype,
-                                                            full))
+  return max(
+    error - bound for error, bound in gap_errors(queries, keys, splits, matmul_dtype, full)
+  )
 
 
 def sequential_case(d):
   """q = k = (1, t, …, t), t² just above half an ulp of 1: every addition after the first rounds
   up in a sequential order, the worst case of the float32 accumulation."""
-  t = np.float32(2.0 ** -12 * (1 + 2.0 ** -10))
+  t = np.float32(2.0**-12 * (1 + 2.0**-10))
   q = np.full(d, t, np.float32)
   q[0] = 1
   return tile(q, q)
@@ -70,7 +80,7 @@ def sequential_case(d):
 def bfloat16_case(d):
   """Constant rows whose every entry rounds up to bfloat16 by almost u = 2⁻⁸: the input
   rounding's error is the same in every product, in any summation order."""
-  a = np.float32(1 + 2.0 ** -8 + 2.0 ** -20)
+  a = np.float32(1 + 2.0**-8 + 2.0**-20)
   return tile(np.full(d, a), np.full(d, a))
 
 
@@ -82,7 +92,7 @@ def random_case(d, seed, magnitudes=False, subnormal=False):
   if magnitudes:
     q *= np.exp2(rng.integers(-30, 30, d)).astype(np.float32)
   if subnormal:
-    k[::2] = np.float32(2.0 ** -140) * rng.standard_normal(k[::2].shape).astype(np.float32)
+    k[::2] = np.float32(2.0**-140) * rng.standard_normal(k[::2].shape).astype(np.float32)
   return tile(q, k, support_key=rng.standard_normal(d).astype(np.float32))
 
 
@@ -90,23 +100,30 @@ def unbalanced_case(d):
   """The sequential case with q scaled by 2⁻⁶⁴ and k by 2⁴⁰: every entry and product is normal,
   every square of q underflows (a norm summed from raw squares would be 0)."""
   queries, keys = sequential_case(d)
-  return queries * np.float32(2.0 ** -64), keys * np.float32(2.0 ** 40)
+  return queries * np.float32(2.0**-64), keys * np.float32(2.0**40)
 
 
-CASES = {"sequential": sequential_case, "unbalanced": unbalanced_case, "bfloat16": bfloat16_case,
-         "random": lambda d: random_case(d, d),
-         "magnitudes": lambda d: random_case(d, d, magnitudes=True),
-         "subnormal": lambda d: random_case(d, d, subnormal=True)}
+CASES = {
+  "sequential": sequential_case,
+  "unbalanced": unbalanced_case,
+  "bfloat16": bfloat16_case,
+  "random": lambda d: random_case(d, d),
+  "magnitudes": lambda d: random_case(d, d, magnitudes=True),
+  "subnormal": lambda d: random_case(d, d, subnormal=True),
+}
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m jaxattn_bench.rounding_probe",
-                                   description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(
+    prog="python -m jaxattn_bench.rounding_probe", description=__doc__.splitlines()[0]
+  )
   parser.add_argument("--max-d", type=int, default=DIMS[-1], help="largest d of DIMS to probe")
   dims = tuple(d for d in DIMS if d <= parser.parse_args(argv).max_d)
-  print(f"rounding probe on {jax.devices()[0].device_kind} ({jax.default_backend()}), model "
-        f"{ja.certify.rounding_model()}: largest |gap error| / bound over {sorted(CASES)}, "
-        f"d in {dims}, nested levels and the full pass")
+  print(
+    f"rounding probe on {jax.devices()[0].device_kind} ({jax.default_backend()}), model "
+    f"{ja.certify.rounding_model()}: largest |gap error| / bound over {sorted(CASES)}, "
+    f"d in {dims}, nested levels and the full pass"
+  )
   violated = False
   for name, form in (("float32", None), ("bfloat16", jnp.bfloat16)):
     ratios = []
@@ -115,12 +132,16 @@ def main(argv=None) -> int:
         queries, keys = case(d)
         splits = sorted({1, max(1, d // 3), d})
         for full in (False, True):
-          ratios += [error / bound for error, bound in
-                     gap_errors(queries, keys, splits if not full else (d,), form, full)]
+          ratios += [
+            error / bound
+            for error, bound in gap_errors(queries, keys, splits if not full else (d,), form, full)
+          ]
     worst = max(ratios)
     violated |= worst >= 1
-    print(f"{name:<9} products: worst error / bound = {worst:.3g} over {len(ratios)} logits "
-          f"({'VIOLATED' if worst >= 1 else 'within the bound'})")
+    print(
+      f"{name:<9} products: worst error / bound = {worst:.3g} over {len(ratios)} logits "
+      f"({'VIOLATED' if worst >= 1 else 'within the bound'})"
+    )
   return 1 if violated else 0
 
 

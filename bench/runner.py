@@ -31,8 +31,15 @@ from tqdm import tqdm
 import jaxattn as ja
 from jaxattn_bench import grid, hosts, resources
 from jaxattn_bench.errors import CommandError
-from jaxattn_bench.store import (InterruptedWrite, Record, ResultsStore, canonical, check_output,
-                                 record_key, results_unwritable)
+from jaxattn_bench.store import (
+  InterruptedWrite,
+  Record,
+  ResultsStore,
+  canonical,
+  check_output,
+  record_key,
+  results_unwritable,
+)
 
 # The cost model is the library's (``ja.schedule.search_cost``: multiply-adds of the logit
 # products plus a compilation per program), so that plans and the schedule a search chooses agree.
@@ -51,32 +58,53 @@ def point_work(point: grid.Point) -> float:
   return float(point.trials) * point.length**2 * point.d_grid[-1]
 
 
-def search_terms(method: str, length: int, nnz: int, d_grid: Sequence[int], *,
-                 trials: int = 1, schedule: str | None = None,
-                 causal: bool = False) -> ja.schedule.SearchTerms:
+def search_terms(
+  method: str,
+  length: int,
+  nnz: int,
+  d_grid: Sequence[int],
+  *,
+  trials: int = 1,
+  schedule: str | None = None,
+  causal: bool = False,
+) -> ja.schedule.SearchTerms:
   """``ja.schedule.search_terms`` of a search on ``schedule`` (default: the one ``ja.min_d``
   chooses, ``ja.schedule.choose_schedule``), its work scaled by ``causal_share`` in a causal
   layer."""
   schedule = schedule or ja.schedule.choose_schedule(method, length, nnz, d_grid, trials)
   share = causal_share(length) if causal else 1.0
-  return ja.schedule.search_terms(method, length, nnz, d_grid, schedule=schedule, trials=trials,
-                                  causal_share=share)
+  return ja.schedule.search_terms(
+    method, length, nnz, d_grid, schedule=schedule, trials=trials, causal_share=share
+  )
 
 
-def search_seconds(method: str, length: int, nnz: int, d_grid: Sequence[int], *,
-                   trials: int = 1, schedule: str | None = None, causal: bool = False) -> float:
+def search_seconds(
+  method: str,
+  length: int,
+  nnz: int,
+  d_grid: Sequence[int],
+  *,
+  trials: int = 1,
+  schedule: str | None = None,
+  causal: bool = False,
+) -> float:
   """Expected seconds of a search on this project's 2-core CPU: the cost of its
   ``search_terms`` over ``COST_RATE``. The one cost model of every plan: ``bench run --plan``,
   ``bench practice --plan``, ``bench submit``'s time limits and work split, and the plans
   ``bench min_d`` and ``bench solve --search`` print."""
-  return search_terms(method, length, nnz, d_grid, trials=trials, schedule=schedule,
-                      causal=causal).cost(method) / COST_RATE
+  return (
+    search_terms(method, length, nnz, d_grid, trials=trials, schedule=schedule, causal=causal).cost(
+      method
+    )
+    / COST_RATE
+  )
 
 
 def point_seconds(point: grid.Point) -> float:
   """Expected seconds of a grid point (``search_seconds`` of its search)."""
-  return search_seconds(point.method, point.length, point.nnz, point.d_grid,
-                        trials=point.trials, causal=point.causal)
+  return search_seconds(
+    point.method, point.length, point.nnz, point.d_grid, trials=point.trials, causal=point.causal
+  )
 
 
 def causal_share(length: int) -> float:
@@ -93,11 +121,15 @@ def causal_share(length: int) -> float:
 def _git_commit() -> str | None:
   root = pathlib.Path(__file__).resolve().parent.parent
   try:
-    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
-                            "--untracked-files=no"], capture_output=True, text=True,
-                           check=True).stdout.strip()
+    commit = subprocess.run(
+      ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+      ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return None
   return commit + ("-dirty" if dirty else "")
@@ -106,32 +138,56 @@ def _git_commit() -> str | None:
 def environment(preset: grid.Preset, seed: int) -> dict:
   """Run metadata for the store (``bench.store.RUN_FIELDS``)."""
   device = jax.devices()[0]
-  return dict(started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              preset=preset.name, preset_source=preset.source, seed=seed,
-              argv=" ".join(sys.argv), jax_version=jax.__version__,
-              jaxlib_version=jaxlib.__version__, backend=jax.default_backend(),
-              device_kind=device.device_kind, device_count=jax.device_count(),
-              git_commit=_git_commit(), python=platform.python_version(),
-              platform=platform.platform())
+  return dict(
+    started_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    preset=preset.name,
+    preset_source=preset.source,
+    seed=seed,
+    argv=" ".join(sys.argv),
+    jax_version=jax.__version__,
+    jaxlib_version=jaxlib.__version__,
+    backend=jax.default_backend(),
+    device_kind=device.device_kind,
+    device_count=jax.device_count(),
+    git_commit=_git_commit(),
+    python=platform.python_version(),
+    platform=platform.platform(),
+  )
 
 
 def solve_point(point: grid.Point, seed: int) -> ja.MinDResult:
   """d_min of one point: ``ja.min_d`` with the point's key, sampler, settings and criterion, in
   its dtype."""
   with ja.dtype_context(point.dtype):
-    return ja.min_d(grid.point_key(seed, point), point.sampler(), point.d_grid, eps1=point.eps1,
-                    eps2=point.eps2, method=point.method, trials=point.trials, delta=point.delta,
-                    dtype=point.dtype, max_outside_mass=point.max_outside_mass,
-                    matmul=point.matmul, causal=point.causal)
+    return ja.min_d(
+      grid.point_key(seed, point),
+      point.sampler(),
+      point.d_grid,
+      eps1=point.eps1,
+      eps2=point.eps2,
+      method=point.method,
+      trials=point.trials,
+      delta=point.delta,
+      dtype=point.dtype,
+      max_outside_mass=point.max_outside_mass,
+      matmul=point.matmul,
+      causal=point.causal,
+    )
 
 
 def theory_dim(point: grid.Point) -> int | None:
   """``ja.theory.jl_dim`` of the point; None when δ = 0 (no finite bound)."""
   if point.delta == 0:
     return None
-  return ja.theory.jl_dim(point.length, point.nnz, eps1=point.eps1, eps2=point.eps2,
-                          a_min=point.a_min,
-                          delta=point.delta, max_outside_mass=point.max_outside_mass)
+  return ja.theory.jl_dim(
+    point.length,
+    point.nnz,
+    eps1=point.eps1,
+    eps2=point.eps2,
+    a_min=point.a_min,
+    delta=point.delta,
+    max_outside_mass=point.max_outside_mass,
+  )
 
 
 def describe(point: grid.Point, names: list[str]) -> str:
@@ -156,19 +212,28 @@ def summary_table(points, records, fresh: set) -> str:
   names = varying_axes(points)
   widths = [max(len(n), *(len(str(getattr(p, n))) for p in points)) for n in names]
   header = " ".join(f"{n:>{w}}" for n, w in zip(names, widths))
-  lines = [f"{header} {'d_min':>7} {'d_50 [95% CI]':>19} {'d_1-δ':>6} {'top d':>6} "
-           f"{'jl_dim':>7} {'seconds':>8}  status"]
+  lines = [
+    f"{header} {'d_min':>7} {'d_50 [95% CI]':>19} {'d_1-δ':>6} {'top d':>6} "
+    f"{'jl_dim':>7} {'seconds':>8}  status"
+  ]
   for point, record in zip(points, records):
     cells = " ".join(f"{str(getattr(point, n)):>{w}}" for n, w in zip(names, widths))
     d_min = str(record.d_min) if record.d_min is not None else "> top"
     status = "new" if record_key(record) in fresh else "stored"
-    median = "" if record.d_median is None else (
+    median = (
+      ""
+      if record.d_median is None
+      else (
         f"{_grid_d(record.d_median, False)} [{_grid_d(record.d_median_low)}, "
-        f"{_grid_d(record.d_median_high)}]")
+        f"{_grid_d(record.d_median_high)}]"
+      )
+    )
     quantile = "" if record.d_quantile is None else _grid_d(record.d_quantile, False)
-    lines.append(f"{cells} {d_min:>7} {median:>19} {quantile:>6} {int(record.d[-1]):>6} "
-                 f"{str(record.jl_dim):>7} "
-                 f"{record.wall_s:>8.1f}  {status}")
+    lines.append(
+      f"{cells} {d_min:>7} {median:>19} {quantile:>6} {int(record.d[-1]):>6} "
+      f"{str(record.jl_dim):>7} "
+      f"{record.wall_s:>8.1f}  {status}"
+    )
   return "\n".join(lines)
 
 
@@ -186,18 +251,26 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
   computed = set()
   for round_ in range(max(map(len, shares))):
     picks = [share[round_] if round_ < len(share) else None for share in shares]
-    claimed = hosts.broadcast(np.array(
-        [store is not None and index is not None
-         and store.claim((canonical(pending[index].params()), seed)) for index in picks]),
-        processes)
+    claimed = hosts.broadcast(
+      np.array(
+        [
+          store is not None
+          and index is not None
+          and store.claim((canonical(pending[index].params()), seed))
+          for index in picks
+        ]
+      ),
+      processes,
+    )
     verdicts = np.zeros((processes.size, most_trials, levels), np.int8)
     walls = np.zeros(processes.size, np.float32)
     if claimed[processes.rank]:
       point = pending[picks[processes.rank]]
       bar.set_description(f"{round_ + 1}/{len(shares[processes.rank])} {describe(point, names)}")
       start = time.perf_counter()
-      verdicts[processes.rank, :point.trials, :len(point.d_grid)] = solve_point(
-          point, seed).verdict_states()
+      verdicts[processes.rank, : point.trials, : len(point.d_grid)] = solve_point(
+        point, seed
+      ).verdict_states()
       walls[processes.rank] = time.perf_counter() - start
     verdicts, walls = hosts.gather_sum(verdicts, processes), hosts.gather_sum(walls, processes)
     for process, index in enumerate(picks):
@@ -207,7 +280,8 @@ def run_rounds(pending, seed: int, processes: hosts.Processes, store, run_id, ba
       computed.add((canonical(point.params()), seed))
       if store is not None:
         result = ja.MinDResult.from_verdicts(
-            point.d_grid, verdicts[process, :point.trials, :len(point.d_grid)], point.delta)
+          point.d_grid, verdicts[process, : point.trials, : len(point.d_grid)], point.delta
+        )
         store.add(run_id, point.params(), seed, result, theory_dim(point), float(walls[process]))
         bar.update(point_seconds(point))
   return computed
@@ -226,8 +300,9 @@ class NoStore:
     return set()
 
 
-def open_store(results: pathlib.Path, work: Mapping[int, Sequence[grid.Point]],
-               allow_network_fs: bool = False) -> ResultsStore:
+def open_store(
+  results: pathlib.Path, work: Mapping[int, Sequence[grid.Point]], allow_network_fs: bool = False
+) -> ResultsStore:
   """Process 0's results store: read-only when it already holds every point of ``work`` (seed ->
   points) (so
   a complete store is never changed and may be a read-only file), else open for writing (as
@@ -240,29 +315,34 @@ def open_store(results: pathlib.Path, work: Mapping[int, Sequence[grid.Point]],
     except InterruptedWrite:  # a killed run's write: rolled back by opening it for writing
       return ResultsStore(results, allow_network_fs=allow_network_fs)
     done = store.finished()
-    missing = sum((canonical(p.params()), seed) not in done for seed, points in work.items()
-                  for p in points)
+    missing = sum(
+      (canonical(p.params()), seed) not in done for seed, points in work.items() for p in points
+    )
     if not missing:
       return store
     store.close()
     reason = results_unwritable(results)
     if reason:
-      raise CommandError(f"{missing} point(s) pending, but results file {str(results)!r} "
-                         f"cannot be written ({reason}); make it writable or give --results "
-                         "another file")
+      raise CommandError(
+        f"{missing} point(s) pending, but results file {str(results)!r} "
+        f"cannot be written ({reason}); make it writable or give --results "
+        "another file"
+      )
   return ResultsStore(results, allow_network_fs=allow_network_fs)
 
 
 def pending_points(points, seed: int, store, processes: hosts.Processes) -> list[grid.Point]:
   """The points not yet stored for ``seed``, as process 0's store says (broadcast to all)."""
   done = store.finished()
-  is_pending = hosts.broadcast(np.array(
-      [(canonical(p.params()), seed) not in done for p in points]), processes)
+  is_pending = hosts.broadcast(
+    np.array([(canonical(p.params()), seed) not in done for p in points]), processes
+  )
   return [p for p, flag in zip(points, is_pending) if flag]
 
 
-def run_pending(preset: grid.Preset, pending, seed: int, store, processes: hosts.Processes,
-                bar) -> set:
+def run_pending(
+  preset: grid.Preset, pending, seed: int, store, processes: hosts.Processes, bar
+) -> set:
   """Records the run's environment (process 0) and runs ``pending`` (``run_rounds``) until
   every point is stored: points other runs hold are waited for (``POLL_S``), and run here
   if their claim lapses. Process 0 renews its claims meanwhile (``ResultsStore.heartbeat``).
@@ -270,13 +350,19 @@ def run_pending(preset: grid.Preset, pending, seed: int, store, processes: hosts
   lead = processes.rank == 0
   run_id = store.start_run(environment(preset, seed)) if lead else None
   computed = set()
-  with (store.heartbeat() if lead else contextlib.nullcontext()):
+  with store.heartbeat() if lead else contextlib.nullcontext():
     while pending:
-      fresh = run_rounds(pending, seed, processes, store if lead else None, run_id, bar,
-                         varying_axes(preset.points))
+      fresh = run_rounds(
+        pending, seed, processes, store if lead else None, run_id, bar, varying_axes(preset.points)
+      )
       left = pending_points(pending, seed, store, processes)
-      bar.update(sum(point_seconds(p) for p in pending  # stored by other runs
-                     if p not in left and (canonical(p.params()), seed) not in fresh))
+      bar.update(
+        sum(
+          point_seconds(p)
+          for p in pending  # stored by other runs
+          if p not in left and (canonical(p.params()), seed) not in fresh
+        )
+      )
       if left and not fresh:
         bar.set_description(f"waiting for {len(left)} point(s) that other runs are computing")
         time.sleep(POLL_S)
@@ -293,8 +379,7 @@ def checked_seed(preset: grid.Preset, seed: int | None, out: pathlib.Path) -> in
   seed = preset.seed if seed is None else seed
   if seed < 0:
     raise CommandError(f"--seed must be >= 0, got {seed}")
-  resources.check_points_fit(preset.points,
-                             available=resources.available_memory(jax.devices()[0]))
+  resources.check_points_fit(preset.points, available=resources.available_memory(jax.devices()[0]))
   check_output(out, "output folder (--out)", folder=True)
   return seed
 
@@ -325,6 +410,10 @@ def stored_seconds(store, points, seed: int) -> list[float | None]:
 
 def progress_bar(pending, shown: bool) -> tqdm:
   """A progress bar with ETA over the points' cost (``point_seconds``); on stderr."""
-  return tqdm(total=sum(map(point_seconds, pending)),
-              bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
-              file=sys.stderr, dynamic_ncols=True, disable=not shown)
+  return tqdm(
+    total=sum(map(point_seconds, pending)),
+    bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]",
+    file=sys.stderr,
+    dynamic_ncols=True,
+    disable=not shown,
+  )

@@ -30,8 +30,9 @@ def parse_shard(spec: str) -> tuple[int, int]:
   return int(match.group(1)), int(match.group(2))
 
 
-def shard_path(preset: str, index: int, count: int, folder: pathlib.Path = pathlib.Path(
-    "results")) -> pathlib.Path:
+def shard_path(
+  preset: str, index: int, count: int, folder: pathlib.Path = pathlib.Path("results")
+) -> pathlib.Path:
   """The default store of shard I of N: ``results/P.shard-I-of-N.sqlite``."""
   return folder / f"{preset}.shard-{index}-of-{count}.sqlite"
 
@@ -57,8 +58,9 @@ def select(points, keys) -> dict[int, list[grid.Point]]:
   return chosen
 
 
-def manifest_path(preset: str, count: int, folder: pathlib.Path = pathlib.Path(
-    "results")) -> pathlib.Path:
+def manifest_path(
+  preset: str, count: int, folder: pathlib.Path = pathlib.Path("results")
+) -> pathlib.Path:
   """Where ``bench submit`` freezes a split: ``results/P.shards-N.json``."""
   return folder / f"{preset}.shards-{count}.json"
 
@@ -70,14 +72,18 @@ def freeze(path: pathlib.Path, preset: str, points, seeds, count: int) -> list[l
     shares = read_manifest(path)
     data = json.loads(path.read_text(encoding="utf-8"))
     if (data["preset"], data["seeds"], len(shares)) != (preset, list(seeds), count):
-      raise CommandError(f"{str(path)!r} freezes preset {data['preset']} seeds {data['seeds']} "
-                         f"in {len(shares)} shards, not {preset} seeds {list(seeds)} in {count}: "
-                         "move it away to split anew")
+      raise CommandError(
+        f"{str(path)!r} freezes preset {data['preset']} seeds {data['seeds']} "
+        f"in {len(shares)} shards, not {preset} seeds {list(seeds)} in {count}: "
+        "move it away to split anew"
+      )
     return shares
   shares = split(points, seeds, count)
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps({"preset": preset, "seeds": list(seeds), "shards": shares}, indent=0)
-                  + "\n", encoding="utf-8")
+  path.write_text(
+    json.dumps({"preset": preset, "seeds": list(seeds), "shards": shares}, indent=0) + "\n",
+    encoding="utf-8",
+  )
   return shares
 
 

@@ -51,7 +51,7 @@ from jaxattn import Report, Solution, SparsePattern
 
 FORMAT = "jaxattn-solution-2"
 FORMAT_1 = "jaxattn-solution-1"  # dense w_q, w_k always; no params
-PARAMS_KEYS = ("w_q", "w_k")     # stored for params "dense" only
+PARAMS_KEYS = ("w_q", "w_k")  # stored for params "dense" only
 PATTERN_KEYS = ("pattern_cols", "pattern_weights", "pattern_valid")
 SETTING_KEYS = ("method", "d", "eps1", "eps2", "seed")
 _SHOWN_ROWS = 10
@@ -80,21 +80,30 @@ class Provenance(NamedTuple):
   seconds: float = 0.0
   version: str = ja.__version__
   max_outside_mass: float | None = None  # stored only under the mass criterion
-  causal: bool = False                   # stored only for a causal layer
+  causal: bool = False  # stored only for a causal layer
 
 
-def save_solution(path: str, solution: Solution, pattern: SparsePattern, report: Report,
-                  made: Provenance) -> None:
+def save_solution(
+  path: str, solution: Solution, pattern: SparsePattern, report: Report, made: Provenance
+) -> None:
   """Writes the solution file atomically: a temporary file, then ``os.replace``."""
   check_destination(path)
   arrays: dict[str, Any] = solution_arrays(solution)
   arrays.update(zip(PATTERN_KEYS, map(np.asarray, pattern[:3])))
   if pattern.dense is not None:
     arrays.update(pattern_dense=np.asarray(pattern.dense))
-  arrays.update(method=np.str_(made.method), d=np.int64(made.d), eps1=np.float64(made.eps1),
-                eps2=np.float64(made.eps2), seed=np.int64(made.seed), source=np.str_(made.source),
-                changes=np.array(made.changes, dtype=str), seconds=np.float64(made.seconds),
-                jaxattn_version=np.str_(made.version), format=np.str_(FORMAT))
+  arrays.update(
+    method=np.str_(made.method),
+    d=np.int64(made.d),
+    eps1=np.float64(made.eps1),
+    eps2=np.float64(made.eps2),
+    seed=np.int64(made.seed),
+    source=np.str_(made.source),
+    changes=np.array(made.changes, dtype=str),
+    seconds=np.float64(made.seconds),
+    jaxattn_version=np.str_(made.version),
+    format=np.str_(FORMAT),
+  )
   if made.max_outside_mass is not None:
     arrays.update(max_outside_mass=np.float64(made.max_outside_mass))
   if made.causal:
@@ -122,11 +131,14 @@ def save_solution(path: str, solution: Solution, pattern: SparsePattern, report:
 def solution_arrays(solution: Solution) -> dict[str, np.ndarray]:
   """X and its parameters as stored: params "identity" (no W arrays) or "dense" (w_q, w_k)."""
   x = np.asarray(solution.X)
-  if (isinstance(solution.w_q, ja.construct.IdentityBlock)
-      and (solution.w_q, solution.w_k) == ja.construct.identity_params(solution.d)):
+  if isinstance(solution.w_q, ja.construct.IdentityBlock) and (
+    solution.w_q,
+    solution.w_k,
+  ) == ja.construct.identity_params(solution.d):
     return dict(X=x, params=np.asarray("identity"))
-  return dict(X=x, params=np.asarray("dense"), w_q=np.asarray(solution.w_q),
-              w_k=np.asarray(solution.w_k))
+  return dict(
+    X=x, params=np.asarray("dense"), w_q=np.asarray(solution.w_q), w_k=np.asarray(solution.w_k)
+  )
 
 
 def saved_params(arrays: dict[str, np.ndarray]) -> str:
@@ -155,7 +167,7 @@ def _remove_stale_temporaries(path: str) -> None:
   """Removes the temporary files of ``path`` left by processes that no longer run."""
   folder, name = os.path.split(os.path.abspath(path))
   for temporary in glob.glob(os.path.join(glob.escape(folder), glob.escape(f".{name}.") + "*.tmp")):
-    pid = temporary[:-len(".tmp")].rsplit(".", 1)[-1]
+    pid = temporary[: -len(".tmp")].rsplit(".", 1)[-1]
     if pid.isdigit() and not _running(int(pid)):
       try:
         os.unlink(temporary)
@@ -184,8 +196,9 @@ def load_solution(path: str, itemsize: int = 4) -> dict[str, np.ndarray]:
   if not os.path.isfile(path):
     raise CommandError(f"{path}: no such file")
   if not zipfile.is_zipfile(path):
-    raise CommandError(f"{path}: not a solution file of `python -m bench solve` "
-                       "(not a .npz archive)")
+    raise CommandError(
+      f"{path}: not a solution file of `python -m bench solve` (not a .npz archive)"
+    )
   _check_fits(path, npz_headers(path), itemsize)
   try:
     with np.load(path, allow_pickle=False) as archive:
@@ -193,8 +206,7 @@ def load_solution(path: str, itemsize: int = 4) -> dict[str, np.ndarray]:
   except CommandError:
     raise
   except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-    raise CommandError(f"{path}: cannot read as .npz: {error or type(error).__name__}"
-                       ) from None
+    raise CommandError(f"{path}: cannot read as .npz: {error or type(error).__name__}") from None
   _check_layout(arrays, path)
   return arrays
 
@@ -203,18 +215,21 @@ def _check_layout(arrays: dict[str, np.ndarray], path: str) -> None:
   """CommandError unless the arrays are a solution file of a known format and consistent."""
   found = str(arrays.get("format", FORMAT_1))
   if found not in (FORMAT_1, FORMAT):
-    raise CommandError(f"{path}: solution file format {found!r} is not one this jaxattn reads "
-                       f"({FORMAT_1}, {FORMAT})")
+    raise CommandError(
+      f"{path}: solution file format {found!r} is not one this jaxattn reads ({FORMAT_1}, {FORMAT})"
+    )
   missing = [k for k in _required_keys(arrays) if k not in arrays]
   if missing:
-    raise CommandError(f"{path}: not a solution file of `python -m bench solve` "
-                       f"(missing {', '.join(missing)})")
+    raise CommandError(
+      f"{path}: not a solution file of `python -m bench solve` (missing {', '.join(missing)})"
+    )
   params, x, d = saved_params(arrays), arrays["X"], int(arrays["d"])
   if params not in ("identity", "dense"):
     raise CommandError(f"{path}: unknown params {params!r} (expected 'identity' or 'dense')")
   if params == "identity" and (x.ndim != 2 or x.shape[1] != 2 * d):
-    raise CommandError(f"{path}: params 'identity' needs X of 2d = {2 * d} columns, "
-                       f"got shape {x.shape}")
+    raise CommandError(
+      f"{path}: params 'identity' needs X of 2d = {2 * d} columns, got shape {x.shape}"
+    )
 
 
 def _required_keys(arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
@@ -225,8 +240,9 @@ def _required_keys(arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
   return keys + (PARAMS_KEYS if saved_params(arrays) == "dense" else ())
 
 
-def _check_fits(path: str, headers: dict[str, tuple[tuple[int, ...], np.dtype]],
-                itemsize: int) -> None:
+def _check_fits(
+  path: str, headers: dict[str, tuple[tuple[int, ...], np.dtype]], itemsize: int
+) -> None:
   """CommandError if loading and verifying the solution whose array headers are given cannot fit."""
   shapes = {k: headers[k][0] for k in ("X", "w_q", "pattern_cols") if k in headers}
   if {"X", "pattern_cols"} - set(shapes) or any(len(shape) != 2 for shape in shapes.values()):
@@ -235,9 +251,11 @@ def _check_fits(path: str, headers: dict[str, tuple[tuple[int, ...], np.dtype]],
   params = "dense" if "w_q" in shapes else "identity"  # format 1 files: always w_q
   d = shapes["w_q"][1] if "w_q" in shapes else depth // 2
   stored = sum(math.prod(shape) * dtype.itemsize for shape, dtype in headers.values())
-  resources.check_fits(f"{path}: checking this solution (L={length}, d={d}, X {length}x{depth})",
-                       stored + resources.verify_bytes(length, nnz, depth, d, itemsize, params),
-                       change="check it on a machine with more memory")
+  resources.check_fits(
+    f"{path}: checking this solution (L={length}, d={d}, X {length}x{depth})",
+    stored + resources.verify_bytes(length, nnz, depth, d, itemsize, params),
+    change="check it on a machine with more memory",
+  )
 
 
 def format_report(report: Report, d: int, seconds: float) -> list[str]:
@@ -246,31 +264,41 @@ def format_report(report: Report, d: int, seconds: float) -> list[str]:
   eta = float(report.max_outside_mass)
   row_ok = np.asarray(report.row_ok)
   lines = [
-      f"ok           {ok}  ({'CERTIFIED' if ok else 'NOT certified'} at d={d})",
-      f"ratio_error  {float(report.ratio_error):.6g}  (limit eps1={eps1:g})",
-      f"leak         {float(report.leak):.6g}  (limit eps2={eps2:g})",
-      f"outside mass max {float(report.outside_mass_max):.3g}"
-      + (f" (limit {eta:g}, mass criterion)" if np.isfinite(eta) else "")
-      + f", mean {float(report.outside_mass_mean):.3g};  max |logit| "
-      f"{float(report.max_abs_logit):.4g}",
-      f"time         {seconds:.2f} s",
+    f"ok           {ok}  ({'CERTIFIED' if ok else 'NOT certified'} at d={d})",
+    f"ratio_error  {float(report.ratio_error):.6g}  (limit eps1={eps1:g})",
+    f"leak         {float(report.leak):.6g}  (limit eps2={eps2:g})",
+    f"outside mass max {float(report.outside_mass_max):.3g}"
+    + (f" (limit {eta:g}, mass criterion)" if np.isfinite(eta) else "")
+    + f", mean {float(report.outside_mass_mean):.3g};  max |logit| "
+    f"{float(report.max_abs_logit):.4g}",
+    f"time         {seconds:.2f} s",
   ]
   if bool(report.certified):
-    lines.append(f"exact        yes: the verdict of exact arithmetic (rows settled: "
-                 f"{int(report.settled_by_bound)} by the bound, {int(report.settled_by_float32)} "
-                 f"by the float32 re-check, {int(report.settled_on_host)} on the host)")
+    lines.append(
+      f"exact        yes: the verdict of exact arithmetic (rows settled: "
+      f"{int(report.settled_by_bound)} by the bound, {int(report.settled_by_float32)} "
+      f"by the float32 re-check, {int(report.settled_on_host)} on the host)"
+    )
   else:
-    lines.append("exact        no: the verdict of the computed figures (docs/certified.md says "
-                 "when verdicts are not certified)")
+    lines.append(
+      "exact        no: the verdict of the computed figures (docs/certified.md says "
+      "when verdicts are not certified)"
+    )
   failing = np.flatnonzero(~row_ok)
   if failing.size:
     ratio_error, leak = np.expm1(np.asarray(report.spread)), np.exp(np.asarray(report.gap))
-    lines.append(f"failing rows {failing.size} of {row_ok.size}"
-                 + (f" (first {_SHOWN_ROWS} shown)" if failing.size > _SHOWN_ROWS else "") + ":")
-    lines += [f"  row {i}: ratio_error {ratio_error[i]:.4g}"
-              + (" > eps1" if ratio_error[i] > eps1 else "")
-              + f", leak {leak[i]:.4g}" + (" > eps2" if leak[i] > eps2 else "")
-              for i in failing[:_SHOWN_ROWS]]
+    lines.append(
+      f"failing rows {failing.size} of {row_ok.size}"
+      + (f" (first {_SHOWN_ROWS} shown)" if failing.size > _SHOWN_ROWS else "")
+      + ":"
+    )
+    lines += [
+      f"  row {i}: ratio_error {ratio_error[i]:.4g}"
+      + (" > eps1" if ratio_error[i] > eps1 else "")
+      + f", leak {leak[i]:.4g}"
+      + (" > eps2" if leak[i] > eps2 else "")
+      for i in failing[:_SHOWN_ROWS]
+    ]
   return lines
 
 
@@ -278,8 +306,10 @@ def saved_matrix(arrays: dict[str, np.ndarray], path: str) -> scipy.sparse.csr_a
   """The L×L pattern A stored row-padded in a solution file (CommandError if malformed)."""
   cols, weights, valid = (arrays[k] for k in PATTERN_KEYS)
   if cols.ndim != 2 or cols.shape != weights.shape or cols.shape != valid.shape:
-    raise CommandError(f"{path}: pattern arrays must share one [L, N] shape, got "
-                       f"{cols.shape}, {weights.shape}, {valid.shape}")
+    raise CommandError(
+      f"{path}: pattern arrays must share one [L, N] shape, got "
+      f"{cols.shape}, {weights.shape}, {valid.shape}"
+    )
   if valid.dtype != bool or not np.issubdtype(cols.dtype, np.integer):
     raise CommandError(f"{path}: pattern_valid must be bool and pattern_cols integer")
   length = cols.shape[0]
@@ -294,7 +324,12 @@ def saved_matrix(arrays: dict[str, np.ndarray], path: str) -> scipy.sparse.csr_a
   rows = np.broadcast_to(np.arange(length)[:, None], cols.shape)
   flagged = np.flatnonzero(dense)
   return scipy.sparse.csr_array(
-      (np.concatenate([weights[valid], np.ones(flagged.size * length)]),
-       (np.concatenate([rows[valid], np.repeat(flagged, length)]),
-        np.concatenate([cols[valid], np.tile(np.arange(length), flagged.size)]))),
-      shape=(length, length))
+    (
+      np.concatenate([weights[valid], np.ones(flagged.size * length)]),
+      (
+        np.concatenate([rows[valid], np.repeat(flagged, length)]),
+        np.concatenate([cols[valid], np.tile(np.arange(length), flagged.size)]),
+      ),
+    ),
+    shape=(length, length),
+  )

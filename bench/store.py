@@ -82,72 +82,106 @@ from jaxattn_bench.errors import CommandError
 SCHEMA_VERSION = 3
 # The fields of a stored point's ``params``: those that describe the problem
 # (they derive the point's PRNG key, but for dtype, the criterion and the layer) ...
-AXES = ("family", "method", "length", "nnz", "a_min", "eps1", "eps2", "dtype", "criterion",
-        "max_outside_mass", "causal")
+AXES = (
+  "family",
+  "method",
+  "length",
+  "nnz",
+  "a_min",
+  "eps1",
+  "eps2",
+  "dtype",
+  "criterion",
+  "max_outside_mass",
+  "causal",
+)
 # ... of which these two are left out of ``params`` under the ratio criterion (the
 # default), so points stored before the mass criterion existed keep their identity ...
 CRITERION_FIELDS = ("criterion", "max_outside_mass")
 # ... and those that describe how d_min is searched.
 SETTINGS = ("d_grid", "trials", "delta", "matmul")
 # Per-point estimators over the trials' thresholds (``ja.MinDResult``), schema 2.
-ESTIMATORS = ("d_median", "d_median_low", "d_median_high", "d_quantile", "d_quantile_low",
-              "d_quantile_high")
-_TRIAL_COLUMNS = ("thresholds BLOB", "first_success BLOB", "verdicts BLOB",
-                  *(f"{name} REAL" for name in ESTIMATORS), "evaluated BLOB")
+ESTIMATORS = (
+  "d_median",
+  "d_median_low",
+  "d_median_high",
+  "d_quantile",
+  "d_quantile_low",
+  "d_quantile_high",
+)
+_TRIAL_COLUMNS = (
+  "thresholds BLOB",
+  "first_success BLOB",
+  "verdicts BLOB",
+  *(f"{name} REAL" for name in ESTIMATORS),
+  "evaluated BLOB",
+)
 # The columns each schema added to ``points`` (a migration adds those of later schemas).
 _ADDED = {2: _TRIAL_COLUMNS[:-1], 3: _TRIAL_COLUMNS[-1:]}
 _TRIAL_NAMES = tuple(column.split()[0] for column in _TRIAL_COLUMNS)
-RUN_FIELDS = ("started_at", "preset", "preset_source", "seed", "argv", "jax_version",
-              "jaxlib_version", "backend", "device_kind", "device_count", "git_commit",
-              "python", "platform")
+RUN_FIELDS = (
+  "started_at",
+  "preset",
+  "preset_source",
+  "seed",
+  "argv",
+  "jax_version",
+  "jaxlib_version",
+  "backend",
+  "device_kind",
+  "device_count",
+  "git_commit",
+  "python",
+  "platform",
+)
 _TABLES = ("runs", "points", "rates")  # what makes a file a results file; plus claims
 _SCHEMA = (
-    f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, {', '.join(RUN_FIELDS)})",
-    f"""CREATE TABLE IF NOT EXISTS points (
+  f"CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, {', '.join(RUN_FIELDS)})",
+  f"""CREATE TABLE IF NOT EXISTS points (
   id INTEGER PRIMARY KEY, params TEXT NOT NULL, seed INTEGER NOT NULL,
   d_min INTEGER, jl_dim INTEGER, wall_s REAL NOT NULL, finished_at TEXT NOT NULL,
   run_id INTEGER NOT NULL REFERENCES runs(id), {", ".join(_TRIAL_COLUMNS)},
   UNIQUE (params, seed))""",
-    """CREATE TABLE IF NOT EXISTS rates (
+  """CREATE TABLE IF NOT EXISTS rates (
   point_id INTEGER NOT NULL REFERENCES points(id), d INTEGER NOT NULL,
   successes INTEGER NOT NULL, trials INTEGER NOT NULL, rate REAL NOT NULL,
   ci_low REAL NOT NULL, ci_high REAL NOT NULL, PRIMARY KEY (point_id, d))""",
-    """CREATE TABLE IF NOT EXISTS claims (
+  """CREATE TABLE IF NOT EXISTS claims (
   params TEXT NOT NULL, seed INTEGER NOT NULL, owner TEXT NOT NULL, host TEXT NOT NULL,
   pid INTEGER NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (params, seed))""",
 )
 LEASE_S = 60.0  # a claim's life after its last renewal
-BUSY_S = 60.0   # how long a statement waits for another process's write to finish
+BUSY_S = 60.0  # how long a statement waits for another process's write to finish
 WRITER = ("*", -1)  # the claim key of a store's single writer (network filesystems)
 
 
 class Record(NamedTuple):
   """A stored grid point with its success rates over the d grid."""
 
-  params: dict[str, Any]   # every field of the point, as stored
+  params: dict[str, Any]  # every field of the point, as stored
   seed: int
-  d_min: int | None        # None: no grid d reached a success rate of 1 − δ
+  d_min: int | None  # None: no grid d reached a success rate of 1 − δ
   jl_dim: int | None
   wall_s: float
-  d: np.ndarray            # int [G]
-  successes: np.ndarray    # int [G]
+  d: np.ndarray  # int [G]
+  successes: np.ndarray  # int [G]
   trials: int
-  rate: np.ndarray         # float [G]
-  ci_low: np.ndarray       # float [G]
-  ci_high: np.ndarray      # float [G]
-  run: dict[str, Any]      # metadata of the run that computed it (RUN_FIELDS)
+  rate: np.ndarray  # float [G]
+  ci_low: np.ndarray  # float [G]
+  ci_high: np.ndarray  # float [G]
+  run: dict[str, Any]  # metadata of the run that computed it (RUN_FIELDS)
   # Per trial and the estimators (``ja.MinDResult``); None for points stored by schema 1.
-  verdicts: np.ndarray | None = None       # bool [T, G] (imputed where not evaluated)
-  thresholds: np.ndarray | None = None     # float [T]: grid d, inf = not reached
+  verdicts: np.ndarray | None = None  # bool [T, G] (imputed where not evaluated)
+  thresholds: np.ndarray | None = None  # float [T]: grid d, inf = not reached
   first_success: np.ndarray | None = None  # float [T]: grid d, inf = never verified
-  d_median: float | None = None            # ±inf: unbounded, or above the grid
+  d_median: float | None = None  # ±inf: unbounded, or above the grid
   d_median_low: float | None = None
   d_median_high: float | None = None
-  d_quantile: float | None = None          # the (1 − δ)-quantile
+  d_quantile: float | None = None  # the (1 − δ)-quantile
   d_quantile_low: float | None = None
   d_quantile_high: float | None = None
-  evaluated: np.ndarray | None = None      # bool [T, G]; None: every verdict was computed
-  finished_at: str | None = None           # when it was stored (UTC, SQLite's datetime)
+  evaluated: np.ndarray | None = None  # bool [T, G]; None: every verdict was computed
+  finished_at: str | None = None  # when it was stored (UTC, SQLite's datetime)
 
 
 def canonical(params: dict[str, Any]) -> str:
@@ -234,8 +268,13 @@ class ResultsStore:
   the life of this store's claims after their last renewal.
   """
 
-  def __init__(self, path: str | pathlib.Path, create: bool = True, lease_s: float = LEASE_S,
-               allow_network_fs: bool = False):
+  def __init__(
+    self,
+    path: str | pathlib.Path,
+    create: bool = True,
+    lease_s: float = LEASE_S,
+    allow_network_fs: bool = False,
+  ):
     self.path = pathlib.Path(path)
     self.writable, self.lease_s = create, lease_s
     self.owner = secrets.token_hex(8)  # this store's claims
@@ -249,8 +288,11 @@ class ResultsStore:
       self.path.parent.mkdir(parents=True, exist_ok=True)
       found = filesystems.filesystem(self.path)
       if not found.known:
-        warnings.warn(f"results file {str(self.path)!r} is on a filesystem of unknown type "
-                      f"({found.name}): assumed to lock as a local one", stacklevel=2)
+        warnings.warn(
+          f"results file {str(self.path)!r} is on a filesystem of unknown type "
+          f"({found.name}): assumed to lock as a local one",
+          stacklevel=2,
+        )
       self.single_writer = not (found.trusted or allow_network_fs)
     self._db = _connect(self.path, create)
     try:
@@ -261,9 +303,11 @@ class ResultsStore:
       self._db.close()
       journal = self.path.with_name(self.path.name + "-journal")
       if not create and isinstance(error, sqlite3.OperationalError) and journal.is_file():
-        raise InterruptedWrite(f"{str(self.path)!r} was left in the middle of a write (by a "
-                               f"killed run: {str(journal)!r}), which only a writer can roll "
-                               "back: run bench run on it first") from None
+        raise InterruptedWrite(
+          f"{str(self.path)!r} was left in the middle of a write (by a "
+          f"killed run: {str(journal)!r}), which only a writer can roll "
+          "back: run bench run on it first"
+        ) from None
       if isinstance(error, sqlite3.DatabaseError):
         raise CommandError(f"{str(self.path)!r} is not a results file: {error}") from None
       raise
@@ -271,14 +315,17 @@ class ResultsStore:
   def _check_version(self) -> int:
     """The file's schema version (0: no tables yet); CommandError for any other kind of file."""
     version = self._db.execute("PRAGMA user_version").fetchone()[0]
-    tables = {name for (name,) in self._db.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = {
+      name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
     if not tables:
       return 0
     if version not in range(1, SCHEMA_VERSION + 1) or not set(_TABLES) <= tables:
-      raise CommandError(f"{str(self.path)!r} is not a results file of schema 1 to "
-                         f"{SCHEMA_VERSION} (found user_version {version}, tables "
-                         f"{sorted(tables)})")
+      raise CommandError(
+        f"{str(self.path)!r} is not a results file of schema 1 to "
+        f"{SCHEMA_VERSION} (found user_version {version}, tables "
+        f"{sorted(tables)})"
+      )
     return version
 
   def _initialize(self) -> None:
@@ -304,19 +351,23 @@ class ResultsStore:
     claim). Another owner's live one refuses this store in one line; else its claims and
     the points' claims of runs that ended are taken over."""
     with _transaction(self._db):
-      held = self._db.execute("SELECT host, pid, expires_at FROM claims WHERE params = ? AND "
-                              "owner != ?", (WRITER[0], self.owner)).fetchone()
+      held = self._db.execute(
+        "SELECT host, pid, expires_at FROM claims WHERE params = ? AND owner != ?",
+        (WRITER[0], self.owner),
+      ).fetchone()
       if held and held[2] > time.time() and _may_run(held[0], held[1]):
         name = filesystems.filesystem(self.path).name
         raise CommandError(
-            f"results file {str(self.path)!r} is on {name}, a network filesystem whose locks "
-            f"SQLite's documentation does not trust, and a run on {held[0]} (pid {held[1]}) is "
-            "writing it: there a store has one writer; run shards into stores of their own "
-            "(bench run --shard I/N, docs/clusters.md), or pass --allow-network-fs to share it")
+          f"results file {str(self.path)!r} is on {name}, a network filesystem whose locks "
+          f"SQLite's documentation does not trust, and a run on {held[0]} (pid {held[1]}) is "
+          "writing it: there a store has one writer; run shards into stores of their own "
+          "(bench run --shard I/N, docs/clusters.md), or pass --allow-network-fs to share it"
+        )
       self._db.execute("DELETE FROM claims")
-      self._db.execute("INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?)",
-                       (*WRITER, self.owner, socket.gethostname(), os.getpid(),
-                        time.time() + self.lease_s))
+      self._db.execute(
+        "INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?)",
+        (*WRITER, self.owner, socket.gethostname(), os.getpid(), time.time() + self.lease_s),
+      )
 
   def __enter__(self) -> ResultsStore:
     return self
@@ -341,8 +392,9 @@ class ResultsStore:
       raise ValueError(f"unknown run metadata {sorted(unknown)}")
     with _transaction(self._db):
       cursor = self._db.execute(
-          f"INSERT INTO runs ({', '.join(metadata)}) VALUES ({', '.join('?' * len(metadata))})",
-          tuple(metadata.values()))
+        f"INSERT INTO runs ({', '.join(metadata)}) VALUES ({', '.join('?' * len(metadata))})",
+        tuple(metadata.values()),
+      )
     return cast(int, cursor.lastrowid)  # an INSERT's row id, never None
 
   def finished(self) -> set[tuple[str, int]]:
@@ -362,12 +414,15 @@ class ResultsStore:
     with _transaction(self._db):
       if self._db.execute("SELECT 1 FROM points WHERE params = ? AND seed = ?", key).fetchone():
         return False
-      held = self._db.execute("SELECT owner, host, pid, expires_at FROM claims "
-                              "WHERE params = ? AND seed = ?", key).fetchone()
+      held = self._db.execute(
+        "SELECT owner, host, pid, expires_at FROM claims WHERE params = ? AND seed = ?", key
+      ).fetchone()
       if held and held[0] != self.owner and held[3] > now and _may_run(held[1], held[2]):
         return False
-      self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
-                       (*key, self.owner, socket.gethostname(), os.getpid(), now + self.lease_s))
+      self._db.execute(
+        "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?)",
+        (*key, self.owner, socket.gethostname(), os.getpid(), now + self.lease_s),
+      )
     return True
 
   @contextlib.contextmanager
@@ -382,8 +437,10 @@ class ResultsStore:
       try:
         while not stop.wait(self.lease_s / 4):
           with contextlib.suppress(sqlite3.OperationalError), _transaction(db):  # busy: next beat
-            db.execute("UPDATE claims SET expires_at = ? WHERE owner = ?",
-                       (time.time() + self.lease_s, self.owner))
+            db.execute(
+              "UPDATE claims SET expires_at = ? WHERE owner = ?",
+              (time.time() + self.lease_s, self.owner),
+            )
       finally:
         db.close()
 
@@ -395,60 +452,87 @@ class ResultsStore:
       stop.set()
       thread.join()
 
-  def add(self, run_id: int, params: dict[str, Any], seed: int, result, jl_dim: int | None,
-          wall_s: float) -> bool:
+  def add(
+    self, run_id: int, params: dict[str, Any], seed: int, result, jl_dim: int | None, wall_s: float
+  ) -> bool:
     """Stores a finished point, its rates and per-trial data (a ``ja.MinDResult``) in one
     transaction that also removes the point's claim; per-trial columns stay NULL for a
     result without verdicts. False (nothing written) when the point is already stored."""
     trial = None
     if result.verdicts is not None:
-      trial = (result.thresholds, result.first_success, result.verdicts,
-               *(float(getattr(result, name)) for name in ESTIMATORS),
-               getattr(result, "evaluated", None))
+      trial = (
+        result.thresholds,
+        result.first_success,
+        result.verdicts,
+        *(float(getattr(result, name)) for name in ESTIMATORS),
+        getattr(result, "evaluated", None),
+      )
     key = (canonical(params), seed)
-    rates = zip(result.d_grid, result.successes, result.success_rate, result.ci_low,
-                result.ci_high)
+    rates = zip(result.d_grid, result.successes, result.success_rate, result.ci_low, result.ci_high)
     with _transaction(self._db):
-      written = self._insert_point(key, (result.d_min, jl_dim, wall_s, None, run_id), trial,
-                                   result.trials, rates)
+      written = self._insert_point(
+        key, (result.d_min, jl_dim, wall_s, None, run_id), trial, result.trials, rates
+      )
       self._db.execute("DELETE FROM claims WHERE params = ? AND seed = ?", key)
     return written
 
-  def _insert_point(self, key: tuple[str, int], fields: tuple, trial: tuple | None,
-                    trials: int, rates) -> bool:
+  def _insert_point(
+    self, key: tuple[str, int], fields: tuple, trial: tuple | None, trials: int, rates
+  ) -> bool:
     """Inside a transaction: one point, ``fields`` = (d_min, jl_dim, wall_s, finished_at or
     None for now, run_id), ``trial`` = (thresholds, first_success, verdicts, *ESTIMATORS,
     evaluated or None) or None, and its ``rates`` (d, successes, rate, ci_low, ci_high); False
     (nothing written) when the point is already stored."""
     d_min, jl_dim, wall_s, finished_at, run_id = fields
-    packed = (None,) * len(_TRIAL_COLUMNS) if trial is None else (
-        _pack_d(trial[0]), _pack_d(trial[1]), _pack_bits(trial[2]), *trial[3:-1],
-        None if trial[-1] is None else _pack_bits(trial[-1]))
+    packed = (
+      (None,) * len(_TRIAL_COLUMNS)
+      if trial is None
+      else (
+        _pack_d(trial[0]),
+        _pack_d(trial[1]),
+        _pack_bits(trial[2]),
+        *trial[3:-1],
+        None if trial[-1] is None else _pack_bits(trial[-1]),
+      )
+    )
     cursor = self._db.execute(
-        f"INSERT INTO points (params, seed, d_min, jl_dim, wall_s, finished_at, run_id, "
-        f"{', '.join(_TRIAL_NAMES)}) VALUES (?, ?, ?, ?, ?, COALESCE(?, datetime('now')), ?"
-        f"{', ?' * len(_TRIAL_NAMES)}) ON CONFLICT (params, seed) DO NOTHING",
-        (*key, d_min, jl_dim, wall_s, finished_at, run_id, *packed))
+      f"INSERT INTO points (params, seed, d_min, jl_dim, wall_s, finished_at, run_id, "
+      f"{', '.join(_TRIAL_NAMES)}) VALUES (?, ?, ?, ?, ?, COALESCE(?, datetime('now')), ?"
+      f"{', ?' * len(_TRIAL_NAMES)}) ON CONFLICT (params, seed) DO NOTHING",
+      (*key, d_min, jl_dim, wall_s, finished_at, run_id, *packed),
+    )
     if cursor.rowcount:
-      self._db.executemany("INSERT INTO rates VALUES (?, ?, ?, ?, ?, ?, ?)", [
+      self._db.executemany(
+        "INSERT INTO rates VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
           (cursor.lastrowid, int(d), int(k), trials, float(r), float(lo), float(hi))
-          for d, k, r, lo, hi in rates])
+          for d, k, r, lo, hi in rates
+        ],
+      )
     return bool(cursor.rowcount)
 
   def records(self) -> list[Record]:
     """Every stored point, in the order they were finished."""
     if not self.version:
       return []
-    runs = {row[0]: dict(zip(RUN_FIELDS, row[1:]))
-            for row in self._db.execute(f"SELECT id, {', '.join(RUN_FIELDS)} FROM runs")}
+    runs = {
+      row[0]: dict(zip(RUN_FIELDS, row[1:]))
+      for row in self._db.execute(f"SELECT id, {', '.join(RUN_FIELDS)} FROM runs")
+    }
     rates: dict[int, list[tuple]] = {}
     for row in self._db.execute("SELECT * FROM rates ORDER BY point_id, d"):
       rates.setdefault(row[0], []).append(row[1:])
     # an older file read as it is: NULL for the columns of later schemas
-    trial_columns = [c.split()[0] if all(c not in added for v, added in _ADDED.items()
-                                         if v > self.version) else "NULL" for c in _TRIAL_COLUMNS]
-    rows = self._db.execute("SELECT id, params, seed, d_min, jl_dim, wall_s, finished_at, run_id, "
-                            f"{', '.join(trial_columns)} FROM points ORDER BY id")
+    trial_columns = [
+      c.split()[0]
+      if all(c not in added for v, added in _ADDED.items() if v > self.version)
+      else "NULL"
+      for c in _TRIAL_COLUMNS
+    ]
+    rows = self._db.execute(
+      "SELECT id, params, seed, d_min, jl_dim, wall_s, finished_at, run_id, "
+      f"{', '.join(trial_columns)} FROM points ORDER BY id"
+    )
     return [_record(row, rates[row[0]], runs) for row in rows]
 
   def insert(self, records: Sequence[Record]) -> int:
@@ -462,37 +546,83 @@ class ResultsStore:
         run = tuple(record.run.get(name) for name in RUN_FIELDS)
         if run not in run_ids:
           found = self._db.execute(
-              "SELECT id FROM runs WHERE " + " AND ".join(f"{n} IS ?" for n in RUN_FIELDS),
-              run).fetchone()
-          run_ids[run] = found[0] if found else self._db.execute(
+            "SELECT id FROM runs WHERE " + " AND ".join(f"{n} IS ?" for n in RUN_FIELDS), run
+          ).fetchone()
+          run_ids[run] = (
+            found[0]
+            if found
+            else self._db.execute(
               f"INSERT INTO runs ({', '.join(RUN_FIELDS)}) VALUES "
-              f"({', '.join('?' * len(RUN_FIELDS))})", run).lastrowid
-        trial = None if record.verdicts is None else (
-            record.thresholds, record.first_success, record.verdicts,
-            *(getattr(record, name) for name in ESTIMATORS), record.evaluated)
+              f"({', '.join('?' * len(RUN_FIELDS))})",
+              run,
+            ).lastrowid
+          )
+        trial = (
+          None
+          if record.verdicts is None
+          else (
+            record.thresholds,
+            record.first_success,
+            record.verdicts,
+            *(getattr(record, name) for name in ESTIMATORS),
+            record.evaluated,
+          )
+        )
         written += self._insert_point(
-            record_key(record),
-            (record.d_min, record.jl_dim, record.wall_s, record.finished_at, run_ids[run]),
-            trial, record.trials,
-            zip(record.d, record.successes, record.rate, record.ci_low, record.ci_high))
+          record_key(record),
+          (record.d_min, record.jl_dim, record.wall_s, record.finished_at, run_ids[run]),
+          trial,
+          record.trials,
+          zip(record.d, record.successes, record.rate, record.ci_low, record.ci_high),
+        )
     return written
 
 
 def _record(row: tuple, rates: list[tuple], runs: dict[int, dict]) -> Record:
   """The ``Record`` of a row of ``points`` (``ResultsStore.records``'s columns), its rows of
   ``rates`` (d, successes, trials, rate, interval) and the runs by id."""
-  (_, params, seed, d_min, jl_dim, wall_s, finished_at, run_id, thresholds, first, verdicts,
-   *estimators, evaluated) = row
+  (
+    _,
+    params,
+    seed,
+    d_min,
+    jl_dim,
+    wall_s,
+    finished_at,
+    run_id,
+    thresholds,
+    first,
+    verdicts,
+    *estimators,
+    evaluated,
+  ) = row
   d, successes, trials, rate, low, high = (np.asarray(c) for c in zip(*rates))
   trial = {}
   if verdicts is not None:
     shape = (int(trials[0]), d.size)
-    trial = dict(verdicts=_unpack_bits(verdicts, shape), thresholds=_unpack_d(thresholds),
-                 first_success=_unpack_d(first), **dict(zip(ESTIMATORS, estimators)),
-                 evaluated=None if evaluated is None else _unpack_bits(evaluated, shape))
-  return Record(params=json.loads(params), seed=seed, d_min=d_min, jl_dim=jl_dim, wall_s=wall_s,
-                d=d, successes=successes, trials=int(trials[0]), rate=rate, ci_low=low,
-                ci_high=high, run=runs[run_id], finished_at=finished_at, **trial)
+    trial = dict(
+      verdicts=_unpack_bits(verdicts, shape),
+      thresholds=_unpack_d(thresholds),
+      first_success=_unpack_d(first),
+      **dict(zip(ESTIMATORS, estimators)),
+      evaluated=None if evaluated is None else _unpack_bits(evaluated, shape),
+    )
+  return Record(
+    params=json.loads(params),
+    seed=seed,
+    d_min=d_min,
+    jl_dim=jl_dim,
+    wall_s=wall_s,
+    d=d,
+    successes=successes,
+    trials=int(trials[0]),
+    rate=rate,
+    ci_low=low,
+    ci_high=high,
+    run=runs[run_id],
+    finished_at=finished_at,
+    **trial,
+  )
 
 
 def _pack_bits(values: np.ndarray) -> bytes:
@@ -502,8 +632,11 @@ def _pack_bits(values: np.ndarray) -> bytes:
 
 def _unpack_bits(blob: bytes, shape: tuple[int, int]) -> np.ndarray:
   """Inverse of ``_pack_bits``: bool ``shape``."""
-  return np.unpackbits(np.frombuffer(blob, np.uint8), count=shape[0] * shape[1]).reshape(
-      shape).astype(bool)
+  return (
+    np.unpackbits(np.frombuffer(blob, np.uint8), count=shape[0] * shape[1])
+    .reshape(shape)
+    .astype(bool)
+  )
 
 
 def _pack_d(values: np.ndarray) -> bytes:
@@ -550,23 +683,41 @@ def export_csv(records: list[Record], path: str | pathlib.Path) -> None:
   (empty for schema-1 points; inf where unbounded or not reached), how many trials were
   evaluated at d (the others' verdicts imputed: ``ja.MinDResult``) and run environment."""
   param_names = sorted({name for r in records for name in r.params} - {"d_grid"})
-  columns = (["seed", *param_names, "d_min", *ESTIMATORS, "jl_dim", "wall_s", "d", "successes",
-              "evaluated", "success_rate", "ci_low", "ci_high", "backend", "device_kind",
-              "git_commit"])
+  columns = [
+    "seed",
+    *param_names,
+    "d_min",
+    *ESTIMATORS,
+    "jl_dim",
+    "wall_s",
+    "d",
+    "successes",
+    "evaluated",
+    "success_rate",
+    "ci_low",
+    "ci_high",
+    "backend",
+    "device_kind",
+    "git_commit",
+  ]
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   with path.open("w", newline="", encoding="utf-8") as handle:
     writer = csv.writer(handle)
     writer.writerow(columns)
     for r in records:
-      head = [r.seed, *(r.params.get(name, "") for name in param_names),
-              "" if r.d_min is None else r.d_min,
-              *("" if getattr(r, name) is None else f"{getattr(r, name):g}" for name in ESTIMATORS),
-              "" if r.jl_dim is None else r.jl_dim,
-              f"{r.wall_s:.3f}"]
+      head = [
+        r.seed,
+        *(r.params.get(name, "") for name in param_names),
+        "" if r.d_min is None else r.d_min,
+        *("" if getattr(r, name) is None else f"{getattr(r, name):g}" for name in ESTIMATORS),
+        "" if r.jl_dim is None else r.jl_dim,
+        f"{r.wall_s:.3f}",
+      ]
       tail = [r.run.get("backend"), r.run.get("device_kind"), r.run.get("git_commit")]
       evaluated = np.full(len(r.d), r.trials) if r.evaluated is None else r.evaluated.sum(0)
       for row in zip(r.d, r.successes, evaluated, r.rate, r.ci_low, r.ci_high):
         d, k, n, rate, low, high = row
-        writer.writerow(head + [int(d), int(k), int(n), f"{rate:.6g}", f"{low:.6g}",
-                                f"{high:.6g}"] + tail)
+        writer.writerow(
+          head + [int(d), int(k), int(n), f"{rate:.6g}", f"{low:.6g}", f"{high:.6g}"] + tail
+        )

@@ -56,8 +56,10 @@ def limits(points, shares: Sequence[Sequence[shards.Key]]) -> Limits:
   by_key = {canonical(p.params()): runner.point_seconds(p) for p in points}
   longest_shard = max(sum(by_key[params] for params, _ in share) for share in shares)
   longest_point = max(by_key.values())
-  return Limits(math.ceil((SAFETY * longest_shard + STARTUP_S) / 60),
-                max(90, math.ceil(POINT_SAFETY * longest_point)))
+  return Limits(
+    math.ceil((SAFETY * longest_shard + STARTUP_S) / 60),
+    max(90, math.ceil(POINT_SAFETY * longest_point)),
+  )
 
 
 class Sweep(NamedTuple):
@@ -73,31 +75,55 @@ class Sweep(NamedTuple):
 
   def argv(self, index: int) -> list[str]:
     """``bench run`` arguments of shard ``index``."""
-    return ["run", "--preset", self.spec, "--shard", f"{index}/{len(self.shares)}",
-            "--manifest", str(self.manifest), "--results", str(self.stores[index]), *self.extra]
+    return [
+      "run",
+      "--preset",
+      self.spec,
+      "--shard",
+      f"{index}/{len(self.shares)}",
+      "--manifest",
+      str(self.manifest),
+      "--results",
+      str(self.stores[index]),
+      *self.extra,
+    ]
 
   def left(self) -> list[int]:
     """The shards with points not yet in their store."""
     return [i for i, share in enumerate(self.shares) if pending(self.stores[i], share)]
 
 
-def executor(kind: str, folder: pathlib.Path, limit: Limits, *, partition: str | None = None,
-             time_min: int | None = None, gpus_per_task: int | None = None,
-             parallelism: int = 1):
+def executor(
+  kind: str,
+  folder: pathlib.Path,
+  limit: Limits,
+  *,
+  partition: str | None = None,
+  time_min: int | None = None,
+  gpus_per_task: int | None = None,
+  parallelism: int = 1,
+):
   """submitit's SlurmExecutor (one ``sbatch --array=0-(N-1)%P`` per batch, USR2
   ``signal_delay_s`` before the limit) or LocalExecutor (a process per task, the same limit)."""
   timeout = time_min or limit.timeout_min
   chosen: submitit.core.core.Executor
   if kind == "slurm":
     chosen = submitit.SlurmExecutor(folder=folder)
-    chosen.update_parameters(time=timeout, signal_delay_s=limit.signal_delay_s,
-                             array_parallelism=parallelism, job_name="jaxattn-shard",
-                             **({"partition": partition} if partition else {}),
-                             **({"gpus_per_task": gpus_per_task} if gpus_per_task else {}))
+    chosen.update_parameters(
+      time=timeout,
+      signal_delay_s=limit.signal_delay_s,
+      array_parallelism=parallelism,
+      job_name="jaxattn-shard",
+      **({"partition": partition} if partition else {}),
+      **({"gpus_per_task": gpus_per_task} if gpus_per_task else {}),
+    )
   else:
     chosen = submitit.LocalExecutor(folder=folder)
-    chosen.update_parameters(timeout_min=timeout, signal_delay_s=limit.signal_delay_s,
-                             **({"gpus_per_node": gpus_per_task} if gpus_per_task else {}))
+    chosen.update_parameters(
+      timeout_min=timeout,
+      signal_delay_s=limit.signal_delay_s,
+      **({"gpus_per_node": gpus_per_task} if gpus_per_task else {}),
+    )
   return chosen
 
 
@@ -111,7 +137,7 @@ def launch(chosen, tasks: Sequence, parallelism: int, wait: bool) -> list:
     return jobs
   jobs = []
   for start in range(0, len(tasks), parallelism):
-    wave = [chosen.submit(task) for task in tasks[start:start + parallelism]]
+    wave = [chosen.submit(task) for task in tasks[start : start + parallelism]]
     if wait or start + parallelism < len(tasks):
       finish(wave)
     jobs += wave

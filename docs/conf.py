@@ -14,13 +14,13 @@ author = "the jaxattn authors"
 copyright = "2026, the jaxattn authors"  # noqa: A001  (Sphinx's name)
 
 extensions = [
-    "myst_parser",
-    "sphinx.ext.autodoc",
-    "sphinx.ext.autosummary",
-    "sphinx.ext.napoleon",
-    "command_help",
-    "namedtuple_fields",
-    "api_links",
+  "myst_parser",
+  "sphinx.ext.autodoc",
+  "sphinx.ext.autosummary",
+  "sphinx.ext.napoleon",
+  "command_help",
+  "namedtuple_fields",
+  "api_links",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 # The symbol pages in api/ are committed (docs/_ext/api_pages.py writes them); a name of an
@@ -58,13 +58,15 @@ def _escape_bars(lines: list[str]) -> None:
       literal_indent = None
     if literal_indent is None:
       parts = line.split("``")
-      lines[i] = "``".join(part if k % 2 else part.replace("|", "\\|")
-                           for k, part in enumerate(parts))
+      lines[i] = "``".join(
+        part if k % 2 else part.replace("|", "\\|") for k, part in enumerate(parts)
+      )
       if line.rstrip().endswith("::"):
         literal_indent = indent
 
 
 def setup(app) -> None:
   """Escapes the docstrings' absolute-value bars before they are parsed."""
-  app.connect("autodoc-process-docstring",
-              lambda app, what, name, obj, options, lines: _escape_bars(lines))
+  app.connect(
+    "autodoc-process-docstring", lambda app, what, name, obj, options, lines: _escape_bars(lines)
+  )

@@ -39,9 +39,12 @@ def main(folder: pathlib.Path = pathlib.Path(__file__).parent) -> None:
   folder = pathlib.Path(folder)
   rng = np.random.default_rng(0)
   np.save(folder / "banded.npy", banded(rng).astype(np.float32))
-  scipy.io.mmwrite(folder / "global_columns.mtx", global_columns(rng),
-                   comment=" jaxattn example: two global tokens (columns 0, 1) and the diagonal",
-                   precision=6)
+  scipy.io.mmwrite(
+    folder / "global_columns.mtx",
+    global_columns(rng),
+    comment=" jaxattn example: two global tokens (columns 0, 1) and the diagonal",
+    precision=6,
+  )
 
 
 if __name__ == "__main__":

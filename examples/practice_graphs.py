@@ -25,14 +25,18 @@ import jaxattn as ja
 
 K = 3
 DATA_SETS = ("iris", "digits", "wine", "breast_cancer", "diabetes")
-GRAPHS = {"karate_club": "karate_club_graph", "les_miserables": "les_miserables_graph",
-          "davis_southern_women": "davis_southern_women_graph",
-          "florentine_families": "florentine_families_graph"}
+GRAPHS = {
+  "karate_club": "karate_club_graph",
+  "les_miserables": "les_miserables_graph",
+  "davis_southern_women": "davis_southern_women_graph",
+  "florentine_families": "florentine_families_graph",
+}
 
 
 def standardised(name: str) -> np.ndarray:
   """The features of ``sklearn.datasets.load_<name>()``, each to zero mean and unit variance."""
   import sklearn.datasets
+
   features = getattr(sklearn.datasets, f"load_{name}")().data.astype(np.float64)
   spread = features.std(axis=0)
   return (features - features.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
@@ -41,9 +45,11 @@ def standardised(name: str) -> np.ndarray:
 def patterns(data_sets=DATA_SETS, graphs=tuple(GRAPHS)) -> dict[str, ja.SparsePattern]:
   """File stem -> pattern, for the named data sets and graphs."""
   import networkx
+
   found = {f"knn_{name}": ja.patterns.knn(standardised(name), K) for name in data_sets}
-  found.update({f"graph_{name}": ja.patterns.from_graph(getattr(networkx, GRAPHS[name])())
-                for name in graphs})
+  found.update(
+    {f"graph_{name}": ja.patterns.from_graph(getattr(networkx, GRAPHS[name])()) for name in graphs}
+  )
   return found
 
 
@@ -54,11 +60,17 @@ def main(folder: pathlib.Path = pathlib.Path("results/practice_graphs"), **which
   lines = []
   for stem, pattern in patterns(**which).items():
     matrix = pattern.to_scipy()
-    scipy.io.mmwrite(folder / f"{stem}.mtx", matrix, precision=6,
-                     comment=f" jaxattn examples/practice_graphs.py: {stem}")
+    scipy.io.mmwrite(
+      folder / f"{stem}.mtx",
+      matrix,
+      precision=6,
+      comment=f" jaxattn examples/practice_graphs.py: {stem}",
+    )
     column = int(np.bincount(matrix.tocoo().col, minlength=pattern.length).max())
-    lines.append(f"{folder / stem}.mtx: L = {pattern.length}, N = {pattern.nnz} per row, "
-                 f"largest column {column}")
+    lines.append(
+      f"{folder / stem}.mtx: L = {pattern.length}, N = {pattern.nnz} per row, "
+      f"largest column {column}"
+    )
   return lines
 
 

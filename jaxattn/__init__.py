@@ -16,8 +16,15 @@ Modules: ``certify`` (certified verdicts: the rounding bound and the exact host 
 import warnings
 
 from jaxattn import certify, construct, patterns, reference, schedule, stats, theory
-from jaxattn._src.base import (DTYPES, Solution, check_d, check_d_grid, check_eps,
-                               check_outside_mass, dtype_context)
+from jaxattn._src.base import (
+  DTYPES,
+  Solution,
+  check_d,
+  check_d_grid,
+  check_eps,
+  check_outside_mass,
+  dtype_context,
+)
 from jaxattn._src.options import Compute
 from jaxattn._src.pattern import SparsePattern, check_causal
 from jaxattn._src.precision import precision_bits
@@ -31,40 +38,45 @@ from jaxattn._src.verify import Report, check_block_size, verify
 __version__ = "0.1.0"
 
 __all__ = [
-    "Compute",
-    "DTYPES",
-    "MinDResult",
-    "Report",
-    "RowStats",
-    "Solution",
-    "SparsePattern",
-    "check_block_size",
-    "check_causal",
-    "check_d",
-    "check_d_grid",
-    "check_eps",
-    "check_outside_mass",
-    "certify",
-    "construct",
-    "default_tiles",
-    "dtype_context",
-    "geometric_grid",
-    "min_d",
-    "patterns",
-    "precision_bits",
-    "reference",
-    "schedule",
-    "row_stats",
-    "stats",
-    "theory",
-    "trial_keys",
-    "verify",
-    "verify_grid",
+  "Compute",
+  "DTYPES",
+  "MinDResult",
+  "Report",
+  "RowStats",
+  "Solution",
+  "SparsePattern",
+  "check_block_size",
+  "check_causal",
+  "check_d",
+  "check_d_grid",
+  "check_eps",
+  "check_outside_mass",
+  "certify",
+  "construct",
+  "default_tiles",
+  "dtype_context",
+  "geometric_grid",
+  "min_d",
+  "patterns",
+  "precision_bits",
+  "reference",
+  "schedule",
+  "row_stats",
+  "stats",
+  "theory",
+  "trial_keys",
+  "verify",
+  "verify_grid",
 ]
 
 # Names that moved to ``ja.schedule`` in 1.0: still found here, with a DeprecationWarning.
-_MOVED_TO_SCHEDULE = ("NOT_EVALUATED", "adaptive_probes", "impute_verdicts", "next_level",
-                      "probe_width")
+_MOVED_TO_SCHEDULE = (
+  "NOT_EVALUATED",
+  "adaptive_probes",
+  "impute_verdicts",
+  "next_level",
+  "probe_width",
+)
 
 
 def __getattr__(name: str):

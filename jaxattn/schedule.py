@@ -10,11 +10,36 @@ cheaper by ``search_cost`` (``choose_schedule``). These parts are public for
 plans (``adaptive_probes``, ``search_cost``) and for checks of the schedule.
 """
 
-from jaxattn._src.cost import (COMPILE_COST, LEVEL_COST, PASSES, SUPPORT_COST, SearchTerms,
-                               choose_schedule, probes, search_cost, search_terms, threshold_hint)
+from jaxattn._src.cost import (
+  COMPILE_COST,
+  LEVEL_COST,
+  PASSES,
+  SUPPORT_COST,
+  SearchTerms,
+  choose_schedule,
+  probes,
+  search_cost,
+  search_terms,
+  threshold_hint,
+)
 from jaxattn._src.estimators import NOT_EVALUATED, impute_verdicts
 from jaxattn._src.schedule import MIN_PROBE_WIDTH, adaptive_probes, next_level, probe_width
 
-__all__ = ["COMPILE_COST", "LEVEL_COST", "MIN_PROBE_WIDTH", "NOT_EVALUATED", "PASSES",
-           "SUPPORT_COST", "SearchTerms", "adaptive_probes", "choose_schedule", "impute_verdicts",
-           "next_level", "probe_width", "probes", "search_cost", "search_terms", "threshold_hint"]
+__all__ = [
+  "COMPILE_COST",
+  "LEVEL_COST",
+  "MIN_PROBE_WIDTH",
+  "NOT_EVALUATED",
+  "PASSES",
+  "SUPPORT_COST",
+  "SearchTerms",
+  "adaptive_probes",
+  "choose_schedule",
+  "impute_verdicts",
+  "next_level",
+  "probe_width",
+  "probes",
+  "search_cost",
+  "search_terms",
+  "threshold_hint",
+]

@@ -1,5 +1,5 @@
-"""Statistics over trials: binomial intervals of success rates, order-statistic quantile intervals.
-"""
+"""Statistics over trials: binomial intervals of success rates, order-statistic quantile
+intervals."""
 
 from jaxattn._src.stats import clopper_pearson, quantile_interval, quantile_ranks
 

@@ -17,10 +17,15 @@ from jaxattn_plots.report import write_report
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m plots", description=__doc__.splitlines()[0])
-  parser.add_argument("--results", required=True, type=pathlib.Path,
-                      help="results file written by python -m bench run")
-  parser.add_argument("--out", type=pathlib.Path,
-                      help="output folder (default: the results path without its suffix)")
+  parser.add_argument(
+    "--results",
+    required=True,
+    type=pathlib.Path,
+    help="results file written by python -m bench run",
+  )
+  parser.add_argument(
+    "--out", type=pathlib.Path, help="output folder (default: the results path without its suffix)"
+  )
   args = parser.parse_args(argv)
   out = args.out or args.results.with_suffix("")
   try:

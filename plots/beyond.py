@@ -22,8 +22,12 @@ from jaxattn_plots.fit import fit_weighted, weighted_preference
 def fitted_points(rows: list[dict]) -> list[dict]:
   """The entries a fit uses: d_50 reached and its interval bounded on both sides, its low end
   above the grid's bottom d (a trial that verifies there only bounds its threshold: ≤ d)."""
-  return [e for e in rows if None not in (e["d_median"], e["d_median_low"], e["d_median_high"])
-          and e["d_median_low"] > e["d_grid"][0]]
+  return [
+    e
+    for e in rows
+    if None not in (e["d_median"], e["d_median_low"], e["d_median_high"])
+    and e["d_median_low"] > e["d_grid"][0]
+  ]
 
 
 def law_fits(points: list[dict]):
@@ -32,8 +36,9 @@ def law_fits(points: list[dict]):
   distinct L."""
   if len({e["length"] for e in points}) < 3:
     return None
-  sigmas = np.array([grid_sigma(e["d_grid"], e["d_median"], e["d_median_low"],
-                                e["d_median_high"]) for e in points])
+  sigmas = np.array(
+    [grid_sigma(e["d_grid"], e["d_median"], e["d_median_low"], e["d_median_high"]) for e in points]
+  )
   length, d = (np.array([e[k] for e in points], float) for k in ("length", "d_median"))
   log_fit, power_fit = (fit_weighted(law, length, d, sigmas) for law in ("log", "power"))
   return (log_fit, power_fit, *weighted_preference(log_fit, power_fit))
@@ -51,11 +56,18 @@ def fit_slopes(data: dict) -> dict:
       slopes[method] = None
       continue
     fit, _, preferred, delta_aic = fits
-    slopes[method] = dict(slope=fit.param, low=fit.param_low, high=fit.param_high,
-                          intercept=fit.constant, chi2=fit.chi2, dof=fit.dof, n=fit.n,
-                          lengths=[min(e["length"] for e in points),
-                                   max(e["length"] for e in points)],
-                          preferred=preferred, delta_aic=delta_aic)
+    slopes[method] = dict(
+      slope=fit.param,
+      low=fit.param_low,
+      high=fit.param_high,
+      intercept=fit.constant,
+      chi2=fit.chi2,
+      dof=fit.dof,
+      n=fit.n,
+      lengths=[min(e["length"] for e in points), max(e["length"] for e in points)],
+      preferred=preferred,
+      delta_aic=delta_aic,
+    )
   return slopes
 
 
@@ -79,31 +91,59 @@ def figure_d50(data: dict) -> Figure:
     at_bottom = lambda e: e["d_median"] == e["d_grid"][0]
     reached = [e for e in rows if e["d_median"] is not None and not at_bottom(e)]
     missed = [(np.log(e["length"]), e["top"]) for e in rows if e["d_median"] is None]
-    bounded = [(np.log(e["length"]), e["d_median"]) for e in rows
-               if e["d_median"] is not None and at_bottom(e)]
+    bounded = [
+      (np.log(e["length"]), e["d_median"])
+      for e in rows
+      if e["d_median"] is not None and at_bottom(e)
+    ]
     fit = data["fit"][method]
-    name = method if fit is None else (
-        f"{method}: slope {fit['slope']:.1f} [{fit['low']:.1f}, {fit['high']:.1f}]")
+    name = (
+      method
+      if fit is None
+      else (f"{method}: slope {fit['slope']:.1f} [{fit['low']:.1f}, {fit['high']:.1f}]")
+    )
     if reached:
       y = np.array([e["d_median"] for e in reached], float)
-      low, high = (np.array([v if e[end] is None else e[end] for v, e in zip(y, reached)], float)
-                   for end in ("d_median_low", "d_median_high"))
-      ax.errorbar(np.log([e["length"] for e in reached]), y, yerr=[y - low, high - y], fmt="o",
-                  color=color, capsize=3, label=name)
+      low, high = (
+        np.array([v if e[end] is None else e[end] for v, e in zip(y, reached)], float)
+        for end in ("d_median_low", "d_median_high")
+      )
+      ax.errorbar(
+        np.log([e["length"] for e in reached]),
+        y,
+        yerr=[y - low, high - y],
+        fmt="o",
+        color=color,
+        capsize=3,
+        label=name,
+      )
     if missed:
-      ax.plot(*zip(*missed), "^", mfc="white", color=color,
-              label=f"{method}: not reached (top of grid)")
+      ax.plot(
+        *zip(*missed), "^", mfc="white", color=color, label=f"{method}: not reached (top of grid)"
+      )
     if bounded:
-      ax.plot(*zip(*bounded), "v", mfc="white", color=color,
-              label=f"{method}: at the bottom of its grid (≤)")
+      ax.plot(
+        *zip(*bounded),
+        "v",
+        mfc="white",
+        color=color,
+        label=f"{method}: at the bottom of its grid (≤)",
+      )
     if fit is not None:
       first, last = np.log(fit["lengths"])
       xs = np.linspace(first, last, 50)
       ax.plot(xs, np.maximum(fit["intercept"] + fit["slope"] * xs, 1.0), "-", color=color, lw=1)
   ax.set_yscale("log", base=2)
-  return _finish(fig, ax, "ln L", "d_50 (95% interval)",
-                 "median threshold d_50 against ln L; slope a of d_50 = a ln L + b "
-                 "(weighted least squares, 95% CI)", title_size=9, legend_size=8)
+  return _finish(
+    fig,
+    ax,
+    "ln L",
+    "d_50 (95% interval)",
+    "median threshold d_50 against ln L; slope a of d_50 = a ln L + b "
+    "(weighted least squares, 95% CI)",
+    title_size=9,
+    legend_size=8,
+  )
 
 
 def figure_logit_range(data: dict) -> Figure:
@@ -117,17 +157,25 @@ def figure_logit_range(data: dict) -> Figure:
   for name, entry in data["curve"].items():
     points = sorted((int(n), r) for n, r in entry["logit_range"].items())
     if points:
-      ax.plot(*zip(*points), "s--", lw=1, ms=4,
-              label=f"moment_curve d=2N, {name.split()[0]} (float64)")
+      ax.plot(
+        *zip(*points), "s--", lw=1, ms=4, label=f"moment_curve d=2N, {name.split()[0]} (float64)"
+      )
   for dtype, style in (("float32", ":"), ("float64", "-.")):
     limits = [e["largest"] for k, e in data["curve"].items() if k.endswith(dtype) and e["largest"]]
     for limit in limits:
       ax.axvline(limit, ls=style, color="gray", lw=0.8)
   ax.set_xscale("log", base=2)
   ax.set_yscale("log")
-  return _finish(fig, ax, "L", "max |logit| needed",
-                 "logit range; grey lines: largest L where moment_curve verifies "
-                 "(dotted float32, dash-dot float64)", title_size=8, legend_size=7)
+  return _finish(
+    fig,
+    ax,
+    "L",
+    "max |logit| needed",
+    "logit range; grey lines: largest L where moment_curve verifies "
+    "(dotted float32, dash-dot float64)",
+    title_size=8,
+    legend_size=7,
+  )
 
 
 def _figure() -> tuple[Figure, Axes]:
@@ -135,8 +183,9 @@ def _figure() -> tuple[Figure, Axes]:
   return fig, fig.subplots()
 
 
-def _finish(fig: Figure, ax, xlabel: str, ylabel: str, title: str, *, title_size: int,
-            legend_size: int) -> Figure:
+def _finish(
+  fig: Figure, ax, xlabel: str, ylabel: str, title: str, *, title_size: int, legend_size: int
+) -> Figure:
   """Labels, a title that fits, a legend under the axes and the grid of ``ax``; ``fig``."""
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
@@ -155,8 +204,10 @@ def _d_cell(entry: dict | None) -> str:
     return f"> {entry['top']}"
   value = lambda v: f"≤{v:.0f}" if v == entry["d_grid"][0] else f"{v:.0f}"
   low, high = (entry["d_median_low"], entry["d_median_high"])
-  return (f"{value(entry['d_median'])} [{'-' if low is None else value(low)}, "
-          f"{'inf' if high is None else f'{high:.0f}'}]")
+  return (
+    f"{value(entry['d_median'])} [{'-' if low is None else value(low)}, "
+    f"{'inf' if high is None else f'{high:.0f}'}]"
+  )
 
 
 def tables(data: dict) -> str:
@@ -165,9 +216,19 @@ def tables(data: dict) -> str:
   methods = list(data["main"])
   lengths = sorted({e["length"] for rows in data["main"].values() for e in rows})
   at = {m: {e["length"]: e for e in rows} for m, rows in data["main"].items()}
-  return "\n".join([*_d50_table(data, methods, lengths, at), "", _slopes(data), "",
-                    *_range_table(methods, lengths, at), "", *_curve_table(data), "",
-                    *_dtype_table(data, methods)])
+  return "\n".join(
+    [
+      *_d50_table(data, methods, lengths, at),
+      "",
+      _slopes(data),
+      "",
+      *_range_table(methods, lengths, at),
+      "",
+      *_curve_table(data),
+      "",
+      *_dtype_table(data, methods),
+    ]
+  )
 
 
 def _show(value) -> str:
@@ -178,54 +239,74 @@ def _show(value) -> str:
 def _d50_table(data: dict, methods: list, lengths: list, at: dict) -> list[str]:
   """d_50 per method and L (``_d_cell``), with T and the ratio jl / lstsq."""
   trials = {e["length"]: e["trials"] for rows in data["main"].values() for e in rows}
-  lines = ["| L | T | " + " | ".join(methods) + " | jl / lstsq |",
-           "|---:|---:|" + "---:|" * (len(methods) + 1)]
+  lines = [
+    "| L | T | " + " | ".join(methods) + " | jl / lstsq |",
+    "|---:|---:|" + "---:|" * (len(methods) + 1),
+  ]
   for length in lengths:
     jl, lstsq = (at[m].get(length, {}).get("d_median") for m in ("jl", "lstsq"))
     ratio = f"{jl / lstsq:.0f}×" if jl and lstsq else "—"
-    lines.append(f"| {length} | {trials[length]} | "
-                 + " | ".join(_d_cell(at[m].get(length)) for m in methods) + f" | {ratio} |")
+    lines.append(
+      f"| {length} | {trials[length]} | "
+      + " | ".join(_d_cell(at[m].get(length)) for m in methods)
+      + f" | {ratio} |"
+    )
   return lines
 
 
 def _slopes(data: dict) -> str:
   """The fitted slopes of d_50 = a ln L + b per method, with their fit's figures."""
-  slopes = [f"{m} {f['slope']:.1f} [{f['low']:.1f}, {f['high']:.1f}] (L = {f['lengths'][0]}"
-            f"–{f['lengths'][1]}, χ²/dof = {f['chi2']:.1f}/{f['dof']}, preferred "
-            f"{f['preferred']}, ΔAIC {f['delta_aic']:+.1f})"
-            for m, f in data["fit"].items() if f is not None]
-  return ("Fitted slope a of d_50 = a ln L + b (weighted least squares, 95% CI): "
-          + "; ".join(slopes) + ".")
+  slopes = [
+    f"{m} {f['slope']:.1f} [{f['low']:.1f}, {f['high']:.1f}] (L = {f['lengths'][0]}"
+    f"–{f['lengths'][1]}, χ²/dof = {f['chi2']:.1f}/{f['dof']}, preferred "
+    f"{f['preferred']}, ΔAIC {f['delta_aic']:+.1f})"
+    for m, f in data["fit"].items()
+    if f is not None
+  ]
+  return (
+    "Fitted slope a of d_50 = a ln L + b (weighted least squares, 95% CI): "
+    + "; ".join(slopes)
+    + "."
+  )
 
 
 def _range_table(methods: list, lengths: list, at: dict) -> list[str]:
   """max |ℓ| per method and L, and optimize's Adam steps, passes and seconds per trial."""
-  lines = ["| L | " + " | ".join(f"max\\|ℓ\\| {m}" for m in methods)
-           + " | optimize: Adam steps | optimize: passes | optimize: s / trial |",
-           "|---:|" + "---:|" * (len(methods) + 3)]
+  lines = [
+    "| L | "
+    + " | ".join(f"max\\|ℓ\\| {m}" for m in methods)
+    + " | optimize: Adam steps | optimize: passes | optimize: s / trial |",
+    "|---:|" + "---:|" * (len(methods) + 3),
+  ]
   for length in lengths:
     cells = []
     for method in methods:
       value = at[method].get(length, {}).get("logit_range")
       cells.append("—" if value is None else f"{value:.3g}")
     cost = at["optimize"].get(length, {}).get("optimize")
-    cells += ["—"] * 3 if cost is None else [f"{cost['steps']:.0f}", f"{cost['passes']:.0f}",
-                                             f"{cost['seconds']:.2f}"]
+    cells += (
+      ["—"] * 3
+      if cost is None
+      else [f"{cost['steps']:.0f}", f"{cost['passes']:.0f}", f"{cost['seconds']:.2f}"]
+    )
     lines.append(f"| {length} | " + " | ".join(cells) + " |")
   return lines
 
 
 def _curve_table(data: dict) -> list[str]:
   """moment_curve at d = 2N: the largest L verified, the first failing, max |ℓ| there."""
-  lines = ["| moment_curve, d = 2N | largest L verified | first L failing | "
-           "max\\|ℓ\\| at largest L |", "|---|---:|---:|---:|"]
+  lines = [
+    "| moment_curve, d = 2N | largest L verified | first L failing | max\\|ℓ\\| at largest L |",
+    "|---|---:|---:|---:|",
+  ]
   for name, entry in data["curve"].items():
     nnz = name.split()[0]
     exact = data["curve"][f"{nnz} float64"]["logit_range"]
     largest = entry["largest"]
     logit = "—" if largest is None or largest not in exact else f"{exact[largest]:.3g}"
-    first = (_show(entry["first_failure"]) if entry["first_failure"] else
-             f"none ≤ {entry['tested_up_to']}")
+    first = (
+      _show(entry["first_failure"]) if entry["first_failure"] else f"none ≤ {entry['tested_up_to']}"
+    )
     lines.append(f"| {name} | {_show(largest)} | {first} | {logit} |")
   return lines
 
@@ -233,9 +314,12 @@ def _curve_table(data: dict) -> list[str]:
 def _dtype_table(data: dict, methods: list) -> list[str]:
   """d_50 per method and evaluation dtype at one L, N = 2."""
   dtypes = list(next(iter(data["dtype"].values())))
-  lines = [f"| d_50 at L = {data['dtype_length']}, N = 2 | " + " | ".join(dtypes) + " |",
-           "|---|" + "---:|" * len(dtypes)]
+  lines = [
+    f"| d_50 at L = {data['dtype_length']}, N = 2 | " + " | ".join(dtypes) + " |",
+    "|---|" + "---:|" * len(dtypes),
+  ]
   for method in methods:
-    lines.append(f"| {method} | " + " | ".join(_show(data["dtype"][method][t]) for t in dtypes)
-                 + " |")
+    lines.append(
+      f"| {method} | " + " | ".join(_show(data["dtype"][method][t]) for t in dtypes) + " |"
+    )
   return lines

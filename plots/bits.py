@@ -11,8 +11,10 @@ import pathlib
 
 import numpy as np
 
-BOUND_NAMES = {"random_regular": "counting bound: random_regular supports (exact)",
-               "regular": "counting bound: all N-regular 0-1 matrices"}
+BOUND_NAMES = {
+  "random_regular": "counting bound: random_regular supports (exact)",
+  "regular": "counting bound: all N-regular 0-1 matrices",
+}
 
 
 def _series(data: dict) -> dict[str, list[dict]]:
@@ -43,13 +45,24 @@ def figure(data: dict, out: pathlib.Path) -> pathlib.Path:
     bits = [np.median([b for b in e["bits"] if b is not None]) for e in measured]
     per_entry.plot(lengths, bits, "o-", color=line.get_color(), label=name)
     for length, b, entry in zip(lengths, bits, measured):  # each point's d_min beside it
-      per_entry.annotate(f"d={entry['d']}", (length, b), textcoords="offset points",
-                         xytext=(4, 4), fontsize=6, color=line.get_color())
+      per_entry.annotate(
+        f"d={entry['d']}",
+        (length, b),
+        textcoords="offset points",
+        xytext=(4, 4),
+        fontsize=6,
+        color=line.get_color(),
+      )
   for nnz, bounds in data["bounds"].items():
     bound_lengths = sorted(map(int, bounds))
     for family, style in (("random_regular", "k-"), ("regular", "k--")):
-      spent.plot(bound_lengths, [bounds[str(n)][family] for n in bound_lengths], style, lw=1.2,
-                 label=f"{BOUND_NAMES[family]}, N = {nnz}")
+      spent.plot(
+        bound_lengths,
+        [bounds[str(n)][family] for n in bound_lengths],
+        style,
+        lw=1.2,
+        label=f"{BOUND_NAMES[family]}, N = {nnz}",
+      )
   for ax, ylabel in ((spent, "bits per token, 2d·b"), (per_entry, "bits per entry b")):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequence length L")
@@ -58,10 +71,12 @@ def figure(data: dict, out: pathlib.Path) -> pathlib.Path:
     ax.legend(fontsize=7, loc="upper left")
   spent.set_yscale("log")
   spent.set_ylim(top=spent.get_ylim()[1] * 60)  # room for the legend above the lines
-  spent.set_title("information a token carries at each method's d_min, and the counting bound",
-                  fontsize=9)
-  per_entry.set_title("bits b per entry of Q = X W_Q, K = X W_K (median over trials), at d_min",
-                      fontsize=9)
+  spent.set_title(
+    "information a token carries at each method's d_min, and the counting bound", fontsize=9
+  )
+  per_entry.set_title(
+    "bits b per entry of Q = X W_Q, K = X W_K (median over trials), at d_min", fontsize=9
+  )
   path = out / "bits_per_token.png"
   fig.savefig(path, dpi=130)
   return path
@@ -92,14 +107,20 @@ def table(data: dict) -> str:
     return "—" if spent is None else f"{spent['median'] / bound:.0f}×"
 
   header = " | ".join(series)
-  lines = [f"| L | bound: random_regular | bound: all {nnz[0]}-regular | {header} |",
-           "|---:|---:|---:|" + "---:|" * len(series)]
+  lines = [
+    f"| L | bound: random_regular | bound: all {nnz[0]}-regular | {header} |",
+    "|---:|---:|---:|" + "---:|" * len(series),
+  ]
   ratios = [f"| L | {header} |", "|---:|" + "---:|" * len(series)]
   for length in lengths:
-    at = {name: next((e for e in rows if e["length"] == length), None)
-          for name, rows in series.items()}
+    at = {
+      name: next((e for e in rows if e["length"] == length), None) for name, rows in series.items()
+    }
     bound = bounds[str(length)]["random_regular"]
-    lines.append(f"| {length} | {bound:.2f} | {bounds[str(length)]['regular']:.2f} | "
-                 + " | ".join(cell(at[name]) for name in series) + " |")
+    lines.append(
+      f"| {length} | {bound:.2f} | {bounds[str(length)]['regular']:.2f} | "
+      + " | ".join(cell(at[name]) for name in series)
+      + " |"
+    )
     ratios.append(f"| {length} | " + " | ".join(ratio(at[name], bound) for name in series) + " |")
   return "\n".join(lines + ["", "2d·b over the random_regular bound:", ""] + ratios)

@@ -26,8 +26,9 @@ PRACTICE_D = (64, 128)  # head dimensions of published models: reference lines
 
 
 def _sigmas(points: list[dict]) -> np.ndarray:
-  return np.array([grid_sigma(e["d_grid"], e["d_median"], e["d_median_low"], e["d_median_high"])
-                   for e in points])
+  return np.array(
+    [grid_sigma(e["d_grid"], e["d_median"], e["d_median_low"], e["d_median_high"]) for e in points]
+  )
 
 
 def fit_rows(data: dict) -> dict:
@@ -40,10 +41,17 @@ def fit_rows(data: dict) -> dict:
       rows[series] = None
       continue
     log_fit, power_fit, preferred, delta = fits
-    rows[series] = dict(slope=log_fit.param, slope_low=log_fit.param_low,
-                        slope_high=log_fit.param_high, alpha=power_fit.param,
-                        alpha_low=power_fit.param_low, alpha_high=power_fit.param_high,
-                        preferred=preferred, delta_aic=delta, n=log_fit.n)
+    rows[series] = dict(
+      slope=log_fit.param,
+      slope_low=log_fit.param_low,
+      slope_high=log_fit.param_high,
+      alpha=power_fit.param,
+      alpha_low=power_fit.param_low,
+      alpha_high=power_fit.param_high,
+      preferred=preferred,
+      delta_aic=delta,
+      n=log_fit.n,
+    )
   return rows
 
 
@@ -59,8 +67,13 @@ def global_slope(entries: list[dict]) -> dict | None:
   (slope, intercept), *_ = np.linalg.lstsq(design, d / sigma, rcond=None)
   covariance = np.linalg.inv(design.T @ design)
   half = 1.96 * float(np.sqrt(covariance[0, 0]))
-  return dict(slope=float(slope), low=float(slope - half), high=float(slope + half),
-              intercept=float(intercept), n=len(points))
+  return dict(
+    slope=float(slope),
+    low=float(slope - half),
+    high=float(slope + half),
+    intercept=float(intercept),
+    n=len(points),
+  )
 
 
 def _cell(entry: dict | None) -> str:
@@ -71,8 +84,9 @@ def _cell(entry: dict | None) -> str:
     return f"> {entry['top']}"
   if entry["d_median"] == entry["d_grid"][0]:
     return f"≤ {entry['d_median']:.0f}"
-  low, high = (("-" if entry[k] is None else f"{entry[k]:.0f}")
-               for k in ("d_median_low", "d_median_high"))
+  low, high = (
+    ("-" if entry[k] is None else f"{entry[k]:.0f}") for k in ("d_median_low", "d_median_high")
+  )
   return f"{entry['d_median']:.0f} [{low}, {high}]"
 
 
@@ -82,8 +96,12 @@ def table(data: dict, fits: dict) -> str:
   causal family judged in both layers has its two rows side by side."""
   keys = [tuple(s.split(" | ")) for s in data["points"]]
   methods = sorted({method for _, _, method in keys})
-  lines = ["| family | L | layer | N (row, column) | theorem | " + " | ".join(
-      f"{m} d_50 [95%]" for m in methods) + " |", "|" + "---|" * (5 + len(methods))]
+  lines = [
+    "| family | L | layer | N (row, column) | theorem | "
+    + " | ".join(f"{m} d_50 [95%]" for m in methods)
+    + " |",
+    "|" + "---|" * (5 + len(methods)),
+  ]
   for family in sorted({family for family, _, _ in keys}):
     rows: dict[tuple[int, str], dict] = {}
     for layer in ("bidirectional", "causal"):
@@ -94,18 +112,26 @@ def table(data: dict, fits: dict) -> str:
       some = next(iter(by_method.values()))
       label = "inside" if some["inside_theorem"] else "outside"
       cells = " | ".join(_cell(by_method.get(m)) for m in methods)
-      lines.append(f"| {family} | {length} | {layer} | {some['row_bound']}, "
-                   f"{some['column_bound']} | {label} | {cells} |")
-  lines += ["", "| family | layer | method | slope a of d_50 = a ln L + b [95%] "
-            "| α of d_50 = c L^α [95%] | preferred | n |", "|---|---|---|---|---|---|---|"]
+      lines.append(
+        f"| {family} | {length} | {layer} | {some['row_bound']}, "
+        f"{some['column_bound']} | {label} | {cells} |"
+      )
+  lines += [
+    "",
+    "| family | layer | method | slope a of d_50 = a ln L + b [95%] "
+    "| α of d_50 = c L^α [95%] | preferred | n |",
+    "|---|---|---|---|---|---|---|",
+  ]
   for series, fit in fits.items():
     family, layer, method = series.split(" | ")
     if fit is None:
       lines.append(f"| {family} | {layer} | {method} | fewer than 3 bounded points | | | |")
     else:
-      lines.append(f"| {family} | {layer} | {method} | {fit['slope']:.1f} [{fit['slope_low']:.1f}, "
-                   f"{fit['slope_high']:.1f}] | {fit['alpha']:.2f} [{fit['alpha_low']:.2f}, "
-                   f"{fit['alpha_high']:.2f}] | {fit['preferred']} | {fit['n']} |")
+      lines.append(
+        f"| {family} | {layer} | {method} | {fit['slope']:.1f} [{fit['slope_low']:.1f}, "
+        f"{fit['slope_high']:.1f}] | {fit['alpha']:.2f} [{fit['alpha_low']:.2f}, "
+        f"{fit['alpha_high']:.2f}] | {fit['preferred']} | {fit['n']} |"
+      )
   return "\n".join(lines)
 
 
@@ -113,9 +139,10 @@ def figures(data: dict, out: pathlib.Path) -> list[pathlib.Path]:
   """``d_vs_length.png``, ``d_vs_window.png`` and ``d_vs_globals.png`` in ``out``; their paths."""
   written = []
   for name, series, x, xlabel in (
-      ("d_vs_length.png", "length", "length", "L"),
-      ("d_vs_window.png", "window", "window", "Longformer window w (2w + 1 keys)"),
-      ("d_vs_globals.png", "globals", "globals", "global tokens g (symmetric log scale)")):
+    ("d_vs_length.png", "length", "length", "L"),
+    ("d_vs_window.png", "window", "window", "Longformer window w (2w + 1 keys)"),
+    ("d_vs_globals.png", "globals", "globals", "global tokens g (symmetric log scale)"),
+  ):
     if data[series]:
       figure_against(data[series], x, xlabel).savefig(out / name, dpi=130)
       written.append(out / name)
@@ -134,16 +161,31 @@ def figure_against(series: dict, x: str, xlabel: str) -> Figure:
     reached = [e for e in entries if e["d_median"] is not None]
     if reached:
       y = np.array([e["d_median"] for e in reached], float)
-      low = np.array([v if e["d_median_low"] is None else e["d_median_low"]
-                      for v, e in zip(y, reached)])
-      high = np.array([v if e["d_median_high"] is None else e["d_median_high"]
-                       for v, e in zip(y, reached)])
-      ax.errorbar([e[x] for e in reached], y, yerr=[y - low, high - y], fmt=marker + "-",
-                  color=color, capsize=3, lw=1, label=name)
+      low = np.array(
+        [v if e["d_median_low"] is None else e["d_median_low"] for v, e in zip(y, reached)]
+      )
+      high = np.array(
+        [v if e["d_median_high"] is None else e["d_median_high"] for v, e in zip(y, reached)]
+      )
+      ax.errorbar(
+        [e[x] for e in reached],
+        y,
+        yerr=[y - low, high - y],
+        fmt=marker + "-",
+        color=color,
+        capsize=3,
+        lw=1,
+        label=name,
+      )
     missed = [(e[x], e["top"]) for e in entries if e["d_median"] is None]
     if missed:
-      ax.plot(*zip(*missed), "^", mfc="white", color=color,
-              label=None if reached else f"{name} (not reached)")
+      ax.plot(
+        *zip(*missed),
+        "^",
+        mfc="white",
+        color=color,
+        label=None if reached else f"{name} (not reached)",
+      )
   for d, style in zip(PRACTICE_D, (":", "--")):
     ax.axhline(d, color="gray", ls=style, lw=1, label=f"d = {d} (head dimension in practice)")
   if x == "length":
@@ -164,7 +206,13 @@ def slope_lines(slopes: dict) -> str:
   """One line per global-token series: the cost in d of one global token (``global_slope``)."""
   lines = ["Cost of a global token (d_50 = a·g + b, weighted least squares, 95% interval):"]
   for series, fit in slopes.items():
-    lines.append(f"- {series}: " + ("fewer than 3 bounded points" if fit is None else
-                 f"a = {fit['slope']:.2f} [{fit['low']:.2f}, {fit['high']:.2f}] per token, "
-                 f"b = {fit['intercept']:.1f} (n = {fit['n']})"))
+    lines.append(
+      f"- {series}: "
+      + (
+        "fewer than 3 bounded points"
+        if fit is None
+        else f"a = {fit['slope']:.2f} [{fit['low']:.2f}, {fit['high']:.2f}] per token, "
+        f"b = {fit['intercept']:.1f} (n = {fit['n']})"
+      )
+    )
   return "\n".join(lines)

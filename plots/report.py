@@ -11,8 +11,16 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from jaxattn_bench.store import Record
-from jaxattn_plots.figures import (FIGURES, FitRow, figure_paper_scan, fit_table, fits,
-                                   format_fit_table, label, paper_scans)
+from jaxattn_plots.figures import (
+  FIGURES,
+  FitRow,
+  figure_paper_scan,
+  fit_table,
+  fits,
+  format_fit_table,
+  label,
+  paper_scans,
+)
 
 
 class PlotReport(NamedTuple):
@@ -29,9 +37,11 @@ class PlotReport(NamedTuple):
     """The fit table, the seed and scan tables if any, and a line naming what was written."""
     note = f"; no data for figure(s) {', '.join(self.skipped)}" if self.skipped else ""
     extra = "".join(f"{table}\n" for table in (self.seeds, self.scans) if table)
-    return (f"{format_fit_table(self.rows)}\n{extra}"
-            f"wrote {len(self.written)} files (figures as PNG and PDF, fit.csv, fit.json) "
-            f"to {self.out}/{note}")
+    return (
+      f"{format_fit_table(self.rows)}\n{extra}"
+      f"wrote {len(self.written)} files (figures as PNG and PDF, fit.csv, fit.json) "
+      f"to {self.out}/{note}"
+    )
 
 
 def _bounds(low: float, high: float) -> str:
@@ -53,20 +63,25 @@ def seed_stability(records: Sequence[Record]) -> str:
       continue
     group = sorted(by_estimator[estimator], key=lambda f: dict(f.key)["seed"])
     names = [n for n, _ in problem]
-    lines += [f"seed stability: log-law slope a of {estimator} ({label(problem, names)})",
-              f"{'seed':>5} {'a':>7} {'95% CI':>16}  preferred (ΔAIC)"]
+    lines += [
+      f"seed stability: log-law slope a of {estimator} ({label(problem, names)})",
+      f"{'seed':>5} {'a':>7} {'95% CI':>16}  preferred (ΔAIC)",
+    ]
     for fit in group:
-      lines.append(f"{dict(fit.key)['seed']:>5} {fit.log.param:>7.3g} "
-                   f"{_bounds(fit.log.param_low, fit.log.param_high):>16}  {fit.preferred} "
-                   f"({fit.delta_aic:+.1f})")
+      lines.append(
+        f"{dict(fit.key)['seed']:>5} {fit.log.param:>7.3g} "
+        f"{_bounds(fit.log.param_low, fit.log.param_high):>16}  {fit.preferred} "
+        f"({fit.delta_aic:+.1f})"
+      )
     overlap = max(f.log.param_low for f in group) <= min(f.log.param_high for f in group)
     verdicts = sorted({f.preferred for f in group})
     slopes = np.array([f.log.param for f in group])
-    lines.append(f"{len(group)} seeds: slope {slopes.mean():.3g} ± {slopes.std(ddof=1):.2g} "
-                 "(mean ± sd); "
-                 f"every two intervals overlap: {'yes' if overlap else 'no'}; law verdict "
-                 + (f"agrees: {verdicts[0]}" if len(verdicts) == 1 else
-                    f"differs: {', '.join(verdicts)}"))
+    lines.append(
+      f"{len(group)} seeds: slope {slopes.mean():.3g} ± {slopes.std(ddof=1):.2g} "
+      "(mean ± sd); "
+      f"every two intervals overlap: {'yes' if overlap else 'no'}; law verdict "
+      + (f"agrees: {verdicts[0]}" if len(verdicts) == 1 else f"differs: {', '.join(verdicts)}")
+    )
   return "\n".join(lines)
 
 
@@ -76,30 +91,41 @@ def scan_spread(records: Sequence[Record], reference: Sequence[Record]) -> str:
   scans = paper_scans(records, reference)
   if not scans:
     return ""
-  lines = ["paper scan (T = 1 per seed): d_min spread over seeds against per-trial quantiles",
-           f"{'L':>6} {'seeds':>5} {'min':>5} {'median':>6} {'max':>5} {'max/min':>7}  "
-           "reference d_50 [95% CI], d_1-δ (T)"]
+  lines = [
+    "paper scan (T = 1 per seed): d_min spread over seeds against per-trial quantiles",
+    f"{'L':>6} {'seeds':>5} {'min':>5} {'median':>6} {'max':>5} {'max/min':>7}  "
+    "reference d_50 [95% CI], d_1-δ (T)",
+  ]
   for _, length, values, _, ref in scans:
     values = np.array(values)
     show = lambda v: ">top" if not np.isfinite(v) else f"{v:.0f}"
     ratio = values.max() / values.min()
-    reference_text = "" if ref is None else (
+    reference_text = (
+      ""
+      if ref is None
+      else (
         f"{ref.d_median:.0f} {_bounds(ref.d_median_low, ref.d_median_high)}, "
-        f"{ref.d_quantile:.0f} (T={ref.trials})")
-    lines.append(f"{length:>6} {values.size:>5} {show(values.min()):>5} "
-                 f"{show(np.median(values)):>6} {show(values.max()):>5} "
-                 f"{ratio:>7.2f}  {reference_text}")
+        f"{ref.d_quantile:.0f} (T={ref.trials})"
+      )
+    )
+    lines.append(
+      f"{length:>6} {values.size:>5} {show(values.min()):>5} "
+      f"{show(np.median(values)):>6} {show(values.max()):>5} "
+      f"{ratio:>7.2f}  {reference_text}"
+    )
   return "\n".join(lines)
 
 
 def _json_row(row: FitRow) -> dict:
   """A fit row as JSON-ready dict: NaN (a field that does not apply) as null."""
-  return {k: None if isinstance(v, float) and math.isnan(v) else v
-          for k, v in row._asdict().items()}
+  return {
+    k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row._asdict().items()
+  }
 
 
-def write_report(records: Sequence[Record], out: str | pathlib.Path,
-                 reference: Sequence[Record] = ()) -> PlotReport:
+def write_report(
+  records: Sequence[Record], out: str | pathlib.Path, reference: Sequence[Record] = ()
+) -> PlotReport:
   """Writes every figure as PNG and PDF, and the fit table as fit.csv and fit.json, to ``out``.
 
   ``reference``: further records (say, the whole results store) where figure (e)
@@ -123,7 +149,14 @@ def write_report(records: Sequence[Record], out: str | pathlib.Path,
     writer = csv.writer(handle)
     writer.writerow(FitRow._fields)
     writer.writerows(rows)
-  (out / "fit.json").write_text(json.dumps([_json_row(r) for r in rows], indent=1) + "\n",
-                                encoding="utf-8")
-  return PlotReport(out, written + [out / "fit.csv", out / "fit.json"], skipped, rows,
-                    seed_stability(records), scan_spread(records, list(reference) + list(records)))
+  (out / "fit.json").write_text(
+    json.dumps([_json_row(r) for r in rows], indent=1) + "\n", encoding="utf-8"
+  )
+  return PlotReport(
+    out,
+    written + [out / "fit.csv", out / "fit.json"],
+    skipped,
+    rows,
+    seed_stability(records),
+    scan_spread(records, list(reference) + list(records)),
+  )

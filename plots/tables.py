@@ -35,7 +35,7 @@ class TableData(NamedTuple):
 
   fields: dict[str, str]
   rows: list[list[str]]  # a CSV's; empty for a .txt file
-  text: str = ""         # a .txt file's output
+  text: str = ""  # a .txt file's output
 
 
 def read_data(path: pathlib.Path) -> TableData:
@@ -67,21 +67,29 @@ def markdown(data: TableData, name: str) -> str:
   if data.rows:
     header, *body = data.rows
     align = data.fields.get("align", "").split(",") if data.fields.get("align") else []
-    rule = ["---:" if align[i:i + 1] == ["r"] else "---" for i in range(len(header))]
+    rule = ["---:" if align[i : i + 1] == ["r"] else "---" for i in range(len(header))]
     lines = ["| " + " | ".join(row) + " |" for row in (header, rule, *body)]
   else:
     lines = ["```text", *data.text.splitlines(), "```"]
   note = f" {data.fields['note']}" if "note" in data.fields else ""
-  lines += ["", f"*Data: `{name}`, from `{data.fields['command']}` at {data.fields['commit']} "
-            f"on {data.fields['machine']}.{note}*"]
+  lines += [
+    "",
+    f"*Data: `{name}`, from `{data.fields['command']}` at {data.fields['commit']} "
+    f"on {data.fields['machine']}.{note}*",
+  ]
   return "\n".join(lines) + "\n"
 
 
 def regenerate(text: str, root: pathlib.Path = ROOT) -> str:
   """``text`` with every table region rewritten from its data file."""
-  return REGION.sub(lambda m: (f"<!-- table: {m.group(1)} -->\n"
-                               f"{markdown(read_data(root / m.group(1)), m.group(1))}"
-                               "<!-- end table -->"), text)
+  return REGION.sub(
+    lambda m: (
+      f"<!-- table: {m.group(1)} -->\n"
+      f"{markdown(read_data(root / m.group(1)), m.group(1))}"
+      "<!-- end table -->"
+    ),
+    text,
+  )
 
 
 def pages(root: pathlib.Path = ROOT) -> list[pathlib.Path]:
@@ -90,12 +98,15 @@ def pages(root: pathlib.Path = ROOT) -> list[pathlib.Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m plots.tables",
-                                   description=__doc__.splitlines()[0])
-  parser.add_argument("pages", nargs="*", type=pathlib.Path,
-                      help="default: README.md and docs/*.md")
-  parser.add_argument("--check", action="store_true",
-                      help="change nothing; exit 1 if a table is stale")
+  parser = argparse.ArgumentParser(
+    prog="python -m plots.tables", description=__doc__.splitlines()[0]
+  )
+  parser.add_argument(
+    "pages", nargs="*", type=pathlib.Path, help="default: README.md and docs/*.md"
+  )
+  parser.add_argument(
+    "--check", action="store_true", help="change nothing; exit 1 if a table is stale"
+  )
   args = parser.parse_args(argv)
   stale = []
   try:

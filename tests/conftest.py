@@ -55,9 +55,13 @@ def pytest_collection_modifyitems(config, items):
   if os.environ.get("JAXATTN_TESTS_XLA_DEFAULT") == "1" or child not in {i.nodeid for i in items}:
     return
   from tests.test_optimised import SELECTED
-  also_there = [item for item in items if not item.nodeid.startswith("tests/test_optimised.py")
-                and any(item.nodeid == s or item.nodeid.startswith(s + "[") for s in SELECTED)]
+
+  also_there = [
+    item
+    for item in items
+    if not item.nodeid.startswith("tests/test_optimised.py")
+    and any(item.nodeid == s or item.nodeid.startswith(s + "[") for s in SELECTED)
+  ]
   if also_there:
     config.hook.pytest_deselected(items=also_there)
     items[:] = [item for item in items if item not in also_there]
-

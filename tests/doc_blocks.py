@@ -42,8 +42,8 @@ class Block(NamedTuple):
   """One fenced block of a page."""
 
   page: str
-  line: int           # of the opening fence, 1-based
-  language: str       # the info string's first word ("" when it has none)
+  line: int  # of the opening fence, 1-based
+  language: str  # the info string's first word ("" when it has none)
   words: tuple[str, ...]  # the info string's other words
   code: str
   excuse: str | None  # WHY of the note before it, for a runnable block that is excused
@@ -59,7 +59,7 @@ class Block(NamedTuple):
   @property
   def file(self) -> str | None:
     """NAME of ``file=NAME`` in the info string, if any."""
-    return next((w[len("file="):] for w in self.words if w.startswith("file=")), None)
+    return next((w[len("file=") :] for w in self.words if w.startswith("file=")), None)
 
   def where(self) -> str:
     return f"{self.page}:{self.line} ({self.language or 'no language'})"
@@ -71,10 +71,18 @@ def blocks(page: str) -> list[Block]:
   found = []
   for match in FENCE.finditer(text):
     language, *words = match.group(1).split() or [""]
-    before = text[:match.start()].rstrip("\n").rsplit("\n\n", 1)[-1].strip()
+    before = text[: match.start()].rstrip("\n").rsplit("\n\n", 1)[-1].strip()
     excuse = EXCUSE.match(before)
-    found.append(Block(page, text.count("\n", 0, match.start()) + 1, language, tuple(words),
-                       match.group(2), excuse.group(1) if excuse else None))
+    found.append(
+      Block(
+        page,
+        text.count("\n", 0, match.start()) + 1,
+        language,
+        tuple(words),
+        match.group(2),
+        excuse.group(1) if excuse else None,
+      )
+    )
   return found
 
 
@@ -106,8 +114,9 @@ def expected_outputs(page: str) -> dict[int, str]:
       last = block
     elif block.is_output:
       if last is None or last.excuse is not None or last.language == "console":
-        raise ValueError(f"{block.where()}: an output block needs a run python or bash block "
-                         "before it")
+        raise ValueError(
+          f"{block.where()}: an output block needs a run python or bash block before it"
+        )
       if last.line in outputs:
         raise ValueError(f"{block.where()}: a second output block for {last.where()}")
       outputs[last.line] = block.code
@@ -117,7 +126,7 @@ def expected_outputs(page: str) -> dict[int, str]:
 def expected_status(output: str) -> tuple[int, str]:
   """A console command's expected exit status and output (without the status line)."""
   status = EXIT_STATUS.search(output)
-  return (int(status.group(1)), output[:status.start()]) if status else (0, output)
+  return (int(status.group(1)), output[: status.start()]) if status else (0, output)
 
 
 def mismatch(want: str, got: str) -> str:
@@ -125,5 +134,6 @@ def mismatch(want: str, got: str) -> str:
   want, got = (re.sub(r"[ \t]+$", "", s, flags=re.M) for s in (want, got))
   if doctest.OutputChecker().check_output(want, got, doctest.ELLIPSIS):
     return ""
-  return "".join(difflib.unified_diff(want.splitlines(True), got.splitlines(True), "page shows",
-                                      "printed"))
+  return "".join(
+    difflib.unified_diff(want.splitlines(True), got.splitlines(True), "page shows", "printed")
+  )

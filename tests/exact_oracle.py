@@ -30,7 +30,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-_U64 = 2.0 ** -53
+_U64 = 2.0**-53
 _MAX_DIGITS = 4000
 
 
@@ -74,8 +74,15 @@ def _row_figures(logits, weights, support, visible, threshold_args, digits):
   return spread, gap, log_ratio, log_leak, 16 * size * decimal.Decimal(10) ** (1 - digits)
 
 
-def exact_row_ok(queries: np.ndarray, keys: np.ndarray, a: np.ndarray, eps1: float,
-                 eps2: float, *, causal: bool = False) -> np.ndarray:
+def exact_row_ok(
+  queries: np.ndarray,
+  keys: np.ndarray,
+  a: np.ndarray,
+  eps1: float,
+  eps2: float,
+  *,
+  causal: bool = False,
+) -> np.ndarray:
   """Each row's verdict in exact arithmetic on the stored Q, K and A (ε as the floats given);
   ``causal``: a causal layer, whose row i sees the keys j ≤ i only (A lower triangular).
 
@@ -93,8 +100,9 @@ def exact_row_ok(queries: np.ndarray, keys: np.ndarray, a: np.ndarray, eps1: flo
     while True:
       with decimal.localcontext() as context:
         context.prec = digits
-        spread, gap, log_ratio, log_leak, error = _row_figures(row, a[i], support, visible,
-                                                               (eps1, eps2), digits)
+        spread, gap, log_ratio, log_leak, error = _row_figures(
+          row, a[i], support, visible, (eps1, eps2), digits
+        )
         ratio_decided = abs(spread - log_ratio) > 2 * error
         leak_decided = gap is None or abs(gap - log_leak) > 2 * error
         if ratio_decided and leak_decided:
@@ -117,19 +125,25 @@ def float64_margin(queries: np.ndarray, keys: np.ndarray, a: np.ndarray) -> np.n
   return 2 * (gamma * magnitude + 4 * _U64 * (magnitude + log_a))
 
 
-def float_row_ok(report, queries: np.ndarray, keys: np.ndarray, a: np.ndarray, eps1: float,
-                 eps2: float) -> np.ndarray:
+def float_row_ok(
+  report, queries: np.ndarray, keys: np.ndarray, a: np.ndarray, eps1: float, eps2: float
+) -> np.ndarray:
   """The row verdicts of a float64 ``dense_check`` report, refused (the test fails, naming the
   row) where a row's spread or gap lies within 4·``float64_margin`` of its threshold, plus the
   threshold's own rounding: there float64 does not resolve the verdict; use ``exact_row_ok``."""
   margin = 4 * float64_margin(queries, keys, a)
-  for figure, threshold, name in ((report.spread, math.log1p(eps1), "spread"),
-                                  (report.gap, math.log(eps2), "gap")):
+  for figure, threshold, name in (
+    (report.spread, math.log1p(eps1), "spread"),
+    (report.gap, math.log(eps2), "gap"),
+  ):
     figure = np.asarray(figure, np.float64)
     close = np.abs(figure - threshold) <= margin + 4 * _U64 * abs(threshold)
     if np.any(close):
       row = int(np.flatnonzero(close)[0])
-      pytest.fail(f"row {row}: its float64 {name} {figure[row]!r} lies within {margin[row]:.3g} "
-                  f"of the threshold {threshold!r}, below float64's accuracy: use exact_row_ok")
+      pytest.fail(
+        f"row {row}: its float64 {name} {figure[row]!r} lies within {margin[row]:.3g} "
+        f"of the threshold {threshold!r}, below float64's accuracy: use exact_row_ok"
+      )
   return (np.asarray(report.spread) <= math.log1p(eps1)) & (
-      np.asarray(report.gap) <= math.log(eps2))
+    np.asarray(report.gap) <= math.log(eps2)
+  )

@@ -32,8 +32,9 @@ def resident_bytes(pid: int) -> int:
   return 0
 
 
-def run(argv: list[str], *, max_rss: int, timeout: float, cwd: str | None = None,
-        env: dict | None = None) -> subprocess.CompletedProcess:
+def run(
+  argv: list[str], *, max_rss: int, timeout: float, cwd: str | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
   """``argv`` in a child; killed, and the calling test failed, once its resident memory exceeds
   ``max_rss`` bytes or it runs longer than ``timeout`` seconds. Output is collected in files,
   so a chatty child cannot block on a full pipe while it is watched."""
@@ -46,8 +47,11 @@ def run(argv: list[str], *, max_rss: int, timeout: float, cwd: str | None = None
       if peak > max_rss or elapsed > timeout:
         child.kill()
         child.wait()
-        reason = (f"resident memory {peak / 2**20:.0f} MiB > {max_rss / 2**20:.0f} MiB"
-                  if peak > max_rss else f"still running after {timeout:.0f} s")
+        reason = (
+          f"resident memory {peak / 2**20:.0f} MiB > {max_rss / 2**20:.0f} MiB"
+          if peak > max_rss
+          else f"still running after {timeout:.0f} s"
+        )
         pytest.fail(f"guard broken: {' '.join(argv[-8:])}: killed after {elapsed:.1f} s, {reason}")
       time.sleep(POLL_SECONDS)
     out.seek(0)
@@ -55,17 +59,29 @@ def run(argv: list[str], *, max_rss: int, timeout: float, cwd: str | None = None
     return subprocess.CompletedProcess(argv, child.returncode, out.read(), err.read())
 
 
-def bench(*args, available: int | None = None, max_rss: int = 1 << 30, timeout: float = 60,
-          cwd: str | None = None) -> subprocess.CompletedProcess:
+def bench(
+  *args,
+  available: int | None = None,
+  max_rss: int = 1 << 30,
+  timeout: float = 60,
+  cwd: str | None = None,
+) -> subprocess.CompletedProcess:
   """``python -m bench ARGS`` (prog "python -m bench") in a watched child. ``available``: the
   bytes the resource check is told are free (patched into ``jaxattn_bench.resources``, as the
   in-process tests' ``_fake_memory``); None: the machine's own."""
-  code = ("import sys\n"
-          "from jaxattn_bench import resources\n"
-          "if sys.argv[1] != 'None':\n"
-          "  fake = lambda *_: resources.Available(int(sys.argv[1]), 'test limit')\n"
-          "  resources.host_memory = resources.available_memory = fake\n"
-          "from jaxattn_bench.cli import main\n"
-          "sys.exit(main(sys.argv[2:], prog='python -m bench'))\n")
-  return run([sys.executable, "-c", code, str(available), *map(str, args)], max_rss=max_rss,
-             timeout=timeout, cwd=cwd, env=dict(os.environ))
+  code = (
+    "import sys\n"
+    "from jaxattn_bench import resources\n"
+    "if sys.argv[1] != 'None':\n"
+    "  fake = lambda *_: resources.Available(int(sys.argv[1]), 'test limit')\n"
+    "  resources.host_memory = resources.available_memory = fake\n"
+    "from jaxattn_bench.cli import main\n"
+    "sys.exit(main(sys.argv[2:], prog='python -m bench'))\n"
+  )
+  return run(
+    [sys.executable, "-c", code, str(available), *map(str, args)],
+    max_rss=max_rss,
+    timeout=timeout,
+    cwd=cwd,
+    env=dict(os.environ),
+  )

@@ -27,18 +27,22 @@ def _schedule(d_grid, verdict, check_above=1):
   return order, states
 
 
-@pytest.mark.parametrize("threshold, probes", [
+@pytest.mark.parametrize(
+  "threshold, probes",
+  [
     (6, [1, 2, 4, 8, 11, 6]),
     (100, [1, 2, 4, 8, 16, 32, 64, 128, 181, 91]),
     (1, [1, 2]),
     (math.inf, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]),
-])
+  ],
+)
 def test_monotone_trials_are_bracketed_upward_then_scanned_down(threshold, probes):
   order, states = _schedule(GRID, lambda d: d >= threshold)
   assert order == probes == [d for d, _ in ja.schedule.adaptive_probes(GRID, threshold)]
   d_star = next((d for d in GRID if d >= threshold), math.inf)
-  assert max(order) <= max(GRID[0], 2 * GRID[np.searchsorted(GRID, d_star, "right")]
-                           if d_star < GRID[-1] else GRID[-1])  # nothing far above d*
+  assert max(order) <= max(
+    GRID[0], 2 * GRID[np.searchsorted(GRID, d_star, "right")] if d_star < GRID[-1] else GRID[-1]
+  )  # nothing far above d*
   thresholds, _ = estimators.trial_thresholds(GRID, ja.schedule.impute_verdicts(states[None]))
   assert thresholds[0] == d_star
 
@@ -56,9 +60,14 @@ def test_a_failure_above_the_top_resumes_the_bracket():
 
 
 def test_imputed_verdicts_and_their_states_round_trip():
-  states = np.array([[0, -1, 0, 1, -1],     # fails to 3, verifies from 4 on (5 imputed)
-                     [-1, -1, 0, -1, -1],   # fails at 3: every level below and above imputed
-                     [1, 1, 1, 1, 1]], np.int8)
+  states = np.array(
+    [
+      [0, -1, 0, 1, -1],  # fails to 3, verifies from 4 on (5 imputed)
+      [-1, -1, 0, -1, -1],  # fails at 3: every level below and above imputed
+      [1, 1, 1, 1, 1],
+    ],
+    np.int8,
+  )
   verdicts = ja.schedule.impute_verdicts(states)
   np.testing.assert_array_equal(verdicts, [[0, 0, 0, 1, 1], [0, 0, 0, 1, 1], [1, 1, 1, 1, 1]])
   result = ja.MinDResult.from_verdicts((1, 2, 3, 4, 5), states, delta=0.5)
@@ -75,17 +84,28 @@ def test_adaptive_search_equals_the_full_one_on_fewer_levels(method):
   evaluated verdicts equal the full ones, and fewer levels are built, none far above d*."""
   sampler = ja.patterns.Sampler("random_regular", length=48, nnz=2, a_min=0.5)
   grid = ja.geometric_grid(128, 2)
-  runs = {schedule: ja.min_d(jax.random.PRNGKey(3), sampler, grid, eps1=EPS1, eps2=EPS2,
-                             method=method, trials=3, delta=0.5,
-                             compute=ja.Compute(schedule=schedule))
-          for schedule in ("full", "adaptive")}
+  runs = {
+    schedule: ja.min_d(
+      jax.random.PRNGKey(3),
+      sampler,
+      grid,
+      eps1=EPS1,
+      eps2=EPS2,
+      method=method,
+      trials=3,
+      delta=0.5,
+      compute=ja.Compute(schedule=schedule),
+    )
+    for schedule in ("full", "adaptive")
+  }
   full, adaptive = runs["full"], runs["adaptive"]
   assert full.evaluated is None and adaptive.evaluated.sum() < adaptive.evaluated.size
   np.testing.assert_array_equal(adaptive.thresholds, full.thresholds)
   np.testing.assert_array_equal(adaptive.first_success, full.first_success)
   assert adaptive.d_min == full.d_min and adaptive.certified
-  np.testing.assert_array_equal(adaptive.verdicts[adaptive.evaluated],
-                                full.verdicts[adaptive.evaluated])
+  np.testing.assert_array_equal(
+    adaptive.verdicts[adaptive.evaluated], full.verdicts[adaptive.evaluated]
+  )
   for t, row in enumerate(adaptive.evaluated):
     built = np.asarray(grid)[row]
     assert built.max() <= 4 * full.thresholds[t], (t, built)
@@ -98,9 +118,11 @@ def test_adaptive_probes_are_built_at_their_width_and_settled_on_the_host_at_it(
   would fail."""
   lstsq = ja.construct.METHODS["lstsq"]
   if "lstsq_wide" not in ja.construct.METHODS:
+
     def lstsq_wide(key, p, d, width, eps1, eps2, **kw):
       queries, keys = lstsq(key, p, d, width, 0.5, 0.5, **kw)
       return queries * (width / 32), keys
+
     ja.construct.register_method("lstsq_wide", lstsq_wide)
   sampler = ja.patterns.Sampler("random_regular", length=32, nnz=2, a_min=0.5)
   key, grid = jax.random.PRNGKey(4), (24, 128)
@@ -116,24 +138,49 @@ def test_adaptive_probes_are_built_at_their_width_and_settled_on_the_host_at_it(
       break
   else:
     pytest.skip("no near-tie found")
-  result = ja.min_d(key, sampler, grid, eps1=eps1, eps2=eps2, method="lstsq_wide", trials=1,
-                    compute=ja.Compute(schedule="adaptive"))
+  result = ja.min_d(
+    key,
+    sampler,
+    grid,
+    eps1=eps1,
+    eps2=eps2,
+    method="lstsq_wide",
+    trials=1,
+    compute=ja.Compute(schedule="adaptive"),
+  )
   assert result.verdict_states()[0, 0] == 1 and result.levels_on_host >= 1
-  assert not host_stage.exact_level(method_keys[0], pattern, SearchSpec("lstsq_wide", grid),
-                                    level=0, eps1=eps1, eps2=eps2, rows=None)  # at width 128
+  assert not host_stage.exact_level(
+    method_keys[0],
+    pattern,
+    SearchSpec("lstsq_wide", grid),
+    level=0,
+    eps1=eps1,
+    eps2=eps2,
+    rows=None,
+  )  # at width 128
 
 
-@pytest.mark.parametrize("args, match", [
+@pytest.mark.parametrize(
+  "args, match",
+  [
     (dict(schedule="upward"), "schedule"),
     (dict(schedule="adaptive", method="jl"), "nested"),
     (dict(check_above=-1), "check_above"),
-])
+  ],
+)
 def test_bad_schedules_are_refused(args, match):
   sampler = ja.patterns.Sampler("random_regular", length=16, nnz=1)
   method = args.pop("method", "lstsq")
   with pytest.raises(ValueError, match=match):
-    ja.min_d(jax.random.PRNGKey(0), sampler, (4, 8), eps1=EPS1, eps2=EPS2, method=method,
-             compute=ja.Compute(**args))
+    ja.min_d(
+      jax.random.PRNGKey(0),
+      sampler,
+      (4, 8),
+      eps1=EPS1,
+      eps2=EPS2,
+      method=method,
+      compute=ja.Compute(**args),
+    )
 
 
 def test_the_schedule_named_by_no_one_is_the_cheaper_by_the_cost_model():
@@ -148,16 +195,24 @@ def test_the_schedule_named_by_no_one_is_the_cheaper_by_the_cost_model():
   assert choose("jl", 16384, 2, ja.geometric_grid(256, 4), 16) == "full"
   cost = ja.schedule.search_cost
   grid = ja.geometric_grid(256, 4)
-  assert cost("lstsq", 64, 2, grid, schedule="full") < cost("lstsq", 64, 2, grid,
-                                                           schedule="adaptive")
+  assert cost("lstsq", 64, 2, grid, schedule="full") < cost(
+    "lstsq", 64, 2, grid, schedule="adaptive"
+  )
   sampler = ja.patterns.Sampler("random_regular", length=32, nnz=2, a_min=0.5)
-  chosen = ja.min_d(jax.random.PRNGKey(0), sampler, (4, 8, 16), eps1=EPS1, eps2=EPS2,
-                    method="lstsq", trials=2)
+  chosen = ja.min_d(
+    jax.random.PRNGKey(0), sampler, (4, 8, 16), eps1=EPS1, eps2=EPS2, method="lstsq", trials=2
+  )
   assert chosen.evaluated is None  # full, as chosen at this size
   pattern = sampler(jax.random.PRNGKey(1))
   with pytest.raises(ValueError, match="nested"):
-    ja.verify_grid(jax.random.PRNGKey(0), pattern, (4, 8), eps1=EPS1, eps2=EPS2,
-                   compute=ja.Compute(schedule="adaptive"))
+    ja.verify_grid(
+      jax.random.PRNGKey(0),
+      pattern,
+      (4, 8),
+      eps1=EPS1,
+      eps2=EPS2,
+      compute=ja.Compute(schedule="adaptive"),
+    )
 
 
 @pytest.mark.parametrize("method", ["optimize"])  # lstsq: in min_d's test above
@@ -166,13 +221,29 @@ def test_verify_grid_adaptive_agrees_with_its_full_grid(method):
   d*, in the same return type."""
   pattern = ja.patterns.random_regular(jax.random.PRNGKey(1), length=64, nnz=2, a_min=0.5)
   grid = ja.geometric_grid(64, 2)
-  full = ja.verify_grid(jax.random.PRNGKey(0), pattern, grid, eps1=EPS1, eps2=EPS2,
-                        method=method, compute=ja.Compute(schedule="full"))
-  states = ja.verify_grid(jax.random.PRNGKey(0), pattern, grid, eps1=EPS1, eps2=EPS2,
-                          method=method, compute=ja.Compute(schedule="adaptive"))
+  full = ja.verify_grid(
+    jax.random.PRNGKey(0),
+    pattern,
+    grid,
+    eps1=EPS1,
+    eps2=EPS2,
+    method=method,
+    compute=ja.Compute(schedule="full"),
+  )
+  states = ja.verify_grid(
+    jax.random.PRNGKey(0),
+    pattern,
+    grid,
+    eps1=EPS1,
+    eps2=EPS2,
+    method=method,
+    compute=ja.Compute(schedule="adaptive"),
+  )
   assert full.dtype == bool and states.dtype == bool  # one return type whatever the schedule
-  np.testing.assert_array_equal(estimators.trial_thresholds(grid, full[None])[0],
-                                estimators.trial_thresholds(grid, states[None])[0])
+  np.testing.assert_array_equal(
+    estimators.trial_thresholds(grid, full[None])[0],
+    estimators.trial_thresholds(grid, states[None])[0],
+  )
 
 
 def test_the_schedule_lives_in_ja_schedule_and_the_old_names_warn():
@@ -203,8 +274,16 @@ def test_min_ds_default_check_above_finds_a_failure_above_the_first_success():
   try:
     sampler = ja.patterns.Sampler("random_regular", length=8, nnz=2, a_min=0.5)
     grid = ja.geometric_grid(64, 4)
-    run = lambda compute: ja.min_d(jax.random.PRNGKey(0), sampler, grid, eps1=EPS1, eps2=EPS2,
-                                   method="sometimes", trials=1, compute=compute)
+    run = lambda compute: ja.min_d(
+      jax.random.PRNGKey(0),
+      sampler,
+      grid,
+      eps1=EPS1,
+      eps2=EPS2,
+      method="sometimes",
+      trials=1,
+      compute=compute,
+    )
     full = run(ja.Compute(schedule="full"))
     assert full.thresholds[0] == 23 and full.first_success[0] == 8
     default = run(ja.Compute(schedule="adaptive"))
@@ -219,6 +298,7 @@ def test_probes_are_compiled_at_powers_of_two_only():
   least ``MIN_PROBE_WIDTH`` (or d_max), so that its programs are one per width, never one per d.
   A method that records the widths it is traced at sees only those."""
   from jaxattn._src.onehot import onehot_factors
+
   traced = set()
 
   def recorded(key, pattern, d, width, eps1, eps2, **kw):
@@ -228,13 +308,22 @@ def test_probes_are_compiled_at_powers_of_two_only():
   grid = ja.geometric_grid(80, 4)
   for d in grid:
     width = ja.schedule.probe_width(d, grid[-1])
-    assert width >= d and (width == grid[-1] or (
-        width >= ja.schedule.MIN_PROBE_WIDTH and width & (width - 1) == 0)), (d, width)
+    assert width >= d and (
+      width == grid[-1] or (width >= ja.schedule.MIN_PROBE_WIDTH and width & (width - 1) == 0)
+    ), (d, width)
   ja.construct.register_method("recorded", recorded)
   try:
     sampler = ja.patterns.Sampler("random_regular", length=40, nnz=2, a_min=0.5)
-    result = ja.min_d(jax.random.PRNGKey(0), sampler, grid, eps1=EPS1, eps2=EPS2,
-                      method="recorded", trials=2, compute=ja.Compute(schedule="adaptive"))
+    result = ja.min_d(
+      jax.random.PRNGKey(0),
+      sampler,
+      grid,
+      eps1=EPS1,
+      eps2=EPS2,
+      method="recorded",
+      trials=2,
+      compute=ja.Compute(schedule="adaptive"),
+    )
   finally:
     ja.construct.unregister_method("recorded")
   assert result.thresholds.tolist() == [45.0, 45.0]  # onehot: the first grid d ≥ L

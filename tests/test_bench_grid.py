@@ -36,16 +36,23 @@ def test_expansion_order_defaults_and_overrides():
   assert preset.name == "tiny" and preset.seed == 0
   got = [(p.length, p.nnz, p.eps1, p.trials, p.d_grid) for p in preset.points]
   fine = (8, 11, 16, 23, 32, 45, 64)
-  assert got == [(8, 1, 1.0, 4, (8, 16, 32)), (8, 1, 2.0, 4, (8, 16, 32)),
-                 (16, 1, 1.0, 4, (8, 16, 32)), (16, 1, 2.0, 4, (8, 16, 32)),
-                 (16, 1, 1.0, 2, fine), (16, 2, 1.0, 2, fine)]
+  assert got == [
+    (8, 1, 1.0, 4, (8, 16, 32)),
+    (8, 1, 2.0, 4, (8, 16, 32)),
+    (16, 1, 1.0, 4, (8, 16, 32)),
+    (16, 1, 2.0, 4, (8, 16, 32)),
+    (16, 1, 1.0, 2, fine),
+    (16, 2, 1.0, 2, fine),
+  ]
   assert all(isinstance(p.eps1, float) for p in preset.points)
 
 
 def test_repeated_points_run_once():
-  text = TINY.replace("length = 16\nnnz = [1, 2]\neps1 = 1\ntrials = 2\n"
-                      "d_grid = {start = 8, stop = 64, per_octave = 2}",
-                      "length = 8\nnnz = 1\neps1 = 1\nd_grid = [8, 16, 32]")
+  text = TINY.replace(
+    "length = 16\nnnz = [1, 2]\neps1 = 1\ntrials = 2\n"
+    "d_grid = {start = 8, stop = 64, per_octave = 2}",
+    "length = 8\nnnz = 1\neps1 = 1\nd_grid = [8, 16, 32]",
+  )
   assert len(grid.parse_preset(text, "t").points) == 4
 
 
@@ -55,7 +62,9 @@ def test_geometric_grid():
   assert ja.geometric_grid(16, 4, start=16) == (16,)
 
 
-@pytest.mark.parametrize("edit, message", [
+@pytest.mark.parametrize(
+  "edit, message",
+  [
     (("trials = 4", "trials = 4\ncolour = 1"), "unknown field(s) ['colour']"),
     (("nnz = 1\n", "nnz = 1\nfoo = 2\n"), "grid block 1: unknown field(s) ['foo']"),
     (('family = "random_regular"', 'family = "nope"'), "unknown family 'nope'"),
@@ -69,11 +78,14 @@ def test_geometric_grid():
     (("nnz = [1, 2]", "nnz = [1, 20]"), "random_regular(length=16, nnz=20)"),
     (("trials = 4", "trials = 4\n[broken"), "invalid TOML"),
     (("nnz = 1\n", 'nnz = 1\ncriterion = "mass"\n'), 'criterion "mass" needs max_outside_mass'),
-    (("nnz = 1\n", "nnz = 1\nmax_outside_mass = 0.1\n"), 'max_outside_mass (η) needs criterion'),
-    (("nnz = 1\n", 'nnz = 1\ncriterion = "mass"\nmax_outside_mass = 1.0\n'),
-     "max_outside_mass: expected a number in (0.0, 1.0)"),
+    (("nnz = 1\n", "nnz = 1\nmax_outside_mass = 0.1\n"), "max_outside_mass (η) needs criterion"),
+    (
+      ("nnz = 1\n", 'nnz = 1\ncriterion = "mass"\nmax_outside_mass = 1.0\n'),
+      "max_outside_mass: expected a number in (0.0, 1.0)",
+    ),
     (("nnz = 1\n", 'nnz = 1\ncriterion = "total"\n'), "unknown value 'total'"),
-])
+  ],
+)
 def test_bad_presets_name_the_problem(edit, message):
   text = TINY.replace(*edit, 1)
   assert text != TINY
@@ -123,10 +135,15 @@ def test_criterion_axis_keeps_ratio_points_as_stored_before_it():
   text = TINY + 'criterion = ["ratio", "mass"]\nmax_outside_mass = [0.1, 0.2]\n'
   points = grid.parse_preset(text, "t").points[-3:]
   assert [(p.nnz, p.criterion, p.max_outside_mass) for p in points] == [
-      (2, "ratio", None), (2, "mass", 0.1), (2, "mass", 0.2)]
+    (2, "ratio", None),
+    (2, "mass", 0.1),
+    (2, "mass", 0.2),
+  ]
   ratio, mass, _ = points
   assert set(ratio.params()) == set(grid.Point._fields) - set(store.CRITERION_FIELDS) - {
-      "matmul", "causal"}
+    "matmul",
+    "causal",
+  }
   assert mass.params()["criterion"] == "mass" and mass.params()["max_outside_mass"] == 0.1
   old = {k: v for k, v in ratio.params().items()}
   assert grid.Point(**{**old, "d_grid": tuple(old["d_grid"])}) == ratio
@@ -156,8 +173,9 @@ def test_cost_model_charges_optimize_its_passes():
   from jaxattn_bench import runner
 
   points = {(p.method, p.length): p for p in grid.load_preset("beyond").points}
-  ratio = (runner.point_seconds(points["optimize", 65536])
-           / runner.point_seconds(points["lstsq", 65536]))
+  ratio = runner.point_seconds(points["optimize", 65536]) / runner.point_seconds(
+    points["lstsq", 65536]
+  )
   assert 2.0 < ratio < 4.0
 
 
@@ -172,16 +190,32 @@ def test_every_plan_is_the_one_cost_model(capsys):
 
   points = grid.load_preset("practice").points
   lines = practice_command.plan(points).splitlines()
-  assert all(line.endswith(f"about {runner.point_seconds(p):.0f} s")
-             for line, p in zip(lines, points))
+  assert all(
+    line.endswith(f"about {runner.point_seconds(p):.0f} s") for line, p in zip(lines, points)
+  )
   assert f"expected about {sum(map(runner.point_seconds, points)) / 60:.0f} min" in lines[-1]
-  narrow, wide = (runner.search_seconds("lstsq", 256, n, ja.geometric_grid(128, 2), trials=6,
-                                        schedule="full") for n in (3, 33))
+  narrow, wide = (
+    runner.search_seconds("lstsq", 256, n, ja.geometric_grid(128, 2), trials=6, schedule="full")
+    for n in (3, 33)
+  )
   assert wide > narrow
   parser = argparse.ArgumentParser()
   min_d_command.add_parser(parser.add_subparsers())
-  args = parser.parse_args(["min_d", "--length", "4096", "--nnz", "2", "--method", "lstsq",
-                            "--trials", "16", "--d-max", "256"])
+  args = parser.parse_args(
+    [
+      "min_d",
+      "--length",
+      "4096",
+      "--nnz",
+      "2",
+      "--method",
+      "lstsq",
+      "--trials",
+      "16",
+      "--d-max",
+      "256",
+    ]
+  )
   min_d_command._plan(args, ja.geometric_grid(256, 2))
   seconds = runner.search_seconds("lstsq", 4096, 2, ja.geometric_grid(256, 2), trials=16)
   assert f"about {seconds:.0f} s on this project's 2-core CPU" in capsys.readouterr().err
@@ -204,17 +238,24 @@ length = [16, 32]
 def test_published_families_get_their_width_as_nnz():
   points = grid.parse_preset(PUBLISHED, "published").points
   assert [(p.family, p.length, p.nnz) for p in points] == [
-      ("longformer(window=2)", 16, 5), ("longformer(window=2)", 32, 5),
-      ("reformer_lsh(chunk=4,buckets=4)", 16, 7), ("reformer_lsh(chunk=4,buckets=4)", 32, 7)]
+    ("longformer(window=2)", 16, 5),
+    ("longformer(window=2)", 32, 5),
+    ("reformer_lsh(chunk=4,buckets=4)", 16, 7),
+    ("reformer_lsh(chunk=4,buckets=4)", 32, 7),
+  ]
   pattern = points[-1].sampler()(jax.random.PRNGKey(0))
   assert pattern.nnz == 7 and pattern.length == 32
 
 
-@pytest.mark.parametrize("edit, message", [
+@pytest.mark.parametrize(
+  "edit, message",
+  [
     (("length = [16, 32]", "length = [16, 32]\nnnz = 3"), "has nnz=5, got nnz=3"),
     (('"longformer(window=2)"', '"random_regular"'), "missing nnz (family random_regular)"),
     (("length = [16, 32]", "length = [18]"), "multiple of chunk=4"),
-    (('"longformer(window=2)"', '"longformer(span=2)"'), "no field 'span'")])
+    (('"longformer(window=2)"', '"longformer(span=2)"'), "no field 'span'"),
+  ],
+)
 def test_published_family_errors(edit, message):
   with pytest.raises(CommandError, match=message.replace("(", r"\(").replace(")", r"\)")):
     grid.parse_preset(PUBLISHED.replace(*edit), "published")
@@ -226,18 +267,38 @@ def test_the_cost_fit_recovers_the_constants_of_timings_it_made():
   from jaxattn_bench import cost_fit
   from jaxattn_bench.store import Record
 
-  points = [(m, length, nnz, ja.geometric_grid(top, 2), trials)
-            for m, top in (("jl", 512), ("lstsq", 256), ("optimize", 64))
-            for length, nnz, trials in ((64, 2, 4), (512, 9, 6), (4096, 3, 8), (1024, 33, 2))]
+  points = [
+    (m, length, nnz, ja.geometric_grid(top, 2), trials)
+    for m, top in (("jl", 512), ("lstsq", 256), ("optimize", 64))
+    for length, nnz, trials in ((64, 2, 4), (512, 9, 6), (4096, 3, 8), (1024, 33, 2))
+  ]
   records = []
   for method, length, nnz, d_grid, trials in points:
-    record = Record({"method": method, "length": length, "nnz": nnz}, 0, None, None, 0.0,
-                    np.array(d_grid), np.zeros(len(d_grid)), trials, *([np.zeros(3)] * 3), {})
+    record = Record(
+      {"method": method, "length": length, "nnz": nnz},
+      0,
+      None,
+      None,
+      0.0,
+      np.array(d_grid),
+      np.zeros(len(d_grid)),
+      trials,
+      *([np.zeros(3)] * 3),
+      {},
+    )
     terms = cost_fit.point_terms(record)
     support = {"lstsq": 3e3, "optimize": 5e2}.get(method, 0.0)
     wall = (terms.keys + support * terms.support + 2e11 * terms.compiles) / 1e11
     records.append(record._replace(wall_s=wall))
   result = cost_fit.fit(records)
-  np.testing.assert_allclose([result.rate, result.compile_cost, result.support_cost["lstsq"],
-                              result.support_cost["optimize"]], [1e11, 2e11, 3e3, 5e2], rtol=1e-6)
+  np.testing.assert_allclose(
+    [
+      result.rate,
+      result.compile_cost,
+      result.support_cost["lstsq"],
+      result.support_cost["optimize"],
+    ],
+    [1e11, 2e11, 3e3, 5e2],
+    rtol=1e-6,
+  )
   np.testing.assert_allclose(result.modelled, result.measured, rtol=1e-6)

@@ -33,8 +33,9 @@ d_grid = [4, 8, 16, 32, 64, 128]
 
 
 def bench(*args, **kwargs):
-  return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True,
-                        text=True, **kwargs)
+  return subprocess.run(
+    [sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True, **kwargs
+  )
 
 
 def stored(path) -> int:
@@ -47,8 +48,10 @@ def stored(path) -> int:
 
 def table(path):
   with ResultsStore(path, create=False) as store:
-    return sorted((str(sorted(r.params.items())), r.seed, r.d_min, r.jl_dim, r.successes.tolist(),
-                   r.d.tolist()) for r in store.records())
+    return sorted(
+      (str(sorted(r.params.items())), r.seed, r.d_min, r.jl_dim, r.successes.tolist(), r.d.tolist())
+      for r in store.records()
+    )
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
@@ -57,12 +60,19 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
   common = ["run", "--preset", str(preset), "--seed", "3", "--no-figures"]
   # The uninterrupted reference runs at the same time as the run to be killed.
   whole_err = (tmp_path / "whole.err").open("w")
-  whole = subprocess.Popen([sys.executable, "-m", "bench", *common, "--results",
-                            str(tmp_path / "whole.sqlite")], cwd=ROOT, stdout=subprocess.DEVNULL,
-                           stderr=whole_err)
+  whole = subprocess.Popen(
+    [sys.executable, "-m", "bench", *common, "--results", str(tmp_path / "whole.sqlite")],
+    cwd=ROOT,
+    stdout=subprocess.DEVNULL,
+    stderr=whole_err,
+  )
   resumed = tmp_path / "resumed.sqlite"
-  process = subprocess.Popen([sys.executable, "-m", "bench", *common, "--results", str(resumed)],
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  process = subprocess.Popen(
+    [sys.executable, "-m", "bench", *common, "--results", str(resumed)],
+    cwd=ROOT,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   deadline = time.monotonic() + 240
   while stored(resumed) == 0 and time.monotonic() < deadline:
     time.sleep(0.05)
@@ -70,8 +80,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
   process.wait()
   done = stored(resumed)
   assert 0 < done < 6, f"kill landed with {done} of 6 points stored: cannot test resuming"
-  assert bench_main(["run", "--preset", str(preset), "--seed", "3", "--plan",
-                     "--results", str(resumed)]) == 0
+  assert (
+    bench_main(["run", "--preset", str(preset), "--seed", "3", "--plan", "--results", str(resumed)])
+    == 0
+  )
   plan = capsys.readouterr().out
   assert plan.count("  pending\n") == 6 - done and plan.count(" s\n") == done
   assert f"progress: {done} of 6 points stored in {resumed} for seed 3" in plan
@@ -84,8 +96,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
   assert f"6 points, {done} stored" in rerun and f"{6 - done} to run" in rerun
   assert table(resumed) == table(tmp_path / "whole.sqlite")
 
-  assert bench_main([*common, "--results", str(resumed), "--export-csv",
-                     str(tmp_path / "r.csv")]) == 0
+  assert (
+    bench_main([*common, "--results", str(resumed), "--export-csv", str(tmp_path / "r.csv")]) == 0
+  )
   again = capsys.readouterr().out
   assert "6 stored" in again and "0 to run" in again
   assert again.count("stored\n") == 6  # the summary table marks every point stored
@@ -96,19 +109,23 @@ def test_figures_written_at_the_end(tmp_path):
   preset = tmp_path / "tiny.toml"
   preset.write_text(TINY.replace("length = [8, 12]", "length = [8]"))
   out = tmp_path / "figs"
-  code = bench_main(["run", "--preset", str(preset), "--results", str(tmp_path / "r.sqlite"),
-                     "--figures", str(out)])
+  code = bench_main(
+    ["run", "--preset", str(preset), "--results", str(tmp_path / "r.sqlite"), "--figures", str(out)]
+  )
   assert code == 0
   assert (out / "c_d_vs_eps1.png").is_file() and (out / "d_success_rate.pdf").is_file()
   assert (out / "fit.json").is_file()
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["--preset", "nope"], "error: unknown preset 'nope'"),
     (["--preset", "{bad}"], "error: preset bad: unknown field(s) ['colour']"),
     (["--preset", "quick", "--seed", "-1"], "error: --seed must be >= 0"),
     (["--preset", "quick", "--results", "{junk}"], "is not a results file"),
-])
+  ],
+)
 def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
   (tmp_path / "bad.toml").write_text(TINY.replace("nnz = 1\n", "nnz = 1\ncolour = 'red'\n"))
   (tmp_path / "junk.sqlite").write_text("not a database" * 100)
@@ -132,8 +149,9 @@ def test_cli_error_in_a_real_process_has_no_traceback(tmp_path):
 def test_plan_lists_points_without_running(tmp_path):
   preset = tmp_path / "tiny.toml"
   preset.write_text(TINY)
-  result = bench("run", "--preset", str(preset), "--plan", "--results", str(tmp_path / "r.sqlite"),
-                 timeout=120)
+  result = bench(
+    "run", "--preset", str(preset), "--plan", "--results", str(tmp_path / "r.sqlite"), timeout=120
+  )
   assert result.returncode == 0 and "6 points" in result.stdout
   assert not (tmp_path / "r.sqlite").exists()
 
@@ -146,8 +164,9 @@ def test_a_preset_that_cannot_fit_is_refused_before_any_work(tmp_path, plan):
   preset = tmp_path / "huge.toml"
   preset.write_text(TINY.replace("d_grid = [4, 8, 16, 32, 64, 128]", "d_grid = [1000000000]"))
   results = tmp_path / "huge.sqlite"
-  result = guarded.bench("run", "--preset", preset, "--results", results,
-                         *(["--plan"] if plan else []), cwd=ROOT)
+  result = guarded.bench(
+    "run", "--preset", preset, "--results", results, *(["--plan"] if plan else []), cwd=ROOT
+  )
   err, out = result.stderr, result.stdout
   if plan:
     assert result.returncode == 0 and "d_max=1000000000" in out, out + err

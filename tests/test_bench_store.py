@@ -14,18 +14,41 @@ import pytest
 
 import jaxattn as ja
 from jaxattn_bench.errors import CommandError
-from jaxattn_bench.store import (RUN_FIELDS, ResultsStore, canonical, check_output, export_csv,
-                                 record_key)
+from jaxattn_bench.store import (
+  RUN_FIELDS,
+  ResultsStore,
+  canonical,
+  check_output,
+  export_csv,
+  record_key,
+)
 
-PARAMS = {"family": "random_regular", "method": "jl", "length": 64, "nnz": 1, "a_min": 0.2,
-          "eps1": 0.5, "eps2": 0.5, "d_grid": [8, 16, 32], "trials": 4, "delta": 0.25}
+PARAMS = {
+  "family": "random_regular",
+  "method": "jl",
+  "length": 64,
+  "nnz": 1,
+  "a_min": 0.2,
+  "eps1": 0.5,
+  "eps2": 0.5,
+  "d_grid": [8, 16, 32],
+  "trials": 4,
+  "delta": 0.25,
+}
 
 
 def result(successes, d_min, d_grid=(8, 16, 32), trials=4):
   successes = np.asarray(successes)
   low, high = ja.stats.clopper_pearson(successes, trials)
-  return ja.MinDResult(d_min=d_min, d_grid=np.asarray(d_grid), successes=successes,
-                       trials=trials, success_rate=successes / trials, ci_low=low, ci_high=high)
+  return ja.MinDResult(
+    d_min=d_min,
+    d_grid=np.asarray(d_grid),
+    successes=successes,
+    trials=trials,
+    success_rate=successes / trials,
+    ci_low=low,
+    ci_high=high,
+  )
 
 
 def test_round_trip(tmp_path):
@@ -133,12 +156,15 @@ def test_a_claimed_point_is_left_to_its_claimant(tmp_path):
     assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
 
 
-@pytest.mark.parametrize("fields, taken", [
-    (dict(pid="dead"), True),                                # its process was killed
+@pytest.mark.parametrize(
+  "fields, taken",
+  [
+    (dict(pid="dead"), True),  # its process was killed
     (dict(host="elsewhere", pid=1, expires_at=-1.0), True),  # lease ran out
-    (dict(host="elsewhere", pid=1), False),                  # live elsewhere, lease running
+    (dict(host="elsewhere", pid=1), False),  # live elsewhere, lease running
     (dict(host=socket.gethostname(), pid=os.getpid()), False),
-])
+  ],
+)
 def test_a_lapsed_claim_is_taken_over(tmp_path, fields, taken):
   """A claim whose process is gone (same host) or whose lease expired is taken over; a live
   one is not. Guards against points lost to a killed run, and against stealing live claims."""

@@ -45,8 +45,10 @@ def test_succeeds_at_documented_d_with_float64_reference(method, seed):
   np.testing.assert_allclose(float(rep.max_abs_logit), ref["max_abs_logit"], rtol=1e-4)
 
 
-@pytest.mark.parametrize("method, d", [("lstsq", 1), ("lstsq", 8), ("optimize", 1),
-                                       ("moment_curve", 1), ("moment_curve", 3)])
+@pytest.mark.parametrize(
+  "method, d",
+  [("lstsq", 1), ("lstsq", 8), ("optimize", 1), ("moment_curve", 1), ("moment_curve", 3)],
+)
 def test_fails_gracefully_below_its_d(method, d):
   p = _pattern(64, 2)
   sol = _constructor(method)(KEY, p, d, eps1=EPS1, eps2=EPS2)
@@ -60,8 +62,9 @@ def test_fails_gracefully_below_its_d(method, d):
 def test_moment_curve_fails_gracefully_where_float32_runs_out():
   """N = 2 at L = 256 needs logits ~1e8: float32 fails (no NaN), float64 verifies."""
   p = _pattern(256, 2)
-  rep = ja.verify(ja.construct.moment_curve(KEY, p, 4, eps1=EPS1, eps2=EPS2), p, eps1=EPS1,
-                  eps2=EPS2)
+  rep = ja.verify(
+    ja.construct.moment_curve(KEY, p, 4, eps1=EPS1, eps2=EPS2), p, eps1=EPS1, eps2=EPS2
+  )
   assert not bool(rep.ok) and float(rep.max_abs_logit) > 1e7
   assert not np.isnan(float(rep.ratio_error)) and not np.isnan(float(rep.leak))
   with jax.enable_x64(True):
@@ -71,8 +74,11 @@ def test_moment_curve_fails_gracefully_where_float32_runs_out():
     assert bool(ja.verify(sol, p64, eps1=EPS1, eps2=EPS2).ok)
 
 
-@pytest.mark.parametrize("method, params", [(m, "identity") for m in ("jl",) + METHODS]
-                         + [(m, "random") for m in ("jl", "lstsq", "moment_curve")])
+@pytest.mark.parametrize(
+  "method, params",
+  [(m, "identity") for m in ("jl",) + METHODS]
+  + [(m, "random") for m in ("jl", "lstsq", "moment_curve")],
+)
 def test_parameters_fixed_across_patterns_and_keys(method, params):
   build = functools.partial(_constructor(method), d=8, eps1=EPS1, eps2=EPS2, params=params)
   a = build(KEY, _pattern(16, 2))
@@ -154,7 +160,6 @@ def test_moment_curve_depth_is_the_minimum_over_all_outside_points():
 
 
 class TestOptimizeLoop(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_steps_zero_when_start_passes_and_positive_otherwise(self):
     p = _pattern(64, 2)
@@ -183,10 +188,12 @@ class TestOptimizeLoop(chex.TestCase):
     margin = np.log1p(EPS1)
     for mined in (None, mining.mine(queries, keys, p, 4)):
       ratio, zeros = optimize.excess(queries, keys, p, EPS1, EPS2, slack, mined)
-      np.testing.assert_allclose(np.max(ratio), dense.spread.max() - (1 - slack) * margin,
-                                 rtol=1e-4, atol=1e-4)
-      np.testing.assert_allclose(np.max(zeros), dense.gap.max() - np.log(EPS2) + slack * margin,
-                                 rtol=1e-4, atol=1e-4)
+      np.testing.assert_allclose(
+        np.max(ratio), dense.spread.max() - (1 - slack) * margin, rtol=1e-4, atol=1e-4
+      )
+      np.testing.assert_allclose(
+        np.max(zeros), dense.gap.max() - np.log(EPS2) + slack * margin, rtol=1e-4, atol=1e-4
+      )
 
   @parameterized.parameters((64, 16), (32, 16), (32, 4))
   def test_mine_finds_the_dense_top_k(self, block_size, merge_blocks):
@@ -200,14 +207,18 @@ class TestOptimizeLoop(chex.TestCase):
     """
     p = ja.patterns.random_regular(KEY, length=300, nnz=3, a_min=0.2)
     queries, keys = (jax.random.normal(k, (300, 5)) for k in jax.random.split(KEY))
-    mined = jax.jit(functools.partial(mining.mine, count=4, block_size=block_size,
-                                      row_block=64, merge_blocks=merge_blocks))(queries, keys, p)
+    mined = jax.jit(
+      functools.partial(
+        mining.mine, count=4, block_size=block_size, row_block=64, merge_blocks=merge_blocks
+      )
+    )(queries, keys, p)
     logits = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T
     dense = p.to_dense() > 0
     top = np.sort(np.where(dense, -np.inf, logits), axis=1)[:, ::-1][:, :4]
     found = np.take_along_axis(logits, np.asarray(mined.negatives), axis=1)
-    assert bool(np.all(mined.valid)) and not np.any(np.take_along_axis(dense, np.asarray(
-        mined.negatives), axis=1))
+    assert bool(np.all(mined.valid)) and not np.any(
+      np.take_along_axis(dense, np.asarray(mined.negatives), axis=1)
+    )
     np.testing.assert_allclose(found, top, rtol=1e-5, atol=1e-5)
     sol = construct.solution_from_factors(queries, keys)
     ref = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), eps1=EPS1, eps2=EPS2)
@@ -218,11 +229,13 @@ class TestOptimizeLoop(chex.TestCase):
     """Under 64-bit JAX ``mine`` keeps its int32 chunk ids (a search in float64 runs it inside
     ``lax.scan``, whose carry must keep its dtype) and finds the top 3 of a NumPy sort."""
     p = _pattern(96, 2)
-    queries, keys = (np.asarray(jax.random.normal(k, (96, 4)), np.float64)
-                     for k in jax.random.split(KEY))
+    queries, keys = (
+      np.asarray(jax.random.normal(k, (96, 4)), np.float64) for k in jax.random.split(KEY)
+    )
     with jax.enable_x64(True):
-      mined = mining.mine(jnp.asarray(queries), jnp.asarray(keys),
-                            base.cast_pattern(p, jnp.float64), 3, block_size=32)
+      mined = mining.mine(
+        jnp.asarray(queries), jnp.asarray(keys), base.cast_pattern(p, jnp.float64), 3, block_size=32
+      )
     assert mined.gap.dtype == jnp.float64
     logits = np.where(p.to_dense() > 0, -np.inf, queries @ keys.T)
     np.testing.assert_array_equal(mined.negatives, np.argsort(-logits, axis=1)[:, :3])
@@ -236,13 +249,19 @@ class TestOptimizeLoop(chex.TestCase):
     grid = jnp.asarray([2, 3, 4, 6])
     verdicts = {}
     for negatives in (4, None):
-      run = jax.jit(jax.vmap(lambda d, negatives=negatives: optimize.optimize_run(
-          KEY, p, d, 6, EPS1, EPS2, training=optimize.Training(negatives=negatives))))
+      run = jax.jit(
+        jax.vmap(
+          lambda d, negatives=negatives: optimize.optimize_run(
+            KEY, p, d, 6, EPS1, EPS2, training=optimize.Training(negatives=negatives)
+          )
+        )
+      )
       result = run(grid)
       for d, q, k, passed in zip(grid, result.queries, result.keys, result.passed):
         sol = construct.solution_from_factors(q, k)
-        assert ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, p.to_dense(), eps1=EPS1,
-                                        eps2=EPS2).ok == bool(passed), (negatives, d)
+        assert ja.reference.dense_check(
+          sol.X, sol.w_q, sol.w_k, p.to_dense(), eps1=EPS1, eps2=EPS2
+        ).ok == bool(passed), (negatives, d)
       verdicts[negatives] = np.asarray(result.passed).tolist()
     assert verdicts[4] == verdicts[None] and True in verdicts[4] and False in verdicts[4]
 
@@ -261,8 +280,9 @@ class TestOptimizeLoop(chex.TestCase):
 
   def test_queries_only_keeps_keys(self):
     p = _pattern(16, 2)
-    result = optimize.optimize_run(KEY, p, 16, 16, EPS1, EPS2,
-                                   training=optimize.Training(train_keys=False, max_steps=5))
+    result = optimize.optimize_run(
+      KEY, p, 16, 16, EPS1, EPS2, training=optimize.Training(train_keys=False, max_steps=5)
+    )
     _, keys = construct.METHODS["lstsq"](KEY, p, 16, 16, EPS1, EPS2)
     np.testing.assert_array_equal(result.keys, keys)
 
@@ -271,12 +291,16 @@ def test_resource_plan_mirrors_optimize():
   """The memory plan's bounds of optimize (negatives, chunk) are optimize's own: guards a
   change of optimize that leaves ``bench resources`` planning for the old loop."""
   from jaxattn_bench import resources
-  assert (resources.OPTIMIZE_NEGATIVES, resources.OPTIMIZE_CHUNK) == (optimize.NEGATIVES,
-                                                                      mining.CHUNK)
+
+  assert (resources.OPTIMIZE_NEGATIVES, resources.OPTIMIZE_CHUNK) == (
+    optimize.NEGATIVES,
+    mining.CHUNK,
+  )
 
 
-@pytest.mark.parametrize("method, grid", [("lstsq", (4, 48)), ("moment_curve", (2, 4)),
-                                          ("optimize", (1, 8))])
+@pytest.mark.parametrize(
+  "method, grid", [("lstsq", (4, 48)), ("moment_curve", (2, 4)), ("optimize", (1, 8))]
+)
 def test_min_d_runs_every_method(method, grid):
   sampler = ja.patterns.Sampler("random_regular", length=16, nnz=2, a_min=0.2)
   result = ja.min_d(KEY, sampler, grid, eps1=EPS1, eps2=EPS2, method=method, trials=2, delta=0.0)
@@ -289,22 +313,33 @@ def test_dtype_axis():
   assert sol.X.dtype == jnp.bfloat16
   rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2)
   assert rep.leak.dtype == jnp.bfloat16
-  rounded = ja.verify(ja.construct.lstsq(KEY, p, 32, eps1=EPS1, eps2=EPS2), p, eps1=EPS1,
-                      eps2=EPS2, dtype="bfloat16")
+  rounded = ja.verify(
+    ja.construct.lstsq(KEY, p, 32, eps1=EPS1, eps2=EPS2), p, eps1=EPS1, eps2=EPS2, dtype="bfloat16"
+  )
   assert rounded.leak.dtype == jnp.bfloat16
   sampler = ja.patterns.Sampler("random_regular", length=16, nnz=1, a_min=0.2)
-  result = ja.min_d(KEY, sampler, (2, 64), eps1=EPS1, eps2=EPS2, method="moment_curve", trials=2,
-                    dtype="bfloat16")
+  result = ja.min_d(
+    KEY, sampler, (2, 64), eps1=EPS1, eps2=EPS2, method="moment_curve", trials=2, dtype="bfloat16"
+  )
   assert result.successes[0] == 2
 
 
-@pytest.mark.parametrize("call", [
+@pytest.mark.parametrize(
+  "call",
+  [
     lambda: ja.construct.lstsq(KEY, _pattern(16, 1), 4, eps1=EPS1, eps2=EPS2, dtype="float64"),
-    lambda: ja.verify(ja.construct.jl(KEY, _pattern(16, 1), 4, eps1=EPS1, eps2=EPS2), _pattern(16,
-                                                                                               1),
-                      eps1=EPS1, eps2=EPS2, dtype=jnp.float64),
-    lambda: ja.min_d(KEY, ja.patterns.Sampler("random_regular", 16, 1), (4,), eps1=EPS1,
-                     eps2=EPS2, dtype="float64")])
+    lambda: ja.verify(
+      ja.construct.jl(KEY, _pattern(16, 1), 4, eps1=EPS1, eps2=EPS2),
+      _pattern(16, 1),
+      eps1=EPS1,
+      eps2=EPS2,
+      dtype=jnp.float64,
+    ),
+    lambda: ja.min_d(
+      KEY, ja.patterns.Sampler("random_regular", 16, 1), (4,), eps1=EPS1, eps2=EPS2, dtype="float64"
+    ),
+  ],
+)
 def test_float64_without_x64_is_a_clear_error(call):
   with pytest.raises(ValueError, match="jax_enable_x64"):
     call()
@@ -319,6 +354,7 @@ def test_bad_dtype_and_params():
 
 def test_beyond_preset_and_dtype_axis():
   from jaxattn_bench import grid
+
   points = grid.load_preset("beyond").points
   assert {p.method for p in points} == set(DOCUMENTED) | {"jl"}
   assert {p.dtype for p in points} == {"bfloat16", "float32", "float64"}
@@ -327,6 +363,9 @@ def test_beyond_preset_and_dtype_axis():
   wider = point._replace(dtype="float64")
   assert grid.point_key(0, point).tolist() == grid.point_key(0, wider).tolist()
   with pytest.raises(Exception, match="dtype"):
-    grid.parse_preset('method = "jl"\n[[grid]]\nfamily = "banded"\nlength = 8\nnnz = 1\n'
-                      'a_min = 0.5\neps1 = 0.5\neps2 = 0.5\ndtype = "float16"\nd_grid = [2]\n'
-                      'trials = 1\ndelta = 0.0', "bad")
+    grid.parse_preset(
+      'method = "jl"\n[[grid]]\nfamily = "banded"\nlength = 8\nnnz = 1\n'
+      'a_min = 0.5\neps1 = 0.5\neps2 = 0.5\ndtype = "float16"\nd_grid = [2]\n'
+      "trials = 1\ndelta = 0.0",
+      "bad",
+    )

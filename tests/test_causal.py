@@ -42,8 +42,9 @@ def test_a_non_causal_pattern_is_refused_naming_its_row_and_column():
   sampler = ja.patterns.Sampler("random_regular", length=16, nnz=2, a_min=0.5)
   with pytest.raises(ValueError, match=r"causal=True, trial 0: .*row \d+ has a nonzero at column"):
     ja.min_d(jax.random.PRNGKey(0), sampler, (4, 8), eps1=EPS1, eps2=EPS2, trials=2, causal=True)
-  assert bool(ja.verify(sol, pattern, eps1=EPS1,
-                        eps2=EPS2).row_ok.shape == (5,))  # bidirectional: fine
+  assert bool(
+    ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2).row_ok.shape == (5,)
+  )  # bidirectional: fine
 
 
 def _future_key_case():
@@ -65,19 +66,27 @@ def test_a_future_key_is_masked_by_a_causal_layer():
   assert float(both[0].gap[0]) == 45.0 and float(both[1].gap[0]) == -np.inf
   for causal, report in zip((False, True), both):
     assert bool(report.certified)
-    np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(
-        queries, keys, a, EPS1, EPS2, causal=causal))
-    dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, eps1=EPS1, eps2=EPS2,
-                                     causal=causal)
-    np.testing.assert_array_equal(report.row_ok, oracle.float_row_ok(
-        dense, queries, keys, a, EPS1, EPS2))
+    np.testing.assert_array_equal(
+      report.row_ok, oracle.exact_row_ok(queries, keys, a, EPS1, EPS2, causal=causal)
+    )
+    dense = ja.reference.dense_check(
+      sol.X, sol.w_q, sol.w_k, a, eps1=EPS1, eps2=EPS2, causal=causal
+    )
+    np.testing.assert_array_equal(
+      report.row_ok, oracle.float_row_ok(dense, queries, keys, a, EPS1, EPS2)
+    )
 
 
-@pytest.mark.parametrize("method, d, family", [
-    ("jl", 96, "random_causal"), ("lstsq", 12, "longformer(window=2,causal=true)"),
+@pytest.mark.parametrize(
+  "method, d, family",
+  [
+    ("jl", 96, "random_causal"),
+    ("lstsq", 12, "longformer(window=2,causal=true)"),
     ("moment_curve", 24, "sparse_transformer_strided"),
     ("onehot", 30, "reformer_lsh(chunk=6,buckets=4,causal=true)"),
-    ("lstsq", 16, "sparse_transformer_fixed(block=8,summary=2)")])
+    ("lstsq", 16, "sparse_transformer_fixed(block=8,summary=2)"),
+  ],
+)
 def test_causal_verdicts_equal_the_exact_oracle(method, d, family):
   """Every family's causal variant, each construction once; ε at relative distances 1e-7 and
   1e-9 of a row's causal float64 figures, several key and row blocks (padding in both): causal
@@ -96,12 +105,21 @@ def test_causal_verdicts_equal_the_exact_oracle(method, d, family):
     eps2 = min(leak_at * (1 + rel), 0.999)
     rows_ok = {}
     for causal in (False, True):
-      report = ja.verify(sol, pattern, eps1=eps1, eps2=eps2, causal=causal,
-                         compute=ja.Compute(block_size=8, row_block=8))
+      report = ja.verify(
+        sol,
+        pattern,
+        eps1=eps1,
+        eps2=eps2,
+        causal=causal,
+        compute=ja.Compute(block_size=8, row_block=8),
+      )
       assert bool(report.certified)
       rows_ok[causal] = np.asarray(report.row_ok)
-      np.testing.assert_array_equal(rows_ok[causal], oracle.exact_row_ok(
-          queries, keys, a, eps1, eps2, causal=causal), err_msg=f"{rel} {causal}")
+      np.testing.assert_array_equal(
+        rows_ok[causal],
+        oracle.exact_row_ok(queries, keys, a, eps1, eps2, causal=causal),
+        err_msg=f"{rel} {causal}",
+      )
     assert np.all(rows_ok[True] >= rows_ok[False])
 
 
@@ -115,30 +133,46 @@ def test_a_dense_row_in_a_causal_layer_spans_its_prefix():
   assert bool(pattern.dense[3])
   queries = 4 * np.eye(length, length + 1, dtype=np.float32)
   queries[3] = np.eye(1, length + 1, length, dtype=np.float32)[0]
-  keys = np.concatenate([np.eye(length, dtype=np.float32),
-                         np.array([[0, 0, 0, 0, 30, -30, 0, 0]], np.float32).T], axis=1)
+  keys = np.concatenate(
+    [np.eye(length, dtype=np.float32), np.array([[0, 0, 0, 0, 30, -30, 0, 0]], np.float32).T],
+    axis=1,
+  )
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
   causal = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, causal=True)
   bidirectional = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2)
   assert float(causal.spread[3]) == 0 and float(bidirectional.spread[3]) == 60
   assert bool(causal.ok) and not bool(bidirectional.row_ok[3])
-  np.testing.assert_array_equal(causal.row_ok, oracle.exact_row_ok(
-      queries, keys, np.tril(np.asarray(pattern.to_dense())), EPS1, EPS2, causal=True))
+  np.testing.assert_array_equal(
+    causal.row_ok,
+    oracle.exact_row_ok(
+      queries, keys, np.tril(np.asarray(pattern.to_dense())), EPS1, EPS2, causal=True
+    ),
+  )
 
 
 def test_the_causal_outside_mass_is_that_of_the_visible_keys():
   pattern = _causal_pattern(24, 2)
   a = np.asarray(pattern.to_dense())
   sol = ja.construct.jl(jax.random.PRNGKey(3), pattern, 64, eps1=EPS1, eps2=EPS2)
-  report = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.9, causal=True,
-                     compute=ja.Compute(block_size=8))
-  dense = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, eps1=EPS1, eps2=EPS2,
-                                   max_outside_mass=0.9, causal=True)
+  report = ja.verify(
+    sol,
+    pattern,
+    eps1=EPS1,
+    eps2=EPS2,
+    max_outside_mass=0.9,
+    causal=True,
+    compute=ja.Compute(block_size=8),
+  )
+  dense = ja.reference.dense_check(
+    sol.X, sol.w_q, sol.w_k, a, eps1=EPS1, eps2=EPS2, max_outside_mass=0.9, causal=True
+  )
   np.testing.assert_allclose(float(report.outside_mass_max), dense.outside_mass_max, rtol=1e-4)
-  np.testing.assert_allclose(float(report.outside_mass_mean), np.mean(dense.outside_mass),
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+    float(report.outside_mass_mean), np.mean(dense.outside_mass), rtol=1e-4
+  )
   assert float(report.outside_mass_max) < float(
-      ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.9).outside_mass_max)
+    ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.9).outside_mass_max
+  )
 
 
 def test_row_stats_of_listed_rows_use_their_own_index():
@@ -148,8 +182,9 @@ def test_row_stats_of_listed_rows_use_their_own_index():
   ones = jnp.ones((1,), jnp.float32)
   full = ja.row_stats(sol.queries(), sol.keys(), pattern, (16,), ones, causal=True, block_size=8)
   rows = jnp.array([23, 5, 17, 0])
-  part = ja.row_stats(sol.queries(), sol.keys(), pattern, (16,), ones, causal=True, block_size=8,
-                      rows=rows)
+  part = ja.row_stats(
+    sol.queries(), sol.keys(), pattern, (16,), ones, causal=True, block_size=8, rows=rows
+  )
   np.testing.assert_array_equal(part.gap, full.gap[:, rows])
   np.testing.assert_array_equal(part.spread, full.spread[:, rows])
 
@@ -160,15 +195,23 @@ def test_a_causal_pass_skips_the_key_tiles_above_the_diagonal(length, rows, bloc
   blocks up to its last row, min(n, ⌊(min(L, (r+1)R) − 1)/B⌋ + 1) of n = ⌈L/B⌉; a
   bidirectional pass runs them all. (With the CPU tiles, 1024 × 512, at L = 16384: 272 of 512.)"""
   from jaxattn._src.stream import _stream
+
   pattern = _causal_pattern(length, 2)
   sol = ja.construct.jl(jax.random.PRNGKey(0), pattern, 8, eps1=EPS1, eps2=EPS2)
   ones = jnp.ones((1,), jnp.float32)
-  counts = [int(_stream(sol.queries(), sol.keys(), pattern, (8,), ones, block, rows, False, None,
-                        None, index)[1]) for index in (None, jnp.arange(length))]
+  counts = [
+    int(
+      _stream(
+        sol.queries(), sol.keys(), pattern, (8,), ones, block, rows, False, None, None, index
+      )[1]
+    )
+    for index in (None, jnp.arange(length))
+  ]
   n_blocks, n_row_blocks = -(-length // block), -(-length // rows)
   assert counts[0] == n_row_blocks * n_blocks
-  assert counts[1] == sum(min(n_blocks, (min(length, (r + 1) * rows) - 1) // block + 1)
-                          for r in range(n_row_blocks))
+  assert counts[1] == sum(
+    min(n_blocks, (min(length, (r + 1) * rows) - 1) // block + 1) for r in range(n_row_blocks)
+  )
   assert sum((min(16384, (r + 1) * 1024) - 1) // 512 + 1 for r in range(16)) == 272
 
 
@@ -182,26 +225,35 @@ def test_the_key_block_on_the_diagonal_is_never_skipped(rows, block):
   keys = np.eye(length, dtype=np.float32) + 2 * np.eye(length, k=1, dtype=np.float32)
   a = np.eye(length, dtype=np.float32)
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
-  report = ja.verify(sol, ja.SparsePattern.from_dense(a), eps1=EPS1, eps2=EPS2, causal=True,
-                     compute=ja.Compute(block_size=block, row_block=rows))
+  report = ja.verify(
+    sol,
+    ja.SparsePattern.from_dense(a),
+    eps1=EPS1,
+    eps2=EPS2,
+    causal=True,
+    compute=ja.Compute(block_size=block, row_block=rows),
+  )
   np.testing.assert_array_equal(report.row_ok, [True] + [False] * (length - 1))
-  np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, a, EPS1, EPS2,
-                                                                   causal=True))
+  np.testing.assert_array_equal(
+    report.row_ok, oracle.exact_row_ok(queries, keys, a, EPS1, EPS2, causal=True)
+  )
 
 
 def test_optimize_mines_only_the_keys_a_causal_row_sees():
   """``mine(causal=True)``: each row's negatives are the K largest ℓ_ij over j ≤ i, j ∉ S_i (the
   dense float64 ranking), and its gap is the causal pass's."""
   from jaxattn._src.mining import mine
+
   length, count = 40, 5
   pattern = _causal_pattern(length, 2)
-  queries, keys = ja.construct.METHODS["lstsq"](jax.random.PRNGKey(0), pattern, 8, 8, EPS1, EPS2,
-                                                dtype=jnp.float32)
+  queries, keys = ja.construct.METHODS["lstsq"](
+    jax.random.PRNGKey(0), pattern, 8, 8, EPS1, EPS2, dtype=jnp.float32
+  )
   mined = mine(queries, keys, pattern, count, block_size=32, row_block=16, causal=True)
   logits = np.asarray(queries, np.float64) @ np.asarray(keys, np.float64).T
   a = np.asarray(pattern.to_dense()) > 0
   for i in range(length):
-    visible = np.flatnonzero(~a[i, :i + 1])
+    visible = np.flatnonzero(~a[i, : i + 1])
     want = visible[np.argsort(-logits[i, visible])][:count]
     got = np.asarray(mined.negatives[i])[np.asarray(mined.valid[i])]
     assert sorted(got) == sorted(want), i
@@ -215,11 +267,26 @@ def test_optimize_built_for_a_causal_layer_is_what_the_causal_search_judges():
   assert "optimize" in ja.construct.CAUSAL_AWARE
   pattern = _causal_pattern(32, 2)
   key, grid = jax.random.PRNGKey(3), (2, 8)
-  verdicts = ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2, method="optimize",
-                            causal=True, compute=ja.Compute(schedule="full"))
-  reports = [ja.verify(ja.construct.build("optimize", key, pattern, d, eps1=EPS1, eps2=EPS2,
-                                          causal=True),
-                       pattern, eps1=EPS1, eps2=EPS2, causal=True) for d in grid]
+  verdicts = ja.verify_grid(
+    key,
+    pattern,
+    grid,
+    eps1=EPS1,
+    eps2=EPS2,
+    method="optimize",
+    causal=True,
+    compute=ja.Compute(schedule="full"),
+  )
+  reports = [
+    ja.verify(
+      ja.construct.build("optimize", key, pattern, d, eps1=EPS1, eps2=EPS2, causal=True),
+      pattern,
+      eps1=EPS1,
+      eps2=EPS2,
+      causal=True,
+    )
+    for d in grid
+  ]
   np.testing.assert_array_equal(verdicts, [bool(r.ok) for r in reports])
   assert all(bool(r.certified) for r in reports) and bool(reports[-1].ok)
 
@@ -247,6 +314,7 @@ def test_a_preset_judges_the_same_draws_in_both_layers():
   lower here)."""
   from jaxattn_bench import grid, runner
   from jaxattn_bench.errors import CommandError
+
   bidirectional, causal = grid.parse_preset(CAUSAL_PRESET, "causal-test").points
   assert "causal" not in bidirectional.params() and causal.params()["causal"] is True
   np.testing.assert_array_equal(grid.point_key(0, bidirectional), grid.point_key(0, causal))
@@ -261,11 +329,19 @@ def test_verify_grid_in_a_causal_layer_is_ja_verify_at_every_d():
   sampler = ja.patterns.Sampler("random_causal", length=32, nnz=2, a_min=0.5)
   grid, key = (11, 16, 23, 32), jax.random.PRNGKey(5)
   pattern = sampler(ja.trial_keys(key, 1)[0][0])
-  verdicts = ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2, method="lstsq",
-                            causal=True)
-  want = [bool(ja.verify(ja.construct.lstsq(key, pattern, d, eps1=EPS1, eps2=EPS2), pattern,
-                         eps1=EPS1, eps2=EPS2,
-                         causal=True).ok) for d in grid]
+  verdicts = ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2, method="lstsq", causal=True)
+  want = [
+    bool(
+      ja.verify(
+        ja.construct.lstsq(key, pattern, d, eps1=EPS1, eps2=EPS2),
+        pattern,
+        eps1=EPS1,
+        eps2=EPS2,
+        causal=True,
+      ).ok
+    )
+    for d in grid
+  ]
   np.testing.assert_array_equal(verdicts, want)
   assert any(want) and not all(want)
 
@@ -275,6 +351,7 @@ def test_solve_and_check_in_a_causal_layer(tmp_path, capsys):
   it; ``bench check`` re-verifies in the recorded semantics; a non-causal pattern is refused in
   one line (exit 2)."""
   from jaxattn_bench.cli import main
+
   a = np.asarray(_causal_pattern(32, 2).to_dense())
   path, out = str(tmp_path / "causal.npy"), str(tmp_path / "causal_solution.npz")
   np.save(path, a)
@@ -298,22 +375,37 @@ def test_check_reads_the_layer_from_the_file(tmp_path, capsys):
   decides the semantics of ``bench check`` (without it, the check fails)."""
   from jaxattn_bench.cli import main
   from jaxattn_bench.solution_file import Provenance, save_solution
+
   queries, keys, a = _future_key_case()
   sol = solution_from_factors(jnp.asarray(queries), jnp.asarray(keys))
   pattern = ja.SparsePattern.from_dense(a)
   report = ja.verify(sol, pattern, eps1=EPS1, eps2=EPS2, causal=True)
   for causal, status in ((True, 0), (False, 1)):
     out = str(tmp_path / f"causal_{causal}.npz")
-    save_solution(out, sol, pattern, report, Provenance("onehot", 3, EPS1, EPS2, seed=0,
-                                                        source="test", causal=causal))
+    save_solution(
+      out,
+      sol,
+      pattern,
+      report,
+      Provenance("onehot", 3, EPS1, EPS2, seed=0, source="test", causal=causal),
+    )
     assert main(["check", out, "--float64"]) == status, capsys.readouterr().out
 
 
-@pytest.mark.parametrize("family, causal", [
-    ("random_causal", True), ("random_regular", False), ("banded", False),
-    ("sparse_transformer_strided", True), ("sparse_transformer_fixed", True),
-    ("longformer(window=4)", False), ("longformer(window=4,causal=true)", True),
-    ("reformer_lsh(chunk=8,buckets=16)", False), ("bigbird(block=4)", False)])
+@pytest.mark.parametrize(
+  "family, causal",
+  [
+    ("random_causal", True),
+    ("random_regular", False),
+    ("banded", False),
+    ("sparse_transformer_strided", True),
+    ("sparse_transformer_fixed", True),
+    ("longformer(window=4)", False),
+    ("longformer(window=4,causal=true)", True),
+    ("reformer_lsh(chunk=8,buckets=16)", False),
+    ("bigbird(block=4)", False),
+  ],
+)
 def test_is_causal_names_the_families_causal_by_construction(family, causal):
   assert ja.patterns.is_causal(family) is causal
 
@@ -324,6 +416,7 @@ def test_a_causal_layer_needs_a_causal_family_in_presets_and_bench_run(tmp_path,
   from jaxattn_bench import grid
   from jaxattn_bench.cli import main
   from jaxattn_bench.errors import CommandError
+
   text = CAUSAL_PRESET.replace('"random_causal"', '"random_regular"')
   with pytest.raises(CommandError, match="family random_regular is not causal"):
     grid.parse_preset(text, "bad")
@@ -343,6 +436,7 @@ def test_practice_causal_runs_both_layers_and_its_table_says_which(tmp_path, cap
   from jaxattn_bench import grid
   from jaxattn_bench.cli import main
   from jaxattn_plots import practice as practice_plots
+
   points = grid.load_preset("practice_causal").points
   assert all(ja.patterns.is_causal(p.family) for p in points)
   layers = {}
@@ -353,19 +447,37 @@ def test_practice_causal_runs_both_layers_and_its_table_says_which(tmp_path, cap
   minutes = float(re.search(r"expected about ([\d.]+) min", capsys.readouterr().out).group(1))
   assert minutes <= 45
   assert main(["practice", "--causal", "--preset", "practice"]) == 2
-  entry = dict(length=64, nnz=3, trials=2, d_grid=[4, 8], top=8, d_median=8.0, d_median_low=4.0,
-               d_median_high=None, seconds=1.0, row_bound=3, column_bound=3,
-               inside_theorem=True)
-  data = {"points": {"f | bidirectional | lstsq": [entry],
-                     "f | causal | lstsq": [{**entry, "d_median": 4.0}]}}
+  entry = dict(
+    length=64,
+    nnz=3,
+    trials=2,
+    d_grid=[4, 8],
+    top=8,
+    d_median=8.0,
+    d_median_low=4.0,
+    d_median_high=None,
+    seconds=1.0,
+    row_bound=3,
+    column_bound=3,
+    inside_theorem=True,
+  )
+  data = {
+    "points": {
+      "f | bidirectional | lstsq": [entry],
+      "f | causal | lstsq": [{**entry, "d_median": 4.0}],
+    }
+  }
   table = practice_plots.table(data, {"f | causal | lstsq": None}).splitlines()
   assert table[0].startswith("| family | L | layer | N (row, column) | theorem | lstsq")
-  assert table[2:4] == ["| f | 64 | bidirectional | 3, 3 | inside | 8 [4, -] |",
-                        "| f | 64 | causal | 3, 3 | inside | ≤ 4 |"]
+  assert table[2:4] == [
+    "| f | 64 | bidirectional | 3, 3 | inside | 8 [4, -] |",
+    "| f | 64 | causal | 3, 3 | inside | ≤ 4 |",
+  ]
   assert "| f | causal | lstsq | fewer than 3 bounded points |" in table[-1]
 
 
 def test_figures_name_both_layers():
   from jaxattn_plots.figures import label
+
   assert label((("method", "jl"),), ["method", "causal"]) == "jl, bidirectional"
   assert label((("causal", True), ("method", "jl")), ["method", "causal"]) == "jl, causal layer"

@@ -35,34 +35,41 @@ def _spread_errors(queries, keys, a):
   """(|ŝ_i − spread_i|, σ_i) per row of ``ja.row_stats`` (the full pass), the exact spread from
   the oracle at 60 digits."""
   pattern = ja.SparsePattern.from_dense(a)
-  stats = ja.row_stats(jnp.asarray(queries), jnp.asarray(keys), pattern, (queries.shape[1],),
-                       jnp.ones(1))
+  stats = ja.row_stats(
+    jnp.asarray(queries), jnp.asarray(keys), pattern, (queries.shape[1],), jnp.ones(1)
+  )
   errors = []
   with decimal.localcontext() as context:
     context.prec = 60
     for i, row in enumerate(oracle.exact_logits(queries, keys)):
       support = [int(j) for j in np.flatnonzero(a[i] > 0)]
       spread = oracle._row_figures(row, a[i], support, len(row), (0.5, 0.5), 60)[0]
-      errors.append((abs(decimal.Decimal(float(stats.spread[0, i])) - spread),
-                     decimal.Decimal(float(stats.spread_bound[0, i]))))
+      errors.append(
+        (
+          abs(decimal.Decimal(float(stats.spread[0, i])) - spread),
+          decimal.Decimal(float(stats.spread_bound[0, i])),
+        )
+      )
   return errors
 
 
 # --- the logit bound's subnormal term -------------------------------------------------------
+
 
 def test_products_flushed_to_zero_are_covered_by_the_subnormal_term():
   """Every product 2⁻¹³⁰ is subnormal, which XLA's CPU flushes: the pass computes spread 0 where
   the exact spread is 64·2⁻¹³⁰ = 2⁻¹²⁴. Only φ_d = (d + 2)·2⁻¹²⁶(1 + ‖q‖)(1 + κ) bounds that
   error; without it σ ≈ 0 and the row would be certainly ok at ε1 = 2⁻¹²⁵."""
   d = 64
-  queries = np.full((2, d), 2.0 ** -65, np.float32)
+  queries = np.full((2, d), 2.0**-65, np.float32)
   keys = np.zeros((2, d), np.float32)
-  keys[0] = 2.0 ** -65
+  keys[0] = 2.0**-65
   a = np.ones((2, 2), np.float32)
-  report = _verify(queries, keys, a, eps1=2.0 ** -125, eps2=0.5)
+  report = _verify(queries, keys, a, eps1=2.0**-125, eps2=0.5)
   assert float(report.ratio_error) == 0  # every product flushed
-  np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, a, 2.0 ** -125,
-                                                                   0.5))
+  np.testing.assert_array_equal(
+    report.row_ok, oracle.exact_row_ok(queries, keys, a, 2.0**-125, 0.5)
+  )
   assert not bool(report.ok) and int(report.settled_on_host) == 2
 
 
@@ -92,6 +99,7 @@ def test_the_log_term_covers_float32_logs_of_weights_far_from_one():
 
 # --- the host stage: e^Δ ≤ R at a precision that grows -----------------------------------------
 
+
 def _ln(value, digits=120):
   """ln of a rational ``value`` to ``digits`` digits (``decimal``), as a rational."""
   value = Fraction(value)
@@ -100,10 +108,22 @@ def _ln(value, digits=120):
     return Fraction((decimal.Decimal(value.numerator) / decimal.Decimal(value.denominator)).ln())
 
 
-@pytest.mark.parametrize("delta, bound, want", [
-    (0, 1, True), (0, Fraction(1, 2), False), (0, Fraction(3, 2), True), (1, 2, False),
-    (1, 3, True), (-1, Fraction(1, 2), True), (-1, Fraction(1, 3), False), (-5, 0, False),
-    (-5, -1, False), (Fraction(1, 10 ** 30), 1, False), (Fraction(-1, 10 ** 30), 1, True)])
+@pytest.mark.parametrize(
+  "delta, bound, want",
+  [
+    (0, 1, True),
+    (0, Fraction(1, 2), False),
+    (0, Fraction(3, 2), True),
+    (1, 2, False),
+    (1, 3, True),
+    (-1, Fraction(1, 2), True),
+    (-1, Fraction(1, 3), False),
+    (-5, 0, False),
+    (-5, -1, False),
+    (Fraction(1, 10**30), 1, False),
+    (Fraction(-1, 10**30), 1, True),
+  ],
+)
 def test_exp_at_most_on_its_special_cases(delta, bound, want):
   """e^Δ ≤ R where Δ = 0, R = 1, R ≤ 0 or Δ = ±1 (e^±1 against 2, 3, ½, ⅓), and R = 1 against
   Δ = ±10⁻³⁰ (below float64's resolution of ln R = 0)."""
@@ -120,7 +140,7 @@ def test_exp_at_most_grows_its_precision_near_ln_r(offset):
   assert exact.exp_at_most(-delta, Fraction(1, 2)) == (offset > 0)
 
 
-@pytest.mark.parametrize("num, den", [(3, 1), (5, 1), (2 ** 100 + 1, 2 ** 100)])
+@pytest.mark.parametrize("num, den", [(3, 1), (5, 1), (2**100 + 1, 2**100)])
 def test_exp_at_most_trusts_decimal_no_further_than_its_rounding(num, den):
   """ln R = ln num − ln den at 40 digits each errs by 4.9·10⁻⁴⁰ (R = 3, low), 4.0·10⁻⁴⁰ (R = 5,
   high) and 4.8·10⁻³⁹ (R = 1 + 2⁻¹⁰⁰, from two logs of size 69). Δ halfway between ln R and that
@@ -129,7 +149,7 @@ def test_exp_at_most_trusts_decimal_no_further_than_its_rounding(num, den):
   exact_log = _ln(num, 100) - _ln(den, 100)
   rounded = _ln(num, 40) - _ln(den, 40)
   delta = (exact_log + rounded) / 2
-  assert abs(rounded - exact_log) > Fraction(3, 10 ** 40)
+  assert abs(rounded - exact_log) > Fraction(3, 10**40)
   assert exact.exp_at_most(delta, Fraction(num, den)) == (delta < exact_log)
 
 
@@ -139,9 +159,9 @@ def _ln2_factors(below, third=-10.0, share=1):
   against q_c = 2^{−12c}, every product exact in float64 and their sum the rational Δ. Rows 1
   and 2 have q = 0."""
   target = _ln(2) / share
-  residual = target + Fraction(-1 if below else 1, 2 ** 150)
+  residual = target + Fraction(-1 if below else 1, 2**150)
   query, key = [], []
-  while abs(residual) > Fraction(1, 2 ** 170):
+  while abs(residual) > Fraction(1, 2**170):
     q = 2.0 ** (-12 * len(query))
     k = np.float32(float(residual / Fraction(q)))
     query.append(q)
@@ -151,7 +171,7 @@ def _ln2_factors(below, third=-10.0, share=1):
   queries = np.array([query, [0] * d, [0] * d], np.float32)
   keys = np.array([key, [0] * d, [third] + [0] * (d - 1)], np.float32)
   delta = sum(Fraction(float(q)) * Fraction(float(k)) for q, k in zip(queries[0], keys[0]))
-  assert 0 < abs(delta - target) < Fraction(1, 2 ** 149) and (delta < target) == below
+  assert 0 < abs(delta - target) < Fraction(1, 2**149) and (delta < target) == below
   return queries, keys
 
 
@@ -176,10 +196,11 @@ def test_a_tie_counts_as_ok():
   report = _verify(queries, keys, a, eps1=1.0, eps2=0.5)
   assert bool(report.row_ok[0]) and int(report.settled_on_host) >= 1
   assert exact.exp_at_most(Fraction(0), Fraction(1))
-  assert not exact.exp_at_most(Fraction(0), Fraction(1) - Fraction(1, 2 ** 60))
+  assert not exact.exp_at_most(Fraction(0), Fraction(1) - Fraction(1, 2**60))
 
 
 # --- the host stage: which outside columns are summed exactly -----------------------------------
+
 
 def _cancelling_tile(dense):
   """Row 0 (q = (1, 1, 1)) sees key A, whose products 2⁶⁰, 5, −2⁶⁰ sum to 5 exactly and to 0 or 5
@@ -188,7 +209,7 @@ def _cancelling_tile(dense):
   key). The true maximum over A and B is A's, which a stage that chose columns by the lower
   ends of their intervals would skip. Rows 1 and 2 are dense rows with q = 0."""
   queries = np.array([[1, 1, 1], [0, 0, 0], [0, 0, 0]], np.float32)
-  keys = np.array([[2.0 ** 60, 5, -2.0 ** 60], [4, 0, 0], [-3 if dense else 10, 0, 0]], np.float32)
+  keys = np.array([[2.0**60, 5, -(2.0**60)], [4, 0, 0], [-3 if dense else 10, 0, 0]], np.float32)
   a = np.array([[1, 1, 1] if dense else [0, 0, 1], [1, 1, 1], [1, 1, 1]], np.float32)
   return queries, keys, a
 
@@ -213,7 +234,7 @@ def test_a_causal_rows_host_stage_sees_its_own_key_and_none_after(margin):
   logit 5, outside its support) and not key 3 (logit 1000). Its gap is 5 − 10 against
   ln ε2 = −5 + margin: it fails at −0.5 (key 2 seen) and passes at +0.5 (key 3 unseen)."""
   queries = np.array([[0, 0, 0], [0, 0, 0], [1, 1, 1], [0, 0, 0]], np.float32)
-  keys = np.array([[10, 0, 0], [0, 0, 0], [2.0 ** 60, 5, -2.0 ** 60], [1000, 0, 0]], np.float32)
+  keys = np.array([[10, 0, 0], [0, 0, 0], [2.0**60, 5, -(2.0**60)], [1000, 0, 0]], np.float32)
   a = np.tril(np.ones((4, 4), np.float32))
   a[2] = [1, 0, 0, 0]
   eps2 = math.exp(-5 + margin)
@@ -221,18 +242,22 @@ def test_a_causal_rows_host_stage_sees_its_own_key_and_none_after(margin):
   report = ja.verify(sol, ja.SparsePattern.from_dense(a), eps1=0.5, eps2=eps2, causal=True)
   assert bool(report.certified) and int(report.settled_on_host) >= 1
   assert bool(report.row_ok[2]) == (margin > 0)
-  np.testing.assert_array_equal(report.row_ok, oracle.exact_row_ok(queries, keys, a, 0.5, eps2,
-                                                                   causal=True))
+  np.testing.assert_array_equal(
+    report.row_ok, oracle.exact_row_ok(queries, keys, a, 0.5, eps2, causal=True)
+  )
 
 
 # --- the same host steps inside a search (``host_stage.exact_level``) ---------------------------
 
+
 def _fixed_method(queries, keys):
   """A registered construction that returns these factors at every d (padded to the width)."""
+
   def factors(key, pattern, d, width, eps1, eps2, **kw):
     del key, pattern, d, eps1, eps2, kw
     pad = ((0, 0), (0, width - queries.shape[1]))
     return jnp.asarray(np.pad(queries, pad)), jnp.asarray(np.pad(keys, pad))
+
   return factors
 
 
@@ -246,9 +271,15 @@ def _many_ln2_rows(below, length=70):
   return np.repeat(queries[:1], length, axis=0), keys, a
 
 
-@pytest.mark.parametrize("case, nested", [("cancelling", False), ("ln2-above", True),
-                                          ("ln2-above at d = 8", True),
-                                          ("ln2-below, 70 rows", False)])
+@pytest.mark.parametrize(
+  "case, nested",
+  [
+    ("cancelling", False),
+    ("ln2-above", True),
+    ("ln2-above at d = 8", True),
+    ("ln2-below, 70 rows", False),
+  ],
+)
 def test_a_searchs_undecided_levels_meet_the_same_cases(case, nested):
   """``ja.min_d`` on a construction that returns the tiles above at every d of (8, 12, 16): each
   level is left undecided by the compiled pass and settled on the host, with the exact verdict.
@@ -272,12 +303,21 @@ def test_a_searchs_undecided_levels_meet_the_same_cases(case, nested):
   name = f"fixed_{case}_{nested}"
   ja.construct.register_method(name, _fixed_method(queries, keys), nested=nested)
   try:
-    result = ja.min_d(jax.random.PRNGKey(0), lambda key: pattern, (8, 12, 16), eps1=eps1,
-                      eps2=eps2, trials=1, method=name, compute=ja.Compute(schedule="full"))
+    result = ja.min_d(
+      jax.random.PRNGKey(0),
+      lambda key: pattern,
+      (8, 12, 16),
+      eps1=eps1,
+      eps2=eps2,
+      trials=1,
+      method=name,
+      compute=ja.Compute(schedule="full"),
+    )
   finally:
     ja.construct.unregister_method(name)
-  expected = ([want, True, True] if case.endswith("d = 8") else [False, False, want] if nested
-              else [want] * 3)
+  expected = (
+    [want, True, True] if case.endswith("d = 8") else [False, False, want] if nested else [want] * 3
+  )
   assert result.certified and result.levels_on_host == (1 if nested else 3)
   np.testing.assert_array_equal(result.verdicts, [expected])
 
@@ -293,8 +333,15 @@ def test_a_nested_levels_host_verdict_reads_only_its_first_d_columns():
   pattern = ja.SparsePattern.from_dense(np.array([[1, 1, 0], [1, 1, 1], [1, 1, 1]], np.float32))
   ja.construct.register_method("fixed_columns_above", _fixed_method(queries, keys), nested=True)
   try:
-    result = ja.min_d(jax.random.PRNGKey(0), lambda key: pattern, (8, 12, 16), eps1=1.0,
-                      eps2=0.9, trials=1, method="fixed_columns_above")
+    result = ja.min_d(
+      jax.random.PRNGKey(0),
+      lambda key: pattern,
+      (8, 12, 16),
+      eps1=1.0,
+      eps2=0.9,
+      trials=1,
+      method="fixed_columns_above",
+    )
   finally:
     ja.construct.unregister_method("fixed_columns_above")
   assert result.certified and result.levels_on_host == 1
@@ -303,12 +350,14 @@ def test_a_nested_levels_host_verdict_reads_only_its_first_d_columns():
 
 # --- the thresholds ----------------------------------------------------------------------------
 
+
 def _edge_tolerances():
   """ε1, ε2 whose ln(1 + ε1) and ln ε2 lie on a float32 number F or within a float64 ulp or two
   of it (either side), and random ones (half of which float32 rounds inwards, half outwards)."""
-  edges = [np.float32(x) for x in (0.5, -0.5, 0.1, -0.1, 2.0 ** -20, -3.0, 1e-6)]
-  values = [np.nextafter(float(f), (-1) ** k * np.inf) if k else float(f)
-            for f in edges for k in range(3)]
+  edges = [np.float32(x) for x in (0.5, -0.5, 0.1, -0.1, 2.0**-20, -3.0, 1e-6)]
+  values = [
+    np.nextafter(float(f), (-1) ** k * np.inf) if k else float(f) for f in edges for k in range(3)
+  ]
   rng = np.random.default_rng(0)
   logs = values + list(rng.uniform(-8, -1e-3, 40))
   return ([math.expm1(abs(t)) for t in logs], [math.exp(-abs(t)) for t in logs])
@@ -321,11 +370,12 @@ def test_thresholds_bracket_the_exact_logs_and_are_the_nearest_float32_outside()
   ratio_eps, gap_eps = _edge_tolerances()
   for eps1, eps2 in zip(ratio_eps, gap_eps):
     limits = certify.thresholds(eps1, eps2)
-    for below, above, exact_value in ((limits.ratio_below, limits.ratio_above,
-                                       _ln(1 + Fraction(eps1))),
-                                      (limits.gap_below, limits.gap_above, _ln(eps2))):
+    for below, above, exact_value in (
+      (limits.ratio_below, limits.ratio_above, _ln(1 + Fraction(eps1))),
+      (limits.gap_below, limits.gap_above, _ln(eps2)),
+    ):
       below, above = np.float32(below), np.float32(above)
-      slack = Fraction(4 * 2.0 ** -52) * abs(exact_value)
+      slack = Fraction(4 * 2.0**-52) * abs(exact_value)
       assert Fraction(float(below)) <= exact_value <= Fraction(float(above)), eps1
       assert Fraction(float(np.nextafter(below, np.float32(np.inf)))) > exact_value - slack
       assert Fraction(float(np.nextafter(above, np.float32(-np.inf)))) < exact_value + slack
@@ -333,14 +383,15 @@ def test_thresholds_bracket_the_exact_logs_and_are_the_nearest_float32_outside()
 
 # --- planted ratio near-ties with weights far from 1 ------------------------------------------
 
-@pytest.mark.parametrize("weight", [2.0 ** -60, 1e-30, 0.37])
+
+@pytest.mark.parametrize("weight", [2.0**-60, 1e-30, 0.37])
 @pytest.mark.parametrize("offset", [-3e-5, 3e-5])
 @pytest.mark.parametrize("matmul", ["float32", "bfloat16"])
 def test_planted_weighted_ratio_near_ties_are_decided_exactly(weight, offset, matmul):
   """Row 0: support {0, 1} with weights (w, 1), logits 2000 + x_j, x_1 = x_0 − ln w − ln 2 −
   offset: its spread is ln 2 + offset against ln(1 + ε1) = ln 2, while float32 rounds the logits
   to multiples of 2⁻¹³ and ln w (|ln w| up to 69) to 4·10⁻⁶. Rows 1 and 2 are dense (q = 0)."""
-  x0 = 0.4 * 2.0 ** -13
+  x0 = 0.4 * 2.0**-13
   x1 = x0 - math.log(np.float32(weight)) - math.log(2) - offset
   queries = np.array([[1, 1], [0, 0], [0, 0]], np.float32)
   keys = np.array([[2000, x0], [2000, x1], [1950, 0]], np.float32)
@@ -354,11 +405,12 @@ def test_planted_weighted_ratio_near_ties_are_decided_exactly(weight, offset, ma
 
 # --- the bound as documented, recomputed in float64 ---------------------------------------------
 
+
 def _documented_bounds(queries, keys, a, splits, u_in=0.0):
   """σ, τ [G, L] of docs/certified.md ("The bound, term by term"), in float64 from the stored
   factors: an implementation of the page, not of ``certify``."""
-  u, q, k = 2.0 ** -24, queries.astype(np.float64), keys.astype(np.float64)
-  q, k = (np.where(np.abs(x) < 2.0 ** -126, 0, x) for x in (q, k))  # subnormals flush to 0
+  u, q, k = 2.0**-24, queries.astype(np.float64), keys.astype(np.float64)
+  q, k = (np.where(np.abs(x) < 2.0**-126, 0, x) for x in (q, k))  # subnormals flush to 0
   width, sigmas, taus = keys.shape[1], [], []
   valid = a > 0
   log_w = np.where(valid, np.log(np.where(valid, a, 1).astype(np.float64)), 0.0)
@@ -372,7 +424,7 @@ def _documented_bounds(queries, keys, a, splits, u_in=0.0):
     gamma = (d + 1) * u / (1 - (d + 1) * u)
     beta = (1 + u_in) ** 2 - 1 + gamma * (1 + u_in) ** 2
     reach = scale * q_norm * kappa
-    tiny = (d + 2) * 2.0 ** -126 * (1 + q_norm) * (1 + kappa)
+    tiny = (d + 2) * 2.0**-126 * (1 + q_norm) * (1 + kappa)
     logit = scale * (beta * q_norm * kappa + tiny) * (1 + u) ** 2 + 3 * u * reach
     e_ln = 4 * u * 2 * log_max + u * log_norm  # LOG_ULPS = 4
     shifted = logit + e_ln + 2 * u * (reach * (1 + beta) + logit + log_norm)
@@ -384,13 +436,17 @@ def _documented_bounds(queries, keys, a, splits, u_in=0.0):
 def _bound_tiles():
   rng = np.random.default_rng(5)
   q, k = rng.standard_normal((2, 4, 512)).astype(np.float32) * np.float32(3)
-  weights = np.array([[1e-30, 1, 0, 0], [1, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 1, 2.0 ** -40]],
-                     np.float32)
-  tiny_q = np.full((4, 512), 2.0 ** -70, np.float32)
-  subnormal_k = np.full((4, 512), 2.0 ** -130, np.float32)
-  return {"gaussian": (q, k, weights), "far weights, q = 0": (0 * q, k, weights),
-          "subnormal products": (tiny_q, tiny_q, weights),
-          "large q, subnormal keys": (q * np.float32(2.0 ** 50), subnormal_k, weights)}
+  weights = np.array(
+    [[1e-30, 1, 0, 0], [1, 0.5, 0, 0], [0, 0, 1, 0], [0, 0, 1, 2.0**-40]], np.float32
+  )
+  tiny_q = np.full((4, 512), 2.0**-70, np.float32)
+  subnormal_k = np.full((4, 512), 2.0**-130, np.float32)
+  return {
+    "gaussian": (q, k, weights),
+    "far weights, q = 0": (0 * q, k, weights),
+    "subnormal products": (tiny_q, tiny_q, weights),
+    "large q, subnormal keys": (q * np.float32(2.0**50), subnormal_k, weights),
+  }
 
 
 @pytest.mark.parametrize("tile", sorted(_bound_tiles()))
@@ -403,12 +459,17 @@ def test_the_bound_is_the_documented_one(tile, matmul_dtype):
   queries, keys, a = _bound_tiles()[tile]
   splits = (1, 3, 512)
   pattern = ja.SparsePattern.from_dense(a)
-  stats = ja.row_stats(jnp.asarray(queries), jnp.asarray(keys), pattern, splits,
-                       jnp.asarray([512 / d for d in splits], jnp.float32),
-                       matmul_dtype=matmul_dtype)
-  u_in = 0.0 if matmul_dtype is None else 2.0 ** -8
+  stats = ja.row_stats(
+    jnp.asarray(queries),
+    jnp.asarray(keys),
+    pattern,
+    splits,
+    jnp.asarray([512 / d for d in splits], jnp.float32),
+    matmul_dtype=matmul_dtype,
+  )
+  u_in = 0.0 if matmul_dtype is None else 2.0**-8
   sigma, tau = _documented_bounds(queries, keys, a, splits, u_in)
-  u, inflate = 2.0 ** -24, 1 + 2.0 ** -16
+  u, inflate = 2.0**-24, 1 + 2.0**-16
   spread, gap = np.asarray(stats.spread, np.float64), np.asarray(stats.gap, np.float64)
   want_sigma = (2 * sigma + 2 * u * np.abs(spread)) * inflate
   want_tau = np.where(np.isneginf(gap), 0, (2 * tau + 2 * u * np.abs(gap)) * inflate)
@@ -425,9 +486,9 @@ def test_the_hosts_float64_interval_is_the_documented_one():
   queries = np.concatenate([queries, rng.standard_normal((3, 3)).astype(np.float32)])
   keys = np.concatenate([keys, rng.standard_normal((4, 3)).astype(np.float32)])  # L = 7, d = 3
   values, bound = exact.float64_logits(queries, keys)
-  d, u = 3, 2.0 ** -53
+  d, u = 3, 2.0**-53
   magnitude = np.abs(queries.astype(np.float64)) @ np.abs(keys.astype(np.float64)).T
-  np.testing.assert_array_equal(bound, 1.01 * (d + 1) * u * magnitude + 2.0 ** -1000)
+  np.testing.assert_array_equal(bound, 1.01 * (d + 1) * u * magnitude + 2.0**-1000)
   exact_values = oracle.exact_logits(queries, keys)
   for i, row in enumerate(exact_values):
     for j, value in enumerate(row):
@@ -457,14 +518,16 @@ def test_traced_tolerances_get_the_devices_logs():
 def test_gamma_is_unbounded_from_n_u_equal_one_and_truncation_doubles_u():
   """γ_n(u) = nu/(1 − nu) while nu < 1 and +inf from nu = 1 on (no bound); a truncating
   accumulation takes u' = 2u: β_d = γ_{d+1}(2u) for exact inputs."""
-  u = 2.0 ** -24
-  np.testing.assert_array_equal(certify.gamma(jnp.asarray([2 ** 23, 2 ** 24, 3 * 2 ** 23]), u),
-                                np.float32([1.0, np.inf, np.inf]))
+  u = 2.0**-24
+  np.testing.assert_array_equal(
+    certify.gamma(jnp.asarray([2**23, 2**24, 3 * 2**23]), u), np.float32([1.0, np.inf, np.inf])
+  )
   dims = jnp.asarray([1, 100, 4096])
   for truncating, u_acc in ((False, u), (True, 2 * u)):
     n = np.array([2, 101, 4097])
-    np.testing.assert_allclose(certify.logit_factor(dims, 0.0, u, truncating),
-                               n * u_acc / (1 - n * u_acc), rtol=1e-6)
+    np.testing.assert_allclose(
+      certify.logit_factor(dims, 0.0, u, truncating), n * u_acc / (1 - n * u_acc), rtol=1e-6
+    )
 
 
 def test_float64_factors_keep_float64_norms():
@@ -473,10 +536,11 @@ def test_float64_factors_keep_float64_norms():
   rng = np.random.default_rng(1)
   with jax.enable_x64(True):
     x = rng.standard_normal((3, 8))
-    norms = certify.prefix_norms(jnp.asarray(x), (3, 8), 2.0 ** -53)
+    norms = certify.prefix_norms(jnp.asarray(x), (3, 8), 2.0**-53)
     assert norms.dtype == jnp.float64
-    want = np.stack([np.linalg.norm(x[:, :d], axis=1) * (1 + (d + 4) * 2.0 ** -52)
-                     for d in (3, 8)], 1)
+    want = np.stack(
+      [np.linalg.norm(x[:, :d], axis=1) * (1 + (d + 4) * 2.0**-52) for d in (3, 8)], 1
+    )
     np.testing.assert_allclose(norms, want, rtol=1e-14)
 
 
@@ -487,9 +551,9 @@ def test_norms_of_entries_whose_squares_underflow_still_bound_the_logits():
   halfway between the computed and the exact gap the row was certified wrongly. Norms of rows
   rescaled by a power of two first bound the error and leave the row to the host."""
   tile_queries, tile_keys = probe.sequential_case(700)
-  key = tile_keys[1] * np.float32(2.0 ** 40)  # support logit q·k > 0, outside −q·k: gap < 0
-  queries, keys = probe.tile(tile_queries[0] * np.float32(2.0 ** -64), -key, key)
-  (error, bound), = probe.gap_errors(queries, keys, (700,))
+  key = tile_keys[1] * np.float32(2.0**40)  # support logit q·k > 0, outside −q·k: gap < 0
+  queries, keys = probe.tile(tile_queries[0] * np.float32(2.0**-64), -key, key)
+  ((error, bound),) = probe.gap_errors(queries, keys, (700,))
   assert 0 < error <= bound
   eye = np.eye(3, dtype=np.float32)
   computed = float(_verify(queries, keys, eye, eps1=0.5, eps2=0.5).gap[0])
@@ -505,7 +569,7 @@ def test_exact_dot_is_exact_for_mixed_widths():
   """A float64 query against float32 keys (or the reverse): the products are not exact in float64,
   so ``exact_dot`` must take rational products unless both factors are 4 bytes or narrower."""
   rng = np.random.default_rng(4)
-  wide = rng.standard_normal(50) * (1 + 2.0 ** -40)  # float64 with more than 24 significant bits
+  wide = rng.standard_normal(50) * (1 + 2.0**-40)  # float64 with more than 24 significant bits
   narrow = rng.standard_normal(50).astype(np.float32)
   want = sum(Fraction(float(a)) * Fraction(float(b)) for a, b in zip(wide, narrow))
   assert exact.exact_dot(wide, narrow) == want and exact.exact_dot(narrow, wide) == want

@@ -43,6 +43,7 @@ def test_a_tasks_limits_are_its_plan_with_their_margins():
   longest point before it (a single point took up to 5.6 × its plan in the cost fit)."""
   from jaxattn_bench import runner, submit
   from jaxattn_bench.store import canonical
+
   points = grid.load_preset("long").points
   split = shards.split(points, [0], 4)
   seconds = {canonical(p.params()): runner.point_seconds(p) for p in points}
@@ -61,8 +62,18 @@ def sharded(tmp_path_factory):
   common = ["run", "--preset", str(preset), "--seeds", "3-4", "--no-figures"]
   assert bench_main([*common, "--results", str(folder / "whole.sqlite")]) == 0
   for index in range(4):
-    assert bench_main([*common, "--shard", f"{index}/4", "--results",
-                       str(shards.shard_path("tiny", index, 4, folder))]) == 0
+    assert (
+      bench_main(
+        [
+          *common,
+          "--shard",
+          f"{index}/4",
+          "--results",
+          str(shards.shard_path("tiny", index, 4, folder)),
+        ]
+      )
+      == 0
+    )
   return folder
 
 
@@ -87,8 +98,9 @@ def test_four_shards_merged_equal_the_unsharded_run(sharded, capsys):
   assert _records(out).keys() == whole.keys()
   # the merged store is complete: a plain run on it computes nothing
   preset = str(sharded / "tiny.toml")
-  assert bench_main(["run", "--preset", preset, "--seeds", "3-4", "--results", str(out),
-                     "--plan"]) == 0
+  assert (
+    bench_main(["run", "--preset", preset, "--seeds", "3-4", "--results", str(out), "--plan"]) == 0
+  )
   assert "progress: 6 of 6 points stored" in capsys.readouterr().out
 
 
@@ -98,8 +110,9 @@ def test_a_conflicting_point_is_named_and_nothing_is_written(sharded, tmp_path, 
   shutil.copy(part, flipped)
   with sqlite3.connect(flipped) as db:  # one verdict flipped by hand
     point_id, blob = db.execute("SELECT id, verdicts FROM points LIMIT 1").fetchone()
-    db.execute("UPDATE points SET verdicts = ? WHERE id = ?",
-               (bytes([blob[0] ^ 0x80]) + blob[1:], point_id))
+    db.execute(
+      "UPDATE points SET verdicts = ? WHERE id = ?", (bytes([blob[0] ^ 0x80]) + blob[1:], point_id)
+    )
   out = tmp_path / "out.sqlite"
   assert bench_main(["merge", str(out), str(part), str(flipped)]) == 2
   err = capsys.readouterr().err.strip().splitlines()
@@ -113,8 +126,17 @@ def test_stores_of_different_device_kinds_are_refused(sharded, tmp_path, capsys)
   shutil.copy(shards.shard_path("tiny", 1, 4, sharded), other)
   with sqlite3.connect(other) as db:
     db.execute("UPDATE runs SET backend = 'gpu', device_kind = 'NVIDIA H100'")
-  assert bench_main(["merge", str(tmp_path / "o.sqlite"),
-                     str(shards.shard_path("tiny", 0, 4, sharded)), str(other)]) == 2
+  assert (
+    bench_main(
+      [
+        "merge",
+        str(tmp_path / "o.sqlite"),
+        str(shards.shard_path("tiny", 0, 4, sharded)),
+        str(other),
+      ]
+    )
+    == 2
+  )
   assert "different device kinds" in capsys.readouterr().err
 
 
@@ -145,9 +167,16 @@ NFS = 0x6969
 PATH = os.environ["PATH"]
 
 
-@pytest.mark.parametrize("magic, name, trusted", [
-    (NFS, "nfs", False), (0xFF534D42, "cifs", False), (0x01021994, "tmpfs", True),
-    (0xEF53, "ext4", True), (0x47504653, "gpfs", True)])
+@pytest.mark.parametrize(
+  "magic, name, trusted",
+  [
+    (NFS, "nfs", False),
+    (0xFF534D42, "cifs", False),
+    (0x01021994, "tmpfs", True),
+    (0xEF53, "ext4", True),
+    (0x47504653, "gpfs", True),
+  ],
+)
 def test_the_filesystem_type_comes_from_statfs(monkeypatch, tmp_path, magic, name, trusted):
   monkeypatch.setattr(filesystems, "_statfs_type", lambda path: magic)
   assert filesystems.filesystem(tmp_path / "new" / "r.sqlite")[::2] == (name, trusted)
@@ -157,10 +186,13 @@ def test_mountinfo_is_the_fallback_and_lustre_needs_flock(monkeypatch, tmp_path)
   monkeypatch.setattr(filesystems, "_statfs_type", lambda path: None)
   info = tmp_path / "mountinfo"
   line = "36 35 0:30 / {point} rw,relatime shared:1 - {kind} server:/x rw,{options}\n"
-  info.write_text(line.format(point="/", kind="ext4", options="") + line.format(
-      point=str(tmp_path), kind="lustre", options="flock"))
+  info.write_text(
+    line.format(point="/", kind="ext4", options="")
+    + line.format(point=str(tmp_path), kind="lustre", options="flock")
+  )
   assert filesystems.filesystem(tmp_path / "r.sqlite", str(info)) == filesystems.Filesystem(
-      "lustre", "mountinfo", True, True)
+    "lustre", "mountinfo", True, True
+  )
   info.write_text(info.read_text().replace(",flock", ",localflock"))
   assert not filesystems.filesystem(tmp_path / "r.sqlite", str(info)).trusted
   info.write_text(line.format(point=str(tmp_path), kind="fuse.sshfs", options=""))
@@ -181,29 +213,42 @@ def test_a_second_writer_on_nfs_is_refused_in_one_line(monkeypatch, tmp_path, ca
   path = tmp_path / "r.sqlite"
   with ResultsStore(path) as first:
     assert first.single_writer
-    assert bench_main(["run", "--preset", str(preset), "--results", str(path),
-                       "--no-figures"]) == 2
+    assert bench_main(["run", "--preset", str(preset), "--results", str(path), "--no-figures"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is on nfs" in err[0] and "--shard" in err[0], err
     with ResultsStore(path, create=False) as reader:  # reading is allowed
       assert reader.finished() == set()
-  with ResultsStore(path, allow_network_fs=True) as first, \
-       ResultsStore(path, allow_network_fs=True) as second:
+  with (
+    ResultsStore(path, allow_network_fs=True) as first,
+    ResultsStore(path, allow_network_fs=True) as second,
+  ):
     assert not first.single_writer and second.finished() == set()
   with ResultsStore(path) as alone:  # the first writer has gone: the next one may write
     assert alone.single_writer
 
 
 def test_submit_local_runs_the_shards_and_merges_what_an_unsharded_run_stores(
-    sharded, tmp_path, monkeypatch, capsys):
+  sharded, tmp_path, monkeypatch, capsys
+):
   """``bench submit --executor local``: real subprocesses through submitit, at once (four
   shards merged: test_four_shards_merged_equal_the_unsharded_run); the
   merged store equals the unsharded run; a second submit finds nothing left and keeps the
   frozen split."""
   monkeypatch.chdir(tmp_path)
   preset = str(sharded / "tiny.toml")
-  argv = ["submit", "--preset", preset, "--shards", "2", "--seeds", "3-4", "--executor",
-          "local", "--array-parallelism", "2"]
+  argv = [
+    "submit",
+    "--preset",
+    preset,
+    "--shards",
+    "2",
+    "--seeds",
+    "3-4",
+    "--executor",
+    "local",
+    "--array-parallelism",
+    "2",
+  ]
   assert bench_main(argv) == 0
   printed = capsys.readouterr().out
   assert "12 (point, seed) pairs in 2 shards" in printed and "12 point(s) written" in printed
@@ -236,17 +281,39 @@ def test_submit_slurm_writes_one_array_with_the_usr2_signal(tmp_path, monkeypatc
   monkeypatch.chdir(tmp_path)
   preset = tmp_path / "tiny.toml"
   preset.write_text(TINY)
-  assert bench_main(["submit", "--preset", str(preset), "--shards", "4", "--array-parallelism",
-                     "2", "--partition", "gpu", "--gpus-per-task", "1", "--no-wait"]) == 0
+  assert (
+    bench_main(
+      [
+        "submit",
+        "--preset",
+        str(preset),
+        "--shards",
+        "4",
+        "--array-parallelism",
+        "2",
+        "--partition",
+        "gpu",
+        "--gpus-per-task",
+        "1",
+        "--no-wait",
+      ]
+    )
+    == 0
+  )
   assert "as job(s) 4242_0, 4242_1, 4242_2, 4242_3" in capsys.readouterr().out
   script = log.read_text()
   assert script.count("#!/bin/bash") == 1
-  for line in ("#SBATCH --array=0-3%2", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-task=1",
-               "#SBATCH --signal=USR2@90"):
+  for line in (
+    "#SBATCH --array=0-3%2",
+    "#SBATCH --partition=gpu",
+    "#SBATCH --gpus-per-task=1",
+    "#SBATCH --signal=USR2@90",
+  ):
     assert line in script, script
   assert not list((tmp_path / "results").glob("*.sqlite"))
   import submitit
   from jaxattn_bench.commands.shard_task import ShardTask
+
   assert issubclass(ShardTask, submitit.helpers.Checkpointable)  # requeued on USR2
 
 
@@ -256,22 +323,28 @@ def test_a_shard_stopped_mid_point_resumes_without_recomputing(sharded, tmp_path
   (SIGKILL: tests/test_bench_run.py, the same store.)"""
   preset = str(sharded / "tiny.toml")
   store = tmp_path / "shard.sqlite"
-  argv = ["run", "--preset", preset, "--seeds", "3-4", "--shard", "0/2", "--results",
-          str(store)]
-  process = subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  argv = ["run", "--preset", preset, "--seeds", "3-4", "--shard", "0/2", "--results", str(store)]
+  process = subprocess.Popen(
+    [sys.executable, "-m", "bench", *argv],
+    cwd=ROOT,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   deadline = time.monotonic() + 240
   while stored(store) == 0 and time.monotonic() < deadline:
     time.sleep(0.05)
   process.send_signal(signal.SIGTERM)
   process.wait(timeout=60)
-  rows = lambda: sqlite3.connect(store).execute(
-      "SELECT id, params, seed, finished_at FROM points ORDER BY id").fetchall()
+  rows = lambda: (
+    sqlite3.connect(store)
+    .execute("SELECT id, params, seed, finished_at FROM points ORDER BY id")
+    .fetchall()
+  )
   before = rows()
   assert 0 < len(before) < 6, f"SIGTERM landed with {len(before)} of 6 points stored"
   assert bench_main(argv) == 0
   after = rows()
-  assert after[:len(before)] == before and len(after) == len({r[1:3] for r in after}) == 6
+  assert after[: len(before)] == before and len(after) == len({r[1:3] for r in after}) == 6
   whole = _records(sharded / "whole.sqlite")
   assert all(differing_field(whole[k], r) is None for k, r in _records(store).items())
 
@@ -279,11 +352,17 @@ def test_a_shard_stopped_mid_point_resumes_without_recomputing(sharded, tmp_path
 def test_bench_submit_leaves_the_processes_logging_alone():
   """submitit configures logging on import (closing every handler, pytest's too) unless told not
   to: ``jaxattn_bench.submit`` tells it."""
-  code = ("import logging, os; handler = logging.FileHandler(os.devnull); "
-          "logging.getLogger().addHandler(handler); import jaxattn_bench.submit; "
-          "assert handler.stream is not None, 'closed'")
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={k: v for k, v in os.environ.items() if k != "SUBMITIT_LOG_LEVEL"})
+  code = (
+    "import logging, os; handler = logging.FileHandler(os.devnull); "
+    "logging.getLogger().addHandler(handler); import jaxattn_bench.submit; "
+    "assert handler.stream is not None, 'closed'"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    env={k: v for k, v in os.environ.items() if k != "SUBMITIT_LOG_LEVEL"},
+  )
   assert result.returncode == 0, result.stderr
 
 

@@ -23,8 +23,9 @@ def test_shapes_and_fixed_parameters():
   chex.assert_shape([sol.queries(), sol.keys()], (24, 16))
   chex.assert_shape([sol.logits(), sol.attention()], (24, 24))
   np.testing.assert_allclose(sol.attention().sum(-1), 1.0, rtol=1e-5)
-  other = ja.construct.jl(jax.random.PRNGKey(9), _pattern(40, 3, jax.random.PRNGKey(4)),
-                          d=16, eps1=0.1, eps2=0.01)
+  other = ja.construct.jl(
+    jax.random.PRNGKey(9), _pattern(40, 3, jax.random.PRNGKey(4)), d=16, eps1=0.1, eps2=0.01
+  )
   chex.assert_trees_all_equal((sol.w_q, sol.w_k), (other.w_q, other.w_k))
   w_q, w_k = ja.construct.identity_params(16)
   chex.assert_trees_all_equal((sol.w_q, sol.w_k), (w_q, w_k))
@@ -33,8 +34,9 @@ def test_shapes_and_fixed_parameters():
 def _avals(jaxpr):
   """Shapes of every constant, input and output of every equation of a (closed) jaxpr."""
   variables = [v for eqn in jaxpr.jaxpr.eqns for v in (*eqn.invars, *eqn.outvars)]
-  return [np.shape(c) for c in jaxpr.consts] + [v.aval.shape for v in variables
-                                                if hasattr(v, "aval")]
+  return [np.shape(c) for c in jaxpr.consts] + [
+    v.aval.shape for v in variables if hasattr(v, "aval")
+  ]
 
 
 def test_identity_queries_and_keys_are_slices_without_a_d_by_d_matrix():
@@ -51,8 +53,9 @@ def test_identity_queries_and_keys_are_slices_without_a_d_by_d_matrix():
   np.testing.assert_array_equal(sol.queries(), np.asarray(x) @ dense_q)
   np.testing.assert_array_equal(sol.keys(), np.asarray(x) @ dense_k)
   np.testing.assert_array_equal(np.asarray(x) @ sol.w_k, np.asarray(x) @ dense_k)  # NumPy's @
-  np.testing.assert_allclose(sol.logits(), np.asarray(x) @ dense_q @ (np.asarray(x) @ dense_k).T,
-                             rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(
+    sol.logits(), np.asarray(x) @ dense_q @ (np.asarray(x) @ dense_k).T, rtol=1e-5, atol=1e-4
+  )
   jaxpr = jax.make_jaxpr(lambda s: (s.queries(), s.keys()))(sol)
   assert not [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"], jaxpr
   assert max(np.prod(shape) for shape in _avals(jaxpr)) == length * 2 * d, jaxpr
@@ -106,8 +109,9 @@ def test_succeeds_at_generous_d_and_fails_at_tiny_d(length, nnz, generous_d):
   generous = ja.construct.jl(KEY, p, d=generous_d, eps1=0.5, eps2=0.5)
   rep = ja.verify(generous, p, eps1=0.5, eps2=0.5)
   assert bool(rep.ok)
-  assert reference_ok(reference_figures(generous.X, generous.w_q, generous.w_k, p.to_dense()),
-                      0.5, 0.5)
+  assert reference_ok(
+    reference_figures(generous.X, generous.w_q, generous.w_k, p.to_dense()), 0.5, 0.5
+  )
   tiny = ja.construct.jl(KEY, p, d=2, eps1=0.5, eps2=0.5)
   rep = ja.verify(tiny, p, eps1=0.5, eps2=0.5)
   assert not bool(rep.ok)
@@ -120,9 +124,17 @@ def test_bad_d(d):
     ja.construct.jl(KEY, _pattern(), d=d, eps1=0.5, eps2=0.5)
 
 
-@pytest.mark.parametrize("eps1, eps2, name", [(0.0, 0.5, "eps1"), (-1.0, 0.5, "eps1"),
-                                              (float("inf"), 0.5, "eps1"), (0.5, 1.0, "eps2"),
-                                              (0.5, 0.0, "eps2"), (0.5, float("nan"), "eps2")])
+@pytest.mark.parametrize(
+  "eps1, eps2, name",
+  [
+    (0.0, 0.5, "eps1"),
+    (-1.0, 0.5, "eps1"),
+    (float("inf"), 0.5, "eps1"),
+    (0.5, 1.0, "eps2"),
+    (0.5, 0.0, "eps2"),
+    (0.5, float("nan"), "eps2"),
+  ],
+)
 def test_bad_eps(eps1, eps2, name):
   with pytest.raises(ValueError, match=name):
     ja.construct.jl(KEY, _pattern(), d=8, eps1=eps1, eps2=eps2)

@@ -80,8 +80,9 @@ def test_a_bad_dense_flag_is_refused():
       ja.verify(sol, p._replace(dense=bad), eps1=EPS1, eps2=EPS2)
 
 
-@pytest.mark.parametrize("method, d", [("jl", 256), ("lstsq", 24), ("moment_curve", 14),
-                                       ("optimize", 24), ("onehot", 32)])
+@pytest.mark.parametrize(
+  "method, d", [("jl", 256), ("lstsq", 24), ("moment_curve", 14), ("optimize", 24), ("onehot", 32)]
+)
 def test_every_method_meets_global_rows_at_zero_queries(method, d):
   family = ja.patterns.Longformer(window=2, globals=2)
   pattern = family(jax.random.PRNGKey(0), 32)
@@ -93,8 +94,10 @@ def test_every_method_meets_global_rows_at_zero_queries(method, d):
   a = np.asarray(pattern.to_dense())
   want = ja.reference.dense_check(sol.X, sol.w_q, sol.w_k, a, eps1=EPS1, eps2=EPS2)
   assert bool(report.certified)
-  np.testing.assert_array_equal(report.row_ok, oracle.float_row_ok(
-      want, np.asarray(sol.queries()), np.asarray(sol.keys()), a, EPS1, EPS2))
+  np.testing.assert_array_equal(
+    report.row_ok,
+    oracle.float_row_ok(want, np.asarray(sol.queries()), np.asarray(sol.keys()), a, EPS1, EPS2),
+  )
   assert bool(report.row_ok[:2].all()) and np.all(np.asarray(report.gap[:2]) == -np.inf)
   np.testing.assert_array_equal(report.spread[:2], 0.0)
   np.testing.assert_array_equal(want.spread[:2], 0.0)
@@ -123,8 +126,9 @@ def _planted(top: np.float32, length=16):
   return pattern, queries, keys
 
 
-@pytest.mark.parametrize("offset, settled", [(-2e-3, "bound"), (2e-3, "bound"),
-                                             (-1, "host"), (1, "host")])
+@pytest.mark.parametrize(
+  "offset, settled", [(-2e-3, "bound"), (2e-3, "bound"), (-1, "host"), (1, "host")]
+)
 def test_a_planted_dense_row_is_decided_exactly(offset, settled):
   t1 = math.log1p(EPS1)
   if settled == "bound":
@@ -140,8 +144,9 @@ def test_a_planted_dense_row_is_decided_exactly(offset, settled):
   assert bool(report.row_ok[1:].all())
   np.testing.assert_allclose(report.spread[0], float(top) - 1, rtol=1e-6)
   assert int(report.settled_on_host) == (settled == "host")
-  exact_ok = exact.rows_ok_exact(queries, keys, *(np.asarray(x) for x in pattern[:3]), [0],
-                                 EPS1, EPS2, dense=pattern.dense_host)
+  exact_ok = exact.rows_ok_exact(
+    queries, keys, *(np.asarray(x) for x in pattern[:3]), [0], EPS1, EPS2, dense=pattern.dense_host
+  )
   assert exact_ok[0] == want
 
 
@@ -154,8 +159,16 @@ def test_streamed_levels_of_dense_rows_match_float64(full):
   queries = queries + jax.random.normal(jax.random.PRNGKey(5), queries.shape)  # dense rows too
   splits = (3, 16, 20, 48)
   scales = 48 / np.array(splits, np.float64)
-  stats = ja.row_stats(queries, keys, pattern, splits, jnp.asarray(scales, jnp.float32),
-                       block_size=16, row_block=8, full=full)
+  stats = ja.row_stats(
+    queries,
+    keys,
+    pattern,
+    splits,
+    jnp.asarray(scales, jnp.float32),
+    block_size=16,
+    row_block=8,
+    full=full,
+  )
   want = dense_stats(queries, keys, pattern, splits, scales)
   rows = np.array([0, 7, 39])
   assert np.all(want.spread[:, rows] > 1.0)
@@ -172,8 +185,9 @@ def test_streamed_levels_of_dense_rows_match_float64(full):
 def test_a_search_over_a_family_with_global_rows(method):
   """Nested (jl: rank-1 and summed levels) and built per d (onehot: verifies at d = L)."""
   sampler = ja.patterns.Sampler("longformer(window=2,globals=2)", 32, 7, 1.0)
-  result = ja.min_d(jax.random.PRNGKey(0), sampler, (4, 16, 32), trials=2, eps1=EPS1, eps2=EPS2,
-                    method=method)
+  result = ja.min_d(
+    jax.random.PRNGKey(0), sampler, (4, 16, 32), trials=2, eps1=EPS1, eps2=EPS2, method=method
+  )
   assert bool(result.certified)
   if method == "onehot":
     np.testing.assert_array_equal(result.verdicts, [[False, False, True]] * 2)
@@ -187,9 +201,11 @@ def test_verify_memory_is_linear_with_a_dense_row():
   assert pattern.nnz == 4 and pattern.dense is not None
   x = jax.ShapeDtypeStruct((length, 2 * d), jnp.float32)
   params = ja.construct.identity_params(d)
-  compiled = jax.jit(lambda x, p: ja.verify(ja.Solution(x, *params), p, eps1=EPS1,
-                                            eps2=EPS2)).lower(
-      x, pattern).compile()
+  compiled = (
+    jax.jit(lambda x, p: ja.verify(ja.Solution(x, *params), p, eps1=EPS1, eps2=EPS2))
+    .lower(x, pattern)
+    .compile()
+  )
   memory = compiled.memory_analysis()
   used = memory.temp_size_in_bytes + memory.argument_size_in_bytes
   assert used < length * length // 16, used
@@ -210,6 +226,8 @@ def test_pattern_files_and_solution_files_keep_dense_rows(tmp_path):
     np.testing.assert_array_equal(rows, (a > 0).sum(1))
     np.testing.assert_array_equal(columns, (a > 0).sum(0))
     np.testing.assert_array_equal(user.dense_columns, np.flatnonzero((a > 0).sum(0) > 4))
-  arrays = dict(zip(solution_file.PATTERN_KEYS, map(np.asarray, user.pattern[:3])),
-                pattern_dense=np.asarray(user.pattern.dense))
+  arrays = dict(
+    zip(solution_file.PATTERN_KEYS, map(np.asarray, user.pattern[:3])),
+    pattern_dense=np.asarray(user.pattern.dense),
+  )
   np.testing.assert_array_equal(solution_file.saved_matrix(arrays, "s.npz").toarray(), a)

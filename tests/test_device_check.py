@@ -7,10 +7,25 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-STEPS = ("env", "perf d=16 float32", "rounding", "tiles float32", "preset tiny", "progress",
-         "plots")
-FILES = {"device_check.log", "env.txt", "perf.txt", "rounding.txt", "tiles.txt", "preset.log",
-         "results.sqlite", "a_d_vs_length.png"}
+STEPS = (
+  "env",
+  "perf d=16 float32",
+  "rounding",
+  "tiles float32",
+  "preset tiny",
+  "progress",
+  "plots",
+)
+FILES = {
+  "device_check.log",
+  "env.txt",
+  "perf.txt",
+  "rounding.txt",
+  "tiles.txt",
+  "preset.log",
+  "results.sqlite",
+  "a_d_vs_length.png",
+}
 
 
 def _smoke(tmp_path, budget: int) -> tuple[subprocess.CompletedProcess, pathlib.Path]:
@@ -21,11 +36,21 @@ def _smoke(tmp_path, budget: int) -> tuple[subprocess.CompletedProcess, pathlib.
   decoy.mkdir()
   (decoy / "python").write_text("#!/bin/sh\necho 'not this python' >&2\nexit 97\n")
   (decoy / "python").chmod(0o755)
-  env = dict(os.environ, OUT=str(out), DEVICE_CHECK_BUDGET=str(budget), PYTHON=sys.executable,
-             PATH=f"{decoy}{os.pathsep}{os.environ['PATH']}")
-  result = subprocess.run(["bash", str(ROOT / "bench" / "device_check.sh"), "--smoke"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=budget + 60)
+  env = dict(
+    os.environ,
+    OUT=str(out),
+    DEVICE_CHECK_BUDGET=str(budget),
+    PYTHON=sys.executable,
+    PATH=f"{decoy}{os.pathsep}{os.environ['PATH']}",
+  )
+  result = subprocess.run(
+    ["bash", str(ROOT / "bench" / "device_check.sh"), "--smoke"],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=budget + 60,
+  )
   return result, out
 
 
@@ -46,8 +71,9 @@ def test_smoke_runs_every_step_and_leaves_its_files(tmp_path):
   assert perf.count("certified float32 / float32, search (e)") == 1
   rounding = (out / "rounding.txt").read_text()
   for name in ("float32", "bfloat16"):
-    assert re.search(rf"^{name} +products: worst error / bound = 0\.\d+ .*within the bound",
-                     rounding, re.M)
+    assert re.search(
+      rf"^{name} +products: worst error / bound = 0\.\d+ .*within the bound", rounding, re.M
+    )
   tiles = (out / "tiles.txt").read_text()
   for name in ("verify", "search"):
     assert re.search(rf"^best {name} tile \(float32\): rows=(16|64) keys=64 ", tiles, re.M)

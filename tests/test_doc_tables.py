@@ -14,8 +14,11 @@ DATA = ROOT / "docs" / "data"
 
 
 def _regions() -> dict[str, str]:
-  return {m.group(1): page for page in tables.pages() for m in tables.REGION.finditer(
-      page.read_text(encoding="utf-8"))}
+  return {
+    m.group(1): page
+    for page in tables.pages()
+    for m in tables.REGION.finditer(page.read_text(encoding="utf-8"))
+  }
 
 
 def test_every_table_is_what_its_data_file_generates():
@@ -27,12 +30,14 @@ def test_every_data_file_is_used_and_every_table_has_one():
   read by a block that runs."""
   regions = _regions()
   assert len(regions) == 21
-  assert sorted(regions) == sorted(f"docs/data/{p.name}" for p in DATA.glob("*")
-                                   if p.suffix in (".csv", ".txt"))
+  assert sorted(regions) == sorted(
+    f"docs/data/{p.name}" for p in DATA.glob("*") if p.suffix in (".csv", ".txt")
+  )
   run = "\n".join(b.code for page in PAGES for b in blocks(page) if b.runnable and b.excuse is None)
   for store in DATA.glob("*.sqlite"):  # as an excused run's product, or from docs/data itself
     assert any(f"{folder}/{store.name}" in run for folder in ("results", "docs/data")), (
-        f"no block of the docs reads {store.name}")
+      f"no block of the docs reads {store.name}"
+    )
 
 
 def test_a_hand_edited_table_is_stale_and_regenerated(tmp_path):
@@ -51,10 +56,14 @@ def test_a_hand_edited_table_is_stale_and_regenerated(tmp_path):
   assert tables.main([str(page)]) == 0 and page.read_text(encoding="utf-8") == original
 
 
-@pytest.mark.parametrize("text, error", [
+@pytest.mark.parametrize(
+  "text, error",
+  [
     ("# command: c\n# machine: m\na,b\n1,2\n", "no '# commit:' line"),
     ("# command: c\n# commit: x\n# machine: m\na,b\n1,2,3\n", "row 2 has 3 cells"),
-    ("# command: c\n# commit: x\n# machine: m\n#no colon\na\n", "not a '# name: value' line")])
+    ("# command: c\n# commit: x\n# machine: m\n#no colon\na\n", "not a '# name: value' line"),
+  ],
+)
 def test_a_data_file_without_its_provenance_is_refused(tmp_path, text, error):
   path = tmp_path / "t.csv"
   path.write_text(text, encoding="utf-8")
@@ -62,16 +71,25 @@ def test_a_data_file_without_its_provenance_is_refused(tmp_path, text, error):
     tables.read_data(path)
 
 
-@pytest.mark.parametrize("name, body, shown", [
-    ("t.csv", "# align: l,r\nname,d\n\"jl, 2\",\"724 [512, 1448]\"\n",
-     "| name | d |\n| --- | ---: |\n| jl, 2 | 724 [512, 1448] |\n"),
-    ("t.txt", "check    ms\n(a)    9.5\n", "```text\ncheck    ms\n(a)    9.5\n```\n")],
-    ids=["csv", "txt"])
+@pytest.mark.parametrize(
+  "name, body, shown",
+  [
+    (
+      "t.csv",
+      '# align: l,r\nname,d\n"jl, 2","724 [512, 1448]"\n',
+      "| name | d |\n| --- | ---: |\n| jl, 2 | 724 [512, 1448] |\n",
+    ),
+    ("t.txt", "check    ms\n(a)    9.5\n", "```text\ncheck    ms\n(a)    9.5\n```\n"),
+  ],
+  ids=["csv", "txt"],
+)
 def test_the_table_carries_its_provenance(tmp_path, name, body, shown):
   """A CSV as a Markdown table with its alignments; a .txt file's text after the ``#`` lines as
   a text block, as printed; each followed by the line naming its source."""
   path = tmp_path / name
-  path.write_text("# command: python -m bench x\n# commit: abc1234\n# machine: a CPU\n" + body,
-                  encoding="utf-8")
+  path.write_text(
+    "# command: python -m bench x\n# commit: abc1234\n# machine: a CPU\n" + body, encoding="utf-8"
+  )
   assert tables.markdown(tables.read_data(path), name) == (
-      f"{shown}\n*Data: `{name}`, from `python -m bench x` at abc1234 on a CPU.*\n")
+    f"{shown}\n*Data: `{name}`, from `python -m bench x` at abc1234 on a CPU.*\n"
+  )

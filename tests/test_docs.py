@@ -29,17 +29,40 @@ BUILD_SECONDS = 60
 def site(tmp_path_factory) -> pathlib.Path:
   out = tmp_path_factory.mktemp("site")
   start = time.perf_counter()
-  result = subprocess.run([sys.executable, "-m", "sphinx", "-E", "-W", "--keep-going", "-q",
-                           "-b", "html", "docs", str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "sphinx",
+      "-E",
+      "-W",
+      "--keep-going",
+      "-q",
+      "-b",
+      "html",
+      "docs",
+      str(out),
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
   assert time.perf_counter() - start < BUILD_SECONDS
   return out
 
 
 def test_docs_build_without_warnings(site):
-  for page in ("index", "getting-started", "tutorial-construction", "hardware", "results",
-               "api", "commands"):
+  for page in (
+    "index",
+    "getting-started",
+    "tutorial-construction",
+    "hardware",
+    "results",
+    "api",
+    "commands",
+  ):
     assert (site / f"{page}.html").is_file(), page
   hardware = (site / "hardware.html").read_text(encoding="utf-8")
   assert 'id="measured-on-an-nvidia-h200"' in hardware  # the README links this anchor
@@ -53,10 +76,10 @@ def test_namedtuple_fields_show_their_type_and_comment(site):
   assert len(pages) == len(api_pages.pages()) > 90
   assert not any("Alias for field number" in html for html in pages)
   html = (site / "api" / "jaxattn.Report.html").read_text(encoding="utf-8")
-  report = html[html.index('id="jaxattn.Report.ratio_error"'):][:1500]
+  report = html[html.index('id="jaxattn.Report.ratio_error"') :][:1500]
   assert "exp(max_i spread_i) − 1" in report and "Float[Array" in report
   html = (site / "api" / "jaxattn.min_d.html").read_text(encoding="utf-8")
-  entry = html[html.index('id="jaxattn.min_d"'):][:6000]
+  entry = html[html.index('id="jaxattn.min_d"') :][:6000]
   signature = htmllib.unescape(re.sub(r"<[^>]+>", "", entry))
   assert "key: PRNGKeyArray" in signature and "compute: Compute = Compute()" in signature
 
@@ -65,8 +88,9 @@ def test_every_public_name_is_in_the_api_reference(site):
   """Each name of each public module's ``__all__`` has an entry (``module.name``) on the API
   page or its own page, or is the same object as a name documented under another module, or
   is a documented module."""
-  html = "".join(p.read_text(encoding="utf-8") for p in [site / "api.html",
-                                                         *(site / "api").glob("*.html")])
+  html = "".join(
+    p.read_text(encoding="utf-8") for p in [site / "api.html", *(site / "api").glob("*.html")]
+  )
   ids = set(re.findall(r'id="([^"]+)"', html))
   documented = {}
   for module_name in MODULES:
@@ -105,11 +129,11 @@ def test_every_public_function_and_class_has_a_docstring():
 
 def test_the_commands_page_has_every_commands_help(site):
   from jaxattn_bench.cli import COMMANDS
+
   html = (site / "commands.html").read_text(encoding="utf-8")
   for name in COMMANDS:
     assert f'id="python-m-bench-{name.replace("_", "-")}"' in html, name
   assert html.count("usage: python -m bench") == len(COMMANDS) + 1
-
 
 
 def test_each_function_and_class_has_its_committed_page():
@@ -122,7 +146,9 @@ def test_each_function_and_class_has_its_committed_page():
 def test_the_narrative_pages_link_names_to_their_api_entries(site):
   """Inline code naming a documented object links to it (docs/_ext/api_links.py)."""
   html = (site / "definitions.html").read_text(encoding="utf-8")
-  assert ('href="api/jaxattn.verify.html#jaxattn.verify"><code class="docutils literal '
-          'notranslate"><span class="pre">ja.verify</span>') in html
+  assert (
+    'href="api/jaxattn.verify.html#jaxattn.verify"><code class="docutils literal '
+    'notranslate"><span class="pre">ja.verify</span>'
+  ) in html
   assert 'href="api/jaxattn.construct.NESTED' not in html  # a constant stays on api.md
   assert 'href="api.html#jaxattn.construct.NESTED"' in html

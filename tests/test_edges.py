@@ -33,9 +33,20 @@ def test_optimize_search_on_les_miserables_completes(tmp_path):
   waits for batch chunks queued on that same pool, so with 2 threads both
   waited forever. Now both starts share one factorisation.
   """
-  result = guarded.bench("solve", os.path.join(DATA, "lesmis.mtx"), "--method", "optimize",
-                         "--search", "--d-grid", "1024,2048", "--out", tmp_path / "x.npz",
-                         max_rss=2 << 30, timeout=180, cwd=REPO)
+  result = guarded.bench(
+    "solve",
+    os.path.join(DATA, "lesmis.mtx"),
+    "--method",
+    "optimize",
+    "--search",
+    "--d-grid",
+    "1024,2048",
+    "--out",
+    tmp_path / "x.npz",
+    max_rss=2 << 30,
+    timeout=180,
+    cwd=REPO,
+  )
   assert result.returncode == 0, result.stderr
   assert "smallest verifying d = 1024 (" in result.stdout
   assert "CERTIFIED at d=1024" in result.stdout
@@ -43,7 +54,7 @@ def test_optimize_search_on_les_miserables_completes(tmp_path):
 
 # ---- a resource plan before any work (issue 16 item 1) ----------------------------------------
 
-GB = 10 ** 9
+GB = 10**9
 BANDED = os.path.join(REPO, "examples", "banded.npy")
 
 
@@ -61,13 +72,20 @@ def _one_error_line(capsys) -> str:
   return lines[0]
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["min_d", "--length", "2000000", "--nnz", "2", "--trials", "64", "--d-max", "4096"],
-     "min_d at L=2000000, N=2, d_max=4096 (one trial) needs about 394 GB"),
-    (["min_d", "--length", "160000", "--nnz", "2", "--trials", "4", "--d-max", "4096"],
-     "min_d at L=160000, N=2, d_max=4096 (one trial) needs about 32.3 GB"),
+@pytest.mark.parametrize(
+  "argv, words",
+  [
+    (
+      ["min_d", "--length", "2000000", "--nnz", "2", "--trials", "64", "--d-max", "4096"],
+      "min_d at L=2000000, N=2, d_max=4096 (one trial) needs about 394 GB",
+    ),
+    (
+      ["min_d", "--length", "160000", "--nnz", "2", "--trials", "4", "--d-max", "4096"],
+      "min_d at L=160000, N=2, d_max=4096 (one trial) needs about 32.3 GB",
+    ),
     (["solve", BANDED, "--d", "1000000000", "--out", "OUT"], "solve at d=1000000000"),
-])
+  ],
+)
 def test_a_job_that_cannot_fit_is_refused_in_one_line(argv, words, tmp_path):
   """In a watched child (``tests/guarded.py``): were the guard broken, the child would start
   the job, and it is killed at 1 GiB resident or 60 s, failing the test in seconds (with the
@@ -96,15 +114,24 @@ def test_solve_at_large_d_is_planned_in_l_times_d():
   assert resources.solve_bytes(64, 3, 5000, "jl", params="random") > dense
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--length", "2000000"], "perf at L=2000000, N=4, d=256 (dense L x L checks) needs about "
-                              "6.01e+04 GB"),
+@pytest.mark.parametrize(
+  "argv, words",
+  [
+    (
+      ["--length", "2000000"],
+      "perf at L=2000000, N=4, d=256 (dense L x L checks) needs about 6.01e+04 GB",
+    ),
     (["--length", "40000", "--d", "64"], "perf at L=40000, N=4, d=64 (dense L x L checks)"),
-    (["--length", "64", "--d", "16", "--memory", "--memory-length", "4000000"],
-     "perf --memory at L=4000000, N=4, d=128 needs about 49.7 GB"),
-    (["--sweep-tiles", "--length", "65536", "--tile-rows", "1024,65536", "--tile-keys", "65536"],
-     "perf --sweep-tiles at L=65536, N=4, d=256 needs about 648 GB"),
-])
+    (
+      ["--length", "64", "--d", "16", "--memory", "--memory-length", "4000000"],
+      "perf --memory at L=4000000, N=4, d=128 needs about 49.7 GB",
+    ),
+    (
+      ["--sweep-tiles", "--length", "65536", "--tile-rows", "1024,65536", "--tile-keys", "65536"],
+      "perf --sweep-tiles at L=65536, N=4, d=256 needs about 648 GB",
+    ),
+  ],
+)
 def test_perf_refuses_what_cannot_fit_before_building_anything(argv, words, monkeypatch, capsys):
   """Guards: ``bench perf`` had no resource check: a huge --length built its problem and ran
   dense L×L checks until the machine ran out of memory. Nothing is built, compiled or
@@ -126,7 +153,7 @@ def test_a_solution_file_that_would_not_fit_on_disk_is_refused(monkeypatch, tmp_
   """64×64 at d = 20000: a 10.3 MB file (X is 64×40000 float32), refused on a 5 MB disk."""
   _fake_memory(monkeypatch, 64 * GB)
   usage = namedtuple("usage", "total used free")
-  monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10 * GB, 9 * GB, 5 * 10 ** 6))
+  monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10 * GB, 9 * GB, 5 * 10**6))
   assert main(["solve", BANDED, "--d", "20000", "--out", str(tmp_path / "x.npz")]) == 2
   line = _one_error_line(capsys)
   assert "the solution file would take about 10.3 MB but" in line and "5 MB free" in line, line
@@ -150,28 +177,47 @@ def test_a_refusal_in_a_real_process_is_fast_and_allocates_nothing(tmp_path):
   Not RUSAGE_CHILDREN: that is the largest peak of every child this test process ever ran.
   """
   peak = tmp_path / "peak_kib"
-  code = ("import atexit, re, sys; atexit.register(lambda: open(sys.argv[1], 'w').write(re.search("
-          "r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))); "
-          "from jaxattn_bench.cli import main; sys.exit(main(sys.argv[2:]))")
+  code = (
+    "import atexit, re, sys; atexit.register(lambda: open(sys.argv[1], 'w').write(re.search("
+    "r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))); "
+    "from jaxattn_bench.cli import main; sys.exit(main(sys.argv[2:]))"
+  )
   args = ["min_d", "--length", "2000000", "--nnz", "2", "--trials", "64", "--d-max", "4096"]
-  result = guarded.run([sys.executable, "-c", code, str(peak), *args], cwd=REPO,
-                       max_rss=1 << 30, timeout=60)
+  result = guarded.run(
+    [sys.executable, "-c", code, str(peak), *args], cwd=REPO, max_rss=1 << 30, timeout=60
+  )
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1, result.stderr
   assert 0 < int(peak.read_text()) < 1 << 20  # KiB: under 1 GiB
 
 
 def test_trials_per_batch_shrink_to_what_fits_and_results_do_not_change(monkeypatch, capsys):
-  plan = resources.plan_search("x", length=64, nnz=1, width=64, levels=2, method="jl", trials=8,
-                               available=resources.Available(
-                                   resources.RUNTIME_BYTES + 2 * int(resources.SAFETY * 200_000),
-                                   "test"))
+  plan = resources.plan_search(
+    "x",
+    length=64,
+    nnz=1,
+    width=64,
+    levels=2,
+    method="jl",
+    trials=8,
+    available=resources.Available(
+      resources.RUNTIME_BYTES + 2 * int(resources.SAFETY * 200_000), "test"
+    ),
+  )
   assert resources.search_trial_bytes(64, 1, 64, 2, "jl") < 200_000 and plan.max_trial_batch >= 2
   argv = ["min_d", "--length", "64", "--nnz", "1", "--eps1", "1", "--trials", "8", "--d-max", "64"]
   assert main(argv) == 0
   free = capsys.readouterr().out
-  one = resources.RUNTIME_BYTES + int(resources.SAFETY * resources.search_trial_bytes(
-      64, 1, 64, len(__import__("jaxattn").geometric_grid(64, 4)), "jl")) + 1
+  one = (
+    resources.RUNTIME_BYTES
+    + int(
+      resources.SAFETY
+      * resources.search_trial_bytes(
+        64, 1, 64, len(__import__("jaxattn").geometric_grid(64, 4)), "jl"
+      )
+    )
+    + 1
+  )
   _fake_memory(monkeypatch, one)
   assert main(argv) == 0
   tight = capsys.readouterr().out
@@ -182,7 +228,7 @@ def test_trials_per_batch_shrink_to_what_fits_and_results_do_not_change(monkeypa
 def test_a_plan_is_printed_even_where_the_run_would_be_refused(monkeypatch, capsys, tmp_path):
   """``bench run --plan`` lists every point, then says which one this machine would refuse
   (exit 0: the plan is what was asked); the run itself is refused before any work (exit 2)."""
-  _fake_memory(monkeypatch, 10 ** 6)
+  _fake_memory(monkeypatch, 10**6)
   argv = ["run", "--preset", "quick", "--results", str(tmp_path / "none.sqlite")]
   assert main([*argv, "--plan"]) == 0
   out = capsys.readouterr().out
@@ -200,7 +246,7 @@ def test_check_points_fit_refuses_a_point_that_cannot_fit():
     resources.check_points_fit([small, huge], available=available)
 
 
-CALIBRATION = r'''
+CALIBRATION = r"""
 import sys, jax, jax.numpy as jnp, jaxattn as ja
 hwm = lambda: int([l for l in open("/proc/self/status")
                   if l.startswith("VmHWM")][0].split()[1]) << 10
@@ -209,14 +255,17 @@ base = hwm()
 sampler = ja.patterns.Sampler("random_regular", length=8192, nnz=2, a_min=0.2)
 ja.min_d(jax.random.PRNGKey(0), sampler, [256, 512], eps1=1.0, eps2=0.5, trials=1)
 print(hwm() - base)
-'''
+"""
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="VmHWM is Linux's")
 def test_the_search_estimate_bounds_the_measured_peak():
   """One trial at L = 8192, d_max = 512: measured peak growth within the plan, and not far below."""
-  grown = int(subprocess.run([sys.executable, "-c", CALIBRATION], capture_output=True, text=True,
-                             timeout=300, check=True).stdout)
+  grown = int(
+    subprocess.run(
+      [sys.executable, "-c", CALIBRATION], capture_output=True, text=True, timeout=300, check=True
+    ).stdout
+  )
   estimate = resources.search_trial_bytes(8192, 2, 512, 2, "jl")
   assert estimate / 2 < grown <= resources.SAFETY * estimate + resources.RUNTIME_BYTES
 
@@ -244,24 +293,25 @@ def _refused(path: str, tmp_path, capsys) -> str:
 
 
 def test_headers_are_refused_before_any_allocation(monkeypatch, tmp_path, capsys):
-  assert ("1 stored entries for 4000000000 rows: some row of A has no nonzero" in _refused(
-      _mtx(tmp_path, "huge.mtx", "general\n4000000000 4000000000 1\n"), tmp_path, capsys))
+  assert "1 stored entries for 4000000000 rows: some row of A has no nonzero" in _refused(
+    _mtx(tmp_path, "huge.mtx", "general\n4000000000 4000000000 1\n"), tmp_path, capsys
+  )
   assert "must be a square matrix, got shape (3, 4) (from the file's header)" in _refused(
-      _mtx(tmp_path, "rect.mtx", "general\n3 4 3\n"), tmp_path, capsys)
+    _mtx(tmp_path, "rect.mtx", "general\n3 4 3\n"), tmp_path, capsys
+  )
   sparse = str(tmp_path / "sparse.npz")
   scipy.sparse.save_npz(sparse, scipy.sparse.csr_array(np.eye(5)[:, :] * (np.arange(5) < 2)))
   assert "2 stored entries for 5 rows" in _refused(sparse, tmp_path, capsys)
   dense = str(tmp_path / "dense.npy")  # a header declaring 10^5 × 10^5 float64, and no data
   with open(dense, "wb") as file:
-    np.lib.format.write_array_header_1_0(file, {"descr": "<f8", "fortran_order": False,
-                                                 "shape": (100_000, 100_000)})
+    np.lib.format.write_array_header_1_0(
+      file, {"descr": "<f8", "fortran_order": False, "shape": (100_000, 100_000)}
+    )
   _fake_memory(monkeypatch, 16 * GB)
-  assert "reading this 100000x100000 matrix needs about 361 GB" in _refused(dense, tmp_path,
-                                                                            capsys)
+  assert "reading this 100000x100000 matrix needs about 361 GB" in _refused(dense, tmp_path, capsys)
   many = _mtx(tmp_path, "many.mtx", "general\n100000 100000 100000000\n")
   _fake_memory(monkeypatch, GB)
-  assert "reading this 100000x100000 matrix needs about 11.3 GB" in _refused(many, tmp_path,
-                                                                            capsys)
+  assert "reading this 100000x100000 matrix needs about 11.3 GB" in _refused(many, tmp_path, capsys)
 
 
 def test_a_text_file_named_npy_is_not_a_numpy_file(tmp_path, capsys):

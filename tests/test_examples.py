@@ -28,14 +28,24 @@ import sys
 
 import pytest
 
-from tests.doc_blocks import (MEASURED, NEEDS, PAGES, ROOT, Block, blocks, console_steps,
-                              expected_outputs, expected_status, mismatch)
+from tests.doc_blocks import (
+  MEASURED,
+  NEEDS,
+  PAGES,
+  ROOT,
+  Block,
+  blocks,
+  console_steps,
+  expected_outputs,
+  expected_status,
+  mismatch,
+)
 
 # (page, text in the block) -> substitutions. The random parameters' QR at d = 2048 alone
 # takes minutes on 2 cores.
 DATA = ROOT / "docs" / "data"
 SMALLER = {
-    ("docs/beyond.md", "params=\"random\""): [("length=256", "length=32"), ("d=2048", "d=256")],
+  ("docs/beyond.md", 'params="random"'): [("length=256", "length=32"), ("d=2048", "d=256")],
 }
 
 
@@ -73,10 +83,18 @@ def _run(kind: str, code: str, folder: pathlib.Path, where: str, status: int = 0
   else:
     command = ["bash", "-e", "-c", f'python() {{ "{sys.executable}" "$@"; }}\n{code}']
   # COLUMNS: argparse wraps a --help to the terminal's width; a page shows it at 100.
-  result = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "MPLBACKEND": "Agg", "COLUMNS": "100"})
-  assert result.returncode == status, (f"{where} exited {result.returncode}, not {status}:\n"
-                                       f"{code}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+  result = subprocess.run(
+    command,
+    cwd=folder,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, "MPLBACKEND": "Agg", "COLUMNS": "100"},
+  )
+  assert result.returncode == status, (
+    f"{where} exited {result.returncode}, not {status}:\n"
+    f"{code}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+  )
   return result.stdout + (result.stderr if status else "")
 
 
@@ -112,8 +130,9 @@ def test_blocks_are_run_or_excused_in_a_visible_note():
       if block.excuse is not None:
         assert block.runnable, f"{block.where()}: only a runnable block is excused"
         assert MEASURED.search(block.excuse) or any(n in block.excuse for n in NEEDS), (
-            f"{block.where()}: the note gives no measured time: {block.excuse!r}")
-  for (page, marker) in SMALLER:
+          f"{block.where()}: the note gives no measured time: {block.excuse!r}"
+        )
+  for page, marker in SMALLER:
     shrunk = [b for b in blocks(page) if marker in b.code]
     assert len(shrunk) == 1 and shrunk[0].line not in expected_outputs(page), (page, marker)
 
@@ -123,12 +142,14 @@ def test_the_collector_finds_the_known_blocks():
   runnable = [b for p in PAGES for b in blocks(p) if b.runnable]
   run = [b for b in runnable if b.excuse is None]
   compared = sum(len(expected_outputs(p)) for p in PAGES) + sum(
-      1 for b in run if b.language == "console")
+    1 for b in run if b.language == "console"
+  )
   assert (len(run), compared, len(runnable) - len(run)) == (23, 21, 19)
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES
-                                  if any(b.runnable and b.excuse is None for b in blocks(p))])
+@pytest.mark.parametrize(
+  "page", [p for p in PAGES if any(b.runnable and b.excuse is None for b in blocks(p))]
+)
 def test_page_examples_run_and_print_what_the_page_shows(page, tmp_path):
   folder = _folder(tmp_path)
   run_page(page, folder)
@@ -136,15 +157,24 @@ def test_page_examples_run_and_print_what_the_page_shows(page, tmp_path):
     assert (folder / "signs_success_rate.png").read_bytes().startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize("shown, passes", [
-    ("ok 1 ...\n", True), ("ok 2\n", False),   # a python block and its output block
+@pytest.mark.parametrize(
+  "shown, passes",
+  [
+    ("ok 1 ...\n", True),
+    ("ok 2\n", False),  # a python block and its output block
     ("$ echo a; echo b >&2; exit 3\na\nb\n[exit status 3]\n", True),
-    ("$ echo a; exit 3\na\n", False), ("$ echo a\nb\n", False)])
+    ("$ echo a; exit 3\na\n", False),
+    ("$ echo a\nb\n", False),
+  ],
+)
 def test_the_shown_output_is_compared(tmp_path, shown, passes):
   """A block passes when it prints what the page shows (ELLIPSIS; for a console command with
   an exit status, stdout and stderr), and fails otherwise."""
-  text = (f"```console\n{shown}```\n" if shown.startswith("$") else
-          f"```python\nprint('ok 1', 42)\n```\n\n```text output\n{shown}```\n")
+  text = (
+    f"```console\n{shown}```\n"
+    if shown.startswith("$")
+    else f"```python\nprint('ok 1', 42)\n```\n\n```text output\n{shown}```\n"
+  )
   (tmp_path / "page.md").write_text(text)
   (tmp_path / "folder").mkdir()
   page = os.path.relpath(tmp_path / "page.md", ROOT)
@@ -158,12 +188,17 @@ def test_the_shown_output_is_compared(tmp_path, shown, passes):
 def test_console_steps_and_excuse_notes(tmp_path):
   """A continued command is one step; a note excuses only the block right after it."""
   assert console_steps("$ python -m bench x \\\n  --y 1\nout 1\nout 2\n$ true\n") == [
-      ("python -m bench x \\\n  --y 1", "out 1\nout 2\n"), ("true", "")]
+    ("python -m bench x \\\n  --y 1", "out 1\nout 2\n"),
+    ("true", ""),
+  ]
   with pytest.raises(ValueError, match="not with"):
     console_steps("out\n$ true\n")
   (tmp_path / "page.md").write_text(
-      "*Not run by the suite: 5 min on the CPU.*\n\n```bash\nslow\n```\n\n"
-      "*Not run by the suite: 5 min.*\n\nText between.\n\n```bash\nfast\n```\n")
+    "*Not run by the suite: 5 min on the CPU.*\n\n```bash\nslow\n```\n\n"
+    "*Not run by the suite: 5 min.*\n\nText between.\n\n```bash\nfast\n```\n"
+  )
   page = os.path.relpath(tmp_path / "page.md", ROOT)
-  assert [(b.code, b.excuse) for b in blocks(page)] == [("slow\n", "5 min on the CPU."),
-                                                        ("fast\n", None)]
+  assert [(b.code, b.excuse) for b in blocks(page)] == [
+    ("slow\n", "5 min on the CPU."),
+    ("fast\n", None),
+  ]

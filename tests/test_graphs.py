@@ -16,19 +16,22 @@ def knn_reference(points, k, self_loops, weighted):
   for i in range(length):
     near = np.argsort(distance[i])[:k]
     sigma = distance[i, near[-1]]
-    a[i, near] = np.exp(-(distance[i, near] / sigma) ** 2) if weighted else 1.0
+    a[i, near] = np.exp(-((distance[i, near] / sigma) ** 2)) if weighted else 1.0
     if self_loops:
       a[i, i] = 1.0
   return a
 
 
-@pytest.mark.parametrize("k, self_loops, weighted", [(1, True, True), (3, True, False),
-                                                     (3, False, True), (5, False, False)])
+@pytest.mark.parametrize(
+  "k, self_loops, weighted",
+  [(1, True, True), (3, True, False), (3, False, True), (5, False, False)],
+)
 def test_knn(k, self_loops, weighted):
   points = np.random.default_rng(k).normal(size=(40, 3))
   pattern = ja.patterns.knn(points, k, self_loops=self_loops, weighted=weighted)
-  np.testing.assert_allclose(np.asarray(pattern.to_dense()),
-                             knn_reference(points, k, self_loops, weighted), rtol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(pattern.to_dense()), knn_reference(points, k, self_loops, weighted), rtol=1e-6
+  )
   assert pattern.nnz == k + self_loops
   if weighted:
     assert float(pattern.a_min) >= np.exp(-1) * (1 - 1e-6)
@@ -43,9 +46,15 @@ def test_knn_columns_above_n_are_kept():
   assert pattern.nnz == 2 and columns[0] == 6
 
 
-@pytest.mark.parametrize("points, k, message", [
-    (np.zeros(5), 1, "finite \\[L, D\\]"), (np.full((4, 2), np.nan), 1, "finite"),
-    (np.zeros((4, 2)), 4, "k must be"), (np.zeros((4, 2)), 0, "k must be")])
+@pytest.mark.parametrize(
+  "points, k, message",
+  [
+    (np.zeros(5), 1, "finite \\[L, D\\]"),
+    (np.full((4, 2), np.nan), 1, "finite"),
+    (np.zeros((4, 2)), 4, "k must be"),
+    (np.zeros((4, 2)), 0, "k must be"),
+  ],
+)
 def test_knn_bad_input(points, k, message):
   with pytest.raises(ValueError, match=message):
     ja.patterns.knn(points, k)
@@ -54,8 +63,9 @@ def test_knn_bad_input(points, k, message):
 def test_from_graph_scipy():
   adjacency = scipy.sparse.csr_array(np.array([[0, 2.0, 0], [1.0, 0, 4.0], [0, 0, 0]]))
   pattern = ja.patterns.from_graph(adjacency)
-  np.testing.assert_allclose(np.asarray(pattern.to_dense()),
-                             [[2.0, 2.0, 0], [1.0, 4.0, 4.0], [0, 0, 1.0]])
+  np.testing.assert_allclose(
+    np.asarray(pattern.to_dense()), [[2.0, 2.0, 0], [1.0, 4.0, 4.0], [0, 0, 1.0]]
+  )
   with pytest.raises(ValueError, match="row 2 of A has no nonzero"):
     ja.patterns.from_graph(adjacency, self_loops=False)
   with pytest.raises(ValueError, match="square"):
@@ -74,8 +84,9 @@ def test_from_networkx():
   np.testing.assert_array_equal(dense, reference)
   assert pattern.nnz == max(d for _, d in graph.degree()) + 1
   weighted = ja.patterns.from_graph(graph, weight="weight", self_loops=False)
-  np.testing.assert_allclose(np.asarray(weighted.to_dense()),
-                             networkx.to_numpy_array(graph, weight="weight"))
+  np.testing.assert_allclose(
+    np.asarray(weighted.to_dense()), networkx.to_numpy_array(graph, weight="weight")
+  )
 
 
 def test_knn_duplicates_are_neighbours_not_self():
@@ -92,6 +103,7 @@ def test_example_script_writes_what_bench_solve_reads(tmp_path):
   import pathlib
 
   from jaxattn_bench.pattern_file import load_pattern
+
   path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "practice_graphs.py"
   spec = importlib.util.spec_from_file_location("practice_graphs", path)
   script = importlib.util.module_from_spec(spec)

@@ -45,19 +45,45 @@ def _free_port() -> int:
 def test_two_processes_on_loopback_match_one_process(tmp_path):
   preset = tmp_path / "tiny.toml"
   preset.write_text(TINY)
-  common = [sys.executable, "-m", "bench", "run", "--preset", str(preset), "--seed", "3",
-            "--no-figures"]
+  common = [
+    sys.executable,
+    "-m",
+    "bench",
+    "run",
+    "--preset",
+    str(preset),
+    "--seed",
+    "3",
+    "--no-figures",
+  ]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   port = _free_port()
   runs = [common + ["--results", str(tmp_path / "one.sqlite")]] + [
-      common + ["--results", str(tmp_path / f"two_{i}.sqlite"), "--coordinator",
-                f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)]
-      for i in range(2)]  # the one-process reference runs at the same time as the pair
+    common
+    + [
+      "--results",
+      str(tmp_path / f"two_{i}.sqlite"),
+      "--coordinator",
+      f"127.0.0.1:{port}",
+      "--num-processes",
+      "2",
+      "--process-id",
+      str(i),
+    ]
+    for i in range(2)
+  ]  # the one-process reference runs at the same time as the pair
   logs = [(tmp_path / f"run{i}.out", tmp_path / f"run{i}.err") for i in range(len(runs))]
   with contextlib.ExitStack() as files:
-    procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=files.enter_context(out.open("w")),
-                              stderr=files.enter_context(err.open("w")))
-             for argv, (out, err) in zip(runs, logs)]
+    procs = [
+      subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=files.enter_context(out.open("w")),
+        stderr=files.enter_context(err.open("w")),
+      )
+      for argv, (out, err) in zip(runs, logs)
+    ]
     codes = [proc.wait(timeout=300) for proc in procs]
   for code, (_, err) in zip(codes, logs):
     assert code == 0, err.read_text()
@@ -77,14 +103,35 @@ def test_a_process_that_fails_early_stops_the_other_in_one_line(tmp_path, failin
   preset = tmp_path / "tiny.toml"
   preset.write_text(TINY)
   port = _free_port()
-  bad = (["--export-csv", "/dev/null/x.csv"] if failing == 0 else ["--seed", "-1"])
-  runs = [[sys.executable, "-m", "bench", "run", "--preset", str(preset), "--no-figures",
-           "--results", str(tmp_path / f"r{i}.sqlite"), "--coordinator", f"127.0.0.1:{port}",
-           "--num-processes", "2", "--process-id", str(i), *(bad if i == failing else [])]
-          for i in range(2)]
+  bad = ["--export-csv", "/dev/null/x.csv"] if failing == 0 else ["--seed", "-1"]
+  runs = [
+    [
+      sys.executable,
+      "-m",
+      "bench",
+      "run",
+      "--preset",
+      str(preset),
+      "--no-figures",
+      "--results",
+      str(tmp_path / f"r{i}.sqlite"),
+      "--coordinator",
+      f"127.0.0.1:{port}",
+      "--num-processes",
+      "2",
+      "--process-id",
+      str(i),
+      *(bad if i == failing else []),
+    ]
+    for i in range(2)
+  ]
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True) for argv in runs]
+  procs = [
+    subprocess.Popen(
+      argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    for argv in runs
+  ]
   try:
     errs = [proc.communicate(timeout=120)[1] for proc in procs]
   finally:
@@ -94,5 +141,7 @@ def test_a_process_that_fails_early_stops_the_other_in_one_line(tmp_path, failin
   assert procs[failing].returncode == 2, errs[failing]
   assert procs[other].returncode == 3, errs[other]
   last = errs[other].strip().splitlines()[-1]
-  assert last == (f"python -m bench run: error: process {other}: process {failing} exited before "
-                  "a broadcast from process 0; stopping (its own output says why)"), errs[other]
+  assert last == (
+    f"python -m bench run: error: process {other}: process {failing} exited before "
+    "a broadcast from process 0; stopping (its own output says why)"
+  ), errs[other]

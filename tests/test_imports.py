@@ -18,10 +18,17 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = {"jaxattn": ROOT / "jaxattn", "jaxattn_bench": ROOT / "bench",
-            "jaxattn_plots": ROOT / "plots"}
-COMMANDS = ("jaxattn_bench.commands", "jaxattn_bench.cli", "jaxattn_bench.__main__",
-            "jaxattn_plots.__main__")
+PACKAGES = {
+  "jaxattn": ROOT / "jaxattn",
+  "jaxattn_bench": ROOT / "bench",
+  "jaxattn_plots": ROOT / "plots",
+}
+COMMANDS = (
+  "jaxattn_bench.commands",
+  "jaxattn_bench.cli",
+  "jaxattn_bench.__main__",
+  "jaxattn_plots.__main__",
+)
 LAYERS = ("jaxattn", "jaxattn_bench", "jaxattn_plots", "commands")
 
 
@@ -46,10 +53,12 @@ def _imports(name: str, path: pathlib.Path, known: set[str]) -> set[str]:
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:
-        base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]
-                        + ([base] if base else []))
-      targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
-                 for alias in node.names]
+        base = ".".join(
+          package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+        )
+      targets = [
+        f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names
+      ]
     else:
       continue
     found |= {t for t in targets if t in known and t != name}
@@ -116,33 +125,50 @@ def test_no_import_cycle():
 
 
 def test_imports_point_down_the_layers():
-  upward = [(source, target) for source, targets in import_graph().items() for target in targets
-            if layer(target) > layer(source)]
+  upward = [
+    (source, target)
+    for source, targets in import_graph().items()
+    for target in targets
+    if layer(target) > layer(source)
+  ]
   assert upward == []
 
 
-@pytest.mark.parametrize("module, allowed", [
+@pytest.mark.parametrize(
+  "module, allowed",
+  [
     ("jaxattn._src.base", {"jaxattn._src.pattern"}),
     ("jaxattn._src.pattern", set()),
     ("jaxattn._src.jl", {"jaxattn._src.base", "jaxattn._src.pattern"}),
     ("jaxattn._src.lstsq", {"jaxattn._src.base", "jaxattn._src.pattern"}),
     ("jaxattn._src.moment_curve", {"jaxattn._src.base", "jaxattn._src.pattern"}),
-    ("jaxattn._src.optimize", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.lstsq",
-                               "jaxattn._src.mining"}),
+    (
+      "jaxattn._src.optimize",
+      {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.lstsq", "jaxattn._src.mining"},
+    ),
     ("jaxattn._src.mining", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.tiles"}),
     ("jaxattn._src.tiles", {"jaxattn._src.base", "jaxattn._src.pattern"}),
-    ("jaxattn._src.verify", {"jaxattn._src.base", "jaxattn._src.pattern", "jaxattn._src.tiles",
-                             "jaxattn._src.certify", "jaxattn._src.exact",
-                             "jaxattn._src.options", "jaxattn._src.stream"}),
-    ("jaxattn._src.stream", {"jaxattn._src.pattern", "jaxattn._src.tiles",
-                             "jaxattn._src.certify"}),
+    (
+      "jaxattn._src.verify",
+      {
+        "jaxattn._src.base",
+        "jaxattn._src.pattern",
+        "jaxattn._src.tiles",
+        "jaxattn._src.certify",
+        "jaxattn._src.exact",
+        "jaxattn._src.options",
+        "jaxattn._src.stream",
+      },
+    ),
+    ("jaxattn._src.stream", {"jaxattn._src.pattern", "jaxattn._src.tiles", "jaxattn._src.certify"}),
     ("jaxattn._src.options", set()),
     ("jaxattn._src.certify", set()),
     ("jaxattn._src.exact", set()),
     ("jaxattn_bench.store", {"jaxattn_bench.errors", "jaxattn_bench.filesystems"}),
     ("jaxattn_bench.filesystems", set()),
     ("jaxattn_bench.merge", {"jaxattn_bench.errors", "jaxattn_bench.store"}),
-])
+  ],
+)
 def test_the_base_layer_and_constructions_import_only_below(module, allowed):
   assert import_graph()[module] <= allowed
 
@@ -154,8 +180,11 @@ def private_imports() -> list[tuple[str, str]]:
   for name, path in modules.items():
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
       if isinstance(node, ast.ImportFrom) and node.module in modules and node.module != name:
-        found += [(name, f"{node.module}.{alias.name}") for alias in node.names
-                  if alias.name.startswith("_") and not alias.name.startswith("__")]
+        found += [
+          (name, f"{node.module}.{alias.name}")
+          for alias in node.names
+          if alias.name.startswith("_") and not alias.name.startswith("__")
+        ]
   return found
 
 
@@ -165,20 +194,28 @@ def test_no_private_name_is_imported_across_modules():
 
 def test_figures_read_only_the_jax_free_store():
   """plots/ (commands aside) reads results through the store and its error type, nothing else."""
-  reads = {target for source, targets in import_graph().items()
-           if source.startswith("jaxattn_plots") and layer(source) < LAYERS.index("commands")
-           for target in targets if target.startswith("jaxattn_bench")}
+  reads = {
+    target
+    for source, targets in import_graph().items()
+    if source.startswith("jaxattn_plots") and layer(source) < LAYERS.index("commands")
+    for target in targets
+    if target.startswith("jaxattn_bench")
+  }
   assert reads <= {"jaxattn_bench.store", "jaxattn_bench.errors"}
 
 
-@pytest.mark.parametrize("statement, absent", [
+@pytest.mark.parametrize(
+  "statement, absent",
+  [
     ("import jaxattn", "optax"),
     ("import jaxattn._src.verify", "optax"),
     ("import jaxattn_plots, jaxattn_plots.__main__, jaxattn_bench.store", "jax"),
     ("import jaxattn_plots.__main__", "jaxattn_bench.runner"),
-])
+  ],
+)
 def test_imports_do_not_load_what_they_do_not_need(statement, absent):
   code = f"import sys; {statement}; print({absent!r} in sys.modules)"
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)
+  result = subprocess.run(
+    [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+  )
   assert result.stdout.strip() == "False", result.stderr

@@ -54,24 +54,34 @@ def test_poor_fit_widens_intervals():
   d, sigma = synthetic("log", LONG, seed=0)
   honest = fitting.fit_weighted("log", LONG, d, sigma)
   tiny = fitting.fit_weighted("log", LONG, d, sigma / 10)  # χ²/dof ≈ 100: intervals scale back
-  np.testing.assert_allclose(tiny.param_high - tiny.param_low,
-                             honest.param_high - honest.param_low, rtol=0.3)
+  np.testing.assert_allclose(
+    tiny.param_high - tiny.param_low, honest.param_high - honest.param_low, rtol=0.3
+  )
 
 
 def test_fit_table_has_estimators_and_one_verdict_per_series(tmp_path):
   from tests.test_plots import synthetic_store
   from jaxattn_plots.__main__ import main as plots_main
+
   synthetic_store(tmp_path / "r.sqlite")
   assert plots_main(["--results", str(tmp_path / "r.sqlite"), "--out", str(tmp_path / "f")]) == 0
   rows = json.loads((tmp_path / "f" / "fit.json").read_text())
-  assert rows and all(r["estimator"] == "d_min" and r["preferred"] in ("log", "power", "undecided")
-                      for r in rows)
+  assert rows and all(
+    r["estimator"] == "d_min" and r["preferred"] in ("log", "power", "undecided") for r in rows
+  )
   assert len({(r["series"], r["estimator"], r["preferred"], r["delta_aic"]) for r in rows}) == 1
 
 
-@pytest.mark.parametrize("seeds, message", [
-    ("3-1", "--seeds: expected A-B"), ("x", "--seeds: expected A-B"), ("1,1", "distinct"),
-    ("0,-2", "--seeds: expected"), ("", "--seeds: expected")])
+@pytest.mark.parametrize(
+  "seeds, message",
+  [
+    ("3-1", "--seeds: expected A-B"),
+    ("x", "--seeds: expected A-B"),
+    ("1,1", "distinct"),
+    ("0,-2", "--seeds: expected"),
+    ("", "--seeds: expected"),
+  ],
+)
 def test_bad_seeds_are_one_line(capsys, seeds, message):
   assert bench_main(["run", "--preset", "quick", "--seeds", seeds, "--plan"]) == 2
   err = capsys.readouterr().err

@@ -9,8 +9,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_ruff_passes():
-  result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+  result = subprocess.run(
+    [sys.executable, "-m", "ruff", "check", "--no-cache", "."],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
 
 
@@ -19,6 +24,7 @@ def test_no_function_is_longer_than_sixty_lines():
   above 60 lines of code (signature and body as the formatter writes them; the docstring,
   documentation, apart), split them into named steps."""
   import ast
+
   long = []
   for folder in ("jaxattn", "bench", "plots"):
     for path in sorted((ROOT / folder).rglob("*.py")):
@@ -39,6 +45,7 @@ def test_no_function_takes_more_than_twelve_parameters():
   ``ja.construct.Training``, ``SearchSpec``); a public entry point at most 3 positional ones,
   and then at most 12 by keyword."""
   import ast
+
   many = []
   for folder in ("jaxattn", "bench", "plots"):
     for path in sorted((ROOT / folder).rglob("*.py")):
@@ -55,8 +62,11 @@ def test_no_function_takes_more_than_twelve_parameters():
 
 def test_no_library_module_is_longer_than_five_hundred_lines():
   """A module per job (1.0): a module of ``jaxattn`` over ~500 lines does more than one."""
-  long = {str(path.relative_to(ROOT)): n for path in sorted((ROOT / "jaxattn").rglob("*.py"))
-          if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500}
+  long = {
+    str(path.relative_to(ROOT)): n
+    for path in sorted((ROOT / "jaxattn").rglob("*.py"))
+    if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500
+  }
   assert long == {}
 
 
@@ -66,15 +76,36 @@ def test_the_library_the_commands_and_the_plots_type_check(tmp_path):
   follow), so they are checked under those names through links in a folder of their own.
   Third-party packages without type information are listed there and read as Any; about 16 s
   from cold. (It found ``bench perf --causal`` passing ε positionally to ``ja.verify``.)"""
-  for name, folder in (("jaxattn", "jaxattn"), ("jaxattn_bench", "bench"),
-                       ("jaxattn_plots", "plots")):
+  for name, folder in (
+    ("jaxattn", "jaxattn"),
+    ("jaxattn_bench", "bench"),
+    ("jaxattn_plots", "plots"),
+  ):
     (tmp_path / name).symlink_to(ROOT / folder)
   result = subprocess.run(
-      [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
-       str(tmp_path / "cache"), "-p", "jaxattn", "-p", "jaxattn_bench", "-p", "jaxattn_plots"],
-      cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "mypy",
+      "--config-file",
+      str(ROOT / "pyproject.toml"),
+      "--cache-dir",
+      str(tmp_path / "cache"),
+      "-p",
+      "jaxattn",
+      "-p",
+      "jaxattn_bench",
+      "-p",
+      "jaxattn_plots",
+    ],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
-  modules = sum(1 for folder in ("jaxattn", "bench", "plots")
-                for _ in (ROOT / folder).rglob("*.py"))
+  modules = sum(
+    1 for folder in ("jaxattn", "bench", "plots") for _ in (ROOT / folder).rglob("*.py")
+  )
   checked = re.search(r"no issues found in (\d+) source files", result.stdout)
   assert checked and int(checked.group(1)) >= modules, result.stdout  # all three were read

@@ -61,8 +61,9 @@ def test_ratio_passes_where_mass_fails():
   assert figures["outside_mass_max"] > 0.9
   assert bool(ja.verify(ratio_built, pattern, eps1=EPS1, eps2=EPS2).ok)
   assert not bool(ja.verify(ratio_built, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.1).ok)
-  assert not ja.reference.dense_check(*ratio_built, a, eps1=EPS1, eps2=EPS2,
-                                      max_outside_mass=0.1).ok
+  assert not ja.reference.dense_check(
+    *ratio_built, a, eps1=EPS1, eps2=EPS2, max_outside_mass=0.1
+  ).ok
   assert bool(ja.verify(mass_built, pattern, eps1=EPS1, eps2=EPS2, max_outside_mass=0.1).ok)
   assert ja.reference.dense_check(*mass_built, a, eps1=EPS1, eps2=EPS2, max_outside_mass=0.1).ok
   assert float(ja.verify(ratio_built, pattern, eps1=EPS1, eps2=EPS2).max_outside_mass) == np.inf
@@ -83,9 +84,9 @@ def test_mass_shift_puts_exactly_the_designed_mass_outside(eta):
   np.testing.assert_allclose(outside[binds], designed, rtol=1e-4)
   np.testing.assert_allclose(mass[~binds], ratio[~binds])
   assert binds.any() and np.all(outside <= eta)
-  assert ja.theory.jl_dim(LENGTH, 2, eps1=EPS1, eps2=EPS2, a_min=0.2,
-                          max_outside_mass=eta) >= ja.theory.jl_dim(
-      LENGTH, 2, eps1=EPS1, eps2=EPS2, a_min=0.2)
+  assert ja.theory.jl_dim(
+    LENGTH, 2, eps1=EPS1, eps2=EPS2, a_min=0.2, max_outside_mass=eta
+  ) >= ja.theory.jl_dim(LENGTH, 2, eps1=EPS1, eps2=EPS2, a_min=0.2)
 
 
 def test_min_d_verdicts_under_mass_are_the_dense_checks_of_built_solutions():
@@ -94,16 +95,21 @@ def test_min_d_verdicts_under_mass_are_the_dense_checks_of_built_solutions():
   search that does not stream the mass (every verdict would pass) or builds for the ratio."""
   sampler = ja.patterns.Sampler("banded", 16, 1, 0.2)
   grid, eta, key = (64, 256, 1024), 0.3, jax.random.PRNGKey(0)
-  result = ja.min_d(key, sampler, grid, eps1=EPS1, eps2=EPS2, trials=2, delta=0.5,
-                    max_outside_mass=eta)
+  result = ja.min_d(
+    key, sampler, grid, eps1=EPS1, eps2=EPS2, trials=2, delta=0.5, max_outside_mass=eta
+  )
   dense = []
   for pattern_key, method_key in zip(*ja.trial_keys(key, 2)):
     pattern = sampler(pattern_key)
     a = np.asarray(pattern.to_dense())
-    solutions = [ja.construct.jl(method_key, pattern, d, eps1=EPS1, eps2=EPS2, max_outside_mass=eta)
-                 for d in grid]
-    logits = [(x @ w_q) @ (x @ w_k).T for x, w_q, w_k in (
-        (np.asarray(m, np.float64) for m in s) for s in solutions)]
+    solutions = [
+      ja.construct.jl(method_key, pattern, d, eps1=EPS1, eps2=EPS2, max_outside_mass=eta)
+      for d in grid
+    ]
+    logits = [
+      (x @ w_q) @ (x @ w_k).T
+      for x, w_q, w_k in ((np.asarray(m, np.float64) for m in s) for s in solutions)
+    ]
     dense.append([np.all(ok & (mass <= eta)) for ok, mass in (_dense(ell, a) for ell in logits)])
   np.testing.assert_array_equal(result.verdicts, dense)
   assert not np.all(dense) and np.any(dense)
@@ -113,8 +119,19 @@ def test_bad_eta():
   pattern = ja.SparsePattern.from_dense(_matrix())
   for eta in (0.0, 1.0, -0.1, 2.0):
     with pytest.raises(ValueError, match="max_outside_mass"):
-      ja.verify(noisy_target_solution(pattern, 0.0, EPS1, EPS2), pattern, eps1=EPS1, eps2=EPS2,
-                max_outside_mass=eta)
+      ja.verify(
+        noisy_target_solution(pattern, 0.0, EPS1, EPS2),
+        pattern,
+        eps1=EPS1,
+        eps2=EPS2,
+        max_outside_mass=eta,
+      )
     with pytest.raises(ValueError, match="max_outside_mass"):
-      ja.min_d(jax.random.PRNGKey(0), ja.patterns.Sampler("banded", 8, 1), (4,), eps1=EPS1,
-               eps2=EPS2, max_outside_mass=eta)
+      ja.min_d(
+        jax.random.PRNGKey(0),
+        ja.patterns.Sampler("banded", 8, 1),
+        (4,),
+        eps1=EPS1,
+        eps2=EPS2,
+        max_outside_mass=eta,
+      )

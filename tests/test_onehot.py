@@ -40,11 +40,17 @@ def test_verifies_at_d_equal_length(name, pattern):
 
 def test_fails_below_length_and_pads_above():
   pattern = ja.patterns.banded(KEY, length=LENGTH, nnz=3, a_min=0.5)  # row L−1 attends key L−1
-  assert not bool(ja.verify(ja.construct.onehot(KEY, pattern, LENGTH - 1, eps1=EPS1, eps2=EPS2),
-                            pattern,
-                            eps1=EPS1, eps2=EPS2).ok)
-  queries, keys = ja.construct.METHODS["onehot"](KEY, pattern, jnp.asarray(LENGTH), LENGTH + 8,
-                                                 EPS1, EPS2)
+  assert not bool(
+    ja.verify(
+      ja.construct.onehot(KEY, pattern, LENGTH - 1, eps1=EPS1, eps2=EPS2),
+      pattern,
+      eps1=EPS1,
+      eps2=EPS2,
+    ).ok
+  )
+  queries, keys = ja.construct.METHODS["onehot"](
+    KEY, pattern, jnp.asarray(LENGTH), LENGTH + 8, EPS1, EPS2
+  )
   np.testing.assert_array_equal(np.asarray(keys), np.eye(LENGTH, LENGTH + 8))
   assert not np.asarray(queries)[:, LENGTH:].any()
 

@@ -16,17 +16,17 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SELECTED = [
-    "tests/test_verify.py::test_float64_agrees_tightly",
-    "tests/test_verify.py::test_per_row_verdicts_and_figures",
-    "tests/test_thresholds.py::test_verdicts_and_thresholds_match_brute_force",
-    # certified verdicts: planted near-ties, the worst tiles, the dense-check agreement
-    "tests/test_certify.py::test_planted_near_ties_are_decided_exactly",
-    "tests/test_certify.py::test_uncertified_float32_decides_some_planted_ties_wrongly",
-    "tests/test_certify.py::test_the_bound_covers_the_exact_error[None-sequential-4096]",
-    "tests/test_certify.py::test_the_bound_covers_the_exact_error[bfloat16-bfloat16-4096]",
-    "tests/test_certify.py::test_the_bound_covers_the_exact_error[None-random-700]",
-    "tests/test_certify.py::test_certified_verdicts_equal_the_exact_oracle[2-jl-96]",
-    "tests/test_optimised.py::test_this_process_compiles_at_the_level_asked",
+  "tests/test_verify.py::test_float64_agrees_tightly",
+  "tests/test_verify.py::test_per_row_verdicts_and_figures",
+  "tests/test_thresholds.py::test_verdicts_and_thresholds_match_brute_force",
+  # certified verdicts: planted near-ties, the worst tiles, the dense-check agreement
+  "tests/test_certify.py::test_planted_near_ties_are_decided_exactly",
+  "tests/test_certify.py::test_uncertified_float32_decides_some_planted_ties_wrongly",
+  "tests/test_certify.py::test_the_bound_covers_the_exact_error[None-sequential-4096]",
+  "tests/test_certify.py::test_the_bound_covers_the_exact_error[bfloat16-bfloat16-4096]",
+  "tests/test_certify.py::test_the_bound_covers_the_exact_error[None-random-700]",
+  "tests/test_certify.py::test_certified_verdicts_equal_the_exact_oracle[2-jl-96]",
+  "tests/test_optimised.py::test_this_process_compiles_at_the_level_asked",
 ]
 
 

@@ -61,11 +61,14 @@ def test_from_scipy_ignores_stored_zeros_and_sums_duplicates():
   assert p.nnz == 1
 
 
-@pytest.mark.parametrize("entry, message", [
+@pytest.mark.parametrize(
+  "entry, message",
+  [
     ((2, 4, -0.5), "A[2, 4] = -0.5: entries must be >= 0"),
     ((1, 3, np.nan), "A[1, 3] = nan: entries must be finite"),
     ((3, 0, np.inf), "A[3, 0] = inf: entries must be finite"),
-])
+  ],
+)
 @pytest.mark.parametrize("convert", [np.asarray, scipy.sparse.csr_array])
 def test_bad_values_name_the_entry(entry, message, convert):
   a = _example()

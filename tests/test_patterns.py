@@ -50,16 +50,20 @@ def test_random_regular_differs_across_keys():
 
 def test_banded_window():
   p = ja.patterns.banded(jax.random.PRNGKey(0), length=6, nnz=3, a_min=1.0)
-  np.testing.assert_array_equal(np.asarray(p.to_dense()) > 0,
-                                np.abs(np.subtract.outer(np.arange(6), np.arange(6))) <= 1)
+  np.testing.assert_array_equal(
+    np.asarray(p.to_dense()) > 0, np.abs(np.subtract.outer(np.arange(6), np.arange(6))) <= 1
+  )
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
     (dict(length=4, nnz=5), "nnz <= length"),
     (dict(length=4, nnz=0), "nnz <= length"),
     (dict(length=4, nnz=2, a_min=0.0), "a_min"),
     (dict(length=4, nnz=2, a_min=1.5), "a_min"),
-])
+  ],
+)
 @pytest.mark.parametrize("name", GENERATORS)
 def test_bad_arguments(name, kwargs, message):
   with pytest.raises(ValueError, match=message):

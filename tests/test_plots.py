@@ -54,8 +54,15 @@ def _result(d_grid, d_min, trials=8):
   d_grid = np.asarray(d_grid)
   successes = np.where(d_grid >= (d_min or 10**9), trials, 0)
   low, high = ja.stats.clopper_pearson(successes, trials)
-  return ja.MinDResult(d_min=d_min, d_grid=d_grid, successes=successes, trials=trials,
-                       success_rate=successes / trials, ci_low=low, ci_high=high)
+  return ja.MinDResult(
+    d_min=d_min,
+    d_grid=d_grid,
+    successes=successes,
+    trials=trials,
+    success_rate=successes / trials,
+    ci_low=low,
+    ci_high=high,
+  )
 
 
 def synthetic_store(path):
@@ -64,22 +71,44 @@ def synthetic_store(path):
   As in the quick preset, the series over L has T = 16 trials and the sweeps T = 8, so the
   sweeps' point at L = 256, N = 1, ε1 = 0.5 is the series' one, with T = 16.
   """
-  base = {"family": "random_regular", "method": "jl", "nnz": 1, "a_min": 0.2, "eps1": 0.5,
-          "eps2": 0.5, "dtype": "float32", "trials": 8, "delta": 0.1}
+  base = {
+    "family": "random_regular",
+    "method": "jl",
+    "nnz": 1,
+    "a_min": 0.2,
+    "eps1": 0.5,
+    "eps2": 0.5,
+    "dtype": "float32",
+    "trials": 8,
+    "delta": 0.1,
+  }
   grid = [2**k for k in range(3, 11)]
   with ResultsStore(path) as store:
     run = store.start_run({"seed": 0, "backend": "cpu"})
     for length in [32, 64, 128, 256, 512, 1024, 2048, 4096]:
       d_min = round(30 * np.log(length) - 60) if length < 4096 else None
       grid_l = sorted(set(grid) | ({d_min} if d_min else set()))
-      store.add(run, {**base, "length": length, "d_grid": grid_l, "trials": 16}, 0,
-                _result(grid_l, d_min, trials=16), 1000 + length, 1.0)
+      store.add(
+        run,
+        {**base, "length": length, "d_grid": grid_l, "trials": 16},
+        0,
+        _result(grid_l, d_min, trials=16),
+        1000 + length,
+        1.0,
+      )
     for nnz, d_min in [(2, 400), (3, 700)]:
-      store.add(run, {**base, "length": 256, "nnz": nnz, "d_grid": grid}, 0,
-                _result(grid, d_min), 2000, 1.0)
+      store.add(
+        run, {**base, "length": 256, "nnz": nnz, "d_grid": grid}, 0, _result(grid, d_min), 2000, 1.0
+      )
     for eps1, d_min in [(1.0, 64), (2.0, 32)]:
-      store.add(run, {**base, "length": 256, "eps1": eps1, "d_grid": grid}, 0,
-                _result(grid, d_min), 900, 1.0)
+      store.add(
+        run,
+        {**base, "length": 256, "eps1": eps1, "d_grid": grid},
+        0,
+        _result(grid, d_min),
+        900,
+        1.0,
+      )
 
 
 def test_figures_and_fit_from_synthetic_results(tmp_path, capsys):
@@ -103,13 +132,21 @@ def test_censored_points_are_drawn_not_dropped(tmp_path):
   with ResultsStore(tmp_path / "r.sqlite") as store:
     records = store.records()
   fig = figures.figure_d_vs_length(records)
-  triangles = [line for ax in fig.axes for line in ax.get_lines()
-               if line.get_marker() == "^" and len(line.get_xdata())]
-  open_circles = [line for ax in fig.axes for line in ax.get_lines()
-                  if line.get_marker() == "o" and line.get_markerfacecolor() == "white"
-                  and len(line.get_xdata())]
-  assert triangles and all(list(t.get_xdata()) == [4096] and list(t.get_ydata()) == [1024]
-                           for t in triangles)
+  triangles = [
+    line
+    for ax in fig.axes
+    for line in ax.get_lines()
+    if line.get_marker() == "^" and len(line.get_xdata())
+  ]
+  open_circles = [
+    line
+    for ax in fig.axes
+    for line in ax.get_lines()
+    if line.get_marker() == "o" and line.get_markerfacecolor() == "white" and len(line.get_xdata())
+  ]
+  assert triangles and all(
+    list(t.get_xdata()) == [4096] and list(t.get_ydata()) == [1024] for t in triangles
+  )
   assert all(sorted(c.get_xdata()) == [32, 64] for c in open_circles) and open_circles
   record = figures.threshold_record(records)
   assert record.params["length"] == 2048 and record.d_min is not None
@@ -142,8 +179,16 @@ def test_points_differing_only_in_d_grid_count_once(tmp_path):
 def _per_trial_store(path):
   """Per-trial data: figure (a) with d_50 bars and d_{1−δ}, and single-trial scans at 3 seeds
   against a T = 16 reference (figure (e))."""
-  base = {"family": "random_regular", "method": "jl", "nnz": 2, "a_min": 0.2, "eps1": 1.0,
-          "eps2": 0.5, "dtype": "float32", "delta": 0.1}
+  base = {
+    "family": "random_regular",
+    "method": "jl",
+    "nnz": 2,
+    "a_min": 0.2,
+    "eps1": 1.0,
+    "eps2": 0.5,
+    "dtype": "float32",
+    "delta": 0.1,
+  }
   grid = sorted({round(16 * 2 ** (k / 4)) for k in range(25)})  # 16 .. 1024, 4 per octave
   rng = np.random.default_rng(0)
   with ResultsStore(path) as store:
@@ -151,11 +196,18 @@ def _per_trial_store(path):
     for length in [32, 64, 128, 256, 512]:
       centre = 20 * np.log(length)
       for seed, trials in [(0, 16), (1, 1), (2, 1), (3, 1)]:
-        thresholds = np.array(grid)[np.searchsorted(grid, rng.normal(centre, 10, trials))
-                                    .clip(0, len(grid) - 1)]
+        thresholds = np.array(grid)[
+          np.searchsorted(grid, rng.normal(centre, 10, trials)).clip(0, len(grid) - 1)
+        ]
         verdicts = np.array(grid)[None, :] >= thresholds[:, None]
-        store.add(run, {**base, "length": length, "d_grid": grid, "trials": trials}, seed,
-                  ja.MinDResult.from_verdicts(grid, verdicts, 0.1), 2000, 1.0)
+        store.add(
+          run,
+          {**base, "length": length, "d_grid": grid, "trials": trials},
+          seed,
+          ja.MinDResult.from_verdicts(grid, verdicts, 0.1),
+          2000,
+          1.0,
+        )
 
 
 def _beyond_data():
@@ -163,19 +215,42 @@ def _beyond_data():
   from jaxattn_plots import beyond
 
   lengths = [64, 128, 256, 512, 1024]
-  d_50 = {"jl": [1400, 1400, 1900, 1900, 2600], "lstsq": [40, 44, 52, 52, 60],
-          "optimize": [6, 6, 8, 12, None], "moment_curve": [4, None, None, None, None]}
-  main = {m: [dict(length=n, trials=8, d_grid=[2, 4, 8, 16, 32, 64, 128, 2048, 4096], top=8,
-                   d_median=d, d_median_low=None if d is None else 0.8 * d,
-                   d_median_high=None if d is None else 1.2 * d, d_min=d,
-                   logit_range=None if d is None else 3.0 * (i + 1), optimize=None)
-              for n, d in zip(lengths, values)]
-          for i, (m, values) in enumerate(d_50.items())}
-  curve = {f"N={n} {t}": dict(largest=64 if t == "float32" else 4096, first_failure=None,
-                              tested_up_to=16384, logit_range={} if t == "float32" else {
-                                  str(length): float(length) ** (2 * n)
-                                  for length in (16, 64, 256, 1024, 4096, 16384)})
-           for n in (1, 2) for t in ("float32", "float64")}
+  d_50 = {
+    "jl": [1400, 1400, 1900, 1900, 2600],
+    "lstsq": [40, 44, 52, 52, 60],
+    "optimize": [6, 6, 8, 12, None],
+    "moment_curve": [4, None, None, None, None],
+  }
+  main = {
+    m: [
+      dict(
+        length=n,
+        trials=8,
+        d_grid=[2, 4, 8, 16, 32, 64, 128, 2048, 4096],
+        top=8,
+        d_median=d,
+        d_median_low=None if d is None else 0.8 * d,
+        d_median_high=None if d is None else 1.2 * d,
+        d_min=d,
+        logit_range=None if d is None else 3.0 * (i + 1),
+        optimize=None,
+      )
+      for n, d in zip(lengths, values)
+    ]
+    for i, (m, values) in enumerate(d_50.items())
+  }
+  curve = {
+    f"N={n} {t}": dict(
+      largest=64 if t == "float32" else 4096,
+      first_failure=None,
+      tested_up_to=16384,
+      logit_range={}
+      if t == "float32"
+      else {str(length): float(length) ** (2 * n) for length in (16, 64, 256, 1024, 4096, 16384)},
+    )
+    for n in (1, 2)
+    for t in ("float32", "float64")
+  }
   data = dict(main=main, curve=curve)
   data["fit"] = beyond.fit_slopes(data)
   return data
@@ -206,18 +281,25 @@ def drawn(tmp_path_factory):
 
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(Legend, "__init__", recording)
-    made = {**{name: make(synthetic) for name, make in figures.FIGURES.items()},
-            "a_d_vs_length per-trial": figures.figure_d_vs_length(per_trial),
-            "e_paper_scan": figures.figure_paper_scan(per_trial),
-            "beyond d_50": beyond.figure_d50(_beyond_data()),
-            "beyond logit range": beyond.figure_logit_range(_beyond_data())}
+    made = {
+      **{name: make(synthetic) for name, make in figures.FIGURES.items()},
+      "a_d_vs_length per-trial": figures.figure_d_vs_length(per_trial),
+      "e_paper_scan": figures.figure_paper_scan(per_trial),
+      "beyond d_50": beyond.figure_d50(_beyond_data()),
+      "beyond logit range": beyond.figure_logit_range(_beyond_data()),
+    }
   for fig in made.values():
     FigureCanvasAgg(fig).draw()
   return made, legends
 
 
-FIGURE_NAMES = [*figures.FIGURES, "a_d_vs_length per-trial", "e_paper_scan", "beyond d_50",
-                "beyond logit range"]
+FIGURE_NAMES = [
+  *figures.FIGURES,
+  "a_d_vs_length per-trial",
+  "e_paper_scan",
+  "beyond d_50",
+  "beyond logit range",
+]
 
 
 def _legends(fig, recorded):
@@ -260,8 +342,9 @@ def test_every_legend_entry_names_something_drawn(drawn, name):
   with data in the figure.
   """
   fig = drawn[0][name]
-  drawn_styles = {_style(line) for ax in fig.axes for line in ax.get_lines()
-                  if len(line.get_xdata())}
+  drawn_styles = {
+    _style(line) for ax in fig.axes for line in ax.get_lines() if len(line.get_xdata())
+  }
   for _, handles, labels in _legends(fig, drawn[1]):
     for handle, text in zip(handles, labels):
       assert text and not text.startswith("_"), (name, text)
@@ -275,10 +358,15 @@ def test_legends_cover_neither_axes_nor_titles(drawn, name):
   fig = drawn[0][name]
   renderer = fig.canvas.get_renderer()
   titles = {fig.get_suptitle(), *(ax.get_title() for ax in fig.axes)} - {""}
-  covered = [ax.get_window_extent(renderer) for ax in fig.axes] + [
-      text.get_window_extent(renderer) for text in fig.findobj(Text) if text.get_text() in titles
-  ] + [label.get_window_extent(renderer) for ax in fig.axes
-       for label in (ax.xaxis.label, ax.yaxis.label)]
+  covered = (
+    [ax.get_window_extent(renderer) for ax in fig.axes]
+    + [text.get_window_extent(renderer) for text in fig.findobj(Text) if text.get_text() in titles]
+    + [
+      label.get_window_extent(renderer)
+      for ax in fig.axes
+      for label in (ax.xaxis.label, ax.yaxis.label)
+    ]
+  )
   for legend, *_ in _legends(fig, drawn[1]):
     box = legend.get_window_extent(renderer)
     for other in covered:
@@ -332,9 +420,11 @@ def test_wrapped_text_fits_its_width():
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
 
-  text = ("(b) d_min against N\na_min=0.2, dtype=float32, ε1=1, ε2=0.5, family=random_regular, "
-          "L=128, method=jl, N=4, a_min=0.2, dtype=float32, ε1=1, ε2=0.5, WWWW=MMMM, 0000=8888\n"
-          "T=8 trials, δ=0.1 (T=16 where marked), seed 0")
+  text = (
+    "(b) d_min against N\na_min=0.2, dtype=float32, ε1=1, ε2=0.5, family=random_regular, "
+    "L=128, method=jl, N=4, a_min=0.2, dtype=float32, ε1=1, ε2=0.5, WWWW=MMMM, 0000=8888\n"
+    "T=8 trials, δ=0.1 (T=16 where marked), seed 0"
+  )
   for width in (4.0, 6.4):
     fig = Figure(figsize=(width, 3))
     shown = fig.text(0.5, 0.5, figures.wrapped(text, width, 9), ha="center", fontsize=9)
@@ -350,18 +440,36 @@ def test_bits_table_and_figure(tmp_path):
   from jaxattn_plots import bits as bits_plots
 
   def point(method, length, d, bits, dtype="float32"):
-    return {"method": method, "dtype": dtype, "length": length, "nnz": 2, "d": d, "top": 16,
-            "bits": bits, "bits_per_token": None if d is None else bits_per_token(d, bits)}
+    return {
+      "method": method,
+      "dtype": dtype,
+      "length": length,
+      "nnz": 2,
+      "d": d,
+      "top": 16,
+      "bits": bits,
+      "bits_per_token": None if d is None else bits_per_token(d, bits),
+    }
 
-  data = {"points": [point("lstsq", 64, 8, [9, 10, None, 9]), point("lstsq", 128, None, []),
-                     point("moment_curve", 64, 4, [20, 21], "float64")],
-          "bounds": {"2": {"64": {"random_regular": 9.0, "regular": 9.5},
-                           "128": {"random_regular": 11.0, "regular": 11.5}}}}
+  data = {
+    "points": [
+      point("lstsq", 64, 8, [9, 10, None, 9]),
+      point("lstsq", 128, None, []),
+      point("moment_curve", 64, 4, [20, 21], "float64"),
+    ],
+    "bounds": {
+      "2": {
+        "64": {"random_regular": 9.0, "regular": 9.5},
+        "128": {"random_regular": 11.0, "regular": 11.5},
+      }
+    },
+  }
   assert bits_per_token(8, [9, 10, None, 9]) == {"median": 144.0, "min": 144, "max": 160}
   assert bits_per_token(8, [None]) is None
   lines = bits_plots.table(data).splitlines()
-  assert lines[0] == ("| L | bound: random_regular | bound: all 2-regular | lstsq | "
-                      "moment_curve (float64) |")
+  assert lines[0] == (
+    "| L | bound: random_regular | bound: all 2-regular | lstsq | moment_curve (float64) |"
+  )
   assert lines[2] == "| 64 | 9.00 | 9.50 | 144 (8, 9) | 164 (4, 20.5) |"
   assert lines[3] == "| 128 | 11.00 | 11.50 | d > 16 | n/a |"
   assert "| 64 | 16× | 18× |" in lines and "| 128 | — | — |" in lines
@@ -375,34 +483,65 @@ def test_beyond_fits_d50_with_bounded_intervals_and_shows_the_rest():
   from jaxattn_plots import beyond
 
   def entry(length, d, low, high, trials=6):
-    return {"length": length, "trials": trials, "d_grid": list(range(4, 80, 2)), "top": 78,
-            "d_median": d, "d_median_low": low, "d_median_high": high, "d_min": None,
-            "logit_range": None, "optimize": None}
+    return {
+      "length": length,
+      "trials": trials,
+      "d_grid": list(range(4, 80, 2)),
+      "top": 78,
+      "d_median": d,
+      "d_median_low": low,
+      "d_median_high": high,
+      "d_min": None,
+      "logit_range": None,
+      "optimize": None,
+    }
 
   rows = [entry(int(n), 4 * np.log(n) + 2, 4 * np.log(n), 4 * np.log(n) + 4) for n in LENGTHS]
-  rows += [entry(4096, 40.0, 36.0, None, trials=4), entry(8192, None, None, None),
-           entry(16384, 4.0, 4.0, 6.0), entry(32768, 8.0, 4.0, 10.0)]
+  rows += [
+    entry(4096, 40.0, 36.0, None, trials=4),
+    entry(8192, None, None, None),
+    entry(16384, 4.0, 4.0, 6.0),
+    entry(32768, 8.0, 4.0, 10.0),
+  ]
   data = {"main": {"lstsq": rows}}
   fit = beyond.fit_slopes(data)["lstsq"]
   assert abs(fit["slope"] - 4.0) < 0.05 and fit["n"] == len(LENGTHS)
   assert fit["preferred"] == "undecided" and abs(fit["delta_aic"]) < 10  # too short a range
   assert fit["lengths"] == [32, 2048]
   methods = {"jl": [], "lstsq": rows, "optimize": []}
-  table = beyond.tables({"main": methods, "fit": {"lstsq": fit}, "curve": {}, "dtype_length": 256,
-                         "dtype": {m: {"float32": 30.0} for m in methods}})
+  table = beyond.tables(
+    {
+      "main": methods,
+      "fit": {"lstsq": fit},
+      "curve": {},
+      "dtype_length": 256,
+      "dtype": {m: {"float32": 30.0} for m in methods},
+    }
+  )
   assert "| 4096 | 4 | n/a | 40 [36, inf] |" in table and "| 8192 | 6 | n/a | > 78 |" in table
   assert "preferred undecided, ΔAIC " in table
   assert "| 16384 | 6 | n/a | ≤4 [≤4, 6] |" in table and "| 32768 | 6 | n/a | 8 [≤4, 10] |" in table
 
 
-@pytest.mark.parametrize("law, want", [(lambda n: 40 * np.log(n), "log"),
-                                       (lambda n: 4 * n**0.5, "power")])
+@pytest.mark.parametrize(
+  "law, want", [(lambda n: 40 * np.log(n), "log"), (lambda n: 4 * n**0.5, "power")]
+)
 def test_beyond_slopes_say_which_law_is_preferred(law, want):
   """Over L = 2^5 … 2^16 with tight intervals, d_50 exactly on one law picks that law."""
   from jaxattn_plots import beyond
+
   lengths = 2.0 ** np.arange(5, 17)
-  rows = [{"length": int(n), "trials": 8, "d_grid": list(range(1, 4000)), "top": 3999,
-           "d_median": float(round(law(n))), "d_median_low": float(round(law(n))) - 1,
-           "d_median_high": float(round(law(n))) + 1} for n in lengths]
+  rows = [
+    {
+      "length": int(n),
+      "trials": 8,
+      "d_grid": list(range(1, 4000)),
+      "top": 3999,
+      "d_median": float(round(law(n))),
+      "d_median_low": float(round(law(n))) - 1,
+      "d_median_high": float(round(law(n))) + 1,
+    }
+    for n in lengths
+  ]
   fit = beyond.fit_slopes({"main": {"m": rows}})["m"]
   assert fit["preferred"] == want and abs(fit["delta_aic"]) >= 10

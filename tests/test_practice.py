@@ -32,15 +32,28 @@ def test_practice_writes_table_figures_and_json(tmp_path, capsys):
   preset = tmp_path / "tiny.toml"
   preset.write_text(TINY)
   out = tmp_path / "out"
-  assert bench_main(["practice", "--preset", str(preset), "--results", str(tmp_path / "r.sqlite"),
-                     "--out", str(out)]) == 0
+  assert (
+    bench_main(
+      [
+        "practice",
+        "--preset",
+        str(preset),
+        "--results",
+        str(tmp_path / "r.sqlite"),
+        "--out",
+        str(out),
+      ]
+    )
+    == 0
+  )
   printed = capsys.readouterr().out
   table = (out / "table.md").read_text()
   assert table in printed.replace("\r", "") or table.splitlines()[0] in printed
   assert table.startswith("| family | L | layer | N (row, column) | theorem | lstsq d_50 [95%] |")
   assert "| longformer(window=1) | 64 | bidirectional | 3, 3 | inside |" in table
-  assert ("| longformer(window=1,globals=2,global_rows=false) | 32 | bidirectional | 5, 32 | "
-          "outside |") in table
+  assert (
+    "| longformer(window=1,globals=2,global_rows=false) | 32 | bidirectional | 5, 32 | outside |"
+  ) in table
   assert "Cost of a global token" in table
   data = json.loads((out / "practice.json").read_text())
   series = "longformer(window=1) | bidirectional | lstsq"
@@ -64,8 +77,10 @@ def test_practice_plan_and_shipped_preset(capsys):
   assert minutes <= 45  # the preset is chosen to fit 45 minutes on the 2-core CPU
 
 
-@pytest.mark.parametrize("argv", [["practice", "--preset", "nope"],
-                                  ["practice", "--seed", "-1", "--results", "/nonexistent/x"]])
+@pytest.mark.parametrize(
+  "argv",
+  [["practice", "--preset", "nope"], ["practice", "--seed", "-1", "--results", "/nonexistent/x"]],
+)
 def test_practice_bad_input_exits_2(argv, capsys):
   assert bench_main(argv) == 2
   assert capsys.readouterr().err.count("\n") == 1

@@ -36,14 +36,23 @@ def longformer_reference(length, window, globals_, causal, global_rows):
   return a
 
 
-@pytest.mark.parametrize("window, globals_, causal, global_rows", [
-    (2, 0, False, True), (3, 2, False, True), (3, 2, False, False), (2, 3, True, True),
-    (0, 1, False, True), (1, 0, True, True)])
+@pytest.mark.parametrize(
+  "window, globals_, causal, global_rows",
+  [
+    (2, 0, False, True),
+    (3, 2, False, True),
+    (3, 2, False, False),
+    (2, 3, True, True),
+    (0, 1, False, True),
+    (1, 0, True, True),
+  ],
+)
 def test_longformer(window, globals_, causal, global_rows):
   family = P.Longformer(window=window, globals=globals_, causal=causal, global_rows=global_rows)
   pattern = family(KEY, 24)
-  np.testing.assert_array_equal(_mask(pattern),
-                                longformer_reference(24, window, globals_, causal, global_rows))
+  np.testing.assert_array_equal(
+    _mask(pattern), longformer_reference(24, window, globals_, causal, global_rows)
+  )
   assert pattern.nnz == family.width(24)
   _check_bounds(family, 24, _mask(pattern))
   assert family.bounds(24).inside_theorem == (globals_ == 0)
@@ -60,7 +69,7 @@ def bigbird_reference(length, block, random_blocks, global_rows, chosen):
     rows = slice(b * block, (b + 1) * block)
     for c in [b - 1, b, b + 1, *chosen[b]]:
       if 0 <= c < blocks:
-        a[rows, c * block:(c + 1) * block] = True
+        a[rows, c * block : (c + 1) * block] = True
   a[:, :block] = a[:, -block:] = True
   if global_rows:
     a[:block, :] = a[-block:, :] = True
@@ -72,9 +81,9 @@ def _random_blocks(mask, block, random_blocks, global_rows):
   blocks = mask.shape[0] // block
   chosen = {}
   for b in range(blocks):
-    rows = mask[b * block:(b + 1) * block]
+    rows = mask[b * block : (b + 1) * block]
     assert (rows == rows[0]).all()  # block-sparse: every row of a block row alike
-    attended = {c for c in range(blocks) if rows[0, c * block:(c + 1) * block].all()}
+    attended = {c for c in range(blocks) if rows[0, c * block : (c + 1) * block].all()}
     extra = attended - {b - 1, b, b + 1, 0, blocks - 1}
     if global_rows and b in (0, blocks - 1):
       chosen[b] = []
@@ -84,21 +93,27 @@ def _random_blocks(mask, block, random_blocks, global_rows):
   return chosen
 
 
-@pytest.mark.parametrize("block, random_blocks, global_rows, length", [
-    (2, 1, True, 32), (2, 1, False, 32), (3, 2, True, 48), (2, 0, True, 16), (2, 1, True, 14)])
+@pytest.mark.parametrize(
+  "block, random_blocks, global_rows, length",
+  [(2, 1, True, 32), (2, 1, False, 32), (3, 2, True, 48), (2, 0, True, 16), (2, 1, True, 14)],
+)
 def test_bigbird(block, random_blocks, global_rows, length):
   family = P.BigBird(block=block, random_blocks=random_blocks, global_rows=global_rows)
   mask = _mask(family(KEY, length))
-  chosen = _random_blocks(mask, block, random_blocks, global_rows) if not family.full(length) \
-      else {}
+  chosen = (
+    _random_blocks(mask, block, random_blocks, global_rows) if not family.full(length) else {}
+  )
   np.testing.assert_array_equal(
-      mask, bigbird_reference(length, block, random_blocks, global_rows, chosen))
+    mask, bigbird_reference(length, block, random_blocks, global_rows, chosen)
+  )
   if family.full(length):
     assert mask.all() and family.bounds(length).dense_rows == length
   else:
     _check_bounds(family, length, mask, exact=False)
-    draws = [_random_blocks(_mask(family(k, length)), block, random_blocks, global_rows)
-             for k in jax.random.split(KEY, 4)]
+    draws = [
+      _random_blocks(_mask(family(k, length)), block, random_blocks, global_rows)
+      for k in jax.random.split(KEY, 4)
+    ]
     assert random_blocks == 0 or any(d != draws[0] for d in draws)  # the key draws the blocks
 
 
@@ -117,13 +132,16 @@ def strided_reference(length, stride, causal):
   return a
 
 
-@pytest.mark.parametrize("stride, causal, length", [
-    (None, True, 30), (None, False, 30), (3, True, 20), (4, False, 21), (1, True, 5)])
+@pytest.mark.parametrize(
+  "stride, causal, length",
+  [(None, True, 30), (None, False, 30), (3, True, 20), (4, False, 21), (1, True, 5)],
+)
 def test_sparse_transformer_strided(stride, causal, length):
   family = P.SparseTransformerStrided(stride=stride, causal=causal)
   mask = _mask(family(KEY, length))
   np.testing.assert_array_equal(
-      mask, strided_reference(length, stride or round(np.sqrt(length)), causal))
+    mask, strided_reference(length, stride or round(np.sqrt(length)), causal)
+  )
   _check_bounds(family, length, mask)
 
 
@@ -136,8 +154,10 @@ def fixed_reference(length, block, summary, causal):
   return a
 
 
-@pytest.mark.parametrize("block, summary, causal, length", [
-    (4, 1, True, 22), (4, 2, False, 22), (5, 5, True, 10), (3, 1, True, 3)])
+@pytest.mark.parametrize(
+  "block, summary, causal, length",
+  [(4, 1, True, 22), (4, 2, False, 22), (5, 5, True, 10), (3, 1, True, 3)],
+)
 def test_sparse_transformer_fixed(block, summary, causal, length):
   family = P.SparseTransformerFixed(block=block, summary=summary, causal=causal)
   mask = _mask(family(KEY, length))
@@ -157,25 +177,35 @@ def lsh_reference(buckets, chunk, causal, mask_buckets):
     chunk_of = {t: rank // chunk for rank, t in enumerate(order)}
     for i, j in itertools.product(range(length), repeat=2):
       near = chunk_of[j] in (chunk_of[i], (chunk_of[i] - 1) % chunks)
-      a[i, j] |= (near and j != i and (bucket[i] == bucket[j] or not mask_buckets)
-                  and (j <= i or not causal))
+      a[i, j] |= (
+        near and j != i and (bucket[i] == bucket[j] or not mask_buckets) and (j <= i or not causal)
+      )
   alone = np.flatnonzero(~a.any(1))
   a[alone, alone] = True
   return a
 
 
-@pytest.mark.parametrize("rounds, chunk, buckets, causal, mask_buckets", [
-    (1, 4, 4, False, True), (2, 4, 4, True, True), (3, 2, 6, False, False),
-    (1, 8, 2, True, False), (2, 16, 8, False, True)])
+@pytest.mark.parametrize(
+  "rounds, chunk, buckets, causal, mask_buckets",
+  [
+    (1, 4, 4, False, True),
+    (2, 4, 4, True, True),
+    (3, 2, 6, False, False),
+    (1, 8, 2, True, False),
+    (2, 16, 8, False, True),
+  ],
+)
 def test_lsh_sets(rounds, chunk, buckets, causal, mask_buckets):
   length = 16
   bucket_ids = np.asarray(jax.random.randint(KEY, (rounds, length), 0, buckets))
-  cols, valid = P.lsh_candidates(jax.numpy.asarray(bucket_ids), chunk, causal, mask_buckets,
-                                 per_round_look_back=True)
+  cols, valid = P.lsh_candidates(
+    jax.numpy.asarray(bucket_ids), chunk, causal, mask_buckets, per_round_look_back=True
+  )
   cols, valid = P.union(cols, valid, length)
   pattern = P.from_rows(cols, jax.numpy.ones(cols.shape), valid)
-  np.testing.assert_array_equal(_mask(pattern),
-                                lsh_reference(bucket_ids, chunk, causal, mask_buckets))
+  np.testing.assert_array_equal(
+    _mask(pattern), lsh_reference(bucket_ids, chunk, causal, mask_buckets)
+  )
 
 
 def test_lsh_buckets_are_angular():
@@ -198,10 +228,16 @@ def test_reformer_lsh_family(hashes, causal):
     assert not np.triu(mask, 1).any()
 
 
-@pytest.mark.parametrize("spec", ["longformer(window=2,globals=1,global_rows=false)",
-                                  "bigbird(block=2,random_blocks=1)", "sparse_transformer_strided",
-                                  "sparse_transformer_fixed(block=4,summary=1)",
-                                  "reformer_lsh(chunk=4,buckets=4,hashes=2)"])
+@pytest.mark.parametrize(
+  "spec",
+  [
+    "longformer(window=2,globals=1,global_rows=false)",
+    "bigbird(block=2,random_blocks=1)",
+    "sparse_transformer_strided",
+    "sparse_transformer_fixed(block=4,summary=1)",
+    "reformer_lsh(chunk=4,buckets=4,hashes=2)",
+  ],
+)
 def test_weights_jit_vmap_and_sampler(spec):
   family = P.family_from_spec(spec)
   assert family.spec == spec and P.family_from_spec(family.spec) == family
@@ -214,14 +250,21 @@ def test_weights_jit_vmap_and_sampler(spec):
   sampler = P.Sampler(spec, 32, family.width(32), 1.0)
   batch = jax.vmap(sampler)(jax.random.split(KEY, 3))
   assert batch.cols.shape == (3, 32, family.width(32))
-  np.testing.assert_array_equal(_mask(jax.tree.map(lambda x: x[1], batch)),
-                                _mask(family(jax.random.split(KEY, 3)[1], 32)))
+  np.testing.assert_array_equal(
+    _mask(jax.tree.map(lambda x: x[1], batch)), _mask(family(jax.random.split(KEY, 3)[1], 32))
+  )
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("longformer(width=3)", "no field 'width'"), ("bigbird(block=x)", "expected an integer"),
-    ("transformer", "unknown published family"), ("reformer_lsh(buckets=3)", "even"),
-    ("longformer(window=-1)", "window must be")])
+@pytest.mark.parametrize(
+  "spec, message",
+  [
+    ("longformer(width=3)", "no field 'width'"),
+    ("bigbird(block=x)", "expected an integer"),
+    ("transformer", "unknown published family"),
+    ("reformer_lsh(buckets=3)", "even"),
+    ("longformer(window=-1)", "window must be"),
+  ],
+)
 def test_bad_specs(spec, message):
   with pytest.raises(ValueError, match=message):
     P.family_from_spec(spec)
@@ -232,30 +275,52 @@ def test_sampler_checks_nnz():
     P.Sampler("longformer(window=2)", 32, 6, 1.0)
 
 
-@pytest.mark.parametrize("spec", ["longformer(window=2,globals=2,global_rows=false)",
-                                  "bigbird(block=4,random_blocks=1,global_rows=false)",
-                                  "sparse_transformer_strided", "sparse_transformer_fixed(block=8)",
-                                  "reformer_lsh(chunk=4,buckets=4)"])
+@pytest.mark.parametrize(
+  "spec",
+  [
+    "longformer(window=2,globals=2,global_rows=false)",
+    "bigbird(block=4,random_blocks=1,global_rows=false)",
+    "sparse_transformer_strided",
+    "sparse_transformer_fixed(block=8)",
+    "reformer_lsh(chunk=4,buckets=4)",
+  ],
+)
 def test_optimize_solution_per_family_agrees_with_float64_reference(spec):
   """One optimize solution per family: ja.verify's verdict and figures match the float64
   NumPy reference built from the dense attention."""
   from tests.reference import reference_figures, reference_ok
+
   pattern = P.family_from_spec(spec)(KEY, 64)
   solution = ja.construct.optimize(KEY, pattern, 32, eps1=0.5, eps2=0.5)
   report = ja.verify(solution, pattern, eps1=0.5, eps2=0.5)
   reference = reference_figures(solution.X, solution.w_q, solution.w_k, pattern.to_dense())
   assert bool(report.ok) and reference_ok(reference, 0.5, 0.5)  # d = 32 verifies at L = 64
   np.testing.assert_allclose(float(report.leak), reference["leak"], rtol=1e-3, atol=1e-30)
-  np.testing.assert_allclose(float(report.ratio_error), reference["ratio_error"], rtol=1e-2,
-                             atol=1e-4)
+  np.testing.assert_allclose(
+    float(report.ratio_error), reference["ratio_error"], rtol=1e-2, atol=1e-4
+  )
 
 
 def test_min_d_takes_a_published_family_and_derives_its_nnz(capsys):
   """``bench min_d --family SPEC`` without --nnz uses the family's own N; a different --nnz, or
   a generator without --nnz, is refused in one line (exit 2)."""
   from jaxattn_bench.cli import main
-  argv = ["min_d", "--family", "longformer(window=1)", "--length", "16", "--method", "onehot",
-          "--trials", "2", "--d-max", "16", "--per-octave", "1"]
+
+  argv = [
+    "min_d",
+    "--family",
+    "longformer(window=1)",
+    "--length",
+    "16",
+    "--method",
+    "onehot",
+    "--trials",
+    "2",
+    "--d-max",
+    "16",
+    "--per-octave",
+    "1",
+  ]
   assert main(argv) == 0
   assert "longformer(window=1) L=16 N=3 " in capsys.readouterr().out
   assert main([*argv, "--nnz", "5"]) == 2

@@ -51,11 +51,14 @@ def test_registering_the_same_function_again_does_nothing(registered):
   assert registered not in ja.construct.NESTED and registered not in ja.construct.MASS_AWARE
 
 
-@pytest.mark.parametrize("name, factors, flags", [
+@pytest.mark.parametrize(
+  "name, factors, flags",
+  [
     ("one_hot_test", doubled, {}),
     ("one_hot_test", one_hot, {"nested": True}),
     ("jl", one_hot, {}),
-])
+  ],
+)
 def test_a_taken_name_raises(registered, name, factors, flags):
   before = dict(ja.construct.METHODS)
   with pytest.raises(ValueError, match="already registered"):
@@ -77,8 +80,9 @@ def test_unregister_frees_the_name_and_a_new_function_is_traced_anew(registered)
   assert registered not in ja.construct.NESTED and registered not in ja.construct.MASS_AWARE
 
 
-@pytest.mark.parametrize("name, message", [("jl", "built in"),
-                                           ("no_such_method", "not registered")])
+@pytest.mark.parametrize(
+  "name, message", [("jl", "built in"), ("no_such_method", "not registered")]
+)
 def test_unregister_refuses_built_in_and_unknown_names(name, message):
   with pytest.raises(ValueError, match=message):
     ja.construct.unregister_method(name)

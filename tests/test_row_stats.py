@@ -27,8 +27,9 @@ def dense_stats(queries, keys, pattern, splits, scales):
     gap = np.where(support, -np.inf, logits).max(1) - np.where(support, logits, np.inf).min(1)
     p = np.exp(logits - logits.max(1, keepdims=True))
     mass = np.where(support, 0.0, p).sum(1) / p.sum(1)
-    out.append((spread, gap, mass, np.abs(logits).max(1), np.zeros_like(spread),
-                np.zeros_like(gap)))
+    out.append(
+      (spread, gap, mass, np.abs(logits).max(1), np.zeros_like(spread), np.zeros_like(gap))
+    )
   return stream.RowStats(*(np.stack(x) for x in zip(*out)))
 
 
@@ -46,7 +47,6 @@ def _problem(length=77, nnz=3, width=200):
 
 
 class RowStatsTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters((None, 2048, True), (13, 32, True), (16, 2048, False), (13, 32, False))
   def test_nested_levels_match_dense(self, block_size, row_block, full):
@@ -54,10 +54,11 @@ class RowStatsTest(chex.TestCase):
     # full: running sums of matmuls; else 3, 8 by rank-1 updates, then 64 ... 200 as running sums
     splits = (3, 8, 64, 65, 66, 200)
     scales = 200 / np.array(splits, np.float64)
-    stats = self.variant(functools.partial(
-        stream.row_stats, splits=splits, block_size=block_size, row_block=row_block,
-        full=full))(
-            queries, keys, pattern, scales=jnp.asarray(scales, jnp.float32))
+    stats = self.variant(
+      functools.partial(
+        stream.row_stats, splits=splits, block_size=block_size, row_block=row_block, full=full
+      )
+    )(queries, keys, pattern, scales=jnp.asarray(scales, jnp.float32))
     want = dense_stats(queries, keys, pattern, splits, scales)
     chex.assert_shape(list(stats), (len(splits), pattern.length))
     np.testing.assert_allclose(stats.spread, want.spread, rtol=1e-4, atol=1e-4)
@@ -76,26 +77,35 @@ class RowStatsTest(chex.TestCase):
     splits = (1, 2, 5, 16)  # every level d <= _RANK1_MAX_D: rank-1 updates only, no matmul
     self.assertLessEqual(splits[-1], stream._RANK1_MAX_D)
     scales = 16 / np.array(splits, np.float64)
-    stats = self.variant(functools.partial(
-        stream.row_stats, splits=splits, block_size=block_size, full=False))(
-            queries, keys, pattern, scales=jnp.asarray(scales, jnp.float32))
+    stats = self.variant(
+      functools.partial(stream.row_stats, splits=splits, block_size=block_size, full=False)
+    )(queries, keys, pattern, scales=jnp.asarray(scales, jnp.float32))
     want = dense_stats(queries, keys, pattern, splits, scales)
     np.testing.assert_allclose(stats.spread, want.spread, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(stats.gap, want.gap, rtol=1e-4, atol=1e-4)
 
   def test_levels_agree_with_separate_single_level_passes(self):
     pattern, queries, keys = _problem(width=24)
-    nested = stream.row_stats(queries, keys, pattern, (5, 24), jnp.array([2.0, 1.0]),
-                                  block_size=16, full=False)
+    nested = stream.row_stats(
+      queries, keys, pattern, (5, 24), jnp.array([2.0, 1.0]), block_size=16, full=False
+    )
     for g, split in enumerate((5, 24)):
-      single = stream.row_stats(queries[:, :split], keys[:, :split], pattern, (split,),
-                                    jnp.array([(2.0, 1.0)[g]]), block_size=16, full=False)
+      single = stream.row_stats(
+        queries[:, :split],
+        keys[:, :split],
+        pattern,
+        (split,),
+        jnp.array([(2.0, 1.0)[g]]),
+        block_size=16,
+        full=False,
+      )
       np.testing.assert_allclose(nested.gap[g], single.gap[0], rtol=1e-6, atol=1e-6)
 
   def test_bfloat16_matmul_is_exact_for_rounded_factors(self):
     pattern, queries, keys = _problem(width=24)
-    stats = stream.row_stats(queries, keys, pattern, (24,), jnp.ones(1), block_size=16,
-                                 matmul_dtype=jnp.bfloat16)
+    stats = stream.row_stats(
+      queries, keys, pattern, (24,), jnp.ones(1), block_size=16, matmul_dtype=jnp.bfloat16
+    )
     self.assertEqual(stats.gap.dtype, jnp.float32)
     rounded = [x.astype(jnp.bfloat16).astype(jnp.float32) for x in (queries, keys)]
     want = dense_stats(*rounded, pattern, (24,), (1.0,))

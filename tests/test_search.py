@@ -26,16 +26,16 @@ def test_nested_prefixes_match_independent_constructions():
     p = _sampler(nnz=2)(pattern_key)
     nested = ja.verify_grid(method_key, p, grid, eps1=EPS1, eps2=EPS2)
     for g, d in enumerate(grid):
-      rep = ja.verify(ja.construct.jl(method_key, p, d, eps1=EPS1, eps2=EPS2), p, eps1=EPS1,
-                      eps2=EPS2)
+      rep = ja.verify(
+        ja.construct.jl(method_key, p, d, eps1=EPS1, eps2=EPS2), p, eps1=EPS1, eps2=EPS2
+      )
       near = (abs(float(rep.ratio_error) - EPS1) < 1e-4) or (abs(float(rep.leak) - EPS2) < 1e-4)
       assert near or nested[g] == bool(rep.ok), (trial, d)
     assert not nested[0] and nested[-1]
 
 
 def test_min_d_result_and_determinism():
-  res = ja.min_d(jax.random.PRNGKey(0), _sampler(), GRID, eps1=EPS1, eps2=EPS2, trials=8,
-                 delta=0.1)
+  res = ja.min_d(jax.random.PRNGKey(0), _sampler(), GRID, eps1=EPS1, eps2=EPS2, trials=8, delta=0.1)
   assert res.trials == 8
   np.testing.assert_array_equal(res.d_grid, GRID)
   assert res.d_min is not None and res.d_min in GRID
@@ -43,8 +43,9 @@ def test_min_d_result_and_determinism():
   assert res.successes[first] >= 8 * 0.9 and np.all(res.successes[:first] < 8 * 0.9)
   np.testing.assert_allclose(res.success_rate, res.successes / 8)
   assert np.all(res.ci_low <= res.success_rate) and np.all(res.success_rate <= res.ci_high)
-  again = ja.min_d(jax.random.PRNGKey(0), _sampler(), GRID, eps1=EPS1, eps2=EPS2, trials=8,
-                   delta=0.1)
+  again = ja.min_d(
+    jax.random.PRNGKey(0), _sampler(), GRID, eps1=EPS1, eps2=EPS2, trials=8, delta=0.1
+  )
   np.testing.assert_array_equal(again.successes, res.successes)
 
 
@@ -78,8 +79,15 @@ def test_empirical_d_min_is_below_theory(length):
   """At d = jl_dim every trial succeeds (the bound holds), and d_min is found strictly below it."""
   bound = ja.theory.jl_dim(length, 2, eps1=EPS1, eps2=EPS2, a_min=0.2, delta=0.1)
   assert GRID[-1] < bound
-  res = ja.min_d(jax.random.PRNGKey(2), _sampler(length, nnz=2), GRID + (bound,), eps1=EPS1,
-                 eps2=EPS2, trials=4, delta=0.1)
+  res = ja.min_d(
+    jax.random.PRNGKey(2),
+    _sampler(length, nnz=2),
+    GRID + (bound,),
+    eps1=EPS1,
+    eps2=EPS2,
+    trials=4,
+    delta=0.1,
+  )
   assert res.successes[-1] == 4
   assert res.d_min is not None and res.d_min < bound
 
@@ -92,7 +100,9 @@ def test_clopper_pearson_known_values():
   np.testing.assert_allclose([low[2], high[2]], [0.18708, 0.81292], atol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
     (dict(d_grid=(8, 4)), "increasing"),
     (dict(d_grid=()), "increasing"),
     (dict(d_grid=(0, 4)), "increasing"),
@@ -101,7 +111,8 @@ def test_clopper_pearson_known_values():
     (dict(delta=1.0), "delta"),
     (dict(confidence=1.0), "confidence"),
     (dict(eps2=2.0), "eps2"),
-])
+  ],
+)
 def test_bad_arguments(kwargs, message):
   args = dict(d_grid=(4, 8), eps1=EPS1, eps2=EPS2) | kwargs
   with pytest.raises(ValueError, match=message):
@@ -135,8 +146,12 @@ def test_from_counts_needs_the_full_one_minus_delta():
 def _per_trial_successes(key, sampler, d_grid, trials):
   """Σ_t verify_grid(method_keys[t], sampler(pattern_keys[t])): min_d's count, trial by trial."""
   pattern_keys, method_keys = ja.trial_keys(key, trials)
-  return sum(ja.verify_grid(method_keys[t], sampler(pattern_keys[t]), d_grid, eps1=EPS1,
-                            eps2=EPS2).astype(int) for t in range(trials))
+  return sum(
+    ja.verify_grid(method_keys[t], sampler(pattern_keys[t]), d_grid, eps1=EPS1, eps2=EPS2).astype(
+      int
+    )
+    for t in range(trials)
+  )
 
 
 MIXED_GRID = (362, 609, 2048)  # the trials of key 0 pass at different d here

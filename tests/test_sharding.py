@@ -15,11 +15,20 @@ def _run(tmp_path, device_counts) -> list[dict]:
   procs, outs = [], []
   for devices in device_counts:
     outs.append(tmp_path / f"devices{devices}.npz")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
-                         f"--xla_force_host_platform_device_count={devices}")
-    procs.append(subprocess.Popen([sys.executable, str(ROOT / "tests" / "sharded_worker.py"),
-                                   str(outs[-1])], env=env, cwd=ROOT))
+    env = dict(
+      os.environ,
+      PYTHONPATH=str(ROOT),
+      JAX_PLATFORMS="cpu",
+      XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} "
+      f"--xla_force_host_platform_device_count={devices}",
+    )
+    procs.append(
+      subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "sharded_worker.py"), str(outs[-1])],
+        env=env,
+        cwd=ROOT,
+      )
+    )
   for proc in procs:
     assert proc.wait(timeout=300) == 0
   return [dict(np.load(out)) for out in outs]

@@ -51,9 +51,17 @@ A = _pattern_matrix()
 
 def _write(folder, fmt: str, a) -> str:
   """Writes ``a`` in format ``fmt`` into ``folder``; returns the path."""
-  path = os.path.join(folder, {"npy": "a.npy", "npz-dense": "a.npz", "npz-sparse": "s.npz",
-                               "mtx": "a.mtx", "mtx-array": "dense.mtx",
-                               "mtx-pattern": "graph.mtx"}[fmt])
+  path = os.path.join(
+    folder,
+    {
+      "npy": "a.npy",
+      "npz-dense": "a.npz",
+      "npz-sparse": "s.npz",
+      "mtx": "a.mtx",
+      "mtx-array": "dense.mtx",
+      "mtx-pattern": "graph.mtx",
+    }[fmt],
+  )
   if fmt == "npy":
     np.save(path, a)
   elif fmt == "npz-dense":
@@ -94,16 +102,18 @@ def solved(tmp_path_factory):
   return out, printed.getvalue()
 
 
-@pytest.mark.parametrize("fmt", ["npy", "npz-dense", "npz-sparse", "mtx", "mtx-array",
-                                 "mtx-pattern"])
+@pytest.mark.parametrize(
+  "fmt", ["npy", "npz-dense", "npz-sparse", "mtx", "mtx-array", "mtx-pattern"]
+)
 def test_round_trip_every_format(fmt, tmp_path, capsys):
   path, out = _write(str(tmp_path), fmt, A), str(tmp_path / "out.npz")
   assert _solve(path, "--d", D_OK, "--out", out) == 0
   assert "CERTIFIED" in capsys.readouterr().out
   expected = (A > 0).astype(float) if fmt == "mtx-pattern" else A
   with np.load(out) as saved:
-    pattern = ja.SparsePattern(*(saved[k] for k in ("pattern_cols", "pattern_weights",
-                                                    "pattern_valid")))
+    pattern = ja.SparsePattern(
+      *(saved[k] for k in ("pattern_cols", "pattern_weights", "pattern_valid"))
+    )
     np.testing.assert_allclose(np.asarray(pattern.to_dense()), expected, rtol=1e-6)
     assert saved["X"].shape == (L, 2 * D_OK) and str(saved["params"]) == "identity"
     assert "w_q" not in saved.files and str(saved["format"]) == "jaxattn-solution-2"
@@ -123,8 +133,9 @@ def test_independent_float64_check_agrees_with_printed_report(solved):
   ratio_error, leak = reference["ratio_error"], reference["leak"]
   np.testing.assert_allclose(ratio_error, figure("ratio_error"), rtol=1e-4)
   np.testing.assert_allclose(leak, figure("leak"), rtol=1e-4)
-  np.testing.assert_allclose([np.expm1(spread.max()), np.exp(gap.max())], [ratio_error, leak],
-                             rtol=1e-9)
+  np.testing.assert_allclose(
+    [np.expm1(spread.max()), np.exp(gap.max())], [ratio_error, leak], rtol=1e-9
+  )
   assert ratio_error <= EPS1 and leak <= EPS2 and "ok           True" in printed
 
 
@@ -167,8 +178,9 @@ def test_the_docs_recipe_gives_the_librarys_logits(solved):
 
   Guards a recipe (or a writer) that takes the wrong half of X for queries or keys, or that
   does not read format-1 files (dense w_q, w_k)."""
-  library = ja.construct.build("jl", jax.random.PRNGKey(0), ja.SparsePattern.from_dense(A), D_OK,
-                               eps1=EPS1, eps2=EPS2).logits()
+  library = ja.construct.build(
+    "jl", jax.random.PRNGKey(0), ja.SparsePattern.from_dense(A), D_OK, eps1=EPS1, eps2=EPS2
+  ).logits()
   scale = float(np.abs(library).max())
   np.testing.assert_allclose(_recipe_logits(solved[0]), library, rtol=1e-5, atol=1e-5 * scale)
   with np.load(FORMAT_1) as old:
@@ -184,16 +196,24 @@ def test_solution_file_grows_with_l_times_d(tmp_path):
   268 MB; the plan's estimate (``resources.solution_file_bytes``) bounds it from above, within
   64 KiB. Guards a writer that stores dense W (size ∝ d²) and an estimate that counts them."""
   pattern = ja.SparsePattern.from_dense(A)
-  report = ja.verify(ja.construct.build("jl", jax.random.PRNGKey(0), pattern, D_OK, eps1=EPS1,
-                                        eps2=EPS2),
-                     pattern, eps1=EPS1, eps2=EPS2)
+  report = ja.verify(
+    ja.construct.build("jl", jax.random.PRNGKey(0), pattern, D_OK, eps1=EPS1, eps2=EPS2),
+    pattern,
+    eps1=EPS1,
+    eps2=EPS2,
+  )
   sizes = {}
   for d in (1024, 2048, 4096):
     factors = np.random.default_rng(d).normal(size=(2, L, d)).astype(np.float32)
     solution = ja.construct.solution_from_factors(*map(jax.numpy.asarray, factors))
     out = str(tmp_path / f"d{d}.npz")
-    solution_file.save_solution(out, solution, pattern, report, solution_file.Provenance(
-        "jl", d, EPS1, EPS2, seed=0, source="test"))
+    solution_file.save_solution(
+      out,
+      solution,
+      pattern,
+      report,
+      solution_file.Provenance("jl", d, EPS1, EPS2, seed=0, source="test"),
+    )
     sizes[d] = os.path.getsize(out)
     estimate = resources.solution_file_bytes(L, pattern.nnz, d)
     assert 4 * L * 2 * d < sizes[d] <= estimate < sizes[d] + (64 << 10), (d, sizes[d], estimate)
@@ -225,9 +245,14 @@ def test_search_picks_the_smallest_verifying_grid_d(tmp_path, capsys):
   path, out = _write(str(tmp_path), "npy", A), str(tmp_path / "out.npz")
   assert _solve(path, "--search", "--d-grid", ",".join(map(str, grid)), "--out", out) == 0
   pattern, key = ja.SparsePattern.from_dense(A), jax.random.PRNGKey(0)
-  built = [bool(ja.verify(ja.construct.jl(key, pattern, d, eps1=EPS1, eps2=EPS2), pattern,
-                          eps1=EPS1, eps2=EPS2).ok)
-           for d in grid]
+  built = [
+    bool(
+      ja.verify(
+        ja.construct.jl(key, pattern, d, eps1=EPS1, eps2=EPS2), pattern, eps1=EPS1, eps2=EPS2
+      ).ok
+    )
+    for d in grid
+  ]
   assert built.index(True) > 0  # the search has something to skip
   with np.load(out) as saved:
     assert int(saved["d"]) == grid[built.index(True)]
@@ -235,23 +260,39 @@ def test_search_picks_the_smallest_verifying_grid_d(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("schedule", ["full", "adaptive"])
-def test_the_search_is_one_verify_grid_on_the_chosen_schedule(schedule, tmp_path, capsys,
-                                                              monkeypatch):
+def test_the_search_is_one_verify_grid_on_the_chosen_schedule(
+  schedule, tmp_path, capsys, monkeypatch
+):
   """``bench solve --search`` is one ``ja.verify_grid`` call over the whole grid, on the schedule
   ``ja.schedule.choose_schedule`` picks (forced here both ways), and certifies the smallest d at
   which the method, built alone, verifies."""
   seen = []
   grid_fn = ja.verify_grid
   monkeypatch.setattr(ja.schedule, "choose_schedule", lambda *args: schedule)
-  monkeypatch.setattr(ja, "verify_grid", lambda key, p, d_grid, **kw: seen.append(
-      (d_grid, kw["compute"].schedule)) or grid_fn(key, p, d_grid, **kw))
+  monkeypatch.setattr(
+    ja,
+    "verify_grid",
+    lambda key, p, d_grid, **kw: (
+      seen.append((d_grid, kw["compute"].schedule)) or grid_fn(key, p, d_grid, **kw)
+    ),
+  )
   grid = (4, 8, 16, 32, 64)
   path, out = _write(str(tmp_path), "npy", A), str(tmp_path / "out.npz")
-  assert _solve(path, "--method", "lstsq", "--search", "--d-grid", ",".join(map(str, grid)),
-                "--out", out) == 0
+  assert (
+    _solve(
+      path, "--method", "lstsq", "--search", "--d-grid", ",".join(map(str, grid)), "--out", out
+    )
+    == 0
+  )
   pattern, key = ja.SparsePattern.from_dense(A), jax.random.PRNGKey(0)
-  built = [bool(ja.verify(ja.construct.lstsq(key, pattern, d, eps1=EPS1, eps2=EPS2), pattern,
-                          eps1=EPS1, eps2=EPS2).ok) for d in grid]
+  built = [
+    bool(
+      ja.verify(
+        ja.construct.lstsq(key, pattern, d, eps1=EPS1, eps2=EPS2), pattern, eps1=EPS1, eps2=EPS2
+      ).ok
+    )
+    for d in grid
+  ]
   first = built.index(True)
   assert 0 < first < len(grid) - 2  # something below to fail, something above to skip
   assert seen == [(grid, schedule)]
@@ -261,15 +302,17 @@ def test_the_search_is_one_verify_grid_on_the_chosen_schedule(schedule, tmp_path
 
 
 @pytest.mark.parametrize("method", ["onehot", "jl", "lstsq"])
-def test_the_default_search_grid_stops_at_L_only_for_onehot(method, tmp_path, capsys,
-                                                            monkeypatch):
+def test_the_default_search_grid_stops_at_L_only_for_onehot(method, tmp_path, capsys, monkeypatch):
   """Without --d-grid the grid tops at L for onehot (d = L always verifies there), and at 4096
   for every other method (jl needs d above L on small patterns: docs/your-pattern.md). The
   searched verdicts are faked (none verifies, so the top is tried): only the grid is under
   test."""
   seen = []
-  monkeypatch.setattr(ja, "verify_grid", lambda key, p, d_grid, **kw: seen.append(d_grid) or
-                      np.zeros(len(d_grid), bool))
+  monkeypatch.setattr(
+    ja,
+    "verify_grid",
+    lambda key, p, d_grid, **kw: seen.append(d_grid) or np.zeros(len(d_grid), bool),
+  )
 
   def stop(args, key, pattern, candidates):
     seen.append(candidates)
@@ -299,6 +342,7 @@ def test_uncertified_run_exits_1_names_failing_rows_and_keeps_out(solved, tmp_pa
 
 def _bad_inputs(folder) -> dict[str, tuple[str, str]]:
   """name -> (path, expected words in the error line)."""
+
   def save(name, a, allow_pickle=False):
     path = os.path.join(folder, name)
     np.save(path, a, allow_pickle=allow_pickle)
@@ -316,32 +360,50 @@ def _bad_inputs(folder) -> dict[str, tuple[str, str]]:
   np.savez(npz_two, a=A, b=A)
   truncated = raw("truncated.npz", open(_write(folder, "npz-sparse", A), "rb").read()[:200])
   inputs = {
-      "missing": (os.path.join(folder, "missing.npy"), "no such file"),
-      "directory": (folder, "is a directory"),
-      "unknown suffix": (raw("a.csv", b"1,0\n0,1\n"), "unknown format"),
-      "corrupt npy": (raw("corrupt.npy", b"\x93NUMPY\x01\x00garbage"), "cannot read as .npy"),
-      "pickled npy": (save("object.npy", np.array([{}], dtype=object), True), "cannot read"),
-      "not a zip npz": (raw("corrupt.npz", b"not a zip"), "cannot read as .npz"),
-      "truncated npz": (truncated, "cannot read as .npz"),
-      "two-array npz": (npz_two, "holds 2 arrays"),
-      "corrupt mtx": (raw("corrupt.mtx", b"%%MatrixMarket matrix coordinate real general\n"
-                                          b"2 2 2\n1 1 x\n"), "cannot read as .mtx"),
-      "no banner mtx": (raw("banner.mtx", b"1 1 1\n"), "cannot read as .mtx"),
-      "not square": (save("rect.npy", np.ones((3, 4))), "square"),
-      "one-dimensional": (save("vector.npy", np.ones(4)), "square"),
-      "NaN": (save("nan.npy", with_nan), "A[2, 7] = nan"),
-      "inf": (save("inf.npy", with_inf), "A[3, 1] = inf"),
-      "negative": (save("negative.npy", negative), "A[4, 4] = -0.5"),
-      "complex": (save("complex.npy", A.astype(complex)), "real entries"),
-      "empty row": (save("empty.npy", empty), "row 9 of A has no nonzero"),
+    "missing": (os.path.join(folder, "missing.npy"), "no such file"),
+    "directory": (folder, "is a directory"),
+    "unknown suffix": (raw("a.csv", b"1,0\n0,1\n"), "unknown format"),
+    "corrupt npy": (raw("corrupt.npy", b"\x93NUMPY\x01\x00garbage"), "cannot read as .npy"),
+    "pickled npy": (save("object.npy", np.array([{}], dtype=object), True), "cannot read"),
+    "not a zip npz": (raw("corrupt.npz", b"not a zip"), "cannot read as .npz"),
+    "truncated npz": (truncated, "cannot read as .npz"),
+    "two-array npz": (npz_two, "holds 2 arrays"),
+    "corrupt mtx": (
+      raw("corrupt.mtx", b"%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 x\n"),
+      "cannot read as .mtx",
+    ),
+    "no banner mtx": (raw("banner.mtx", b"1 1 1\n"), "cannot read as .mtx"),
+    "not square": (save("rect.npy", np.ones((3, 4))), "square"),
+    "one-dimensional": (save("vector.npy", np.ones(4)), "square"),
+    "NaN": (save("nan.npy", with_nan), "A[2, 7] = nan"),
+    "inf": (save("inf.npy", with_inf), "A[3, 1] = inf"),
+    "negative": (save("negative.npy", negative), "A[4, 4] = -0.5"),
+    "complex": (save("complex.npy", A.astype(complex)), "real entries"),
+    "empty row": (save("empty.npy", empty), "row 9 of A has no nonzero"),
   }
   assert tuple(inputs) == BAD_INPUTS
   return inputs
 
 
-BAD_INPUTS = ("missing", "directory", "unknown suffix", "corrupt npy", "pickled npy",
-              "not a zip npz", "truncated npz", "two-array npz", "corrupt mtx", "no banner mtx",
-              "not square", "one-dimensional", "NaN", "inf", "negative", "complex", "empty row")
+BAD_INPUTS = (
+  "missing",
+  "directory",
+  "unknown suffix",
+  "corrupt npy",
+  "pickled npy",
+  "not a zip npz",
+  "truncated npz",
+  "two-array npz",
+  "corrupt mtx",
+  "no banner mtx",
+  "not square",
+  "one-dimensional",
+  "NaN",
+  "inf",
+  "negative",
+  "complex",
+  "empty row",
+)
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
@@ -355,7 +417,9 @@ def test_bad_input_exits_2_with_one_line_and_keeps_out(name, solved, tmp_path, c
   assert open(out, "rb").read() == before
 
 
-@pytest.mark.parametrize("argv, words", [
+@pytest.mark.parametrize(
+  "argv, words",
+  [
     (["--d", "0"], "d must be >= 1"),
     (["--d", "4", "--eps2", "1"], "eps2 must be in (0, 1)"),
     (["--d", "4", "--eps1", "-1"], "eps1 must be in (0, inf)"),
@@ -363,7 +427,8 @@ def test_bad_input_exits_2_with_one_line_and_keeps_out(name, solved, tmp_path, c
     (["--search", "--d-grid", "8,x"], "d_grid must be integers"),
     (["--d", "4", "--d-grid", "8"], "--d-grid needs --search"),
     (["--d", "4", "--top-n", "0"], "--top-n must be >= 1"),
-])
+  ],
+)
 def test_bad_options_exit_2(argv, words, tmp_path, capsys):
   path = _write(str(tmp_path), "npy", A)
   assert _solve(path, *argv, "--out", tmp_path / "out.npz") == 2
@@ -377,8 +442,9 @@ def test_out_in_missing_folder_exits_2(tmp_path, capsys):
   _error_line(capsys, out)
 
 
-def test_failed_write_keeps_existing_out_and_leaves_no_temporary(solved, tmp_path, monkeypatch,
-                                                                  capsys):
+def test_failed_write_keeps_existing_out_and_leaves_no_temporary(
+  solved, tmp_path, monkeypatch, capsys
+):
   out = str(tmp_path / "out.npz")
   with open(solved[0], "rb") as source, open(out, "wb") as copy:
     copy.write(source.read())
@@ -396,23 +462,30 @@ def test_failed_write_keeps_existing_out_and_leaves_no_temporary(solved, tmp_pat
 
 
 CHANGED = {  # a solution file changed into a bad one
-    "bad pattern": lambda a: {**a, "pattern_cols": a["pattern_cols"] + L},
-    "format 3": lambda a: {**a, "format": np.str_("jaxattn-solution-3")},
-    "no params": lambda a: {k: v for k, v in a.items() if k != "params"},
-    "dense without W": lambda a: {**a, "params": np.str_("dense")},
-    "unknown params": lambda a: {**a, "params": np.str_("random")},
-    "identity, X too narrow": lambda a: {**a, "X": a["X"][:, 1:]},
+  "bad pattern": lambda a: {**a, "pattern_cols": a["pattern_cols"] + L},
+  "format 3": lambda a: {**a, "format": np.str_("jaxattn-solution-3")},
+  "no params": lambda a: {k: v for k, v in a.items() if k != "params"},
+  "dense without W": lambda a: {**a, "params": np.str_("dense")},
+  "unknown params": lambda a: {**a, "params": np.str_("random")},
+  "identity, X too narrow": lambda a: {**a, "X": a["X"][:, 1:]},
 }
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "no such file"), (b"hello", "not a .npz archive"), ("npy", "not a .npz archive"),
-    ("other npz", "missing X"), ("bad pattern", "column outside"),
+@pytest.mark.parametrize(
+  "content, words",
+  [
+    (None, "no such file"),
+    (b"hello", "not a .npz archive"),
+    ("npy", "not a .npz archive"),
+    ("other npz", "missing X"),
+    ("bad pattern", "column outside"),
     ("format 3", "format 'jaxattn-solution-3' is not one this jaxattn reads"),
-    ("no params", "missing params"), ("dense without W", "missing w_q, w_k"),
+    ("no params", "missing params"),
+    ("dense without W", "missing w_q, w_k"),
     ("unknown params", "unknown params 'random'"),
     ("identity, X too narrow", "params 'identity' needs X of 2d = 2048 columns"),
-])
+  ],
+)
 def test_check_bad_file_exits_2(content, words, solved, tmp_path, capsys):
   path = str(tmp_path / "solution.npz")
   if content == "npy":
@@ -431,8 +504,9 @@ def test_check_bad_file_exits_2(content, words, solved, tmp_path, capsys):
 
 
 def test_top_n_keeps_the_largest_entries_and_says_what_it_dropped(tmp_path):
-  a = np.array([[4.0, 3.0, 2.0, 1.0], [1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 5.0, 0.0],
-                [1.0, 2.0, 0.0, 3.0]])
+  a = np.array(
+    [[4.0, 3.0, 2.0, 1.0], [1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 5.0, 0.0], [1.0, 2.0, 0.0, 3.0]]
+  )
   np.save(tmp_path / "dense.npy", a)
   user = pattern_file.load_pattern(str(tmp_path / "dense.npy"), top_n=2)
   expected = np.array([[4.0, 3.0, 0, 0], [1.0, 1.0, 0, 0], [0, 0, 5.0, 0], [0, 2.0, 0, 3.0]])
@@ -463,17 +537,21 @@ def test_dense_columns_are_kept_and_reported(tmp_path, capsys):
 
 def test_examples_are_what_the_script_writes_and_certify(tmp_path, capsys):
   spec = importlib.util.spec_from_file_location(
-      "make_examples", os.path.join(REPO, "examples", "make_examples.py"))
+    "make_examples", os.path.join(REPO, "examples", "make_examples.py")
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   module.main(tmp_path)
   for name in ("banded.npy", "global_columns.mtx"):
-    with open(tmp_path / name, "rb") as fresh, open(os.path.join(REPO, "examples", name),
-                                                    "rb") as committed:
+    with (
+      open(tmp_path / name, "rb") as fresh,
+      open(os.path.join(REPO, "examples", name), "rb") as committed,
+    ):
       assert fresh.read() == committed.read(), name
   out = str(tmp_path / "global_solution.npz")
-  assert _solve(os.path.join(REPO, "examples", "global_columns.mtx"), "--d", 2048,
-                "--out", out) == 0  # as in docs/your-pattern.md
+  assert (
+    _solve(os.path.join(REPO, "examples", "global_columns.mtx"), "--d", 2048, "--out", out) == 0
+  )  # as in docs/your-pattern.md
   assert "column 0, 1; up to 64 nonzeros" in capsys.readouterr().out
   assert main(["check", out, "--float64"]) == 0
 
@@ -492,8 +570,11 @@ def test_from_dense_check_columns():
 def test_verify_grid_rejects_bad_arguments():
   pattern = ja.SparsePattern.from_dense(A)
   key = jax.random.PRNGKey(0)
-  for grid, method, words in (((8, 4), "jl", "increasing"), ((0, 4), "jl", "increasing"),
-                              ((4, 8), "nope", "unknown method")):
+  for grid, method, words in (
+    ((8, 4), "jl", "increasing"),
+    ((0, 4), "jl", "increasing"),
+    ((4, 8), "nope", "unknown method"),
+  ):
     with pytest.raises(ValueError, match=words):
       ja.verify_grid(key, pattern, grid, eps1=EPS1, eps2=EPS2, method=method)
   with pytest.raises(ValueError, match="eps2"):
@@ -503,8 +584,9 @@ def test_verify_grid_rejects_bad_arguments():
 def test_dense_check_on_a_hand_computed_case():
   # X W_Q = X W_K = X = [[1, 0], [0, 2]]: logits [[1, 0], [0, 4]].
   x, eye = np.array([[1.0, 0.0], [0.0, 2.0]]), np.eye(2)
-  dense = ja.reference.dense_check(x, eye, eye, np.array([[1.0, 0.5], [0.0, 1.0]]), eps1=0.5,
-                                   eps2=0.5)
+  dense = ja.reference.dense_check(
+    x, eye, eye, np.array([[1.0, 0.5], [0.0, 1.0]]), eps1=0.5, eps2=0.5
+  )
   spread, gap = dense.spread, dense.gap
   np.testing.assert_allclose(spread, [1.0 - np.log(2.0), 0.0])  # (1 − 0) − (0 − ln ½)
   np.testing.assert_allclose(gap, [-np.inf, 0.0 - 4.0])
@@ -512,11 +594,26 @@ def test_dense_check_on_a_hand_computed_case():
 
 def test_no_traceback_in_a_real_process(tmp_path):
   result = subprocess.run(
-      [sys.executable, "-m", "bench", "solve", str(tmp_path / "missing.mtx"), "--d", "8",
-       "--out", str(tmp_path / "out.npz")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    [
+      sys.executable,
+      "-m",
+      "bench",
+      "solve",
+      str(tmp_path / "missing.mtx"),
+      "--d",
+      "8",
+      "--out",
+      str(tmp_path / "out.npz"),
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 2 and "Traceback" not in result.stderr
   assert result.stderr.strip().splitlines()[-1] == (
-      f"python -m bench solve: error: {tmp_path / 'missing.mtx'}: no such file")
+    f"python -m bench solve: error: {tmp_path / 'missing.mtx'}: no such file"
+  )
 
 
 def test_mass_criterion_is_certified_saved_and_rechecked(solved, tmp_path, capsys):
@@ -549,16 +646,19 @@ def test_the_search_plan_is_the_cost_model_of_the_schedule_it_runs(capsys):
   its plan line is ``search_cost`` at the runner's rate, printed from ``MENTION_S`` on."""
   from jaxattn_bench import resources, runner
   from jaxattn_bench.commands import solve
+
   grid = ja.geometric_grid(4096, per_octave=2)
   assert ja.schedule.choose_schedule("optimize", 1797, 4, grid) == "adaptive"
   assert ja.schedule.choose_schedule("lstsq", 64, 3, grid) == "full"
   args = types.SimpleNamespace(method="optimize", search=True, d=None, out="x.npz")
   for length, nnz, d_grid in ((1797, 4, grid), (8192, 4, ja.geometric_grid(512, 2))):
-    solve._plan(args, ja.patterns.random_regular(jax.random.PRNGKey(0), length=length, nnz=nnz),
-                d_grid)
-    seconds = ja.schedule.search_cost("optimize", length, nnz, d_grid,
-                                      schedule="adaptive") / runner.COST_RATE
+    solve._plan(
+      args, ja.patterns.random_regular(jax.random.PRNGKey(0), length=length, nnz=nnz), d_grid
+    )
+    seconds = (
+      ja.schedule.search_cost("optimize", length, nnz, d_grid, schedule="adaptive")
+      / runner.COST_RATE
+    )
     shown = f"adaptive schedule: about {seconds:.0f} s" in capsys.readouterr().err
     assert shown == (seconds >= resources.MENTION_S), (length, seconds)
     assert length == 1797 or shown
-

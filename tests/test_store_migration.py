@@ -13,9 +13,21 @@ from jaxattn_bench.store import ResultsStore, canonical, export_csv
 from jaxattn_plots import write_report
 
 # The schema-1 DDL, as jaxattn_bench.store wrote it before per-trial data.
-V1_RUN_FIELDS = ("started_at", "preset", "preset_source", "seed", "argv", "jax_version",
-                 "jaxlib_version", "backend", "device_kind", "device_count", "git_commit",
-                 "python", "platform")
+V1_RUN_FIELDS = (
+  "started_at",
+  "preset",
+  "preset_source",
+  "seed",
+  "argv",
+  "jax_version",
+  "jaxlib_version",
+  "backend",
+  "device_kind",
+  "device_count",
+  "git_commit",
+  "python",
+  "platform",
+)
 V1_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, {", ".join(V1_RUN_FIELDS)});
 CREATE TABLE IF NOT EXISTS points (
@@ -48,16 +60,19 @@ def write_v1(path, points, seed):
   """A schema-1 file holding ``points`` with made-up rates (d_min = 16)."""
   with sqlite3.connect(path) as db:
     db.executescript(V1_SCHEMA)
-    db.execute("INSERT INTO runs (id, preset, seed, backend) VALUES (1, 'tiny', ?, 'cpu')",
-               (seed,))
+    db.execute("INSERT INTO runs (id, preset, seed, backend) VALUES (1, 'tiny', ?, 'cpu')", (seed,))
     for point in points:
-      cursor = db.execute("INSERT INTO points (params, seed, d_min, jl_dim, wall_s, finished_at, "
-                          "run_id) VALUES (?, ?, 16, 100, 1.0, 'now', 1)",
-                          (canonical(point.params()), seed))
+      cursor = db.execute(
+        "INSERT INTO points (params, seed, d_min, jl_dim, wall_s, finished_at, "
+        "run_id) VALUES (?, ?, 16, 100, 1.0, 'now', 1)",
+        (canonical(point.params()), seed),
+      )
       for d in point.d_grid:
         k = point.trials if d >= 16 else 0
-        db.execute("INSERT INTO rates VALUES (?, ?, ?, ?, ?, 0.0, 1.0)",
-                   (cursor.lastrowid, d, k, point.trials, k / point.trials))
+        db.execute(
+          "INSERT INTO rates VALUES (?, ?, ?, ?, ?, 0.0, 1.0)",
+          (cursor.lastrowid, d, k, point.trials, k / point.trials),
+        )
 
 
 def test_v1_file_opens_plots_and_resumes(tmp_path, capsys):
@@ -75,8 +90,22 @@ def test_v1_file_opens_plots_and_resumes(tmp_path, capsys):
   report = write_report(old, tmp_path / "figures")
   assert (tmp_path / "figures" / "a_d_vs_length.png").is_file() and report.rows == []
 
-  assert bench_main(["run", "--preset", str(preset), "--results", str(path), "--seed", "0",
-                     "--figures", str(tmp_path / "figures")]) == 0
+  assert (
+    bench_main(
+      [
+        "run",
+        "--preset",
+        str(preset),
+        "--results",
+        str(path),
+        "--seed",
+        "0",
+        "--figures",
+        str(tmp_path / "figures"),
+      ]
+    )
+    == 0
+  )
   out = capsys.readouterr().out
   assert "3 points, 2 stored" in out and "1 to run" in out
   with ResultsStore(path, create=False) as store:
@@ -97,8 +126,14 @@ def test_per_trial_data_round_trip(tmp_path):
   np.testing.assert_array_equal(record.verdicts, verdicts)
   np.testing.assert_array_equal(record.thresholds, [16, 32, 64, math.inf])
   np.testing.assert_array_equal(record.first_success, [16, 32, 64, 8])
-  for name in ("d_median", "d_median_low", "d_median_high", "d_quantile", "d_quantile_low",
-               "d_quantile_high"):
+  for name in (
+    "d_median",
+    "d_median_low",
+    "d_median_high",
+    "d_quantile",
+    "d_quantile_low",
+    "d_quantile_high",
+  ):
     assert getattr(record, name) == getattr(result, name), name
   assert record.d_median == 32 and record.d_quantile == 64 and record.d_median_low == -math.inf
 

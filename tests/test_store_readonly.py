@@ -27,14 +27,21 @@ def complete_store(path, points):
     run = store.start_run({"seed": 0, "backend": "cpu"})
     for point in points:
       verdicts = np.ones((point.trials, len(point.d_grid)), bool)
-      store.add(run, point.params(), 0,
-                ja.MinDResult.from_verdicts(point.d_grid, verdicts, point.delta), 1, 0.1)
+      store.add(
+        run,
+        point.params(),
+        0,
+        ja.MinDResult.from_verdicts(point.d_grid, verdicts, point.delta),
+        1,
+        0.1,
+      )
 
 
 def snapshot(folder: pathlib.Path) -> dict:
   """Every file in ``folder`` with its bytes and mtime."""
-  return {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in sorted(folder.rglob("*"))
-          if f.is_file()}
+  return {
+    f: (f.read_bytes(), f.stat().st_mtime_ns) for f in sorted(folder.rglob("*")) if f.is_file()
+  }
 
 
 def deny_writes(monkeypatch, path):
@@ -42,17 +49,29 @@ def deny_writes(monkeypatch, path):
   path.chmod(0o444)
   if AS_ROOT:
     real = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: real(p, mode) and not (
-        mode & os.W_OK and pathlib.Path(p).absolute() == path.absolute()))
+    monkeypatch.setattr(
+      os,
+      "access",
+      lambda p, mode: (
+        real(p, mode) and not (mode & os.W_OK and pathlib.Path(p).absolute() == path.absolute())
+      ),
+    )
 
 
-@pytest.mark.parametrize("make, message", [
+@pytest.mark.parametrize(
+  "make, message",
+  [
     (lambda path: path.write_bytes(b""), "holds no finished points"),
-    (lambda path: sqlite3.connect(path).executescript("CREATE TABLE t (x); DROP TABLE t;"),
-     "holds no finished points"),
-    (lambda path: sqlite3.connect(path).execute("CREATE TABLE other (x)"),
-     "is not a results file of schema 1 to 3"),
-])
+    (
+      lambda path: sqlite3.connect(path).executescript("CREATE TABLE t (x); DROP TABLE t;"),
+      "holds no finished points",
+    ),
+    (
+      lambda path: sqlite3.connect(path).execute("CREATE TABLE other (x)"),
+      "is not a results file of schema 1 to 3",
+    ),
+  ],
+)
 def test_plots_refuses_an_empty_or_foreign_file_unchanged(tmp_path, capsys, make, message):
   """A zero-byte file, a database without tables, another program's database: one line,
   exit 2, every byte and the mtime as they were, nothing created beside them. Guards
@@ -110,7 +129,11 @@ def test_a_store_left_mid_write_is_refused_by_readers_and_recovered_by_a_run(tmp
   path_toml, points = preset(tmp_path, [1.0])
   results = tmp_path / "r.sqlite"
   complete_store(results, points)
-  writer = subprocess.Popen([sys.executable, "-c", f"""
+  writer = subprocess.Popen(
+    [
+      sys.executable,
+      "-c",
+      f"""
 import sqlite3, time
 db = sqlite3.connect({str(results)!r}, isolation_level=None)
 db.execute("PRAGMA cache_size = 1")  # spill to the file: the journal is then hot
@@ -119,7 +142,11 @@ db.execute("UPDATE points SET wall_s = 99")
 db.execute("INSERT INTO runs (preset_source) VALUES (?)", ("x" * 1000000,))
 print("written", flush=True)
 time.sleep(60)
-"""], stdout=subprocess.PIPE, text=True)
+""",
+    ],
+    stdout=subprocess.PIPE,
+    text=True,
+  )
   assert writer.stdout.readline() == "written\n"
   os.kill(writer.pid, signal.SIGKILL)
   writer.wait()
@@ -129,31 +156,59 @@ time.sleep(60)
   err = capsys.readouterr().err
   assert "left in the middle of a write" in err and err.count("\n") == 1
   assert snapshot(tmp_path) == before
-  assert bench_main(["run", "--preset", path_toml, "--results", str(results), "--seed", "0",
-                     "--no-figures"]) == 0
+  assert (
+    bench_main(
+      ["run", "--preset", path_toml, "--results", str(results), "--seed", "0", "--no-figures"]
+    )
+    == 0
+  )
   assert "1 stored" in capsys.readouterr().out
   assert not results.with_name("r.sqlite-journal").exists()
   with ResultsStore(results, create=False) as store:
     assert [r.wall_s for r in store.records()] == [0.1]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["run", "--preset", "{toml}", "--results", "{new}", "--figures", "{file}/figs"],
-     "cannot write figures folder (--figures)"),
-    (["run", "--preset", "{toml}", "--results", "{file}/r.sqlite", "--no-figures"],
-     "cannot write results file"),
-    (["run", "--preset", "{toml}", "--results", "{new}", "--no-figures", "--export-csv",
-      "{file}/r.csv"], "cannot write --export-csv file"),
-    (["run", "--preset", "{toml}", "--results", "{new}", "--export-csv", "{tmp}"],
-     "cannot write --export-csv file"),
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (
+      ["run", "--preset", "{toml}", "--results", "{new}", "--figures", "{file}/figs"],
+      "cannot write figures folder (--figures)",
+    ),
+    (
+      ["run", "--preset", "{toml}", "--results", "{file}/r.sqlite", "--no-figures"],
+      "cannot write results file",
+    ),
+    (
+      [
+        "run",
+        "--preset",
+        "{toml}",
+        "--results",
+        "{new}",
+        "--no-figures",
+        "--export-csv",
+        "{file}/r.csv",
+      ],
+      "cannot write --export-csv file",
+    ),
+    (
+      ["run", "--preset", "{toml}", "--results", "{new}", "--export-csv", "{tmp}"],
+      "cannot write --export-csv file",
+    ),
     (["beyond", "--results", "{new}", "--out", "{file}/out"], "cannot write output folder (--out)"),
     (["bits", "--results", "{new}", "--out", "{file}/out"], "cannot write output folder (--out)"),
-    (["practice", "--preset", "{toml}", "--results", "{new}", "--out", "{file}/out"],
-     "cannot write output folder (--out)"),
-    (["bits", "--results", "{new}", "--out", "{tmp}/out", "--seed", "-1"],
-     "--seed must be >= 0, got -1"),
+    (
+      ["practice", "--preset", "{toml}", "--results", "{new}", "--out", "{file}/out"],
+      "cannot write output folder (--out)",
+    ),
+    (
+      ["bits", "--results", "{new}", "--out", "{tmp}/out", "--seed", "-1"],
+      "--seed must be >= 0, got -1",
+    ),
     (["plots", "--results", "{done}", "--out", "{file}/out"], "cannot write output folder (--out)"),
-])
+  ],
+)
 def test_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys, argv, message):
   """An output under a regular file (unwritable even for root) or a folder given for a file:
   one line, exit 2, before the store is opened or anything drawn. Guards against a
@@ -161,8 +216,16 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys, argv, 
   path_toml, points = preset(tmp_path, [1.0])
   complete_store(tmp_path / "done.sqlite", points)
   (tmp_path / "file").write_text("not a folder")
-  argv = [a.format(toml=path_toml, new=tmp_path / "new.sqlite", file=tmp_path / "file",
-                   tmp=tmp_path, done=tmp_path / "done.sqlite") for a in argv]
+  argv = [
+    a.format(
+      toml=path_toml,
+      new=tmp_path / "new.sqlite",
+      file=tmp_path / "file",
+      tmp=tmp_path,
+      done=tmp_path / "done.sqlite",
+    )
+    for a in argv
+  ]
   before = snapshot(tmp_path)
   status = plots_main(argv[1:]) if argv[0] == "plots" else bench_main(argv)
   err = capsys.readouterr().err

@@ -48,9 +48,22 @@ def contents(path):
   """Everything a run decides about its points: per point its params, seed, d_min, jl_dim,
   rates and per-trial estimators (not who computed it, or when)."""
   with ResultsStore(path, create=False) as store:
-    return sorted((canonical(r.params), r.seed, r.d_min, r.jl_dim, r.successes.tolist(),
-                   r.ci_low.tolist(), r.thresholds.tolist(), r.d_median, r.d_median_low,
-                   r.d_median_high, r.d_quantile) for r in store.records())
+    return sorted(
+      (
+        canonical(r.params),
+        r.seed,
+        r.d_min,
+        r.jl_dim,
+        r.successes.tolist(),
+        r.ci_low.tolist(),
+        r.thresholds.tolist(),
+        r.d_median,
+        r.d_median_low,
+        r.d_median_high,
+        r.d_quantile,
+      )
+      for r in store.records()
+    )
 
 
 def claims(path) -> int:
@@ -61,8 +74,10 @@ def claims(path) -> int:
 @contextlib.contextmanager
 def time_limit(seconds: int):
   """Ends a hung in-process run (a run that waits for ever) with an error instead."""
+
   def expire(*_):
     raise TimeoutError(f"no end after {seconds} s")
+
   previous = signal.signal(signal.SIGALRM, expire)
   signal.alarm(seconds)
   try:
@@ -75,8 +90,9 @@ def time_limit(seconds: int):
 def run(capsys, preset_path, results) -> str:
   """``bench run`` in this process; its stdout (the summary table marks computed points new)."""
   with time_limit(600):
-    status = bench_main(["run", "--preset", preset_path, "--results", str(results), "--seed", "0",
-                         "--no-figures"])
+    status = bench_main(
+      ["run", "--preset", preset_path, "--results", str(results), "--seed", "0", "--no-figures"]
+    )
   out, err = capsys.readouterr()
   assert status == 0, err
   return out
@@ -96,9 +112,25 @@ def test_two_runs_on_one_store_compute_each_point_once(tmp_path, capsys):
   shared = tmp_path / "shared.sqlite"
   holder = ResultsStore(shared, lease_s=3600)  # for the whole test, however slow the machine
   assert holder.claim(key(points_a[0]))
-  run_a = subprocess.Popen([sys.executable, "-m", "bench", "run", "--preset", path_a, "--results",
-                            str(shared), "--seed", "0", "--no-figures"], cwd=ROOT,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  run_a = subprocess.Popen(
+    [
+      sys.executable,
+      "-m",
+      "bench",
+      "run",
+      "--preset",
+      path_a,
+      "--results",
+      str(shared),
+      "--seed",
+      "0",
+      "--no-figures",
+    ],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   try:
     single = run(capsys, path_all, tmp_path / "one.sqlite")  # meanwhile, the one-run reference
     assert single.count(" new\n") == 3
@@ -108,7 +140,7 @@ def test_two_runs_on_one_store_compute_each_point_once(tmp_path, capsys):
       time.sleep(0.1)
     time.sleep(1.0)  # two of A's looks at the store
     assert run_a.poll() is None, run_a.communicate()  # A waits for ε1 = 1 ...
-    assert holder.finished() == {key(points_a[1])}    # ... and has not computed it
+    assert holder.finished() == {key(points_a[1])}  # ... and has not computed it
     holder.close()  # releases ε1 = 1
     out_b = run(capsys, path_b, shared)
     out_a, err_a = run_a.communicate(timeout=180)
@@ -130,8 +162,12 @@ def test_a_killed_runs_claims_are_taken_over(tmp_path, capsys):
   dead.wait()
   ResultsStore(results).close()  # the tables
   with sqlite3.connect(results) as db:
-    db.executemany("INSERT INTO claims VALUES (?, ?, 'killed', ?, ?, ?)", [
+    db.executemany(
+      "INSERT INTO claims VALUES (?, ?, 'killed', ?, ?, ?)",
+      [
         (*key(points[0]), socket.gethostname(), dead.pid, time.time() + 3600),  # killed here
-        (*key(points[1]), "elsewhere", 1, time.time() - 1)])                   # lease expired
+        (*key(points[1]), "elsewhere", 1, time.time() - 1),
+      ],
+    )  # lease expired
   out = run(capsys, path, results)  # within time_limit: a run that waits fails
   assert out.count(" new\n") == 2 and claims(results) == 0

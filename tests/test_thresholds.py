@@ -24,12 +24,19 @@ def test_verdicts_and_thresholds_match_brute_force():
   pattern_keys, method_keys = ja.trial_keys(key, trials)
   for t in range(trials):
     pattern = sampler(pattern_keys[t])
-    reports = [ja.verify(ja.construct.jl(method_keys[t], pattern, d, eps1=EPS1, eps2=EPS2),
-                         pattern, eps1=EPS1,
-                         eps2=EPS2) for d in GRID]
+    reports = [
+      ja.verify(
+        ja.construct.jl(method_keys[t], pattern, d, eps1=EPS1, eps2=EPS2),
+        pattern,
+        eps1=EPS1,
+        eps2=EPS2,
+      )
+      for d in GRID
+    ]
     row = np.array([bool(r.ok) for r in reports])
-    near = np.array([min(abs(float(r.ratio_error) - EPS1), abs(float(r.leak) - EPS2)) < 1e-4
-                     for r in reports])  # float32 ties at the tolerance may go either way
+    near = np.array(
+      [min(abs(float(r.ratio_error) - EPS1), abs(float(r.leak) - EPS2)) < 1e-4 for r in reports]
+    )  # float32 ties at the tolerance may go either way
     assert np.all((row == res.verdicts[t]) | near), t
     passing_from = [g for g in range(len(GRID)) if row[g:].all()]
     expected = GRID[passing_from[0]] if passing_from else math.inf
@@ -39,10 +46,15 @@ def test_verdicts_and_thresholds_match_brute_force():
 
 
 def test_thresholds_of_non_monotone_and_unreached_trials():
-  verdicts = np.array([[0, 1, 0, 1, 1],    # first success 2, threshold 4
-                       [1, 1, 1, 1, 1],    # everywhere: the bottom of the grid
-                       [0, 1, 1, 1, 0],    # fails at the top: not reached
-                       [0, 0, 0, 0, 0]], bool)
+  verdicts = np.array(
+    [
+      [0, 1, 0, 1, 1],  # first success 2, threshold 4
+      [1, 1, 1, 1, 1],  # everywhere: the bottom of the grid
+      [0, 1, 1, 1, 0],  # fails at the top: not reached
+      [0, 0, 0, 0, 0],
+    ],
+    bool,
+  )
   thresholds, first = trial_thresholds((1, 2, 3, 4, 5), verdicts)
   np.testing.assert_array_equal(thresholds, [4, 1, np.inf, np.inf])
   np.testing.assert_array_equal(first, [2, 1, 2, np.inf])
@@ -58,11 +70,11 @@ def test_quantile_ranks_follow_their_definition(n, p):
   cdf = lambda j: scipy.stats.binom.cdf(j, n, p)  # P(B ≤ j)
   assert k == math.ceil(p * n)
   if r >= 1:
-    assert cdf(r - 1) <= 0.025 and (r == n or cdf(r) > 0.025)   # the largest such r
+    assert cdf(r - 1) <= 0.025 and (r == n or cdf(r) > 0.025)  # the largest such r
   else:
     assert cdf(0) > 0.025
   if s <= n:
-    assert cdf(s - 1) >= 0.975 and (s == 1 or cdf(s - 2) < 0.975)   # the smallest such s
+    assert cdf(s - 1) >= 0.975 and (s == 1 or cdf(s - 2) < 0.975)  # the smallest such s
   else:
     assert cdf(n - 1) < 0.975
   if 1 <= r and s <= n:

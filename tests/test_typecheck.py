@@ -42,7 +42,8 @@ except TypeCheckError:
 
 
 def test_annotations_hold_under_a_runtime_checker():
-  result = subprocess.run([sys.executable, "-c", SCRIPT, ",".join(CHECKED)], capture_output=True,
-                          text=True, timeout=300)
+  result = subprocess.run(
+    [sys.executable, "-c", SCRIPT, ",".join(CHECKED)], capture_output=True, text=True, timeout=300
+  )
   assert result.returncode == 0, result.stderr[-5000:]
   assert result.stdout.strip() == "checked"

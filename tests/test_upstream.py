@@ -16,11 +16,19 @@ def _mask(pattern) -> np.ndarray:
   return np.asarray(pattern.to_dense()) > 0
 
 
-@pytest.mark.parametrize("length, block, max_length, focus", [
-    (1024, 64, 4096, 1024), (3072, 64, 4096, 1024), (4096, 64, 4096, 1024),
-    (64, 4, 256, 64), (256, 4, 256, 64)])
-def test_bigbird_focus_draws_from_the_lists_of_bigbird_block_rand_mask(length, block,
-                                                                        max_length, focus):
+@pytest.mark.parametrize(
+  "length, block, max_length, focus",
+  [
+    (1024, 64, 4096, 1024),
+    (3072, 64, 4096, 1024),
+    (4096, 64, 4096, 1024),
+    (64, 4, 256, 64),
+    (256, 4, 256, 64),
+  ],
+)
+def test_bigbird_focus_draws_from_the_lists_of_bigbird_block_rand_mask(
+  length, block, max_length, focus
+):
   """``BigBird(focus=F)``: block row B draws among exactly the blocks google-research's
   ``bigbird_block_rand_mask(M, M, b, b, r, last_idx=F)[:n − 2]`` lists for it (as Hugging Face
   calls it for L ∈ {1024, 3072, 4096}), quirks included: row 1 may draw the last block, rows
@@ -28,8 +36,15 @@ def test_bigbird_focus_draws_from_the_lists_of_bigbird_block_rand_mask(length, b
   family = P.BigBird(block=block, random_blocks=3, focus=focus, max_length=max_length)
   blocks = length // block
   lists = []
-  upstream.bigbird_block_rand_mask(max_length, max_length, block, block, 3, last_idx=focus,
-                                   permutation=lambda seq: lists.append(set(seq.tolist())) or seq)
+  upstream.bigbird_block_rand_mask(
+    max_length,
+    max_length,
+    block,
+    block,
+    3,
+    last_idx=focus,
+    permutation=lambda seq: lists.append(set(seq.tolist())) or seq,
+  )
   allowed = family.focus_candidates(blocks)
   for row in range(1, blocks - 1):
     assert set(np.flatnonzero(allowed[row]).tolist()) == lists[row - 1], row
@@ -59,14 +74,17 @@ def test_lsh_hash_is_hugging_faces_hash_vectors(factors):
   vectors = rng.normal(size=(length, dim)).astype(np.float32)
   rotations = rng.normal(size=(dim, rounds, sum(factors) // 2)).astype(np.float32)
   ours = np.asarray(lsh.hash_rotated(vectors, np.moveaxis(rotations, 1, 0), factors))
-  theirs = upstream.hash_vectors(vectors, list(factors) if len(factors) > 1 else factors[0],
-                                 rotations)
+  theirs = upstream.hash_vectors(
+    vectors, list(factors) if len(factors) > 1 else factors[0], rotations
+  )
   np.testing.assert_array_equal(ours, theirs)
   assert theirs.max() < np.prod(factors) and len(np.unique(theirs)) > factors[0] // 2
 
 
-@pytest.mark.parametrize("rounds, chunk, buckets, causal", [
-    (1, 4, 4, False), (2, 4, 4, True), (3, 2, 6, False), (4, 8, 2, True), (2, 16, 8, False)])
+@pytest.mark.parametrize(
+  "rounds, chunk, buckets, causal",
+  [(1, 4, 4, False), (2, 4, 4, True), (3, 2, 6, False), (4, 8, 2, True), (2, 16, 8, False)],
+)
 def test_lsh_sets_are_hugging_faces_chunked_attention(rounds, chunk, buckets, causal):
   """``lsh_candidates`` without the paper's bucket mask is Hugging Face's chunked LSH attention,
   where the first chunk of round h looks back at the last chunk of round h − 1; with

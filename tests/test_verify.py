@@ -45,18 +45,25 @@ def test_agrees_with_float64_reference(seed):
   ref = reference_figures(sol.X, sol.w_q, sol.w_k, p.to_dense())
   rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2, compute=ja.Compute(block_size=7))
   for name in FIGURES:
-    np.testing.assert_allclose(float(getattr(rep, name)), ref[name], rtol=2e-4, atol=1e-6,
-                               err_msg=name)
+    np.testing.assert_allclose(
+      float(getattr(rep, name)), ref[name], rtol=2e-4, atol=1e-6, err_msg=name
+    )
   if not _near_threshold(ref, EPS1, EPS2):
     assert bool(rep.ok) == reference_ok(ref, EPS1, EPS2)
   assert bool(rep.ok) == bool(jnp.all(rep.row_ok))
 
 
 def test_reference_cases_cover_both_verdicts():
-  verdicts = {reference_ok(reference_figures(*_noisy_case(seed, noise=noise)[1],
-                                             _noisy_case(seed, noise=noise)[0].to_dense()),
-                           EPS1, EPS2)
-              for seed, noise in ((0, 0.0), (1, 3.0))}
+  verdicts = {
+    reference_ok(
+      reference_figures(
+        *_noisy_case(seed, noise=noise)[1], _noisy_case(seed, noise=noise)[0].to_dense()
+      ),
+      EPS1,
+      EPS2,
+    )
+    for seed, noise in ((0, 0.0), (1, 3.0))
+  }
   assert verdicts == {True, False}
 
 
@@ -100,12 +107,13 @@ def test_row_blocks():
   p, sol = _noisy_case(3, length=30, noise=0.3)
   ones = jnp.ones((1,))
   whole = stream.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4)
-  blocked = stream.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4,
-                                 row_block=8)
+  blocked = stream.row_stats(sol.queries(), sol.keys(), p, (30,), ones, block_size=4, row_block=8)
   chex.assert_trees_all_close(blocked, whole, rtol=1e-6)
-  chex.assert_trees_all_close(ja.verify(sol, p, eps1=EPS1, eps2=EPS2,
-                                        compute=ja.Compute(row_block=8)),
-                              ja.verify(sol, p, eps1=EPS1, eps2=EPS2), rtol=1e-6)
+  chex.assert_trees_all_close(
+    ja.verify(sol, p, eps1=EPS1, eps2=EPS2, compute=ja.Compute(row_block=8)),
+    ja.verify(sol, p, eps1=EPS1, eps2=EPS2),
+    rtol=1e-6,
+  )
 
 
 def test_default_tiles_follow_the_backend_table(monkeypatch):
@@ -114,8 +122,11 @@ def test_default_tiles_follow_the_backend_table(monkeypatch):
   p, sol = _noisy_case(3, length=30, noise=0.3)
   monkeypatch.setitem(tiles_lib.TILES, jax.default_backend(), (8, 5))
   assert ja.default_tiles() == (8, 5)
-  program = str(jax.make_jaxpr(lambda q, k: stream.row_stats(q, k, p, (30,), jnp.ones(1)))(
-      sol.queries(), sol.keys()))
+  program = str(
+    jax.make_jaxpr(lambda q, k: stream.row_stats(q, k, p, (30,), jnp.ones(1)))(
+      sol.queries(), sol.keys()
+    )
+  )
   assert "length=4" in program and "length=6" in program  # 4 row blocks of 8, 6 key blocks of 5
 
 
@@ -123,9 +134,12 @@ def test_the_resource_planner_reads_the_library_tile_table():
   """bench/resources.py reads tiles.json without JAX: the same table as ``TILES``, and its
   estimates' tile bounds every backend's default."""
   from jaxattn_bench import resources
+
   assert resources.library_tiles() == tiles_lib.TILES
-  assert all(rows <= resources.TILE[0] and keys <= resources.TILE[1]
-             for rows, keys in tiles_lib.TILES.values())
+  assert all(
+    rows <= resources.TILE[0] and keys <= resources.TILE[1]
+    for rows, keys in tiles_lib.TILES.values()
+  )
 
 
 def test_row_scaling_of_a_changes_nothing():
@@ -140,8 +154,10 @@ def test_row_shift_of_logits_changes_no_verdict():
   """ℓ_ij + c_i: append a column c to the queries and 1 to the keys."""
   p, sol = _noisy_case(6, noise=0.3)
   shift = jnp.linspace(-5.0, 5.0, p.length)[:, None]
-  shifted = solution_from_factors(jnp.concatenate([sol.queries(), shift], 1),
-                                  jnp.concatenate([sol.keys(), jnp.ones_like(shift)], 1))
+  shifted = solution_from_factors(
+    jnp.concatenate([sol.queries(), shift], 1),
+    jnp.concatenate([sol.keys(), jnp.ones_like(shift)], 1),
+  )
   base, rep = ja.verify(sol, p, eps1=EPS1, eps2=EPS2), ja.verify(shifted, p, eps1=EPS1, eps2=EPS2)
   np.testing.assert_array_equal(rep.row_ok, base.row_ok)
   for name in ("ratio_error", "leak", "outside_mass_max", "outside_mass_mean"):
@@ -157,12 +173,12 @@ def test_full_support_has_no_leak():
 
 
 class VariantsTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_jit_and_non_jit_agree(self):
     p, sol = _noisy_case(7, noise=0.3)
-    rep = self.variant(lambda s, q: ja.verify(s, q, eps1=EPS1, eps2=EPS2,
-                                              compute=ja.Compute(block_size=8)))(sol, p)
+    rep = self.variant(
+      lambda s, q: ja.verify(s, q, eps1=EPS1, eps2=EPS2, compute=ja.Compute(block_size=8))
+    )(sol, p)
     ref = reference_figures(sol.X, sol.w_q, sol.w_k, p.to_dense())
     np.testing.assert_allclose(float(rep.leak), ref["leak"], rtol=2e-4)
 

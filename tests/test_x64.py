@@ -27,8 +27,14 @@ def _run(tmp_path) -> tuple[dict, dict]:
   procs = []
   for x64 in (False, True):
     env = {**os.environ, "JAX_ENABLE_X64": "1" if x64 else "0"}
-    procs.append(subprocess.Popen([sys.executable, "-c", SNIPPET, str(tmp_path / f"x64_{x64}.npz")],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    procs.append(
+      subprocess.Popen(
+        [sys.executable, "-c", SNIPPET, str(tmp_path / f"x64_{x64}.npz")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+      )
+    )
   for proc in procs:
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()[-2000:]

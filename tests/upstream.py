@@ -16,8 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 
-def bigbird_block_rand_mask(from_seq_length, to_seq_length, from_block_size, to_block_size,
-                            num_rand_blocks, last_idx=-1, permutation=np.random.permutation):
+def bigbird_block_rand_mask(
+  from_seq_length,
+  to_seq_length,
+  from_block_size,
+  to_block_size,
+  num_rand_blocks,
+  last_idx=-1,
+  permutation=np.random.permutation,
+):
   """Adjacency list [n − 2, r] of random blocks, as the source (its comments kept)."""
   assert from_seq_length // from_block_size == to_seq_length // to_block_size
   rand_attn = np.zeros((from_seq_length // from_block_size - 2, num_rand_blocks), dtype=np.int32)
@@ -48,7 +55,8 @@ def bigbird_block_rand_mask(from_seq_length, to_seq_length, from_block_size, to_
         rand_attn[i - 1, :] = permutation(middle_seq[:start])[:r]
       else:
         rand_attn[i - 1, :] = permutation(
-            np.concatenate((middle_seq[:start], middle_seq[end + 1:last])))[:r]
+          np.concatenate((middle_seq[:start], middle_seq[end + 1 : last]))
+        )[:r]
   return rand_attn
 
 
@@ -62,10 +70,11 @@ def hash_vectors(vectors, num_buckets, random_rotations):
     return np.argmax(rotated_vectors, axis=-1)
   buckets, cur_sum, cur_product = None, 0, 1
   for bucket_factor in factors:
-    rotated_vectors_factor = rotated_vectors[..., cur_sum:cur_sum + (bucket_factor // 2)]
+    rotated_vectors_factor = rotated_vectors[..., cur_sum : cur_sum + (bucket_factor // 2)]
     cur_sum = cur_sum + bucket_factor // 2
-    rotated_vectors_factor = np.concatenate([rotated_vectors_factor, -rotated_vectors_factor],
-                                            axis=-1)
+    rotated_vectors_factor = np.concatenate(
+      [rotated_vectors_factor, -rotated_vectors_factor], axis=-1
+    )
     if buckets is None:
       buckets = np.argmax(rotated_vectors_factor, axis=-1)
     else:
@@ -82,8 +91,10 @@ def _stable_argsort(vector):
 
 def _look_adjacent(vectors, num_chunks_before=1, num_chunks_after=0):
   """The source's ``_look_adjacent`` on [chunks, chunk_length]: each chunk with its neighbours."""
-  slices = [np.concatenate([vectors[i:], vectors[:i]], axis=0)
-            for i in range(-num_chunks_before, num_chunks_after + 1)]
+  slices = [
+    np.concatenate([vectors[i:], vectors[:i]], axis=0)
+    for i in range(-num_chunks_before, num_chunks_after + 1)
+  ]
   return np.concatenate(slices, axis=1)
 
 

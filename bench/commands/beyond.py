@@ -20,14 +20,25 @@ from jaxattn_bench import beyond, grid, runner
 
 
 def add_parser(subparsers) -> None:
-  parser = subparsers.add_parser("beyond", help="lstsq, optimize, moment_curve against jl: "
-                                 "d_50 to L = 65536, logit range, precision (preset beyond + "
-                                 "tables)",
-                                 description=__doc__.splitlines()[0])
-  parser.add_argument("--results", type=pathlib.Path, default=pathlib.Path("results/beyond.sqlite"),
-                      help="SQLite results store of the preset (resumable)")
-  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/beyond"),
-                      help="folder for the figures, fit files and beyond.json")
+  parser = subparsers.add_parser(
+    "beyond",
+    help="lstsq, optimize, moment_curve against jl: "
+    "d_50 to L = 65536, logit range, precision (preset beyond + "
+    "tables)",
+    description=__doc__.splitlines()[0],
+  )
+  parser.add_argument(
+    "--results",
+    type=pathlib.Path,
+    default=pathlib.Path("results/beyond.sqlite"),
+    help="SQLite results store of the preset (resumable)",
+  )
+  parser.add_argument(
+    "--out",
+    type=pathlib.Path,
+    default=pathlib.Path("results/beyond"),
+    help="folder for the figures, fit files and beyond.json",
+  )
   parser.add_argument("--seed", type=int, help="seed (default: the preset's)")
   parser.set_defaults(func=main)
 
@@ -49,10 +60,12 @@ def main(args) -> int:
   data["seconds"] = time.perf_counter() - start
   (args.out / "beyond.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
   written = beyond_plots.figures(data, args.out)
-  print(f"\nBeyond the paper: random_regular, N = 2, eps1 = eps2 = 0.5, a_min = 0.2, T trials "
-        f"per L (moment_curve limits T = {beyond.CURVE_TRIALS}), delta = 0.1, seed {seed}, "
-        f"{jax.devices()[0].device_kind}, {data['seconds']:.0f} s; logit ranges and optimize's "
-        f"cost at d_50 in the first {beyond.MEASURED_TRIALS} trial(s)\n")
+  print(
+    f"\nBeyond the paper: random_regular, N = 2, eps1 = eps2 = 0.5, a_min = 0.2, T trials "
+    f"per L (moment_curve limits T = {beyond.CURVE_TRIALS}), delta = 0.1, seed {seed}, "
+    f"{jax.devices()[0].device_kind}, {data['seconds']:.0f} s; logit ranges and optimize's "
+    f"cost at d_50 in the first {beyond.MEASURED_TRIALS} trial(s)\n"
+  )
   print(beyond_plots.tables(data))
   print(f"\nwrote {', '.join(map(str, written))}, {args.out / 'beyond.json'}")
   return 0

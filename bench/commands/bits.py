@@ -18,15 +18,30 @@ from jaxattn_bench import bits, grid, runner
 
 
 def add_parser(subparsers) -> None:
-  parser = subparsers.add_parser("bits", help="bits per token of every method at its d_min, "
-                                 "against the counting bound (preset bits + table)",
-                                 description=__doc__.splitlines()[0])
-  parser.add_argument("--results", type=pathlib.Path, default=pathlib.Path("results/bits.sqlite"),
-                      help="SQLite results store of the preset (resumable)")
-  parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/bits"),
-                      help="folder for bits_per_token.png and bits.json")
-  parser.add_argument("--preset", default=bits.PRESET, metavar="NAME|PATH.toml",
-                      help=f"the grid of points (default: {bits.PRESET})")
+  parser = subparsers.add_parser(
+    "bits",
+    help="bits per token of every method at its d_min, "
+    "against the counting bound (preset bits + table)",
+    description=__doc__.splitlines()[0],
+  )
+  parser.add_argument(
+    "--results",
+    type=pathlib.Path,
+    default=pathlib.Path("results/bits.sqlite"),
+    help="SQLite results store of the preset (resumable)",
+  )
+  parser.add_argument(
+    "--out",
+    type=pathlib.Path,
+    default=pathlib.Path("results/bits"),
+    help="folder for bits_per_token.png and bits.json",
+  )
+  parser.add_argument(
+    "--preset",
+    default=bits.PRESET,
+    metavar="NAME|PATH.toml",
+    help=f"the grid of points (default: {bits.PRESET})",
+  )
   parser.add_argument("--seed", type=int, help="seed (default: the preset's)")
   parser.set_defaults(func=main)
 
@@ -47,9 +62,11 @@ def main(args) -> int:
   args.out.mkdir(parents=True, exist_ok=True)
   (args.out / "bits.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
   written = bits_plots.figure(data, args.out)
-  print(f"\nBits per token at d_min: {preset.name} preset, seed {seed}, {data['device']}, "
-        f"{data['seconds']:.0f} s. Cells: 2d·b per token, median over the trials "
-        "(d_min, median b); bounds: ja.theory.pattern_bits, bits per token\n")
+  print(
+    f"\nBits per token at d_min: {preset.name} preset, seed {seed}, {data['device']}, "
+    f"{data['seconds']:.0f} s. Cells: 2d·b per token, median over the trials "
+    "(d_min, median b); bounds: ja.theory.pattern_bits, bits per token\n"
+  )
   print(bits_plots.table(data))
   print(f"\nwrote {written}, {args.out / 'bits.json'}")
   return 0

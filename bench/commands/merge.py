@@ -16,17 +16,30 @@ from jaxattn_bench import merge
 
 
 def add_parser(subparsers) -> None:
-  parser = subparsers.add_parser("merge", help="join results stores (the shards of a sweep) "
-                                 "into one, losing nothing", description=__doc__.splitlines()[0])
-  parser.add_argument("out", type=pathlib.Path, metavar="OUT.sqlite",
-                      help="the merged store (created, or completed if it exists)")
-  parser.add_argument("inputs", nargs="+", metavar="SHARD.sqlite",
-                      help="stores or globs of stores to merge (never changed)")
+  parser = subparsers.add_parser(
+    "merge",
+    help="join results stores (the shards of a sweep) into one, losing nothing",
+    description=__doc__.splitlines()[0],
+  )
+  parser.add_argument(
+    "out",
+    type=pathlib.Path,
+    metavar="OUT.sqlite",
+    help="the merged store (created, or completed if it exists)",
+  )
+  parser.add_argument(
+    "inputs",
+    nargs="+",
+    metavar="SHARD.sqlite",
+    help="stores or globs of stores to merge (never changed)",
+  )
   parser.set_defaults(func=main)
 
 
 def main(args) -> int:
   report = merge.merge(args.out, merge.expand(args.inputs))
-  print(f"merged {len(report.inputs)} store(s) into {args.out}: {report.written} point(s) "
-        f"written, {report.same} already there with the same results")
+  print(
+    f"merged {len(report.inputs)} store(s) into {args.out}: {report.written} point(s) "
+    f"written, {report.same} already there with the same results"
+  )
   return 0

@@ -23,37 +23,57 @@ from jaxattn_bench.errors import CommandError
 
 
 def add_parser(subparsers) -> None:
-  parser = subparsers.add_parser("practice", help="published masks (Longformer, BigBird, Sparse "
-                                 "Transformer, Reformer): d_50 against L, window and global "
-                                 "tokens (preset practice + table)",
-                                 description=__doc__.splitlines()[0])
-  parser.add_argument("--preset", metavar="NAME|PATH.toml",
-                      help=f"the preset to run (default: {practice.PRESET}, with --causal "
-                           f"{practice.CAUSAL_PRESET})")
-  parser.add_argument("--causal", action="store_true",
-                      help=f"the causal families (Sparse Transformer, causal Longformer and LSH) "
-                           f"judged in both layers: preset {practice.CAUSAL_PRESET} "
-                           "(docs/causal.md)")
-  parser.add_argument("--results", type=pathlib.Path,
-                      help="SQLite results store of the preset (resumable; default: "
-                           "results/<preset>.sqlite)")
-  parser.add_argument("--out", type=pathlib.Path,
-                      help="folder for the table, the figures and practice.json (default: "
-                           "results/<preset>)")
+  parser = subparsers.add_parser(
+    "practice",
+    help="published masks (Longformer, BigBird, Sparse "
+    "Transformer, Reformer): d_50 against L, window and global "
+    "tokens (preset practice + table)",
+    description=__doc__.splitlines()[0],
+  )
+  parser.add_argument(
+    "--preset",
+    metavar="NAME|PATH.toml",
+    help=f"the preset to run (default: {practice.PRESET}, with --causal {practice.CAUSAL_PRESET})",
+  )
+  parser.add_argument(
+    "--causal",
+    action="store_true",
+    help=f"the causal families (Sparse Transformer, causal Longformer and LSH) "
+    f"judged in both layers: preset {practice.CAUSAL_PRESET} "
+    "(docs/causal.md)",
+  )
+  parser.add_argument(
+    "--results",
+    type=pathlib.Path,
+    help="SQLite results store of the preset (resumable; default: results/<preset>.sqlite)",
+  )
+  parser.add_argument(
+    "--out",
+    type=pathlib.Path,
+    help="folder for the table, the figures and practice.json (default: results/<preset>)",
+  )
   parser.add_argument("--seed", type=int, help="seed (default: the preset's)")
-  parser.add_argument("--plan", action="store_true",
-                      help="print the points and the expected seconds of each, then stop")
+  parser.add_argument(
+    "--plan",
+    action="store_true",
+    help="print the points and the expected seconds of each, then stop",
+  )
   parser.set_defaults(func=main)
 
 
 def plan(points) -> str:
   """One line per point with its expected seconds (``runner.point_seconds``), and the total."""
   names = runner.varying_axes(points)
-  lines = [f"{runner.describe(p, names)} G={len(p.d_grid)} d_max={p.d_grid[-1]} T={p.trials}: "
-           f"about {runner.point_seconds(p):.0f} s" for p in points]
+  lines = [
+    f"{runner.describe(p, names)} G={len(p.d_grid)} d_max={p.d_grid[-1]} T={p.trials}: "
+    f"about {runner.point_seconds(p):.0f} s"
+    for p in points
+  ]
   total = sum(map(runner.point_seconds, points))
-  lines.append(f"{len(points)} points, expected about {total / 60:.0f} min on this project's "
-               "2-core CPU (runner.point_seconds)")
+  lines.append(
+    f"{len(points)} points, expected about {total / 60:.0f} min on this project's "
+    "2-core CPU (runner.point_seconds)"
+  )
   return "\n".join(lines)
 
 
@@ -61,10 +81,12 @@ def main(args) -> int:
   from jaxattn_plots import practice as practice_plots  # matplotlib only when it runs
 
   if args.causal and args.preset is not None:
-    raise CommandError("give --causal or --preset, not both (--causal runs the preset "
-                       f"{practice.CAUSAL_PRESET})")
-  preset = grid.load_preset(args.preset or (practice.CAUSAL_PRESET if args.causal
-                                            else practice.PRESET))
+    raise CommandError(
+      f"give --causal or --preset, not both (--causal runs the preset {practice.CAUSAL_PRESET})"
+    )
+  preset = grid.load_preset(
+    args.preset or (practice.CAUSAL_PRESET if args.causal else practice.PRESET)
+  )
   if args.plan:
     print(plan(preset.points))
     return 0
@@ -79,8 +101,9 @@ def main(args) -> int:
   data = practice.collect(records)
   data["fit"] = practice_plots.fit_rows(data)
   data["global_slope"] = {k: practice_plots.global_slope(v) for k, v in data["globals"].items()}
-  data.update(seed=seed, seconds=time.perf_counter() - start,
-              stored_seconds=sum(r.wall_s for r in records))
+  data.update(
+    seed=seed, seconds=time.perf_counter() - start, stored_seconds=sum(r.wall_s for r in records)
+  )
   out.mkdir(parents=True, exist_ok=True)
   text = practice_plots.table(data, data["fit"])
   if data["global_slope"]:
@@ -88,7 +111,9 @@ def main(args) -> int:
   (out / "table.md").write_text(text + "\n", encoding="utf-8")
   (out / "practice.json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
   written = practice_plots.figures(data, out)
-  print(f"\nPatterns of practice: preset {preset.name}, seed {seed}, "
-        f"{data['stored_seconds']:.0f} s of point time\n\n{text}")
+  print(
+    f"\nPatterns of practice: preset {preset.name}, seed {seed}, "
+    f"{data['stored_seconds']:.0f} s of point time\n\n{text}"
+  )
   print(f"\nwrote {', '.join(map(str, written + [out / 'table.md', out / 'practice.json']))}")
   return 0

@@ -19,6 +19,7 @@ class ShardTask(Checkpointable):
 
   def __call__(self) -> int:
     from jaxattn_bench.cli import main as bench_main
+
     status = bench_main(self.argv)
     if status != 0:
       raise RuntimeError(f"bench {' '.join(self.argv)} ended with exit status {status}")

@@ -12,13 +12,21 @@ import importlib
 import inspect
 import pathlib
 
-MODULES = ("jaxattn", "jaxattn.certify", "jaxattn.construct", "jaxattn.patterns",
-           "jaxattn.reference", "jaxattn.schedule", "jaxattn.stats", "jaxattn.theory")
+MODULES = (
+  "jaxattn",
+  "jaxattn.certify",
+  "jaxattn.construct",
+  "jaxattn.patterns",
+  "jaxattn.reference",
+  "jaxattn.schedule",
+  "jaxattn.stats",
+  "jaxattn.theory",
+)
 FOLDER = pathlib.Path(__file__).resolve().parent.parent / "api"
 
 
 def kind(obj) -> str | None:
-  """"class", "function", or None for what stays on the API page (constants, modules)."""
+  """ "class", "function", or None for what stays on the API page (constants, modules)."""
   if inspect.isclass(obj):
     return "class"
   if inspect.isroutine(obj) or inspect.isroutine(getattr(obj, "__wrapped__", None)):
@@ -49,8 +57,9 @@ def page(full_name: str, what: str) -> str:
 
 def pages() -> dict[str, str]:
   """File name -> text of every page."""
-  return {f"{name}.rst": page(name, what) for entries in symbols().values()
-          for name, what in entries}
+  return {
+    f"{name}.rst": page(name, what) for entries in symbols().values() for name, what in entries
+  }
 
 
 def main() -> None:

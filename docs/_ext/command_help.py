@@ -18,8 +18,9 @@ def help_texts() -> dict[str, str]:
   for name in cli.COMMANDS:
     importlib.import_module(f"jaxattn_bench.commands.{name}").add_parser(subparsers)
   texts = {"python -m bench": parser.format_help()}
-  texts.update({f"python -m bench {name}": sub.format_help()
-                for name, sub in subparsers.choices.items()})
+  texts.update(
+    {f"python -m bench {name}": sub.format_help() for name, sub in subparsers.choices.items()}
+  )
   return texts
 
 

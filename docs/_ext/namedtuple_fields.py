@@ -34,13 +34,20 @@ def field_notes(cls) -> dict[str, tuple[str, str]]:
   """field -> (annotation, the comment at the end of its line) of a class body (read once per
   class)."""
   source = textwrap.dedent(inspect.getsource(cls))
-  comments = {token.start[0]: token.string.lstrip("#").strip()
-              for token in tokenize.generate_tokens(io.StringIO(source).readline)
-              if token.type == tokenize.COMMENT}
+  comments = {
+    token.start[0]: token.string.lstrip("#").strip()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline)
+    if token.type == tokenize.COMMENT
+  }
   body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
-  return {node.target.id: (ast.get_source_segment(source, node.annotation) or "",
-                           comments.get(node.lineno, ""))
-          for node in body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
+  return {
+    node.target.id: (
+      ast.get_source_segment(source, node.annotation) or "",
+      comments.get(node.lineno, ""),
+    )
+    for node in body
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+  }
 
 
 def _describe(app, what, name, obj, options, lines: list[str]) -> None:

@@ -56,8 +56,10 @@ class IdentityBlock:
 
   def __post_init__(self):
     if not 0 <= self.start <= self.depth - self.d or self.d < 1:
-      raise ValueError(f"an identity block of {self.d} columns at row {self.start} does not fit "
-                       f"in {self.depth} rows")
+      raise ValueError(
+        f"an identity block of {self.d} columns at row {self.start} does not fit "
+        f"in {self.depth} rows"
+      )
 
   @property
   def shape(self) -> tuple[int, int]:
@@ -66,7 +68,7 @@ class IdentityBlock:
 
   def __rmatmul__(self, x):
     """X W = X[..., start:start + d]."""
-    return x[..., self.start:self.start + self.d]
+    return x[..., self.start : self.start + self.d]
 
   def __array__(self, dtype=None, copy=None):
     dense = np.zeros(self.shape, dtype or np.float32)
@@ -144,8 +146,11 @@ def check_outside_mass(max_outside_mass) -> None:
 
 def check_d(d) -> None:
   """ValueError unless d is a positive integer."""
-  if isinstance(d, bool) or not isinstance(d, int) and not (
-      hasattr(d, "dtype") and jnp.issubdtype(d.dtype, jnp.integer) and d.ndim == 0):
+  if (
+    isinstance(d, bool)
+    or not isinstance(d, int)
+    and not (hasattr(d, "dtype") and jnp.issubdtype(d.dtype, jnp.integer) and d.ndim == 0)
+  ):
     raise ValueError(f"d must be a positive integer, got {d!r}")
   if int(d) < 1:
     raise ValueError(f"d must be >= 1, got {d}")
@@ -176,30 +181,37 @@ def target_logits(pattern: SparsePattern, eps1, eps2, max_outside_mass=None) -> 
   shift = jnp.log1p(eps1) - jnp.log(eps2) - row_log_a_min
   if max_outside_mass is not None:
     outside = pattern.length - jnp.sum(pattern.valid, axis=-1, keepdims=True)
-    log_w_sum = jax.nn.logsumexp(jnp.where(pattern.valid, log_w, -jnp.inf), axis=-1,
-                                 keepdims=True)
-    mass_shift = (jnp.log1p(eps1) + jnp.log(outside.astype(log_w.dtype))
-                  + jnp.log1p(-max_outside_mass) - jnp.log(max_outside_mass) - log_w_sum)
+    log_w_sum = jax.nn.logsumexp(jnp.where(pattern.valid, log_w, -jnp.inf), axis=-1, keepdims=True)
+    mass_shift = (
+      jnp.log1p(eps1)
+      + jnp.log(outside.astype(log_w.dtype))
+      + jnp.log1p(-max_outside_mass)
+      - jnp.log(max_outside_mass)
+      - log_w_sum
+    )
     shift = jnp.maximum(shift, mass_shift)
   return jnp.where(pattern.valid, log_w + shift, 0.0)
 
 
-def zero_dense_queries(pattern: SparsePattern, queries: Float[Array, "*S L w"]
-                       ) -> Float[Array, "*S L w"]:
+def zero_dense_queries(
+  pattern: SparsePattern, queries: Float[Array, "*S L w"]
+) -> Float[Array, "*S L w"]:
   """q_i = 0 on the dense rows (``SparsePattern.dense``): every logit of such a row is then 0,
   so its spread max_j ℓ_ij − min_j ℓ_ij is 0 exactly and a binary dense row is met at any d."""
   return queries if pattern.dense is None else jnp.where(pattern.dense[:, None], 0, queries)
 
 
-def sparse_matmul(pattern: SparsePattern, values: Float[Array, "L N"],
-                  dense: Float[Array, "L w"]) -> Float[Array, "L w"]:
+def sparse_matmul(
+  pattern: SparsePattern, values: Float[Array, "L N"], dense: Float[Array, "L w"]
+) -> Float[Array, "L w"]:
   """(M · dense) for the sparse M with M[i, cols[i,k]] = values[i,k] on valid slots: O(L·N·w)."""
   values = jnp.where(pattern.valid, values, 0.0).astype(dense.dtype)
   return jnp.einsum("lk,lkw->lw", values, dense[pattern.cols], precision=HIGHEST)
 
 
-def prefix_gaussian(key: PRNGKeyArray, length: int, width: int,
-                    dtype=jnp.float32) -> Float[Array, "L w"]:
+def prefix_gaussian(
+  key: PRNGKeyArray, length: int, width: int, dtype=jnp.float32
+) -> Float[Array, "L w"]:
   """Standard normal L×width matrix whose column k is drawn from fold_in(key, k).
 
   Its first d columns do not depend on ``width``: a draw for d_max contains
@@ -222,12 +234,14 @@ def random_params(d: int, dtype=jnp.float32) -> tuple[Float[Array, "D d"], Float
   """
   depth = 4 * d
   w = jax.random.normal(jax.random.PRNGKey(PARAMS_SEED), (depth, 2 * d), dtype) / jnp.sqrt(
-      jnp.asarray(depth, dtype))
+    jnp.asarray(depth, dtype)
+  )
   return w[:, :d], w[:, d:]
 
 
-def solution_from_factors(queries: Float[Array, "L d"], keys: Float[Array, "L d"],
-                          params: str = "identity") -> Solution:
+def solution_from_factors(
+  queries: Float[Array, "L d"], keys: Float[Array, "L d"], params: str = "identity"
+) -> Solution:
   """Solution whose fixed W_Q, W_K reproduce the factors: X W_Q = Q, X W_K = K.
 
   ``params="identity"``: X = [Q, K], W_Q = [I_d; 0], W_K = [0; I_d] (docs/definitions.md),
@@ -271,8 +285,10 @@ def resolve_dtype(dtype) -> tuple[jnp.dtype, jnp.dtype]:
   if name not in names:
     raise ValueError(f"unknown dtype {dtype!r}; choose from {sorted(DTYPES)}")
   if name == "float64" and not jax.config.read("jax_enable_x64"):
-    raise ValueError("dtype float64 needs 64-bit JAX: jax.config.update('jax_enable_x64', True) "
-                     "or JAX_ENABLE_X64=1")
+    raise ValueError(
+      "dtype float64 needs 64-bit JAX: jax.config.update('jax_enable_x64', True) "
+      "or JAX_ENABLE_X64=1"
+    )
   evaluate = names[name]
   return evaluate, jnp.dtype(jnp.float64 if name == "float64" else jnp.float32)
 
@@ -298,8 +314,9 @@ def dtype_context(dtype: str):
   return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
 
 
-def min_norm_solve(rows: Float[Array, "L N w"], valid: Bool[Array, "L N"],
-                   rhs: Float[Array, "L N *k"]) -> Float[Array, "L *k w"]:
+def min_norm_solve(
+  rows: Float[Array, "L N w"], valid: Bool[Array, "L N"], rhs: Float[Array, "L N *k"]
+) -> Float[Array, "L *k w"]:
   """Minimum-norm x_i with rows[i, s]·x_i = rhs[i, s] for every valid slot s, batched over i.
 
   x_i = M_iᵀ (M_i M_iᵀ + τ I)⁻¹ rhs_i over the valid rows M_i (invalid slots are

@@ -70,17 +70,18 @@ class RoundingModel(NamedTuple):
 
 
 ROUNDING_MODELS = {
-    "cpu": RoundingModel(truncating=False, validated=True),
-    # Tensor cores: truncated accumulation (Fasi, Higham, Mikaitis & Pranesh 2021); to be
-    # validated by bench/device_check.sh.
-    "gpu": RoundingModel(truncating=True, validated=False),
+  "cpu": RoundingModel(truncating=False, validated=True),
+  # Tensor cores: truncated accumulation (Fasi, Higham, Mikaitis & Pranesh 2021); to be
+  # validated by bench/device_check.sh.
+  "gpu": RoundingModel(truncating=True, validated=False),
 }
 
 
 def rounding_model(backend: str | None = None) -> RoundingModel:
   """The backend's model (default: JAX's default backend); unlisted backends are unvalidated."""
-  return ROUNDING_MODELS.get(backend or jax.default_backend(),
-                             RoundingModel(truncating=True, validated=False))
+  return ROUNDING_MODELS.get(
+    backend or jax.default_backend(), RoundingModel(truncating=True, validated=False)
+  )
 
 
 def unit_roundoff(dtype) -> float:
@@ -91,8 +92,11 @@ def unit_roundoff(dtype) -> float:
 def certifiable(dtype, max_outside_mass=None, backend: str | None = None) -> bool:
   """Whether verdicts in evaluation ``dtype`` can be certified: float32 or float64, the ratio
   criterion (the outside mass has no bound), and a validated rounding model on ``backend``."""
-  return (jnp.dtype(dtype) in (jnp.float32, jnp.float64) and max_outside_mass is None
-          and rounding_model(backend).validated)
+  return (
+    jnp.dtype(dtype) in (jnp.float32, jnp.float64)
+    and max_outside_mass is None
+    and rounding_model(backend).validated
+  )
 
 
 class Thresholds(NamedTuple):
@@ -134,8 +138,9 @@ def gamma(n: Array | int, u: float) -> Array:
   return jnp.where(nu < 1, nu / (1 - nu), jnp.inf)
 
 
-def logit_factor(dims: Int[Array, " G"], u_in: float, u: float, truncating: bool
-                 ) -> Float[Array, " G"]:
+def logit_factor(
+  dims: Int[Array, " G"], u_in: float, u: float, truncating: bool
+) -> Float[Array, " G"]:
   """β_d = (1 + u_in)² − 1 + γ_{d+1}(u')(1 + u_in)² per level, u' = 2u if accumulation truncates."""
   u_acc = 2 * u if truncating else u
   grow = (1 + u_in) ** 2
@@ -165,18 +170,25 @@ def prefix_norms(x: Float[Array, "L w"], splits: tuple[int, ...], u: float) -> F
   scale = jnp.ldexp(jnp.ones((), x.dtype), jnp.maximum(exponent - 1, smallest))
   x = x / scale
   prefix = (jnp.arange(x.shape[-1])[:, None] < jnp.asarray(splits)).astype(x.dtype)
-  squares = jax.lax.dot_general(x * x, prefix, (((1,), (0,)), ((), ())),
-                                precision=jax.lax.Precision.HIGHEST)
+  squares = jax.lax.dot_general(
+    x * x, prefix, (((1,), (0,)), ((), ())), precision=jax.lax.Precision.HIGHEST
+  )
   inflate = 1 + (jnp.asarray(splits, x.dtype) + 4) * 2 * u
   return jnp.sqrt(squares) * scale * inflate
 
 
-def spread_and_gap_bounds(spread: Float[Array, "G R"], gap: Float[Array, "G R"],
-                          query_norms: Float[Array, "G R"], key_norm: Float[Array, " G"],
-                          scales: Float[Array, " G"], factor: Float[Array, " G"],
-                          dims: Int[Array, " G"], log_abs_max: Float[Array, " R"],
-                          log_norm_abs: Float[Array, " R"], u: float
-                          ) -> tuple[Float[Array, "G R"], Float[Array, "G R"]]:
+def spread_and_gap_bounds(
+  spread: Float[Array, "G R"],
+  gap: Float[Array, "G R"],
+  query_norms: Float[Array, "G R"],
+  key_norm: Float[Array, " G"],
+  scales: Float[Array, " G"],
+  factor: Float[Array, " G"],
+  dims: Int[Array, " G"],
+  log_abs_max: Float[Array, " R"],
+  log_norm_abs: Float[Array, " R"],
+  u: float,
+) -> tuple[Float[Array, "G R"], Float[Array, "G R"]]:
   """(σ, τ): bounds on |ŝ − spread| and |ĝ − gap| (module docstring).
 
   With λ = s_g ‖q_i‖ κ (≥ every |ℓ_ij| of the row), e_ℓ the logit bound and
@@ -189,20 +201,26 @@ def spread_and_gap_bounds(spread: Float[Array, "G R"], gap: Float[Array, "G R"],
   """
   scales = scales[:, None]
   reach = scales * query_norms * key_norm[:, None]
-  tiny = (dims[:, None] + 2) * 2.0 ** -126 * (1 + query_norms) * (1 + key_norm[:, None])
-  logit = (scales * (factor[:, None] * query_norms * key_norm[:, None] + tiny) * (1 + u) ** 2
-           + 3 * u * reach)
+  tiny = (dims[:, None] + 2) * 2.0**-126 * (1 + query_norms) * (1 + key_norm[:, None])
+  logit = (
+    scales * (factor[:, None] * query_norms * key_norm[:, None] + tiny) * (1 + u) ** 2
+    + 3 * u * reach
+  )
   log_w = LOG_ULPS * u * 2 * log_abs_max + u * log_norm_abs
   shifted = logit + log_w + 2 * u * (reach * (1 + factor[:, None]) + logit + log_norm_abs)
-  inflate = 1 + 2.0 ** -16
+  inflate = 1 + 2.0**-16
   sigma = (2 * shifted + 2 * u * jnp.abs(spread)) * inflate
   tau = jnp.where(jnp.isneginf(gap), 0.0, (2 * logit + 2 * u * jnp.abs(gap)) * inflate)
   return sigma, tau
 
 
-def row_states(spread: Float[Array, "... L"], gap: Float[Array, "... L"],
-               sigma: Float[Array, "... L"], tau: Float[Array, "... L"],
-               limits: Thresholds) -> Int[Array, "... L"]:
+def row_states(
+  spread: Float[Array, "... L"],
+  gap: Float[Array, "... L"],
+  sigma: Float[Array, "... L"],
+  tau: Float[Array, "... L"],
+  limits: Thresholds,
+) -> Int[Array, "... L"]:
   """``CERTAIN_OK``, ``CERTAIN_FAIL`` or ``UNDECIDED`` per row (int8).
 
   ok when ŝ + σ < t1⁻ and ĝ + τ < t2⁻ (a gap of −inf: nothing outside);

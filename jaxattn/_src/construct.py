@@ -14,9 +14,19 @@ import functools
 import jax
 from jaxtyping import PRNGKeyArray
 
-from jaxattn._src.base import (PARAMS, FactorFn, Factors, Solution, cast_pattern, check_d,
-                               check_eps, check_outside_mass, resolve_dtype,
-                               solution_from_factors, zero_dense_queries)
+from jaxattn._src.base import (
+  PARAMS,
+  FactorFn,
+  Factors,
+  Solution,
+  cast_pattern,
+  check_d,
+  check_eps,
+  check_outside_mass,
+  resolve_dtype,
+  solution_from_factors,
+  zero_dense_queries,
+)
 from jaxattn._src.jl import jl_factors
 from jaxattn._src.lstsq import lstsq_factors
 from jaxattn._src.moment_curve import moment_curve_factors
@@ -31,11 +41,11 @@ from jaxattn._src.pattern import SparsePattern, check_dense
 # factors: factors(d) = sqrt(width/d) · (first d columns of factors(width)), so
 # one draw at d_max evaluates every d ≤ d_max (``ja.min_d``).
 METHODS: dict[str, FactorFn] = {
-    "jl": jl_factors,
-    "lstsq": lstsq_factors,
-    "moment_curve": moment_curve_factors,
-    "optimize": optimize_factors,
-    "onehot": onehot_factors,
+  "jl": jl_factors,
+  "lstsq": lstsq_factors,
+  "moment_curve": moment_curve_factors,
+  "optimize": optimize_factors,
+  "onehot": onehot_factors,
 }
 NESTED: set[str] = {"jl"}
 # Methods whose factor function takes ``max_outside_mass=η`` and then aims at the mass
@@ -48,15 +58,29 @@ MASS_AWARE: set[str] = {"jl", "onehot"}
 CAUSAL_AWARE: set[str] = {"optimize"}
 
 
-def method_factors(method: str, key: PRNGKeyArray, pattern: SparsePattern, d, width: int, eps1,
-                   eps2, *, dtype, max_outside_mass=None, causal: bool = False) -> Factors:
+def method_factors(
+  method: str,
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d,
+  width: int,
+  eps1,
+  eps2,
+  *,
+  dtype,
+  max_outside_mass=None,
+  causal: bool = False,
+) -> Factors:
   """``METHODS[method](key, pattern, d, width, eps1, eps2, dtype=dtype)``, passing η =
   ``max_outside_mass`` to methods in ``MASS_AWARE`` and ``causal=True`` to methods in
   ``CAUSAL_AWARE`` (ignored by the others), with q_i = 0 on
   the pattern's dense rows (``zero_dense_queries``: exact for a binary dense row, whatever the
   method; a method sees a dense row as its one placeholder slot, O(N) work)."""
-  target = ({"max_outside_mass": max_outside_mass}
-            if max_outside_mass is not None and method in MASS_AWARE else {})
+  target = (
+    {"max_outside_mass": max_outside_mass}
+    if max_outside_mass is not None and method in MASS_AWARE
+    else {}
+  )
   target.update({"causal": True} if causal and method in CAUSAL_AWARE else {})
   queries, keys = METHODS[method](key, pattern, d, width, eps1, eps2, dtype=dtype, **target)
   return zero_dense_queries(pattern, queries), keys
@@ -65,8 +89,14 @@ def method_factors(method: str, key: PRNGKeyArray, pattern: SparsePattern, d, wi
 BUILT_IN = frozenset(METHODS)
 
 
-def register_method(name: str, factors: FactorFn, *, nested: bool = False,
-                    mass_aware: bool = False, causal_aware: bool = False) -> None:
+def register_method(
+  name: str,
+  factors: FactorFn,
+  *,
+  nested: bool = False,
+  mass_aware: bool = False,
+  causal_aware: bool = False,
+) -> None:
   """Adds a construction: ``build(name, ...)``, ``ja.min_d(..., method=name)`` and presets use it.
 
   ``factors(key, pattern, d, width, eps1, eps2, *, dtype) -> (Q, K)`` with
@@ -82,8 +112,11 @@ def register_method(name: str, factors: FactorFn, *, nested: bool = False,
   (``unregister_method`` frees it).
   """
   if name in METHODS:
-    if METHODS[name] is factors and (name in NESTED, name in MASS_AWARE, name in CAUSAL_AWARE
-                                     ) == (nested, mass_aware, causal_aware):
+    if METHODS[name] is factors and (name in NESTED, name in MASS_AWARE, name in CAUSAL_AWARE) == (
+      nested,
+      mass_aware,
+      causal_aware,
+    ):
       return
     raise ValueError(f"method {name!r} is already registered; unregister_method({name!r}) frees it")
   METHODS[name] = factors
@@ -115,20 +148,40 @@ def unregister_method(name: str) -> None:
 
 
 @functools.partial(jax.jit, static_argnames=("method", "d", "params", "dtype", "causal"))
-def _build(method: str, key, pattern, d, eps1, eps2, params, dtype,
-           max_outside_mass, causal=False) -> Solution:
+def _build(
+  method: str, key, pattern, d, eps1, eps2, params, dtype, max_outside_mass, causal=False
+) -> Solution:
   evaluate, compute = resolve_dtype(dtype)
-  queries, keys = method_factors(method, key, cast_pattern(pattern, compute), d, d, eps1, eps2,
-                                 dtype=evaluate, max_outside_mass=max_outside_mass,
-                                 causal=causal)
+  queries, keys = method_factors(
+    method,
+    key,
+    cast_pattern(pattern, compute),
+    d,
+    d,
+    eps1,
+    eps2,
+    dtype=evaluate,
+    max_outside_mass=max_outside_mass,
+    causal=causal,
+  )
   solution = solution_from_factors(queries, keys, params)
   return jax.tree.map(lambda x: x.astype(evaluate), solution)
 
 
 @keyword_eps
-def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float,
-          eps2: float, params: str = "identity", dtype=None,
-          max_outside_mass: float | None = None, causal: bool = False) -> Solution:
+def build(
+  method: str,
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: int,
+  *,
+  eps1: float,
+  eps2: float,
+  params: str = "identity",
+  dtype=None,
+  max_outside_mass: float | None = None,
+  causal: bool = False,
+) -> Solution:
   """``Solution`` of the named method (a key of ``METHODS``) at dimension d.
 
   ``params``: the fixed W_Q, W_K (``solution_from_factors``). ``dtype``: the
@@ -146,13 +199,23 @@ def build(method: str, key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps
   check_outside_mass(max_outside_mass)
   check_dense(pattern)
   evaluate, _ = resolve_dtype(dtype)
-  return _build(method, key, pattern, int(d), eps1, eps2, params, evaluate.name,
-                max_outside_mass, causal)
+  return _build(
+    method, key, pattern, int(d), eps1, eps2, params, evaluate.name, max_outside_mass, causal
+  )
 
 
 @keyword_eps
-def lstsq(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: float,
-          params: str = "identity", dtype=None, causal: bool = False) -> Solution:
+def lstsq(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: int,
+  *,
+  eps1: float,
+  eps2: float,
+  params: str = "identity",
+  dtype=None,
+  causal: bool = False,
+) -> Solution:
   """Exact-support least squares: random unit keys, minimum-norm queries.
 
   K = X W_K has unit rows g_j/‖g_j‖, g_j Gaussian, drawn from ``key`` alone
@@ -166,13 +229,23 @@ def lstsq(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps
 
   Args and returns: as ``jl``.
   """
-  return build("lstsq", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype,
-               causal=causal)
+  return build(
+    "lstsq", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype, causal=causal
+  )
 
 
 @keyword_eps
-def moment_curve(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: float,
-                 params: str = "identity", dtype=None, causal: bool = False) -> Solution:
+def moment_curve(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: int,
+  *,
+  eps1: float,
+  eps2: float,
+  params: str = "identity",
+  dtype=None,
+  causal: bool = False,
+) -> Solution:
   """Deterministic keys on the trigonometric moment curve: d = 2N for every L.
 
   k_j = (cos mθ_j, sin mθ_j)_{m=1..N}, θ_j = 2πj/L; query i is the
@@ -185,13 +258,23 @@ def moment_curve(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: flo
 
   Args and returns: as ``jl``.
   """
-  return build("moment_curve", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype,
-               causal=causal)
+  return build(
+    "moment_curve", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype, causal=causal
+  )
 
 
 @keyword_eps
-def optimize(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: float,
-             params: str = "identity", dtype=None, causal: bool = False) -> Solution:
+def optimize(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: int,
+  *,
+  eps1: float,
+  eps2: float,
+  params: str = "identity",
+  dtype=None,
+  causal: bool = False,
+) -> Solution:
   """Gradient descent on X with W_Q, W_K fixed: the empirical lower envelope of d.
 
   Starts from ``lstsq`` (at shift c_jl,i) and runs optax Adam on both factors
@@ -206,14 +289,24 @@ def optimize(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, 
 
   Args and returns: as ``jl``.
   """
-  return build("optimize", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype,
-               causal=causal)
+  return build(
+    "optimize", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype, causal=causal
+  )
 
 
 @keyword_eps
-def onehot(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: float,
-           params: str = "identity", dtype=None, causal: bool = False,
-           max_outside_mass: float | None = None) -> Solution:
+def onehot(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: int,
+  *,
+  eps1: float,
+  eps2: float,
+  params: str = "identity",
+  dtype=None,
+  causal: bool = False,
+  max_outside_mass: float | None = None,
+) -> Solution:
   """The reference that bounds every grid: one-hot keys K = I, queries Q_i = B_i, at d = L.
 
   B is ``target_logits`` (as in ``jl``), so ℓ = Q Kᵀ = B exactly and every
@@ -224,14 +317,33 @@ def onehot(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, ep
 
   Args and returns: as ``jl``.
   """
-  return build("onehot", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype,
-               causal=causal, max_outside_mass=max_outside_mass)
+  return build(
+    "onehot",
+    key,
+    pattern,
+    d,
+    eps1=eps1,
+    eps2=eps2,
+    params=params,
+    dtype=dtype,
+    causal=causal,
+    max_outside_mass=max_outside_mass,
+  )
 
 
 @keyword_eps
-def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: float,
-       params: str = "identity", dtype=None, causal: bool = False,
-       max_outside_mass: float | None = None) -> Solution:
+def jl(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: int,
+  *,
+  eps1: float,
+  eps2: float,
+  params: str = "identity",
+  dtype=None,
+  causal: bool = False,
+  max_outside_mass: float | None = None,
+) -> Solution:
   """The paper's construction (Likhosherstov et al. 2021, Thm. 1): X = [B R, R].
 
   B_ij = ln A_ij + c_i on the support S_i and 0 elsewhere, with c_i =
@@ -261,5 +373,15 @@ def jl(key: PRNGKeyArray, pattern: SparsePattern, d: int, *, eps1: float, eps2: 
   Returns:
     ``Solution(X [L, D], w_q [D, d], w_k [D, d])``, D = 2d (identity) or 4d (random).
   """
-  return build("jl", key, pattern, d, eps1=eps1, eps2=eps2, params=params, dtype=dtype,
-               causal=causal, max_outside_mass=max_outside_mass)
+  return build(
+    "jl",
+    key,
+    pattern,
+    d,
+    eps1=eps1,
+    eps2=eps2,
+    params=params,
+    dtype=dtype,
+    causal=causal,
+    max_outside_mass=max_outside_mass,
+  )

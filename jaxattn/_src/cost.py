@@ -49,8 +49,9 @@ def threshold_hint(method: str, length: int, nnz: int) -> float:
   moment_curve 2N, onehot L; +inf (never: the bracket to the top of the grid, the most an
   adaptive search builds) for any other method."""
   lstsq = 4 * nnz * math.log(length)
-  return {"lstsq": lstsq, "optimize": lstsq / 5, "moment_curve": 2 * nnz,
-          "onehot": length}.get(method, math.inf)
+  return {"lstsq": lstsq, "optimize": lstsq / 5, "moment_curve": 2 * nnz, "onehot": length}.get(
+    method, math.inf
+  )
 
 
 def probes(method: str, length: int, nnz: int, d_grid: Sequence[int]) -> list[tuple[int, int]]:
@@ -62,17 +63,25 @@ def probes(method: str, length: int, nnz: int, d_grid: Sequence[int]) -> list[tu
 class SearchTerms(NamedTuple):
   """The parts of a search's cost (``search_cost``) before its constants S and C."""
 
-  keys: float     # T·L²·s·P·columns: multiply-adds of the logit products
+  keys: float  # T·L²·s·P·columns: multiply-adds of the logit products
   support: float  # T·L·s·N²·columns: the work on the rows' supports, in units of S
-  compiles: int   # compiled programs
+  compiles: int  # compiled programs
 
   def cost(self, method: str) -> float:
     """keys + S·support + C·compiles, with ``method``'s S (``SUPPORT_COST``, 0 if not listed)."""
     return self.keys + SUPPORT_COST.get(method, 0.0) * self.support + COMPILE_COST * self.compiles
 
 
-def search_terms(method: str, length: int, nnz: int, d_grid: Sequence[int], *, schedule: str,
-                 trials: int = 1, causal_share: float = 1.0) -> SearchTerms:
+def search_terms(
+  method: str,
+  length: int,
+  nnz: int,
+  d_grid: Sequence[int],
+  *,
+  schedule: str,
+  trials: int = 1,
+  causal_share: float = 1.0,
+) -> SearchTerms:
   """The terms of ``search_cost`` on ``schedule`` ("full" or "adaptive"; a nested method always
   reads its grid off one pass): columns = d_max + c·G (nested), G·(d_max + c) (full) or
   Σ_probes (w + c) (adaptive)."""
@@ -88,22 +97,34 @@ def search_terms(method: str, length: int, nnz: int, d_grid: Sequence[int], *, s
   return SearchTerms(rows * length * PASSES.get(method, 1), rows * nnz**2, compiles)
 
 
-def search_cost(method: str, length: int, nnz: int, d_grid: Sequence[int], *, schedule: str,
-                trials: int = 1, causal_share: float = 1.0) -> float:
+def search_cost(
+  method: str,
+  length: int,
+  nnz: int,
+  d_grid: Sequence[int],
+  *,
+  schedule: str,
+  trials: int = 1,
+  causal_share: float = 1.0,
+) -> float:
   """The model's cost of a search (module docstring): keys + S·support + C·compiles of its
   ``search_terms``."""
-  return search_terms(method, length, nnz, d_grid, schedule=schedule, trials=trials,
-                      causal_share=causal_share).cost(method)
+  return search_terms(
+    method, length, nnz, d_grid, schedule=schedule, trials=trials, causal_share=causal_share
+  ).cost(method)
 
 
-def choose_schedule(method: str, length: int, nnz: int, d_grid: Sequence[int],
-                    trials: int = 1) -> str:
+def choose_schedule(
+  method: str, length: int, nnz: int, d_grid: Sequence[int], trials: int = 1
+) -> str:
   """The schedule of a search whose caller names none: "full" for a nested method, else the
   cheaper of "full" and "adaptive" by ``search_cost`` — full where compilation dominates
   (small L, cheap builds: one program instead of one per probe width), adaptive where
   building every grid d does (large L, or optimize's passes)."""
   if method in NESTED:
     return "full"
-  costs = {name: search_cost(method, length, nnz, d_grid, schedule=name, trials=trials)
-           for name in ("full", "adaptive")}
+  costs = {
+    name: search_cost(method, length, nnz, d_grid, schedule=name, trials=trials)
+    for name in ("full", "adaptive")
+  }
   return min(costs, key=costs.__getitem__)

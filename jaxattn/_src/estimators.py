@@ -51,14 +51,14 @@ class MinDResult(NamedTuple):
   """
 
   d_min: int | None
-  d_grid: np.ndarray        # int [G]
-  successes: np.ndarray     # int [G]
+  d_grid: np.ndarray  # int [G]
+  successes: np.ndarray  # int [G]
   trials: int
   success_rate: np.ndarray  # float [G]
-  ci_low: np.ndarray        # float [G]
-  ci_high: np.ndarray       # float [G]
-  verdicts: np.ndarray | None = None       # bool [T, G]
-  thresholds: np.ndarray | None = None     # float [T]: grid d, +inf = not reached
+  ci_low: np.ndarray  # float [G]
+  ci_high: np.ndarray  # float [G]
+  verdicts: np.ndarray | None = None  # bool [T, G]
+  thresholds: np.ndarray | None = None  # float [T]: grid d, +inf = not reached
   first_success: np.ndarray | None = None  # float [T]: grid d, +inf = never verified
   d_median: float | None = None
   d_median_low: float | None = None
@@ -67,9 +67,9 @@ class MinDResult(NamedTuple):
   d_quantile_low: float | None = None
   d_quantile_high: float | None = None
   certified: bool | None = None  # every verdict that of exact arithmetic (``verify``)
-  levels_on_host: int = 0        # (trial, grid d) verdicts settled by ``exact_level``
+  levels_on_host: int = 0  # (trial, grid d) verdicts settled by ``exact_level``
   evaluated: np.ndarray | None = None  # bool [T, G]; None: every verdict was computed
-  non_monotone: int = 0          # trials with an evaluated success below an evaluated failure
+  non_monotone: int = 0  # trials with an evaluated success below an evaluated failure
 
   def verdict_states(self) -> np.ndarray:
     """The verdicts as int8 [T, G]: 1 verifies, 0 fails, ``NOT_EVALUATED`` (−1) not computed;
@@ -78,21 +78,34 @@ class MinDResult(NamedTuple):
     return states if self.evaluated is None else np.where(self.evaluated, states, NOT_EVALUATED)
 
   @classmethod
-  def from_counts(cls, d_grid: Sequence[int], successes: np.ndarray, trials: int, delta: float,
-                  confidence: float = 0.95) -> MinDResult:
+  def from_counts(
+    cls,
+    d_grid: Sequence[int],
+    successes: np.ndarray,
+    trials: int,
+    delta: float,
+    confidence: float = 0.95,
+  ) -> MinDResult:
     """The result for ``successes[g]`` of T = ``trials`` at each ``d_grid[g]``:
     d_min = min{d : successes/T ≥ 1 − δ}, rates and Clopper–Pearson intervals."""
     successes = np.asarray(successes)
     needed = math.ceil((1.0 - delta) * trials - 1e-9)  # successes/T ≥ 1 − δ, free of rounding
     passing = np.flatnonzero(successes >= needed)
     low, high = clopper_pearson(successes, trials, confidence)
-    return cls(d_min=int(d_grid[passing[0]]) if passing.size else None,
-               d_grid=np.asarray(d_grid), successes=successes, trials=trials,
-               success_rate=successes / trials, ci_low=low, ci_high=high)
+    return cls(
+      d_min=int(d_grid[passing[0]]) if passing.size else None,
+      d_grid=np.asarray(d_grid),
+      successes=successes,
+      trials=trials,
+      success_rate=successes / trials,
+      ci_low=low,
+      ci_high=high,
+    )
 
   @classmethod
-  def from_verdicts(cls, d_grid: Sequence[int], verdicts: np.ndarray, delta: float,
-                    confidence: float = 0.95) -> MinDResult:
+  def from_verdicts(
+    cls, d_grid: Sequence[int], verdicts: np.ndarray, delta: float, confidence: float = 0.95
+  ) -> MinDResult:
     """The result for per-trial ``verdicts`` [T, G]: bool (every one computed), or int8 states
     with ``NOT_EVALUATED`` (−1) where not computed, imputed by ``impute_verdicts``.
     ``from_counts`` of the column sums, the thresholds and first successes of
@@ -103,14 +116,24 @@ class MinDResult(NamedTuple):
     trials = verdicts.shape[0]
     thresholds, first = trial_thresholds(d_grid, verdicts)
     median = quantile_interval(thresholds, 0.5, confidence)
-    quantile = quantile_interval(thresholds, 1.0 - delta, confidence) if delta > 0 else (
-        float(thresholds.max()), -math.inf, math.inf)
+    quantile = (
+      quantile_interval(thresholds, 1.0 - delta, confidence)
+      if delta > 0
+      else (float(thresholds.max()), -math.inf, math.inf)
+    )
     return cls.from_counts(d_grid, verdicts.sum(axis=0), trials, delta, confidence)._replace(
-        verdicts=verdicts, thresholds=thresholds, first_success=first,
-        evaluated=None if evaluated is None or evaluated.all() else evaluated,
-        non_monotone=int(np.sum(non_monotone(states))),
-        d_median=median[0], d_median_low=median[1], d_median_high=median[2],
-        d_quantile=quantile[0], d_quantile_low=quantile[1], d_quantile_high=quantile[2])
+      verdicts=verdicts,
+      thresholds=thresholds,
+      first_success=first,
+      evaluated=None if evaluated is None or evaluated.all() else evaluated,
+      non_monotone=int(np.sum(non_monotone(states))),
+      d_median=median[0],
+      d_median_low=median[1],
+      d_median_high=median[2],
+      d_quantile=quantile[0],
+      d_quantile_low=quantile[1],
+      d_quantile_high=quantile[2],
+    )
 
 
 def trial_thresholds(d_grid: Sequence[int], verdicts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ from typing import Sequence
 import numpy as np
 
 Fraction = fractions.Fraction
-_U64 = 2.0 ** -53
+_U64 = 2.0**-53
 _CHUNK = 256  # rows per float64 product on the host
 
 
@@ -55,8 +55,9 @@ def exp_at_most(delta: Fraction, bound: Fraction) -> bool:
       log_den = decimal.Decimal(bound.denominator).ln()
       log_bound = Fraction(log_num) - Fraction(log_den)
       # each ln is correctly rounded: error ≤ ½ ulp ≤ 10^(1−p)·|value|
-      error = Fraction(1, 10 ** (precision - 1)) * (abs(Fraction(log_num)) + abs(Fraction(log_den))
-                                                    + 1)
+      error = Fraction(1, 10 ** (precision - 1)) * (
+        abs(Fraction(log_num)) + abs(Fraction(log_den)) + 1
+      )
     if delta < log_bound - error:
       return True
     if delta > log_bound + error:
@@ -75,7 +76,7 @@ def exact_dot(q: np.ndarray, k: np.ndarray) -> Fraction:
   if q.dtype.itemsize > 4 or k.dtype.itemsize > 4:
     return sum((Fraction(float(a)) * Fraction(float(b)) for a, b in zip(q, k)), Fraction(0))
   significands, exponents = np.frexp(q.astype(np.float64) * k.astype(np.float64))
-  integers, shifts = (significands * 2.0 ** 53).astype(np.int64), exponents.astype(np.int64) - 53
+  integers, shifts = (significands * 2.0**53).astype(np.int64), exponents.astype(np.int64) - 53
   nonzero = integers != 0
   if not nonzero.any():
     return Fraction(0)
@@ -93,11 +94,12 @@ def float64_logits(queries: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, n
   on top)."""
   q64, k64 = queries.astype(np.float64), keys.astype(np.float64)
   gamma = 1.01 * (keys.shape[-1] + 1) * _U64
-  return q64 @ k64.T, gamma * (np.abs(q64) @ np.abs(k64).T) + 2.0 ** -1000
+  return q64 @ k64.T, gamma * (np.abs(q64) @ np.abs(k64).T) + 2.0**-1000
 
 
-def _largest(query: np.ndarray, keys: np.ndarray, values: np.ndarray, bound: np.ndarray,
-             outside: np.ndarray) -> Fraction:
+def _largest(
+  query: np.ndarray, keys: np.ndarray, values: np.ndarray, bound: np.ndarray, outside: np.ndarray
+) -> Fraction:
   """max_{j outside} q·k_j exactly, from float64 ``values`` within ``bound`` of the exact ones:
   exact sums for the columns whose interval reaches the largest lower end."""
   values = np.where(outside, values, -np.inf)
@@ -108,8 +110,9 @@ def _largest(query: np.ndarray, keys: np.ndarray, values: np.ndarray, bound: np.
 def _dense_row_ok(query, keys, values, bound, eps1, scale, visible) -> bool:
   """``rows_ok_exact`` of a dense row (support every ``visible`` key, A_ij = 1):
   e^{s(max_j − min_j q·k_j)} ≤ 1 + ε1 over those keys; no zeros condition."""
-  spread = _largest(query, keys, values, bound, visible) + _largest(-query, keys, -values, bound,
-                                                                    visible)
+  spread = _largest(query, keys, values, bound, visible) + _largest(
+    -query, keys, -values, bound, visible
+  )
   return exp_at_most(scale * spread, 1 + Fraction(eps1))
 
 
@@ -131,10 +134,19 @@ def _row_ok(query, keys, values, bound, cols, weights, eps1, eps2, scale, visibl
   return exp_at_most(largest - min(support), Fraction(eps2))
 
 
-def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weights: np.ndarray,
-                  valid: np.ndarray, rows: Sequence[int] | np.ndarray, eps1: float, eps2: float,
-                  scale: Fraction | None = None, dense: np.ndarray | None = None,
-                  causal: bool = False) -> np.ndarray:
+def rows_ok_exact(
+  queries: np.ndarray,
+  keys: np.ndarray,
+  cols: np.ndarray,
+  weights: np.ndarray,
+  valid: np.ndarray,
+  rows: Sequence[int] | np.ndarray,
+  eps1: float,
+  eps2: float,
+  scale: Fraction | None = None,
+  dense: np.ndarray | None = None,
+  causal: bool = False,
+) -> np.ndarray:
   """Whether each of ``rows`` of ℓ = s Q Kᵀ meets both conditions exactly (module docstring).
 
   The float64 logits of up to ``_CHUNK`` rows at a time come from one
@@ -159,13 +171,24 @@ def rows_ok_exact(queries: np.ndarray, keys: np.ndarray, cols: np.ndarray, weigh
   finite = np.all(np.isfinite(queries[row_index]), 1) & bool(np.all(np.isfinite(keys)))
   ok = np.zeros(row_index.size, np.bool_)
   for start in range(0, row_index.size, _CHUNK):
-    chunk = row_index[start:start + _CHUNK]
+    chunk = row_index[start : start + _CHUNK]
     values, bound = float64_logits(queries[chunk], keys)
     for n, i in enumerate(chunk):
       visible = np.arange(keys.shape[0]) <= i if causal else np.ones(keys.shape[0], bool)
       ok[start + n] = finite[start + n] and (
-          _dense_row_ok(queries[i], keys, values[n], bound[n], eps1, scale, visible)
-          if dense is not None and dense[i] else
-          _row_ok(queries[i], keys, values[n], bound[n], cols[i][valid[i]], weights[i][valid[i]],
-                  eps1, eps2, scale, visible))
+        _dense_row_ok(queries[i], keys, values[n], bound[n], eps1, scale, visible)
+        if dense is not None and dense[i]
+        else _row_ok(
+          queries[i],
+          keys,
+          values[n],
+          bound[n],
+          cols[i][valid[i]],
+          weights[i][valid[i]],
+          eps1,
+          eps2,
+          scale,
+          visible,
+        )
+      )
   return ok

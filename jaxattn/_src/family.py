@@ -75,8 +75,11 @@ class Family:
   @property
   def spec(self) -> str:
     """The family as ``name(field=value, ...)``, fields that differ from their defaults only."""
-    changed = [f"{f.name}={_spec_text(getattr(self, f.name))}"
-               for f in dataclasses.fields(self) if getattr(self, f.name) != f.default]
+    changed = [
+      f"{f.name}={_spec_text(getattr(self, f.name))}"
+      for f in dataclasses.fields(self)
+      if getattr(self, f.name) != f.default
+    ]
     return self.name + (f"({','.join(changed)})" if changed else "")
 
   def __call__(self, key: PRNGKeyArray, length: int, a_min: float = 1.0) -> SparsePattern:
@@ -91,8 +94,9 @@ class Family:
 def _generate(family: Family, key: PRNGKeyArray, length: int, a_min: float) -> SparsePattern:
   k_mask, k_weights = jax.random.split(key)
   cols, valid = union(*family.candidates(k_mask, length), family.width(length))
-  weights = (jnp.ones(cols.shape, jnp.float32) if a_min == 1.0
-             else log_uniform(k_weights, cols.shape, a_min))
+  weights = (
+    jnp.ones(cols.shape, jnp.float32) if a_min == 1.0 else log_uniform(k_weights, cols.shape, a_min)
+  )
   return from_rows(cols, weights, valid, family.dense_mask(length))
 
 
@@ -103,18 +107,20 @@ def union(cols: Int[Array, "L M"], valid: Bool[Array, "L M"], width: int) -> Can
   """
   length = cols.shape[0]
   ordered = jnp.sort(jnp.where(valid, cols, length), axis=-1)
-  repeat = jnp.concatenate([jnp.zeros_like(ordered[:, :1], bool),
-                            ordered[:, 1:] == ordered[:, :-1]], axis=-1)
+  repeat = jnp.concatenate(
+    [jnp.zeros_like(ordered[:, :1], bool), ordered[:, 1:] == ordered[:, :-1]], axis=-1
+  )
   keep = (ordered < length) & ~repeat
   order = jnp.argsort(~keep, axis=-1, stable=True)[:, :width]  # kept slots first, in order
-  return (jnp.take_along_axis(jnp.minimum(ordered, length - 1), order, axis=-1),
-          jnp.take_along_axis(keep, order, axis=-1))
+  return (
+    jnp.take_along_axis(jnp.minimum(ordered, length - 1), order, axis=-1),
+    jnp.take_along_axis(keep, order, axis=-1),
+  )
 
 
 def row_index(length: int) -> Int[Array, "L 1"]:
   """The row indices i = 0 … L − 1 as a column."""
   return jnp.arange(length)[:, None]
-
 
 
 def _spec_text(value) -> str:

@@ -49,14 +49,15 @@ def knn(points: Any, k: int, *, self_loops: bool = True, weighted: bool = True) 
   others[np.arange(length), np.where(is_self.any(axis=1), is_self.argmax(axis=1), k)] = False
   neighbours, near = found[others].reshape(length, k), near[others].reshape(length, k)
   scale = near[:, -1:]
-  values = np.exp(-np.divide(near, scale, out=np.zeros_like(near), where=scale > 0) ** 2)
+  values = np.exp(-(np.divide(near, scale, out=np.zeros_like(near), where=scale > 0) ** 2))
   values = values if weighted else np.ones_like(values)
   if self_loops:
     neighbours = np.concatenate([np.arange(length)[:, None], neighbours], axis=-1)
     values = np.concatenate([np.ones((length, 1)), values], axis=-1)
   rows = np.repeat(np.arange(length), neighbours.shape[-1])
-  adjacency = scipy.sparse.csr_array((values.reshape(-1), (rows, neighbours.reshape(-1))),
-                                     shape=(length, length))
+  adjacency = scipy.sparse.csr_array(
+    (values.reshape(-1), (rows, neighbours.reshape(-1))), shape=(length, length)
+  )
   return from_graph(adjacency, self_loops=False)
 
 
@@ -73,9 +74,11 @@ def from_graph(graph: Any, *, self_loops: bool = True, weight: str | None = None
   """
   if not scipy.sparse.issparse(graph):
     if not hasattr(graph, "adj") or not hasattr(graph, "nodes"):
-      raise ValueError(f"expected a scipy.sparse matrix or a networkx graph, got "
-                       f"{type(graph).__name__}")
+      raise ValueError(
+        f"expected a scipy.sparse matrix or a networkx graph, got {type(graph).__name__}"
+      )
     import networkx  # optional: only for networkx input (extra "data")
+
     graph = networkx.to_scipy_sparse_array(graph, weight=weight, dtype=np.float64)
   if graph.ndim != 2 or graph.shape[0] != graph.shape[1]:
     raise ValueError(f"the adjacency must be square, got shape {graph.shape}")

@@ -29,9 +29,16 @@ from jaxattn._src.verify import row_ok, row_states
 TILE_BUDGET = 1 << 28
 
 
-def grid_states(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec,
-                criterion: Criterion, *, mesh=None, d: Int[Array, ""] | None = None,
-                width: int | None = None) -> tuple[Int[Array, " G"], HostRows]:
+def grid_states(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  spec: SearchSpec,
+  criterion: Criterion,
+  *,
+  mesh=None,
+  d: Int[Array, ""] | None = None,
+  width: int | None = None,
+) -> tuple[Int[Array, " G"], HostRows]:
   """Whether ``spec.method`` verifies at every d of ``spec.d_grid`` for one pattern and key: per
   grid d ``certify.CERTAIN_OK``, ``CERTAIN_FAIL`` or ``UNDECIDED`` (int8; the host settles the
   last), with each level's undecided rows (``HostRows``; ``stream_level_states``). Given ``d`` (not
@@ -45,11 +52,24 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec,
   """
   evaluate, compute = resolve_dtype(spec.dtype)
   pattern = cast_pattern(pattern, compute)
-  build = lambda d, width: jax.tree.map(lambda x: x.astype(evaluate), method_factors(
-      spec.method, key, pattern, d, width, criterion.eps1, criterion.eps2, dtype=evaluate,
-      max_outside_mass=criterion.max_outside_mass, causal=spec.causal))
-  states = functools.partial(stream_level_states, pattern=pattern, spec=spec,
-                             criterion=criterion, mesh=mesh)
+  build = lambda d, width: jax.tree.map(
+    lambda x: x.astype(evaluate),
+    method_factors(
+      spec.method,
+      key,
+      pattern,
+      d,
+      width,
+      criterion.eps1,
+      criterion.eps2,
+      dtype=evaluate,
+      max_outside_mass=criterion.max_outside_mass,
+      causal=spec.causal,
+    ),
+  )
+  states = functools.partial(
+    stream_level_states, pattern=pattern, spec=spec, criterion=criterion, mesh=mesh
+  )
   d_grid = spec.d_grid
   d_max = d_grid[-1]
   if spec.method in NESTED:
@@ -58,14 +78,22 @@ def grid_states(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec,
   if d is not None:
     assert width is not None, "a probe at d is built padded to its width"
     return states(build(d, width), (width,), ones)
-  return jax.tree.map(lambda x: x[:, 0], jax.lax.map(
-      lambda d: states(build(d, d_max), (d_max,), ones), jnp.asarray(d_grid)))
+  return jax.tree.map(
+    lambda x: x[:, 0],
+    jax.lax.map(lambda d: states(build(d, d_max), (d_max,), ones), jnp.asarray(d_grid)),
+  )
 
 
-def stream_level_states(factors: tuple[Float[Array, "L w"], Float[Array, "L w"]],
-                        splits: tuple[int, ...], scales: Float[Array, " G"], *,
-                        pattern: SparsePattern, spec: SearchSpec, criterion: Criterion,
-                        mesh=None) -> tuple[Int[Array, " G"], HostRows]:
+def stream_level_states(
+  factors: tuple[Float[Array, "L w"], Float[Array, "L w"]],
+  splits: tuple[int, ...],
+  scales: Float[Array, " G"],
+  *,
+  pattern: SparsePattern,
+  spec: SearchSpec,
+  criterion: Criterion,
+  mesh=None,
+) -> tuple[Int[Array, " G"], HostRows]:
   """The states of G levels (prefixes ``splits`` of the factors, logits scaled by ``scales``)
   in one streamed pass (``row_stats``, with ``spec``'s tiles, products' dtype and ``causal``).
 
@@ -83,16 +111,36 @@ def stream_level_states(factors: tuple[Float[Array, "L w"], Float[Array, "L w"]]
   first = certify.MATMUL_FORMATS[spec.matmul] if spec.layer_dtype is None else spec.layer_dtype
   block_size, row_block, causal = spec.block_size, spec.row_block, spec.causal
   # the outside mass is only streamed when it is judged
-  stats = row_stats(queries, keys, pattern, splits, scales, block_size=block_size, mesh=mesh,
-                    row_block=row_block, full=max_outside_mass is not None, matmul_dtype=first,
-                    causal=causal)
+  stats = row_stats(
+    queries,
+    keys,
+    pattern,
+    splits,
+    scales,
+    block_size=block_size,
+    mesh=mesh,
+    row_block=row_block,
+    full=max_outside_mass is not None,
+    matmul_dtype=first,
+    causal=causal,
+  )
   if spec.layer_dtype is not None or not certify.certifiable(evaluate, max_outside_mass):
     verdicts = jnp.all(row_ok(stats, limits, max_outside_mass), -1).astype(jnp.int8)
     return verdicts, undecided_rows(jnp.ones_like(stats.gap, jnp.int8))
   states = row_states(stats, limits)
   if first is not None and jnp.finfo(first).bits < jnp.finfo(evaluate).bits:
-    states = recheck_rows(queries, keys, pattern, states, splits, scales, limits,
-                          block_size=block_size, row_block=row_block, causal=causal)
+    states = recheck_rows(
+      queries,
+      keys,
+      pattern,
+      states,
+      splits,
+      scales,
+      limits,
+      block_size=block_size,
+      row_block=row_block,
+      causal=causal,
+    )
   return certify.level_states(states), undecided_rows(states)
 
 
@@ -100,10 +148,19 @@ def stream_level_states(factors: tuple[Float[Array, "L w"], Float[Array, "L w"]]
 RECHECK_SHARE = 1 / 16
 
 
-def recheck_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
-                 states: Int[Array, "G L"], splits: tuple[int, ...], scales: Float[Array, " G"],
-                 limits: certify.Thresholds, *, block_size=None, row_block=None,
-                 causal: bool = False) -> Int[Array, "G L"]:
+def recheck_rows(
+  queries: Float[Array, "L w"],
+  keys: Float[Array, "L w"],
+  pattern: SparsePattern,
+  states: Int[Array, "G L"],
+  splits: tuple[int, ...],
+  scales: Float[Array, " G"],
+  limits: certify.Thresholds,
+  *,
+  block_size=None,
+  row_block=None,
+  causal: bool = False,
+) -> Int[Array, "G L"]:
   """``states`` with the undecided rows of levels not already failing re-done with float32
   products, up to ⌈``RECHECK_SHARE``·L⌉ rows (a fixed buffer: the rest stay undecided)."""
   length = pattern.length
@@ -113,17 +170,30 @@ def recheck_rows(queries: Float[Array, "L w"], keys: Float[Array, "L w"], patter
 
   def recheck(states):
     rows = jnp.nonzero(needed, size=capacity, fill_value=length)[0]  # L: an empty slot
-    redone = row_states(row_stats(queries, keys, pattern, splits, scales, block_size=block_size,
-                                  row_block=row_block, full=False, rows=rows, causal=causal),
-                         limits)
+    redone = row_states(
+      row_stats(
+        queries,
+        keys,
+        pattern,
+        splits,
+        scales,
+        block_size=block_size,
+        row_block=row_block,
+        full=False,
+        rows=rows,
+        causal=causal,
+      ),
+      limits,
+    )
     return states.at[:, rows].set(redone, mode="drop")
 
   # skipped at run time when no row needs it (outside vmap: under vmap both branches run)
   return jax.lax.cond(jnp.any(needed), recheck, lambda states: states, states)
 
 
-def trial_keys(key: PRNGKeyArray, trials: int
-               ) -> tuple[Shaped[Array, "T ..."], Shaped[Array, "T ..."]]:
+def trial_keys(
+  key: PRNGKeyArray, trials: int
+) -> tuple[Shaped[Array, "T ..."], Shaped[Array, "T ..."]]:
   """(pattern keys [T], method keys [T]) of the T trials of ``min_d``: split(split(key, T)[t]).
 
   Trial t samples its pattern from ``pattern_keys[t]`` and its construction
@@ -134,17 +204,29 @@ def trial_keys(key: PRNGKeyArray, trials: int
   of any larger search with the same key.
   """
   pattern_keys, method_keys = jnp.moveaxis(
-      jax.vmap(jax.random.split)(jax.random.split(key, trials)), 1, 0)
+    jax.vmap(jax.random.split)(jax.random.split(key, trials)), 1, 0
+  )
   return pattern_keys, method_keys
 
 
 compiled_grid_states = jax.jit(grid_states, static_argnames=("spec", "width"))
 
 
-@functools.partial(jax.jit, static_argnames=("spec", "sampler", "trials", "trial_batch", "mesh",
-                                             "width"))
-def trial_states(key, criterion: Criterion, probes=None, *, spec: SearchSpec, sampler, trials,
-                 trial_batch, mesh, width=None):
+@functools.partial(
+  jax.jit, static_argnames=("spec", "sampler", "trials", "trial_batch", "mesh", "width")
+)
+def trial_states(
+  key,
+  criterion: Criterion,
+  probes=None,
+  *,
+  spec: SearchSpec,
+  sampler,
+  trials,
+  trial_batch,
+  mesh,
+  width=None,
+):
   """The level states int8 [T, G] and ``HostRows`` (``grid_states``) of every trial t, split over
   ``mesh`` (row blocks if fewer trials than devices).
 
@@ -158,9 +240,15 @@ def trial_states(key, criterion: Criterion, probes=None, *, spec: SearchSpec, sa
 
   def trial(inputs):
     pattern_key, method_key, d, active = inputs
-    run = lambda: grid_states(method_key, sampler(pattern_key), spec, criterion,
-                              mesh=None if shard_trials else mesh,
-                              d=None if width is None else d, width=width)
+    run = lambda: grid_states(
+      method_key,
+      sampler(pattern_key),
+      spec,
+      criterion,
+      mesh=None if shard_trials else mesh,
+      d=None if width is None else d,
+      width=width,
+    )
     if width is None:
       return run()
     skip = lambda: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(run))
@@ -171,17 +259,20 @@ def trial_states(key, criterion: Criterion, probes=None, *, spec: SearchSpec, sa
   # padding trials repeat trial 0, are inactive and are dropped.
   padded = math.ceil(trials / (devices * trial_batch)) * devices * trial_batch
   inputs = (*trial_keys(key, trials), probes[0], probes[1])
-  inputs = jax.tree.map(lambda k: jnp.concatenate(
-      [k, jnp.broadcast_to(k[:1], (padded - trials, *k.shape[1:]))]), inputs)
+  inputs = jax.tree.map(
+    lambda k: jnp.concatenate([k, jnp.broadcast_to(k[:1], (padded - trials, *k.shape[1:]))]), inputs
+  )
   inputs = (*inputs[:3], inputs[3].at[trials:].set(False))
   batch = trial_batch if trial_batch > 1 else None  # one at a time: no vmap, so conds branch
-  states = shard_leading(lambda *k: jax.lax.map(trial, k, batch_size=batch),
-                         mesh if shard_trials else None, *inputs)
+  states = shard_leading(
+    lambda *k: jax.lax.map(trial, k, batch_size=batch), mesh if shard_trials else None, *inputs
+  )
   return jax.tree.map(lambda x: x[:trials], states)
 
 
-def trial_batch(length: int, grid_size: int, block_size: int | None, row_block: int | None,
-                trials: int) -> int:
+def trial_batch(
+  length: int, grid_size: int, block_size: int | None, row_block: int | None, trials: int
+) -> int:
   """Trials per vmapped batch: ≈ one row block of work per step, tiles within TILE_BUDGET."""
   default_rows, default_keys = default_tiles()
   rows = row_block or default_rows
@@ -193,8 +284,10 @@ def trial_batch(length: int, grid_size: int, block_size: int | None, row_block: 
 def future_entries(key: PRNGKeyArray, *, sampler, trials: int) -> Bool[Array, " T"]:
   """Whether trial t's pattern (``trial_keys``) has a nonzero above the diagonal (j > i), one
   pattern at a time: a causal search checks its draws before any work."""
+
   def future(pattern_key):
     pattern = sampler(pattern_key)
     rows = jnp.arange(pattern.length)[:, None]
     return jnp.any(pattern.sparse_valid & (pattern.cols > rows))
+
   return jax.lax.map(future, trial_keys(key, trials)[0])

@@ -47,14 +47,23 @@ def undecided_rows(states: Int[Array, "G L"]) -> HostRows:
 def trial_factors(key, pattern, d, eps1, eps2, *, method, width, dtype, causal=False):
   """A trial's factors at d (width ``width``), as ``grid_states`` builds them."""
   evaluate, compute = resolve_dtype(dtype)
-  factors = method_factors(method, key, cast_pattern(pattern, compute), d, width, eps1, eps2,
-                           dtype=evaluate, causal=causal)
+  factors = method_factors(
+    method, key, cast_pattern(pattern, compute), d, width, eps1, eps2, dtype=evaluate, causal=causal
+  )
   return jax.tree.map(lambda x: x.astype(evaluate), factors)
 
 
-def exact_level(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec, *, level: int,
-                eps1: float, eps2: float, rows: np.ndarray | None = None,
-                width: int | None = None) -> bool:
+def exact_level(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  spec: SearchSpec,
+  *,
+  level: int,
+  eps1: float,
+  eps2: float,
+  rows: np.ndarray | None = None,
+  width: int | None = None,
+) -> bool:
   """The exact verdict of one trial at ``d_grid[level]``, for a level the search left undecided.
 
   The factors are rebuilt from the trial's key (d_max for nested methods,
@@ -66,20 +75,44 @@ def exact_level(key: PRNGKeyArray, pattern: SparsePattern, spec: SearchSpec, *, 
   """
   d_max, d, causal = spec.d_grid[-1], spec.d_grid[level], spec.causal
   nested, width = spec.method in NESTED, width or d_max
-  queries, keys = trial_factors(key, pattern, d_max if nested else d, eps1, eps2,
-                                method=spec.method, width=width, dtype=spec.dtype, causal=causal)
+  queries, keys = trial_factors(
+    key,
+    pattern,
+    d_max if nested else d,
+    eps1,
+    eps2,
+    method=spec.method,
+    width=width,
+    dtype=spec.dtype,
+    causal=causal,
+  )
   split, scale = (d, (d_max, d)) if nested else (width, (1, 1))
   if rows is None:
-    ok, _ = settle_rows(queries, keys, pattern, None, eps1, eps2, split=split, scale=scale,
-                        block_size=spec.block_size, row_block=spec.row_block, causal=causal)
+    ok, _ = settle_rows(
+      queries,
+      keys,
+      pattern,
+      None,
+      eps1,
+      eps2,
+      split=split,
+      scale=scale,
+      block_size=spec.block_size,
+      row_block=spec.row_block,
+      causal=causal,
+    )
   else:
-    ok = host_rows_ok(queries, keys, pattern, rows, eps1, eps2, split=split, scale=scale,
-                      causal=causal)
+    ok = host_rows_ok(
+      queries, keys, pattern, rows, eps1, eps2, split=split, scale=scale, causal=causal
+    )
   return bool(ok.all())
 
 
-def settle_levels(states: Int[ArrayLike, "T G"], host_rows: HostRows,
-                  exact: Callable[[int, int, np.ndarray | None], bool]) -> tuple[np.ndarray, int]:
+def settle_levels(
+  states: Int[ArrayLike, "T G"],
+  host_rows: HostRows,
+  exact: Callable[[int, int, np.ndarray | None], bool],
+) -> tuple[np.ndarray, int]:
   """Verdicts bool [T, G] from level states [T, G] and their ``HostRows`` [T, G, ...],
   ``exact(t, g, rows)`` deciding the undecided levels (rows None: more than ``HOST_ROWS``);
   and how many levels that took."""
@@ -87,6 +120,6 @@ def settle_levels(states: Int[ArrayLike, "T G"], host_rows: HostRows,
   verdicts = states == certify.CERTAIN_OK
   undecided = np.argwhere(states == certify.UNDECIDED)
   for t, g in undecided:
-    listed = rows[t, g, :count[t, g]] if count[t, g] <= rows.shape[-1] else None
+    listed = rows[t, g, : count[t, g]] if count[t, g] <= rows.shape[-1] else None
     verdicts[t, g] = exact(int(t), int(g), listed)
   return verdicts, len(undecided)

@@ -14,8 +14,17 @@ from jaxattn._src.base import Factors, prefix_gaussian, sparse_matmul, target_lo
 from jaxattn._src.pattern import SparsePattern
 
 
-def jl_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
-               eps1, eps2, *, dtype=None, max_outside_mass=None) -> Factors:
+def jl_factors(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: Int[Array, ""] | int,
+  width: int,
+  eps1,
+  eps2,
+  *,
+  dtype=None,
+  max_outside_mass=None,
+) -> Factors:
   """Factors of the paper's construction at dimension d, padded to ``width``.
 
   R = G[:, :d]/√d with G = ``prefix_gaussian(key, L, width)``; Q = B R, K = R,

@@ -38,13 +38,19 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from jaxattn._src.base import (Factors, min_norm_solve, prefix_gaussian, target_logits,
-                               zero_dense_queries)
+from jaxattn._src.base import (
+  Factors,
+  min_norm_solve,
+  prefix_gaussian,
+  target_logits,
+  zero_dense_queries,
+)
 from jaxattn._src.pattern import SparsePattern
 
 
-def unit_keys(key: PRNGKeyArray, length: int, d: Int[Array, ""] | int, width: int,
-              dtype=jnp.float32) -> Float[Array, "L w"]:
+def unit_keys(
+  key: PRNGKeyArray, length: int, d: Int[Array, ""] | int, width: int, dtype=jnp.float32
+) -> Float[Array, "L w"]:
   """Rows g_j/‖g_j‖ of the first d columns of ``prefix_gaussian(key, L, width)``; columns ≥ d zero.
 
   The first d columns do not depend on ``width``.
@@ -66,8 +72,17 @@ def precision_shift(eps1, nnz: int, d, dtype) -> Float[Array, ""]:
   return jnp.log1p(eps1) / (4 * roundoff * jnp.sqrt(jnp.asarray(nnz * d, jnp.float32)))
 
 
-def lstsq_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
-                  eps1, eps2, *, dtype=None, shift_factor: float = SHIFT_FACTOR) -> Factors:
+def lstsq_factors(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: Int[Array, ""] | int,
+  width: int,
+  eps1,
+  eps2,
+  *,
+  dtype=None,
+  shift_factor: float = SHIFT_FACTOR,
+) -> Factors:
   """Factors (Q, K) of ``lstsq`` at dimension d, padded to ``width`` (module docstring).
 
   ``dtype`` is the dtype the logits will be evaluated in (it caps c); the
@@ -78,9 +93,17 @@ def lstsq_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] |
   return queries[0], keys
 
 
-def lstsq_shifted(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
-                  eps1, eps2, shift_factors: tuple[float, ...], *,
-                  dtype=None) -> tuple[Float[Array, "S L w"], Float[Array, "L w"]]:
+def lstsq_shifted(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: Int[Array, ""] | int,
+  width: int,
+  eps1,
+  eps2,
+  shift_factors: tuple[float, ...],
+  *,
+  dtype=None,
+) -> tuple[Float[Array, "S L w"], Float[Array, "L w"]]:
   """Queries of ``lstsq_factors`` at every shift factor (c_i = factor·c_jl,i, clipped), shared keys.
 
   q_i^(f) = K_Sᵀ (K_S K_Sᵀ)⁻¹ (u_i + c_i^(f) 1) for each factor f: one
@@ -93,8 +116,9 @@ def lstsq_shifted(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] |
   jl_shift = jl_target - pattern.log_weights.astype(compute)
   evaluate = compute if dtype is None else dtype
   cap = precision_shift(eps1, pattern.nnz, d, evaluate).astype(compute)
-  targets = [pattern.log_weights.astype(compute)
-             + jnp.maximum(jl_shift, jnp.minimum(factor * jl_shift, cap))
-             for factor in shift_factors]
+  targets = [
+    pattern.log_weights.astype(compute) + jnp.maximum(jl_shift, jnp.minimum(factor * jl_shift, cap))
+    for factor in shift_factors
+  ]
   queries = min_norm_solve(keys[pattern.cols], pattern.valid, jnp.stack(targets, axis=-1))
   return zero_dense_queries(pattern, jnp.moveaxis(queries, 1, 0)), keys

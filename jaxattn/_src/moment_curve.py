@@ -40,8 +40,7 @@ def angles(index: Int[Array, "..."], length: int, dtype) -> Float[Array, "..."]:
 
 
 def curve_keys(length: int, nnz: int, dtype) -> Float[Array, "L w"]:
-  """k_j = (cos mθ_j, sin mθ_j)_{m=1..N} ∈ R^w, w = 2N, θ_j = 2πj/L (mθ_j reduced exactly mod 2π).
-  """
+  """k_j = (cos mθ_j, sin mθ_j)_{m=1..N} ∈ R^w: w = 2N, θ_j = 2πj/L, mθ_j reduced mod 2π exactly."""
   theta = angles(jnp.arange(length)[:, None] * jnp.arange(1, nnz + 1)[None, :], length, dtype)
   return jnp.concatenate([jnp.cos(theta), jnp.sin(theta)], axis=-1)
 
@@ -57,12 +56,12 @@ def vanishing_coefficients(theta: Float[Array, "L N"], valid) -> Float[Array, "L
   coef = jnp.zeros(theta.shape[:-1] + (2 * nnz + 1,), jnp.result_type(theta, jnp.complex64))
   coef = coef.at[..., nnz].set(1.0)
   for s in range(nnz):
-    rot = jnp.exp(-1j * theta[..., s:s + 1])
-    up = jnp.pad(coef[..., :-1], [(0, 0)] * (coef.ndim - 1) + [(1, 0)])   # z · c
+    rot = jnp.exp(-1j * theta[..., s : s + 1])
+    up = jnp.pad(coef[..., :-1], [(0, 0)] * (coef.ndim - 1) + [(1, 0)])  # z · c
     down = jnp.pad(coef[..., 1:], [(0, 0)] * (coef.ndim - 1) + [(0, 1)])  # z⁻¹ · c
     factor = coef - 0.5 * rot * up - 0.5 * jnp.conj(rot) * down
-    coef = jnp.where(valid[..., s:s + 1], factor, coef)
-  positive = coef[..., nnz + 1:]
+    coef = jnp.where(valid[..., s : s + 1], factor, coef)
+  positive = coef[..., nnz + 1 :]
   return -jnp.concatenate([2 * positive.real, -2 * positive.imag], axis=-1)
 
 
@@ -80,8 +79,16 @@ def vanishing_depth(pattern: SparsePattern, dtype) -> Float[Array, " L"]:
   return jnp.min(jnp.where(in_support, jnp.inf, jnp.prod(factor, axis=-1)), axis=-1)
 
 
-def moment_curve_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int,
-                         width: int, eps1, eps2, *, dtype=None) -> Factors:
+def moment_curve_factors(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: Int[Array, ""] | int,
+  width: int,
+  eps1,
+  eps2,
+  *,
+  dtype=None,
+) -> Factors:
   """Factors of ``moment_curve`` (module docstring): 2N nonzero columns when d ≥ 2N.
 
   For d < 2N the factors are zero (every logit 0: verification fails, no
@@ -101,12 +108,11 @@ def moment_curve_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array
   # h: minimum-norm interpolant on (1, cos mθ, sin mθ) of ln A on S_i.
   basis = jnp.concatenate([jnp.ones(cols.shape + (1,), compute), keys[cols]], axis=-1)
   h_coef = min_norm_solve(basis, valid, pattern.log_weights.astype(compute))
-  h_max = h_coef[:, 0] + jnp.sum(jnp.hypot(h_coef[:, 1:nnz + 1], h_coef[:, nnz + 1:]), axis=-1)
+  h_max = h_coef[:, 0] + jnp.sum(jnp.hypot(h_coef[:, 1 : nnz + 1], h_coef[:, nnz + 1 :]), axis=-1)
   depth = vanishing_depth(pattern, compute)
   shift = jnp.max(target_logits(pattern, eps1, eps2) - pattern.log_weights, axis=-1)  # c_jl,i
   scale = jnp.where(jnp.isfinite(depth), (h_max + shift.astype(compute)) / depth, 0.0)
   queries = scale[:, None] * g_coef + h_coef[:, 1:]
-  used = (d >= 2 * nnz)
+  used = d >= 2 * nnz
   pad = [(0, 0), (0, width - 2 * nnz)]
-  return (jnp.pad(jnp.where(used, queries, 0.0), pad),
-          jnp.pad(jnp.where(used, keys, 0.0), pad))
+  return (jnp.pad(jnp.where(used, queries, 0.0), pad), jnp.pad(jnp.where(used, keys, 0.0), pad))

@@ -17,8 +17,17 @@ from jaxattn._src.base import Factors, target_logits
 from jaxattn._src.pattern import SparsePattern
 
 
-def onehot_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
-                   eps1, eps2, *, dtype=None, max_outside_mass=None) -> Factors:
+def onehot_factors(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: Int[Array, ""] | int,
+  width: int,
+  eps1,
+  eps2,
+  *,
+  dtype=None,
+  max_outside_mass=None,
+) -> Factors:
   """Q[i, j] = B_ij, K[j, j] = 1 for j < min(d, width), zero elsewhere: Q Kᵀ = B once d ≥ L.
 
   ``key`` and ``dtype`` are unused (computed in the pattern's float dtype).
@@ -30,8 +39,11 @@ def onehot_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] 
   logits = target_logits(pattern, eps1, eps2, max_outside_mass)
   kept = pattern.valid & (pattern.cols < d) & (pattern.cols < width)
   rows = jnp.broadcast_to(jnp.arange(length)[:, None], pattern.cols.shape)
-  queries = jnp.zeros((length, width), logits.dtype).at[rows, jnp.minimum(pattern.cols, width - 1)
-                                                        ].add(jnp.where(kept, logits, 0.0))
+  queries = (
+    jnp.zeros((length, width), logits.dtype)
+    .at[rows, jnp.minimum(pattern.cols, width - 1)]
+    .add(jnp.where(kept, logits, 0.0))
+  )
   columns = jnp.arange(width)
   keys = ((jnp.arange(length)[:, None] == columns) & (columns < d)).astype(logits.dtype)
   return queries, keys

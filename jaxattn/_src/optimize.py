@@ -52,7 +52,7 @@ from jaxattn._src.pattern import SparsePattern
 MAX_STEPS = 200
 LEARNING_RATE = 0.05
 SLACK = 0.25
-NEGATIVES = 16   # K: hard negatives per row
+NEGATIVES = 16  # K: hard negatives per row
 MINE_EVERY = 10  # Adam steps per round between two mining passes
 
 
@@ -60,11 +60,11 @@ class Training(NamedTuple):
   """optimize's training schedule (``optimize_run``): Adam's step size, its steps, the hard
   negatives it trains on and how often it re-mines them."""
 
-  train_keys: bool = True            # keys move too (else only the queries)
-  max_steps: int = MAX_STEPS         # Adam steps in all
+  train_keys: bool = True  # keys move too (else only the queries)
+  max_steps: int = MAX_STEPS  # Adam steps in all
   learning_rate: float = LEARNING_RATE
   negatives: int | None = NEGATIVES  # K per row (static); None: the dense loss, O(L²·N) memory
-  mine_every: int = MINE_EVERY       # Adam steps per round between two mining passes
+  mine_every: int = MINE_EVERY  # Adam steps per round between two mining passes
 
 
 class OptimizeResult(NamedTuple):
@@ -77,9 +77,13 @@ class OptimizeResult(NamedTuple):
   passes: Int[Array, ""]  # streamed passes (mining and check): 1 if the lstsq start passed
 
 
-def outside_logits(queries: Float[Array, "L w"], keys: Float[Array, "L w"],
-                   pattern: SparsePattern, mined: Mined | None, causal: bool = False
-                   ) -> tuple[Float[Array, "L M"], Bool[Array, "L M"]]:
+def outside_logits(
+  queries: Float[Array, "L w"],
+  keys: Float[Array, "L w"],
+  pattern: SparsePattern,
+  mined: Mined | None,
+  causal: bool = False,
+) -> tuple[Float[Array, "L M"], Bool[Array, "L M"]]:
   """(ℓ_ij, whether j ∉ S_i) for the columns j the zeros terms see: the mined negatives
   H_i (M = K, gathered keys, O(L·K·w)), or with ``mined=None`` every column (M = L, ℓ = Q Kᵀ;
   ``causal``: the columns j ≤ i only)."""
@@ -93,9 +97,16 @@ def outside_logits(queries: Float[Array, "L w"], keys: Float[Array, "L w"],
   return jnp.matmul(queries, keys.T, precision=HIGHEST), ~in_support & visible
 
 
-def excess(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
-           eps1, eps2, slack, mined: Mined | None = None, causal: bool = False
-           ) -> tuple[Float[Array, "L N N"], Float[Array, "L M N"]]:
+def excess(
+  queries: Float[Array, "L w"],
+  keys: Float[Array, "L w"],
+  pattern: SparsePattern,
+  eps1,
+  eps2,
+  slack,
+  mined: Mined | None = None,
+  causal: bool = False,
+) -> tuple[Float[Array, "L N N"], Float[Array, "L M N"]]:
   """By how much each pair exceeds its threshold with margin slack·ln(1 + ε1); −inf where no pair.
 
   Ratios: r_is − r_is' − (1 − slack) ln(1 + ε1) for s, s' ∈ S_i.
@@ -116,8 +127,9 @@ def excess(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: Spa
   return ratio, zeros
 
 
-def loss(queries, keys, pattern: SparsePattern, mined: Mined | None, eps1, eps2,
-         causal: bool = False) -> Float[Array, ""]:
+def loss(
+  queries, keys, pattern: SparsePattern, mined: Mined | None, eps1, eps2, causal: bool = False
+) -> Float[Array, ""]:
   """Squared hinge of ``excess`` (mined negatives, or dense) at margin ``SLACK``·ln(1 + ε1), / L."""
   hinge = lambda x: jnp.sum(jnp.square(jax.nn.relu(x)))
   ratio, zeros = excess(queries, keys, pattern, eps1, eps2, SLACK, mined, causal)
@@ -128,18 +140,28 @@ def stopping_test(mined: Mined, eps1, eps2, slack=SLACK / 2) -> Bool[Array, ""]:
   """The stopping test: max_i spread_i ≤ (1 − slack) ln(1 + ε1) and
   max_i gap_i ≤ ln ε2 − slack ln(1 + ε1)."""
   margin = slack * jnp.log1p(eps1)
-  return ((jnp.max(mined.spread) <= jnp.log1p(eps1) - margin)
-          & (jnp.max(mined.gap) <= jnp.log(eps2) - margin))
+  return (jnp.max(mined.spread) <= jnp.log1p(eps1) - margin) & (
+    jnp.max(mined.gap) <= jnp.log(eps2) - margin
+  )
 
 
-def mined_check(params: tuple[Float[Array, "L w"], Float[Array, "L w"]], pattern: SparsePattern,
-                negatives: int, eps1, eps2, evaluate, block_size: int | None,
-                row_block: int | None, causal: bool = False) -> tuple[Mined, Bool[Array, ""]]:
+def mined_check(
+  params: tuple[Float[Array, "L w"], Float[Array, "L w"]],
+  pattern: SparsePattern,
+  negatives: int,
+  eps1,
+  eps2,
+  evaluate,
+  block_size: int | None,
+  row_block: int | None,
+  causal: bool = False,
+) -> tuple[Mined, Bool[Array, ""]]:
   """One streamed pass of ``optimize_run``: ``mine`` on the factors rounded to the evaluation
   dtype, and its ``stopping_test``."""
   queries, keys = (x.astype(evaluate) for x in params)
-  mined = mine(queries, keys, pattern, negatives, block_size=block_size, row_block=row_block,
-               causal=causal)
+  mined = mine(
+    queries, keys, pattern, negatives, block_size=block_size, row_block=row_block, causal=causal
+  )
   return mined, stopping_test(mined, eps1, eps2)
 
 
@@ -158,8 +180,12 @@ def train_round(value_and_grad, optimizer, mask, params, opt_state, mined: Mined
     updates = jax.tree.map(lambda u, m: u * m, updates, mask)
     moved = value > 0
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(moved, a, b), new, old)
-    return (taken + moved, keep(optax.apply_updates(params, updates), params),
-            keep(new_state, opt_state), value)
+    return (
+      taken + moved,
+      keep(optax.apply_updates(params, updates), params),
+      keep(new_state, opt_state),
+      value,
+    )
 
   active = lambda state: (state[0] < budget) & (state[3] > 0)
   init = (jnp.zeros((), jnp.int32), params, opt_state, jnp.asarray(jnp.inf, params[0].dtype))
@@ -170,11 +196,11 @@ def train_round(value_and_grad, optimizer, mask, params, opt_state, mined: Mined
 class RoundState(NamedTuple):
   """The loop state of ``optimize_run`` after a round."""
 
-  passes: Int[Array, ""]   # streamed passes taken
-  steps: Int[Array, ""]    # Adam steps taken
+  passes: Int[Array, ""]  # streamed passes taken
+  steps: Int[Array, ""]  # Adam steps taken
   params: tuple[Float[Array, "L w"], Float[Array, "L w"]]  # (queries, keys)
-  opt_state: Any           # Adam's moments
-  mined: Mined             # the last pass's negatives and figures
+  opt_state: Any  # Adam's moments
+  mined: Mined  # the last pass's negatives and figures
   passed: Bool[Array, ""]  # whether the last pass's ``stopping_test`` held
 
 
@@ -184,8 +210,15 @@ def rounds_left(state: RoundState, training: Training) -> Bool[Array, ""]:
   return (state.passes <= rounds) & (state.steps < training.max_steps) & ~state.passed
 
 
-def optimize_round(state: RoundState, value_and_grad, optimizer, mask, check,
-                   moderate: Float[Array, "L w"], training: Training) -> RoundState:
+def optimize_round(
+  state: RoundState,
+  value_and_grad,
+  optimizer,
+  mask,
+  check,
+  moderate: Float[Array, "L w"],
+  training: Training,
+) -> RoundState:
   """A round of ``optimize_run``: train until the loss on the mined set is 0 or ``mine_every``
   steps (``train_round``; not before the first pass, which checks the lstsq start), then
   ``check`` re-mines and checks (``mined_check``).
@@ -195,10 +228,12 @@ def optimize_round(state: RoundState, value_and_grad, optimizer, mask, check,
   the scale Adam's fixed step size suits (from lstsq's 32× larger logits it needs more steps
   and stalls).
   """
-  budget = jnp.where(state.passes == 0, 0,
-                     jnp.minimum(training.mine_every, training.max_steps - state.steps))
-  params, opt_state, taken = train_round(value_and_grad, optimizer, mask, state.params,
-                                         state.opt_state, state.mined, budget)
+  budget = jnp.where(
+    state.passes == 0, 0, jnp.minimum(training.mine_every, training.max_steps - state.steps)
+  )
+  params, opt_state, taken = train_round(
+    value_and_grad, optimizer, mask, state.params, state.opt_state, state.mined, budget
+  )
   mined, passed = check(params)
   fallback = (state.passes == 0) & ~passed
   params = (jnp.where(fallback, moderate, params[0]), params[1])
@@ -208,15 +243,27 @@ def optimize_round(state: RoundState, value_and_grad, optimizer, mask, check,
 def check_training(training: Training) -> Training:
   """``training``, or a ValueError naming its bad field (negatives ≥ 1 or None, mine_every ≥ 1)."""
   if training.negatives is not None and training.negatives < 1 or training.mine_every < 1:
-    raise ValueError(f"need negatives >= 1 (or None) and mine_every >= 1, got negatives="
-                     f"{training.negatives}, mine_every={training.mine_every}")
+    raise ValueError(
+      f"need negatives >= 1 (or None) and mine_every >= 1, got negatives="
+      f"{training.negatives}, mine_every={training.mine_every}"
+    )
   return training
 
 
-def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int, width: int,
-                 eps1, eps2, *, dtype=None, training: Training = Training(),
-                 block_size: int | None = None, row_block: int | None = None,
-                 causal: bool = False) -> OptimizeResult:
+def optimize_run(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: Int[Array, ""] | int,
+  width: int,
+  eps1,
+  eps2,
+  *,
+  dtype=None,
+  training: Training = Training(),
+  block_size: int | None = None,
+  row_block: int | None = None,
+  causal: bool = False,
+) -> OptimizeResult:
   """Adam on ``loss`` from the ``lstsq`` factors, in rounds (``optimize_round``) of ≤
   ``mine_every`` steps between streamed mining passes, in one ``lax.while_loop`` (jit- and
   vmap-able; static shapes); 0 steps and 1 pass if the lstsq start passes.
@@ -232,19 +279,25 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
 
   negatives = check_training(training).negatives
   evaluate = pattern.weights.dtype if dtype is None else dtype
-  check = lambda params: mined_check(params, pattern, negatives or 1, eps1, eps2, evaluate,
-                                     block_size, row_block, causal)
+  check = lambda params: mined_check(
+    params, pattern, negatives or 1, eps1, eps2, evaluate, block_size, row_block, causal
+  )
   # Both starts from one factorisation: two independent LAPACK solves could run
   # at once and deadlock XLA's CPU thread pool (``min_norm_solve``).
-  (start, moderate), keys = lstsq_shifted(key, pattern, d, width, eps1, eps2,
-                                          (SHIFT_FACTOR, 1.0), dtype=dtype)
+  (start, moderate), keys = lstsq_shifted(
+    key, pattern, d, width, eps1, eps2, (SHIFT_FACTOR, 1.0), dtype=dtype
+  )
   columns = (jnp.arange(width) < d).astype(start.dtype)
   optimizer = optax.adam(training.learning_rate)
-  value_and_grad = jax.value_and_grad(lambda p, mined: loss(
-      p[0], p[1], pattern, None if negatives is None else mined, eps1, eps2, causal))
+  value_and_grad = jax.value_and_grad(
+    lambda p, mined: loss(
+      p[0], p[1], pattern, None if negatives is None else mined, eps1, eps2, causal
+    )
+  )
   mask = (columns, columns if training.train_keys else jnp.zeros_like(columns))
-  body = lambda state: optimize_round(state, value_and_grad, optimizer, mask, check, moderate,
-                                      training)
+  body = lambda state: optimize_round(
+    state, value_and_grad, optimizer, mask, check, moderate, training
+  )
   params = (start, keys)
   zero = jnp.zeros((), jnp.int32)
   unmined = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), jax.eval_shape(check, params)[0])
@@ -253,8 +306,17 @@ def optimize_run(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | 
   return OptimizeResult(*last.params, last.steps, last.passed, last.passes)
 
 
-def optimize_factors(key: PRNGKeyArray, pattern: SparsePattern, d: Int[Array, ""] | int,
-                     width: int, eps1, eps2, *, dtype=None, causal: bool = False) -> Factors:
+def optimize_factors(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d: Int[Array, ""] | int,
+  width: int,
+  eps1,
+  eps2,
+  *,
+  dtype=None,
+  causal: bool = False,
+) -> Factors:
   """Factors of ``optimize`` (queries and keys trained, ``MAX_STEPS``, ``NEGATIVES`` hard
   negatives per row): ``optimize_run``'s Q, K; ``causal``: trained for a causal layer."""
   result = optimize_run(key, pattern, d, width, eps1, eps2, dtype=dtype, causal=causal)

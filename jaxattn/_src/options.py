@@ -100,8 +100,7 @@ def check_compute(compute: Compute) -> Compute:
 
 
 # Flat keywords of before 1.0 and where they went.
-COMPUTE_FIELDS = ("block_size", "row_block", "max_trial_batch", "schedule",
-                  "check_above")
+COMPUTE_FIELDS = ("block_size", "row_block", "max_trial_batch", "schedule", "check_above")
 RENAMED = {"matmul_dtype": "layer_dtype"}
 
 
@@ -111,16 +110,20 @@ def keyword_eps(function: F) -> F:
   ``verify(sol, p, 0.5, 0.5)`` raises "verify() takes eps1 and eps2 by keyword:
   verify(..., eps1=0.5, eps2=0.5)" instead of Python's count of arguments.
   """
-  positional = sum(p.kind is p.POSITIONAL_OR_KEYWORD
-                   for p in inspect.signature(function).parameters.values())
+  positional = sum(
+    p.kind is p.POSITIONAL_OR_KEYWORD for p in inspect.signature(function).parameters.values()
+  )
 
   @functools.wraps(function)
   def wrapper(*args, **kwargs):
     if len(args) > positional:
-      given = ", ".join(f"{name}={value!r}"
-                        for name, value in zip(("eps1", "eps2"), args[positional:]))
-      raise TypeError(f"{function.__name__}() takes eps1 and eps2 by keyword since 1.0: "
-                      f"{function.__name__}(..., {given})")
+      given = ", ".join(
+        f"{name}={value!r}" for name, value in zip(("eps1", "eps2"), args[positional:])
+      )
+      raise TypeError(
+        f"{function.__name__}() takes eps1 and eps2 by keyword since 1.0: "
+        f"{function.__name__}(..., {given})"
+      )
     return function(*args, **kwargs)
 
   return wrapper  # type: ignore[return-value]
@@ -137,8 +140,9 @@ def legacy_options(function: F) -> F:
 
   @functools.wraps(function)
   def wrapper(*args, **kwargs):
-    moved = {name: kwargs.pop(name) for name in COMPUTE_FIELDS
-             if name in kwargs and name not in accepted}
+    moved = {
+      name: kwargs.pop(name) for name in COMPUTE_FIELDS if name in kwargs and name not in accepted
+    }
     for old, new in RENAMED.items():
       if old in kwargs and old not in accepted:
         _warn(f"{function.__name__}({old}=...) is {function.__name__}({new}=...) since 1.0")
@@ -146,8 +150,10 @@ def legacy_options(function: F) -> F:
           raise TypeError(f"{function.__name__}() got both {old} and {new}")
         kwargs[new] = kwargs.pop(old)
     if moved:
-      _warn(f"{function.__name__}({', '.join(moved)}=...) is "
-            f"{function.__name__}(compute=ja.Compute({', '.join(moved)}=...)) since 1.0")
+      _warn(
+        f"{function.__name__}({', '.join(moved)}=...) is "
+        f"{function.__name__}(compute=ja.Compute({', '.join(moved)}=...)) since 1.0"
+      )
       kwargs["compute"] = (kwargs.get("compute") or Compute())._replace(**moved)
     return function(*args, **kwargs)
 

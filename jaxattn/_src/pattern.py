@@ -88,10 +88,15 @@ class SparsePattern(NamedTuple):
     dense_rows = np.flatnonzero(self.dense_host)
     everywhere = np.arange(self.length)
     return scipy.sparse.csr_array(
-        (np.concatenate([np.asarray(self.weights)[valid], np.ones(dense_rows.size * self.length)]),
-         (np.concatenate([rows[valid], np.repeat(dense_rows, self.length)]),
-          np.concatenate([np.asarray(self.cols)[valid], np.tile(everywhere, dense_rows.size)]))),
-        shape=(self.length, self.length))
+      (
+        np.concatenate([np.asarray(self.weights)[valid], np.ones(dense_rows.size * self.length)]),
+        (
+          np.concatenate([rows[valid], np.repeat(dense_rows, self.length)]),
+          np.concatenate([np.asarray(self.cols)[valid], np.tile(everywhere, dense_rows.size)]),
+        ),
+      ),
+      shape=(self.length, self.length),
+    )
 
   def counts(self) -> tuple[np.ndarray, np.ndarray]:
     """(nonzeros per row, nonzeros per column), host-side int [L] each; a dense row counts L in
@@ -133,15 +138,18 @@ class SparsePattern(NamedTuple):
     kept = min(top_n, cols.shape[-1])
     dropped = np.sum(np.where(valid[:, kept:], weights[:, kept:], 0.0), axis=-1) / total
     dropped[dense] = (self.length - min(top_n, self.length)) / self.length
-    trimmed = SparsePattern(cols=jnp.asarray(cols[:, :kept]),
-                            weights=jnp.asarray(weights[:, :kept]),
-                            valid=jnp.asarray(valid[:, :kept]),
-                            dense=None if cut else self.dense)
+    trimmed = SparsePattern(
+      cols=jnp.asarray(cols[:, :kept]),
+      weights=jnp.asarray(weights[:, :kept]),
+      valid=jnp.asarray(valid[:, :kept]),
+      dense=None if cut else self.dense,
+    )
     return trimmed, dropped
 
   @classmethod
-  def from_dense(cls, a: Any, nnz: int | None = None, *, check_columns: bool = True,
-                 dense_rows: str = "auto") -> SparsePattern:
+  def from_dense(
+    cls, a: Any, nnz: int | None = None, *, check_columns: bool = True, dense_rows: str = "auto"
+  ) -> SparsePattern:
     """Pattern of a dense square matrix (NumPy or JAX); ValueError on bad input.
 
     With ``nnz=None``, N is the largest nonzero count over the sparse rows
@@ -157,12 +165,14 @@ class SparsePattern(NamedTuple):
     if a.ndim != 2 or a.shape[0] != a.shape[1]:
       raise ValueError(f"A must be a square matrix, got shape {a.shape}")
     rows, cols = np.nonzero(a)
-    return _from_coo(rows, cols, a[rows, cols], a.shape[0], nnz, check_columns, dense=a,
-                     dense_rows=dense_rows)
+    return _from_coo(
+      rows, cols, a[rows, cols], a.shape[0], nnz, check_columns, dense=a, dense_rows=dense_rows
+    )
 
   @classmethod
-  def from_scipy(cls, a: Any, nnz: int | None = None, *, check_columns: bool = True,
-                 dense_rows: str = "auto") -> SparsePattern:
+  def from_scipy(
+    cls, a: Any, nnz: int | None = None, *, check_columns: bool = True, dense_rows: str = "auto"
+  ) -> SparsePattern:
     """Pattern of any ``scipy.sparse`` matrix or array; ValueError on bad input.
 
     Duplicate entries are summed; stored zeros are ignored. ``nnz``,
@@ -176,8 +186,15 @@ class SparsePattern(NamedTuple):
     coo.sum_duplicates()
     _check_values(coo.row, coo.col, coo.data)
     keep = coo.data != 0
-    return _from_coo(coo.row[keep], coo.col[keep], coo.data[keep], a.shape[0], nnz,
-                     check_columns, dense_rows=dense_rows)
+    return _from_coo(
+      coo.row[keep],
+      coo.col[keep],
+      coo.data[keep],
+      a.shape[0],
+      nnz,
+      check_columns,
+      dense_rows=dense_rows,
+    )
 
 
 def _check_values(rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> None:
@@ -194,8 +211,9 @@ def _check_values(rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> Non
     raise ValueError(f"A[{rows[k]}, {cols[k]}] = {values[k]}: entries must be >= 0")
 
 
-def _full_rows(rows: np.ndarray, values: np.ndarray, row_counts: np.ndarray, length: int,
-               dense_rows: str) -> np.ndarray:
+def _full_rows(
+  rows: np.ndarray, values: np.ndarray, row_counts: np.ndarray, length: int, dense_rows: str
+) -> np.ndarray:
   """bool [L]: the rows to hold apart as dense, L equal nonzeros each (``dense_rows="auto"``)."""
   if dense_rows not in ("auto", "pad"):
     raise ValueError(f"dense_rows must be 'auto' or 'pad', got {dense_rows!r}")
@@ -207,9 +225,16 @@ def _full_rows(rows: np.ndarray, values: np.ndarray, row_counts: np.ndarray, len
   return (row_counts == length) & (low == high)
 
 
-def _from_coo(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, length: int,
-              nnz: int | None, check_columns: bool = True,
-              dense: np.ndarray | None = None, dense_rows: str = "auto") -> SparsePattern:
+def _from_coo(
+  rows: np.ndarray,
+  cols: np.ndarray,
+  values: np.ndarray,
+  length: int,
+  nnz: int | None,
+  check_columns: bool = True,
+  dense: np.ndarray | None = None,
+  dense_rows: str = "auto",
+) -> SparsePattern:
   """Validated SparsePattern from the nonzero entries of an L×L matrix; full rows of equal
   entries held apart as dense rows with ``dense_rows="auto"`` (one placeholder slot each)."""
   if dense is not None:
@@ -233,7 +258,7 @@ def _from_coo(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, length: in
     rows, cols = (np.concatenate([x[keep], placeholders]) for x in (rows, cols))
     values = np.concatenate([values[keep], np.ones(placeholders.size, values.dtype)])
     row_counts = np.where(full, 1, row_counts)
-  bounded = (("row", row_counts), ("column", col_counts))[:2 if check_columns else 1]
+  bounded = (("row", row_counts), ("column", col_counts))[: 2 if check_columns else 1]
   if nnz is None:
     nnz = int(max(counts.max() for _, counts in bounded))
   elif isinstance(nnz, bool) or not isinstance(nnz, (int, np.integer)) or nnz < 1:
@@ -241,8 +266,7 @@ def _from_coo(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, length: in
   for axis, counts in bounded:
     over = np.flatnonzero(counts > nnz)
     if over.size:
-      raise ValueError(f"{axis} {over[0]} of A has {counts[over[0]]} nonzeros, "
-                       f"more than nnz={nnz}")
+      raise ValueError(f"{axis} {over[0]} of A has {counts[over[0]]} nonzeros, more than nnz={nnz}")
   order = np.lexsort((cols, rows))
   rows, cols, values = rows[order], cols[order], values[order]
   slot = np.arange(rows.size) - np.repeat(np.cumsum(row_counts) - row_counts, row_counts)
@@ -252,14 +276,20 @@ def _from_coo(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, length: in
   weights[rows, slot] = values
   valid = np.zeros((length, nnz), dtype=bool)
   valid[rows, slot] = True
-  return SparsePattern(cols=jnp.asarray(pad_cols, jnp.int32),
-                       weights=jnp.asarray(weights, jnp.float32),  # whatever jax_enable_x64 says
-                       valid=jnp.asarray(valid), dense=jnp.asarray(full) if full.any() else None)
+  return SparsePattern(
+    cols=jnp.asarray(pad_cols, jnp.int32),
+    weights=jnp.asarray(weights, jnp.float32),  # whatever jax_enable_x64 says
+    valid=jnp.asarray(valid),
+    dense=jnp.asarray(full) if full.any() else None,
+  )
 
 
-def from_rows(cols: Int[Array, "L N"], weights: Float[Array, "L N"],
-              valid: Bool[Array, "L N"] | None = None,
-              dense: Bool[Array, " L"] | None = None) -> SparsePattern:
+def from_rows(
+  cols: Int[Array, "L N"],
+  weights: Float[Array, "L N"],
+  valid: Bool[Array, "L N"] | None = None,
+  dense: Bool[Array, " L"] | None = None,
+) -> SparsePattern:
   """Pattern from row-padded arrays, with padding slots canonicalised.
 
   Generators use this: slots with ``valid == False`` get the column of the
@@ -288,8 +318,10 @@ def check_dense(pattern: SparsePattern) -> None:
     return
   shape, dtype = getattr(dense, "shape", None), getattr(dense, "dtype", None)
   if shape != (pattern.length,) or dtype != np.bool_:
-    raise ValueError(f"pattern.dense must be a bool array of shape ({pattern.length},), got "
-                     f"shape {shape} and dtype {dtype}")
+    raise ValueError(
+      f"pattern.dense must be a bool array of shape ({pattern.length},), got "
+      f"shape {shape} and dtype {dtype}"
+    )
 
 
 def first_future_entry(pattern: SparsePattern) -> tuple[int, int] | None:
@@ -310,8 +342,10 @@ def check_causal(pattern: SparsePattern) -> None:
   found = first_future_entry(pattern)
   if found is not None:
     row, col = found
-    raise ValueError(f"the pattern is not causal: row {row} has a nonzero at column {col} > {row}, "
-                     "a key a causal layer masks (causal=True needs S_i within 0..i)")
+    raise ValueError(
+      f"the pattern is not causal: row {row} has a nonzero at column {col} > {row}, "
+      "a key a causal layer masks (causal=True needs S_i within 0..i)"
+    )
 
 
 def log_uniform(key: PRNGKeyArray, shape: tuple[int, ...], a_min: float) -> Float[Array, "..."]:
@@ -319,5 +353,11 @@ def log_uniform(key: PRNGKeyArray, shape: tuple[int, ...], a_min: float) -> Floa
   return jnp.exp(jax.random.uniform(key, shape, jnp.float32, minval=jnp.log(a_min), maxval=0.0))
 
 
-__all__ = ["SparsePattern", "check_causal", "check_dense", "first_future_entry", "from_rows",
-           "log_uniform"]
+__all__ = [
+  "SparsePattern",
+  "check_causal",
+  "check_dense",
+  "first_future_entry",
+  "from_rows",
+  "log_uniform",
+]

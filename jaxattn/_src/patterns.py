@@ -27,8 +27,9 @@ def _check(length: int, nnz: int, a_min: float) -> None:
     raise ValueError(f"a_min must be in (0, 1], got {a_min}")
 
 
-def _with_weights(cols: Int[Array, "L N"], valid: Bool[Array, "L N"], key: PRNGKeyArray,
-                  a_min: float) -> SparsePattern:
+def _with_weights(
+  cols: Int[Array, "L N"], valid: Bool[Array, "L N"], key: PRNGKeyArray, a_min: float
+) -> SparsePattern:
   """Pattern on ``cols`` (where ``valid``) with weights log-uniform in [a_min, 1]."""
   return from_rows(cols, log_uniform(key, cols.shape, a_min), valid)
 
@@ -67,7 +68,8 @@ def random_causal(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1) 
   k_perm, k_w = jax.random.split(key)
   rows = jnp.arange(length)
   perms = jax.vmap(lambda k: jax.random.permutation(k, length))(
-      jax.random.split(k_perm, nnz - 1))  # [N − 1, L]
+    jax.random.split(k_perm, nnz - 1)
+  )  # [N − 1, L]
   cols = jnp.concatenate([rows[:, None], perms.T], axis=1)  # [L, N]
   earlier = (cols < rows[:, None]).at[:, 0].set(True)
   repeated = jnp.triu(cols[:, :, None] == cols[:, None, :], 1).any(1)  # equals a slot before it
@@ -75,8 +77,9 @@ def random_causal(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1) 
 
 
 @functools.partial(jax.jit, static_argnames=("length", "nnz", "a_min", "keep"))
-def random_sparse(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1,
-                  keep: float = 0.5) -> SparsePattern:
+def random_sparse(
+  key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1, keep: float = 0.5
+) -> SparsePattern:
   """Random pattern whose rows have between 1 and N nonzeros.
 
   ``random_regular`` with each slot but the first kept with probability ``keep``.
@@ -116,8 +119,9 @@ def block_diagonal(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1)
 
 
 @functools.partial(jax.jit, static_argnames=("length", "nnz", "a_min", "stride"))
-def strided(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1,
-            stride: int | None = None) -> SparsePattern:
+def strided(
+  key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1, stride: int | None = None
+) -> SparsePattern:
   """Strided attention: S_i = {(i + k·stride) mod L : k < N}, stride = ⌊L/N⌋ by default.
 
   The key draws only the weights. Row bound: N. Column bound: N.
@@ -133,12 +137,12 @@ def strided(key: PRNGKeyArray, length: int, nnz: int, a_min: float = 0.1,
 
 
 GENERATORS = {
-    "random_regular": random_regular,
-    "random_causal": random_causal,
-    "random_sparse": random_sparse,
-    "banded": banded,
-    "block_diagonal": block_diagonal,
-    "strided": strided,
+  "random_regular": random_regular,
+  "random_causal": random_causal,
+  "random_sparse": random_sparse,
+  "banded": banded,
+  "block_diagonal": block_diagonal,
+  "strided": strided,
 }
 CAUSAL_GENERATORS = frozenset({"random_causal"})  # causal by construction
 
@@ -177,8 +181,10 @@ class Sampler:
     try:
       published = family_from_spec(self.family)
     except ValueError as error:
-      raise ValueError(f"unknown pattern family {self.family!r}; choose from "
-                       f"{sorted(GENERATORS)} or a published family ({error})") from None
+      raise ValueError(
+        f"unknown pattern family {self.family!r}; choose from "
+        f"{sorted(GENERATORS)} or a published family ({error})"
+      ) from None
     width = published.width(self.length)
     if self.nnz != width:
       raise ValueError(f"{self.family} at length={self.length} has nnz={width}, got nnz={self.nnz}")

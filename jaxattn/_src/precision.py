@@ -35,19 +35,36 @@ def round_fixed_point(x: Float[Array, "..."], bits: Int[Array, ""] | int) -> Flo
 _rounded = jax.jit(lambda x, bits: round_fixed_point(x, bits))
 
 
-def _verifies_rounded(queries, keys, pattern, eps1, eps2, max_outside_mass, bits, block_size,
-                      row_block) -> bool:
+def _verifies_rounded(
+  queries, keys, pattern, eps1, eps2, max_outside_mass, bits, block_size, row_block
+) -> bool:
   """``verify_factors`` of Q_b, K_b: certified for the rounded factors (ratio criterion)."""
-  return bool(verify_factors(_rounded(queries, bits), _rounded(keys, bits), pattern, eps1, eps2,
-                             max_outside_mass=max_outside_mass, block_size=block_size,
-                             row_block=row_block).ok)
+  return bool(
+    verify_factors(
+      _rounded(queries, bits),
+      _rounded(keys, bits),
+      pattern,
+      eps1,
+      eps2,
+      max_outside_mass=max_outside_mass,
+      block_size=block_size,
+      row_block=row_block,
+    ).ok
+  )
 
 
 @legacy_options
 @keyword_eps
-def precision_bits(solution: Solution, pattern: SparsePattern, *, eps1: float, eps2: float,
-                   max_outside_mass: float | None = None, max_bits: int | None = None,
-                   compute: Compute = Compute()) -> int | None:
+def precision_bits(
+  solution: Solution,
+  pattern: SparsePattern,
+  *,
+  eps1: float,
+  eps2: float,
+  max_outside_mass: float | None = None,
+  max_bits: int | None = None,
+  compute: Compute = Compute(),
+) -> int | None:
   """The smallest b such that Q = X W_Q and K = X W_K, each rounded to b′-bit fixed point,
   verify at every b′ ∈ [b, ``max_bits``]:
 
@@ -85,7 +102,10 @@ def precision_bits(solution: Solution, pattern: SparsePattern, *, eps1: float, e
   if max_bits < 1:
     raise ValueError(f"max_bits must be >= 1, got {max_bits}")
   bits = max_bits
-  while bits >= 1 and bool(_verifies_rounded(queries, keys, pattern, eps1, eps2,
-                                             max_outside_mass, bits, block_size, row_block)):
+  while bits >= 1 and bool(
+    _verifies_rounded(
+      queries, keys, pattern, eps1, eps2, max_outside_mass, bits, block_size, row_block
+    )
+  ):
     bits -= 1
   return None if bits == max_bits else bits + 1

@@ -67,9 +67,13 @@ class Longformer(Family):
   def candidates(self, key, length):
     del key
     ahead = 0 if self.causal else self.window
-    cols = jnp.concatenate([row_index(length) + jnp.arange(-self.window, ahead + 1),
-                            jnp.broadcast_to(jnp.arange(self.globals), (length, self.globals))],
-                           axis=-1)
+    cols = jnp.concatenate(
+      [
+        row_index(length) + jnp.arange(-self.window, ahead + 1),
+        jnp.broadcast_to(jnp.arange(self.globals), (length, self.globals)),
+      ],
+      axis=-1,
+    )
     valid = (cols >= 0) & (cols < length) & ((cols <= row_index(length)) | (not self.causal))
     return cols, valid
 
@@ -82,8 +86,12 @@ class Longformer(Family):
     band = self.window + 1 + (0 if self.causal else self.window)
     dense = min(self.globals, length) if self.global_rows and not self.causal else 0
     column = length if self.globals else min(band + dense, length)
-    return Bounds(row=min(band + self.globals, length), column=column, dense_rows=dense,
-                  grows_with_length=self.globals > 0)
+    return Bounds(
+      row=min(band + self.globals, length),
+      column=column,
+      dense_rows=dense,
+      grows_with_length=self.globals > 0,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,10 +149,11 @@ class BigBird(Family):
     taken = (jnp.abs(column - row) <= 1) | (column == 0) | (column == blocks - 1)
     allowed = ~taken if self.focus is None else jnp.asarray(self.focus_candidates(blocks))
     scores = jnp.where(allowed, jax.random.uniform(key, (blocks, blocks)), jnp.inf)
-    chosen = jnp.argsort(scores, axis=-1)[:, :self.random_blocks]
+    chosen = jnp.argsort(scores, axis=-1)[:, : self.random_blocks]
     chosen = jnp.where(jnp.take_along_axis(allowed, chosen, -1), chosen, -1)  # too few: none
-    fixed = jnp.concatenate([row + jnp.arange(-1, 2),
-                             jnp.broadcast_to(jnp.array([0, blocks - 1]), (blocks, 2))], axis=-1)
+    fixed = jnp.concatenate(
+      [row + jnp.arange(-1, 2), jnp.broadcast_to(jnp.array([0, blocks - 1]), (blocks, 2))], axis=-1
+    )
     return jnp.concatenate([fixed, chosen], axis=-1)
 
   def focus_candidates(self, blocks: int) -> np.ndarray:
@@ -158,13 +167,13 @@ class BigBird(Family):
     middle = np.arange(1, total - 1)
     for b in range(1, min(blocks - 1, total - 1)):
       if b in (1, 2):
-        picks = middle[b + 1:last]
+        picks = middle[b + 1 : last]
       elif b in (total - 3, total - 2) or b - 2 > last:
         picks = middle[:last]
       elif b + 1 == last:
-        picks = middle[:b - 2]
+        picks = middle[: b - 2]
       else:
-        picks = np.concatenate([middle[:b - 2], middle[b + 1:last]])
+        picks = np.concatenate([middle[: b - 2], middle[b + 1 : last]])
       allowed[b, picks[picks < blocks]] = True
     return allowed
 
@@ -188,8 +197,12 @@ class BigBird(Family):
   def bounds(self, length):
     if self.full(length):
       return Bounds(row=length, column=length, dense_rows=length, grows_with_length=True)
-    return Bounds(row=min((5 + self.random_blocks) * self.block, length), column=length,
-                  dense_rows=2 * self.block if self.global_rows else 0, grows_with_length=True)
+    return Bounds(
+      row=min((5 + self.random_blocks) * self.block, length),
+      column=length,
+      dense_rows=2 * self.block if self.global_rows else 0,
+      grows_with_length=True,
+    )
 
 
 def _stride(value: int | None, length: int) -> int:
@@ -224,8 +237,9 @@ class SparseTransformerStrided(Family):
     if self.causal:
       cols = jnp.concatenate([rows + jnp.arange(-stride, 1), rows - steps * stride], axis=-1)
     else:
-      cols = jnp.concatenate([rows + jnp.arange(-stride, stride + 1),
-                              rows % stride + steps * stride], axis=-1)
+      cols = jnp.concatenate(
+        [rows + jnp.arange(-stride, stride + 1), rows % stride + steps * stride], axis=-1
+      )
     valid = (cols >= 0) & (cols < length) & ((cols <= rows) | (not self.causal))
     return cols, valid
 
@@ -321,19 +335,25 @@ class ReformerLSH(Family):
     k_vectors, k_hash = jax.random.split(key)
     vectors = jax.random.normal(k_vectors, (length, self.dim))
     buckets = lsh_buckets(k_hash, vectors, self.buckets, self.hashes)
-    return lsh_candidates(buckets, self.chunk, self.causal, self.mask_buckets,
-                          self.per_round_look_back)
+    return lsh_candidates(
+      buckets, self.chunk, self.causal, self.mask_buckets, self.per_round_look_back
+    )
 
   def bounds(self, length):
     per_round = min(2, length // self.chunk) * self.chunk - 1
     row = min(self.hashes * per_round, length)
-    return Bounds(row=max(row, 1), column=min(self.hashes * per_round + 1, length), dense_rows=0,
-                  grows_with_length=False)
+    return Bounds(
+      row=max(row, 1),
+      column=min(self.hashes * per_round + 1, length),
+      dense_rows=0,
+      grows_with_length=False,
+    )
 
 
 FAMILIES: dict[str, type[Family]] = {
-    f.name: f for f in (Longformer, BigBird, SparseTransformerStrided, SparseTransformerFixed,
-                        ReformerLSH)}
+  f.name: f
+  for f in (Longformer, BigBird, SparseTransformerStrided, SparseTransformerFixed, ReformerLSH)
+}
 _SPEC = re.compile(r"^(\w+)(?:\((.*)\))?$")
 
 
@@ -346,8 +366,10 @@ def _spec_value(text: str) -> int | tuple[int, ...] | bool | None:
   try:
     values = tuple(int(part) for part in lowered.split("x"))
   except ValueError:
-    raise ValueError(f"expected an integer, integers joined by x (64x128), true, false or none, "
-                     f"got {text.strip()!r}") from None
+    raise ValueError(
+      f"expected an integer, integers joined by x (64x128), true, false or none, "
+      f"got {text.strip()!r}"
+    ) from None
   return values[0] if len(values) == 1 else values
 
 
@@ -358,8 +380,10 @@ def family_from_spec(spec: str) -> Family:
   """
   match = _SPEC.match(spec.replace(" ", "")) if isinstance(spec, str) else None
   if not match or match.group(1) not in FAMILIES:
-    raise ValueError(f"unknown published family {spec!r}; choose from {sorted(FAMILIES)}, "
-                     "optionally with (field=value, ...)")
+    raise ValueError(
+      f"unknown published family {spec!r}; choose from {sorted(FAMILIES)}, "
+      "optionally with (field=value, ...)"
+    )
   family = FAMILIES[match.group(1)]
   fields = {f.name for f in dataclasses.fields(family)}
   values = {}

@@ -36,7 +36,7 @@ def next_level(d_grid: Sequence[int], states: np.ndarray, check_above: int = 1) 
   """
   states = np.asarray(states)
   levels, floor = len(d_grid), int(highest_failure(states[None])[0])
-  passed = np.flatnonzero(states[floor + 1:] == 1) + floor + 1
+  passed = np.flatnonzero(states[floor + 1 :] == 1) + floor + 1
   if not passed.size:
     known = np.flatnonzero(states != NOT_EVALUATED)
     if not known.size:
@@ -63,8 +63,9 @@ def probe_width(d: int, d_max: int) -> int:
   return min(d_max, max(MIN_PROBE_WIDTH, 1 << (int(d) - 1).bit_length()))
 
 
-def adaptive_probes(d_grid: Sequence[int], threshold: float, check_above: int = 1
-                    ) -> list[tuple[int, int]]:
+def adaptive_probes(
+  d_grid: Sequence[int], threshold: float, check_above: int = 1
+) -> list[tuple[int, int]]:
   """(d, padded width) of each probe, in order, of ``min_d``'s adaptive search for a trial whose
   verdicts are monotone with d*_t = the first grid d ≥ ``threshold`` (+inf: never verifies).
 
@@ -79,8 +80,9 @@ def adaptive_probes(d_grid: Sequence[int], threshold: float, check_above: int = 
   return probes
 
 
-def adaptive_states(run, exact, d_grid: tuple[int, ...], trials: int, check_above: int
-                     ) -> tuple[np.ndarray, int]:
+def adaptive_states(
+  run, exact, d_grid: tuple[int, ...], trials: int, check_above: int
+) -> tuple[np.ndarray, int]:
   """(states int8 [T, G] with ``NOT_EVALUATED``, levels settled on the host) of an adaptive
   search: each round, every unsettled trial's ``next_level``, one ``run`` per probe width."""
   states = np.full((trials, len(d_grid)), NOT_EVALUATED, np.int8)
@@ -94,14 +96,22 @@ def adaptive_states(run, exact, d_grid: tuple[int, ...], trials: int, check_abov
       host_levels += _probe(run, exact, states, wanted, widths == width, width, d_grid)
 
 
-def _probe(run, exact, states: np.ndarray, levels: np.ndarray, active: np.ndarray, width: int,
-           d_grid: tuple[int, ...]) -> int:
+def _probe(
+  run,
+  exact,
+  states: np.ndarray,
+  levels: np.ndarray,
+  active: np.ndarray,
+  width: int,
+  d_grid: tuple[int, ...],
+) -> int:
   """Writes into ``states`` every active trial t's verdict at ``d_grid[levels[t]]``, built
   padded to ``width``; returns how many needed the host stage."""
   d = np.where(active, np.asarray(d_grid)[np.maximum(levels, 0)], 0)
   level_states, host_rows = run((jnp.asarray(d, jnp.int32), jnp.asarray(active)), width=width)
-  verdicts, settled = settle_levels(level_states, host_rows, lambda t, _, rows: exact(
-      t, int(levels[t]), rows, width=width))
+  verdicts, settled = settle_levels(
+    level_states, host_rows, lambda t, _, rows: exact(t, int(levels[t]), rows, width=width)
+  )
   states[active, levels[active]] = verdicts[active, 0]
   return settled
 
@@ -114,5 +124,7 @@ def check_schedule(schedule: str | None, method: str) -> None:
   """ValueError for ``schedule="adaptive"`` with a nested method (every d is read off one draw);
   the values themselves are ``options.check_compute``'s."""
   if schedule == "adaptive" and method in NESTED:
-    raise ValueError(f"schedule='adaptive' needs a method built per d; {method!r} is nested "
-                     "(every d is read off one draw)")
+    raise ValueError(
+      f"schedule='adaptive' needs a method built per d; {method!r} is nested "
+      "(every d is read off one draw)"
+    )

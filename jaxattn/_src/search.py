@@ -24,8 +24,14 @@ from jaxattn._src.cost import choose_schedule
 from jaxattn._src.estimators import MinDResult, impute_verdicts
 from jaxattn._src.grid_kernel import trial_keys
 from jaxattn._src.pattern import SparsePattern, check_causal
-from jaxattn._src.options import (Compute, Criterion, SearchSpec, check_compute, keyword_eps,
-                                  legacy_options)
+from jaxattn._src.options import (
+  Compute,
+  Criterion,
+  SearchSpec,
+  check_compute,
+  keyword_eps,
+  legacy_options,
+)
 from jaxattn._src.schedule import adaptive_states, check_schedule
 from jaxattn._src.tiles import local_mesh
 from jaxattn._src.verify import check_matmul
@@ -49,8 +55,10 @@ def geometric_grid(stop: int, per_octave: int = 4, start: int = 1) -> tuple[int,
   1 ≤ start ≤ stop and per_octave ≥ 1.
   """
   if not (1 <= start <= stop and per_octave >= 1):
-    raise ValueError(f"need 1 <= start <= stop and per_octave >= 1, got start={start}, "
-                     f"stop={stop}, per_octave={per_octave}")
+    raise ValueError(
+      f"need 1 <= start <= stop and per_octave >= 1, got start={start}, "
+      f"stop={stop}, per_octave={per_octave}"
+    )
   steps = int(np.floor(np.log2(stop) * per_octave + 1e-9))
   grid = {int(round(2 ** (k / per_octave))) for k in range(steps + 1)} | {stop}
   return tuple(sorted(d for d in grid if d >= start))
@@ -58,10 +66,19 @@ def geometric_grid(stop: int, per_octave: int = 4, start: int = 1) -> tuple[int,
 
 @legacy_options
 @keyword_eps
-def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int], *,
-                eps1: float, eps2: float, max_outside_mass: float | None = None,
-                causal: bool = False, method: str = "jl", matmul: str = "float32",
-                compute: Compute = Compute()) -> np.ndarray:
+def verify_grid(
+  key: PRNGKeyArray,
+  pattern: SparsePattern,
+  d_grid: Sequence[int],
+  *,
+  eps1: float,
+  eps2: float,
+  max_outside_mass: float | None = None,
+  causal: bool = False,
+  method: str = "jl",
+  matmul: str = "float32",
+  compute: Compute = Compute(),
+) -> np.ndarray:
   """ok(d) = ``verify(build(method, key, pattern, d, ...), pattern, eps1=eps1, eps2=eps2, ...).ok``
   for every grid d, under the mass criterion when ``max_outside_mass`` = η is given.
 
@@ -83,13 +100,21 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
   if causal:
     check_causal(pattern)
   adaptive = _adaptive(compute.schedule, method, pattern, d_grid)
-  spec = SearchSpec(method, d_grid, causal=causal, matmul=matmul, block_size=compute.block_size,
-                    row_block=compute.row_block)
-  criterion = Criterion(eps1, eps2, max_outside_mass,
-                        certify.thresholds(eps1, eps2, resolve_dtype(None)[0]))
+  spec = SearchSpec(
+    method,
+    d_grid,
+    causal=causal,
+    matmul=matmul,
+    block_size=compute.block_size,
+    row_block=compute.row_block,
+  )
+  criterion = Criterion(
+    eps1, eps2, max_outside_mass, certify.thresholds(eps1, eps2, resolve_dtype(None)[0])
+  )
   states = functools.partial(grid_kernel.compiled_grid_states, key, pattern, spec, criterion)
   exact = lambda t, g, rows, width=None: host_stage.exact_level(
-      key, pattern, spec, level=g, eps1=eps1, eps2=eps2, rows=rows, width=width)
+    key, pattern, spec, level=g, eps1=eps1, eps2=eps2, rows=rows, width=width
+  )
   one = lambda tree: jax.tree.map(lambda x: x[None], tree)
   if adaptive:
     run = lambda probes, width: one(states(d=probes[0][0], width=width))
@@ -99,11 +124,24 @@ def verify_grid(key: PRNGKeyArray, pattern: SparsePattern, d_grid: Sequence[int]
 
 @legacy_options
 @keyword_eps
-def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: float,
-          eps2: float, max_outside_mass: float | None = None, causal: bool = False,
-          dtype=None, layer_dtype=None, method: str = "jl", trials: int = 16, delta: float = 0.1,
-          confidence: float = 0.95, matmul: str = "float32", compute: Compute = Compute()
-          ) -> MinDResult:
+def min_d(
+  key: PRNGKeyArray,
+  sampler: Sampler,
+  d_grid: Sequence[int],
+  *,
+  eps1: float,
+  eps2: float,
+  max_outside_mass: float | None = None,
+  causal: bool = False,
+  dtype=None,
+  layer_dtype=None,
+  method: str = "jl",
+  trials: int = 16,
+  delta: float = 0.1,
+  confidence: float = 0.95,
+  matmul: str = "float32",
+  compute: Compute = Compute(),
+) -> MinDResult:
   """d_min = min{d ∈ grid : #successes(d)/T ≥ 1 − δ} over T independent trials, and per trial
   its verdicts, threshold d*_t and first success, with the quantiles d_50 and d_{1−δ}.
 
@@ -139,32 +177,51 @@ def min_d(key: PRNGKeyArray, sampler: Sampler, d_grid: Sequence[int], *, eps1: f
   if causal:
     _check_causal_trials(key, sampler, trials)
   evaluate, _ = resolve_dtype(dtype)
-  spec = SearchSpec(method, d_grid, evaluate.name, causal, matmul,
-                    None if layer_dtype is None else jnp.dtype(layer_dtype), compute.block_size,
-                    compute.row_block)
+  spec = SearchSpec(
+    method,
+    d_grid,
+    evaluate.name,
+    causal,
+    matmul,
+    None if layer_dtype is None else jnp.dtype(layer_dtype),
+    compute.block_size,
+    compute.row_block,
+  )
   shape = jax.eval_shape(sampler, key)
   adaptive = _adaptive(compute.schedule, method, shape, d_grid, trials)
-  batch = grid_kernel.trial_batch(shape.length, len(d_grid) if method in NESTED else 1,
-                                  spec.block_size, spec.row_block, trials)
+  batch = grid_kernel.trial_batch(
+    shape.length, len(d_grid) if method in NESTED else 1, spec.block_size, spec.row_block, trials
+  )
   run = functools.partial(
-      grid_kernel.trial_states, key, Criterion(eps1, eps2, max_outside_mass,
-                                               certify.thresholds(eps1, eps2, evaluate)),
-      spec=spec, sampler=sampler, trials=trials, mesh=local_mesh(),
-      trial_batch=min(batch, compute.max_trial_batch or trials))
+    grid_kernel.trial_states,
+    key,
+    Criterion(eps1, eps2, max_outside_mass, certify.thresholds(eps1, eps2, evaluate)),
+    spec=spec,
+    sampler=sampler,
+    trials=trials,
+    mesh=local_mesh(),
+    trial_batch=min(batch, compute.max_trial_batch or trials),
+  )
   exact = _trial_level(key, sampler, trials, spec, eps1=eps1, eps2=eps2)
-  verdicts, host_levels = (adaptive_states(run, exact, d_grid, trials, compute.check_above)
-                           if adaptive else _settled(run, exact))
+  verdicts, host_levels = (
+    adaptive_states(run, exact, d_grid, trials, compute.check_above)
+    if adaptive
+    else _settled(run, exact)
+  )
   return MinDResult.from_verdicts(d_grid, verdicts, delta, confidence)._replace(
-      certified=spec.layer_dtype is None and certify.certifiable(evaluate, max_outside_mass),
-      levels_on_host=host_levels)
+    certified=spec.layer_dtype is None and certify.certifiable(evaluate, max_outside_mass),
+    levels_on_host=host_levels,
+  )
 
 
-def _adaptive(schedule: str | None, method: str, shape: SparsePattern, d_grid: tuple[int, ...],
-              trials: int = 1) -> bool:
+def _adaptive(
+  schedule: str | None, method: str, shape: SparsePattern, d_grid: tuple[int, ...], trials: int = 1
+) -> bool:
   """Whether a search runs the adaptive schedule: as named, or the cheaper by the cost model
   (``cost.choose_schedule``) for patterns of ``shape``'s length and N."""
-  return (schedule or choose_schedule(method, shape.length, shape.nnz, d_grid, trials)
-          ) == "adaptive"
+  return (
+    schedule or choose_schedule(method, shape.length, shape.nnz, d_grid, trials)
+  ) == "adaptive"
 
 
 def _settled(run: Callable[[], tuple], exact: Callable[..., bool]) -> tuple[np.ndarray, int]:
@@ -173,15 +230,25 @@ def _settled(run: Callable[[], tuple], exact: Callable[..., bool]) -> tuple[np.n
   return host_stage.settle_levels(states, host_rows, exact)
 
 
-def _trial_level(key: PRNGKeyArray, sampler: Sampler, trials: int, spec: SearchSpec, *,
-                 eps1: float, eps2: float) -> Callable[..., bool]:
+def _trial_level(
+  key: PRNGKeyArray, sampler: Sampler, trials: int, spec: SearchSpec, *, eps1: float, eps2: float
+) -> Callable[..., bool]:
   """(t, g, rows, width) -> ``exact_level`` of trial t of ``min_d`` at grid level g, its pattern
   and construction keys from ``trial_keys``."""
   pattern_keys, method_keys = trial_keys(key, trials)
 
   def exact(t: int, g: int, rows: np.ndarray | None, width: int | None = None) -> bool:
-    return host_stage.exact_level(method_keys[t], jax.jit(sampler)(pattern_keys[t]), spec,
-                                  level=g, rows=rows, width=width, eps1=eps1, eps2=eps2)
+    return host_stage.exact_level(
+      method_keys[t],
+      jax.jit(sampler)(pattern_keys[t]),
+      spec,
+      level=g,
+      rows=rows,
+      width=width,
+      eps1=eps1,
+      eps2=eps2,
+    )
+
   return exact
 
 
@@ -196,8 +263,9 @@ def _check_causal_trials(key: PRNGKeyArray, sampler: Sampler, trials: int) -> No
       raise ValueError(f"causal=True, trial {t}: {error}") from None
 
 
-def _check_search(trials, delta, confidence, eps1, eps2, max_outside_mass, matmul,
-                  compute: Compute, method: str) -> None:
+def _check_search(
+  trials, delta, confidence, eps1, eps2, max_outside_mass, matmul, compute: Compute, method: str
+) -> None:
   """``min_d``'s argument checks: ValueError naming the first bad one."""
   if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
     raise ValueError(f"trials must be a positive integer, got {trials!r}")

@@ -1,5 +1,5 @@
-"""Statistics over trials: binomial intervals of success rates, order-statistic quantile intervals.
-"""
+"""Statistics over trials: binomial intervals of success rates, order-statistic quantile
+intervals."""
 
 from __future__ import annotations
 
@@ -11,11 +11,13 @@ import numpy as np
 def _scipy_stats():
   """scipy.stats, imported on first use: it takes a second, and ``import jaxattn`` need not."""
   import scipy.stats
+
   return scipy.stats
 
 
-def clopper_pearson(successes: np.ndarray, trials: int, confidence: float = 0.95
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def clopper_pearson(
+  successes: np.ndarray, trials: int, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
   """Exact binomial interval: Beta(α/2; k, n−k+1) ≤ p ≤ Beta(1−α/2; k+1, n−k)."""
   k = np.asarray(successes, float)
   alpha = 1.0 - confidence
@@ -45,16 +47,17 @@ def quantile_ranks(n: int, p: float, confidence: float = 0.95) -> tuple[int, int
     raise ValueError(f"confidence must be in (0, 1), got {confidence}")
   alpha = 1.0 - confidence
   cdf = _scipy_stats().binom.cdf(np.arange(n + 1), n, p)  # cdf[j] = P(B ≤ j)
-  low = np.flatnonzero(cdf[:n] <= alpha / 2)          # candidates r − 1 = j, r ≤ n
-  high = np.flatnonzero(cdf[:n] >= 1 - alpha / 2)     # candidates s − 1 = j, s ≤ n
+  low = np.flatnonzero(cdf[:n] <= alpha / 2)  # candidates r − 1 = j, r ≤ n
+  high = np.flatnonzero(cdf[:n] >= 1 - alpha / 2)  # candidates s − 1 = j, s ≤ n
   r = int(low[-1]) + 1 if low.size else 0
   s = int(high[0]) + 1 if high.size else n + 1
   k = min(n, max(1, math.ceil(p * n - 1e-9)))
   return k, r, s
 
 
-def quantile_interval(values: np.ndarray, p: float, confidence: float = 0.95
-                      ) -> tuple[float, float, float]:
+def quantile_interval(
+  values: np.ndarray, p: float, confidence: float = 0.95
+) -> tuple[float, float, float]:
   """(estimate, low, high) of the p-quantile of the values' distribution, from order statistics.
 
   estimate = X_(k), interval [X_(r), X_(s)] with the ranks of

@@ -34,8 +34,18 @@ from jaxtyping import Array, Bool, Float, Int
 
 from jaxattn._src import certify
 from jaxattn._src.pattern import SparsePattern
-from jaxattn._src.tiles import (SupportStats, causal_mask, default_tiles, dot, pad_rows,
-                                padding_mask, row_blocks, shard_leading, support_stats, tile_mask)
+from jaxattn._src.tiles import (
+  SupportStats,
+  causal_mask,
+  default_tiles,
+  dot,
+  pad_rows,
+  padding_mask,
+  row_blocks,
+  shard_leading,
+  support_stats,
+  tile_mask,
+)
 
 
 class RowStats(NamedTuple):
@@ -43,10 +53,10 @@ class RowStats(NamedTuple):
 
   spread: Float[Array, "G L"]
   gap: Float[Array, "G L"]
-  outside_mass: Float[Array, "G L"]   # Σ_{j∉S_i} P_ij; zeros unless full=True
+  outside_mass: Float[Array, "G L"]  # Σ_{j∉S_i} P_ij; zeros unless full=True
   max_abs_logit: Float[Array, "G L"]  # max_j |ℓ_ij|; zeros unless full=True
-  spread_bound: Float[Array, "G L"]   # σ_i ≥ |spread_i − exact spread_i| (``certify``)
-  gap_bound: Float[Array, "G L"]      # τ_i ≥ |gap_i − exact gap_i|
+  spread_bound: Float[Array, "G L"]  # σ_i ≥ |spread_i − exact spread_i| (``certify``)
+  gap_bound: Float[Array, "G L"]  # τ_i ≥ |gap_i − exact gap_i|
 
 
 # Without ``full``, levels with d ≤ _RANK1_MAX_D are formed by rank-1 updates
@@ -64,13 +74,17 @@ def _row_maxima(tiles: list[Float[Array, "R B"]]) -> tuple[Float[Array, " R"], .
   never written.
   """
   neg_inf = jnp.asarray(-jnp.inf, tiles[0].dtype)
-  return jax.lax.reduce(tuple(tiles), (neg_inf,) * len(tiles),
-                        lambda x, y: tuple(map(jnp.maximum, x, y)), (1,))
+  return jax.lax.reduce(
+    tuple(tiles), (neg_inf,) * len(tiles), lambda x, y: tuple(map(jnp.maximum, x, y)), (1,)
+  )
 
 
-def _full_update(carry: tuple[Float[Array, "G R"], Float[Array, "G R"], Float[Array, "G R"]],
-                 mask: Float[Array, "R B"], products: list[Float[Array, "R B"]],
-                 scales: Float[Array, " G"]) -> tuple[Float[Array, "G R"], ...]:
+def _full_update(
+  carry: tuple[Float[Array, "G R"], Float[Array, "G R"], Float[Array, "G R"]],
+  mask: Float[Array, "R B"],
+  products: list[Float[Array, "R B"]],
+  scales: Float[Array, " G"],
+) -> tuple[Float[Array, "G R"], ...]:
   """The online outside statistics (m, s, a) of every level after one key block (``full``).
 
   With the level's logits ℓ_ij = scales[g] · C_g,ij, C_g = Σ_{r ≤ g} products[r],
@@ -95,9 +109,13 @@ def _full_update(carry: tuple[Float[Array, "G R"], Float[Array, "G R"], Float[Ar
   return jax.tree.map(lambda *c: jnp.stack(c), *levels)
 
 
-def _level_maxima(mask: Float[Array, "R B"], products: list[Float[Array, "R B"]],
-                  q: Float[Array, "R w"], keys_t: Float[Array, "d B"],
-                  rank1_dims: tuple[int, ...]) -> Float[Array, "G R"]:
+def _level_maxima(
+  mask: Float[Array, "R B"],
+  products: list[Float[Array, "R B"]],
+  q: Float[Array, "R w"],
+  keys_t: Float[Array, "d B"],
+  rank1_dims: tuple[int, ...],
+) -> Float[Array, "G R"]:
   """max_j C_g,ij of every level's tile over one key block, without writing a tile (not ``full``).
 
   The first levels (d ∈ ``rank1_dims``) are C_0 plus one rank-1 update per column,
@@ -108,17 +126,23 @@ def _level_maxima(mask: Float[Array, "R B"], products: list[Float[Array, "R B"]]
   """
   row_max: tuple[Array, ...] = ()
   if rank1_dims:
-    sums = list(itertools.accumulate(
-        (q[:, c:c + 1] * keys_t[c] for c in range(rank1_dims[-1])), initial=mask))
+    sums = list(
+      itertools.accumulate(
+        (q[:, c : c + 1] * keys_t[c] for c in range(rank1_dims[-1])), initial=mask
+      )
+    )
     row_max += _row_maxima([sums[d] for d in rank1_dims])
   if products:
     row_max += _row_maxima(list(itertools.accumulate(products, initial=mask))[1:])
   return jnp.stack(row_max)
 
 
-def _full_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
-                  abs_max: Float[Array, "G R"], support: SupportStats
-                  ) -> tuple[Float[Array, "G R"], Float[Array, "G R"]]:
+def _full_figures(
+  out_max: Float[Array, "G R"],
+  out_sum: Float[Array, "G R"],
+  abs_max: Float[Array, "G R"],
+  support: SupportStats,
+) -> tuple[Float[Array, "G R"], Float[Array, "G R"]]:
   """Outside mass and max |ℓ| per row (``full``): the streamed (m, s, a) joined with the support's
   ln Σ e^ℓ and max |ℓ| (``support_stats``).
 
@@ -131,11 +155,21 @@ def _full_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
   return outside_mass, jnp.maximum(abs_max, support.abs_max)
 
 
-def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: SparsePattern,
-              splits: tuple[int, ...], scales: Float[Array, " G"], *, block_size: int | None = None,
-              row_block: int | None = None, full: bool = True, matmul_dtype=None,
-              mesh: Mesh | None = None, rows: Int[Array, " M"] | None = None,
-              causal: bool = False) -> RowStats:
+def row_stats(
+  queries: Float[Array, "L w"],
+  keys: Float[Array, "L w"],
+  pattern: SparsePattern,
+  splits: tuple[int, ...],
+  scales: Float[Array, " G"],
+  *,
+  block_size: int | None = None,
+  row_block: int | None = None,
+  full: bool = True,
+  matmul_dtype=None,
+  mesh: Mesh | None = None,
+  rows: Int[Array, " M"] | None = None,
+  causal: bool = False,
+) -> RowStats:
   """spread_i, gap_i (and, if ``full``, outside mass and |ℓ| max) of the logits
 
     ℓ^(g) = scales[g] · Q[:, :splits[g]] K[:, :splits[g]]ᵀ,   g = 0..G−1,
@@ -174,18 +208,41 @@ def row_stats(queries: Float[Array, "L w"], keys: Float[Array, "L w"], pattern: 
   if rows is not None:
     queries, pattern = queries[rows], jax.tree.map(lambda x: x[rows], pattern)
   scales = jnp.asarray(scales, queries.dtype)
-  stats, _ = _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
-                     matmul_dtype, mesh, row_index if causal else None)
-  stats = stats._replace(**dict(zip(("spread_bound", "gap_bound"), _bounds(
-      stats, queries, keys, pattern, splits, scales, matmul_dtype))))
+  stats, _ = _stream(
+    queries,
+    keys,
+    pattern,
+    splits,
+    scales,
+    block_size,
+    row_block,
+    full,
+    matmul_dtype,
+    mesh,
+    row_index if causal else None,
+  )
+  stats = stats._replace(
+    **dict(
+      zip(
+        ("spread_bound", "gap_bound"),
+        _bounds(stats, queries, keys, pattern, splits, scales, matmul_dtype),
+      )
+    )
+  )
   if mesh is not None and mesh.size > 1:  # gathered: later reductions run as on one device
     stats = jax.lax.with_sharding_constraint(stats, NamedSharding(mesh, PartitionSpec()))
   return stats
 
 
-def _bounds(stats: RowStats, queries: Float[Array, "M w"], keys: Float[Array, "L w"],
-            pattern: SparsePattern, splits: tuple[int, ...], scales: Float[Array, " G"],
-            matmul_dtype) -> tuple[Float[Array, "G M"], Float[Array, "G M"]]:
+def _bounds(
+  stats: RowStats,
+  queries: Float[Array, "M w"],
+  keys: Float[Array, "L w"],
+  pattern: SparsePattern,
+  splits: tuple[int, ...],
+  scales: Float[Array, " G"],
+  matmul_dtype,
+) -> tuple[Float[Array, "G M"], Float[Array, "G M"]]:
   """σ, τ of ``row_stats``: the prefix norms of the stored factors and the weights' logarithms
   put into ``certify.spread_and_gap_bounds`` with this backend's rounding model."""
   dtype = queries.dtype
@@ -199,35 +256,56 @@ def _bounds(stats: RowStats, queries: Float[Array, "M w"], keys: Float[Array, "L
   log_abs = jnp.where(pattern.valid, jnp.abs(jnp.log(pattern.weights.astype(dtype))), 0.0)
   log_norm_abs = jnp.max(jnp.abs(pattern.log_weights.astype(dtype)), -1)
   return certify.spread_and_gap_bounds(
-      stats.spread, stats.gap, query_norms, key_norm, scales, factor, dims,
-      jnp.max(log_abs, -1), log_norm_abs, u)
+    stats.spread,
+    stats.gap,
+    query_norms,
+    key_norm,
+    scales,
+    factor,
+    dims,
+    jnp.max(log_abs, -1),
+    log_norm_abs,
+    u,
+  )
 
 
-def dense_row_figures(stats: RowStats, dense: Bool[Array, " R"], row_max: Float[Array, "G R"],
-                      negated_min: Float[Array, "G R"]) -> RowStats:
+def dense_row_figures(
+  stats: RowStats,
+  dense: Bool[Array, " R"],
+  row_max: Float[Array, "G R"],
+  negated_min: Float[Array, "G R"],
+) -> RowStats:
   """``stats`` with the figures of the dense rows (support every key, A_ij = 1), from the streamed
   max_j ℓ_ij and −min_j ℓ_ij over every key:
 
     spread_i = max_j ℓ_ij − min_j ℓ_ij,   gap_i = −∞ (no key outside),   outside mass 0.
   """
-  return stats._replace(spread=jnp.where(dense, row_max + negated_min, stats.spread),
-                        gap=jnp.where(dense, -jnp.inf, stats.gap),
-                        outside_mass=jnp.where(dense, 0.0, stats.outside_mass))
+  return stats._replace(
+    spread=jnp.where(dense, row_max + negated_min, stats.spread),
+    gap=jnp.where(dense, -jnp.inf, stats.gap),
+    outside_mass=jnp.where(dense, 0.0, stats.outside_mass),
+  )
 
 
-def _key_blocks(keys: Float[Array, "L w"], splits: tuple[int, ...], rank1_dims: tuple[int, ...],
-                block: int, n_blocks: int, dtype
-                ) -> tuple[list[tuple[int, int]], list[Array], Float[Array, "n d B"]]:
+def _key_blocks(
+  keys: Float[Array, "L w"],
+  splits: tuple[int, ...],
+  rank1_dims: tuple[int, ...],
+  block: int,
+  n_blocks: int,
+  dtype,
+) -> tuple[list[tuple[int, int]], list[Array], Float[Array, "n d B"]]:
   """The keys per block of ``_stream``: the column ranges [d_{g−1}, d_g) of the levels formed as
   running sums of matmuls, the keys of each range [n, B, d_g − d_{g−1}], and the first
   ``rank1_dims[-1]`` key columns as rows [n, d, B] (for the rank-1 levels)."""
-  summed_dims = tuple(splits[len(rank1_dims):])
+  summed_dims = tuple(splits[len(rank1_dims) :])
   ranges = list(zip((0,) + summed_dims[:-1], summed_dims))
   padded_keys = pad_rows(keys, n_blocks * block)
   key_ranges = [padded_keys[:, lo:hi].reshape(n_blocks, block, hi - lo) for lo, hi in ranges]
   rank1_width = rank1_dims[-1] if rank1_dims else 0
-  keys_t = jnp.swapaxes(padded_keys[:, :rank1_width].reshape(n_blocks, block, rank1_width),
-                        1, 2).astype(dtype)
+  keys_t = jnp.swapaxes(
+    padded_keys[:, :rank1_width].reshape(n_blocks, block, rank1_width), 1, 2
+  ).astype(dtype)
   return ranges, key_ranges, keys_t
 
 
@@ -242,25 +320,38 @@ def key_block_loop(step, init, blocks, block: int, row_index: Int[Array, " R"] |
   if row_index is None:
     return jax.lax.scan(counted, (init, jnp.int32(0)), blocks)[0]
   visible = jnp.minimum(n_blocks, jnp.max(row_index) // block + 1)
-  return jax.lax.fori_loop(0, visible, lambda b, state: counted(
-      state, jax.tree.map(lambda x: x[b], blocks))[0], (init, jnp.int32(0)))
+  return jax.lax.fori_loop(
+    0,
+    visible,
+    lambda b, state: counted(state, jax.tree.map(lambda x: x[b], blocks))[0],
+    (init, jnp.int32(0)),
+  )
 
 
-def _stream_tiles(length: int, n_queries: int, block_size: int | None, row_block: int | None,
-                  mesh) -> tuple[int, int, int, int]:
+def _stream_tiles(
+  length: int, n_queries: int, block_size: int | None, row_block: int | None, mesh
+) -> tuple[int, int, int, int]:
   """(key block, row block, key blocks, row blocks) of a streamed pass over ``n_queries`` rows
   and L keys (defaults: ``default_tiles()``), the row blocks a multiple of ``mesh``'s devices."""
   default_rows, default_keys = default_tiles()
   block = min(block_size or default_keys, length)
   row_block = min(row_block or default_rows, n_queries)
   devices = mesh.size if mesh else 1
-  return (block, row_block, math.ceil(length / block),
-          math.ceil(n_queries / row_block / devices) * devices)
+  return (
+    block,
+    row_block,
+    math.ceil(length / block),
+    math.ceil(n_queries / row_block / devices) * devices,
+  )
 
 
-def _unseen_columns(start: Int[Array, ""], block: int, length: int,
-                    row_index: Int[Array, " R"] | None, mask: Float[Array, "R B"]
-                    ) -> Float[Array, "R B"]:
+def _unseen_columns(
+  start: Int[Array, ""],
+  block: int,
+  length: int,
+  row_index: Int[Array, " R"] | None,
+  mask: Float[Array, "R B"],
+) -> Float[Array, "R B"]:
   """−∞ at the columns of a key block no row sees (padding past L; causal: j > i), else 0:
   a dense row's −min_j over every key it sees."""
   if row_index is None:
@@ -268,10 +359,16 @@ def _unseen_columns(start: Int[Array, ""], block: int, length: int,
   return causal_mask(start, block, row_index, mask.dtype)
 
 
-def _row_block_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"],
-                       abs_max: Float[Array, "G R"], negated: list, support: SupportStats,
-                       scales: Float[Array, " G"], full: bool, dense: Bool[Array, " R"] | None
-                       ) -> RowStats:
+def _row_block_figures(
+  out_max: Float[Array, "G R"],
+  out_sum: Float[Array, "G R"],
+  abs_max: Float[Array, "G R"],
+  negated: list,
+  support: SupportStats,
+  scales: Float[Array, " G"],
+  full: bool,
+  dense: Bool[Array, " R"] | None,
+) -> RowStats:
   """A row block's ``RowStats`` from its streamed outside maxima (with sums and max |ℓ| if
   ``full``, already scaled) and its support's figures: gap_i = max_{j∉S_i} ℓ_ij −
   min_{j∈S_i} ℓ_ij with ℓ = s·C, the outside mass by ``_full_figures``; dense rows by
@@ -283,20 +380,35 @@ def _row_block_figures(out_max: Float[Array, "G R"], out_sum: Float[Array, "G R"
     outside_mass = jnp.zeros_like(out_max)
   zeros = jnp.zeros_like(support.spread)
   stats = RowStats(support.spread, out_max - support.minimum, outside_mass, abs_max, zeros, zeros)
-  return (stats if dense is None else
-          dense_row_figures(stats, dense, out_max, scales[:, None] * negated[0]))
+  return (
+    stats
+    if dense is None
+    else dense_row_figures(stats, dense, out_max, scales[:, None] * negated[0])
+  )
 
 
-def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full, matmul_dtype,
-            mesh, row_index=None) -> tuple[RowStats, Int[Array, ""]]:
+def _stream(
+  queries,
+  keys,
+  pattern,
+  splits,
+  scales,
+  block_size,
+  row_block,
+  full,
+  matmul_dtype,
+  mesh,
+  row_index=None,
+) -> tuple[RowStats, Int[Array, ""]]:
   """The streamed pass of ``row_stats`` (figures only; bounds zero) and the key tiles it ran: a
   ``key_block_loop`` per row block, the row blocks mapped (split over ``mesh``); with
   ``row_index`` (each row's i), a causal layer's, the key blocks above the diagonal skipped."""
   (length, width), n_queries, dtype = keys.shape, queries.shape[0], queries.dtype
   if matmul_dtype is not None:
     queries, keys = queries.astype(matmul_dtype), keys.astype(matmul_dtype)
-  block, row_block, n_blocks, n_row_blocks = _stream_tiles(length, n_queries, block_size,
-                                                            row_block, mesh)
+  block, row_block, n_blocks, n_row_blocks = _stream_tiles(
+    length, n_queries, block_size, row_block, mesh
+  )
   prefix = (jnp.arange(width)[:, None] < jnp.asarray(splits)).astype(dtype)  # [w, G]
   rank1_dims = () if full else tuple(d for d in splits if d <= _RANK1_MAX_D)
   ranges, key_ranges, keys_t = _key_blocks(keys, splits, rank1_dims, block, n_blocks, dtype)
@@ -326,7 +438,8 @@ def _stream(queries, keys, pattern, splits, scales, block_size, row_block, full,
     init = (jnp.full(shape, -jnp.inf, dtype), *jnp.zeros((2, *shape), dtype))
     init += () if dense is None else (init[0],)
     (out_max, out_sum, abs_max, *negated), visited = key_block_loop(
-        key_block, init, (key_ranges, keys_t, jnp.arange(n_blocks) * block), block, index)
+      key_block, init, (key_ranges, keys_t, jnp.arange(n_blocks) * block), block, index
+    )
     figures = _row_block_figures(out_max, out_sum, abs_max, negated, support, scales, full, dense)
     return figures, visited
 

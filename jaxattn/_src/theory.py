@@ -17,8 +17,16 @@ def jl_inner_product_failure(d: int, eps: float) -> float:
 
 
 @keyword_eps
-def jl_dim(length: int, nnz: int, *, eps1: float, eps2: float, a_min: float,
-           delta: float = 0.1, max_outside_mass: float | None = None) -> int:
+def jl_dim(
+  length: int,
+  nnz: int,
+  *,
+  eps1: float,
+  eps2: float,
+  a_min: float,
+  delta: float = 0.1,
+  max_outside_mass: float | None = None,
+) -> int:
   """d at which ``construct.jl`` provably succeeds with probability ≥ 1 − δ.
 
   Every logit must stay within t = ln(1+ε1)/2 of its target B_ij. Row i of B
@@ -46,15 +54,18 @@ def jl_dim(length: int, nnz: int, *, eps1: float, eps2: float, a_min: float,
   if length < 1 or nnz < 1:
     raise ValueError(f"need length >= 1 and nnz >= 1, got {length}, {nnz}")
   if not (eps1 > 0 and 0 < eps2 < 1 and 0 < a_min <= 1 and 0 < delta < 1):
-    raise ValueError("need eps1 > 0, 0 < eps2 < 1, 0 < a_min <= 1, 0 < delta < 1; got "
-                     f"eps1={eps1}, eps2={eps2}, a_min={a_min}, delta={delta}")
+    raise ValueError(
+      "need eps1 > 0, 0 < eps2 < 1, 0 < a_min <= 1, 0 < delta < 1; got "
+      f"eps1={eps1}, eps2={eps2}, a_min={a_min}, delta={delta}"
+    )
   if max_outside_mass is not None and not 0 < max_outside_mass < 1:
     raise ValueError(f"max_outside_mass must be in (0, 1), got {max_outside_mass}")
   tolerance = math.log1p(eps1) / 2
   shift = math.log1p(eps1) + math.log(1 / (eps2 * a_min))
   if max_outside_mass is not None and length > nnz:
-    shift = max(shift, math.log1p(eps1) + math.log(
-        (length - nnz) * (1 - max_outside_mass) / max_outside_mass))
+    shift = max(
+      shift, math.log1p(eps1) + math.log((length - nnz) * (1 - max_outside_mass) / max_outside_mass)
+    )
   eps = tolerance / (math.sqrt(nnz) * shift)
   return math.ceil(math.log(4 * length**2 / delta) / (eps**2 / 4 - eps**3 / 6))
 
@@ -82,9 +93,13 @@ def _circulant_pairs_log2(length: int) -> float:
   copies of g such cycles number (L!)² / (g! (2m)^g): (L!)² relabellings over
   the g! (2m)^g side-preserving automorphisms.
   """
-  return _log2_sum([2 * _log2_factorial(length) - _log2_factorial(g)
-                    - g * math.log2(2 * length // g)
-                    for g in range(1, length // 2 + 1) if length % g == 0])
+  return _log2_sum(
+    [
+      2 * _log2_factorial(length) - _log2_factorial(g) - g * math.log2(2 * length // g)
+      for g in range(1, length // 2 + 1)
+      if length % g == 0
+    ]
+  )
 
 
 def pattern_bits(family: str, length: int, nnz: int) -> float:
@@ -117,8 +132,13 @@ def pattern_bits(family: str, length: int, nnz: int) -> float:
   if family == "random_regular" and nnz == 2:
     return _circulant_pairs_log2(length) / length
   if family == "regular":
-    total = (_log2_factorial(length * nnz) - 2 * length * _log2_factorial(nnz)
-             - (nnz - 1) ** 2 / (2 * _LN2))
+    total = (
+      _log2_factorial(length * nnz)
+      - 2 * length * _log2_factorial(nnz)
+      - (nnz - 1) ** 2 / (2 * _LN2)
+    )
     return total / length
-  raise ValueError(f"no support count for family {family!r} with nnz={nnz}: known for "
-                   f"random_regular (nnz <= 2), regular, {', '.join(_FIXED_SUPPORT)}")
+  raise ValueError(
+    f"no support count for family {family!r} with nnz={nnz}: known for "
+    f"random_regular (nnz <= 2), regular, {', '.join(_FIXED_SUPPORT)}"
+  )

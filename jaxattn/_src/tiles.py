@@ -32,8 +32,11 @@ from jaxattn._src.pattern import SparsePattern
 
 SHARD_AXIS = "devices"
 TILES: dict[str, tuple[int, int]] = {
-    backend: tuple(tile) for backend, tile in
-    json.loads((pathlib.Path(__file__).parent / "tiles.json").read_text()).items()}
+  backend: tuple(tile)
+  for backend, tile in json.loads(
+    (pathlib.Path(__file__).parent / "tiles.json").read_text()
+  ).items()
+}
 
 
 def default_tiles(backend: str | None = None) -> tuple[int, int]:
@@ -67,9 +70,14 @@ def pad_rows(x: Array, rows: int, value=0) -> Array:
   return jnp.pad(x, pad, constant_values=value)
 
 
-def row_blocks(queries: Float[Array, "L w"], pattern: SparsePattern, n_row_blocks: int,
-               row_block: int, dtype, row_index: Int[Array, " L"] | None = None
-               ) -> tuple[Array, Array, Array, Array, Array | None, Array | None]:
+def row_blocks(
+  queries: Float[Array, "L w"],
+  pattern: SparsePattern,
+  n_row_blocks: int,
+  row_block: int,
+  dtype,
+  row_index: Int[Array, " L"] | None = None,
+) -> tuple[Array, Array, Array, Array, Array | None, Array | None]:
   """(queries, support columns, valid slots, ln A in ``dtype``, dense flags or None, the rows'
   indices i or None), each padded to ``n_row_blocks · row_block`` rows and reshaped to
   [n_row_blocks, row_block, ...].
@@ -80,36 +88,57 @@ def row_blocks(queries: Float[Array, "L w"], pattern: SparsePattern, n_row_block
   """
   rows = n_row_blocks * row_block
   blocked = lambda x, value=0: pad_rows(x, rows, value).reshape(
-      n_row_blocks, row_block, *x.shape[1:])
+    n_row_blocks, row_block, *x.shape[1:]
+  )
   dense = None if pattern.dense is None else blocked(pattern.dense, False)
   index = None if row_index is None else blocked(row_index, pattern.length - 1)
-  return (blocked(queries), blocked(pattern.cols), blocked(pattern.valid, True),
-          blocked(pattern.log_weights.astype(dtype)), dense, index)
+  return (
+    blocked(queries),
+    blocked(pattern.cols),
+    blocked(pattern.valid, True),
+    blocked(pattern.log_weights.astype(dtype)),
+    dense,
+    index,
+  )
 
 
 def dot(a: Array, b: Array, out_dtype) -> Array:
   """a bᵀ in ``out_dtype`` (products of narrower operands accumulate in ``out_dtype``)."""
-  return jax.lax.dot_general(a, b, (((a.ndim - 1,), (b.ndim - 1,)), ((), ())),
-                             precision=HIGHEST, preferred_element_type=out_dtype)
+  return jax.lax.dot_general(
+    a,
+    b,
+    (((a.ndim - 1,), (b.ndim - 1,)), ((), ())),
+    precision=HIGHEST,
+    preferred_element_type=out_dtype,
+  )
 
 
 def padding_mask(start: Int[Array, ""], block: int, length: int, dtype) -> Float[Array, " B"]:
   """−∞ at the columns start + j ≥ L of the key block (padding), else 0."""
-  return jnp.where(start + jnp.arange(block) >= length, jnp.asarray(-jnp.inf, dtype),
-                   jnp.asarray(0, dtype))
+  return jnp.where(
+    start + jnp.arange(block) >= length, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, dtype)
+  )
 
 
-def causal_mask(start: Int[Array, ""], block: int, row_index: Int[Array, " R"], dtype
-                ) -> Float[Array, "R B"]:
+def causal_mask(
+  start: Int[Array, ""], block: int, row_index: Int[Array, " R"], dtype
+) -> Float[Array, "R B"]:
   """−∞ at the columns start + j > i of row i (the future keys a causal layer masks), else 0;
   padding (start + j ≥ L > i) included."""
   future = start + jnp.arange(block)[None, :] > row_index[:, None]
   return jnp.where(future, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, dtype))
 
 
-def tile_mask(cols: Int[Array, "R N"], valid: Bool[Array, "R N"], start: Int[Array, ""],
-              block: int, length: int, dtype, dense: Bool[Array, " R"] | None = None,
-              row_index: Int[Array, " R"] | None = None) -> Float[Array, "R B"]:
+def tile_mask(
+  cols: Int[Array, "R N"],
+  valid: Bool[Array, "R N"],
+  start: Int[Array, ""],
+  block: int,
+  length: int,
+  dtype,
+  dense: Bool[Array, " R"] | None = None,
+  row_index: Int[Array, " R"] | None = None,
+) -> Float[Array, "R B"]:
   """C_0 of the key block [start, start + block): where every running sum starts (and, with
   ``full``, which columns are excluded).
 
@@ -132,8 +161,11 @@ def tile_mask(cols: Int[Array, "R N"], valid: Bool[Array, "R N"], start: Int[Arr
   mask = mask.at[jnp.arange(cols.shape[0])[:, None], slots].set(neg_inf, mode="drop")
   if dense is None:
     return mask
-  visible = (padding_mask(start, block, length, dtype) if row_index is None
-             else causal_mask(start, block, row_index, dtype))
+  visible = (
+    padding_mask(start, block, length, dtype)
+    if row_index is None
+    else causal_mask(start, block, row_index, dtype)
+  )
   return jnp.where(dense[:, None], visible, mask)
 
 
@@ -144,35 +176,62 @@ SUPPORT_CHUNK = 64
 class SupportStats(NamedTuple):
   """Per level g and row i, from the support logits ℓ^(g)_is of the valid slots s."""
 
-  spread: Float[Array, "G R"]   # max_s(ℓ_is − ln A_is) − min_s(ℓ_is − ln A_is)
+  spread: Float[Array, "G R"]  # max_s(ℓ_is − ln A_is) − min_s(ℓ_is − ln A_is)
   minimum: Float[Array, "G R"]  # min_s ℓ_is
   log_sum: Float[Array, "G R"]  # ln Σ_s e^{ℓ_is} (with ``full``; else −∞)
   abs_max: Float[Array, "G R"]  # max_s |ℓ_is| (with ``full``; else 0)
 
 
-def _slot_extrema(q: Float[Array, "R w"], keys: Float[Array, "L w"], cols: Int[Array, "R C"],
-                  log_w: Float[Array, "R C"], valid: Bool[Array, "R C"],
-                  prefix: Float[Array, "w G"], scales: Float[Array, " G"], full: bool
-                  ) -> tuple[Float[Array, "G R"], ...]:
+def _slot_extrema(
+  q: Float[Array, "R w"],
+  keys: Float[Array, "L w"],
+  cols: Int[Array, "R C"],
+  log_w: Float[Array, "R C"],
+  valid: Bool[Array, "R C"],
+  prefix: Float[Array, "w G"],
+  scales: Float[Array, " G"],
+  full: bool,
+) -> tuple[Float[Array, "G R"], ...]:
   """max and min of ℓ − ln A, min ℓ, ln Σ e^ℓ and max |ℓ| over the valid slots of C columns."""
   support_terms = q[:, None, :] * keys[cols].astype(q.dtype)  # [R, C, w]
-  support = scales[:, None, None] * jnp.moveaxis(jax.lax.dot_general(
-      support_terms, prefix, (((2,), (0,)), ((), ())), precision=HIGHEST,
-      preferred_element_type=q.dtype), -1, 0)  # [G, R, C]
+  support = scales[:, None, None] * jnp.moveaxis(
+    jax.lax.dot_general(
+      support_terms,
+      prefix,
+      (((2,), (0,)), ((), ())),
+      precision=HIGHEST,
+      preferred_element_type=q.dtype,
+    ),
+    -1,
+    0,
+  )  # [G, R, C]
   shifted = support - log_w
   high = jnp.max(jnp.where(valid, shifted, -jnp.inf), -1)
   low = jnp.min(jnp.where(valid, shifted, jnp.inf), -1)
   minimum = jnp.min(jnp.where(valid, support, jnp.inf), -1)
   if not full:
     return high, low, minimum, jnp.full_like(high, -jnp.inf), jnp.zeros_like(high)
-  return (high, low, minimum, jax.nn.logsumexp(jnp.where(valid, support, -jnp.inf), -1),
-          jnp.max(jnp.where(valid, jnp.abs(support), 0.0), -1))
+  return (
+    high,
+    low,
+    minimum,
+    jax.nn.logsumexp(jnp.where(valid, support, -jnp.inf), -1),
+    jnp.max(jnp.where(valid, jnp.abs(support), 0.0), -1),
+  )
 
 
-def support_stats(q: Float[Array, "R w"], keys: Float[Array, "L w"], cols: Int[Array, "R N"],
-                  log_w: Float[Array, "R N"], valid: Bool[Array, "R N"],
-                  prefix: Float[Array, "w G"], scales: Float[Array, " G"], *,
-                  full: bool = False, chunk: int = SUPPORT_CHUNK) -> SupportStats:
+def support_stats(
+  q: Float[Array, "R w"],
+  keys: Float[Array, "L w"],
+  cols: Int[Array, "R N"],
+  log_w: Float[Array, "R N"],
+  valid: Bool[Array, "R N"],
+  prefix: Float[Array, "w G"],
+  scales: Float[Array, " G"],
+  *,
+  full: bool = False,
+  chunk: int = SUPPORT_CHUNK,
+) -> SupportStats:
   """``SupportStats`` of every level from the support logits
 
     ℓ^(g)_is = scales[g] · Σ_c q_ic k_{cols_is, c} prefix_cg,   prefix_cg = [c < d_g],
@@ -191,11 +250,14 @@ def support_stats(q: Float[Array, "R w"], keys: Float[Array, "L w"], cols: Int[A
     pad = ((0, 0), (0, -n % chunk))  # padding slots: column 0, invalid
     split = lambda x: jnp.moveaxis(jnp.pad(x, pad).reshape(x.shape[0], -1, chunk), 1, 0)
     joins = (jnp.maximum, jnp.minimum, jnp.minimum, jnp.logaddexp, jnp.maximum)
-    step = lambda carry, part: (tuple(join(c, x) for join, c, x in zip(
-        joins, carry, extrema(*part))), None)
+    step = lambda carry, part: (
+      tuple(join(c, x) for join, c, x in zip(joins, carry, extrema(*part))),
+      None,
+    )
     shape = (prefix.shape[-1], q.shape[0])
-    init = tuple(jnp.full(shape, value, q.dtype) for value in (-jnp.inf, jnp.inf, jnp.inf,
-                                                                -jnp.inf, 0.0))
+    init = tuple(
+      jnp.full(shape, value, q.dtype) for value in (-jnp.inf, jnp.inf, jnp.inf, -jnp.inf, 0.0)
+    )
     carry, _ = jax.lax.scan(step, init, tuple(map(split, (cols, log_w, valid))))
     high, low, minimum, log_sum, abs_max = carry
   return SupportStats(high - low, minimum, log_sum, abs_max)
