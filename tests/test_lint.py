@@ -1,4 +1,5 @@
-"""``ruff check .`` passes with the rule set of pyproject.toml."""
+"""``ruff check .`` passes with the rule set of pyproject.toml, and ``ruff format`` has laid the
+code out; functions, parameters and modules stay within the house's sizes; mypy finds no error."""
 
 import re
 import pathlib
@@ -11,6 +12,19 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 def test_ruff_passes():
   result = subprocess.run(
     [sys.executable, "-m", "ruff", "check", "--no-cache", "."],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+
+def test_the_code_is_laid_out_by_ruffs_formatter():
+  """``ruff format --check .``: the layout is the formatter's, with the house's two-space indent
+  (pyproject.toml); ``ruff format .`` writes it."""
+  result = subprocess.run(
+    [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."],
     cwd=ROOT,
     capture_output=True,
     text=True,
