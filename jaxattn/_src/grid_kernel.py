@@ -23,7 +23,7 @@ from jaxattn._src.options import Criterion, SearchSpec
 from jaxattn._src.pattern import SparsePattern
 from jaxattn._src.tiles import default_tiles, shard_leading
 from jaxattn._src.stream import row_stats
-from jaxattn._src.verify import row_ok, row_states
+from jaxattn._src.verify import listed_row_states, row_ok, row_states
 
 # Bytes of [G, rows, block] logit tiles one vmapped batch of trials may hold.
 TILE_BUDGET = 1 << 28
@@ -170,20 +170,17 @@ def recheck_rows(
 
   def recheck(states):
     rows = jnp.nonzero(needed, size=capacity, fill_value=length)[0]  # L: an empty slot
-    redone = row_states(
-      row_stats(
-        queries,
-        keys,
-        pattern,
-        splits,
-        scales,
-        block_size=block_size,
-        row_block=row_block,
-        full=False,
-        rows=rows,
-        causal=causal,
-      ),
+    redone = listed_row_states(
+      queries,
+      keys,
+      pattern,
+      rows,
+      scales,
       limits,
+      splits,
+      block_size=block_size,
+      row_block=row_block,
+      causal=causal,
     )
     return states.at[:, rows].set(redone, mode="drop")
 

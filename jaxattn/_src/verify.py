@@ -145,21 +145,48 @@ def _recheck(
 ):
   """Row states of ``rows`` at every level, the products in the evaluation dtype (float32)."""
   pattern = cast_pattern(pattern, jnp.promote_types(queries.dtype, jnp.float32))
-  return row_states(
-    row_stats(
-      queries,
-      keys,
-      pattern,
-      splits,
-      scales,
-      block_size=block_size,
-      row_block=row_block,
-      full=False,
-      rows=rows,
-      causal=causal,
-    ),
+  return listed_row_states(
+    queries,
+    keys,
+    pattern,
+    rows,
+    scales,
     limits,
+    splits,
+    block_size=block_size,
+    row_block=row_block,
+    causal=causal,
   )
+
+
+def listed_row_states(
+  queries: Float[Array, "L w"],
+  keys: Float[Array, "L w"],
+  pattern: SparsePattern,
+  rows: Int[Array, " M"],
+  scales: Float[Array, " G"],
+  limits: certify.Thresholds,
+  splits: tuple[int, ...],
+  *,
+  block_size: int | None = None,
+  row_block: int | None = None,
+  causal: bool = False,
+) -> Int[Array, "G M"]:
+  """``row_states`` of the listed ``rows`` at every level (prefixes ``splits``, logits scaled by
+  ``scales``), streamed without the outside mass; the products in Q's dtype."""
+  stats = row_stats(
+    queries,
+    keys,
+    pattern,
+    splits,
+    scales,
+    block_size=block_size,
+    row_block=row_block,
+    full=False,
+    rows=rows,
+    causal=causal,
+  )
+  return row_states(stats, limits)
 
 
 def host_rows_ok(
