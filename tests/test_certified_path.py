@@ -584,3 +584,26 @@ def test_a_row_with_a_non_finite_factor_fails_on_the_host():
   report = _verify(queries, keys, a, eps1=0.5, eps2=math.exp(-4.5))
   assert int(report.settled_on_host) == 3
   np.testing.assert_array_equal(report.row_ok, [True, False, True])
+
+
+def test_the_searchs_float32_recheck_keeps_the_rows_it_finds_failing():
+  """``recheck_rows`` re-does a bfloat16 pass's undecided rows with float32 products, up to
+  ⌈``RECHECK_SHARE``·L⌉ of them: each comes back with its float32 state, so a row that certainly
+  fails stays failing (a re-check that passed the rows it re-did would certify failing levels
+  of a ``matmul="bfloat16"`` search); the rows past its buffer stay undecided."""
+  key = jax.random.PRNGKey(0)
+  pattern = ja.patterns.random_regular(key, length=64, nnz=2, a_min=0.5)
+  solution = ja.construct.jl(key, pattern, d=4, eps1=0.5, eps2=0.5)  # far below jl's d: fails
+  queries, keys = solution.queries(), solution.keys()
+  splits, scales = (queries.shape[1],), jnp.ones(1)
+  limits = ja.certify.thresholds(0.5, 0.5, jnp.float32)
+  stats = ja.row_stats(queries, keys, pattern, splits, scales, full=False)
+  float32 = np.asarray(ja.certify.row_states(stats, limits))
+  undecided = jnp.full(float32.shape, ja.certify.UNDECIDED, jnp.int8)
+  redone = np.asarray(
+    ja.certify.recheck_rows(queries, keys, pattern, undecided, splits, scales, limits)
+  )
+  capacity = math.ceil(ja.certify.RECHECK_SHARE * pattern.length)
+  assert (float32[:, :capacity] == ja.certify.CERTAIN_FAIL).any()  # the case under test
+  np.testing.assert_array_equal(redone[:, :capacity], float32[:, :capacity])
+  assert (redone[:, capacity:] == ja.certify.UNDECIDED).all()
