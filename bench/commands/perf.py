@@ -149,11 +149,10 @@ def speed(args) -> None:
   the search, timed round-robin with their verdicts, and the certified rows."""
   pattern, solution = perf.problem(args.seed, args.length, args.d, args.nnz)
   queries, keys = solution.queries(), solution.keys()
-  fns, verdicts = _speed_checks(args, pattern, solution)
-  layer = None if args.layer_dtype == "float32" else jnp.dtype(args.layer_dtype)
+  fns, verdicts = _speed_checks(args, pattern, solution, (queries, keys))
   grid = ja.geometric_grid(args.d, args.per_octave, start=min(args.grid_start, args.d))
   search_name = f"(e) search, {len(grid)} d <= {args.d}"
-  fns[search_name] = perf.search_thunk(queries, keys, pattern, grid, layer)
+  fns[search_name] = perf.search_thunk(queries, keys, pattern, grid, _layer_dtype(args))
   certified = certified_checks(queries, keys, pattern, grid, args) if args.certified else {}
   fns.update({name: fn for name, (fn, _) in certified.items()})
   seconds = perf.time_round_robin(fns, args.repeats)
@@ -164,9 +163,17 @@ def speed(args) -> None:
     raise CommandError(f"the checks disagree on ok: {verdicts}", status=1)
 
 
-def _speed_checks(args, pattern, solution) -> tuple[dict[str, Callable[[], Any]], dict]:
+def _layer_dtype(args) -> jnp.dtype | None:
+  """``--layer-dtype`` as the checks take it: None for float32 (the layer computes in float32)."""
+  return None if args.layer_dtype == "float32" else jnp.dtype(args.layer_dtype)
+
+
+def _speed_checks(
+  args, pattern, solution, factors: tuple[jax.Array, jax.Array]
+) -> tuple[dict[str, Callable[[], Any]], dict]:
   """The timed checks (a)–(d) of the table, name -> thunk, and each verdict, name -> (ok, leak),
-  with the float64 dense reference's (not timed) where L ≤ ``REFERENCE_MAX_LENGTH``."""
+  with the float64 dense reference's (not timed) where L ≤ ``REFERENCE_MAX_LENGTH``; ``factors``:
+  the solution's (Q, K), computed once."""
   matmul_dtype = jnp.dtype(args.layer_dtype)
   x, w_q, w_k, cols, weights, valid = (
     np.asarray(a)
@@ -174,10 +181,9 @@ def _speed_checks(args, pattern, solution) -> tuple[dict[str, Callable[[], Any]]
   )
   dense = jax.jit(perf.dense_jax, static_argnames="matmul_dtype")
   bare = jax.jit(perf.bare_ceiling, static_argnames=("matmul_dtype", "rows"))
-  layer = None if matmul_dtype == jnp.float32 else matmul_dtype
   fns: dict[str, Callable[[], Any]] = {
     "(a) ja.verify": lambda: ja.verify(
-      solution, pattern, eps1=perf.EPS1, eps2=perf.EPS2, layer_dtype=layer
+      solution, pattern, eps1=perf.EPS1, eps2=perf.EPS2, layer_dtype=_layer_dtype(args)
     ),
     "(b) NumPy float32": lambda: perf.numpy_check(
       x, w_q, w_k, cols, weights, valid, perf.EPS1, perf.EPS2
@@ -186,9 +192,7 @@ def _speed_checks(args, pattern, solution) -> tuple[dict[str, Callable[[], Any]]
       solution, pattern, perf.EPS1, perf.EPS2, matmul_dtype=matmul_dtype
     ),
     **{
-      _ceiling_name(rows): functools.partial(
-        bare, solution.queries(), solution.keys(), matmul_dtype=matmul_dtype, rows=rows
-      )
+      _ceiling_name(rows): functools.partial(bare, *factors, matmul_dtype=matmul_dtype, rows=rows)
       for rows in perf.CEILING_ROWS
     },
   }
@@ -343,7 +347,7 @@ def causal_speed(args) -> None:
 
 def sweep(args) -> None:
   length, d = args.length, args.d
-  matmul_dtype = None if args.layer_dtype == "float32" else jnp.dtype(args.layer_dtype)
+  matmul_dtype = _layer_dtype(args)
   pattern, solution = perf.problem(args.seed, length, d, args.nnz)
   grid = ja.geometric_grid(d, args.per_octave)
   tiles = [(rows, keys) for rows in args.tile_rows for keys in args.tile_keys]
