@@ -118,11 +118,6 @@ def union(cols: Int[Array, "L M"], valid: Bool[Array, "L M"], width: int) -> Can
   )
 
 
-def row_index(length: int) -> Int[Array, "L 1"]:
-  """The row indices i = 0 … L − 1 as a column."""
-  return jnp.arange(length)[:, None]
-
-
 def _spec_text(value) -> str:
   """A field's value as a spec writes it: integers of a tuple joined by x, booleans lower-case."""
   return "x".join(map(str, value)) if isinstance(value, tuple) else str(value).lower()

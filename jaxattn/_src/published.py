@@ -33,8 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Int, PRNGKeyArray
 
-from jaxattn._src.family import Bounds, Family, check_positive, row_index
+from jaxattn._src.family import Bounds, Family, check_positive
 from jaxattn._src.lsh import lsh_buckets, lsh_candidates
+
+
+def row_index(length: int) -> Int[Array, "L 1"]:
+  """The row indices i = 0 … L − 1 as a column."""
+  return jnp.arange(length)[:, None]
 
 
 @dataclasses.dataclass(frozen=True)
